@@ -1,0 +1,3 @@
+from clipseek.cli import main
+
+main()

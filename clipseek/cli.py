@@ -1,0 +1,587 @@
+"""The command line: a thin Typer face over :class:`clipseek.engine.Engine`.
+
+It turns flags into settings, engine events into a rich progress bar, and
+results into a table or JSON. Anything heavier than rich is imported inside the
+command that needs it, so ``clipseek --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from clipseek import __version__
+from clipseek.errors import ClipseekError
+from clipseek.search import QUERY_HELP
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from clipseek.config import Settings
+    from clipseek.engine import Engine
+    from clipseek.indexer import IndexEvent, IndexSummary
+    from clipseek.search import SearchResponse
+
+app = typer.Typer(
+    name="clipseek",
+    help="Semantic image search in the terminal: find photos by describing them.\n\n"
+    "Run without a command to open the full-screen app.",
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _stdout() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _debug_enabled() -> bool:
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx else None
+    if root is not None and isinstance(root.obj, dict) and root.obj.get("debug"):
+        return True
+    return os.environ.get("CLIPSEEK_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def friendly(func: F) -> F:
+    """Show a :class:`ClipseekError` as its message and exit 1; a traceback only with --debug."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ClipseekError as exc:
+            if _debug_enabled():
+                raise
+            _stderr().print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            raise typer.Exit(1) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if _debug_enabled():
+                raise
+            _stderr().print(
+                f"[bold red]error:[/] clipseek hit an unexpected problem: "
+                f"{type(exc).__name__}: {exc}\nRun again with --debug for the full traceback "
+                "and include it in a bug report.",
+                markup=False,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- shared options
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="CLIP model: ViT-B/32 (default), ViT-B/16, ViT-L/14, RN50, an open_clip "
+        "MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH. [env: CLIPSEEK_MODEL]",
+        show_default=False,
+    ),
+]
+DbOpt = Annotated[
+    Path | None,
+    typer.Option("--db", help="Index folder. [env: CLIPSEEK_DB]", show_default=False),
+]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--device", help="auto, cpu, cuda or mps. [env: CLIPSEEK_DEVICE]", show_default=False
+    ),
+]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help="auto, fp32, bf16 or fp16; auto picks the fastest that keeps results. "
+        "[env: CLIPSEEK_PRECISION]",
+        show_default=False,
+    ),
+]
+ChromaOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--chroma-url",
+        help="Use a Chroma server (http://HOST:PORT) instead of the local index. "
+        "[env: CLIPSEEK_CHROMA_URL]",
+        show_default=False,
+    ),
+]
+
+
+def _settings(**flags: Any) -> Settings:
+    from clipseek.config import load_settings
+
+    return load_settings({k: v for k, v in flags.items() if v is not None})
+
+
+def _engine(settings: Settings) -> Engine:
+    from clipseek.engine import Engine
+
+    return Engine(settings)
+
+
+# --------------------------------------------------------------------------- root
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"clipseek {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks for bug reports. [env: CLIPSEEK_DEBUG]")
+    ] = False,
+) -> None:
+    ctx.obj = {"debug": debug}
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+
+
+# --------------------------------------------------------------------------- index
+
+
+class _IndexProgress:
+    """Draws engine events as a rich progress bar with rate and ETA."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = console
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task = self.progress.add_task("Scanning", total=None, rate="")
+
+    def __enter__(self) -> _IndexProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: IndexEvent) -> None:
+        from clipseek import indexer as ev
+
+        p = self.progress
+        if isinstance(event, ev.ScanProgress):
+            p.update(self.task, description=f"Scanning ({event.found} images found)")
+        elif isinstance(event, ev.PlanReady):
+            p.update(self.task, description="Embedding", total=event.to_embed or 1, completed=0)
+            if event.to_embed == 0:
+                p.update(self.task, description="Up to date", completed=1)
+        elif isinstance(event, ev.ModelLoading):
+            p.update(self.task, description=f"Loading {event.model}")
+        elif isinstance(event, ev.ModelReady):
+            p.update(self.task, description=f"Embedding ({event.device}, {event.precision})")
+        elif isinstance(event, ev.BatchDone):
+            p.update(
+                self.task,
+                completed=event.done,
+                rate=f"{event.images_per_second:5.1f} img/s",
+            )
+        elif isinstance(event, ev.FileFailed):
+            p.console.print(f"[yellow]skipped[/] {_safe(event.path)}: {event.reason}")
+        elif isinstance(event, ev.Notice):
+            p.console.print(f"[cyan]note:[/] {event.message}")
+
+
+def _safe(path: str) -> str:
+    """Paths with undecodable bytes print with escapes instead of crashing the terminal."""
+    from rich.markup import escape
+
+    return escape(os.fsencode(path).decode("utf-8", "backslashreplace"))
+
+
+def _summary_line(summary: IndexSummary) -> str:
+    parts = [
+        f"{summary.new} new",
+        f"{summary.updated} updated",
+        f"{summary.unchanged} unchanged",
+        f"{summary.removed} removed",
+        f"{len(summary.failed)} failed",
+    ]
+    rate = f" ({summary.images_per_second:.1f} images/s)" if summary.embedded else ""
+    head = "Stopped early" if summary.cancelled else "Done"
+    return f"{head} in {summary.elapsed:.1f} s{rate}: " + ", ".join(parts) + "."
+
+
+@contextmanager
+def _cancel_on_interrupt(console: Console) -> Iterator[threading.Event]:
+    """First Ctrl-C asks the indexer to stop after the batch in flight; a second one quits."""
+    cancel = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield cancel
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        console.print("[yellow]Stopping after the current batch… (Ctrl-C again to quit now)[/]")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@app.command()
+@friendly
+def index(
+    folders: Annotated[
+        list[Path], typer.Argument(help="Folders to index (recursively).", show_default=False)
+    ],
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Embed every file again, even unchanged ones.")
+    ] = False,
+    include_hidden: Annotated[
+        bool, typer.Option("--include-hidden", help="Also index hidden files and folders.")
+    ] = False,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude",
+            "-x",
+            help="Skip paths matching this glob (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            "-b",
+            help="Images per model batch [default: 32]. [env: CLIPSEEK_BATCH_SIZE]",
+            show_default=False,
+        ),
+    ] = None,
+    max_megapixels: Annotated[
+        float | None,
+        typer.Option(
+            "--max-megapixels",
+            help="Skip images larger than this [default: 200].",
+            show_default=False,
+        ),
+    ] = None,
+    model: ModelOpt = None,
+    db: DbOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Embed the images under FOLDERS; later runs only touch what changed."""
+    from clipseek.indexer import IndexOptions
+
+    settings = _settings(
+        model=model,
+        db=db,
+        device=device,
+        precision=precision,
+        chroma_url=chroma_url,
+        batch_size=batch_size,
+        max_megapixels=max_megapixels,
+    )
+    engine = _engine(settings)
+    options = IndexOptions(
+        batch_size=settings.batch_size,
+        include_hidden=include_hidden,
+        excludes=tuple(exclude or ()),
+        rebuild=rebuild,
+        max_megapixels=settings.max_megapixels,
+    )
+    err = _stderr()
+    err.print(f"Indexing with [bold]{engine.spec.name}[/] into {engine.store.location}")
+    with _cancel_on_interrupt(err) as cancel, _IndexProgress(err) as progress:
+        summary = engine.index([str(f) for f in folders], options, on_event=progress, cancel=cancel)
+    _stdout().print(_summary_line(summary))
+    if summary.failed:
+        err.print(
+            f"[yellow]{len(summary.failed)} file(s) could not be read; they are listed above.[/]"
+        )
+    if summary.cancelled:
+        raise typer.Exit(130)
+
+
+# --------------------------------------------------------------------------- query
+
+
+@app.command(epilog=QUERY_HELP)
+@friendly
+def query(
+    terms: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help='What to look for, e.g. "a dog playing in the park".', show_default=False
+        ),
+    ] = None,
+    image: Annotated[
+        Path | None,
+        typer.Option("--image", "-i", help="Find images similar to this one.", show_default=False),
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many results.")] = 5,
+    in_dir: Annotated[
+        Path | None,
+        typer.Option("--in", help="Only images inside this folder.", show_default=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, for scripts.")] = False,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            "--save",
+            help="Also write a contact sheet PNG and the JSON into this folder.",
+            show_default=False,
+        ),
+    ] = None,
+    model: ModelOpt = None,
+    db: DbOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Search the index by text, by example image, or both."""
+    from clipseek.search import Query, QueryTerm, check_top_k, parse_query
+
+    check_top_k(top_k)
+    parts = list(terms or [])
+    if image is None and not parts:
+        from clipseek.errors import QueryError
+
+        raise QueryError(
+            'Give a text to search for, e.g. clipseek query "a red car", or --image PATH.'
+        )
+    terms_list: list[QueryTerm] = []
+    if image is not None:
+        terms_list.extend(Query.image(str(image)).terms)
+    if parts:
+        terms_list.extend(parse_query(parts).terms)
+    settings = _settings(
+        model=model, db=db, device=device, precision=precision, chroma_url=chroma_url
+    )
+    engine = _engine(settings)
+    response = engine.search(
+        Query(tuple(terms_list)), top_k, in_dir=str(in_dir) if in_dir is not None else None
+    )
+    err = _stderr()
+    for note in response.notes:
+        err.print(f"[cyan]note:[/] {note}")
+    if as_json:
+        sys.stdout.write(json.dumps(response.to_json(), ensure_ascii=False) + "\n")
+    else:
+        _print_results(response)
+    if save is not None:
+        from clipseek.sheet import save_results
+
+        saved = save_results(response, save)
+        err.print(f"Saved the contact sheet to {saved.sheet} and the results to {saved.json}")
+
+
+def _print_results(response: SearchResponse) -> None:
+    from urllib.parse import quote
+
+    from rich.table import Table
+
+    out = _stdout()
+    if not response.results:
+        out.print("No results.")
+        return
+    table = Table(
+        title=f"{response.query}  [dim]({response.model})[/]", title_justify="left", expand=False
+    )
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("score", justify="right", style="bold cyan")
+    table.add_column("path", overflow="fold")
+    for result in response.results:
+        shown = _safe(result.path)
+        link = "file://" + quote(os.fsencode(result.path), safe="/")
+        table.add_row(str(result.rank), f"{result.score:.3f}", f"[link={link}]{shown}[/link]")
+    out.print(table)
+
+
+# --------------------------------------------------------------------------- info / models
+
+
+def _human_path(path: str) -> str:
+    home = str(Path.home())
+    return "~" + path[len(home) :] if path.startswith(home + os.sep) else path
+
+
+@app.command()
+@friendly
+def info(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+    model: ModelOpt = None,
+    db: DbOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Where the index lives, which models built it, how many images, which folders."""
+    from clipseek.config import config_file_path
+
+    settings = _settings(model=model, db=db, chroma_url=chroma_url)
+    facts = _engine(settings).info()
+    if as_json:
+        payload = {
+            "location": facts.location,
+            "remote": facts.remote,
+            "config_file": str(config_file_path()),
+            "model": facts.model,
+            "indexes": [
+                {
+                    "model": i.model_name,
+                    "model_key": i.model_key,
+                    "dim": i.dim,
+                    "images": i.count,
+                    "roots": list(i.roots),
+                    "created": i.created,
+                }
+                for i in facts.indexes
+            ],
+        }
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        return
+    from rich.table import Table
+
+    out = _stdout()
+    out.print(
+        f"[bold]Index[/]        {_human_path(facts.location)}"
+        + (" (Chroma server)" if facts.remote else "")
+    )
+    out.print(f"[bold]Config file[/]  {_human_path(str(config_file_path()))}")
+    out.print(f"[bold]Model[/]        {facts.model} [dim]({facts.model_source})[/]")
+    if not facts.indexes:
+        out.print("\nNothing indexed yet. Run [bold]clipseek index FOLDER[/] to start.")
+        return
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    table.add_column("model")
+    table.add_column("dims", justify="right")
+    table.add_column("images", justify="right")
+    table.add_column("folders")
+    for i in facts.indexes:
+        table.add_row(
+            i.model_name,
+            str(i.dim),
+            f"{i.count:,}",
+            "\n".join(_human_path(r) for r in i.roots) or "—",
+        )
+    out.print()
+    out.print(table)
+
+
+@app.command()
+@friendly
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+) -> None:
+    """Supported models: what they cost, how good they are, which work offline."""
+    from clipseek.models import CATALOG, hf_cache_dir, resolve_model, weights_available
+
+    rows = []
+    for entry in CATALOG:
+        spec = resolve_model(entry.name)
+        rows.append((entry, spec, weights_available(spec)))
+    if as_json:
+        payload = [
+            {
+                "name": e.name,
+                "open_clip": spec.key,
+                "recall_at_1": e.recall_at_1,
+                "gflops": e.gflops,
+                "download_mb": e.download_mb,
+                "offline": ok,
+            }
+            for e, spec, ok in rows
+        ]
+        sys.stdout.write(json.dumps(payload) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title="Models", title_justify="left")
+    table.add_column("name", style="bold")
+    table.add_column("open_clip", style="dim")
+    table.add_column("R@1", justify="right")
+    table.add_column("GFLOPs", justify="right")
+    table.add_column("download", justify="right")
+    table.add_column("offline", justify="center")
+    table.add_column("")
+    for e, spec, ok in rows:
+        table.add_row(
+            e.name,
+            spec.key,
+            f"{e.recall_at_1:.1f}" if e.recall_at_1 is not None else "—",
+            f"{e.gflops:g}" if e.gflops is not None else "—",
+            f"{e.download_mb:,} MB",
+            "[green]✓[/]" if ok else "[dim]✗[/]",
+            e.note,
+        )
+    out = _stdout()
+    out.print(table)
+    out.print(
+        "[dim]R@1: Flickr30k text→image Recall@1 (%). GFLOPs: image encoder, per image.\n"
+        f"Offline ✓: weights already in {_human_path(str(hf_cache_dir()))}.\n"
+        "Any open_clip MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH also works.[/]"
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    started = time.perf_counter()
+    try:
+        app(prog_name="clipseek")
+    except KeyboardInterrupt:
+        _stderr().print(f"[yellow]Interrupted after {time.perf_counter() - started:.1f} s.[/]")
+        sys.exit(130)

@@ -1,0 +1,150 @@
+"""The engine: the one object every face (CLI, TUI, server) drives.
+
+It owns the settings, the store and the lazily loaded model, and decides which
+model an operation uses: the one the user named, or, when they named none, the
+one their index was built with, so that ``clipseek query`` just works after
+``clipseek index --model ViT-B/16``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from clipseek.config import Settings
+from clipseek.errors import IndexMissingError, ModelMismatchError
+from clipseek.indexer import EventHandler, Indexer, IndexOptions, IndexSummary
+from clipseek.models import ClipModel, ModelSpec, load_model, resolve_model
+from clipseek.search import Query, Searcher, SearchResponse
+from clipseek.store import ImageIndex, IndexInfo, Store
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    location: str
+    remote: bool
+    model: str
+    model_source: str
+    indexes: list[IndexInfo]
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        model_loader: Callable[[ModelSpec, str, str], ClipModel] = load_model,
+    ) -> None:
+        self.settings = settings
+        self.store = Store(settings.store_location)
+        self._model_loader = model_loader
+        self._model: ClipModel | None = None
+        self._model_lock = threading.Lock()
+        self._spec: ModelSpec | None = None
+
+    # -- model choice
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model this engine works with (resolved once, then fixed)."""
+        if self._spec is None:
+            self._spec = self._choose_spec()
+        return self._spec
+
+    def _choose_spec(self) -> ModelSpec:
+        requested = resolve_model(self.settings.model)
+        if self.settings.model_explicit:
+            return requested
+        indexes = self.store.indexes()
+        if not indexes or any(i.model_key == requested.key for i in indexes):
+            return requested
+        if len(indexes) == 1:
+            return resolve_model(indexes[0].model_name)
+        return requested
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._model is not None
+
+    def model(self) -> ClipModel:
+        """Load the model once; safe to call from several threads (the TUI's workers)."""
+        with self._model_lock:
+            if self._model is None:
+                self._model = self._model_loader(
+                    self.spec, self.settings.device, self.settings.precision
+                )
+            return self._model
+
+    # -- indexing
+
+    def indexer(self, options: IndexOptions | None = None) -> Indexer:
+        opts = options or IndexOptions(
+            batch_size=self.settings.batch_size, max_megapixels=self.settings.max_megapixels
+        )
+        return Indexer(self.store, self.spec, self.model, opts)
+
+    def index(
+        self,
+        roots: Sequence[str | os.PathLike[str]],
+        options: IndexOptions | None = None,
+        on_event: EventHandler | None = None,
+        cancel: threading.Event | None = None,
+    ) -> IndexSummary:
+        return self.indexer(options).run(roots, on_event=on_event, cancel=cancel)
+
+    # -- searching
+
+    def open_index(self) -> ImageIndex:
+        """The index for this engine's model, or a message that says what to do instead."""
+        spec = self.spec
+        index = self.store.open_index(spec.key, spec.collection_slug)
+        if index is not None:
+            return index
+        others = self.store.indexes() if self.store.exists else []
+        if not others:
+            raise IndexMissingError(
+                f"There is no index at {self.store.location} yet. "
+                "Run `clipseek index FOLDER` to build one."
+            )
+        names = ", ".join(sorted({i.model_name for i in others}))
+        raise ModelMismatchError(
+            f"The index at {self.store.location} was built with {names}, not {spec.name}; "
+            f"vectors of different models cannot be compared. Query with --model "
+            f"{sorted({i.model_name for i in others})[0]}, or index with --model {spec.name} first."
+        )
+
+    def searcher(self) -> Searcher:
+        return Searcher(self.open_index(), self.model(), self.settings.max_megapixels)
+
+    def search(
+        self,
+        query: Query | str | Sequence[str],
+        top_k: int,
+        in_dir: str | None = None,
+        exclude: Sequence[str] = (),
+    ) -> SearchResponse:
+        if isinstance(query, str):
+            query = Query.text(query)
+        elif not isinstance(query, Query):
+            from clipseek.search import parse_query
+
+            query = parse_query(list(query))
+        index = self.open_index()  # before loading the model: a missing index is a quick answer
+        searcher = Searcher(index, self.model(), self.settings.max_megapixels)
+        return searcher.search(query, top_k, in_dir=in_dir, exclude=exclude)
+
+    # -- facts
+
+    def info(self) -> EngineInfo:
+        source = self.settings.sources.get("model", "default")
+        spec = self.spec
+        if not self.settings.model_explicit and spec.name != self.settings.model:
+            source = "adopted from the index"
+        return EngineInfo(
+            location=self.store.location,
+            remote=self.store.is_remote,
+            model=spec.name,
+            model_source=source,
+            indexes=self.store.indexes(),
+        )

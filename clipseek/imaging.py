@@ -1,0 +1,216 @@
+"""Reading photos the way a person sees them, and explaining the ones we cannot read.
+
+Cameras store rotation in EXIF, PNGs carry alpha, GIFs have frames, scanners
+write CMYK and 16-bit files: each is normalised here to one upright RGB image,
+so the model embeds what the user would see in a viewer.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from clipseek.errors import ImageReadError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+#: Extensions indexed by default, compared case-insensitively.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+)
+
+#: Decoders that can produce a smaller image directly (JPEG DCT scaling).
+_DRAFT_FORMATS = frozenset({"JPEG"})
+
+_pil_ready = False
+
+
+def _prepare_pil() -> None:
+    """clipseek enforces its own megapixel limit before decoding; Pillow's global one would
+    raise on the panoramas the user asked for, and warn on every large photo."""
+    global _pil_ready
+    if _pil_ready:
+        return
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    _pil_ready = True
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    width: int
+    height: int
+
+
+def open_image(
+    path: str,
+    *,
+    max_megapixels: float | None = None,
+    min_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Open ``path`` as an upright RGB image, fully decoded.
+
+    ``min_size`` allows a reduced decode (JPEG DCT scaling) as long as the result
+    still covers that size, which is all a 224-pixel model input needs from a
+    12-megapixel photo. The original dimensions stay in ``image.info["clipseek_size"]``.
+    Raises :class:`ImageReadError` with a one-line reason for anything unreadable.
+    """
+    _prepare_pil()
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        if os.path.getsize(path) == 0:
+            raise ImageReadError(path, "empty file (0 bytes)")
+        with Image.open(path) as im:
+            width, height = im.size
+            if max_megapixels is not None and width * height > max_megapixels * 1_000_000:
+                raise ImageReadError(
+                    path,
+                    f"image is {width}×{height} ({width * height / 1e6:.0f} MP), above the "
+                    f"{max_megapixels:g} MP limit; raise it with --max-megapixels",
+                )
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)
+            if min_size is not None and im.format in _DRAFT_FORMATS:
+                _draft(im, min_size)
+            im.load()
+            image = ImageOps.exif_transpose(im) or im
+            rgb = to_rgb(image)
+            rgb.info["clipseek_size"] = (width, height) if _exif_keeps_axes(im) else (height, width)
+            return rgb
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(path, _unidentified_reason(path)) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(path, f"refused as a decompression bomb ({exc})") from None
+    except OSError as exc:
+        raise ImageReadError(path, describe_os_error(exc)) from None
+    except (ValueError, SyntaxError, IndexError, struct.error, EOFError) as exc:
+        raise ImageReadError(path, f"corrupt image data ({_one_line(exc)})") from None
+    except MemoryError:
+        raise ImageReadError(path, "image too large to decode in memory") from None
+
+
+def _exif_keeps_axes(im: Image.Image) -> bool:
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:
+        return True
+    return orientation not in (5, 6, 7, 8)
+
+
+def _draft(im: Image.Image, min_size: tuple[int, int]) -> None:
+    """Ask the JPEG decoder for the smallest DCT scale whose output still covers ``min_size``
+    on the short side; Pillow picks a scale of 1/2, 1/4 or 1/8 that is at least as large."""
+    width, height = im.size
+    need = max(min_size)
+    short = min(width, height)
+    if short < 2 * need:
+        return
+    scale = need / short
+    im.draft("RGB", (max(1, int(width * scale + 0.999)), max(1, int(height * scale + 0.999))))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB as a viewer would show it: transparency over white,
+    16-bit scaled (not clipped) to 8 bits, CMYK and palettes converted."""
+    from PIL import Image
+
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        import numpy as np
+
+        arr = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode == "F":
+        import numpy as np
+
+        arr = np.asarray(image, dtype=np.float64)
+        top = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    elif mode in ("L", "RGB") and "transparency" in image.info:
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _unidentified_reason(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError as exc:
+        return describe_os_error(exc)
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html")):
+        return "an HTML page saved with an image extension"
+    if text.startswith(b"<?xml") or text.startswith(b"<svg"):
+        return "an XML/SVG file, not a bitmap image"
+    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc", b"ftypavif"):
+        return "HEIC/AVIF image; HEIC support not installed: pip install clipseek[heif]"
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "a text file, not an image"
+    return "not a recognised image format"
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A one-line, human reason for an I/O failure while reading an image."""
+    message = str(exc)
+    if "truncated" in message.lower():
+        return "image file is truncated"
+    if isinstance(exc, FileNotFoundError):
+        return "file disappeared before it could be read"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder, not a file"
+    if exc.errno == errno.EIO:
+        return "input/output error while reading (failing disk or network share?)"
+    if exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    return _one_line(exc) or "cannot be read"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def load_for_model(
+    path: str,
+    transform: Callable[[Image.Image], object],
+    size: tuple[int, int],
+    max_megapixels: float | None,
+) -> tuple[object, ImageInfo]:
+    """Read and preprocess one file for the model; the pipeline's per-file unit of work."""
+    image = open_image(path, max_megapixels=max_megapixels, min_size=size)
+    width, height = image.info.get("clipseek_size", image.size)
+    try:
+        tensor = transform(image)
+    except Exception as exc:  # a transform failure is a property of this file, not a crash
+        raise ImageReadError(path, f"could not be preprocessed ({_one_line(exc)})") from None
+    return tensor, ImageInfo(int(width), int(height))

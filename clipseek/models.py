@@ -1,0 +1,492 @@
+"""CLIP models: naming, finding weights offline, loading, and encoding.
+
+Everything that touches torch or open_clip is imported inside functions so that
+importing this module (for ``clipseek models`` or the TUI's first paint) costs
+nothing. Names are resolved without torch, so that the index can be opened and
+checked before paying for a model load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from clipseek.errors import DeviceError, ModelError, WeightsUnavailableError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+#: OpenAI's original names, as users know them from the ``clip`` package.
+#: OpenAI trained with QuickGELU, so each maps to open_clip's ``-quickgelu``
+#: architecture: loading those weights into a GELU model gives subtly wrong vectors.
+CLASSIC_MODELS: dict[str, tuple[str, str]] = {
+    "ViT-B/32": ("ViT-B-32-quickgelu", "openai"),
+    "ViT-B/16": ("ViT-B-16-quickgelu", "openai"),
+    "ViT-L/14": ("ViT-L-14-quickgelu", "openai"),
+    "ViT-L/14@336px": ("ViT-L-14-336-quickgelu", "openai"),
+    "RN50": ("RN50-quickgelu", "openai"),
+    "RN101": ("RN101-quickgelu", "openai"),
+    "RN50x4": ("RN50x4-quickgelu", "openai"),
+    "RN50x16": ("RN50x16-quickgelu", "openai"),
+    "RN50x64": ("RN50x64-quickgelu", "openai"),
+}
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A model worth suggesting, with published figures to choose by."""
+
+    name: str
+    recall_at_1: float | None  # Flickr30k text→image Recall@1, percent
+    gflops: float | None  # image encoder GFLOPs per image
+    download_mb: int  # approximate size of the weights file
+    note: str
+
+
+CATALOG: tuple[CatalogEntry, ...] = (
+    CatalogEntry("ViT-B/32", 58.8, 8.8, 605, "default: fast on a CPU"),
+    CatalogEntry("ViT-B/16", 62.2, 35.1, 599, "better detail, 4× the compute"),
+    CatalogEntry("ViT-L/14", 65.0, 162.0, 1711, "best OpenAI model; wants a GPU"),
+    CatalogEntry("RN50", None, None, 408, "OpenAI ResNet-50"),
+    CatalogEntry("ViT-B-32:laion2b_s34b_b79k", 66.8, 8.8, 605, "LAION-2B: best at B/32 cost"),
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved model name: what open_clip needs, and the key the index stores.
+
+    ``key`` identifies the embedding space; two specs with the same key produce
+    interchangeable vectors, and an index never mixes vectors of different keys.
+    """
+
+    name: str
+    kind: Literal["pretrained", "hf-hub", "local-dir"]
+    arch: str
+    pretrained: str | None = None
+
+    @property
+    def key(self) -> str:
+        if self.kind == "pretrained":
+            return f"{self.arch}:{self.pretrained}"
+        return self.arch
+
+    @property
+    def collection_slug(self) -> str:
+        """A name safe for a ChromaDB collection: readable, unique through a hash."""
+        readable = re.sub(r"[^A-Za-z0-9._-]+", "-", self.key).strip("-._")[:48]
+        digest = hashlib.sha1(self.key.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+        return f"{readable}-{digest}" if readable else digest
+
+
+def resolve_model(name: str) -> ModelSpec:
+    """Turn what the user typed into a :class:`ModelSpec` without importing torch."""
+    raw = name.strip()
+    if not raw:
+        raise ModelError("The model name is empty; try --model ViT-B/32.")
+    if raw in CLASSIC_MODELS:
+        arch, tag = CLASSIC_MODELS[raw]
+        return ModelSpec(raw, "pretrained", arch, tag)
+    if raw.startswith("local-dir:"):
+        folder = raw.removeprefix("local-dir:").strip()
+        if not folder:
+            raise ModelError("local-dir: needs a folder, e.g. --model local-dir:~/models/my-clip.")
+        path = Path(folder).expanduser().resolve()
+        return ModelSpec(raw, "local-dir", f"local-dir:{path}")
+    if raw.startswith("hf-hub:"):
+        repo = raw.removeprefix("hf-hub:").strip()
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+            raise ModelError(
+                "hf-hub: needs ORG/REPO, e.g. hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K, "
+                f"not {raw!r}."
+            )
+        return ModelSpec(raw, "hf-hub", f"hf-hub:{repo}")
+    if ":" in raw:
+        arch, _, tag = raw.partition(":")
+        arch, tag = arch.strip().replace("/", "-"), tag.strip()
+        if not arch or not tag:
+            raise ModelError(
+                f"Model names with a colon are MODEL:PRETRAINED pairs; {raw!r} lacks one side."
+            )
+        if tag == "openai" and not arch.endswith("-quickgelu"):
+            arch = f"{arch}-quickgelu"  # every OpenAI checkpoint was trained with QuickGELU
+        return ModelSpec(raw, "pretrained", arch, tag)
+    raise ModelError(
+        f"Unknown model {raw!r}. Use one of {', '.join(CLASSIC_MODELS)}, an open_clip "
+        "MODEL:PRETRAINED pair (see `clipseek models`), hf-hub:ORG/REPO or local-dir:PATH."
+    )
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _pretrained_cfg(spec: ModelSpec) -> dict[str, Any]:
+    from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
+
+    cfg = get_pretrained_cfg(spec.arch, spec.pretrained or "")
+    if cfg:
+        return dict(cfg)
+    if spec.pretrained and os.path.isfile(os.path.expanduser(spec.pretrained)):
+        return {"file": os.path.expanduser(spec.pretrained)}
+    tags = list_pretrained_tags_by_model(spec.arch)
+    if tags:
+        raise ModelError(
+            f"open_clip has no '{spec.pretrained}' weights for {spec.arch}; "
+            f"known tags: {', '.join(tags)}."
+        )
+    raise ModelError(
+        f"Unknown model {spec.name!r}: open_clip has no architecture {spec.arch!r}. "
+        "Run `clipseek models` for the names clipseek knows."
+    )
+
+
+def hf_cache_dir() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _hf_candidates(hub_ref: str) -> tuple[str, list[str]]:
+    """The repo and file names open_clip would try for an ``org/repo/[file]`` reference."""
+    rest = hub_ref.rstrip("/").split("/")
+    repo = "/".join(rest[:2])
+    filename = "/".join(rest[2:]) if len(rest) > 2 else "open_clip_pytorch_model.bin"
+    stem = filename.rsplit(".", 1)[0]
+    names = [f"{stem}.safetensors", filename]
+    if filename == "open_clip_pytorch_model.bin":
+        names.insert(0, "open_clip_model.safetensors")
+    return repo, list(dict.fromkeys(names))
+
+
+def cached_weights(spec: ModelSpec) -> str | None:
+    """The local path of the spec's weights if they are already on this machine."""
+    if spec.kind == "local-dir":
+        folder = Path(spec.arch.removeprefix("local-dir:"))
+        return str(folder) if (folder / "open_clip_config.json").is_file() else None
+    if spec.kind == "hf-hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        repo = spec.arch.removeprefix("hf-hub:")
+        config = try_to_load_from_cache(repo, "open_clip_config.json")
+        if not isinstance(config, str):
+            return None
+        for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            found = try_to_load_from_cache(repo, name)
+            if isinstance(found, str):
+                return found
+        return None
+    cfg = _pretrained_cfg(spec)
+    if "file" in cfg:
+        return cfg["file"]
+    if cfg.get("hf_hub"):
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, names = _hf_candidates(cfg["hf_hub"])
+        for name in names:
+            found = try_to_load_from_cache(repo, name)
+            if isinstance(found, str):
+                return found
+    if cfg.get("url"):
+        legacy = Path("~/.cache/clip").expanduser() / os.path.basename(cfg["url"])
+        if legacy.is_file():
+            return str(legacy)
+    return None
+
+
+def weights_available(spec: ModelSpec) -> bool:
+    """Whether the model can load with no network; never raises for unknown names."""
+    try:
+        return cached_weights(spec) is not None
+    except ModelError:
+        return False
+
+
+def _offline_message(spec: ModelSpec, detail: str = "") -> str:
+    where = hf_cache_dir()
+    why = f" ({detail})" if detail else ""
+    return (
+        f"The weights for {spec.name} are not on this machine and could not be downloaded{why}; "
+        f"clipseek looked in {where}. Connect to the internet once so clipseek can fetch them, "
+        "or point it at a folder holding an open_clip model with --model local-dir:PATH."
+    )
+
+
+def _download_weights(spec: ModelSpec, cfg: dict[str, Any]) -> str:
+    from open_clip.pretrained import download_pretrained
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        raise WeightsUnavailableError(_offline_message(spec, "HF_HUB_OFFLINE is set"))
+    try:
+        path = download_pretrained(cfg)
+    except Exception as exc:  # network errors come in many types; all mean the same here
+        raise WeightsUnavailableError(_offline_message(spec, _short(exc))) from exc
+    if not path:
+        raise WeightsUnavailableError(_offline_message(spec))
+    return path
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def resolve_device(device: str) -> str:
+    """Pick a torch device; asking for one that is absent is a user error, not a crash."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(
+            "CUDA was requested but torch sees no CUDA GPU on this machine; "
+            "use --device cpu (or auto), or install a CUDA build of torch."
+        )
+    if device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceError(
+                "Apple MPS was requested but is not available here; use --device cpu."
+            )
+    return device
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """fp16 on GPUs, bf16 where the CPU computes it natively, fp32 otherwise."""
+    if precision != "auto":
+        if precision == "fp16" and device == "cpu":
+            raise DeviceError(
+                "fp16 is only supported on a GPU; use --precision bf16 or fp32 on a CPU."
+            )
+        return precision
+    if device in ("cuda", "mps"):
+        return "fp16"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def cpu_has_native_bf16() -> bool:
+    """bf16 matmuls are only faster than fp32 where the CPU has bf16 instructions."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+# --------------------------------------------------------------------------- loaded model
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """The model's own preprocessing; nothing about it is hard-coded in clipseek."""
+
+    size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str
+    resize_mode: str
+    fill_color: int = 0
+
+
+@dataclass
+class TextEncoding:
+    vectors: np.ndarray
+    truncated: list[bool] = field(default_factory=list)
+
+
+class ClipModel:
+    """A loaded CLIP model that turns images and texts into unit vectors (float32)."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model: Any,
+        tokenizer: Any,
+        preprocess: PreprocessConfig,
+        device: str,
+        precision: str,
+    ) -> None:
+        import torch
+
+        self.spec = spec
+        self.device = device
+        self.precision = precision
+        self.preprocess_cfg = preprocess
+        self._model = model
+        self._tokenizer = tokenizer
+        self._lock = threading.Lock()  # one forward pass at a time; torch already uses every core
+        self._dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
+            precision
+        ]
+        self._transform: Any = None
+        self.dim = int(self._probe_dim())
+        self.context_length = int(getattr(tokenizer, "context_length", 77) or 77)
+
+    # -- preprocessing
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.preprocess_cfg.size
+
+    def transform(self, image: Image.Image) -> torch.Tensor:
+        """The model's own eval transform, applied to an RGB PIL image."""
+        if self._transform is None:
+            from open_clip.transform import image_transform
+
+            cfg = self.preprocess_cfg
+            self._transform = image_transform(
+                cfg.size,
+                is_train=False,
+                mean=cfg.mean,
+                std=cfg.std,
+                resize_mode=cfg.resize_mode,
+                interpolation=cfg.interpolation,
+                fill_color=cfg.fill_color,
+            )
+        return self._transform(image)
+
+    # -- encoding
+
+    def _autocast(self) -> Any:
+        import contextlib
+
+        import torch
+
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        device_type = "cuda" if self.device.startswith("cuda") else self.device
+        return torch.autocast(device_type=device_type, dtype=self._dtype)
+
+    def encode_images(self, batch: torch.Tensor) -> np.ndarray:
+        """Embed a preprocessed batch (N×3×H×W); returns N×dim L2-normalised float32."""
+        import torch
+
+        with self._lock, torch.inference_mode(), self._autocast():
+            features = self._model.encode_image(batch.to(self.device, dtype=self._dtype))
+        return _normalised(features)
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, list[bool]]:
+        tokens = self._tokenizer(list(texts))
+        truncated = [self.token_count(text) > self.context_length for text in texts]
+        return tokens, truncated
+
+    def token_count(self, text: str) -> int:
+        """Tokens the text needs, start and end markers included (CLIP keeps 77)."""
+        encoder = getattr(self._tokenizer, "encode", None)
+        if encoder is None:  # HF tokenizers: count after tokenizing without truncation
+            inner = getattr(self._tokenizer, "tokenizer", None)
+            if inner is None:
+                return 0
+            return len(inner(text)["input_ids"])
+        return len(encoder(text)) + 2
+
+    def encode_texts(self, texts: Sequence[str]) -> TextEncoding:
+        import torch
+
+        tokens, truncated = self.tokenize(texts)
+        with self._lock, torch.inference_mode(), self._autocast():
+            features = self._model.encode_text(tokens.to(self.device))
+        return TextEncoding(_normalised(features), truncated)
+
+    def _probe_dim(self) -> int:
+        proj = getattr(self._model, "text_projection", None)
+        if proj is not None and hasattr(proj, "shape"):
+            return int(proj.shape[-1])
+        return int(self.encode_texts(["a"]).vectors.shape[1])
+
+
+def _normalised(features: torch.Tensor) -> np.ndarray:
+    import torch
+
+    features = features.float()
+    features = torch.nn.functional.normalize(features, dim=-1)
+    return features.cpu().numpy().astype("float32", copy=False)
+
+
+def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -> ClipModel:
+    """Build the model and its tokenizer, reading weights from disk only when they are cached.
+
+    Passing the cached checkpoint path straight to open_clip keeps a cached model from
+    making any network request: huggingface_hub would otherwise ask the Hub whether a
+    newer revision exists on every start, which hangs on machines without a network.
+    """
+    import open_clip
+
+    resolved_device = resolve_device(device)
+    resolved_precision = resolve_precision(precision, resolved_device)
+    try:
+        if spec.kind == "pretrained":
+            cfg = _pretrained_cfg(spec)
+            checkpoint = cached_weights(spec) or _download_weights(spec, cfg)
+            preprocess_overrides = {
+                k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg
+            }
+            model = open_clip.create_model(
+                spec.arch,
+                pretrained=checkpoint,
+                force_quick_gelu=bool(cfg.get("quick_gelu", False)),
+                force_preprocess_cfg=preprocess_overrides,
+                device=resolved_device,
+            )
+            tokenizer = open_clip.get_tokenizer(spec.arch)
+        else:
+            if spec.kind == "local-dir":
+                _check_local_dir(spec)
+            elif cached_weights(spec) is None and os.environ.get("HF_HUB_OFFLINE"):
+                raise WeightsUnavailableError(_offline_message(spec, "HF_HUB_OFFLINE is set"))
+            model = open_clip.create_model(spec.arch, device=resolved_device)
+            tokenizer = open_clip.get_tokenizer(spec.arch)
+    except (ModelError, DeviceError):
+        raise
+    except Exception as exc:
+        if spec.kind == "hf-hub" and cached_weights(spec) is None:
+            raise WeightsUnavailableError(_offline_message(spec, _short(exc))) from exc
+        raise ModelError(f"Could not load the model {spec.name}: {_short(exc)}") from exc
+
+    model.eval()
+    pp = getattr(model.visual, "preprocess_cfg", None) or {}
+    size = pp.get("size", 224)
+    preprocess = PreprocessConfig(
+        size=(size, size) if isinstance(size, int) else (int(size[0]), int(size[1])),
+        mean=tuple(pp.get("mean", (0.48145466, 0.4578275, 0.40821073))),  # type: ignore[arg-type]
+        std=tuple(pp.get("std", (0.26862954, 0.26130258, 0.27577711))),  # type: ignore[arg-type]
+        interpolation=str(pp.get("interpolation", "bicubic")),
+        resize_mode=str(pp.get("resize_mode", "shortest")),
+        fill_color=int(pp.get("fill_color", 0)),
+    )
+    if resolved_precision == "bf16":
+        import torch
+
+        model = model.to(torch.bfloat16)
+    elif resolved_precision == "fp16":
+        import torch
+
+        model = model.to(torch.float16)
+    return ClipModel(spec, model, tokenizer, preprocess, resolved_device, resolved_precision)
+
+
+def _check_local_dir(spec: ModelSpec) -> None:
+    folder = Path(spec.arch.removeprefix("local-dir:"))
+    if not folder.is_dir():
+        raise ModelError(f"The model folder {folder} does not exist (from --model {spec.name}).")
+    if not (folder / "open_clip_config.json").is_file():
+        raise ModelError(
+            f"The model folder {folder} has no open_clip_config.json; a local-dir: model needs "
+            "that file and a weights file (.safetensors, .bin or .pth) beside it."
+        )

@@ -1,0 +1,99 @@
+"""Saving a search: a contact sheet of the hits and the JSON beside it.
+
+The sheet lets a person see a result set at a glance, or share it, without the
+terminal; thumbnails go in rank order, each labelled with its score and name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from clipseek.errors import ClipseekError, ImageReadError
+from clipseek.imaging import open_image
+from clipseek.search import SearchResponse
+
+THUMB = 256
+LABEL_H = 40
+PAD = 12
+COLUMNS = 5
+
+
+@dataclass(frozen=True)
+class SavedSearch:
+    sheet: Path
+    json: Path
+
+
+def save_results(response: SearchResponse, folder: str | os.PathLike[str]) -> SavedSearch:
+    """Write ``<stamp>-results.png`` and ``<stamp>-results.json`` into ``folder``."""
+    out = Path(folder).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ClipseekError(f"Cannot create {out}: {exc.strerror or exc}.") from None
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    sheet_path = _unique(out / f"{stamp}-results.png")
+    json_path = sheet_path.with_suffix(".json")
+    sheet = contact_sheet(response)
+    try:
+        sheet.save(sheet_path, "PNG", optimize=True)
+        json_path.write_text(json.dumps(response.to_json(), indent=2, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise ClipseekError(
+            f"Cannot write the results into {out}: {exc.strerror or exc}."
+        ) from None
+    return SavedSearch(sheet_path, json_path)
+
+
+def _unique(path: Path) -> Path:
+    n = 1
+    candidate = path
+    while candidate.exists() or candidate.with_suffix(".json").exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
+def contact_sheet(response: SearchResponse):  # -> PIL.Image.Image
+    from PIL import Image, ImageDraw, ImageFont
+
+    count = max(1, len(response.results))
+    cols = min(COLUMNS, count)
+    rows = math.ceil(count / cols)
+    title_h = 36
+    width = PAD + cols * (THUMB + PAD)
+    height = title_h + PAD + rows * (THUMB + LABEL_H + PAD)
+    sheet = Image.new("RGB", (width, height), (24, 26, 31))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=14)
+    title_font = ImageFont.load_default(size=18)
+    draw.text(
+        (PAD, 10), f"{response.query}  ·  {response.model}", fill=(235, 235, 235), font=title_font
+    )
+    if not response.results:
+        draw.text((PAD, title_h + PAD), "no results", fill=(180, 180, 180), font=font)
+    for i, result in enumerate(response.results):
+        x = PAD + (i % cols) * (THUMB + PAD)
+        y = title_h + PAD + (i // cols) * (THUMB + LABEL_H + PAD)
+        draw.rectangle([x, y, x + THUMB - 1, y + THUMB - 1], fill=(40, 43, 50))
+        try:
+            thumb = open_image(result.path, max_megapixels=None, min_size=(THUMB, THUMB))
+            thumb.thumbnail((THUMB, THUMB))
+            sheet.paste(thumb, (x + (THUMB - thumb.width) // 2, y + (THUMB - thumb.height) // 2))
+        except ImageReadError as exc:
+            draw.text((x + 8, y + THUMB // 2), exc.reason[:32], fill=(220, 120, 120), font=font)
+        name = os.path.basename(result.path)
+        name = name if len(name) <= 30 else name[:29] + "…"
+        draw.text(
+            (x, y + THUMB + 4),
+            f"#{result.rank}  {result.score:.3f}",
+            fill=(130, 200, 255),
+            font=font,
+        )
+        draw.text((x, y + THUMB + 21), name, fill=(220, 220, 220), font=font)
+    return sheet
