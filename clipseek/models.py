@@ -12,7 +12,8 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -267,26 +268,49 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """fp16 on GPUs, bf16 where the CPU computes it natively, fp32 otherwise."""
+    """fp16 on GPUs, bf16 where the CPU computes it natively, fp32 otherwise.
+
+    On a CPU without bf16 instructions torch emulates bf16 matmuls and runs several times
+    slower than fp32, so auto only picks bf16 where :func:`cpu_has_native_bf16` says so
+    (see docs/PERFORMANCE.md for the figures).
+    """
     if precision != "auto":
         if precision == "fp16" and device == "cpu":
             raise DeviceError(
                 "fp16 is only supported on a GPU; use --precision bf16 or fp32 on a CPU."
             )
         return precision
-    if device in ("cuda", "mps"):
+    if device.startswith("cuda") or device == "mps":
         return "fp16"
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
 def cpu_has_native_bf16() -> bool:
-    """bf16 matmuls are only faster than fp32 where the CPU has bf16 instructions."""
+    """bf16 matmuls are only faster than fp32 where the CPU has bf16 instructions
+    (AVX512-BF16 or AMX on x86); read at run time, since wheels are built for any CPU."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
             flags = next((line for line in fh if line.startswith("flags")), "")
     except OSError:
         return False
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def physical_cores() -> int:
+    """CPUs this process may use (affinity and cgroup CPU sets respected)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def set_torch_threads(threads: int) -> None:
+    """Give torch's intra-op pool ``threads`` threads; the rest of the cores decode images."""
+    import torch
+
+    threads = max(1, int(threads))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------- loaded model
@@ -311,7 +335,12 @@ class TextEncoding:
 
 
 class ClipModel:
-    """A loaded CLIP model that turns images and texts into unit vectors (float32)."""
+    """A loaded CLIP model that turns images and texts into unit vectors (float32).
+
+    Weights live in the chosen precision (bf16/fp16 weights, not autocast over fp32
+    weights): on a CPU with AMX that is what makes bf16 fast, and autocast alone gains
+    nothing there while costing a cast of every weight on every call.
+    """
 
     def __init__(
         self,
@@ -335,6 +364,8 @@ class ClipModel:
             precision
         ]
         self._transform: Any = None
+        self._pil_stage: Any = None
+        self._norm: tuple[Any, Any] | None = None
         self.dim = int(self._probe_dim())
         self.context_length = int(getattr(tokenizer, "context_length", 77) or 77)
 
@@ -344,13 +375,12 @@ class ClipModel:
     def image_size(self) -> tuple[int, int]:
         return self.preprocess_cfg.size
 
-    def transform(self, image: Image.Image) -> torch.Tensor:
-        """The model's own eval transform, applied to an RGB PIL image."""
+    def _build_transform(self) -> Any:
         if self._transform is None:
             from open_clip.transform import image_transform
 
             cfg = self.preprocess_cfg
-            self._transform = image_transform(
+            transform = image_transform(
                 cfg.size,
                 is_train=False,
                 mean=cfg.mean,
@@ -359,25 +389,55 @@ class ClipModel:
                 interpolation=cfg.interpolation,
                 fill_color=cfg.fill_color,
             )
-        return self._transform(image)
+            self._pil_stage, self._norm = _split_transform(transform)
+            self._transform = transform
+        return self._transform
 
-    # -- encoding
+    def transform(self, image: Image.Image) -> torch.Tensor:
+        """The model's own eval transform, applied to an RGB PIL image."""
+        return self._build_transform()(image)
 
-    def _autocast(self) -> Any:
-        import contextlib
+    def prepare(self, image: Image.Image) -> Any:
+        """The per-image part of :meth:`transform`, safe and cheap on a decoder thread.
 
+        Resizing and cropping stay in Pillow (which releases the GIL); the result is a
+        uint8 HxWx3 array, and :meth:`batch_tensor` turns a batch of them into the
+        model input in one vectorised step. Calling torch from many decoder threads
+        would make each one start its own pool of OpenMP threads on a machine whose
+        cores are already busy with inference.
+        """
+        self._build_transform()
+        if self._pil_stage is None:
+            return self._transform(image)
+        import numpy as np
+
+        out = self._pil_stage(image)
+        if out.mode != "RGB":
+            out = out.convert("RGB")
+        return np.asarray(out, dtype=np.uint8)
+
+    def batch_tensor(self, items: Sequence[Any]) -> torch.Tensor:
+        """Stack what :meth:`prepare` returned into an N×3×H×W float tensor, normalised
+        exactly as the model's transform does (same operations, same order)."""
+        import numpy as np
         import torch
 
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        device_type = "cuda" if self.device.startswith("cuda") else self.device
-        return torch.autocast(device_type=device_type, dtype=self._dtype)
+        self._build_transform()
+        if not items:
+            raise ValueError("an empty batch")
+        if isinstance(items[0], torch.Tensor):
+            return torch.stack(list(items))
+        mean, std = self._norm  # type: ignore[misc]
+        batch = torch.from_numpy(np.stack(items)).permute(0, 3, 1, 2).contiguous()
+        return batch.to(torch.float32).div(255).sub_(mean).div_(std)
+
+    # -- encoding
 
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
         """Embed a preprocessed batch (N×3×H×W); returns N×dim L2-normalised float32."""
         import torch
 
-        with self._lock, torch.inference_mode(), self._autocast():
+        with self._lock, torch.inference_mode():
             features = self._model.encode_image(batch.to(self.device, dtype=self._dtype))
         return _normalised(features)
 
@@ -400,8 +460,10 @@ class ClipModel:
         import torch
 
         tokens, truncated = self.tokenize(texts)
-        with self._lock, torch.inference_mode(), self._autocast():
-            features = self._model.encode_text(tokens.to(self.device))
+        with self._lock, torch.inference_mode():
+            features = _encode_text_trimmed(self._model, tokens.to(self.device))
+            if features is None:
+                features = self._model.encode_text(tokens.to(self.device))
         return TextEncoding(_normalised(features), truncated)
 
     def _probe_dim(self) -> int:
@@ -411,12 +473,76 @@ class ClipModel:
         return int(self.encode_texts(["a"]).vectors.shape[1])
 
 
+def _split_transform(transform: Any) -> tuple[Any, tuple[Any, Any] | None]:
+    """Split an eval transform into its Pillow stages and its final ToTensor + Normalize.
+
+    Returns ``(None, None)`` when the transform has another shape, and then
+    :meth:`ClipModel.prepare` simply applies the whole transform per image.
+    """
+    import torch
+
+    steps = list(getattr(transform, "transforms", []))
+    names = [type(step).__name__ for step in steps]
+    if len(steps) < 2 or names[-2] not in ("MaybeToTensor", "ToTensor") or names[-1] != "Normalize":
+        return None, None
+    pil_steps = steps[:-2]
+    normalize = steps[-1]
+    if getattr(normalize, "inplace", False):
+        return None, None
+    mean = torch.as_tensor(normalize.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.as_tensor(normalize.std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def pil_stage(image: Any) -> Any:
+        for step in pil_steps:
+            image = step(image)
+        return image
+
+    return pil_stage, (mean, std)
+
+
+def _encode_text_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor | None:
+    """``model.encode_text`` run on the tokens up to the longest end-of-text marker.
+
+    CLIP's text tower is causal and reads its output at the end-of-text token, so the
+    padding after it (most of the 77 positions for a short query) cannot change the
+    result; skipping it makes a short query several times cheaper. Returns None for
+    towers of another design, which then run in full.
+    """
+    import torch
+
+    if type(model).__name__ != "CLIP" or getattr(model, "text_pool_type", None) != "argmax":
+        return None
+    mask = getattr(model, "attn_mask", None)
+    pos = getattr(model, "positional_embedding", None)
+    needed = ("transformer", "token_embedding", "ln_final", "text_projection")
+    if mask is None or pos is None or not all(hasattr(model, name) for name in needed):
+        return None
+    eot = tokens.argmax(dim=-1)
+    length = int(eot.max()) + 1
+    tokens = tokens[:, :length]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype)
+    x = x + pos[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=mask[:length, :length])
+    x = model.ln_final(x)
+    x = x[torch.arange(x.shape[0], device=x.device), eot]
+    proj = model.text_projection
+    if proj is None:
+        return x
+    return proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
+
+
 def _normalised(features: torch.Tensor) -> np.ndarray:
     import torch
 
     features = features.float()
     features = torch.nn.functional.normalize(features, dim=-1)
     return features.cpu().numpy().astype("float32", copy=False)
+
+
+#: How open_clip should hold the weights for each precision: "pure" casts every weight
+#: before the checkpoint is copied in, so the fp32 copy of a model never exists.
+_OPEN_CLIP_PRECISION = {"fp32": "fp32", "bf16": "pure_bf16", "fp16": "pure_fp16"}
 
 
 def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -> ClipModel:
@@ -430,6 +556,7 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -
 
     resolved_device = resolve_device(device)
     resolved_precision = resolve_precision(precision, resolved_device)
+    oc_precision = _OPEN_CLIP_PRECISION[resolved_precision]
     try:
         if spec.kind == "pretrained":
             cfg = _pretrained_cfg(spec)
@@ -437,20 +564,26 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -
             preprocess_overrides = {
                 k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg
             }
-            model = open_clip.create_model(
-                spec.arch,
-                pretrained=checkpoint,
-                force_quick_gelu=bool(cfg.get("quick_gelu", False)),
-                force_preprocess_cfg=preprocess_overrides,
-                device=resolved_device,
-            )
+            # The checkpoint is loaded strictly, so every weight is overwritten: drawing
+            # random initial values first would only cost time (and touch memory).
+            with _skip_random_init():
+                model = open_clip.create_model(
+                    spec.arch,
+                    pretrained=checkpoint,
+                    precision=oc_precision,
+                    force_quick_gelu=bool(cfg.get("quick_gelu", False)),
+                    force_preprocess_cfg=preprocess_overrides,
+                    device=resolved_device,
+                )
             tokenizer = open_clip.get_tokenizer(spec.arch)
         else:
             if spec.kind == "local-dir":
                 _check_local_dir(spec)
             elif cached_weights(spec) is None and os.environ.get("HF_HUB_OFFLINE"):
                 raise WeightsUnavailableError(_offline_message(spec, "HF_HUB_OFFLINE is set"))
-            model = open_clip.create_model(spec.arch, device=resolved_device)
+            model = open_clip.create_model(
+                spec.arch, precision=oc_precision, device=resolved_device
+            )
             tokenizer = open_clip.get_tokenizer(spec.arch)
     except (ModelError, DeviceError):
         raise
@@ -470,15 +603,40 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -
         resize_mode=str(pp.get("resize_mode", "shortest")),
         fill_color=int(pp.get("fill_color", 0)),
     )
-    if resolved_precision == "bf16":
-        import torch
-
-        model = model.to(torch.bfloat16)
-    elif resolved_precision == "fp16":
-        import torch
-
-        model = model.to(torch.float16)
     return ClipModel(spec, model, tokenizer, preprocess, resolved_device, resolved_precision)
+
+
+@contextmanager
+def _skip_random_init() -> Iterator[None]:
+    """Make torch.nn.init's fillers no-ops while a model whose weights will all be
+    loaded from a checkpoint is built (random init of ViT-B/32 costs about a second)."""
+    import torch
+
+    names = [
+        "uniform_",
+        "normal_",
+        "trunc_normal_",
+        "constant_",
+        "ones_",
+        "zeros_",
+        "xavier_uniform_",
+        "xavier_normal_",
+        "kaiming_uniform_",
+        "kaiming_normal_",
+        "orthogonal_",
+    ]
+    saved = {name: getattr(torch.nn.init, name) for name in names if hasattr(torch.nn.init, name)}
+
+    def keep(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        return tensor
+
+    try:
+        for name in saved:
+            setattr(torch.nn.init, name, keep)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
 
 
 def _check_local_dir(spec: ModelSpec) -> None:
