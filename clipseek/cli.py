@@ -58,12 +58,12 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _debug_enabled() -> bool:
-    import click
+_debug_flag = False  # set by the root callback; a global because Typer runs commands outside
+# the click context that would otherwise carry it
 
-    ctx = click.get_current_context(silent=True)
-    root = ctx.find_root() if ctx else None
-    if root is not None and isinstance(root.obj, dict) and root.obj.get("debug"):
+
+def _debug_enabled() -> bool:
+    if _debug_flag:
         return True
     return os.environ.get("CLIPSEEK_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -170,7 +170,8 @@ def root(
         bool, typer.Option("--debug", help="Show tracebacks for bug reports. [env: CLIPSEEK_DEBUG]")
     ] = False,
 ) -> None:
-    ctx.obj = {"debug": debug}
+    global _debug_flag
+    _debug_flag = debug
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
 
