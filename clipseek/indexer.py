@@ -1,14 +1,18 @@
 """Keeping an index in step with folders of images.
 
 A run scans (stat only), compares with what the index holds, and embeds only new
-and changed files. Files are decoded by a small thread pool while the model
-works on the previous batch; each batch is written as soon as it is embedded, so
-an interrupted run loses at most the batch in flight and the next run resumes.
-Progress leaves the engine as events; what to draw is the caller's business.
+and changed files. A file whose bytes the index already holds under another name
+(renamed, moved, copied, or only touched) takes its stored vector instead of a
+model run: same size and same hash of its first and last MiB. Files are decoded by
+a small thread pool while the model works on the previous batch; each batch is
+written as soon as it is embedded, so an interrupted run loses at most the batch in
+flight and the next run resumes. Progress leaves the engine as events; what to draw
+is the caller's business.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -46,6 +50,8 @@ class PlanReady:
     changed: int
     unchanged: int
     removed: int
+    #: Of ``new + changed``, how many take a stored vector (same bytes) without a model run.
+    reused: int = 0
 
     @property
     def to_embed(self) -> int:
@@ -121,10 +127,15 @@ class IndexSummary:
     model_loaded: bool = False
     elapsed: float = 0.0
     embed_seconds: float = 0.0
+    #: Of ``new + updated``, files whose stored vector was reused (same bytes elsewhere).
+    reused: int = 0
+    #: Model forward passes (batches) this run; 0 when everything was reused or unchanged.
+    model_batches: int = 0
 
     @property
     def embedded(self) -> int:
-        return self.new + self.updated
+        """Files that went through the model in this run."""
+        return self.new + self.updated - self.reused
 
     @property
     def images_per_second(self) -> float:
@@ -138,15 +149,72 @@ class IndexOptions:
     excludes: tuple[str, ...] = ()
     rebuild: bool = False
     max_megapixels: float | None = 200.0
+    #: Decoder threads; None chooses from the machine (see :func:`thread_plan`).
     decode_workers: int | None = None
+    #: torch intra-op threads while indexing; None chooses from the machine.
+    torch_threads: int | None = None
 
-    def workers(self) -> int:
-        if self.decode_workers:
-            return max(1, self.decode_workers)
-        return max(2, min(8, os.cpu_count() or 2))
+    def workers(self, device: str = "cpu") -> int:
+        return thread_plan(device, self.decode_workers, self.torch_threads)[1]
+
+
+def thread_plan(
+    device: str,
+    decode_workers: int | None = None,
+    torch_threads: int | None = None,
+    cores: int | None = None,
+) -> tuple[int, int]:
+    """(torch threads, decoder threads) for indexing on ``device``.
+
+    On a GPU the CPU only decodes, so every core gets a decoder. On a CPU the model
+    and the decoders share the cores: torch keeps all of them (its OpenMP pool is idle
+    between batches) and the decoders get as many threads, so the operating system
+    interleaves decoding with inference. Measured on 2 cores (docs/PERFORMANCE.md),
+    that beats splitting the cores between the two. Either number can be overridden.
+    """
+    from clipseek.models import physical_cores
+
+    n = cores or physical_cores()
+    if device != "cpu":
+        threads, workers = 1, max(2, n)
+    else:
+        threads, workers = n, max(2, n)
+    if torch_threads:
+        threads = max(1, torch_threads)
+    if decode_workers:
+        workers = max(1, decode_workers)
+    return threads, workers
+
+
+#: Bytes hashed at each end of a file to recognise it under another name.
+HASH_SPAN = 1 << 20
+
+
+def content_hash(path: str, size: int) -> str:
+    """A fingerprint of a file's bytes: its size and the SHA-256 of its first and last MiB.
+
+    Reading 2 MiB costs a few milliseconds, against tens for decoding a photo; a match
+    needs equal sizes *and* equal ends, which different photos do not share.
+    """
+    digest = hashlib.sha256(b"%d:" % size)
+    with open(path, "rb") as fh:
+        digest.update(fh.read(HASH_SPAN))
+        if size > HASH_SPAN:
+            fh.seek(max(HASH_SPAN, size - HASH_SPAN))
+            digest.update(fh.read(HASH_SPAN))
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- indexer
+
+
+@dataclass(frozen=True)
+class _Reuse:
+    """A file whose bytes the index already embedded (under this or another name)."""
+
+    info: FileInfo
+    digest: str
+    source_id: str
 
 
 @dataclass
@@ -158,6 +226,9 @@ class _Plan:
     unchanged: int
     known_failures: list[FileFailed]
     gone_failures: list[str]
+    reuse: list[_Reuse] = field(default_factory=list)
+    #: Content hashes already computed while planning, by path.
+    digests: dict[str, str] = field(default_factory=dict)
 
 
 class Indexer:
@@ -198,14 +269,18 @@ class Indexer:
         emit(
             PlanReady(
                 total=len(files),
-                new=len(plan.to_embed) - len(plan.changed_ids),
+                new=len(plan.to_embed) + len(plan.reuse) - len(plan.changed_ids),
                 changed=len(plan.changed_ids),
                 unchanged=plan.unchanged,
                 removed=len(plan.removed_ids),
+                reused=len(plan.reuse),
             )
         )
+        progress = _Progress(total=len(plan.to_embed) + len(plan.reuse))
 
         stale: list[str] = []
+        if plan.reuse and index is not None and not cancel.is_set():
+            self._reuse(plan, index, emit, summary, progress)
         if plan.to_embed and not cancel.is_set():
             emit(ModelLoading(self.spec.name))
             model = self._load_model()
@@ -220,7 +295,7 @@ class Indexer:
                     f"The index holds {index.dim}-dimensional vectors but {self.spec.name} "
                     f"makes {model.dim}-dimensional ones; rebuild with `clipseek index --rebuild`."
                 )
-            stale = self._embed(plan, model, index, emit, cancel, summary)
+            stale = self._embed(plan, model, index, emit, cancel, summary, progress)
 
         if index is not None:
             # Files that changed and can no longer be read must not keep their old vector.
@@ -311,7 +386,110 @@ class Indexer:
         if removed and not self.options.rebuild:
             removed = self._guard_empty_roots(removed, stored, files, roots, per_root, emit)
         gone_failures = [id_ for id_ in failures if id_ not in on_disk]
-        return _Plan(files, to_embed, changed, removed, unchanged, known_failures, gone_failures)
+        plan = _Plan(files, to_embed, changed, removed, unchanged, known_failures, gone_failures)
+        if index is not None and to_embed and not self.options.rebuild:
+            self._find_reusable(plan, index, stored)
+        return plan
+
+    def _find_reusable(
+        self, plan: _Plan, index: ImageIndex, stored: dict[str, StoredEntry]
+    ) -> None:
+        """Move files whose bytes the index already holds from ``to_embed`` to ``reuse``.
+
+        Only files whose size matches a stored file are hashed, so a first run over new
+        photos reads nothing extra here; a renamed folder is all matches and is written
+        back from the stored vectors without decoding an image or loading the model.
+        """
+        by_size: dict[int, list[StoredEntry]] = {}
+        for entry in stored.values():
+            if entry.extra.get("content_hash"):
+                by_size.setdefault(entry.size, []).append(entry)
+        elsewhere = {f.size for f in plan.to_embed} - set(by_size)
+        if elsewhere:  # the same bytes may be indexed under another root
+            for entry in index.entries_with_sizes(sorted(elsewhere)).values():
+                if entry.extra.get("content_hash") and entry.id not in stored:
+                    by_size.setdefault(entry.size, []).append(entry)
+        candidates = [f for f in plan.to_embed if f.size in by_size]
+        if not candidates:
+            return
+
+        def digest(info: FileInfo) -> str | None:
+            try:
+                return content_hash(info.path, info.size)
+            except OSError:
+                return None  # the decoder will meet the same problem and report it
+
+        workers = self.options.workers()
+        with ThreadPoolExecutor(workers, thread_name_prefix="clipseek-hash") as pool:
+            digests = list(pool.map(digest, candidates))
+        removed = set(plan.removed_ids)
+        reuse_ids: set[str] = set()
+        for info, value in zip(candidates, digests, strict=True):
+            if value is None:
+                continue
+            plan.digests[info.path] = value
+            matches = [e for e in by_size[info.size] if e.extra.get("content_hash") == value]
+            if not matches:
+                continue
+            # Prefer the file's own old record, then one that is going away (a rename).
+            own = path_id(info.path)
+            matches.sort(key=lambda e: (e.id != own, e.id not in removed))
+            plan.reuse.append(_Reuse(info, value, matches[0].id))
+            reuse_ids.add(own)
+        if reuse_ids:
+            plan.to_embed = [f for f in plan.to_embed if path_id(f.path) not in reuse_ids]
+
+    def _reuse(
+        self,
+        plan: _Plan,
+        index: ImageIndex,
+        emit: EventHandler,
+        summary: IndexSummary,
+        progress: _Progress,
+    ) -> None:
+        """Write the reused files from their stored vectors, in batches like embedded ones."""
+        step = max(1, self.options.batch_size) * 8
+        for start in range(0, len(plan.reuse), step):
+            chunk = plan.reuse[start : start + step]
+            sources = index.get(sorted({r.source_id for r in chunk}))
+            records = []
+            for item in chunk:
+                found = sources.get(item.source_id)
+                if found is None:  # vanished meanwhile: embed it like any new file
+                    plan.to_embed.append(item.info)
+                    continue
+                vector, meta = found
+                records.append(
+                    Record(
+                        item.info.path,
+                        vector,
+                        item.info.size,
+                        item.info.mtime_ns,
+                        int(meta.get("width", 0) or 0),
+                        int(meta.get("height", 0) or 0),
+                        extra={"content_hash": item.digest},
+                    )
+                )
+                if path_id(item.info.path) in plan.changed_ids:
+                    summary.updated += 1
+                else:
+                    summary.new += 1
+                summary.reused += 1
+            index.upsert(records)
+            index.forget_failures([path_id(r.path) for r in records])
+            progress.number += 1
+            progress.done += len(records)
+            emit(
+                BatchDone(
+                    number=progress.number,
+                    size=len(records),
+                    done=progress.done,
+                    total=progress.total,
+                    embedded=summary.embedded,
+                    failed=0,
+                    images_per_second=0.0,
+                )
+            )
 
     def _guard_empty_roots(
         self,
@@ -347,17 +525,29 @@ class Indexer:
         emit: EventHandler,
         cancel: threading.Event,
         summary: IndexSummary,
+        progress: _Progress,
     ) -> list[str]:
-        """Decode ahead on threads, embed and write batch by batch; returns ids to drop."""
+        """Decode ahead on threads, embed and write batch by batch; returns ids to drop.
+
+        Decoder threads turn files into small uint8 arrays (Pillow releases the GIL
+        while decoding and resizing); the calling thread normalises a batch, runs the
+        model on it and writes it, while the decoders work on the next two batches.
+        At most ``2 × batch_size`` decoded images wait, so memory stays a few batches.
+        """
+        from clipseek.models import set_torch_threads
+
         batch_size = self.options.batch_size
-        total = len(plan.to_embed)
         lookahead = 2 * batch_size
         stale: list[str] = []
         pending: deque[tuple[FileInfo, Future[Any]]] = deque()
         queue = iter(plan.to_embed)
-        batch: list[tuple[FileInfo, Any, ImageInfo]] = []
+        batch: list[tuple[FileInfo, Any, ImageInfo, str | None]] = []
         new_failures: list[tuple[str, int, int, str]] = []
-        done = failed = batch_number = 0
+        threads, workers = thread_plan(
+            model.device, self.options.decode_workers, self.options.torch_threads
+        )
+        embedded_before = summary.embedded
+        max_mp = self.options.max_megapixels
         t0 = time.perf_counter()
 
         def submit_more(pool: ThreadPoolExecutor) -> None:
@@ -368,85 +558,120 @@ class Indexer:
                 pending.append(
                     (
                         info,
-                        pool.submit(
-                            load_for_model,
-                            info.path,
-                            model.transform,
-                            model.image_size,
-                            self.options.max_megapixels,
-                        ),
+                        pool.submit(_decode, info, model, plan.digests.get(info.path), max_mp),
                     )
                 )
 
         def flush() -> None:
-            nonlocal batch_number, done
             if not batch:
                 index.record_failures(new_failures)
                 new_failures.clear()
                 return
-            import torch
-
-            batch_number += 1
-            vectors = model.encode_images(torch.stack([tensor for _, tensor, _ in batch]))
+            progress.number += 1
+            summary.model_batches += 1
+            vectors = model.encode_images(model.batch_tensor([item for _, item, _, _ in batch]))
             records = []
-            for (info, _tensor, dims), vector in zip(batch, vectors, strict=True):
+            for (info, _item, dims, digest), vector in zip(batch, vectors, strict=True):
+                extra = {"content_hash": digest} if digest else {}
                 records.append(
-                    Record(info.path, vector, info.size, info.mtime_ns, dims.width, dims.height)
+                    Record(
+                        info.path,
+                        vector,
+                        info.size,
+                        info.mtime_ns,
+                        dims.width,
+                        dims.height,
+                        extra=extra,
+                    )
                 )
                 if path_id(info.path) in plan.changed_ids:
                     summary.updated += 1
                 else:
                     summary.new += 1
             index.upsert(records)
-            index.forget_failures([path_id(info.path) for info, _, _ in batch])
+            index.forget_failures([path_id(info.path) for info, _, _, _ in batch])
             index.record_failures(new_failures)
             new_failures.clear()
-            done += len(batch)
+            progress.done += len(batch)
             size = len(batch)
             batch.clear()
             summary.embed_seconds = time.perf_counter() - t0
+            rate = (summary.embedded - embedded_before) / max(summary.embed_seconds, 1e-9)
             emit(
                 BatchDone(
-                    number=batch_number,
+                    number=progress.number,
                     size=size,
-                    done=done + failed,
-                    total=total,
+                    done=progress.done + progress.failed,
+                    total=progress.total,
                     embedded=summary.embedded,
-                    failed=failed,
-                    images_per_second=summary.images_per_second,
+                    failed=progress.failed,
+                    images_per_second=rate,
                 )
             )
 
-        with ThreadPoolExecutor(
-            self.options.workers(), thread_name_prefix="clipseek-decode"
-        ) as pool:
-            try:
-                submit_more(pool)
-                while pending:
-                    info, future = pending.popleft()
-                    try:
-                        tensor, dims = future.result()
-                    except ImageReadError as exc:
-                        failed += 1
-                        failure = FileFailed(info.path, exc.reason)
-                        summary.failed.append(failure)
-                        emit(failure)
-                        new_failures.append((info.path, info.size, info.mtime_ns, exc.reason))
-                        if path_id(info.path) in plan.changed_ids:
-                            stale.append(path_id(info.path))
-                    else:
-                        batch.append((info, tensor, dims))
+        previous_threads = _torch_threads()
+        set_torch_threads(threads)
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="clipseek-decode") as pool:
+                try:
                     submit_more(pool)
-                    if len(batch) >= batch_size or not pending:
-                        flush()
-                        if cancel.is_set():
-                            summary.cancelled = True
-                            break
-            finally:
-                for _info, future in pending:
-                    future.cancel()
+                    while pending:
+                        info, future = pending.popleft()
+                        try:
+                            item, dims, digest = future.result()
+                        except ImageReadError as exc:
+                            progress.failed += 1
+                            failure = FileFailed(info.path, exc.reason)
+                            summary.failed.append(failure)
+                            emit(failure)
+                            new_failures.append((info.path, info.size, info.mtime_ns, exc.reason))
+                            if path_id(info.path) in plan.changed_ids:
+                                stale.append(path_id(info.path))
+                        else:
+                            batch.append((info, item, dims, digest))
+                        submit_more(pool)
+                        if len(batch) >= batch_size or not pending:
+                            flush()
+                            if cancel.is_set():
+                                summary.cancelled = True
+                                break
+                finally:
+                    for _info, future in pending:
+                        future.cancel()
+        finally:
+            set_torch_threads(previous_threads)
         summary.embed_seconds = time.perf_counter() - t0
         return stale
+
+
+@dataclass
+class _Progress:
+    """Counters shared by the reuse and embedding steps, for one stream of BatchDone events."""
+
+    total: int
+    number: int = 0
+    done: int = 0
+    failed: int = 0
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def _decode(
+    info: FileInfo, model: ClipModel, digest: str | None, max_megapixels: float | None
+) -> tuple[Any, ImageInfo, str | None]:
+    """One file's work on a decoder thread: fingerprint, decode (reduced when the format
+    allows), resize and crop for the model."""
+    if digest is None:
+        try:
+            digest = content_hash(info.path, info.size)
+        except OSError:
+            digest = None  # load_for_model reports why the file cannot be read
+    item, dims = load_for_model(info.path, model.prepare, model.image_size, max_megapixels)
+    return item, dims, digest
 
 
 def _is_under(path: str, root: str) -> bool:

@@ -367,8 +367,9 @@ class ImageIndex:
             self._failures_col = self._failures_factory()
         return self._failures_col
 
-    def _entries(self, collection: Any, under: str | None) -> dict[str, StoredEntry]:
-        where = None
+    def _entries(
+        self, collection: Any, under: str | None, where: dict[str, Any] | None = None
+    ) -> dict[str, StoredEntry]:
         if under is not None:
             where = {
                 "$or": [{"dirs": {"$contains": _meta_text(under)}}, {"path": _meta_text(under)}]
@@ -389,6 +390,17 @@ class ImageIndex:
                     mtime_ns=int(meta.get("mtime_ns", -1)),
                     extra=extra,
                 )
+        return out
+
+    def entries_with_sizes(self, sizes: Sequence[int]) -> dict[str, StoredEntry]:
+        """Stored files of any of these byte sizes, anywhere in the index: the candidates
+        for a moved or copied file (whose content hash is then compared)."""
+        out: dict[str, StoredEntry] = {}
+        values = [int(s) for s in sizes]
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            where = {"size": {"$in": chunk}} if len(chunk) > 1 else {"size": chunk[0]}
+            out.update(self._entries(self._col, None, where))
         return out
 
     def get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, Mapping[str, Any]]]:
