@@ -56,7 +56,7 @@ class Engine:
         requested = resolve_model(self.settings.model)
         if self.settings.model_explicit:
             return requested
-        indexes = self.store.indexes()
+        indexes = self._known_indexes()
         if not indexes or any(i.model_key == requested.key for i in indexes):
             return requested
         if len(indexes) == 1:
@@ -146,5 +146,11 @@ class Engine:
             remote=self.store.is_remote,
             model=spec.name,
             model_source=source,
-            indexes=self.store.indexes(),
+            indexes=self._known_indexes(),
         )
+
+    def _known_indexes(self) -> list[IndexInfo]:
+        """The store's indexes; read from the SQLite file when possible, so that ``info``
+        and choosing a model do not import chromadb (over a second on a small machine)."""
+        peeked = self.store.peek_indexes()
+        return peeked if peeked is not None else self.store.indexes()

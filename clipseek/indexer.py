@@ -131,6 +131,8 @@ class IndexSummary:
     reused: int = 0
     #: Model forward passes (batches) this run; 0 when everything was reused or unchanged.
     model_batches: int = 0
+    #: torch intra-op threads in use when embedding ended (0: no embedding this run).
+    torch_threads: int = 0
 
     @property
     def embedded(self) -> int:
@@ -164,26 +166,80 @@ def thread_plan(
     torch_threads: int | None = None,
     cores: int | None = None,
 ) -> tuple[int, int]:
-    """(torch threads, decoder threads) for indexing on ``device``.
+    """(torch threads, decoder threads) to start indexing on ``device`` with.
 
     On a GPU the CPU only decodes, so every core gets a decoder. On a CPU the model
-    and the decoders share the cores: torch keeps all of them (its OpenMP pool is idle
-    between batches) and the decoders get as many threads, so the operating system
-    interleaves decoding with inference. Measured on 2 cores (docs/PERFORMANCE.md),
-    that beats splitting the cores between the two. Either number can be overridden.
+    and the decoders share the cores: torch starts with all of them and the decoders
+    get as many threads, and :class:`ThreadTuner` then moves torch between all and half
+    of the cores by measured throughput. Either number can be fixed by the caller.
     """
     from clipseek.models import physical_cores
 
     n = cores or physical_cores()
-    if device != "cpu":
-        threads, workers = 1, max(2, n)
-    else:
-        threads, workers = n, max(2, n)
+    threads, workers = (1, max(2, n)) if device != "cpu" else (n, max(2, n))
     if torch_threads:
         threads = max(1, torch_threads)
     if decode_workers:
         workers = max(1, decode_workers)
     return threads, workers
+
+
+class ThreadTuner:
+    """Chooses torch's intra-op thread count batch by batch, by measured throughput.
+
+    Which is faster depends on the files and on the machine's other work, not only on
+    its cores: 12 MP JPEGs keep the decoders busy, and torch's OpenMP threads, which
+    meet at a barrier after every operation, then stall whenever a decoder (or another
+    program) takes one of their cores, so fewer torch threads win; small PNGs leave
+    the model as the bottleneck, and all cores win (docs/PERFORMANCE.md). So each
+    candidate is tried for a few batches, the fastest is kept, and the choice is
+    checked again every ``recheck`` batches.
+    """
+
+    def __init__(self, candidates: Sequence[int], window: int = 2, recheck: int = 24) -> None:
+        self.candidates = list(dict.fromkeys(max(1, int(c)) for c in candidates))
+        self.window = max(1, window)
+        self.recheck = max(self.window, recheck)
+        self._rates: dict[int, float] = {}
+        self._trial = list(self.candidates)  # candidates still to measure in this round
+        self._current = self._trial[0]
+        self._images = 0
+        self._seconds = 0.0
+        self._batches = 0
+        self._skip = 1  # the first batch fills the pipeline: not representative
+        self.history: list[tuple[int, float]] = []  # (threads, images/s) per finished trial
+
+    @property
+    def threads(self) -> int:
+        return self._current
+
+    def record(self, images: int, seconds: float) -> int:
+        """Account one batch cycle; returns the thread count for the next batch."""
+        if self._skip:
+            self._skip -= 1
+            return self._current
+        self._images += images
+        self._seconds += seconds
+        self._batches += 1
+        exploring = bool(self._trial)
+        if self._batches < (self.window if exploring else self.recheck):
+            return self._current
+        rate = self._images / max(self._seconds, 1e-9)
+        self._rates[self._current] = rate
+        self.history.append((self._current, rate))
+        self._images, self._seconds, self._batches = 0, 0.0, 0
+        if exploring:
+            self._trial.remove(self._current)
+        if self._trial:
+            self._current = self._trial[0]
+        elif exploring:
+            self._current = max(self._rates, key=self._rates.__getitem__)
+        else:  # after a stretch on the best, measure the others again
+            self._trial = [c for c in self.candidates if c != self._current]
+            if self._trial:
+                self._current = self._trial[0]
+        self._skip = 1 if self._current != self.history[-1][0] else 0
+        return self._current
 
 
 #: Bytes hashed at each end of a file to recognise it under another name.
@@ -546,6 +602,10 @@ class Indexer:
         threads, workers = thread_plan(
             model.device, self.options.decode_workers, self.options.torch_threads
         )
+        tuner: ThreadTuner | None = None
+        if model.device == "cpu" and not self.options.torch_threads and threads > 1:
+            tuner = ThreadTuner([threads, threads // 2])
+        cycle_start = time.perf_counter()
         embedded_before = summary.embedded
         max_mp = self.options.max_megapixels
         t0 = time.perf_counter()
@@ -563,6 +623,7 @@ class Indexer:
                 )
 
         def flush() -> None:
+            nonlocal cycle_start
             if not batch:
                 index.record_failures(new_failures)
                 new_failures.clear()
@@ -595,7 +656,11 @@ class Indexer:
             progress.done += len(batch)
             size = len(batch)
             batch.clear()
-            summary.embed_seconds = time.perf_counter() - t0
+            now = time.perf_counter()
+            if tuner is not None:
+                set_torch_threads(tuner.record(size, now - cycle_start))
+            cycle_start = now
+            summary.embed_seconds = now - t0
             rate = (summary.embedded - embedded_before) / max(summary.embed_seconds, 1e-9)
             emit(
                 BatchDone(
@@ -639,6 +704,7 @@ class Indexer:
                     for _info, future in pending:
                         future.cancel()
         finally:
+            summary.torch_threads = _torch_threads()
             set_torch_threads(previous_threads)
         summary.embed_seconds = time.perf_counter() - t0
         return stale

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -230,6 +231,25 @@ class Store:
             return []
         return [ImageIndex(col).info() for col in self._collections()]
 
+    def peek_indexes(self) -> list[IndexInfo] | None:
+        """:meth:`indexes` read straight from Chroma's SQLite file, without importing chromadb.
+
+        Importing chromadb costs a second or more, which ``clipseek info`` and the TUI's
+        first paint should not pay to show a few numbers. The file is opened read-only
+        and only tables and columns that are checked first are read; anything
+        unexpected (another Chroma layout, a server, a locked or damaged file) returns
+        None and the caller asks chromadb instead.
+        """
+        if self.is_remote:
+            return None
+        path = Path(self.location) / "chroma.sqlite3"
+        if not path.is_file():
+            return []
+        try:
+            return _peek_sqlite(path)
+        except (sqlite3.Error, ValueError, TypeError, OSError):
+            return None
+
     def open_index(self, model_key: str, collection_slug: str) -> ImageIndex | None:
         """The index for ``model_key``, or None if nothing was indexed with that model."""
         if not self.is_remote and not self.exists:
@@ -242,6 +262,7 @@ class Store:
                     raise StoreError(
                         f"Collection {name} belongs to model {index.model_key}, not {model_key}."
                     )
+                _raise_ef_search(col)
                 return index
         return None
 
@@ -514,6 +535,89 @@ class ImageIndex:
         collection = self._failures()
         if collection is not None and ids:
             self._delete(collection, ids)
+
+
+#: What :func:`_peek_sqlite` reads from Chroma's SQLite schema (checked before reading).
+_PEEK_COLUMNS = {
+    "collections": {"id", "name", "database_id"},
+    "collection_metadata": {"collection_id", "key", "str_value", "int_value", "float_value"},
+    "segments": {"id", "scope", "collection"},
+    "embeddings": {"segment_id"},
+    "databases": {"id", "name", "tenant_id"},
+}
+
+
+def _peek_sqlite(path: Path) -> list[IndexInfo] | None:
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    con = sqlite3.connect(uri, uri=True, timeout=1.0)
+    try:
+        for table, needed in _PEEK_COLUMNS.items():
+            have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+            if not needed <= have:
+                return None
+        rows = con.execute(
+            "SELECT c.id, c.name FROM collections c JOIN databases d ON c.database_id = d.id "
+            "WHERE d.name = 'default_database' AND d.tenant_id = 'default_tenant' "
+            "AND substr(c.name, 1, ?) = ? ORDER BY c.name",
+            (len(COLLECTION_PREFIX), COLLECTION_PREFIX),
+        ).fetchall()
+        out = []
+        for collection_id, name in rows:
+            meta: dict[str, Any] = {}
+            for key, text, integer, real in con.execute(
+                "SELECT key, str_value, int_value, float_value FROM collection_metadata "
+                "WHERE collection_id = ?",
+                (collection_id,),
+            ):
+                meta[key] = text if text is not None else integer if integer is not None else real
+            segments = con.execute(
+                "SELECT id FROM segments WHERE collection = ? AND scope = 'METADATA'",
+                (collection_id,),
+            ).fetchall()
+            if len(segments) != 1:
+                return None
+            (count,) = con.execute(
+                "SELECT COUNT(*) FROM embeddings WHERE segment_id = ?", (segments[0][0],)
+            ).fetchone()
+            model_key = str(meta.get("model_key", ""))
+            try:
+                roots = tuple(json.loads(str(meta.get("roots", "[]"))))
+            except ValueError:
+                roots = ()
+            out.append(
+                IndexInfo(
+                    model_key=model_key,
+                    model_name=str(meta.get("model_name", model_key)),
+                    dim=int(meta.get("dim", 0) or 0),
+                    count=int(count),
+                    roots=roots,
+                    collection=str(name),
+                    created=str(meta.get("created", "")),
+                )
+            )
+        return out
+    finally:
+        con.close()
+
+
+def _raise_ef_search(collection: Any) -> None:
+    """Bring an older index's ef_search up to :data:`HNSW_CONFIG`.
+
+    A collection keeps the HNSW parameters it was created with. max_neighbors and
+    ef_construction shape the graph and cannot change without a rebuild, but ef_search
+    (how widely a query explores, hence recall) can: Chroma stores the new value and
+    uses it from the next time a process loads the index. Best effort: a server that
+    cannot change it still answers queries as before.
+    """
+    want = int(HNSW_CONFIG["ef_search"])
+    try:
+        hnsw = (getattr(collection, "configuration", None) or {}).get("hnsw") or {}
+        current = hnsw.get("ef_search")
+        if current is None or int(current) >= want:
+            return
+        collection.modify(configuration={"hnsw": {"ef_search": want}})
+    except Exception:
+        return
 
 
 def _short(exc: BaseException) -> str:

@@ -94,3 +94,69 @@ def install_hf_standin(
     path = snapshot / filename
     save_file(state, str(path))
     return path
+
+
+def photo_like(size: tuple[int, int] = (4000, 3000), seed: int = 0) -> Any:
+    """A synthetic picture with the statistics that matter for decoding speed and for
+    resampling error: smooth light falloff, mid-frequency blotches, hard-edged shapes and
+    sensor-like noise (flat colour would make JPEG decoding unrealistically cheap).
+
+    Built at a quarter of the size and upsampled, so a 12 MP image takes well under a
+    second; the full-resolution noise keeps the JPEG as large as a camera's (≈2.5 MB).
+    """
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    sw, sh = max(8, w // 4), max(8, h // 4)
+
+    def field(gw: int, gh: int, amp: float) -> Any:
+        small = np.clip(rng.uniform(-amp, amp, (gh, gw, 3)) + 128, 0, 255).astype(np.uint8)
+        up = Image.fromarray(small, "RGB").resize((sw, sh), Image.Resampling.BICUBIC)
+        return np.asarray(up, dtype=np.int16) - 128
+
+    base = rng.integers(60, 200, 3).astype(np.int16)
+    img = base + field(4, 3, 70) + field(40, 30, 25) + field(max(2, sw // 10), max(2, sh // 10), 12)
+    small = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(small)
+    for _ in range(25):
+        x0, y0 = int(rng.integers(0, sw)), int(rng.integers(0, sh))
+        x1 = x0 + int(rng.integers(max(1, sw // 40), max(2, sw // 3)))
+        y1 = y0 + int(rng.integers(max(1, sh // 40), max(2, sh // 3)))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape([x0, y0, x1, y1], fill=colour)
+    big = np.asarray(small.resize((w, h), Image.Resampling.BICUBIC), dtype=np.int16)
+    noise = rng.normal(0.0, 4.0, (h, w, 1)).astype(np.int16)
+    return Image.fromarray(np.clip(big + noise, 0, 255).astype(np.uint8), "RGB")
+
+
+def write_photo_corpus(
+    folder: str | Path,
+    count: int,
+    size: tuple[int, int] = (4000, 3000),
+    fmt: str = "jpg",
+    seed: int = 0,
+    quality: int = 90,
+) -> list[Path]:
+    """Write ``count`` distinct photo-like files (``0000.jpg``...); existing ones are kept,
+    so a benchmark can cache its corpus between runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{i:04d}.{fmt}" for i in range(count)]
+
+    def make(i: int) -> None:
+        if paths[i].exists():
+            return
+        image = photo_like(size, seed=seed * 100_003 + i)
+        tmp = paths[i].with_suffix(".part")
+        options = {"quality": quality} if fmt in ("jpg", "jpeg", "webp") else {}
+        image.save(tmp, "JPEG" if fmt in ("jpg", "jpeg") else fmt.upper(), **options)
+        tmp.replace(paths[i])
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(make, range(count)))
+    return paths

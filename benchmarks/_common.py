@@ -1,0 +1,110 @@
+"""Shared set-up for the benchmarks: an offline ViT-B/32 stand-in, cached corpora,
+the machine's description, and small statistics helpers.
+
+Benchmarks are run by hand (``python benchmarks/bench_index.py --quick``), never by
+pytest: these machines are shared and noisy, so every script measures its own
+baseline in the same run and prints ratios against it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+def cache_root() -> Path:
+    """Where generated corpora and the stand-in checkpoint are kept between runs."""
+    override = os.environ.get("CLIPSEEK_BENCH_CACHE")
+    base = Path(override) if override else Path(tempfile.gettempdir()) / "clipseek-bench"
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def use_standin_cache() -> Path:
+    """Point huggingface_hub at a private cache holding a random ViT-B/32 checkpoint of the
+    real shape, so ``ViT-B/32`` loads offline exactly as it would with real weights.
+    Must run before huggingface_hub is imported."""
+    hub = cache_root() / "hf-hub"
+    os.environ["HF_HUB_CACHE"] = str(hub)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    marker = hub / ".standin-ready"
+    if not marker.exists():
+        from clipseek.testing import install_hf_standin
+
+        install_hf_standin(hub)
+        marker.write_text("ok")
+    return hub
+
+
+def machine() -> str:
+    """CPU model, usable cores, torch version: what a figure depends on."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 0
+    load = ""
+    if hasattr(os, "getloadavg"):
+        load = f", load {os.getloadavg()[0]:.1f}"
+    return f"{model}, {cores} cores{load}, Python {platform.python_version()}"
+
+
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile, q in [0, 100]."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, round(q / 100 * len(ordered) + 0.5 - 1e-9))
+    return ordered[min(len(ordered), rank) - 1]
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+@contextmanager
+def temp_dir(prefix: str) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=cache_root()) as name:
+        yield Path(name)
+
+
+def header(title: str) -> None:
+    print(f"# {title}")
+    print(f"# machine: {machine()}")
+    print(f"# command: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}")
+    sys.stdout.flush()
