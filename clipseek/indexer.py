@@ -169,9 +169,9 @@ def thread_plan(
     """(torch threads, decoder threads) to start indexing on ``device`` with.
 
     On a GPU the CPU only decodes, so every core gets a decoder. On a CPU the model
-    and the decoders share the cores: torch starts with all of them and the decoders
-    get as many threads, and :class:`ThreadTuner` then moves torch between all and half
-    of the cores by measured throughput. Either number can be fixed by the caller.
+    and the decoders share the cores: decoders get a thread per core, and torch may use
+    all cores, while :class:`ThreadTuner` moves it between half and all of them by
+    measured throughput. Either number can be fixed by the caller.
     """
     from clipseek.models import physical_cores
 
@@ -604,7 +604,10 @@ class Indexer:
         )
         tuner: ThreadTuner | None = None
         if model.device == "cpu" and not self.options.torch_threads and threads > 1:
-            tuner = ThreadTuner([threads, threads // 2])
+            # Half the cores first: on a shared or decode-bound machine that is the
+            # faster (docs/PERFORMANCE.md), and a short run may end before any retrial.
+            tuner = ThreadTuner([threads // 2, threads])
+            threads = tuner.threads
         cycle_start = time.perf_counter()
         embedded_before = summary.embedded
         max_mp = self.options.max_megapixels

@@ -9,8 +9,10 @@ checked before paying for a model load.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import struct
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -564,17 +566,20 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -
             preprocess_overrides = {
                 k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg
             }
-            # The checkpoint is loaded strictly, so every weight is overwritten: drawing
-            # random initial values first would only cost time (and touch memory).
-            with _skip_random_init():
+            # Every weight is overwritten from the checkpoint (strictly), so the model is
+            # built without drawing random initial values, already in its precision, and
+            # filled one tensor at a time: peak memory is the model, not model + file.
+            with _skip_random_init(), _quiet_logging():
                 model = open_clip.create_model(
                     spec.arch,
-                    pretrained=checkpoint,
+                    pretrained=None,
                     precision=oc_precision,
                     force_quick_gelu=bool(cfg.get("quick_gelu", False)),
                     force_preprocess_cfg=preprocess_overrides,
                     device=resolved_device,
                 )
+            if not _stream_safetensors(model, checkpoint):
+                open_clip.load_checkpoint(model, checkpoint, strict=True)
             tokenizer = open_clip.get_tokenizer(spec.arch)
         else:
             if spec.kind == "local-dir":
@@ -604,6 +609,74 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -
         fill_color=int(pp.get("fill_color", 0)),
     )
     return ClipModel(spec, model, tokenizer, preprocess, resolved_device, resolved_precision)
+
+
+#: safetensors dtype names and their torch equivalents.
+_SAFETENSORS_DTYPES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
+
+
+def _stream_safetensors(model: Any, path: str) -> bool:
+    """Copy a .safetensors checkpoint into ``model`` tensor by tensor (converting dtype).
+
+    The file is read with plain reads, one tensor at a time, rather than memory-mapped:
+    a mapping would add the whole file to the process's resident memory while loading.
+    Returns False, having changed nothing, unless the file holds exactly the model's
+    tensors with the same shapes; open_clip's own loader then handles other layouts
+    (OpenAI's original state dicts, resized position embeddings and so on).
+    """
+    if not str(path).endswith(".safetensors"):
+        return False
+    import torch
+
+    state = model.state_dict()
+    with open(path, "rb") as fh:
+        (size,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(size))
+        header.pop("__metadata__", None)
+        if set(header) != set(state):
+            return False
+        for key, meta in header.items():
+            dtype = _SAFETENSORS_DTYPES.get(meta.get("dtype", ""))
+            if dtype is None or tuple(meta["shape"]) != tuple(state[key].shape):
+                return False
+        base = 8 + size
+        with torch.no_grad():
+            for key, meta in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+                begin, end = meta["data_offsets"]
+                fh.seek(base + begin)
+                raw = bytearray(end - begin)
+                if fh.readinto(raw) != len(raw):
+                    raise ModelError(f"The weights file {path} is truncated; delete it and retry.")
+                dtype = getattr(torch, _SAFETENSORS_DTYPES[meta["dtype"]])
+                if raw:
+                    tensor = torch.frombuffer(raw, dtype=dtype).reshape(meta["shape"])
+                    state[key].copy_(tensor)
+    return True
+
+
+@contextmanager
+def _quiet_logging() -> Iterator[None]:
+    """open_clip warns through the root logger that a model built without weights is
+    random; here the weights follow at once, so the warning would only alarm the user."""
+    import logging
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 @contextmanager

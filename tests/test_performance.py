@@ -437,3 +437,25 @@ def test_thread_tuner_keeps_the_faster_setting_and_rechecks() -> None:
     run_batches(1 + 2)  # recheck of 2
     assert tuner.threads == 2
     assert run_batches(3) == [2, 2, 2]
+
+
+@pytest.mark.slow
+def test_named_model_weights_stream_into_bf16_exactly(capfd: pytest.CaptureFixture[str]) -> None:
+    """ViT-B/32 is built without random init, in bf16, and filled tensor by tensor from
+    the checkpoint: every weight must equal the file's, and no 'random' warning shows."""
+    import torch
+    from safetensors.torch import load_file
+
+    from clipseek.models import hf_cache_dir
+    from clipseek.testing import install_hf_standin
+
+    path = install_hf_standin(hf_cache_dir(), "ViT-B-32-quickgelu", "openai")
+    model = load_model(resolve_model("ViT-B/32"), device="cpu", precision="bf16")
+    stored = load_file(str(path))
+    state = model._model.state_dict()
+    assert set(state) == set(stored)
+    for key, value in stored.items():
+        expected = value.to(torch.bfloat16) if value.is_floating_point() else value
+        assert state[key].dtype == expected.dtype, key
+        assert torch.equal(state[key], expected), key
+    assert "initialized randomly" not in capfd.readouterr().err
