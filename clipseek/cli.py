@@ -320,6 +320,24 @@ def index(
             show_default=False,
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Decoder threads (default: one per core).",
+            show_default=False,
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="Model (torch) threads on a CPU (default: tuned while indexing).",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOpt = None,
     db: DbOpt = None,
     device: DeviceOpt = None,
@@ -345,6 +363,8 @@ def index(
         excludes=tuple(exclude or ()),
         rebuild=rebuild,
         max_megapixels=settings.max_megapixels,
+        decode_workers=workers,
+        torch_threads=threads,
     )
     err = _stderr()
     err.print(f"Indexing with [bold]{engine.spec.name}[/] into {engine.store.location}")

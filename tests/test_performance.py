@@ -459,3 +459,26 @@ def test_named_model_weights_stream_into_bf16_exactly(capfd: pytest.CaptureFixtu
         assert state[key].dtype == expected.dtype, key
         assert torch.equal(state[key], expected), key
     assert "initialized randomly" not in capfd.readouterr().err
+
+
+def test_cli_thread_overrides_reach_the_indexer(
+    settings, photos: Path, db_path: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from clipseek.cli import app
+
+    seen: list[tuple[int | None, int | None]] = []
+    real = ix.Indexer.run
+
+    def spy(self, *args, **kwargs):
+        seen.append((self.options.decode_workers, self.options.torch_threads))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ix.Indexer, "run", spy)
+    args = ["index", str(photos), "--db", str(db_path), "-m", tiny_model, "--device", "cpu"]
+    result = CliRunner().invoke(app, [*args, "--workers", "3", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert seen == [(3, 1)]
+    bad = CliRunner().invoke(app, [*args, "--workers", "0"])
+    assert bad.exit_code != 0 and "--workers" in bad.output
