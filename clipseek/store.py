@@ -32,12 +32,15 @@ COLLECTION_PREFIX = "clipseek-"
 FAILURES_PREFIX = "clipseekfail-"
 _PAGE = 10_000
 
-#: HNSW parameters: cosine space; ef values chosen so top-k matches an exact scan
-#: (see benchmarks/ and docs/PERFORMANCE.md for the recall measurement).
+#: HNSW parameters, cosine space. Measured by benchmarks/bench_hnsw.py on 100k CLIP-like
+#: vectors (docs/PERFORMANCE.md): with max_neighbors 32 and ef_construction 200,
+#: recall@10 against an exact scan is 0.9995 at ef_search 100 and 1.0 at 200, for about
+#: 1.5 ms a query; Chroma's defaults (16, 100, 100) give 0.990. ef_search is the one
+#: value an existing index can take on later (see _raise_ef_search).
 HNSW_CONFIG: dict[str, Any] = {
     "space": "cosine",
     "ef_construction": 200,
-    "ef_search": 128,
+    "ef_search": 200,
     "max_neighbors": 32,
 }
 
