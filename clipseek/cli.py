@@ -58,12 +58,13 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _debug_enabled() -> bool:
-    import click
+#: Set by the root callback on every invocation from ``--debug`` (Typer does not keep a
+#: click context current while a command body runs, so the flag cannot be looked up there).
+_debug_flag = False
 
-    ctx = click.get_current_context(silent=True)
-    root = ctx.find_root() if ctx else None
-    if root is not None and isinstance(root.obj, dict) and root.obj.get("debug"):
+
+def _debug_enabled() -> bool:
+    if _debug_flag:
         return True
     return os.environ.get("CLIPSEEK_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -73,27 +74,33 @@ def friendly(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from rich.markup import escape
+
         try:
             return func(*args, **kwargs)
         except ClipseekError as exc:
             if _debug_enabled():
                 raise
-            _stderr().print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            _stderr().print(f"[bold red]error:[/] {escape(_printable(str(exc)))}")
             raise typer.Exit(1) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
-        except Exception as exc:
+        except BaseException as exc:  # Chroma's Rust core panics with a BaseException
             if _debug_enabled():
                 raise
             _stderr().print(
-                f"[bold red]error:[/] clipseek hit an unexpected problem: "
-                f"{type(exc).__name__}: {exc}\nRun again with --debug for the full traceback "
-                "and include it in a bug report.",
-                markup=False,
+                "[bold red]error:[/] clipseek hit an unexpected problem: "
+                f"{escape(type(exc).__name__)}: {escape(_printable(str(exc))[:500])}\n"
+                "Run again with --debug for the full traceback and include it in a bug report."
             )
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _printable(text: str) -> str:
+    """Text as a terminal can take it: file names with undecodable bytes show escaped."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 # --------------------------------------------------------------------------- shared options
@@ -170,6 +177,8 @@ def root(
         bool, typer.Option("--debug", help="Show tracebacks for bug reports. [env: CLIPSEEK_DEBUG]")
     ] = False,
 ) -> None:
+    global _debug_flag
+    _debug_flag = debug
     ctx.obj = {"debug": debug}
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
@@ -179,7 +188,14 @@ def root(
 
 
 class _IndexProgress:
-    """Draws engine events as a rich progress bar with rate and ETA."""
+    """Draws engine events as a rich progress bar with rate and ETA.
+
+    When stderr is not a terminal (a log file, cron, a pipe) the bar cannot redraw, so
+    progress is written as a plain line now and then instead.
+    """
+
+    #: Seconds between plain progress lines when stderr is not a terminal.
+    LOG_EVERY = 1.0
 
     def __init__(self, console: Console) -> None:
         from rich.progress import (
@@ -206,12 +222,19 @@ class _IndexProgress:
             transient=False,
         )
         self.task = self.progress.add_task("Scanning", total=None, rate="")
+        self._plain = not console.is_terminal
+        self._last_line = 0.0
 
     def __enter__(self) -> _IndexProgress:
-        self.progress.start()
+        if not self._plain:
+            self.progress.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self._plain:
+            return
+        if exc_type is not None:  # the error message says it all; a frozen bar would be noise
+            self.progress.update(self.task, visible=False)
         self.progress.stop()
 
     def __call__(self, event: IndexEvent) -> None:
@@ -234,10 +257,17 @@ class _IndexProgress:
                 completed=event.done,
                 rate=f"{event.images_per_second:5.1f} img/s",
             )
+            now = time.monotonic()
+            if self._plain and (now - self._last_line >= self.LOG_EVERY or event.number == 1):
+                self._last_line = now
+                p.console.print(
+                    f"embedded {event.done} of {event.total} "
+                    f"({event.images_per_second:.1f} images/s)"
+                )
         elif isinstance(event, ev.FileFailed):
-            p.console.print(f"[yellow]skipped[/] {_safe(event.path)}: {event.reason}")
+            p.console.print(f"[yellow]skipped[/] {_safe(event.path)}: {_safe(event.reason)}")
         elif isinstance(event, ev.Notice):
-            p.console.print(f"[cyan]note:[/] {event.message}")
+            p.console.print(f"[cyan]note:[/] {_safe(event.message)}")
 
 
 def _safe(path: str) -> str:
@@ -319,6 +349,14 @@ def index(
             show_default=False,
         ),
     ] = None,
+    no_wait: Annotated[
+        bool,
+        typer.Option(
+            "--no-wait",
+            help="If another clipseek index run is updating the same index, stop (exit 1) "
+            "instead of waiting for it.",
+        ),
+    ] = False,
     model: ModelOpt = None,
     db: DbOpt = None,
     device: DeviceOpt = None,
@@ -346,9 +384,13 @@ def index(
         max_megapixels=settings.max_megapixels,
     )
     err = _stderr()
-    err.print(f"Indexing with [bold]{engine.spec.name}[/] into {engine.store.location}")
+    err.print(
+        f"Indexing with [bold]{_safe(engine.spec.name)}[/] into {_safe(engine.store.location)}"
+    )
     with _cancel_on_interrupt(err) as cancel, _IndexProgress(err) as progress:
-        summary = engine.index([str(f) for f in folders], options, on_event=progress, cancel=cancel)
+        summary = engine.index(
+            [str(f) for f in folders], options, on_event=progress, cancel=cancel, wait=not no_wait
+        )
     _stdout().print(_summary_line(summary))
     if summary.failed:
         err.print(
@@ -419,7 +461,7 @@ def query(
     )
     err = _stderr()
     for note in response.notes:
-        err.print(f"[cyan]note:[/] {note}")
+        err.print(f"[cyan]note:[/] {_safe(note)}")
     if as_json:
         sys.stdout.write(json.dumps(response.to_json(), ensure_ascii=False) + "\n")
     else:
@@ -440,8 +482,11 @@ def _print_results(response: SearchResponse) -> None:
     if not response.results:
         out.print("No results.")
         return
+    shown_query = response.query if len(response.query) <= 120 else response.query[:117] + "..."
     table = Table(
-        title=f"{response.query}  [dim]({response.model})[/]", title_justify="left", expand=False
+        title=f"{_safe(shown_query)}  [dim]({_safe(response.model)})[/]",
+        title_justify="left",
+        expand=False,
     )
     table.add_column("#", justify="right", style="dim")
     table.add_column("score", justify="right", style="bold cyan")

@@ -14,8 +14,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from clipseek.config import Settings
-from clipseek.errors import IndexMissingError, ModelMismatchError
-from clipseek.indexer import EventHandler, Indexer, IndexOptions, IndexSummary
+from clipseek.errors import IndexMissingError, ModelMismatchError, StoreError
+from clipseek.indexer import (
+    EventHandler,
+    Indexer,
+    IndexFinished,
+    IndexOptions,
+    IndexSummary,
+    Notice,
+)
 from clipseek.models import ClipModel, ModelSpec, load_model, resolve_model
 from clipseek.search import Query, Searcher, SearchResponse
 from clipseek.store import ImageIndex, IndexInfo, Store
@@ -56,7 +63,10 @@ class Engine:
         requested = resolve_model(self.settings.model)
         if self.settings.model_explicit:
             return requested
-        indexes = self.store.indexes()
+        try:
+            indexes = self.store.indexes()
+        except StoreError:  # a damaged store says so when it is used; naming a model needn't
+            return requested
         if not indexes or any(i.model_key == requested.key for i in indexes):
             return requested
         if len(indexes) == 1:
@@ -90,8 +100,56 @@ class Engine:
         options: IndexOptions | None = None,
         on_event: EventHandler | None = None,
         cancel: threading.Event | None = None,
+        *,
+        wait: bool = True,
     ) -> IndexSummary:
-        return self.indexer(options).run(roots, on_event=on_event, cancel=cancel)
+        """Index ``roots`` while holding the index's writer lock (see :mod:`clipseek.lock`).
+
+        If another process is indexing into the same database, this waits for it (saying
+        so through a :class:`Notice`) or, with ``wait=False``, raises
+        :class:`~clipseek.errors.IndexBusyError` naming the holder. With ``rebuild``, a
+        damaged database is first moved aside so the rebuild starts from a clean one.
+        """
+        from clipseek.lock import LockHolder, WriterLock
+
+        emit: EventHandler = on_event or (lambda _event: None)
+        cancel = cancel or threading.Event()
+        lock = None
+        if not self.store.is_remote:
+            lock = WriterLock(self.store.location)
+
+            def on_wait(holder: LockHolder | None) -> None:
+                who = holder.describe() if holder is not None else "another clipseek process"
+                emit(
+                    Notice(
+                        f"Another clipseek index run ({who}) is updating {self.store.location}; "
+                        "waiting for it to finish (Ctrl-C to give up)."
+                    )
+                )
+
+            if not lock.acquire(wait=wait, on_wait=on_wait, cancelled=cancel.is_set):
+                from clipseek.scanner import normalise_root
+
+                summary = IndexSummary(roots=[normalise_root(r) for r in roots], cancelled=True)
+                emit(IndexFinished(summary))
+                return summary
+        try:
+            opts = options or IndexOptions(
+                batch_size=self.settings.batch_size, max_megapixels=self.settings.max_megapixels
+            )
+            if opts.rebuild:
+                moved = self.store.recover()
+                if moved:
+                    emit(
+                        Notice(
+                            f"The index at {self.store.location} was damaged; it was moved to "
+                            f"{moved} and is rebuilt from your images."
+                        )
+                    )
+            return self.indexer(opts).run(roots, on_event=emit, cancel=cancel)
+        finally:
+            if lock is not None:
+                lock.release()
 
     # -- searching
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import ClipseekError, ImageReadError
-from clipseek.imaging import ImageInfo, load_for_model
+from clipseek.imaging import ImageInfo, load_for_model, worth_retrying
 from clipseek.scanner import FileInfo, ScanOptions, normalise_root, scan
 from clipseek.store import ImageIndex, Record, Store, StoredEntry, path_id
 
@@ -188,6 +188,12 @@ class Indexer:
         summary = IndexSummary(roots=norm_roots)
 
         files = self._scan(norm_roots, emit, summary)
+        if cancel.is_set():
+            # A scan cut short would make every file it did not reach look deleted.
+            summary.cancelled = True
+            summary.elapsed = time.perf_counter() - started
+            emit(IndexFinished(summary))
+            return summary
         index = self.store.open_index(self.spec.key, self.spec.collection_slug)
         plan = self._plan(files, norm_roots, index, emit)
         summary.total = len(files)
@@ -248,16 +254,22 @@ class Indexer:
         return list(dict.fromkeys(out))
 
     def _scan(self, roots: list[str], emit: EventHandler, summary: IndexSummary) -> list[FileInfo]:
+        self._unreadable_folders: list[str] = []
+
         def on_error(path: str, reason: str) -> None:
             failure = FileFailed(path, reason)
             summary.failed.append(failure)
             emit(failure)
 
+        def on_folder_error(path: str, reason: str) -> None:
+            self._unreadable_folders.append(path)
+            on_error(path, reason)
+
         options = ScanOptions(
             include_hidden=self.options.include_hidden, excludes=tuple(self.options.excludes)
         )
         files = []
-        for info in scan(roots, options, on_error):
+        for info in scan(roots, options, on_error, on_folder_error):
             files.append(info)
             if len(files) % 500 == 0:
                 emit(ScanProgress(len(files)))
@@ -294,6 +306,7 @@ class Indexer:
                 and failure is not None
                 and not self.options.rebuild
                 and (failure.size, failure.mtime_ns) == (info.size, info.mtime_ns)
+                and not worth_retrying(str(failure.extra.get("reason", "")))
             ):
                 # Unreadable last time and untouched since: no need to try again.
                 known_failures.append(
@@ -308,6 +321,11 @@ class Indexer:
                 unchanged += 1
 
         removed = [id_ for id_ in stored if id_ not in on_disk]
+        unreadable = getattr(self, "_unreadable_folders", [])
+        if unreadable:  # a folder that could not be read this time has not lost its images
+            removed = [
+                i for i in removed if not any(_is_under(stored[i].path, d) for d in unreadable)
+            ]
         if removed and not self.options.rebuild:
             removed = self._guard_empty_roots(removed, stored, files, roots, per_root, emit)
         gone_failures = [id_ for id_ in failures if id_ not in on_disk]

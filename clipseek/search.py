@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from clipseek.errors import ImageReadError, QueryError
 from clipseek.imaging import is_image_name, open_image
-from clipseek.store import Hit, ImageIndex, path_id
+from clipseek.store import Hit, ImageIndex, path_id, path_to_meta
 
 if TYPE_CHECKING:
     import numpy as np
@@ -190,7 +190,8 @@ class SearchResponse:
             "query": self.query,
             "model": self.model,
             "results": [
-                {"rank": r.rank, "path": r.path, "score": round(r.score, 6)} for r in self.results
+                {"rank": r.rank, **path_to_meta(r.path), "score": round(r.score, 6)}
+                for r in self.results
             ],
             "total_results": self.total_results,
         }
