@@ -58,9 +58,8 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-#: Set by the root callback on every invocation from ``--debug`` (Typer does not keep a
-#: click context current while a command body runs, so the flag cannot be looked up there).
-_debug_flag = False
+_debug_flag = False  # set by the root callback; a global because Typer runs commands outside
+# the click context that would otherwise carry it
 
 
 def _debug_enabled() -> bool:
@@ -179,7 +178,6 @@ def root(
 ) -> None:
     global _debug_flag
     _debug_flag = debug
-    ctx.obj = {"debug": debug}
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
 

@@ -35,7 +35,7 @@ Operators must stand apart from the words ("a - b", not "a-b"), so hyphenated
 words stay text."""
 
 MAX_TOP_K = 10_000
-_WEIGHT = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)):(.+)$", re.S)
+_WEIGHT = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)):(.*)$", re.S)
 
 
 @dataclass(frozen=True)
