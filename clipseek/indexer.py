@@ -187,7 +187,7 @@ class Indexer:
         norm_roots = self._check_roots(roots)
         summary = IndexSummary(roots=norm_roots)
 
-        files = self._scan(norm_roots, emit, summary)
+        files = self._scan(norm_roots, emit, summary, cancel)
         if cancel.is_set():
             # A scan cut short would make every file it did not reach look deleted.
             summary.cancelled = True
@@ -253,7 +253,13 @@ class Indexer:
             out.append(norm)
         return list(dict.fromkeys(out))
 
-    def _scan(self, roots: list[str], emit: EventHandler, summary: IndexSummary) -> list[FileInfo]:
+    def _scan(
+        self,
+        roots: list[str],
+        emit: EventHandler,
+        summary: IndexSummary,
+        cancel: threading.Event | None = None,
+    ) -> list[FileInfo]:
         self._unreadable_folders: list[str] = []
 
         def on_error(path: str, reason: str) -> None:
@@ -270,6 +276,8 @@ class Indexer:
         )
         files = []
         for info in scan(roots, options, on_error, on_folder_error):
+            if cancel is not None and cancel.is_set():
+                break  # run() then stops without touching the index
             files.append(info)
             if len(files) % 500 == 0:
                 emit(ScanProgress(len(files)))
@@ -328,7 +336,13 @@ class Indexer:
             ]
         if removed and not self.options.rebuild:
             removed = self._guard_empty_roots(removed, stored, files, roots, per_root, emit)
-        gone_failures = [id_ for id_ in failures if id_ not in on_disk]
+        # Forget failures of files now gone, and of files that have a vector after all (a run
+        # killed between writing a batch and clearing its old failure records).
+        gone_failures = [
+            id_
+            for id_ in failures
+            if id_ not in on_disk or (id_ in stored and _same_stat(stored[id_], on_disk[id_]))
+        ]
         return _Plan(files, to_embed, changed, removed, unchanged, known_failures, gone_failures)
 
     def _guard_empty_roots(
@@ -465,6 +479,10 @@ class Indexer:
                     future.cancel()
         summary.embed_seconds = time.perf_counter() - t0
         return stale
+
+
+def _same_stat(entry: StoredEntry, info: FileInfo) -> bool:
+    return (entry.size, entry.mtime_ns) == (info.size, info.mtime_ns)
 
 
 def _is_under(path: str, root: str) -> bool:

@@ -300,3 +300,39 @@ def test_corrupt_heic_has_a_reason_either_way(tmp_path: Path) -> None:
         assert err.value.reason != HEIC_MISSING and "\n" not in err.value.reason
     else:
         assert err.value.reason == HEIC_MISSING
+
+
+# --------------------------------------------------------------------------- interruptions
+
+
+def test_cancel_during_the_scan_changes_nothing(engine: Engine, tmp_path: Path) -> None:
+    import threading
+
+    root = tmp_path / "photos"
+    files = [make_photo(root / f"{i}.jpg", seed=i) for i in range(4)]
+    engine.index([root])
+    files[0].unlink()
+    make_photo(root / "new.jpg", seed=9)
+    cancel = threading.Event()
+
+    def stop_while_scanning(event: object) -> None:
+        if isinstance(event, ix.ScanProgress):
+            cancel.set()
+
+    summary = engine.index([root], on_event=stop_while_scanning, cancel=cancel)
+    assert summary.cancelled and summary.removed == 0 and summary.new == 0
+    assert stored(engine) == {str(p) for p in files}  # nothing removed, nothing added
+    assert engine.index([root]).removed == 1
+
+
+def test_failure_record_left_by_a_killed_run_is_cleared(engine: Engine, tmp_path: Path) -> None:
+    """A run killed between writing a batch and clearing that batch's old failure records
+    leaves both behind; the next run keeps the vector and forgets the failure."""
+    root = tmp_path / "photos"
+    photo = make_photo(root / "fixed.jpg")
+    engine.index([root])
+    st = photo.stat()
+    engine.open_index().record_failures([(str(photo), st.st_size, st.st_mtime_ns, "old")])
+    summary = engine.index([root])
+    assert summary.failed == [] and summary.unchanged == 1
+    assert engine.open_index().failures() == {}
