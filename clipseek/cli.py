@@ -468,7 +468,10 @@ def query(
         from clipseek.sheet import save_results
 
         saved = save_results(response, save)
-        err.print(f"Saved the contact sheet to {saved.sheet} and the results to {saved.json}")
+        err.print(
+            f"Saved the contact sheet to {_safe(str(saved.sheet))} "
+            f"and the results to {_safe(str(saved.json))}"
+        )
 
 
 def _print_results(response: SearchResponse) -> None:

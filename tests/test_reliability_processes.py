@@ -64,6 +64,18 @@ def index_state(db: Path, model: str) -> tuple[list[str], dict[str, int], set[st
     )
 
 
+def wait_for_lock(proc: Proc, db: Path, timeout: float = 120.0) -> None:
+    """Block until ``proc`` holds the writer lock (its pid is in the lock file)."""
+    from clipseek.lock import WriterLock
+
+    lock = WriterLock(db)
+    deadline = time.monotonic() + timeout
+    while (holder := lock.holder()) is None or holder.pid != proc.pid:
+        assert proc.popen.poll() is None, proc.stderr
+        assert time.monotonic() < deadline, "the writer never took the lock"
+        time.sleep(0.05)
+
+
 def kill_after(proc: Proc, text: str, count: int = 1) -> bool:
     """SIGKILL the process once ``text`` has appeared ``count`` times; False if it finished
     first (the consistency checks hold either way)."""
@@ -84,7 +96,7 @@ def test_ctrl_c_and_sigkill_then_rerun_leave_exactly_the_files_on_disk(
     tmp_path: Path, tiny_model: str
 ) -> None:
     root, db = tmp_path / "photos", tmp_path / "db"
-    files = make_tree(root, 120)
+    files = make_tree(root, 80)
     (root / "album0" / "broken.png").write_text("not a picture")
     env = cli_env(tmp_path, tiny_model, db)
     args = ["index", str(root), "--batch-size", "2"]
@@ -102,12 +114,15 @@ def test_ctrl_c_and_sigkill_then_rerun_leave_exactly_the_files_on_disk(
     assert 0 < len(paths) == int(stopped.group(1)) < len(files)
     assert set(paths) <= on_disk(root)
 
-    # SIGKILL while starting up (scan or model load).
+    # SIGKILL while starting up (scan or model load), holding the writer lock: the runs
+    # below must not be blocked by the lock of a dead process.
     with running(args, env) as proc:
-        kill_after(proc, "Indexing with")
+        wait_for_lock(proc, db)
+        proc.popen.send_signal(signal.SIGKILL)
+        assert proc.finish()[0] == -signal.SIGKILL
 
     # The tree changes between runs: deletions (some already indexed), additions, edits.
-    for path in files[::16]:
+    for path in files[::10]:
         path.unlink()
     make_tree(root, 6, start=1000)
     edited = files[1:4]
@@ -142,14 +157,14 @@ def test_concurrent_writers_wait_and_queries_keep_working(tmp_path: Path, tiny_m
     )
     reader = Engine(settings)
     assert reader.index([root]).new == 40
-    make_tree(root / "new", 120, start=40)
+    make_tree(root / "new", 60, start=40)
     env = cli_env(tmp_path, tiny_model, db)
 
     with (
         running(["index", str(root), "--batch-size", "1"], env) as writer,
         running(["query", "a colourful square", "--json", "--top-k", "5"], env) as cli_query,
     ):
-        writer.wait_for("embedded ")
+        wait_for_lock(writer, db)  # held from before the scan until the run ends
 
         busy = subprocess.run(
             [sys.executable, "-m", "clipseek", "index", "--no-wait", str(root)],
@@ -167,6 +182,7 @@ def test_concurrent_writers_wait_and_queries_keep_working(tmp_path: Path, tiny_m
             assert f"(process {writer.pid} on this computer" in waiter.stderr
 
             # This test process is a third one, reading while the writer writes.
+            writer.wait_for("embedded ")
             reads_during_write = 0
             while writer.popen.poll() is None:
                 response = reader.search("a colourful square", top_k=5)
@@ -177,15 +193,15 @@ def test_concurrent_writers_wait_and_queries_keep_working(tmp_path: Path, tiny_m
 
             rc, out, err = writer.finish()
             assert rc == 0, err
-            assert "120 new" in out
+            assert "60 new" in out
             rc, out, err = waiter.finish()
             assert rc == 0, err
-            assert "0 new" in out and "160 unchanged" in out
+            assert "0 new" in out and "100 unchanged" in out
 
         rc, out, err = cli_query.finish()
         assert rc == 0, err
         assert len(json.loads(out)["results"]) == 5
 
     paths, _, _ = index_state(db, tiny_model)
-    assert len(paths) == len(set(paths)) == 160
+    assert len(paths) == len(set(paths)) == 100
     assert set(paths) == on_disk(root)
