@@ -578,6 +578,57 @@ def models(
     )
 
 
+# --------------------------------------------------------------------------- serve
+
+
+@app.command()
+@friendly
+def serve(
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to listen on. The default answers this machine only; "
+            "0.0.0.0 opens it to the network (there is no login).",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8000,
+    model: ModelOpt = None,
+    db: DbOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Serve the REST API and the web page (pip install 'clipseek[serve]')."""
+    from clipseek import server
+
+    server.check_installed()
+    settings = _settings(
+        model=model, db=db, device=device, precision=precision, chroma_url=chroma_url
+    )
+    engine = _engine(settings)
+    err = _stderr()
+    sock = server.bind(host, port)
+    try:
+        err.print(f"Loading [bold]{engine.spec.name}[/]…")
+        engine.model()
+        facts = engine.info()
+        count = sum(i.count for i in facts.indexes if i.model_key == engine.spec.key)
+        err.print(f"Index: {_human_path(facts.location)} ({count:,} images)")
+        if not server.is_loopback(host):
+            err.print(
+                f"[yellow]Listening on {host}: anyone who can reach this machine can search "
+                "the index and see the images. There is no login.[/]"
+            )
+
+        def ready(url: str) -> None:
+            err.print(f"Serving on [bold]{url}[/] (API docs at {url}/docs). Ctrl-C stops.")
+
+        server.serve(engine, sock, on_ready=ready)
+    finally:
+        sock.close()
+
+
 def main() -> None:
     """Console-script entry point."""
     started = time.perf_counter()
