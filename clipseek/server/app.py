@@ -236,7 +236,9 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
     to 200", instead of pydantic's nested structure."""
     parts = []
     for err in errors:
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form")]
+        loc = [str(p) for p in err.get("loc", ())]
+        if loc and loc[0] in ("body", "query", "path", "form", "header"):
+            loc = loc[1:]  # where the field came from; the field's name is what people know
         where = ".".join(loc)
         msg = str(err.get("msg", "invalid value"))
         if err.get("type") == "json_invalid":
