@@ -78,7 +78,10 @@ def friendly(func: F) -> F:
         except ClipseekError as exc:
             if _debug_enabled():
                 raise
-            _stderr().print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            from rich.markup import escape
+
+            # escaped: messages hold paths and hints like clipseek[serve], not markup
+            _stderr().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
@@ -607,14 +610,16 @@ def serve(
         model=model, db=db, device=device, precision=precision, chroma_url=chroma_url
     )
     engine = _engine(settings)
+    from rich.markup import escape
+
     err = _stderr()
     sock = server.bind(host, port)
     try:
-        err.print(f"Loading [bold]{engine.spec.name}[/]…")
+        err.print(f"Loading [bold]{escape(engine.spec.name)}[/]…")
         engine.model()
         facts = engine.info()
         count = sum(i.count for i in facts.indexes if i.model_key == engine.spec.key)
-        err.print(f"Index: {_human_path(facts.location)} ({count:,} images)")
+        err.print(f"Index: {escape(_human_path(facts.location))} ({count:,} images)")
         if not server.is_loopback(host):
             err.print(
                 f"[yellow]Listening on {host}: anyone who can reach this machine can search "
