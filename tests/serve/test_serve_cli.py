@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serve_support import free_port
+from serve_support import counting_loader, free_port, make_settings
 from typer.testing import CliRunner
 
 from clipseek.cli import app
@@ -79,8 +79,10 @@ def test_loopback_detection(host, loopback):
     assert is_loopback(host) is loopback
 
 
-def test_clipseek_serve_runs_as_a_real_process(tmp_path, tiny_model, served_photos):
-    """The console script end to end: index, serve, answer, stop on Ctrl-C."""
+def test_clipseek_serve_runs_as_a_real_process(
+    tmp_path, tiny_model, tiny_model_dir, loaded_tiny_model, served_photos
+):
+    """The command end to end in its own process: serve an index, answer, stop on Ctrl-C."""
     httpx = pytest.importorskip("httpx")
     pytest.importorskip("fastapi")
     db = tmp_path / "db"
@@ -92,14 +94,12 @@ def test_clipseek_serve_runs_as_a_real_process(tmp_path, tiny_model, served_phot
         "CLIPSEEK_PRECISION": "fp32",
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
     }
-    indexed = subprocess.run(
-        [sys.executable, "-m", "clipseek", "index", str(served_photos / "trips")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    from clipseek.engine import Engine
+
+    settings = make_settings(tiny_model_dir, db)
+    Engine(settings, model_loader=counting_loader(loaded_tiny_model, [])).index(
+        [str(served_photos / "trips")]
     )
-    assert indexed.returncode == 0, indexed.stderr
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "clipseek", "serve", "--port", str(port)],
