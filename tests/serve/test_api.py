@@ -412,11 +412,9 @@ def test_inference_runs_off_the_event_loop(client, served):
         worker = threading.Thread(target=slow_search)
         worker.start()
         time.sleep(0.5)
-        started = time.monotonic()
         assert client.get("/health").status_code == 200
         assert client.get("/static/app.css").status_code == 200
         assert worker.is_alive()  # the search is still waiting, yet the health check answered
-        assert time.monotonic() - started < 10
     finally:
         model._lock.release()
     worker.join(timeout=60)

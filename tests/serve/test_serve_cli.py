@@ -37,14 +37,12 @@ def test_a_taken_port_is_one_line_before_any_model_load(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        started = time.monotonic()
         # a model that does not exist: the port must be checked first, so this never loads
         result = _run("--port", str(port), "--model", f"local-dir:{tmp_path / 'none'}")
     assert result.exit_code == 1
     assert f"Port {port} on 127.0.0.1 is already in use; choose another with --port." in (
         result.output
     )
-    assert time.monotonic() - started < 30
 
 
 @pytest.mark.parametrize(
