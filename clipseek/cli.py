@@ -602,7 +602,7 @@ def serve(
     precision: PrecisionOpt = None,
     chroma_url: ChromaOpt = None,
 ) -> None:
-    """Serve the REST API and the web page (pip install 'clipseek[serve]')."""
+    """Serve the REST API and the web page (needs: pip install 'clipseek\\[serve]')."""
     from clipseek import server
 
     server.check_installed()
