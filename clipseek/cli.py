@@ -107,18 +107,18 @@ ModelOpt = Annotated[
         "--model",
         "-m",
         help="CLIP model: ViT-B/32 (default), ViT-B/16, ViT-L/14, RN50, an open_clip "
-        "MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH. [env: CLIPSEEK_MODEL]",
+        "MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH. \\[env: CLIPSEEK_MODEL]",
         show_default=False,
     ),
 ]
 DbOpt = Annotated[
     Path | None,
-    typer.Option("--db", help="Index folder. [env: CLIPSEEK_DB]", show_default=False),
+    typer.Option("--db", help="Index folder. \\[env: CLIPSEEK_DB]", show_default=False),
 ]
 DeviceOpt = Annotated[
     str | None,
     typer.Option(
-        "--device", help="auto, cpu, cuda or mps. [env: CLIPSEEK_DEVICE]", show_default=False
+        "--device", help="auto, cpu, cuda or mps. \\[env: CLIPSEEK_DEVICE]", show_default=False
     ),
 ]
 PrecisionOpt = Annotated[
@@ -126,7 +126,7 @@ PrecisionOpt = Annotated[
     typer.Option(
         "--precision",
         help="auto, fp32, bf16 or fp16; auto picks the fastest that keeps results. "
-        "[env: CLIPSEEK_PRECISION]",
+        "\\[env: CLIPSEEK_PRECISION]",
         show_default=False,
     ),
 ]
@@ -135,7 +135,7 @@ ChromaOpt = Annotated[
     typer.Option(
         "--chroma-url",
         help="Use a Chroma server (http://HOST:PORT) instead of the local index. "
-        "[env: CLIPSEEK_CHROMA_URL]",
+        "\\[env: CLIPSEEK_CHROMA_URL]",
         show_default=False,
     ),
 ]
@@ -170,7 +170,8 @@ def root(
         typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
     debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks for bug reports. [env: CLIPSEEK_DEBUG]")
+        bool,
+        typer.Option("--debug", help="Show tracebacks for bug reports. \\[env: CLIPSEEK_DEBUG]"),
     ] = False,
 ) -> None:
     global _debug_flag
@@ -311,7 +312,7 @@ def index(
         typer.Option(
             "--batch-size",
             "-b",
-            help="Images per model batch [default: 32]. [env: CLIPSEEK_BATCH_SIZE]",
+            help="Images per model batch \\[default: 32]. \\[env: CLIPSEEK_BATCH_SIZE]",
             show_default=False,
         ),
     ] = None,
@@ -319,7 +320,7 @@ def index(
         float | None,
         typer.Option(
             "--max-megapixels",
-            help="Skip images larger than this [default: 200].",
+            help="Skip images larger than this \\[default: 200].",
             show_default=False,
         ),
     ] = None,
