@@ -194,7 +194,8 @@ class WriterLock:
         }
         try:
             os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, json.dumps(info).encode("utf-8", "backslashreplace"), 0)
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            os.write(self._fd, json.dumps(info).encode("utf-8", "backslashreplace"))
         except OSError:
             pass  # the record is a courtesy for the waiting process; the lock is what counts
 
