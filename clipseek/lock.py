@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -189,7 +189,7 @@ class WriterLock:
         info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "started": datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
             "command": " ".join(["clipseek", *sys.argv[1:]])[:300],
         }
         try:
@@ -268,11 +268,11 @@ class DataLock:
                     else:
                         _unlock(fd)
 
-    def shared(self) -> Iterator[None]:
-        return self.hold(exclusive=False)  # type: ignore[return-value]
+    def shared(self) -> AbstractContextManager[None]:
+        return self.hold(exclusive=False)
 
-    def exclusive(self) -> Iterator[None]:
-        return self.hold(exclusive=True)  # type: ignore[return-value]
+    def exclusive(self) -> AbstractContextManager[None]:
+        return self.hold(exclusive=True)
 
 
 _data_locks: dict[str, DataLock] = {}
