@@ -57,12 +57,12 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _debug_enabled() -> bool:
-    import click
+_debug_flag = False  # set by the root callback; a global because Typer runs commands outside
+# the click context that would otherwise carry it
 
-    ctx = click.get_current_context(silent=True)
-    root = ctx.find_root() if ctx else None
-    if root is not None and isinstance(root.obj, dict) and root.obj.get("debug"):
+
+def _debug_enabled() -> bool:
+    if _debug_flag:
         return True
     return os.environ.get("CLIPSEEK_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -77,7 +77,10 @@ def friendly(func: F) -> F:
         except ClipseekError as exc:
             if _debug_enabled():
                 raise
-            _stderr().print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            from rich.markup import escape
+
+            # escaped: messages hold paths and hints like clipseek[serve], not markup
+            _stderr().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
@@ -103,18 +106,18 @@ ModelOpt = Annotated[
         "--model",
         "-m",
         help="CLIP model: ViT-B/32 (default), ViT-B/16, ViT-L/14, RN50, an open_clip "
-        "MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH. [env: CLIPSEEK_MODEL]",
+        "MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH. \\[env: CLIPSEEK_MODEL]",
         show_default=False,
     ),
 ]
 DbOpt = Annotated[
     Path | None,
-    typer.Option("--db", help="Index folder. [env: CLIPSEEK_DB]", show_default=False),
+    typer.Option("--db", help="Index folder. \\[env: CLIPSEEK_DB]", show_default=False),
 ]
 DeviceOpt = Annotated[
     str | None,
     typer.Option(
-        "--device", help="auto, cpu, cuda or mps. [env: CLIPSEEK_DEVICE]", show_default=False
+        "--device", help="auto, cpu, cuda or mps. \\[env: CLIPSEEK_DEVICE]", show_default=False
     ),
 ]
 PrecisionOpt = Annotated[
@@ -122,7 +125,7 @@ PrecisionOpt = Annotated[
     typer.Option(
         "--precision",
         help="auto, fp32, bf16 or fp16; auto picks the fastest that keeps results. "
-        "[env: CLIPSEEK_PRECISION]",
+        "\\[env: CLIPSEEK_PRECISION]",
         show_default=False,
     ),
 ]
@@ -131,7 +134,7 @@ ChromaOpt = Annotated[
     typer.Option(
         "--chroma-url",
         help="Use a Chroma server (http://HOST:PORT) instead of the local index. "
-        "[env: CLIPSEEK_CHROMA_URL]",
+        "\\[env: CLIPSEEK_CHROMA_URL]",
         show_default=False,
     ),
 ]
@@ -168,10 +171,12 @@ def root(
         typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
     debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks for bug reports. [env: CLIPSEEK_DEBUG]")
+        bool,
+        typer.Option("--debug", help="Show tracebacks for bug reports. \\[env: CLIPSEEK_DEBUG]"),
     ] = False,
 ) -> None:
-    ctx.obj = {"debug": debug}
+    global _debug_flag
+    _debug_flag = debug
     if ctx.invoked_subcommand is None:
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             typer.echo(ctx.get_help())  # piped or scripted: help, not a full-screen app
@@ -343,7 +348,7 @@ def index(
         typer.Option(
             "--batch-size",
             "-b",
-            help="Images per model batch [default: 32]. [env: CLIPSEEK_BATCH_SIZE]",
+            help="Images per model batch \\[default: 32]. \\[env: CLIPSEEK_BATCH_SIZE]",
             show_default=False,
         ),
     ] = None,
@@ -351,7 +356,7 @@ def index(
         float | None,
         typer.Option(
             "--max-megapixels",
-            help="Skip images larger than this [default: 200].",
+            help="Skip images larger than this \\[default: 200].",
             show_default=False,
         ),
     ] = None,
@@ -611,6 +616,59 @@ def models(
         f"Offline ✓: weights already in {_human_path(str(hf_cache_dir()))}.\n"
         "Any open_clip MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH also works.[/]"
     )
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@app.command()
+@friendly
+def serve(
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to listen on. The default answers this machine only; "
+            "0.0.0.0 opens it to the network (there is no login).",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8000,
+    model: ModelOpt = None,
+    db: DbOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Serve the REST API and the web page (needs: pip install 'clipseek\\[serve]')."""
+    from clipseek import server
+
+    server.check_installed()
+    settings = _settings(
+        model=model, db=db, device=device, precision=precision, chroma_url=chroma_url
+    )
+    engine = _engine(settings)
+    from rich.markup import escape
+
+    err = _stderr()
+    sock = server.bind(host, port)
+    try:
+        err.print(f"Loading [bold]{escape(engine.spec.name)}[/]…")
+        engine.model()
+        facts = engine.info()
+        count = sum(i.count for i in facts.indexes if i.model_key == engine.spec.key)
+        err.print(f"Index: {escape(_human_path(facts.location))} ({count:,} images)")
+        if not server.is_loopback(host):
+            err.print(
+                f"[yellow]Listening on {host}: anyone who can reach this machine can search "
+                "the index and see the images. There is no login.[/]"
+            )
+
+        def ready(url: str) -> None:
+            err.print(f"Serving on [bold]{url}[/] (API docs at {url}/docs). Ctrl-C stops.")
+
+        server.serve(engine, sock, on_ready=ready)
+    finally:
+        sock.close()
 
 
 def main() -> None:

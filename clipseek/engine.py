@@ -12,13 +12,18 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from clipseek.config import Settings
-from clipseek.errors import IndexMissingError, ModelMismatchError
+from clipseek.errors import ImageReadError, IndexMissingError, ModelMismatchError, QueryError
 from clipseek.indexer import EventHandler, Indexer, IndexOptions, IndexSummary
 from clipseek.models import ClipModel, ModelSpec, load_model, resolve_model
-from clipseek.search import Query, Searcher, SearchResponse
-from clipseek.store import ImageIndex, IndexInfo, Store
+from clipseek.search import Query, Searcher, SearchResponse, check_top_k, encode_image
+from clipseek.store import ImageIndex, IndexInfo, Store, StoredEntry
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,65 @@ class Engine:
         index = self.open_index()  # before loading the model: a missing index is a quick answer
         searcher = Searcher(index, self.model(), self.settings.max_megapixels)
         return searcher.search(query, top_k, in_dir=in_dir, exclude=exclude)
+
+    def embed_image(
+        self,
+        image: bytes | Image.Image,
+        label: str = "the uploaded image",
+        max_megapixels: float | None = None,
+    ) -> np.ndarray:
+        """Embed an image that is not a file of the index: raw bytes (an upload) or a PIL
+        image. Unreadable data is a :class:`QueryError` naming ``label``."""
+        model = self.model()
+        if not isinstance(image, bytes | bytearray | memoryview):
+            from clipseek.imaging import to_rgb
+
+            return encode_image(model, to_rgb(image))
+        from clipseek.imaging import open_image_bytes
+
+        limit = self.settings.max_megapixels if max_megapixels is None else max_megapixels
+        try:
+            decoded = open_image_bytes(
+                bytes(image), label=label, max_megapixels=limit, min_size=model.image_size
+            )
+        except ImageReadError as exc:
+            raise QueryError(
+                f"{label[:1].upper()}{label[1:]} cannot be used: {exc.reason}."
+            ) from None
+        return encode_image(model, decoded)
+
+    def search_vector(
+        self,
+        vector: np.ndarray,
+        top_k: int,
+        in_dir: str | None = None,
+        exclude: Sequence[str] = (),
+        label: str = "",
+    ) -> SearchResponse:
+        """Rank the index against a ready query vector (e.g. from :meth:`embed_image`)."""
+        searcher = Searcher(self.open_index(), self.model(), self.settings.max_megapixels)
+        response = searcher.search_vector(vector, top_k, in_dir=in_dir, exclude=exclude)
+        response.query = label
+        return response
+
+    def search_image(
+        self,
+        image: bytes | Image.Image,
+        top_k: int,
+        in_dir: str | None = None,
+        label: str = "the uploaded image",
+        max_megapixels: float | None = None,
+    ) -> SearchResponse:
+        """Search by an example image that is not (necessarily) a file on this machine."""
+        check_top_k(top_k)
+        self.open_index()  # a missing index is a quicker, clearer answer than a decode error
+        vector = self.embed_image(image, label=label, max_megapixels=max_megapixels)
+        return self.search_vector(vector, top_k, in_dir=in_dir, label=label)
+
+    def image_entry(self, image_id: str) -> StoredEntry | None:
+        """The indexed file behind ``image_id`` (as given in search results), or None.
+        Faces serve files by id through this, never by a path a client names."""
+        return self.open_index().lookup([image_id]).get(image_id)
 
     # -- facts
 

@@ -13,7 +13,7 @@ import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from clipseek.errors import ImageReadError
 
@@ -67,17 +67,47 @@ def open_image(
     12-megapixel photo. The original dimensions stay in ``image.info["clipseek_size"]``.
     Raises :class:`ImageReadError` with a one-line reason for anything unreadable.
     """
+    try:
+        if os.path.getsize(path) == 0:
+            raise ImageReadError(path, "empty file (0 bytes)")
+    except OSError as exc:
+        raise ImageReadError(path, describe_os_error(exc)) from None
+    return _decode(path, path, max_megapixels, min_size)
+
+
+def open_image_bytes(
+    data: bytes,
+    *,
+    label: str = "the uploaded image",
+    max_megapixels: float | None = None,
+    min_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Decode an image held in memory (an upload) exactly as :func:`open_image` reads a file,
+    so a photo searched by upload embeds the same as the same photo on disk. ``label`` names
+    it in error messages."""
+    import io
+
+    if not data:
+        raise ImageReadError(label, "empty file (0 bytes)")
+    return _decode(io.BytesIO(data), label, max_megapixels, min_size, head=bytes(data[:512]))
+
+
+def _decode(
+    source: str | BinaryIO,
+    label: str,
+    max_megapixels: float | None,
+    min_size: tuple[int, int] | None,
+    head: bytes | None = None,
+) -> Image.Image:
     _prepare_pil()
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        if os.path.getsize(path) == 0:
-            raise ImageReadError(path, "empty file (0 bytes)")
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             width, height = im.size
             if max_megapixels is not None and width * height > max_megapixels * 1_000_000:
                 raise ImageReadError(
-                    path,
+                    label,
                     f"image is {width}×{height} ({width * height / 1e6:.0f} MP), above the "
                     f"{max_megapixels:g} MP limit; raise it with --max-megapixels",
                 )
@@ -93,15 +123,16 @@ def open_image(
     except ImageReadError:
         raise
     except UnidentifiedImageError:
-        raise ImageReadError(path, _unidentified_reason(path)) from None
+        reason = _unidentified_reason(source) if head is None else _reason_from_head(head)
+        raise ImageReadError(label, reason) from None
     except Image.DecompressionBombError as exc:
-        raise ImageReadError(path, f"refused as a decompression bomb ({exc})") from None
+        raise ImageReadError(label, f"refused as a decompression bomb ({exc})") from None
     except OSError as exc:
-        raise ImageReadError(path, describe_os_error(exc)) from None
+        raise ImageReadError(label, describe_os_error(exc)) from None
     except (ValueError, SyntaxError, IndexError, struct.error, EOFError) as exc:
-        raise ImageReadError(path, f"corrupt image data ({_one_line(exc)})") from None
+        raise ImageReadError(label, f"corrupt image data ({_one_line(exc)})") from None
     except MemoryError:
-        raise ImageReadError(path, "image too large to decode in memory") from None
+        raise ImageReadError(label, "image too large to decode in memory") from None
 
 
 def _exif_keeps_axes(im: Image.Image) -> bool:
@@ -165,6 +196,11 @@ def _unidentified_reason(path: str) -> str:
             head = fh.read(512)
     except OSError as exc:
         return describe_os_error(exc)
+    return _reason_from_head(head)
+
+
+def _reason_from_head(head: bytes) -> str:
+    """Why Pillow could not identify a file, guessed from its first bytes."""
     text = head.lstrip().lower()
     if text.startswith((b"<!doctype html", b"<html")):
         return "an HTML page saved with an image extension"

@@ -20,6 +20,7 @@ from clipseek.store import Hit, ImageIndex, path_id
 
 if TYPE_CHECKING:
     import numpy as np
+    from PIL import Image
 
     from clipseek.models import ClipModel
 
@@ -35,7 +36,7 @@ Operators must stand apart from the words ("a - b", not "a-b"), so hyphenated
 words stay text."""
 
 MAX_TOP_K = 10_000
-_WEIGHT = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)):(.+)$", re.S)
+_WEIGHT = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)):(.*)$", re.S)
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,13 @@ def _tokens(parts: Sequence[str]) -> list[str]:
         return [text]
 
 
-def parse_query(parts: Sequence[str]) -> Query:
-    """Parse a query given as one string or as separate command-line words."""
+def parse_query(parts: Sequence[str], *, allow_images: bool = True) -> Query:
+    """Parse a query given as one string or as separate command-line words.
+
+    ``allow_images=False`` keeps every term text: a face that takes queries from other
+    people (the web server) must not let them name files on its machine, nor learn from
+    the answer whether a path exists.
+    """
     if not parts or not any(p.strip() for p in parts):
         raise QueryError('The query is empty; describe what you are looking for, e.g. "a red car".')
     tokens = _tokens(parts)
@@ -118,7 +124,7 @@ def parse_query(parts: Sequence[str]) -> Query:
             raw = match.group(2).strip()
         if not raw:
             raise QueryError('A weighted term needs something after the colon, e.g. 2:"beach".')
-        if _looks_like_image(raw):
+        if allow_images and _looks_like_image(raw):
             terms.append(_image_term(raw, sign * weight))
         else:
             terms.append(QueryTerm("text", raw, sign * weight))
@@ -206,6 +212,13 @@ def check_top_k(top_k: int) -> int:
     return top_k
 
 
+def encode_image(model: ClipModel, image: Image.Image) -> np.ndarray:
+    """The embedding of one image already decoded to RGB (a file, an upload, a paste)."""
+    import torch
+
+    return model.encode_images(torch.stack([model.transform(image)]))[0]
+
+
 class Searcher:
     """Embeds queries with a model and ranks one index by cosine similarity."""
 
@@ -262,9 +275,7 @@ class Searcher:
             )
         except ImageReadError as exc:
             raise QueryError(f"The query image {exc.path} cannot be used: {exc.reason}.") from None
-        import torch
-
-        return self.model.encode_images(torch.stack([self.model.transform(image)]))[0]
+        return encode_image(self.model, image)
 
     def search(
         self,

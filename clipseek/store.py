@@ -376,20 +376,22 @@ class ImageIndex:
         out: dict[str, StoredEntry] = {}
         for page in self._get_pages(where, ["metadatas"], collection):
             for id_, meta in zip(page["ids"], page["metadatas"], strict=True):
-                meta = meta or {}
-                extra = {
-                    k: v
-                    for k, v in meta.items()
-                    if k not in ("path", "path_b64", "size", "mtime_ns", "dirs")
-                }
-                out[id_] = StoredEntry(
-                    id=id_,
-                    path=path_from_meta(meta),
-                    size=int(meta.get("size", -1)),
-                    mtime_ns=int(meta.get("mtime_ns", -1)),
-                    extra=extra,
-                )
+                out[id_] = _stored_entry(id_, meta or {})
         return out
+
+    def lookup(self, ids: Sequence[str]) -> dict[str, StoredEntry]:
+        """What the index knows about ``ids`` (path, size, mtime, width...), without the
+        vectors: how a face finds the file behind an id it was given. Unknown ids are absent."""
+        if not ids:
+            return {}
+        try:
+            page = self._col.get(ids=list(ids), include=["metadatas"])
+        except Exception as exc:
+            raise StoreError(f"Cannot read the index ({_short(exc)}).") from exc
+        return {
+            id_: _stored_entry(id_, meta or {})
+            for id_, meta in zip(page["ids"], page["metadatas"], strict=True)
+        }
 
     def get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, Mapping[str, Any]]]:
         """Embeddings and metadata for ``ids`` (missing ids are absent from the result)."""
@@ -502,6 +504,19 @@ class ImageIndex:
         collection = self._failures()
         if collection is not None and ids:
             self._delete(collection, ids)
+
+
+def _stored_entry(id_: str, meta: Mapping[str, Any]) -> StoredEntry:
+    extra = {
+        k: v for k, v in meta.items() if k not in ("path", "path_b64", "size", "mtime_ns", "dirs")
+    }
+    return StoredEntry(
+        id=id_,
+        path=path_from_meta(meta),
+        size=int(meta.get("size", -1)),
+        mtime_ns=int(meta.get("mtime_ns", -1)),
+        extra=extra,
+    )
 
 
 def _short(exc: BaseException) -> str:
