@@ -189,7 +189,7 @@ PreviewOpt = Annotated[
     typer.Option(
         "--preview",
         help="How to draw images: auto, tgp (kitty), sixel, halfcell, unicode or none. "
-        "[env: CLIPSEEK_PREVIEW]",
+        "\\[env: CLIPSEEK_PREVIEW]",
         show_default=False,
     ),
 ]

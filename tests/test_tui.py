@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import make_photo
+
+from tests.conftest import make_photo
 
 pytest.importorskip("textual")
 
@@ -274,6 +275,17 @@ async def test_actions_copy_open_and_reveal_the_selection(at_home, loaded_tiny_m
         await wait_for(pilot, lambda: len(opened) == 3)
         assert opened == [(second, False), (second, True), (second, False)]
 
+        # The mouse: a click selects a row (two lines each) and the preview follows;
+        # only a double click opens.
+        fourth = rows(app)[3].path
+        await pilot.click("#results", offset=(10, 6))
+        pane = app.search_screen.query_one("#preview")
+        await wait_for(pilot, lambda: pane.result is not None and pane.result.path == fourth)
+        assert len(opened) == 3
+        await pilot.click("#results", offset=(10, 6), times=2)
+        await wait_for(pilot, lambda: len(opened) == 4)
+        assert opened[-1] == (fourth, False)
+
 
 @pilot_test
 async def test_command_palette_lists_the_actions(at_home, loaded_tiny_model):
@@ -330,11 +342,19 @@ async def test_bad_query_says_what_is_wrong(at_home, loaded_tiny_model):
 
 
 @pilot_test
-async def test_keys_can_be_remapped_from_the_config_file(library, loaded_tiny_model):
-    from dataclasses import replace
+async def test_keys_can_be_remapped_from_the_config_file(
+    library, loaded_tiny_model, tmp_path, monkeypatch
+):
+    from clipseek.config import load_settings
 
-    _home, settings = library
-    settings = replace(settings, keys={"search.copy": "y", "no.such.binding": "x"})
+    _home, base = library
+    config = tmp_path / "config.toml"
+    config.write_text('[keys]\n"search.copy" = "y"\n"no.such.binding" = "x"\n')
+    monkeypatch.setenv("CLIPSEEK_CONFIG", str(config))
+    settings = load_settings(
+        {"model": base.model, "db": base.db, "device": "cpu", "precision": "fp32"}
+    )
+    assert dict(settings.keys) == {"search.copy": "y", "no.such.binding": "x"}
     app = make_app(settings, loaded_tiny_model)
     async with app.run_test(notifications=True) as pilot:
         assert "no.such.binding" in app.keymap_problems
@@ -355,6 +375,50 @@ async def test_keys_can_be_remapped_from_the_config_file(library, loaded_tiny_mo
         assert "search.copy" in keys_text
         await pilot.press("escape")
         assert app.screen is app.search_screen
+
+
+@pytest.mark.parametrize("problem", ["weights", "bug"])
+@pilot_test
+async def test_a_model_that_cannot_load_is_reported_not_fatal(at_home, problem):
+    from clipseek.engine import Engine
+    from clipseek.errors import WeightsUnavailableError
+    from clipseek.tui.app import ClipseekApp
+
+    def loader(*_):
+        if problem == "weights":
+            raise WeightsUnavailableError("ViT-B/32 is not on this machine; connect once.")
+        raise RuntimeError("boom")
+
+    app = ClipseekApp(engine=Engine(at_home, model_loader=loader), preview="none")
+    async with app.run_test(notifications=True) as pilot:
+        query = app.search_screen.query_one("#query")
+        query.value = "a cat"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.model_state == "failed")
+        await pilot.pause()
+        message = text_of(app.search_screen.query_one("#results-message"))
+        expected = "not on this machine" if problem == "weights" else "boom"
+        assert expected in message
+        assert any(expected in n.message for n in app._notifications)
+        assert "not loaded" in text_of(app.search_screen.query_one("#status"))
+        assert app.is_running
+
+
+@pilot_test
+async def test_result_rows_follow_the_theme(at_home, loaded_tiny_model):
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a cat")
+        results = app.search_screen.query_one("#results")
+        row = results.get_option_at_index(0).prompt
+        before = (row.accent, row.muted)
+        app.theme = "nord"
+        await pilot.pause()
+        row = results.get_option_at_index(0).prompt
+        after = (row.accent, row.muted)
+        assert before != after
+        assert results.highlighted == 0
 
 
 # --------------------------------------------------------------------------- empty states
@@ -613,6 +677,7 @@ def test_snapshot_indexing_mid_run(snap_compare, at_home, loaded_tiny_model):
         for event in events:
             app.apply_index_event(job, event)
         clock[0] = 1000.0 + 83
+        job.location = "~/.local/share/clipseek/index"
         await pilot.press("escape", "i")
         await pilot.pause()
         _no_blink(pilot)

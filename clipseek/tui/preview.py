@@ -11,6 +11,7 @@ tests and screenshots need.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from clipseek.errors import ConfigError
@@ -41,6 +42,9 @@ def prepare(mode: str) -> type[Any] | None:
     mode = check_preview_mode(mode)
     if mode == "none":
         return None
+    # Its warnings (a terminal that does not answer a query) would land on the screen.
+    logging.getLogger("textual_image").addHandler(logging.NullHandler())
+    logging.getLogger("textual_image").propagate = False
     import textual_image.widget as tiw
 
     return {

@@ -222,22 +222,23 @@ class IndexingScreen(Screen[None]):
         self.query_one("#run-new", Button).display = not running
 
     def _draw_stats(self, job: IndexJob) -> None:
+        gap = "   "
         stats = Text()
         batch = job.batch
         if batch is not None:
             stats.append("Batch ", "dim")
             stats.append(f"{batch.number}", "bold")
-            stats.append(f" · {batch.size} images", "dim")
-            stats.append("    ")
+            stats.append(f" ({batch.size} images)", "dim")
+            stats.append(gap)
         stats.append(f"{job.done:,}", "bold")
         stats.append(f" of {job.to_embed:,}", "dim")
-        stats.append("    ")
+        stats.append(gap)
         stats.append(f"{job.rate:.1f}", "bold")
         stats.append(" images/s", "dim")
         if job.running:
-            stats.append("    ETA ", "dim")
+            stats.append(gap + "ETA ", "dim")
             stats.append(human_duration(job.eta), "bold")
-        stats.append("    Elapsed ", "dim")
+        stats.append(gap + "Elapsed ", "dim")
         stats.append(human_duration(job.elapsed), "bold")
         self.query_one("#run-stats", Static).update(stats)
 

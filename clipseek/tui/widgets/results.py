@@ -98,6 +98,9 @@ class ResultsList(OptionList):
         super().__init__(id=id)
         self.results: list[SearchResult] = []
 
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.restyle())
+
     def show_results(self, results: Sequence[SearchResult]) -> None:
         self.results = list(results)
         self._rebuild(highlight=0 if self.results else None)
