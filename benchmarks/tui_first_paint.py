@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=7)
     parser.add_argument("--terminal", action="store_true", help="draw in this terminal")
     parser.add_argument("--preview", default="auto")
+    parser.add_argument("--out", type=Path, help="also write the summary to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--report", help=argparse.SUPPRESS)
@@ -163,7 +164,7 @@ def main() -> None:
             cpu_times.append(float(data["cpu"]))
             heavy.update(data.get("heavy", []))
     base, first = statistics.median(baseline), statistics.median(app_times)
-    print(
+    summary = (
         f"clipseek first paint (median of {args.samples}, "
         f"{'terminal' if args.terminal else 'headless'}): {first:.3f} s from process start "
         f"({statistics.median(cpu_times):.3f} s of CPU)\n"
@@ -173,6 +174,9 @@ def main() -> None:
         f"heavy modules imported by first paint: {sorted(heavy) or 'none'}; "
         f"screen {data.get('screen')}, focus on #{data.get('focused')}"
     )
+    print(summary)
+    if args.out:
+        args.out.write_text(summary + "\n")
 
 
 if __name__ == "__main__":

@@ -147,6 +147,13 @@ async def search(pilot, text: str) -> None:
     await pilot.pause()
 
 
+def send_key(app, key: str) -> None:
+    """Deliver a key press without waiting for the app to settle afterwards."""
+    from textual import events
+
+    app.post_message(events.Key(key, None))
+
+
 def _busy(app, group: str) -> bool:
     return any(w.group == group and not w.is_finished for w in app.workers)
 
@@ -503,10 +510,12 @@ async def test_indexing_stops_cleanly_mid_run_and_the_next_run_resumes(
         await wait_for(pilot, lambda: app.index_count == -1)
         await pilot.press("i")
         app.indexing_screen.query_one("#folder").value = str(folder)
-        await pilot.press("enter")
+        # No pilot.press() from here on: it waits for the app to go idle, which it does
+        # not do while a run is posting progress.
+        app.indexing_screen.query_one("#start").press()
         await wait_for(pilot, lambda: app.index_job and app.index_job.batch is not None)
-        await pilot.press("escape")  # stop after the current batch
-        assert app.index_job.cancel.is_set()
+        send_key(app, "escape")  # stop after the current batch
+        await wait_for(pilot, lambda: app.index_job.cancel.is_set())
         assert app.screen is app.indexing_screen  # Esc stopped the run; it did not leave
         await wait_for(pilot, lambda: not app.index_job.running)
         summary = app.index_job.summary

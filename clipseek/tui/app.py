@@ -80,7 +80,6 @@ class ClipseekApp(App[None]):
         self.thumbnails = ThumbnailCache(max_megapixels=self.settings.max_megapixels)
         self.search_screen = SearchScreen()
         self.indexing_screen = IndexingScreen()
-        self._quit_after_index = False
         self._booted = False
         self.keymap_problems = self._apply_keymap(dict(self.settings.keys))
 
@@ -146,6 +145,8 @@ class ClipseekApp(App[None]):
     # -- state reported by workers
 
     def on_engine_ready(self, message: msg.EngineReady) -> None:
+        if not self.is_running:  # closing: workers may still report
+            return
         self.engine = message.engine
         if message.model:
             self.model_name = display_model(message.model)
@@ -156,6 +157,8 @@ class ClipseekApp(App[None]):
         self._state_changed()
 
     def on_index_status(self, message: msg.IndexStatus) -> None:
+        if not self.is_running:  # closing: workers may still report
+            return
         self.index_count = message.count
         self.index_problem = message.error
         if message.error is not None:
@@ -163,6 +166,8 @@ class ClipseekApp(App[None]):
         self._state_changed()
 
     def on_model_status(self, message: msg.ModelStatus) -> None:
+        if not self.is_running:  # closing: workers may still report
+            return
         self.model_state = message.state
         self.model_detail = message.detail
         if message.state == "failed":
@@ -238,7 +243,8 @@ class ClipseekApp(App[None]):
 
     def on_index_progress(self, message: msg.IndexProgress) -> None:
         try:
-            self.apply_index_event(message.job, message.event)
+            if self.is_running:
+                self.apply_index_event(message.job, message.event)
         finally:
             if message.ack is not None:
                 message.ack.set()
@@ -259,12 +265,12 @@ class ClipseekApp(App[None]):
             self._index_finished(job)
 
     def on_index_stopped(self, message: msg.IndexStopped) -> None:
+        if not self.is_running:  # closing: workers may still report
+            return
         job = message.job
         if message.error is not None:
             job.fail(message.error)
             self._index_finished(job)
-        if self._quit_after_index:
-            self.exit()
 
     def _index_finished(self, job: IndexJob) -> None:
         severity = "error" if job.error else "warning" if job.failed_count else "information"
@@ -358,6 +364,8 @@ class ClipseekApp(App[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker died of something that is not a ClipseekError: say so, keep running."""
+        if not self.is_running:  # closing: workers may still report
+            return
         if event.state != WorkerState.ERROR:
             return
         error = event.worker.error

@@ -264,6 +264,8 @@ class SearchScreen(Screen[None]):
             self._run(*self._last)
 
     def on_search_done(self, message: msg.SearchDone) -> None:
+        if not self.app.is_running:
+            return
         if message.token != self._token:
             return
         response = message.response
@@ -289,6 +291,8 @@ class SearchScreen(Screen[None]):
         self.refresh_bindings()
 
     def on_search_failed(self, message: msg.SearchFailed) -> None:
+        if not self.app.is_running:
+            return
         if message.token != self._token:
             return
         self.response = None
@@ -348,6 +352,8 @@ class SearchScreen(Screen[None]):
         self.run_worker(work, group="prefetch", exclusive=True, thread=True, exit_on_error=False)
 
     def on_thumbnail_ready(self, message: msg.ThumbnailReady) -> None:
+        if not self.app.is_running:
+            return
         selected = self.selected
         pane = self.query_one(PreviewPane)
         if (
