@@ -343,6 +343,9 @@ async def test_bad_query_says_what_is_wrong(at_home, loaded_tiny_model):
         assert rows(app) == []
         message = text_of(app.search_screen.query_one("#results-message"))
         assert "Two operators in a row" in message
+        app.search_screen.refresh_status()  # e.g. an indexing run reporting progress
+        message = text_of(app.search_screen.query_one("#results-message"))
+        assert "Two operators in a row" in message
         await search(pilot, "~/Pictures/no-such-picture.jpg")
         message = text_of(app.search_screen.query_one("#results-message"))
         assert "does not exist" in message

@@ -62,6 +62,7 @@ class SearchScreen(Screen[None]):
         self._token = 0
         self._focus_results_on_answer = False
         self._offering_index = False
+        self._notice: tuple[str, bool] | None = None
 
     # -- layout
 
@@ -101,7 +102,8 @@ class SearchScreen(Screen[None]):
             return
         app = self.app
         parts: list[str] = []
-        model = app.model_name
+        model = _escape(app.model_name)
+        index_key = _escape(app.key_for("index"))
         if app.model_state == "ready":
             parts.append(f"[b]{model}[/b] [dim]{app.model_detail}[/dim]")
         elif app.model_state == "failed":
@@ -120,18 +122,25 @@ class SearchScreen(Screen[None]):
                 parts.append("[$warning]stopping indexing…[/]")
             elif job.to_embed:
                 percent = 100 * job.done / job.to_embed
-                parts.append(
-                    f"[$accent]indexing {percent:.0f}%[/] [dim]({app.key_for('index')})[/]"
-                )
+                parts.append(f"[$accent]indexing {percent:.0f}%[/] [dim]({index_key})[/]")
             else:
-                parts.append(f"[$accent]indexing…[/] [dim]({app.key_for('index')})[/]")
+                parts.append(f"[$accent]indexing…[/] [dim]({index_key})[/]")
         self.query_one("#status", Static).update(" [dim]│[/dim] ".join(parts))
         if self.response is None:
             self._show_state()
 
     def _show_state(self, text: str | None = None, *, offer_index: bool = False) -> None:
-        """Show a message instead of results; without ``text``, the one the state calls for."""
-        if text is None:
+        """Show a message instead of results.
+
+        A message given here (an error, "no results") stays until the next search;
+        without one, the message the app's state calls for (no index, model loading...)
+        is shown, and redrawn whenever that state changes.
+        """
+        if text is not None:
+            self._notice = (text, offer_index)
+        elif self._notice is not None:
+            text, offer_index = self._notice
+        else:
             text, offer_index = self._idle_message()
         results = self.query_one("#results", ResultsList)
         results.display = False
@@ -164,7 +173,8 @@ class SearchScreen(Screen[None]):
             if job is not None and job.running:
                 return "Indexing has started.\n[dim]Search as soon as a batch is in.[/dim]", False
             return (
-                f"[b]No index yet.[/b]\nPress [b]{app.key_for('index')}[/b] to index a folder.",
+                f"[b]No index yet.[/b]\nPress [b]{_escape(app.key_for('index'))}[/b] "
+                "to index a folder.",
                 True,
             )
         if app.index_problem is not None:
@@ -196,6 +206,7 @@ class SearchScreen(Screen[None]):
         """Parse ``text`` and run it (now, or once the model is ready)."""
         self.query_text = text
         self._token += 1  # whatever was in flight is now stale
+        self._notice = None
         from clipseek.search import parse_query
 
         try:
@@ -220,6 +231,7 @@ class SearchScreen(Screen[None]):
     def _run(self, query: Query, exclude: list[str]) -> None:
         self._last = (query, exclude)
         self._token += 1
+        self._notice = None
         app = self.app
         if app.model_state == "failed":
             self.response = None
@@ -278,6 +290,7 @@ class SearchScreen(Screen[None]):
             self.response = None
             self._show_state(f"No results for [b]{_escape(self.query_text)}[/b].")
             return
+        self._notice = None
         self.query_one("#results-empty").display = False
         results.display = True
         results.show_results(response.results)
@@ -299,6 +312,7 @@ class SearchScreen(Screen[None]):
         error = message.error
         if isinstance(error, IndexMissingError):
             self.app.index_count = -1
+            self._notice = None  # the "no index" state says what to do
             self.refresh_status()
             self._show_state()
         elif isinstance(error, ModelMismatchError):
