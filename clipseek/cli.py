@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from clipseek import __version__
 from clipseek.errors import ClipseekError
 from clipseek.search import QUERY_HELP
 
@@ -162,6 +161,8 @@ def _engine(settings: Settings) -> Engine:
 
 def _version(value: bool) -> None:
     if value:
+        from clipseek import __version__
+
         typer.echo(f"clipseek {__version__}")
         raise typer.Exit()
 
@@ -181,7 +182,42 @@ def root(
     global _debug_flag
     _debug_flag = debug
     if ctx.invoked_subcommand is None:
-        typer.echo(ctx.get_help())
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            typer.echo(ctx.get_help())  # piped or scripted: help, not a full-screen app
+            return
+        _run_tui()
+
+
+PreviewOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--preview",
+        help="How to draw images: auto, tgp (kitty), sixel, halfcell, unicode or none. "
+        "\\[env: CLIPSEEK_PREVIEW]",
+        show_default=False,
+    ),
+]
+
+
+@friendly
+def _run_tui(preview: str | None = None, **flags: Any) -> None:
+    from clipseek.tui import run_tui
+
+    settings = _settings(**flags)
+    run_tui(settings, preview=preview)
+
+
+@app.command()
+def tui(
+    preview: PreviewOpt = None,
+    model: ModelOpt = None,
+    db: DbOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Open the full-screen app (the same as running clipseek alone)."""
+    _run_tui(preview, model=model, db=db, device=device, precision=precision, chroma_url=chroma_url)
 
 
 # --------------------------------------------------------------------------- index
