@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from clipseek import __version__
 from clipseek.errors import ClipseekError
 from clipseek.search import QUERY_HELP
 
@@ -73,27 +72,34 @@ def friendly(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from rich.markup import escape
+
         try:
             return func(*args, **kwargs)
         except ClipseekError as exc:
             if _debug_enabled():
                 raise
-            _stderr().print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            # escaped: messages hold paths and hints like clipseek[serve], not markup
+            _stderr().print(f"[bold red]error:[/] {escape(_printable(str(exc)))}", highlight=False)
             raise typer.Exit(1) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
-        except Exception as exc:
+        except BaseException as exc:  # Chroma's Rust core panics with a BaseException
             if _debug_enabled():
                 raise
             _stderr().print(
-                f"[bold red]error:[/] clipseek hit an unexpected problem: "
-                f"{type(exc).__name__}: {exc}\nRun again with --debug for the full traceback "
-                "and include it in a bug report.",
-                markup=False,
+                "[bold red]error:[/] clipseek hit an unexpected problem: "
+                f"{escape(type(exc).__name__)}: {escape(_printable(str(exc))[:500])}\n"
+                "Run again with --debug for the full traceback and include it in a bug report."
             )
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _printable(text: str) -> str:
+    """Text as a terminal can take it: file names with undecodable bytes show escaped."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 # --------------------------------------------------------------------------- shared options
@@ -104,18 +110,18 @@ ModelOpt = Annotated[
         "--model",
         "-m",
         help="CLIP model: ViT-B/32 (default), ViT-B/16, ViT-L/14, RN50, an open_clip "
-        "MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH. [env: CLIPSEEK_MODEL]",
+        "MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH. \\[env: CLIPSEEK_MODEL]",
         show_default=False,
     ),
 ]
 DbOpt = Annotated[
     Path | None,
-    typer.Option("--db", help="Index folder. [env: CLIPSEEK_DB]", show_default=False),
+    typer.Option("--db", help="Index folder. \\[env: CLIPSEEK_DB]", show_default=False),
 ]
 DeviceOpt = Annotated[
     str | None,
     typer.Option(
-        "--device", help="auto, cpu, cuda or mps. [env: CLIPSEEK_DEVICE]", show_default=False
+        "--device", help="auto, cpu, cuda or mps. \\[env: CLIPSEEK_DEVICE]", show_default=False
     ),
 ]
 PrecisionOpt = Annotated[
@@ -123,7 +129,7 @@ PrecisionOpt = Annotated[
     typer.Option(
         "--precision",
         help="auto, fp32, bf16 or fp16; auto picks the fastest that keeps results. "
-        "[env: CLIPSEEK_PRECISION]",
+        "\\[env: CLIPSEEK_PRECISION]",
         show_default=False,
     ),
 ]
@@ -132,7 +138,7 @@ ChromaOpt = Annotated[
     typer.Option(
         "--chroma-url",
         help="Use a Chroma server (http://HOST:PORT) instead of the local index. "
-        "[env: CLIPSEEK_CHROMA_URL]",
+        "\\[env: CLIPSEEK_CHROMA_URL]",
         show_default=False,
     ),
 ]
@@ -155,6 +161,8 @@ def _engine(settings: Settings) -> Engine:
 
 def _version(value: bool) -> None:
     if value:
+        from clipseek import __version__
+
         typer.echo(f"clipseek {__version__}")
         raise typer.Exit()
 
@@ -167,20 +175,63 @@ def root(
         typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
     debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks for bug reports. [env: CLIPSEEK_DEBUG]")
+        bool,
+        typer.Option("--debug", help="Show tracebacks for bug reports. \\[env: CLIPSEEK_DEBUG]"),
     ] = False,
 ) -> None:
     global _debug_flag
     _debug_flag = debug
     if ctx.invoked_subcommand is None:
-        typer.echo(ctx.get_help())
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            typer.echo(ctx.get_help())  # piped or scripted: help, not a full-screen app
+            return
+        _run_tui()
+
+
+PreviewOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--preview",
+        help="How to draw images: auto, tgp (kitty), sixel, halfcell, unicode or none. "
+        "\\[env: CLIPSEEK_PREVIEW]",
+        show_default=False,
+    ),
+]
+
+
+@friendly
+def _run_tui(preview: str | None = None, **flags: Any) -> None:
+    from clipseek.tui import run_tui
+
+    settings = _settings(**flags)
+    run_tui(settings, preview=preview)
+
+
+@app.command()
+def tui(
+    preview: PreviewOpt = None,
+    model: ModelOpt = None,
+    db: DbOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Open the full-screen app (the same as running clipseek alone)."""
+    _run_tui(preview, model=model, db=db, device=device, precision=precision, chroma_url=chroma_url)
 
 
 # --------------------------------------------------------------------------- index
 
 
 class _IndexProgress:
-    """Draws engine events as a rich progress bar with rate and ETA."""
+    """Draws engine events as a rich progress bar with rate and ETA.
+
+    When stderr is not a terminal (a log file, cron, a pipe) the bar cannot redraw, so
+    progress is written as a plain line now and then instead.
+    """
+
+    #: Seconds between plain progress lines when stderr is not a terminal.
+    LOG_EVERY = 1.0
 
     def __init__(self, console: Console) -> None:
         from rich.progress import (
@@ -207,12 +258,19 @@ class _IndexProgress:
             transient=False,
         )
         self.task = self.progress.add_task("Scanning", total=None, rate="")
+        self._plain = not console.is_terminal
+        self._last_line = 0.0
 
     def __enter__(self) -> _IndexProgress:
-        self.progress.start()
+        if not self._plain:
+            self.progress.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self._plain:
+            return
+        if exc_type is not None:  # the error message says it all; a frozen bar would be noise
+            self.progress.update(self.task, visible=False)
         self.progress.stop()
 
     def __call__(self, event: IndexEvent) -> None:
@@ -235,10 +293,17 @@ class _IndexProgress:
                 completed=event.done,
                 rate=f"{event.images_per_second:5.1f} img/s",
             )
+            now = time.monotonic()
+            if self._plain and (now - self._last_line >= self.LOG_EVERY or event.number == 1):
+                self._last_line = now
+                p.console.print(
+                    f"embedded {event.done} of {event.total} "
+                    f"({event.images_per_second:.1f} images/s)"
+                )
         elif isinstance(event, ev.FileFailed):
-            p.console.print(f"[yellow]skipped[/] {_safe(event.path)}: {event.reason}")
+            p.console.print(f"[yellow]skipped[/] {_safe(event.path)}: {_safe(event.reason)}")
         elif isinstance(event, ev.Notice):
-            p.console.print(f"[cyan]note:[/] {event.message}")
+            p.console.print(f"[cyan]note:[/] {_safe(event.message)}")
 
 
 def _safe(path: str) -> str:
@@ -308,7 +373,7 @@ def index(
         typer.Option(
             "--batch-size",
             "-b",
-            help="Images per model batch [default: 32]. [env: CLIPSEEK_BATCH_SIZE]",
+            help="Images per model batch \\[default: 32]. \\[env: CLIPSEEK_BATCH_SIZE]",
             show_default=False,
         ),
     ] = None,
@@ -316,7 +381,7 @@ def index(
         float | None,
         typer.Option(
             "--max-megapixels",
-            help="Skip images larger than this [default: 200].",
+            help="Skip images larger than this \\[default: 200].",
             show_default=False,
         ),
     ] = None,
@@ -338,6 +403,14 @@ def index(
             show_default=False,
         ),
     ] = None,
+    no_wait: Annotated[
+        bool,
+        typer.Option(
+            "--no-wait",
+            help="If another clipseek index run is updating the same index, stop (exit 1) "
+            "instead of waiting for it.",
+        ),
+    ] = False,
     model: ModelOpt = None,
     db: DbOpt = None,
     device: DeviceOpt = None,
@@ -367,9 +440,13 @@ def index(
         torch_threads=threads,
     )
     err = _stderr()
-    err.print(f"Indexing with [bold]{engine.spec.name}[/] into {engine.store.location}")
+    err.print(
+        f"Indexing with [bold]{_safe(engine.spec.name)}[/] into {_safe(engine.store.location)}"
+    )
     with _cancel_on_interrupt(err) as cancel, _IndexProgress(err) as progress:
-        summary = engine.index([str(f) for f in folders], options, on_event=progress, cancel=cancel)
+        summary = engine.index(
+            [str(f) for f in folders], options, on_event=progress, cancel=cancel, wait=not no_wait
+        )
     _stdout().print(_summary_line(summary))
     if summary.failed:
         err.print(
@@ -440,7 +517,7 @@ def query(
     )
     err = _stderr()
     for note in response.notes:
-        err.print(f"[cyan]note:[/] {note}")
+        err.print(f"[cyan]note:[/] {_safe(note)}")
     if as_json:
         sys.stdout.write(json.dumps(response.to_json(), ensure_ascii=False) + "\n")
     else:
@@ -449,7 +526,10 @@ def query(
         from clipseek.sheet import save_results
 
         saved = save_results(response, save)
-        err.print(f"Saved the contact sheet to {saved.sheet} and the results to {saved.json}")
+        err.print(
+            f"Saved the contact sheet to {_safe(str(saved.sheet))} "
+            f"and the results to {_safe(str(saved.json))}"
+        )
 
 
 def _print_results(response: SearchResponse) -> None:
@@ -461,8 +541,11 @@ def _print_results(response: SearchResponse) -> None:
     if not response.results:
         out.print("No results.")
         return
+    shown_query = response.query if len(response.query) <= 120 else response.query[:117] + "..."
     table = Table(
-        title=f"{response.query}  [dim]({response.model})[/]", title_justify="left", expand=False
+        title=f"{_safe(shown_query)}  [dim]({_safe(response.model)})[/]",
+        title_justify="left",
+        expand=False,
     )
     table.add_column("#", justify="right", style="dim")
     table.add_column("score", justify="right", style="bold cyan")
@@ -596,6 +679,59 @@ def models(
         f"Offline ✓: weights already in {_human_path(str(hf_cache_dir()))}.\n"
         "Any open_clip MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH also works.[/]"
     )
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@app.command()
+@friendly
+def serve(
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to listen on. The default answers this machine only; "
+            "0.0.0.0 opens it to the network (there is no login).",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8000,
+    model: ModelOpt = None,
+    db: DbOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Serve the REST API and the web page (needs: pip install 'clipseek\\[serve]')."""
+    from clipseek import server
+
+    server.check_installed()
+    settings = _settings(
+        model=model, db=db, device=device, precision=precision, chroma_url=chroma_url
+    )
+    engine = _engine(settings)
+    from rich.markup import escape
+
+    err = _stderr()
+    sock = server.bind(host, port)
+    try:
+        err.print(f"Loading [bold]{escape(engine.spec.name)}[/]…")
+        engine.model()
+        facts = engine.info()
+        count = sum(i.count for i in facts.indexes if i.model_key == engine.spec.key)
+        err.print(f"Index: {escape(_human_path(facts.location))} ({count:,} images)")
+        if not server.is_loopback(host):
+            err.print(
+                f"[yellow]Listening on {host}: anyone who can reach this machine can search "
+                "the index and see the images. There is no login.[/]"
+            )
+
+        def ready(url: str) -> None:
+            err.print(f"Serving on [bold]{url}[/] (API docs at {url}/docs). Ctrl-C stops.")
+
+        server.serve(engine, sock, on_ready=ready)
+    finally:
+        sock.close()
 
 
 def main() -> None:

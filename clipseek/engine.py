@@ -13,13 +13,31 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from clipseek.config import Settings
-from clipseek.errors import IndexMissingError, ModelMismatchError
-from clipseek.indexer import EventHandler, Indexer, IndexOptions, IndexSummary
+from clipseek.errors import (
+    ImageReadError,
+    IndexMissingError,
+    ModelMismatchError,
+    QueryError,
+    StoreError,
+)
+from clipseek.indexer import (
+    EventHandler,
+    Indexer,
+    IndexFinished,
+    IndexOptions,
+    IndexSummary,
+    Notice,
+)
 from clipseek.models import ClipModel, ModelSpec, load_model, resolve_model
-from clipseek.search import Query, Searcher, SearchResponse
-from clipseek.store import ImageIndex, IndexInfo, Store
+from clipseek.search import Query, Searcher, SearchResponse, check_top_k, encode_image
+from clipseek.store import ImageIndex, IndexInfo, Store, StoredEntry
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -57,7 +75,10 @@ class Engine:
         requested = resolve_model(self.settings.model)
         if self.settings.model_explicit:
             return requested
-        indexes = self._known_indexes()
+        try:
+            indexes = self._known_indexes()
+        except StoreError:  # a damaged store says so when it is used; naming a model needn't
+            return requested
         if not indexes or any(i.model_key == requested.key for i in indexes):
             return requested
         if len(indexes) == 1:
@@ -91,8 +112,56 @@ class Engine:
         options: IndexOptions | None = None,
         on_event: EventHandler | None = None,
         cancel: threading.Event | None = None,
+        *,
+        wait: bool = True,
     ) -> IndexSummary:
-        return self.indexer(options).run(roots, on_event=on_event, cancel=cancel)
+        """Index ``roots`` while holding the index's writer lock (see :mod:`clipseek.lock`).
+
+        If another process is indexing into the same database, this waits for it (saying
+        so through a :class:`Notice`) or, with ``wait=False``, raises
+        :class:`~clipseek.errors.IndexBusyError` naming the holder. With ``rebuild``, a
+        damaged database is first moved aside so the rebuild starts from a clean one.
+        """
+        from clipseek.lock import LockHolder, WriterLock
+
+        emit: EventHandler = on_event or (lambda _event: None)
+        cancel = cancel or threading.Event()
+        lock = None
+        if not self.store.is_remote:
+            lock = WriterLock(self.store.location)
+
+            def on_wait(holder: LockHolder | None) -> None:
+                who = holder.describe() if holder is not None else "another clipseek process"
+                emit(
+                    Notice(
+                        f"Another clipseek index run ({who}) is updating {self.store.location}; "
+                        "waiting for it to finish (Ctrl-C to give up)."
+                    )
+                )
+
+            if not lock.acquire(wait=wait, on_wait=on_wait, cancelled=cancel.is_set):
+                from clipseek.scanner import normalise_root
+
+                summary = IndexSummary(roots=[normalise_root(r) for r in roots], cancelled=True)
+                emit(IndexFinished(summary))
+                return summary
+        try:
+            opts = options or IndexOptions(
+                batch_size=self.settings.batch_size, max_megapixels=self.settings.max_megapixels
+            )
+            if opts.rebuild:
+                moved = self.store.recover()
+                if moved:
+                    emit(
+                        Notice(
+                            f"The index at {self.store.location} was damaged; it was moved to "
+                            f"{moved} and is rebuilt from your images."
+                        )
+                    )
+            return self.indexer(opts).run(roots, on_event=emit, cancel=cancel)
+        finally:
+            if lock is not None:
+                lock.release()
 
     # -- searching
 
@@ -158,6 +227,65 @@ class Engine:
                 self.model()
 
         threading.Thread(target=load, name="clipseek-model-preload").start()
+
+    def embed_image(
+        self,
+        image: bytes | Image.Image,
+        label: str = "the uploaded image",
+        max_megapixels: float | None = None,
+    ) -> np.ndarray:
+        """Embed an image that is not a file of the index: raw bytes (an upload) or a PIL
+        image. Unreadable data is a :class:`QueryError` naming ``label``."""
+        model = self.model()
+        if not isinstance(image, bytes | bytearray | memoryview):
+            from clipseek.imaging import to_rgb
+
+            return encode_image(model, to_rgb(image))
+        from clipseek.imaging import open_image_bytes
+
+        limit = self.settings.max_megapixels if max_megapixels is None else max_megapixels
+        try:
+            decoded = open_image_bytes(
+                bytes(image), label=label, max_megapixels=limit, min_size=model.image_size
+            )
+        except ImageReadError as exc:
+            raise QueryError(
+                f"{label[:1].upper()}{label[1:]} cannot be used: {exc.reason}."
+            ) from None
+        return encode_image(model, decoded)
+
+    def search_vector(
+        self,
+        vector: np.ndarray,
+        top_k: int,
+        in_dir: str | None = None,
+        exclude: Sequence[str] = (),
+        label: str = "",
+    ) -> SearchResponse:
+        """Rank the index against a ready query vector (e.g. from :meth:`embed_image`)."""
+        searcher = Searcher(self.open_index(), self.model(), self.settings.max_megapixels)
+        response = searcher.search_vector(vector, top_k, in_dir=in_dir, exclude=exclude)
+        response.query = label
+        return response
+
+    def search_image(
+        self,
+        image: bytes | Image.Image,
+        top_k: int,
+        in_dir: str | None = None,
+        label: str = "the uploaded image",
+        max_megapixels: float | None = None,
+    ) -> SearchResponse:
+        """Search by an example image that is not (necessarily) a file on this machine."""
+        check_top_k(top_k)
+        self.open_index()  # a missing index is a quicker, clearer answer than a decode error
+        vector = self.embed_image(image, label=label, max_megapixels=max_megapixels)
+        return self.search_vector(vector, top_k, in_dir=in_dir, label=label)
+
+    def image_entry(self, image_id: str) -> StoredEntry | None:
+        """The indexed file behind ``image_id`` (as given in search results), or None.
+        Faces serve files by id through this, never by a path a client names."""
+        return self.open_index().lookup([image_id]).get(image_id)
 
     # -- facts
 

@@ -32,6 +32,14 @@ class StoreError(ClipseekError):
     """The vector store cannot be opened, read or written."""
 
 
+class DamagedIndexError(StoreError):
+    """The index files are damaged; ``clipseek index --rebuild`` recovers from the images."""
+
+
+class IndexBusyError(StoreError):
+    """Another process is writing to the index and the user asked not to wait."""
+
+
 class IndexMissingError(StoreError):
     """There is no index yet for the requested model."""
 

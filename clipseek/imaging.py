@@ -13,22 +13,31 @@ import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from clipseek.errors import ImageReadError
 
 if TYPE_CHECKING:
     from PIL import Image
 
-#: Extensions indexed by default, compared case-insensitively.
+#: HEIC/HEIF photos (iPhones, many Android phones) need the optional pillow-heif.
+HEIF_EXTENSIONS: frozenset[str] = frozenset({".heic", ".heif", ".hif"})
+
+#: Extensions indexed by default, compared case-insensitively. HEIC files are always
+#: scanned, so that without pillow-heif each one is reported rather than silently ignored.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", *HEIF_EXTENSIONS}
 )
+
+#: The reason given for a HEIC file when pillow-heif is missing (word for word in the docs).
+HEIC_MISSING = "HEIC support not installed: pip install clipseek[heif]"
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1")
 
 #: Decoders that can produce a smaller image directly (JPEG DCT scaling).
 _DRAFT_FORMATS = frozenset({"JPEG"})
 
 _pil_ready = False
+_heif_ready: bool | None = None
 
 
 def _prepare_pil() -> None:
@@ -41,7 +50,22 @@ def _prepare_pil() -> None:
 
     Image.MAX_IMAGE_PIXELS = None
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    heif_supported()
     _pil_ready = True
+
+
+def heif_supported() -> bool:
+    """Whether HEIC/HEIF files can be read: pillow-heif is installed (and now registered)."""
+    global _heif_ready
+    if _heif_ready is None:
+        try:
+            from pillow_heif import register_heif_opener
+        except ImportError:
+            _heif_ready = False
+        else:
+            register_heif_opener()
+            _heif_ready = True
+    return _heif_ready
 
 
 def is_image_name(name: str) -> bool:
@@ -67,41 +91,76 @@ def open_image(
     12-megapixel photo. The original dimensions stay in ``image.info["clipseek_size"]``.
     Raises :class:`ImageReadError` with a one-line reason for anything unreadable.
     """
+    try:
+        if os.path.getsize(path) == 0:
+            raise ImageReadError(path, "empty file (0 bytes)")
+    except OSError as exc:
+        raise ImageReadError(path, describe_os_error(exc)) from None
+    return _decode(path, path, max_megapixels, min_size)
+
+
+def open_image_bytes(
+    data: bytes,
+    *,
+    label: str = "the uploaded image",
+    max_megapixels: float | None = None,
+    min_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Decode an image held in memory (an upload) exactly as :func:`open_image` reads a file,
+    so a photo searched by upload embeds the same as the same photo on disk. ``label`` names
+    it in error messages."""
+    import io
+
+    if not data:
+        raise ImageReadError(label, "empty file (0 bytes)")
+    return _decode(io.BytesIO(data), label, max_megapixels, min_size, head=bytes(data[:512]))
+
+
+def _decode(
+    source: str | BinaryIO,
+    label: str,
+    max_megapixels: float | None,
+    min_size: tuple[int, int] | None,
+    head: bytes | None = None,
+) -> Image.Image:
     _prepare_pil()
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        if os.path.getsize(path) == 0:
-            raise ImageReadError(path, "empty file (0 bytes)")
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             width, height = im.size
             if max_megapixels is not None and width * height > max_megapixels * 1_000_000:
                 raise ImageReadError(
-                    path,
+                    label,
                     f"image is {width}×{height} ({width * height / 1e6:.0f} MP), above the "
                     f"{max_megapixels:g} MP limit; raise it with --max-megapixels",
                 )
-            if getattr(im, "n_frames", 1) > 1:
-                im.seek(0)
+            # Animated GIF/WebP/PNG open on their first frame, which is what gets indexed.
             if min_size is not None and im.format in _DRAFT_FORMATS:
                 _draft(im, min_size)
             im.load()
-            image = ImageOps.exif_transpose(im) or im
+            try:
+                image = ImageOps.exif_transpose(im) or im
+            except Exception:  # broken EXIF: the pixels are still good, show them as stored
+                image = im
             rgb = to_rgb(image)
             rgb.info["clipseek_size"] = (width, height) if _exif_keeps_axes(im) else (height, width)
             return rgb
     except ImageReadError:
         raise
     except UnidentifiedImageError:
-        raise ImageReadError(path, _unidentified_reason(path)) from None
+        reason = _unidentified_reason(source) if head is None else _reason_from_head(head)
+        raise ImageReadError(label, reason) from None
     except Image.DecompressionBombError as exc:
-        raise ImageReadError(path, f"refused as a decompression bomb ({exc})") from None
+        raise ImageReadError(label, f"refused as a decompression bomb ({exc})") from None
     except OSError as exc:
-        raise ImageReadError(path, describe_os_error(exc)) from None
+        raise ImageReadError(label, describe_os_error(exc)) from None
     except (ValueError, SyntaxError, IndexError, struct.error, EOFError) as exc:
-        raise ImageReadError(path, f"corrupt image data ({_one_line(exc)})") from None
+        raise ImageReadError(label, f"corrupt image data ({_one_line(exc)})") from None
     except MemoryError:
-        raise ImageReadError(path, "image too large to decode in memory") from None
+        raise ImageReadError(label, "image too large to decode in memory") from None
+    except Exception as exc:  # decoders raise many types (zlib.error, RuntimeError...)
+        raise ImageReadError(label, f"corrupt image data ({_one_line(exc)})") from None
 
 
 def _exif_keeps_axes(im: Image.Image) -> bool:
@@ -126,12 +185,16 @@ def _draft(im: Image.Image, min_size: tuple[int, int]) -> None:
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to RGB as a viewer would show it: transparency over white,
-    16-bit scaled (not clipped) to 8 bits, CMYK and palettes converted."""
+    16-bit scaled (not clipped) to 8 bits, CMYK through its colour profile, palettes converted."""
     from PIL import Image
 
     mode = image.mode
     if mode == "RGB":
         return image
+    if mode in ("CMYK", "LAB"):
+        converted = _colour_managed(image)
+        if converted is not None:
+            return converted
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         import numpy as np
 
@@ -159,19 +222,47 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _colour_managed(image: Image.Image) -> Image.Image | None:
+    """CMYK and Lab pixels mean little without a profile: a naive conversion of Lab is
+    plain wrong, and of CMYK often far off. Use the embedded (or a standard) profile."""
+    try:
+        import io
+
+        from PIL import ImageCms
+
+        srgb = ImageCms.createProfile("sRGB")
+        if image.mode == "LAB":
+            source = ImageCms.createProfile("LAB")
+        elif image.info.get("icc_profile"):
+            source = ImageCms.ImageCmsProfile(io.BytesIO(image.info["icc_profile"]))
+        else:
+            return None  # Pillow's own CMYK conversion handles profile-less files
+        return ImageCms.profileToProfile(image, source, srgb, outputMode="RGB")
+    except Exception:  # a broken profile, or Pillow built without littlecms
+        return None
+
+
 def _unidentified_reason(path: str) -> str:
     try:
         with open(path, "rb") as fh:
             head = fh.read(512)
     except OSError as exc:
         return describe_os_error(exc)
+    return _reason_from_head(head, os.path.splitext(path)[1].lower())
+
+
+def _reason_from_head(head: bytes, extension: str = "") -> str:
+    """Why Pillow could not identify a file, guessed from its first bytes (and extension)."""
     text = head.lstrip().lower()
     if text.startswith((b"<!doctype html", b"<html")):
         return "an HTML page saved with an image extension"
     if text.startswith(b"<?xml") or text.startswith(b"<svg"):
         return "an XML/SVG file, not a bitmap image"
-    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc", b"ftypavif"):
-        return "HEIC/AVIF image; HEIC support not installed: pip install clipseek[heif]"
+    is_heif = head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+    if is_heif or extension in HEIF_EXTENSIONS:
+        return HEIC_MISSING if not heif_supported() else "not a readable HEIC/HEIF image"
+    if head[4:12] == b"ftypavif":
+        return "an AVIF image, which this Pillow build cannot read"
     if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         return "a text file, not an image"
     return "not a recognised image format"
@@ -190,9 +281,29 @@ def describe_os_error(exc: OSError) -> str:
         return "is a folder, not a file"
     if exc.errno == errno.EIO:
         return "input/output error while reading (failing disk or network share?)"
+    if exc.errno is None:  # Pillow's decoders report bad data as a bare OSError
+        return f"corrupt image data ({_one_line(exc)})"
     if exc.strerror:
         return exc.strerror[0].lower() + exc.strerror[1:]
     return _one_line(exc) or "cannot be read"
+
+
+#: Reasons that depend on this machine or this run rather than on the file's bytes: a
+#: file skipped for one of these is tried again on the next run even if it is unchanged
+#: (the user may have installed pillow-heif, raised --max-megapixels or fixed permissions).
+_RETRY_MARKERS = (
+    HEIC_MISSING,
+    "--max-megapixels",
+    "permission denied",
+    "input/output error",
+    "disappeared",
+    "too large to decode in memory",
+)
+
+
+def worth_retrying(reason: str) -> bool:
+    """Whether a file that failed for ``reason`` should be decoded again though unchanged."""
+    return any(marker in reason for marker in _RETRY_MARKERS)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import ClipseekError, ImageReadError
-from clipseek.imaging import ImageInfo, load_for_model
+from clipseek.imaging import ImageInfo, load_for_model, worth_retrying
 from clipseek.scanner import FileInfo, ScanOptions, normalise_root, scan
 from clipseek.store import ImageIndex, Record, Store, StoredEntry, path_id
 
@@ -314,7 +314,13 @@ class Indexer:
         norm_roots = self._check_roots(roots)
         summary = IndexSummary(roots=norm_roots)
 
-        files = self._scan(norm_roots, emit, summary)
+        files = self._scan(norm_roots, emit, summary, cancel)
+        if cancel.is_set():
+            # A scan cut short would make every file it did not reach look deleted.
+            summary.cancelled = True
+            summary.elapsed = time.perf_counter() - started
+            emit(IndexFinished(summary))
+            return summary
         index = self.store.open_index(self.spec.key, self.spec.collection_slug)
         plan = self._plan(files, norm_roots, index, emit)
         summary.total = len(files)
@@ -378,17 +384,31 @@ class Indexer:
             out.append(norm)
         return list(dict.fromkeys(out))
 
-    def _scan(self, roots: list[str], emit: EventHandler, summary: IndexSummary) -> list[FileInfo]:
+    def _scan(
+        self,
+        roots: list[str],
+        emit: EventHandler,
+        summary: IndexSummary,
+        cancel: threading.Event | None = None,
+    ) -> list[FileInfo]:
+        self._unreadable_folders: list[str] = []
+
         def on_error(path: str, reason: str) -> None:
             failure = FileFailed(path, reason)
             summary.failed.append(failure)
             emit(failure)
 
+        def on_folder_error(path: str, reason: str) -> None:
+            self._unreadable_folders.append(path)
+            on_error(path, reason)
+
         options = ScanOptions(
             include_hidden=self.options.include_hidden, excludes=tuple(self.options.excludes)
         )
         files = []
-        for info in scan(roots, options, on_error):
+        for info in scan(roots, options, on_error, on_folder_error):
+            if cancel is not None and cancel.is_set():
+                break  # run() then stops without touching the index
             files.append(info)
             if len(files) % 500 == 0:
                 emit(ScanProgress(len(files)))
@@ -425,6 +445,7 @@ class Indexer:
                 and failure is not None
                 and not self.options.rebuild
                 and (failure.size, failure.mtime_ns) == (info.size, info.mtime_ns)
+                and not worth_retrying(str(failure.extra.get("reason", "")))
             ):
                 # Unreadable last time and untouched since: no need to try again.
                 known_failures.append(
@@ -439,9 +460,20 @@ class Indexer:
                 unchanged += 1
 
         removed = [id_ for id_ in stored if id_ not in on_disk]
+        unreadable = getattr(self, "_unreadable_folders", [])
+        if unreadable:  # a folder that could not be read this time has not lost its images
+            removed = [
+                i for i in removed if not any(_is_under(stored[i].path, d) for d in unreadable)
+            ]
         if removed and not self.options.rebuild:
             removed = self._guard_empty_roots(removed, stored, files, roots, per_root, emit)
-        gone_failures = [id_ for id_ in failures if id_ not in on_disk]
+        # Forget failures of files now gone, and of files that have a vector after all (a run
+        # killed between writing a batch and clearing its old failure records).
+        gone_failures = [
+            id_
+            for id_ in failures
+            if id_ not in on_disk or (id_ in stored and _same_stat(stored[id_], on_disk[id_]))
+        ]
         plan = _Plan(files, to_embed, changed, removed, unchanged, known_failures, gone_failures)
         if index is not None and to_embed and not self.options.rebuild:
             self._find_reusable(plan, index, stored)
@@ -741,6 +773,10 @@ def _decode(
             digest = None  # load_for_model reports why the file cannot be read
     item, dims = load_for_model(info.path, model.prepare, model.image_size, max_megapixels)
     return item, dims, digest
+
+
+def _same_stat(entry: StoredEntry, info: FileInfo) -> bool:
+    return (entry.size, entry.mtime_ns) == (info.size, info.mtime_ns)
 
 
 def _is_under(path: str, root: str) -> bool:

@@ -70,15 +70,19 @@ def scan(
     roots: Iterable[str],
     options: ScanOptions | None = None,
     on_error: ErrorHandler | None = None,
+    on_folder_error: ErrorHandler | None = None,
 ) -> Iterator[FileInfo]:
     """Yield every image file under ``roots`` once, following symlinks without looping.
 
     A folder is entered only if its (device, inode) has not been seen, which stops
     symlink loops and avoids walking the same folder twice through two links.
-    Unreadable folders and broken links go to ``on_error`` and the walk goes on.
+    Unreadable files and broken links go to ``on_error`` and the walk goes on; so do
+    unreadable folders, unless ``on_folder_error`` is given to hear of those apart
+    (the indexer keeps what it knew of a folder it could not read this time).
     """
     opts = options or ScanOptions()
     report = on_error or (lambda _path, _reason: None)
+    report_folder = on_folder_error or report
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
 
@@ -105,7 +109,7 @@ def scan(
                 with os.scandir(folder) as it:
                     entries = sorted(it, key=lambda e: e.name)
             except OSError as exc:
-                report(folder, _reason(exc))
+                report_folder(folder, _reason(exc))
                 continue
             subfolders = []
             for entry in entries:

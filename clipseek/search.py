@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from clipseek.errors import ImageReadError, QueryError
 from clipseek.imaging import is_image_name, open_image
-from clipseek.store import Hit, ImageIndex, path_id
+from clipseek.store import Hit, ImageIndex, path_id, path_to_meta
 
 if TYPE_CHECKING:
     import numpy as np
+    from PIL import Image
 
     from clipseek.models import ClipModel
 
@@ -96,8 +97,13 @@ def _tokens(parts: Sequence[str]) -> list[str]:
         return [text]
 
 
-def parse_query(parts: Sequence[str]) -> Query:
-    """Parse a query given as one string or as separate command-line words."""
+def parse_query(parts: Sequence[str], *, allow_images: bool = True) -> Query:
+    """Parse a query given as one string or as separate command-line words.
+
+    ``allow_images=False`` keeps every term text: a face that takes queries from other
+    people (the web server) must not let them name files on its machine, nor learn from
+    the answer whether a path exists.
+    """
     if not parts or not any(p.strip() for p in parts):
         raise QueryError('The query is empty; describe what you are looking for, e.g. "a red car".')
     tokens = _tokens(parts)
@@ -118,7 +124,7 @@ def parse_query(parts: Sequence[str]) -> Query:
             raw = match.group(2).strip()
         if not raw:
             raise QueryError('A weighted term needs something after the colon, e.g. 2:"beach".')
-        if _looks_like_image(raw):
+        if allow_images and _looks_like_image(raw):
             terms.append(_image_term(raw, sign * weight))
         else:
             terms.append(QueryTerm("text", raw, sign * weight))
@@ -190,7 +196,8 @@ class SearchResponse:
             "query": self.query,
             "model": self.model,
             "results": [
-                {"rank": r.rank, "path": r.path, "score": round(r.score, 6)} for r in self.results
+                {"rank": r.rank, **path_to_meta(r.path), "score": round(r.score, 6)}
+                for r in self.results
             ],
             "total_results": self.total_results,
         }
@@ -204,6 +211,13 @@ def check_top_k(top_k: int) -> int:
     if top_k > MAX_TOP_K:
         raise QueryError(f"--top-k must be at most {MAX_TOP_K}, not {top_k}.")
     return top_k
+
+
+def encode_image(model: ClipModel, image: Image.Image) -> np.ndarray:
+    """The embedding of one image already decoded to RGB (a file, an upload, a paste)."""
+    import torch
+
+    return model.encode_images(torch.stack([model.transform(image)]))[0]
 
 
 class Searcher:
@@ -262,9 +276,7 @@ class Searcher:
             )
         except ImageReadError as exc:
             raise QueryError(f"The query image {exc.path} cannot be used: {exc.reason}.") from None
-        import torch
-
-        return self.model.encode_images(torch.stack([self.model.transform(image)]))[0]
+        return encode_image(self.model, image)
 
     def search(
         self,

@@ -9,10 +9,16 @@ filter by folder (the list of the file's ancestor folders).
 from __future__ import annotations
 
 import base64
+import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
 import sqlite3
+import struct
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from clipseek.errors import IndexMissingError, StoreError
+from clipseek.errors import DamagedIndexError, IndexMissingError, StoreError
+from clipseek.lock import LOCK_NAMES, DataLock, data_lock
 
 if TYPE_CHECKING:
     import numpy as np
@@ -153,6 +160,87 @@ class Store:
         self.is_remote = self.location.startswith(("http://", "https://"))
         self._create = create
         self._client: Any = None
+        self._lock: DataLock | None = None if self.is_remote else data_lock(self.location)
+        self._health_checked = False
+
+    # -- locking (see clipseek.lock): readers share, writers exclude
+
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        return self._lock.shared() if self._lock else contextlib.nullcontext()
+
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        return self._lock.exclusive() if self._lock else contextlib.nullcontext()
+
+    # -- damage
+
+    def damage(self) -> str | None:
+        """What is structurally wrong with the database files, if anything (local only)."""
+        if self.is_remote:
+            return None
+        with self.reading():
+            return find_damage(Path(self.location))
+
+    def _check_health(self) -> None:
+        """Refuse to work on a damaged database before Chroma reads garbage (or crashes)."""
+        if self._health_checked or self.is_remote:
+            return
+        problem = self.damage()
+        if problem:
+            raise DamagedIndexError(damaged_message(self.location, problem))
+        self._health_checked = True
+
+    def recover(self) -> str | None:
+        """Move a damaged database aside so a rebuild can start afresh; returns where it went.
+
+        Nothing is deleted: the damaged files move to a sibling folder the user may
+        inspect or remove. The lock files stay, since the caller holds them.
+        """
+        if self.is_remote:
+            return None
+        folder = Path(self.location)
+        problem = self.damage()
+        if problem is None:
+            try:
+                for col in self._collections_unchecked():
+                    index = ImageIndex(col, location=self.location, lock=self._lock)
+                    index.count()
+                    index.probe()
+            except StoreError as exc:
+                problem = str(exc)
+        if problem is None:
+            return None
+        self._forget_client()
+        from datetime import datetime
+
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        target = folder.with_name(f"{folder.name}.damaged-{stamp}")
+        with self.writing():
+            try:
+                target.mkdir(parents=True, exist_ok=False)
+                for item in folder.iterdir():
+                    if item.name not in LOCK_NAMES:
+                        shutil.move(str(item), str(target / item.name))
+            except OSError as exc:
+                raise StoreError(
+                    f"The index at {folder} is damaged and could not be moved aside to "
+                    f"{target} ({exc.strerror or exc}); move or delete it by hand, then "
+                    "run `clipseek index` again."
+                ) from None
+        self._health_checked = False
+        return str(target)
+
+    def _forget_client(self) -> None:
+        """Drop Chroma's per-process cached system for this folder, so a reopen starts clean."""
+        self._client = None
+        try:
+            from chromadb.api.shared_system_client import SharedSystemClient
+        except ImportError:  # pragma: no cover - layout of another chromadb release
+            return
+        system = SharedSystemClient._identifier_to_system.pop(str(Path(self.location)), None)
+        SharedSystemClient._identifier_to_refcount.pop(str(Path(self.location)), None)
+        if system is not None:
+            with contextlib.suppress(Exception):
+                system.stop()
 
     # -- connection
 
@@ -189,6 +277,7 @@ class Store:
                 ) from exc
             return self._client
         folder = Path(self.location)
+        self._check_health()
         if not self._create and not self.exists:
             raise IndexMissingError(
                 f"There is no clipseek index at {folder} yet. "
@@ -201,13 +290,13 @@ class Store:
                 f"Cannot create the index folder {folder}: {exc.strerror or exc}. "
                 "Choose another place with --db PATH or CLIPSEEK_DB."
             ) from exc
+        creating = not self.exists
         try:
-            self._client = chromadb.PersistentClient(path=str(folder), settings=chroma_settings)
-        except Exception as exc:
-            raise StoreError(
-                f"The index at {folder} cannot be opened ({_short(exc)}). If it is damaged, "
-                "rebuild it with `clipseek index --rebuild FOLDER`."
-            ) from exc
+            with self.writing() if creating else self.reading():
+                self._client = chromadb.PersistentClient(path=str(folder), settings=chroma_settings)
+        except _chroma_errors() as exc:
+            self._forget_client()
+            raise store_error(self.location, "Opening", exc) from exc
         return self._client
 
     def close(self) -> None:
@@ -216,23 +305,36 @@ class Store:
     # -- collections
 
     def _collections(self) -> list[Any]:
+        self._check_health()
+        return self._collections_unchecked()
+
+    def _collections_unchecked(self) -> list[Any]:
         client = self._connect()
         try:
-            cols = client.list_collections()
-        except Exception as exc:
-            raise StoreError(f"Cannot read the index at {self.location} ({_short(exc)}).") from exc
-        out = []
-        for col in cols:
-            if not col.name.startswith(COLLECTION_PREFIX):
-                continue
-            out.append(col if hasattr(col, "metadata") else client.get_collection(col))
+            with self.reading():
+                cols = client.list_collections()
+                out = []
+                for col in cols:
+                    if not col.name.startswith(COLLECTION_PREFIX):
+                        continue
+                    out.append(col if hasattr(col, "metadata") else client.get_collection(col))
+        except _chroma_errors() as exc:
+            raise store_error(self.location, "Reading", exc) from exc
         return out
 
     def indexes(self) -> list[IndexInfo]:
         """Every clipseek index in this database, one per model."""
+        self._check_health()
         if not self.is_remote and not self.exists:
             return []
-        return [ImageIndex(col).info() for col in self._collections()]
+        return [self._wrap(col).info() for col in self._collections()]
+
+    def _wrap(self, col: Any, collection_slug: str | None = None) -> ImageIndex:
+        failures = None
+        if collection_slug is not None:
+            slug = collection_slug
+            failures = lambda: self._failures_collection(slug)  # noqa: E731
+        return ImageIndex(col, failures, location=self.location, lock=self._lock)
 
     def peek_indexes(self) -> list[IndexInfo] | None:
         """:meth:`indexes` read straight from Chroma's SQLite file, without importing chromadb.
@@ -245,22 +347,25 @@ class Store:
         """
         if self.is_remote:
             return None
+        self._check_health()  # a damaged database is reported as :meth:`indexes` would
         path = Path(self.location) / "chroma.sqlite3"
         if not path.is_file():
             return []
         try:
-            return _peek_sqlite(path)
+            with self.reading():
+                return _peek_sqlite(path)
         except (sqlite3.Error, ValueError, TypeError, OSError):
             return None
 
     def open_index(self, model_key: str, collection_slug: str) -> ImageIndex | None:
         """The index for ``model_key``, or None if nothing was indexed with that model."""
+        self._check_health()
         if not self.is_remote and not self.exists:
             return None
         name = COLLECTION_PREFIX + collection_slug
         for col in self._collections():
             if col.name == name:
-                index = ImageIndex(col, lambda: self._failures_collection(collection_slug))
+                index = self._wrap(col, collection_slug)
                 if index.model_key != model_key:
                     raise StoreError(
                         f"Collection {name} belongs to model {index.model_key}, not {model_key}."
@@ -282,40 +387,57 @@ class Store:
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         try:
-            col = client.get_or_create_collection(
-                COLLECTION_PREFIX + collection_slug,
-                configuration={"hnsw": dict(HNSW_CONFIG)},
-                metadata=metadata,
-                embedding_function=None,  # never Chroma's default model: it would download one
-            )
-        except Exception as exc:
-            raise StoreError(f"Cannot create an index in {self.location} ({_short(exc)}).") from exc
-        return ImageIndex(col, lambda: self._failures_collection(collection_slug))
+            with self.writing():
+                col = client.get_or_create_collection(
+                    COLLECTION_PREFIX + collection_slug,
+                    configuration={"hnsw": dict(HNSW_CONFIG)},
+                    metadata=metadata,
+                    embedding_function=None,  # never Chroma's default model: it would download one
+                )
+        except _chroma_errors() as exc:
+            raise store_error(self.location, "Creating an index", exc) from exc
+        return self._wrap(col, collection_slug)
 
     def _failures_collection(self, collection_slug: str) -> Any:
+        client = self._connect()
         try:
-            return self._connect().get_or_create_collection(
-                FAILURES_PREFIX + collection_slug,
-                configuration={"hnsw": {"space": "l2"}},
-                embedding_function=None,
-            )
-        except Exception as exc:
-            raise StoreError(f"Cannot open the index in {self.location} ({_short(exc)}).") from exc
+            with self.writing():
+                return client.get_or_create_collection(
+                    FAILURES_PREFIX + collection_slug,
+                    configuration={"hnsw": {"space": "l2"}},
+                    embedding_function=None,
+                )
+        except _chroma_errors() as exc:
+            raise store_error(self.location, "Opening", exc) from exc
 
     def drop_index(self, model_key: str, collection_slug: str) -> None:
         if self.open_index(model_key, collection_slug) is not None:
             client = self._connect()
-            client.delete_collection(COLLECTION_PREFIX + collection_slug)
-            client.delete_collection(FAILURES_PREFIX + collection_slug)
+            try:
+                with self.writing():
+                    client.delete_collection(COLLECTION_PREFIX + collection_slug)
+                    with contextlib.suppress(Exception):
+                        client.delete_collection(FAILURES_PREFIX + collection_slug)
+            except _chroma_errors() as exc:
+                raise store_error(self.location, "Deleting an index", exc) from exc
 
 
 class ImageIndex:
     """The vectors of one model: what was indexed, and nearest-neighbour search over it."""
 
-    def __init__(self, collection: Any, failures: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        collection: Any,
+        failures: Callable[[], Any] | None = None,
+        *,
+        location: str = "",
+        lock: DataLock | None = None,
+    ) -> None:
         self._col = collection
         self._failures_factory = failures
         self._failures_col: Any = None
+        self.location = location
+        self._lock = lock
         meta = dict(collection.metadata or {})
         self.name: str = collection.name
         self.model_key: str = str(meta.get("model_key", ""))
@@ -334,11 +456,35 @@ class ImageIndex:
             created=str(self._meta.get("created", "")),
         )
 
+    # -- guarded calls into Chroma
+
+    def _reading(self) -> contextlib.AbstractContextManager[None]:
+        return self._lock.shared() if self._lock else contextlib.nullcontext()
+
+    def _writing(self) -> contextlib.AbstractContextManager[None]:
+        return self._lock.exclusive() if self._lock else contextlib.nullcontext()
+
+    def _error(self, doing: str, exc: BaseException) -> StoreError:
+        return store_error(self.location or "this location", doing, exc)
+
     def count(self) -> int:
         try:
-            return int(self._col.count())
-        except Exception as exc:
-            raise StoreError(f"Cannot count the images in the index ({_short(exc)}).") from exc
+            with self._reading():
+                return int(self._col.count())
+        except _chroma_errors() as exc:
+            raise self._error("Counting the images", exc) from exc
+
+    def probe(self) -> None:
+        """Run one nearest-neighbour search, which loads the vector files; raises if damaged."""
+        import numpy as np
+
+        total = self.count()
+        if total == 0 or not self.dim:
+            return
+        vector = np.full(self.dim, 1.0 / np.sqrt(self.dim), dtype=np.float32)
+        hits = self.query(vector, min(total, 3))
+        if not hits:
+            raise DamagedIndexError(damaged_message(self.location, "a search found nothing"))
 
     # -- roots
 
@@ -355,7 +501,11 @@ class ImageIndex:
             return
         meta = {k: v for k, v in self._meta.items() if not k.startswith("hnsw:")}
         meta["roots"] = json.dumps(merged)
-        self._col.modify(metadata=meta)
+        try:
+            with self._writing():
+                self._col.modify(metadata=meta)
+        except _chroma_errors() as exc:
+            raise self._error("Writing", exc) from exc
         self._meta = meta
 
     # -- reading
@@ -367,9 +517,10 @@ class ImageIndex:
         offset = 0
         while True:
             try:
-                page = col.get(where=where, include=include, limit=_PAGE, offset=offset)
-            except Exception as exc:
-                raise StoreError(f"Cannot read the index ({_short(exc)}).") from exc
+                with self._reading():
+                    page = col.get(where=where, include=include, limit=_PAGE, offset=offset)
+            except _chroma_errors() as exc:
+                raise self._error("Reading", exc) from exc
             if not page["ids"]:
                 return
             yield page
@@ -401,19 +552,7 @@ class ImageIndex:
         out: dict[str, StoredEntry] = {}
         for page in self._get_pages(where, ["metadatas"], collection):
             for id_, meta in zip(page["ids"], page["metadatas"], strict=True):
-                meta = meta or {}
-                extra = {
-                    k: v
-                    for k, v in meta.items()
-                    if k not in ("path", "path_b64", "size", "mtime_ns", "dirs")
-                }
-                out[id_] = StoredEntry(
-                    id=id_,
-                    path=path_from_meta(meta),
-                    size=int(meta.get("size", -1)),
-                    mtime_ns=int(meta.get("mtime_ns", -1)),
-                    extra=extra,
-                )
+                out[id_] = _stored_entry(id_, meta or {})
         return out
 
     def entries_with_sizes(self, sizes: Sequence[int]) -> dict[str, StoredEntry]:
@@ -427,6 +566,21 @@ class ImageIndex:
             out.update(self._entries(self._col, None, where))
         return out
 
+    def lookup(self, ids: Sequence[str]) -> dict[str, StoredEntry]:
+        """What the index knows about ``ids`` (path, size, mtime, width...), without the
+        vectors: how a face finds the file behind an id it was given. Unknown ids are absent."""
+        if not ids:
+            return {}
+        try:
+            with self._reading():
+                page = self._col.get(ids=list(ids), include=["metadatas"])
+        except _chroma_errors() as exc:
+            raise self._error("Reading", exc) from exc
+        return {
+            id_: _stored_entry(id_, meta or {})
+            for id_, meta in zip(page["ids"], page["metadatas"], strict=True)
+        }
+
     def get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, Mapping[str, Any]]]:
         """Embeddings and metadata for ``ids`` (missing ids are absent from the result)."""
         import numpy as np
@@ -434,9 +588,10 @@ class ImageIndex:
         if not ids:
             return {}
         try:
-            page = self._col.get(ids=list(ids), include=["embeddings", "metadatas"])
-        except Exception as exc:
-            raise StoreError(f"Cannot read the index ({_short(exc)}).") from exc
+            with self._reading():
+                page = self._col.get(ids=list(ids), include=["embeddings", "metadatas"])
+        except _chroma_errors() as exc:
+            raise self._error("Reading", exc) from exc
         out = {}
         for id_, emb, meta in zip(page["ids"], page["embeddings"], page["metadatas"], strict=True):
             out[id_] = (np.asarray(emb, dtype=np.float32), meta or {})
@@ -453,14 +608,24 @@ class ImageIndex:
         if total == 0:
             return []
         try:
-            res = self._col.query(
-                query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
-                n_results=min(n, total),
-                where=where,
-                include=["metadatas", "distances"],
+            with self._reading():
+                res = self._col.query(
+                    query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
+                    n_results=min(n, total),
+                    where=where,
+                    include=["metadatas", "distances"],
+                )
+        except _chroma_errors() as exc:
+            raise self._error("Searching", exc) from exc
+        if where is None and len(res["ids"][0]) < min(n, total):
+            # Chroma counts records from its SQLite file but searches its vector files;
+            # fewer hits than records means those files lost entries.
+            raise DamagedIndexError(
+                damaged_message(
+                    self.location,
+                    f"the vector files hold fewer images than the {total} recorded",
+                )
             )
-        except Exception as exc:
-            raise StoreError(f"The search failed in the index ({_short(exc)}).") from exc
         hits = []
         for id_, meta, dist in zip(
             res["ids"][0], res["metadatas"][0], res["distances"][0], strict=True
@@ -490,13 +655,16 @@ class ImageIndex:
         for start in range(0, len(records), step):
             chunk = records[start : start + step]
             try:
-                self._col.upsert(
-                    ids=[path_id(r.path) for r in chunk],
-                    embeddings=np.stack([np.asarray(r.embedding, dtype=np.float32) for r in chunk]),
-                    metadatas=[r.metadata() for r in chunk],
-                )
-            except Exception as exc:
-                raise StoreError(f"Cannot write to the index ({_short(exc)}).") from exc
+                with self._writing():
+                    self._col.upsert(
+                        ids=[path_id(r.path) for r in chunk],
+                        embeddings=np.stack(
+                            [np.asarray(r.embedding, dtype=np.float32) for r in chunk]
+                        ),
+                        metadatas=[r.metadata() for r in chunk],
+                    )
+            except _chroma_errors() as exc:
+                raise self._error("Writing", exc) from exc
 
     def delete(self, ids: Sequence[str]) -> None:
         self._delete(self._col, ids)
@@ -506,9 +674,10 @@ class ImageIndex:
         step = self._max_batch()
         for start in range(0, len(ids), step):
             try:
-                collection.delete(ids=ids[start : start + step])
-            except Exception as exc:
-                raise StoreError(f"Cannot delete from the index ({_short(exc)}).") from exc
+                with self._writing():
+                    collection.delete(ids=ids[start : start + step])
+            except _chroma_errors() as exc:
+                raise self._error("Deleting", exc) from exc
 
     def record_failures(self, failures: Sequence[tuple[str, int, int, str]]) -> None:
         """Remember unreadable files as (path, size, mtime_ns, reason)."""
@@ -526,13 +695,14 @@ class ImageIndex:
                 )
                 metas.append(meta)
             try:
-                collection.upsert(
-                    ids=[path_id(p) for p, *_ in chunk],
-                    embeddings=[[0.0]] * len(chunk),
-                    metadatas=metas,
-                )
-            except Exception as exc:
-                raise StoreError(f"Cannot write to the index ({_short(exc)}).") from exc
+                with self._writing():
+                    collection.upsert(
+                        ids=[path_id(p) for p, *_ in chunk],
+                        embeddings=[[0.0]] * len(chunk),
+                        metadatas=metas,
+                    )
+            except _chroma_errors() as exc:
+                raise self._error("Writing", exc) from exc
 
     def forget_failures(self, ids: Sequence[str]) -> None:
         collection = self._failures()
@@ -623,6 +793,172 @@ def _raise_ef_search(collection: Any) -> None:
         return
 
 
+def _stored_entry(id_: str, meta: Mapping[str, Any]) -> StoredEntry:
+    extra = {
+        k: v for k, v in meta.items() if k not in ("path", "path_b64", "size", "mtime_ns", "dirs")
+    }
+    return StoredEntry(
+        id=id_,
+        path=path_from_meta(meta),
+        size=int(meta.get("size", -1)),
+        mtime_ns=int(meta.get("mtime_ns", -1)),
+        extra=extra,
+    )
+
+
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 160 else text[:157] + "..."
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def _chroma_errors() -> tuple[type[BaseException], ...]:
+    """What a call into Chroma may raise: its Rust core panics with a BaseException."""
+    runtime = sys.modules.get("pyo3_runtime")
+    panic = getattr(runtime, "PanicException", None)
+    return (Exception, panic) if isinstance(panic, type) else (Exception,)
+
+
+_DISK_FULL = re.compile(r"no space left|disk is full|database or disk is full|quota exceeded", re.I)
+_READ_ONLY = re.compile(r"readonly database|read-only file system|permission denied", re.I)
+_DAMAGED = re.compile(
+    r"malformed|not a database|disk image|hnsw|deserializ|corrupt|no such table|"
+    r"unexpected end of file|failed to fill whole buffer",
+    re.I,
+)
+
+
+def _kind(exc: BaseException) -> str:
+    """Sort a store failure into what the user can do about it."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    texts = []
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "full"
+        if isinstance(current, OSError) and current.errno in (errno.EROFS, errno.EACCES):
+            return "readonly"
+        texts.append(str(current))
+        current = current.__cause__ or current.__context__
+    text = " ".join(texts)
+    if _DISK_FULL.search(text):
+        return "full"
+    if _READ_ONLY.search(text):
+        return "readonly"
+    if _DAMAGED.search(text):
+        return "damaged"
+    return "other"
+
+
+def damaged_message(location: str | os.PathLike[str], detail: str) -> str:
+    return (
+        f"The index at {location} is damaged ({detail}). Rebuild it from your images with "
+        "`clipseek index --rebuild FOLDER...`; your images are never modified."
+    )
+
+
+def store_error(location: str, doing: str, exc: BaseException) -> StoreError:
+    """A message for a failed store call that names the index and says what to do."""
+    detail = _short(exc)
+    kind = _kind(exc)
+    if kind == "full":
+        return StoreError(
+            f"The disk holding the index at {location} is full ({detail}). Free some space "
+            "and run `clipseek index` again; what was indexed so far is kept."
+        )
+    if kind == "readonly":
+        return StoreError(
+            f"The index at {location} cannot be written ({detail}). Check its permissions, "
+            "or choose another place with --db PATH or CLIPSEEK_DB."
+        )
+    if kind == "damaged":
+        return DamagedIndexError(damaged_message(location, detail))
+    return StoreError(
+        f"{doing} the index at {location} failed ({detail}). If this keeps happening, "
+        "rebuild it with `clipseek index --rebuild FOLDER...`."
+    )
+
+
+# --------------------------------------------------------------------------- damage
+
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_HNSW_FILES = ("header.bin", "data_level0.bin", "length.bin", "link_lists.bin")
+_HNSW_HEADER = struct.Struct("<I6Q")  # version, offsetLevel0, max, count, size/element, ...
+_HNSW_HEADER_SIZE = 100
+
+
+def find_damage(folder: Path) -> str | None:
+    """A quick structural check of a Chroma folder: stat calls and two small reads.
+
+    Chroma keeps metadata in ``chroma.sqlite3`` and each collection's vectors in a
+    folder of hnswlib files it rewrites in place. A missing or truncated file there
+    makes Chroma return wrong results or crash the process, so it is caught here
+    first. Checks only what is certain for the file versions it knows.
+    """
+    if not folder.is_dir():
+        return None
+    segments = [d for d in _subfolders(folder) if _UUID.match(d.name)]
+    persisted = [d for d in segments if any((d / f).exists() for f in _HNSW_FILES)]
+    database = folder / "chroma.sqlite3"
+    try:
+        size = database.stat().st_size
+    except FileNotFoundError:
+        return "chroma.sqlite3 is missing" if persisted else None
+    except OSError as exc:
+        return f"chroma.sqlite3 cannot be read: {exc.strerror or exc}"
+    if size == 0:
+        return "chroma.sqlite3 is empty" if persisted else None
+    try:
+        with database.open("rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        return f"chroma.sqlite3 cannot be read: {exc.strerror or exc}"
+    if head != b"SQLite format 3\x00":
+        return "chroma.sqlite3 is not a SQLite database"
+    for seg in persisted:
+        problem = _segment_damage(seg)
+        if problem:
+            return f"{seg.name}/{problem}"
+    return None
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+
+
+def _segment_damage(seg: Path) -> str | None:
+    sizes: dict[str, int] = {}
+    for name in (*_HNSW_FILES, "index_metadata.pickle"):
+        with contextlib.suppress(OSError):
+            sizes[name] = (seg / name).stat().st_size
+    for name in _HNSW_FILES:
+        if name not in sizes:
+            return f"{name} is missing"
+    try:
+        with (seg / "header.bin").open("rb") as fh:
+            header = fh.read(_HNSW_HEADER_SIZE + 1)
+    except OSError as exc:
+        return f"header.bin cannot be read: {exc.strerror or exc}"
+    if len(header) < _HNSW_HEADER.size:
+        return "header.bin is truncated"
+    version, _offset, max_elements, count, per_element, *_ = _HNSW_HEADER.unpack_from(header)
+    if version != 1:
+        return None  # a layout this check does not know; leave it to Chroma
+    if len(header) != _HNSW_HEADER_SIZE:
+        return "header.bin has the wrong size"
+    if not 0 < per_element < 1 << 24 or count > max_elements:
+        return "header.bin is garbled"
+    if sizes["data_level0.bin"] < count * per_element:
+        return "data_level0.bin is truncated"
+    if sizes["length.bin"] < 4 * count:
+        return "length.bin is truncated"
+    if count and not sizes.get("index_metadata.pickle"):
+        return "index_metadata.pickle is missing"
+    return None

@@ -267,3 +267,23 @@ def test_each_model_gets_its_own_index(settings, photos: Path, tmp_path: Path) -
     keys = {i.model_key for i in first.store.indexes()}
     assert keys == {first.spec.key, second.spec.key}
     assert all(i.count == 12 for i in first.store.indexes())
+
+
+def test_unusual_image_kinds_index(engine: Engine, tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "kinds"
+    root.mkdir()
+    Image.new("RGBA", (40, 30), (10, 200, 30, 128)).save(root / "rgba.png")
+    pal = Image.new("P", (40, 30), 1)
+    pal.putpalette([0, 0, 0, 200, 10, 10] + [0] * 762)
+    pal.save(root / "palette.png", transparency=0)
+    Image.new("CMYK", (40, 30), (0, 255, 255, 0)).save(root / "cmyk.jpg")
+    Image.fromarray(np.full((30, 40), 40000, dtype=np.uint16)).save(root / "gray16.png")
+    frames = [Image.new("RGB", (40, 30), c) for c in [(255, 0, 0), (0, 0, 255)]]
+    frames[0].save(root / "anim.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(root / "anim.webp", save_all=True, append_images=frames[1:])
+    summary = engine.index([root])
+    assert summary.failed == [] and summary.new == 6
+    assert len(stored_paths(engine)) == 6

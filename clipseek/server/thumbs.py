@@ -1,0 +1,69 @@
+"""Thumbnails for the web face: small JPEGs of indexed files, kept in memory.
+
+A result grid asks for the same few dozen pictures again and again (every search,
+every change of the result count), so decoded-and-shrunk images are cached by
+path, size and modification time; a file edited since is simply rendered anew.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections import OrderedDict
+
+from clipseek.imaging import open_image
+
+#: Formats every current browser shows as they are; anything else is converted.
+BROWSER_TYPES: dict[str, str] = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+}
+
+
+def render_jpeg(path: str, size: int, max_megapixels: float | None, quality: int = 82) -> bytes:
+    """``path`` shrunk to fit ``size``×``size`` (never enlarged), upright, as JPEG bytes.
+    Raises :class:`clipseek.errors.ImageReadError` for a file that cannot be read."""
+    from PIL import Image
+
+    image = open_image(path, max_megapixels=max_megapixels, min_size=(size, size))
+    image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality, optimize=True)
+    return out.getvalue()
+
+
+class ThumbnailCache:
+    """A thread-safe LRU of rendered thumbnails, bounded by total bytes."""
+
+    def __init__(self, max_megapixels: float | None, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_megapixels = max_megapixels
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[str, int, int, int], bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, path: str, size: int) -> bytes:
+        st = os.stat(path)
+        key = (path, size, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            data = self._items.get(key)
+            if data is not None:
+                self._items.move_to_end(key)
+                return data
+        data = render_jpeg(path, size, self.max_megapixels)
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = data
+                self._bytes += len(data)
+            while self._bytes > self.max_bytes and self._items:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= len(dropped)
+        return data
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,87 @@
+"""Messages that worker threads post to the app (``post_message`` is thread-safe).
+
+Workers never touch widgets: they report what happened and the app, on its own
+thread, decides what to draw.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from textual.message import Message
+
+if TYPE_CHECKING:
+    from clipseek.engine import Engine
+    from clipseek.errors import ClipseekError
+    from clipseek.indexer import IndexEvent
+    from clipseek.search import SearchResponse
+    from clipseek.tui.jobs import IndexJob
+    from clipseek.tui.thumbnails import Thumbnail
+
+
+class EngineReady(Message):
+    """The engine exists and knows which model it will use."""
+
+    def __init__(self, engine: Engine, model: str | None, error: ClipseekError | None) -> None:
+        super().__init__()
+        self.engine = engine
+        self.model = model
+        self.error = error
+
+
+class IndexStatus(Message):
+    """How many images the index holds (None: no index), or why it cannot be used."""
+
+    def __init__(self, count: int | None, error: ClipseekError | None = None) -> None:
+        super().__init__()
+        self.count = count
+        self.error = error
+
+
+class ModelStatus(Message):
+    """The model is ``loading``, ``ready`` (detail: device and precision) or ``failed``."""
+
+    def __init__(self, state: str, detail: str = "") -> None:
+        super().__init__()
+        self.state = state
+        self.detail = detail
+
+
+class SearchDone(Message):
+    def __init__(self, token: int, response: SearchResponse) -> None:
+        super().__init__()
+        self.token = token
+        self.response = response
+
+
+class SearchFailed(Message):
+    def __init__(self, token: int, error: ClipseekError) -> None:
+        super().__init__()
+        self.token = token
+        self.error = error
+
+
+class ThumbnailReady(Message):
+    def __init__(self, thumbnail: Thumbnail) -> None:
+        super().__init__()
+        self.thumbnail = thumbnail
+
+
+class IndexProgress(Message):
+    """One engine event of an indexing run; ``ack`` is set once the app has shown it."""
+
+    def __init__(self, job: IndexJob, event: IndexEvent, ack: threading.Event | None = None):
+        super().__init__()
+        self.job = job
+        self.event = event
+        self.ack = ack
+
+
+class IndexStopped(Message):
+    """The indexing worker ended; ``error`` is set when it ended in an error."""
+
+    def __init__(self, job: IndexJob, error: str | None = None) -> None:
+        super().__init__()
+        self.job = job
+        self.error = error

@@ -1,0 +1,472 @@
+"""The search screen: query box, result count, ranked results and the preview.
+
+A query is parsed on the UI thread (cheap, and a typo is reported at once), then
+embedded and ranked by a worker. A query submitted while the model is still
+loading is kept and run as soon as the model is ready. Each search carries a
+token, so that a slow answer to an old query never replaces a newer one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Center, Container, Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, OptionList, Static
+from textual.worker import get_current_worker
+
+from clipseek.errors import ClipseekError, IndexMissingError, ModelMismatchError, QueryError
+from clipseek.tui import messages as msg
+from clipseek.tui.format import human_path, query_for_path
+from clipseek.tui.widgets.preview import PreviewPane
+from clipseek.tui.widgets.results import ResultsList
+from clipseek.tui.widgets.topk import TopKInput
+
+if TYPE_CHECKING:
+    from clipseek.search import Query, SearchResponse, SearchResult
+    from clipseek.tui.app import ClipseekApp
+
+
+class SearchScreen(Screen[None]):
+    """Type a description, get the closest images, look at them, act on them."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "focus_query", "Search", id="search.focus", key_display="/"),
+        Binding("o", "open", "Open", id="search.open"),
+        Binding("c", "copy", "Copy", id="search.copy"),
+        Binding("s", "similar", "Similar", id="search.similar"),
+        Binding("r", "reveal", "Reveal", id="search.reveal"),
+        Binding(
+            "plus,equals_sign", "top_k(1)", "More", id="search.more", key_display="+", show=False
+        ),
+        Binding("minus", "top_k(-1)", "Fewer", id="search.fewer", key_display="-", show=False),
+        Binding("i", "app.index_screen", "Index", id="index"),
+        Binding("down", "focus_results", show=False),
+        Binding("escape", "leave_query", show=False),
+    ]
+
+    #: Actions that need a selected result; hidden from the footer while there is none.
+    RESULT_ACTIONS: ClassVar[frozenset[str]] = frozenset({"open", "copy", "similar", "reveal"})
+
+    app: ClipseekApp  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.response: SearchResponse | None = None
+        self.query_text = ""
+        self._pending: tuple[Query, list[str]] | None = None
+        self._last: tuple[Query, list[str]] | None = None
+        self._token = 0
+        self._focus_results_on_answer = False
+        self._offering_index = False
+        self._notice: tuple[str, bool] | None = None
+
+    # -- layout
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="query-bar"):
+            yield Input(
+                placeholder="Describe a picture, e.g. a dog playing on the beach",
+                id="query",
+            )
+            yield Label("Top", id="top-k-label")
+            yield TopKInput(id="top-k")
+        with Horizontal(id="main"):
+            with Vertical(id="results-pane"):
+                yield ResultsList(id="results")
+                with Container(id="results-empty"):
+                    yield Static("", id="results-message")
+                    with Center(id="empty-index-row"):
+                        yield Button("Index a folder", id="empty-index", variant="primary")
+            yield PreviewPane(self.app.image_class, id="preview")
+        yield Static("", id="status")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#results-pane").border_title = "Results"
+        self.query_one("#query", Input).focus()
+        self.refresh_status()
+        self._show_state()
+        # Only once this screen is on display does the heavy work (engine, chromadb,
+        # torch, the model) begin, on a worker thread.
+        self.call_after_refresh(self.app._start_boot)
+
+    # -- status line and empty states
+
+    def refresh_status(self) -> None:
+        """Redraw the status line from the app's state (model, index, indexing run)."""
+        if not self.is_mounted:
+            return
+        app = self.app
+        parts: list[str] = []
+        model = _escape(app.model_name)
+        index_key = _escape(app.key_for("index"))
+        if app.model_state == "ready":
+            parts.append(f"[b]{model}[/b] [dim]{app.model_detail}[/dim]")
+        elif app.model_state == "failed":
+            parts.append(f"[b]{model}[/b] [$error]not loaded[/]")
+        else:
+            parts.append(f"[b]{model}[/b] [dim]loading…[/dim]")
+        if app.index_count is None:
+            parts.append("[dim]index …[/dim]" if app.index_problem is None else "[$error]index?[/]")
+        elif app.index_count < 0:
+            parts.append("[dim]no index yet[/dim]")
+        else:
+            parts.append(f"{app.index_count:,} images")
+        job = app.index_job
+        if job is not None and job.running:
+            if job.cancelling:
+                parts.append("[$warning]stopping indexing…[/]")
+            elif job.to_embed:
+                percent = 100 * job.done / job.to_embed
+                parts.append(f"[$accent]indexing {percent:.0f}%[/] [dim]({index_key})[/]")
+            else:
+                parts.append(f"[$accent]indexing…[/] [dim]({index_key})[/]")
+        self.query_one("#status", Static).update(" [dim]│[/dim] ".join(parts))
+        if self.response is None:
+            self._show_state()
+
+    def _show_state(self, text: str | None = None, *, offer_index: bool = False) -> None:
+        """Show a message instead of results.
+
+        A message given here (an error, "no results") stays until the next search;
+        without one, the message the app's state calls for (no index, model loading...)
+        is shown, and redrawn whenever that state changes.
+        """
+        if text is not None:
+            self._notice = (text, offer_index)
+        elif self._notice is not None:
+            text, offer_index = self._notice
+        else:
+            text, offer_index = self._idle_message()
+        results = self.query_one("#results", ResultsList)
+        results.display = False
+        empty = self.query_one("#results-empty")
+        empty.display = True
+        self.query_one("#results-message", Static).update(text)
+        button = self.query_one("#empty-index", Button)
+        self.query_one("#empty-index-row").display = offer_index
+        query = self.query_one("#query", Input)
+        if offer_index != self._offering_index:
+            self._offering_index = offer_index
+            if offer_index and (self.focused is None or self.focused is query):
+                # Nothing to search yet: Enter (or i) on the button is the next step.
+                button.focus()
+            elif not offer_index and self.focused is button:
+                query.focus()
+        self.query_one(PreviewPane).show(None)
+        self.query_one("#results-pane").border_subtitle = ""
+        self.refresh_bindings()
+
+    def _idle_message(self) -> tuple[str, bool]:
+        app = self.app
+        if self._pending is not None:
+            return (
+                "Loading the model…\n[dim]Your search runs as soon as it is ready.[/dim]",
+                False,
+            )
+        if app.index_count is not None and app.index_count < 0:
+            job = app.index_job
+            if job is not None and job.running:
+                return "Indexing has started.\n[dim]Search as soon as a batch is in.[/dim]", False
+            return (
+                f"[b]No index yet.[/b]\nPress [b]{_escape(app.key_for('index'))}[/b] "
+                "to index a folder.",
+                True,
+            )
+        if app.index_problem is not None:
+            return f"[$error]{_escape(str(app.index_problem))}[/]", False
+        if app.model_state == "failed":
+            return f"[$error]{_escape(app.model_detail)}[/]", False
+        return (
+            "Describe the picture you are looking for and press [b]Enter[/b].\n"
+            "[dim]Press ? for keys and query syntax.[/dim]",
+            False,
+        )
+
+    # -- running searches
+
+    @on(Input.Submitted, "#query")
+    def _submitted(self, event: Input.Submitted) -> None:
+        self.search(event.value, focus_results=True)
+
+    @on(Input.Submitted, "#top-k")
+    def _top_k_submitted(self) -> None:
+        self.query_one(TopKInput).commit()
+
+    @on(TopKInput.CountChanged)
+    def _top_k_changed(self) -> None:
+        if self._last is not None:
+            self._run(*self._last)
+
+    def search(self, text: str, *, focus_results: bool = False) -> None:
+        """Parse ``text`` and run it (now, or once the model is ready)."""
+        self.query_text = text
+        self._token += 1  # whatever was in flight is now stale
+        self._notice = None
+        from clipseek.search import parse_query
+
+        try:
+            query = parse_query([text])
+        except QueryError as exc:
+            self.response = None
+            self._show_state(f"[$warning]{_escape(str(exc))}[/]")
+            return
+        self._focus_results_on_answer = focus_results
+        self._run(query, [])
+
+    def search_similar(self, path: str) -> None:
+        """Image-to-image search from ``path``, leaving the image itself out."""
+        from clipseek.search import Query
+
+        text = query_for_path(path)
+        self.query_one("#query", Input).value = text
+        self.query_text = text
+        self._focus_results_on_answer = True
+        self._run(Query.image(path), [path])
+
+    def _run(self, query: Query, exclude: list[str]) -> None:
+        self._last = (query, exclude)
+        self._token += 1
+        self._notice = None
+        app = self.app
+        if app.model_state == "failed":
+            self.response = None
+            self._show_state(f"[$error]{_escape(app.model_detail)}[/]")
+            return
+        if not app.model_ready or app.engine is None:
+            self._pending = (query, exclude)
+            self.response = None
+            self._show_state()
+            return
+        self._pending = None
+        token = self._token
+        top_k = self.query_one(TopKInput).count
+        engine = app.engine
+        if self.response is None:
+            self._show_state("[dim]Searching…[/dim]")
+        self.query_one("#results-pane").border_subtitle = "searching…"
+
+        def work() -> None:
+            try:
+                response = engine.search(query, top_k, exclude=exclude)
+            except ClipseekError as exc:
+                self.post_message(msg.SearchFailed(token, exc))
+                return
+            if not get_current_worker().is_cancelled:
+                self.post_message(msg.SearchDone(token, response))
+
+        self.run_worker(work, group="search", exclusive=True, thread=True, exit_on_error=False)
+
+    def model_settled(self) -> None:
+        """The model finished loading (or failed): run the query that was waiting."""
+        pending = self._pending
+        if pending is not None and self.app.model_state in ("ready", "failed"):
+            self._pending = None
+            self._run(*pending)
+        elif self.response is None:
+            self._show_state()
+
+    def index_changed(self) -> None:
+        """An indexing run ended: a search that found no index may now find one."""
+        if self._last is not None and self.response is None:
+            self._run(*self._last)
+
+    def on_search_done(self, message: msg.SearchDone) -> None:
+        if not self.app.is_running:
+            return
+        if message.token != self._token:
+            return
+        response = message.response
+        self.response = response
+        results = self.query_one("#results", ResultsList)
+        pane = self.query_one("#results-pane")
+        for note in response.notes:
+            self.notify(note, severity="information", timeout=8)
+        if not response.results:
+            self.response = None
+            self._show_state(f"No results for [b]{_escape(self.query_text)}[/b].")
+            return
+        self._notice = None
+        self.query_one("#results-empty").display = False
+        results.display = True
+        results.show_results(response.results)
+        n = len(response.results)
+        pane.border_subtitle = f"{n} result{'s' if n != 1 else ''}"
+        if self._focus_results_on_answer:
+            results.focus()
+            self._focus_results_on_answer = False
+        self._prefetch([r.path for r in response.results])
+        self._preview(results.selected)
+        self.refresh_bindings()
+
+    def on_search_failed(self, message: msg.SearchFailed) -> None:
+        if not self.app.is_running:
+            return
+        if message.token != self._token:
+            return
+        self.response = None
+        error = message.error
+        if isinstance(error, IndexMissingError):
+            self.app.index_count = -1
+            self._notice = None  # the "no index" state says what to do
+            self.refresh_status()
+            self._show_state()
+        elif isinstance(error, ModelMismatchError):
+            self._show_state(f"[$error]{_escape(str(error))}[/]")
+        elif isinstance(error, QueryError):
+            self._show_state(f"[$warning]{_escape(str(error))}[/]")
+        else:
+            self._show_state(f"[$error]{_escape(str(error))}[/]")
+            self.notify(str(error), title="Search failed", severity="error")
+
+    # -- preview
+
+    @on(OptionList.OptionHighlighted, "#results")
+    def _highlighted(self) -> None:
+        self._preview(self.query_one("#results", ResultsList).selected)
+
+    @on(OptionList.OptionSelected, "#results")
+    def _selected(self) -> None:
+        self.action_open()
+
+    def _preview(self, result: SearchResult | None) -> None:
+        pane = self.query_one(PreviewPane)
+        if result is None:
+            pane.show(None)
+            return
+        cache = self.app.thumbnails
+        pane.show(result, cache.peek(result.path))
+        # Even a cached thumbnail is checked against the file (off this thread): it may
+        # have been edited or deleted since; load() returns the cached one if not.
+        path = result.path
+        self.run_worker(
+            lambda: self.post_message(msg.ThumbnailReady(cache.load(path))),
+            group="thumb",
+            exclusive=True,
+            thread=True,
+            exit_on_error=False,
+        )
+
+    def _prefetch(self, paths: list[str]) -> None:
+        """Make the thumbnails of all results in the background, in rank order."""
+        cache = self.app.thumbnails
+
+        def work() -> None:
+            worker = get_current_worker()
+            for path in paths:
+                if worker.is_cancelled:
+                    return
+                if cache.peek(path) is None:
+                    self.post_message(msg.ThumbnailReady(cache.load(path)))
+
+        self.run_worker(work, group="prefetch", exclusive=True, thread=True, exit_on_error=False)
+
+    def on_thumbnail_ready(self, message: msg.ThumbnailReady) -> None:
+        if not self.app.is_running:
+            return
+        selected = self.selected
+        pane = self.query_one(PreviewPane)
+        if (
+            selected is not None
+            and selected.path == message.thumbnail.path
+            and (pane.result is not selected or pane.thumbnail is not message.thumbnail)
+        ):
+            pane.show(selected, message.thumbnail)
+
+    # -- actions
+
+    @property
+    def selected(self) -> SearchResult | None:
+        if self.response is None:
+            return None
+        return self.query_one("#results", ResultsList).selected
+
+    def _need_selection(self) -> SearchResult | None:
+        result = self.selected
+        if result is None:
+            self.notify("Search first, then pick a result.", severity="warning", timeout=4)
+        return result
+
+    def action_focus_query(self) -> None:
+        query = self.query_one("#query", Input)
+        query.focus()
+        query.select_all()
+
+    def action_focus_results(self) -> None:
+        if self.response is not None:
+            self.query_one("#results", ResultsList).focus()
+
+    def action_leave_query(self) -> None:
+        """Esc in the query box: go to the results (or nowhere), so that single-key
+        commands (i, o, c, ...) are keys again rather than letters of the query."""
+        if self.response is not None:
+            self.query_one("#results", ResultsList).focus()
+        else:
+            self.set_focus(None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.RESULT_ACTIONS:
+            return self.selected is not None
+        return True
+
+    def action_top_k(self, delta: int) -> None:
+        self.step_top_k(delta)
+
+    def step_top_k(self, delta: int) -> None:
+        self.query_one(TopKInput).action_step(delta)
+
+    def action_open(self) -> None:
+        result = self._need_selection()
+        if result is not None:
+            self._launch(result.path, reveal=False)
+
+    def action_reveal(self) -> None:
+        result = self._need_selection()
+        if result is not None:
+            self._launch(result.path, reveal=True)
+
+    def action_copy(self) -> None:
+        result = self._need_selection()
+        if result is not None:
+            self.app.copy_to_clipboard(result.path)
+            self.notify(f"Copied {human_path(result.path)}", timeout=3)
+
+    def action_similar(self) -> None:
+        result = self._need_selection()
+        if result is not None:
+            self.search_similar(result.path)
+
+    def _launch(self, path: str, *, reveal: bool) -> None:
+        opener = self.app.opener
+        app = self.app
+
+        def work() -> None:
+            try:
+                if opener is not None:
+                    opener(path, reveal)
+                else:
+                    from clipseek.tui.system import launch
+
+                    launch(path, reveal=reveal)
+            except ClipseekError as exc:
+                app.call_from_thread(app.notify, str(exc), severity="error", timeout=8)
+
+        self.run_worker(work, group="launch", thread=True, exit_on_error=False)
+        self.notify(("Revealing " if reveal else "Opening ") + human_path(path), timeout=3)
+
+    @on(Button.Pressed, "#empty-index")
+    def _empty_index(self) -> None:
+        self.app.action_index_screen()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_status()
+
+
+def _escape(text: str) -> str:
+    from textual.markup import escape
+
+    return escape(text)

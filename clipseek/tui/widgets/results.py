@@ -1,0 +1,138 @@
+"""The ranked results list: one two-line row per hit, best first.
+
+Each row is drawn for the width it gets, so a long file name ends in an
+ellipsis and a deep folder is cut from the left (``…/holiday/day-2``), where a
+path says least; nothing wraps and nothing spills into the preview pane.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from clipseek.tui.format import ellipsize_end, ellipsize_start, human_path
+
+if TYPE_CHECKING:
+    from clipseek.search import SearchResult
+
+BAR_CELLS = 8
+_EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+def score_bar(score: float, best: float, cells: int = BAR_CELLS) -> str:
+    """A bar of ``cells`` cells filled in proportion to ``score / best``, in eighths."""
+    fraction = 0.0 if best <= 0 else max(0.0, min(1.0, score / best))
+    eighths = round(fraction * cells * 8)
+    full, part = divmod(eighths, 8)
+    bar = "█" * full + (_EIGHTHS[part] if part else "")
+    return bar.ljust(cells)
+
+
+class ResultRow:
+    """A Rich renderable: ``rank score bar name`` over the folder, fitted to the width."""
+
+    def __init__(self, result: SearchResult, best: float, accent: str, muted: str) -> None:
+        self.result = result
+        self.best = best
+        self.accent = accent
+        self.muted = muted
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        result = self.result
+        name = os.path.basename(result.path) or result.path
+        folder = human_path(os.path.dirname(result.path))
+        rank = f"{result.rank:>3} "
+        score = f"{result.score:.3f} "
+        bar = score_bar(result.score, self.best) + " "
+        head = len(rank) + len(score) + len(bar)
+        muted = Style.parse(self.muted)
+        if width < len(rank) + len(score) + 4:
+            # Too narrow for a bar: rank and name only.
+            yield Segment(rank, muted)
+            yield Segment(ellipsize_end(human_path(name), max(0, width - len(rank))))
+            yield Segment.line()
+            yield Segment(ellipsize_start(folder, width), muted)
+            yield Segment.line()
+            return
+        if width < head + 8:
+            bar, head = "", len(rank) + len(score)
+        yield Segment(rank, muted)
+        yield Segment(score, Style(bold=True))
+        if bar:
+            yield Segment(bar, Style.parse(self.accent))
+        yield Segment(ellipsize_end(human_path(name), width - head), Style(bold=True))
+        yield Segment.line()
+        yield Segment(" " * min(len(rank), width))
+        yield Segment(ellipsize_start(folder, max(0, width - len(rank))), muted)
+        yield Segment.line()
+
+
+def theme_colours(variables: dict[str, str]) -> tuple[str, str]:
+    """The theme's accent and muted text colours as opaque hex, which Rich can draw."""
+    from textual.color import Color
+
+    def opaque(name: str, fallback: str) -> str:
+        try:
+            colour = Color.parse(variables.get(name, fallback))
+            background = Color.parse(variables.get("background", "#000000"))
+        except Exception:
+            return fallback
+        return (background + colour).hex6
+
+    return opaque("text-primary", "#57A5E2"), opaque("foreground-muted", "#8A8A8A")
+
+
+class ResultsList(OptionList):
+    """Search results; highlighting a row is what the preview follows."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.results: list[SearchResult] = []
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.restyle())
+
+    def show_results(self, results: Sequence[SearchResult]) -> None:
+        self.results = list(results)
+        self._rebuild(highlight=0 if self.results else None)
+
+    def _rebuild(self, highlight: int | None) -> None:
+        accent, muted = theme_colours(self.app.theme_variables)
+        best = max((r.score for r in self.results), default=0.0)
+        self.clear_options()
+        self.add_options(
+            Option(ResultRow(r, best, accent, muted), id=str(i)) for i, r in enumerate(self.results)
+        )
+        self.highlighted = highlight
+
+    def restyle(self) -> None:
+        """Draw the rows again in the current theme's colours."""
+        if self.results:
+            self._rebuild(self.highlighted)
+
+    async def _on_click(self, event: events.Click) -> None:
+        """A click selects (and previews) a row; a double click opens it, as in a file
+        manager. OptionList's own handler would open on every click."""
+        event.prevent_default()
+        clicked = event.style.meta.get("option")
+        if clicked is None:
+            return
+        self.highlighted = clicked
+        if event.chain >= 2:
+            self.action_select()
+
+    @property
+    def selected(self) -> SearchResult | None:
+        index = self.highlighted
+        if index is None or not 0 <= index < len(self.results):
+            return None
+        return self.results[index]

@@ -1,0 +1,242 @@
+"""Make the SVG screenshots in screenshots/ from a real run of the app.
+
+It draws a set of sample pictures (coloured shapes on plain and gradient
+backgrounds, plus two broken files), indexes them with the indexing screen,
+searches, and saves what the app shows at each step:
+
+    python scripts/screenshots.py                      # tiny random model, offline
+    python scripts/screenshots.py --model local-dir:~/models/shapes-clip
+
+Paths on screen read ``~/Pictures/...`` because the run happens in a temporary
+home folder. The default model is the tiny random test model, so its rankings
+mean nothing; pass a trained model with --model for screenshots whose results
+make sense.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+COLOURS = {
+    "red": (220, 40, 50),
+    "orange": (245, 140, 30),
+    "yellow": (245, 215, 40),
+    "green": (50, 170, 80),
+    "blue": (40, 90, 210),
+    "purple": (140, 60, 180),
+}
+SHAPES = ("circle", "square", "triangle", "star")
+BACKGROUNDS = ("white", "black", "grey", "sky")
+
+
+def draw_picture(path: Path, colour: str, shape: str, background: str, seed: int) -> None:
+    """One sample: a coloured shape, a little jitter in place and size, on a background."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    rng = random.Random(seed)
+    w, h = 640, 440
+    if background == "sky":
+        img = Image.new("RGB", (w, h))
+        top, bottom = (110, 170, 235), (225, 240, 250)
+        draw = ImageDraw.Draw(img)
+        for y in range(h):
+            t = y / (h - 1)
+            draw.line(
+                [(0, y), (w, y)],
+                fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom, strict=True)),
+            )
+    else:
+        base = {"white": (245, 245, 240), "black": (20, 20, 24), "grey": (128, 128, 128)}
+        img = Image.new("RGB", (w, h), base[background])
+        draw = ImageDraw.Draw(img)
+    cx = w / 2 + rng.uniform(-90, 90)
+    cy = h / 2 + rng.uniform(-50, 50)
+    r = rng.uniform(95, 150)
+    fill = COLOURS[colour]
+    if shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif shape == "square":
+        draw.rectangle([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif shape == "triangle":
+        draw.polygon([(cx, cy - r), (cx + r, cy + r * 0.8), (cx - r, cy + r * 0.8)], fill=fill)
+    else:
+        points = []
+        for i in range(10):
+            radius = r if i % 2 == 0 else r * 0.45
+            angle = -math.pi / 2 + i * math.pi / 5
+            points.append((cx + radius * math.cos(angle), cy + radius * math.sin(angle)))
+        draw.polygon(points, fill=fill)
+    img = img.filter(ImageFilter.GaussianBlur(0.6))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, quality=90)
+
+
+def make_samples(root: Path, count: int) -> list[Path]:
+    rng = random.Random(7)
+    paths = []
+    for i in range(count):
+        colour = rng.choice(list(COLOURS))
+        shape = SHAPES[i % len(SHAPES)]
+        background = rng.choice(BACKGROUNDS)
+        folder = root / ("shapes" if i % 3 else "shapes/more")
+        path = folder / f"{colour}-{shape}-on-{background}-{i:02d}.jpg"
+        draw_picture(path, colour, shape, background, seed=i)
+        paths.append(path)
+    (root / "notes.jpg").write_text("shopping list: milk, eggs\n")  # not an image
+    truncated = root / "shapes" / "cut-off.jpg"
+    truncated.write_bytes(paths[0].read_bytes()[:2000])
+    return paths
+
+
+class Paced:
+    """The model, slowed to a realistic pace per batch, so that the indexing screenshot
+    catches a run in progress (a small model on sample images is done in a blink)."""
+
+    def __init__(self, model, delay: float) -> None:
+        self._model = model
+        self._delay = delay
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def encode_images(self, batch):
+        time.sleep(self._delay)
+        return self._model.encode_images(batch)
+
+
+async def wait_for(condition, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the app did not get there in time")
+        await asyncio.sleep(0.02)
+
+
+def no_blink(app) -> None:
+    from textual.widgets import Input
+
+    for widget in app.screen.query(Input):
+        widget.cursor_blink = False
+
+
+async def shoot(app, pilot, out: Path, name: str) -> None:
+    no_blink(app)
+    await asyncio.sleep(0.2)
+    await pilot.pause()
+    app.save_screenshot(filename=f"{name}.svg", path=str(out))
+    print(f"saved {out / (name + '.svg')}")
+
+
+async def run(args: argparse.Namespace, home: Path, out: Path) -> None:
+    from clipseek.config import Settings
+    from clipseek.engine import Engine
+    from clipseek.tui.app import ClipseekApp
+
+    pictures = home / "Pictures"
+    make_samples(pictures, args.count)
+    model = args.model
+    if model is None:
+        from clipseek.testing import build_tiny_model
+
+        model = f"local-dir:{build_tiny_model(home / 'models' / 'tiny-clip')}"
+    db = home / ".local" / "share" / "clipseek" / "index"
+    settings = Settings(
+        db=db,
+        model=model,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        sources={"model": "flag"},
+    )
+    size = (args.width, args.height)
+
+    from clipseek.models import load_model
+
+    def loader(spec, device, precision):
+        return Paced(load_model(spec, device, precision), args.pace)
+
+    # 1. The empty state: no index yet.
+    app = ClipseekApp(engine=Engine(settings, model_loader=loader), preview=args.preview)
+    async with app.run_test(size=size) as pilot:
+        await wait_for(lambda: app.index_count is not None and app.model_state != "loading")
+        await shoot(app, pilot, out, "empty-state")
+
+        # 2. Indexing, caught part-way through.
+        await pilot.press("i")
+        folder = app.indexing_screen.query_one("#folder")
+        folder.value = "~/Pictures"
+        await pilot.press("enter")
+        await wait_for(
+            lambda: (
+                app.index_job is not None
+                and (
+                    app.index_job.done >= app.index_job.to_embed * 0.4 > 0
+                    or not app.index_job.running
+                )
+            )
+        )
+        await shoot(app, pilot, out, "indexing")
+        await wait_for(lambda: not app.index_job.running)
+        await wait_for(lambda: (app.index_count or 0) > 0)
+
+        # 3. A search with results, the second one selected.
+        await pilot.press("b" if app.index_job.running else "escape")
+        query = app.search_screen.query_one("#query")
+        query.focus()
+        query.value = args.query
+        await pilot.press("enter")
+        await wait_for(lambda: app.search_screen.response is not None)
+        await pilot.press("down")
+        pane = app.search_screen.query_one("#preview")
+        await wait_for(lambda: pane.showing_image or args.preview == "none")
+        await shoot(app, pilot, out, "search")
+
+        # 4. Help.
+        await pilot.press("question_mark")
+        await shoot(app, pilot, out, "help")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="model to use (default: the tiny random test model)")
+    parser.add_argument("--out", type=Path, default=REPO / "screenshots")
+    parser.add_argument("--query", default="a red circle")
+    parser.add_argument("--count", type=int, default=48, help="sample pictures to draw")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument(
+        "--pace", type=float, default=0.4, help="seconds added per batch while indexing"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--preview", default="halfcell")
+    parser.add_argument("--width", type=int, default=110)
+    parser.add_argument("--height", type=int, default=32)
+    args = parser.parse_args()
+    if args.model and args.model.startswith("local-dir:"):
+        folder = Path(args.model.removeprefix("local-dir:")).expanduser().resolve()
+        args.model = f"local-dir:{folder}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with tempfile.TemporaryDirectory(prefix="clipseek-shots-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        os.environ["HOME"] = str(home)  # paths on screen: ~/Pictures/...
+        from textual_image._terminal import CellSize, get_cell_size
+
+        get_cell_size._result = CellSize(10, 20)  # type: ignore[attr-defined]
+        asyncio.run(run(args, home, args.out.resolve()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Helpers shared by the reliability tests: awkward files, simulated permission errors,
+snapshots of a photo tree, and real ``python -m clipseek`` processes."""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import hashlib
+import os
+import queue
+import random
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------- awkward files
+
+
+def noise_png(path: Path, size: tuple[int, int] = (120, 90), seed: int = 0) -> Path:
+    """A PNG that does not compress, so cutting it in half really loses pixel data."""
+    from PIL import Image
+
+    data = random.Random(seed).randbytes(size[0] * size[1] * 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.frombytes("RGB", size, data).save(path)
+    return path
+
+
+def truncate_half(path: Path) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def png_bomb(path: Path, width: int = 40_000, height: int = 40_000) -> Path:
+    """A 100-byte PNG whose header declares ``width``×``height`` RGB pixels."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
+# --------------------------------------------------------------------------- permissions
+
+
+class Denier:
+    """Makes files and folders unreadable: ``chmod`` when that works, else (as root, who
+    ignores permission bits) by making ``open`` and ``os.scandir`` fail for those paths
+    exactly as the kernel would."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.as_root = os.geteuid() == 0
+        self.denied: set[str] = set()
+        self._chmodded: list[tuple[Path, int]] = []
+        if self.as_root:
+            real_open, real_scandir = builtins.open, os.scandir
+
+            def guarded_open(file, *args, **kwargs):
+                if isinstance(file, str | bytes | os.PathLike) and self._is_denied(file):
+                    raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(file))
+                return real_open(file, *args, **kwargs)
+
+            def guarded_scandir(path="."):
+                if self._is_denied(path):
+                    raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+                return real_scandir(path)
+
+            monkeypatch.setattr(builtins, "open", guarded_open)
+            monkeypatch.setattr(os, "scandir", guarded_scandir)
+
+    def _is_denied(self, path: object) -> bool:
+        try:
+            return os.path.abspath(os.fsdecode(path)) in self.denied  # type: ignore[arg-type]
+        except TypeError:
+            return False
+
+    def deny(self, path: Path) -> None:
+        if self.as_root:
+            self.denied.add(os.path.abspath(path))
+        else:
+            self._chmodded.append((path, path.stat().st_mode))
+            path.chmod(0)
+
+    def allow(self, path: Path) -> None:
+        self.denied.discard(os.path.abspath(path))
+        for p, mode in list(self._chmodded):
+            if p == path:
+                p.chmod(mode)
+                self._chmodded.remove((p, mode))
+
+    def restore(self) -> None:
+        for path, mode in self._chmodded:
+            path.chmod(mode)
+        self._chmodded.clear()
+        self.denied.clear()
+
+
+@pytest.fixture
+def denier(monkeypatch: pytest.MonkeyPatch) -> Iterator[Denier]:
+    d = Denier(monkeypatch)
+    yield d
+    d.restore()
+
+
+# --------------------------------------------------------------------------- tree snapshots
+
+
+def tree_snapshot(root: Path) -> dict[str, tuple[str, int, int]]:
+    """Every entry under ``root`` with its content hash, mtime and mode: proof of no writes."""
+    out: dict[str, tuple[str, int, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            digest = ""
+            if os.path.isfile(path) and not os.path.islink(path):
+                digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            out[os.path.relpath(path, root)] = (digest, st.st_mtime_ns, st.st_mode)
+    return out
+
+
+# --------------------------------------------------------------------------- real processes
+
+
+def cli_env(tmp: Path, model: str, db: Path) -> dict[str, str]:
+    """An environment for ``python -m clipseek`` isolated from the developer's own files."""
+    home = tmp / "proc-home"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CLIPSEEK_", "PYTEST_", "COV_")) and k != "PYTHONPATH"
+    }
+    env.update(
+        PYTHONPATH=str(REPO_ROOT),
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        HF_HOME=str(home / ".cache" / "huggingface"),
+        HF_HUB_OFFLINE="1",
+        ANONYMIZED_TELEMETRY="False",
+        CLIPSEEK_MODEL=model,
+        CLIPSEEK_DB=str(db),
+        CLIPSEEK_DEVICE="cpu",
+        CLIPSEEK_PRECISION="fp32",
+        PYTHONUNBUFFERED="1",
+        COLUMNS="200",
+    )
+    return env
+
+
+class Proc:
+    """A running ``clipseek`` process whose stderr can be waited on line by line."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.args = args
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "clipseek", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+        )
+        self.err_lines: list[str] = []
+        self.out_lines: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._readers = [
+            threading.Thread(target=self._read_err, daemon=True),
+            threading.Thread(target=self._read_out, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def _read_err(self) -> None:
+        assert self.popen.stderr is not None
+        for line in self.popen.stderr:
+            self.err_lines.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _read_out(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.out_lines.append(line)
+
+    def wait_for(self, text: str, timeout: float = 120.0, count: int = 1) -> str:
+        """Block until the ``count``-th stderr line containing ``text``; fail on exit first."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {text!r} within {timeout} s:\n{self.stderr}")
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"exited before {text!r}:\n{self.stderr}")
+            if text in line:
+                seen += 1
+                if seen >= count:
+                    return line
+
+    def finish(self, timeout: float = 180.0) -> tuple[int, str, str]:
+        """Wait for the exit; returns (exit status, stdout, stderr)."""
+        self.popen.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=10)
+        return self.popen.returncode, "".join(self.out_lines), self.stderr
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err_lines)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+        self.finish()
+
+
+@contextmanager
+def running(args: list[str], env: dict[str, str]) -> Iterator[Proc]:
+    proc = Proc(args, env)
+    try:
+        yield proc
+    finally:
+        if proc.popen.poll() is None:
+            proc.popen.kill()
+            proc.popen.wait(timeout=30)
