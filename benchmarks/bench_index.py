@@ -56,34 +56,37 @@ def load(precision: str) -> tuple[Any, float]:
     return model, time.perf_counter() - start
 
 
-def model_only(model: Any, batches: list[Any], threads: int) -> float:
-    """Images/s of the model alone on ready tensors (the first batch warms up)."""
+def model_only(model: Any, batches: list[Any], threads: int) -> tuple[float, float]:
+    """(images/s, CPU seconds per image) of the model alone on ready tensors; the first
+    batch warms up."""
     from clipseek.models import set_torch_threads
 
     set_torch_threads(threads)
     model.encode_images(batches[0])
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     n = 0
     for batch in batches[1:]:
         model.encode_images(batch)
         n += len(batch)
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), (time.process_time() - cpu) / n
 
 
-def baseline(model: Any, batches: list[Any], cores: int) -> float:
-    """The stronger of plain PyTorch's default (all cores) and one thread: on a busy
-    machine OpenMP's all-core default can be the slower, and a weak baseline would
-    flatter every ratio."""
-    rates = [model_only(model, batches, cores)]
+def baseline(model: Any, batches: list[Any], cores: int) -> tuple[float, float]:
+    """(images/s, CPU s per image): the stronger of plain PyTorch's default (all cores)
+    and one thread, since on a busy machine OpenMP's all-core default can be the slower
+    and a weak baseline would flatter every ratio; CPU cost from the one-thread run,
+    where no OpenMP thread spins waiting for another."""
+    rate, cpu = model_only(model, batches, 1)
     if cores > 1:
-        rates.append(model_only(model, batches, 1))
-    return max(rates)
+        rate = max(rate, model_only(model, batches, cores)[0])
+    return rate, cpu
 
 
 def end_to_end(
     model: Any, folder: Path, batch_size: int, workers: int | None, threads: int | None
-) -> tuple[float, float, int]:
-    """(images/s while embedding, images/s for the whole run, model batches)."""
+) -> tuple[float, float, float]:
+    """(images/s while embedding, images/s for the whole run, CPU seconds per image:
+    every thread of the process, decoders and ChromaDB's included)."""
     from clipseek.config import load_settings
     from clipseek.engine import Engine
     from clipseek.indexer import IndexOptions
@@ -94,11 +97,14 @@ def end_to_end(
         )
         engine = Engine(settings, model_loader=lambda *_args: model)
         options = IndexOptions(batch_size=batch_size, decode_workers=workers, torch_threads=threads)
+        cpu = time.process_time()
         summary = engine.index([folder], options)
+        cpu = time.process_time() - cpu
         engine.store.close()
     if summary.failed:
         raise SystemExit(f"unexpected failures: {summary.failed[:3]}")
-    return summary.images_per_second, summary.embedded / summary.elapsed, summary.model_batches
+    embedded = max(1, summary.embedded)
+    return summary.images_per_second, summary.embedded / summary.elapsed, cpu / embedded
 
 
 def main() -> None:
@@ -174,48 +180,60 @@ def main() -> None:
         )
         return
 
-    base: list[float] = []
-    only: dict[str, list[float]] = {p: [] for p in precisions}
-    e2e: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    base: list[tuple[float, float]] = []
+    only: dict[str, list[tuple[float, float]]] = {p: [] for p in precisions}
+    e2e: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     for r in range(repeat):
         base.append(baseline(models["fp32"], batches, cores))
         for p in precisions:
             if p != "fp32":
                 only[p].append(baseline(models[p], batches, cores))
             for name, folder in (("jpeg", jpegs), ("png", pngs)):
-                embed_rate, run_rate, _ = end_to_end(
-                    models[p], folder, batch_size, args.workers, args.torch_threads
-                )
-                e2e.setdefault((name, p), []).append((embed_rate, run_rate))
+                result = end_to_end(models[p], folder, batch_size, args.workers, args.torch_threads)
+                e2e.setdefault((name, p), []).append(result)
                 print(
-                    f"  repeat {r + 1}: {name:4s} {p:4s} {embed_rate:6.1f} img/s "
-                    f"(baseline {base[-1]:5.1f})",
+                    f"  repeat {r + 1}: {name:4s} {p:4s} {result[0]:6.1f} img/s "
+                    f"(baseline {base[-1][0]:5.1f})",
                     flush=True,
                 )
     only["fp32"] = base
-    b = median(base)
+    b = median([v[0] for v in base])
+    b_cpu = median([v[1] for v in base])
     print()
     print(
         f"baseline: fp32 eager model-only, pre-decoded, best of {cores} and 1 torch threads: "
-        f"{b:.1f} img/s (median of {repeat})"
+        f"{b:.1f} img/s, {b_cpu * 1000:.0f} CPU ms/image (median of {repeat})"
     )
     for p in precisions:
         if p != "fp32":
-            m = median(only[p])
-            print(f"model-only {p}: {m:.1f} img/s ({m / b:.2f}× baseline)")
+            m = median([v[0] for v in only[p]])
+            c = median([v[1] for v in only[p]])
+            print(
+                f"model-only {p}: {m:.1f} img/s ({m / b:.2f}× baseline), "
+                f"{c * 1000:.0f} CPU ms/image"
+            )
     print()
-    print("| corpus | precision | images | img/s embedding | img/s whole run | ÷ baseline |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| corpus | precision | images | img/s embedding | img/s whole run | ÷ baseline "
+        "| CPU ms/image | baseline CPU ÷ this |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for (name, p), values in e2e.items():
         embed_rate = median([v[0] for v in values])
         run_rate = median([v[1] for v in values])
+        cpu = median([v[2] for v in values])
         count = n_jpeg if name == "jpeg" else n_png
         label = "12 MP JPEG" if name == "jpeg" else "640×480 PNG"
         mark = " (auto)" if p == auto else ""
         print(
             f"| {label} | {p}{mark} | {count} | {embed_rate:.1f} | {run_rate:.1f} "
-            f"| {embed_rate / b:.2f}× |"
+            f"| {embed_rate / b:.2f}× | {cpu * 1000:.0f} | {b_cpu / cpu:.2f}× |"
         )
+    print(
+        "\nCPU ms/image counts every thread of the process; on an otherwise idle machine\n"
+        f"with {cores} cores, throughput approaches {cores} ÷ (CPU s/image) when the work\n"
+        "overlaps well, so 'baseline CPU ÷ this' is what the ratio tends to without other load."
+    )
     print("\nTarget: ≥ 1.6× on the JPEGs with auto precision.")
 
 
@@ -228,7 +246,7 @@ def sweep_batch(models: dict[str, Any], tensors: list[Any], cores: int, repeat: 
         for size in (8, 16, 32, 64):
             pool = (tensors * (1 + 3 * size // len(tensors)))[: 3 * size]
             batches = [torch.stack(pool[i : i + size]) for i in range(0, len(pool), size)]
-            rates = [model_only(model, batches, cores) for _ in range(repeat)]
+            rates = [model_only(model, batches, cores)[0] for _ in range(repeat)]
             print(f"| {p} | {size} | {median(rates):.1f} |", flush=True)
 
 
@@ -255,7 +273,7 @@ def sweep_threads(
     rates: dict[tuple[str, str], list[float]] = {}
     base = []
     for r in range(repeat):
-        base.append(baseline(fp32, batches, cores))
+        base.append(baseline(fp32, batches, cores)[0])
         order = plans if r % 2 == 0 else plans[::-1]
         for label, threads, workers in order:
             for name, folder in (("jpeg", jpegs), ("png", pngs)):

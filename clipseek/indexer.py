@@ -640,6 +640,11 @@ class Indexer:
             # faster (docs/PERFORMANCE.md), and a short run may end before any retrial.
             tuner = ThreadTuner([threads // 2, threads])
             threads = tuner.threads
+        cores = thread_plan(model.device, cores=None)[0]
+        # While torch runs on every core, decoders wait: OpenMP threads meet at a barrier
+        # after each operation, and one preempted by a decoder stalls all the others.
+        gate = threading.Event()
+        gate.set()
         cycle_start = time.perf_counter()
         embedded_before = summary.embedded
         max_mp = self.options.max_megapixels
@@ -653,7 +658,9 @@ class Indexer:
                 pending.append(
                     (
                         info,
-                        pool.submit(_decode, info, model, plan.digests.get(info.path), max_mp),
+                        pool.submit(
+                            _decode, info, model, plan.digests.get(info.path), max_mp, gate
+                        ),
                     )
                 )
 
@@ -665,7 +672,14 @@ class Indexer:
                 return
             progress.number += 1
             summary.model_batches += 1
-            vectors = model.encode_images(model.batch_tensor([item for _, item, _, _ in batch]))
+            inputs = model.batch_tensor([item for _, item, _, _ in batch])
+            exclusive = model.device == "cpu" and _torch_threads() >= cores
+            if exclusive:
+                gate.clear()
+            try:
+                vectors = model.encode_images(inputs)
+            finally:
+                gate.set()
             records = []
             for (info, _item, dims, digest), vector in zip(batch, vectors, strict=True):
                 extra = {"content_hash": digest} if digest else {}
@@ -762,10 +776,16 @@ def _torch_threads() -> int:
 
 
 def _decode(
-    info: FileInfo, model: ClipModel, digest: str | None, max_megapixels: float | None
+    info: FileInfo,
+    model: ClipModel,
+    digest: str | None,
+    max_megapixels: float | None,
+    gate: threading.Event | None = None,
 ) -> tuple[Any, ImageInfo, str | None]:
     """One file's work on a decoder thread: fingerprint, decode (reduced when the format
-    allows), resize and crop for the model."""
+    allows), resize and crop for the model; starts only while ``gate`` is open."""
+    if gate is not None:
+        gate.wait()
     if digest is None:
         try:
             digest = content_hash(info.path, info.size)
