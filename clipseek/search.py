@@ -306,9 +306,8 @@ class Searcher:
             if not os.path.isdir(folder):
                 raise QueryError(f"--in {in_dir}: no such folder.")
         skip = {os.path.abspath(p) for p in exclude}
-        total = self.index.count()
         want = top_k + len(skip)
-        n = min(total, want + 8)
+        n = want + 8  # no count first: a short answer already says the index has no more
         while True:
             hits = self.index.query(vector, n, under=folder)
             kept: list[Hit] = []
@@ -320,9 +319,9 @@ class Searcher:
                     missing += 1
                     continue
                 kept.append(hit)
-            if len(kept) >= top_k or n >= total or len(hits) < n:
+            if len(kept) >= top_k or len(hits) < n:
                 break
-            n = min(total, n * 2 + missing)
+            n = n * 2 + missing
         results = [SearchResult.from_hit(i, hit) for i, hit in enumerate(kept[:top_k], start=1)]
         notes = []
         if missing:
