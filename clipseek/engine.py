@@ -8,7 +8,6 @@ one their index was built with, so that ``clipseek query`` just works after
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -200,33 +199,9 @@ class Engine:
             from clipseek.search import parse_query
 
             query = parse_query(list(query))
-        self._preload_model()
-        index = self.open_index()  # before waiting for the model: a missing index is a quick answer
+        index = self.open_index()  # before loading the model: a missing index is a quick answer
         searcher = Searcher(index, self.model(), self.settings.max_megapixels)
         return searcher.search(query, top_k, in_dir=in_dir, exclude=exclude)
-
-    def _preload_model(self) -> None:
-        """Start loading the model on a thread while the index is opened.
-
-        A cold query pays for importing chromadb and opening the database, and for
-        importing torch and reading the weights; much of each runs outside the GIL
-        (file reads, native initialisation), so they overlap. Only started when the
-        SQLite file already lists an index for this model, so that "no index yet"
-        stays an instant answer; a failed preload is retried, and reported, by
-        :meth:`model` on the calling thread.
-        """
-        if self._model is not None or self._model_lock.locked():
-            return
-        listed = self.store.peek_indexes()
-        if not listed or not any(i.model_key == self.spec.key for i in listed):
-            return
-
-        def load() -> None:
-            # A failure here is raised again, with its message, by the caller's self.model().
-            with contextlib.suppress(Exception):
-                self.model()
-
-        threading.Thread(target=load, name="clipseek-model-preload").start()
 
     def embed_image(
         self,

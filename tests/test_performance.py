@@ -482,22 +482,3 @@ def test_cli_thread_overrides_reach_the_indexer(
     assert seen == [(3, 1)]
     bad = CliRunner().invoke(app, [*args, "--workers", "0"])
     assert bad.exit_code != 0 and "--workers" in bad.output
-
-
-def test_query_loads_the_model_once_and_not_without_an_index(settings, photos: Path) -> None:
-    from clipseek.errors import IndexMissingError
-
-    calls: list[str] = []
-
-    def loader(spec, device, precision):
-        calls.append(spec.name)
-        return load_model(spec, device, precision)
-
-    with pytest.raises(IndexMissingError):
-        Engine(settings, model_loader=loader).search("a cat", 3)
-    assert calls == []  # "no index yet" answers without loading anything
-    Engine(settings).index([photos])
-    engine = Engine(settings, model_loader=loader)
-    assert len(engine.search("a cat", 3).results) == 3
-    assert len(engine.search("a dog", 3).results) == 3
-    assert len(calls) == 1
