@@ -185,60 +185,78 @@ def thread_plan(
 
 
 class ThreadTuner:
-    """Chooses torch's intra-op thread count batch by batch, by measured throughput.
+    """Chooses torch's intra-op thread count batch by batch, from what it measures.
 
     Which is faster depends on the files and on the machine's other work, not only on
-    its cores: 12 MP JPEGs keep the decoders busy, and torch's OpenMP threads, which
-    meet at a barrier after every operation, then stall whenever a decoder (or another
-    program) takes one of their cores, so fewer torch threads win; small PNGs leave
-    the model as the bottleneck, and all cores win (docs/PERFORMANCE.md). So each
-    candidate is tried for a few batches, the fastest is kept, and the choice is
-    checked again every ``recheck`` batches.
+    its cores. 12 MP JPEGs keep the decoders busy: the model then waits for images and
+    giving it more cores only takes them from the decoders. Small PNGs leave the model
+    as the bottleneck, and all cores may win (docs/PERFORMANCE.md). So after each
+    stretch of batches the tuner looks at how long the model waited for decoded images:
+    little waiting means more threads may pay, and they are tried for ``window``
+    batches; much waiting means fewer may. The faster of the two is kept, and the
+    question is asked again after ``recheck`` batches.
     """
 
-    def __init__(self, candidates: Sequence[int], window: int = 2, recheck: int = 24) -> None:
-        self.candidates = list(dict.fromkeys(max(1, int(c)) for c in candidates))
+    def __init__(
+        self,
+        candidates: Sequence[int],
+        window: int = 2,
+        recheck: int = 24,
+        waiting: float = 0.1,
+    ) -> None:
+        self.candidates = sorted({max(1, int(c)) for c in candidates})
         self.window = max(1, window)
         self.recheck = max(self.window, recheck)
+        self.waiting = waiting
+        self._current = self.candidates[0]
+        self._base: int | None = None  # the setting a trial is compared against
         self._rates: dict[int, float] = {}
-        self._trial = list(self.candidates)  # candidates still to measure in this round
-        self._current = self._trial[0]
         self._images = 0
         self._seconds = 0.0
+        self._waited = 0.0
         self._batches = 0
+        self._needed = self.window
         self._skip = 1  # the first batch fills the pipeline: not representative
-        self.history: list[tuple[int, float]] = []  # (threads, images/s) per finished trial
+        self.history: list[tuple[int, float]] = []  # (threads, images/s) per measurement
 
     @property
     def threads(self) -> int:
         return self._current
 
-    def record(self, images: int, seconds: float) -> int:
-        """Account one batch cycle; returns the thread count for the next batch."""
+    def record(self, images: int, seconds: float, waited: float = 0.0) -> int:
+        """Account one batch cycle (``waited``: time the model spent waiting for decoded
+        images); returns the thread count for the next batch."""
         if self._skip:
             self._skip -= 1
             return self._current
         self._images += images
         self._seconds += seconds
+        self._waited += waited
         self._batches += 1
-        exploring = bool(self._trial)
-        if self._batches < (self.window if exploring else self.recheck):
+        if self._batches < self._needed:
             return self._current
-        rate = self._images / max(self._seconds, 1e-9)
+        seconds = max(self._seconds, 1e-9)
+        rate, waited_share = self._images / seconds, self._waited / seconds
         self._rates[self._current] = rate
         self.history.append((self._current, rate))
-        self._images, self._seconds, self._batches = 0, 0.0, 0
-        if exploring:
-            self._trial.remove(self._current)
-        if self._trial:
-            self._current = self._trial[0]
-        elif exploring:
-            self._current = max(self._rates, key=self._rates.__getitem__)
-        else:  # after a stretch on the best, measure the others again
-            self._trial = [c for c in self.candidates if c != self._current]
-            if self._trial:
-                self._current = self._trial[0]
-        self._skip = 1 if self._current != self.history[-1][0] else 0
+        self._images, self._seconds, self._waited, self._batches = 0, 0.0, 0.0, 0
+        previous = self._current
+        if self._base is not None:  # a trial ends: keep the faster
+            base, self._base = self._base, None
+            self._current = max((base, previous), key=lambda c: self._rates[c])
+            self._needed = self.recheck
+        else:
+            index = self.candidates.index(previous)
+            trial = None
+            if waited_share < self.waiting and index + 1 < len(self.candidates):
+                trial = self.candidates[index + 1]  # the model is the bottleneck
+            elif waited_share >= self.waiting and index > 0:
+                trial = self.candidates[index - 1]  # the decoders are
+            if trial is None:
+                self._needed = self.recheck
+            else:
+                self._base, self._current, self._needed = previous, trial, self.window
+        self._skip = 1 if self._current != previous else 0
         return self._current
 
 
@@ -637,7 +655,7 @@ class Indexer:
         tuner: ThreadTuner | None = None
         if model.device == "cpu" and not self.options.torch_threads and threads > 1:
             # Half the cores first: on a shared or decode-bound machine that is the
-            # faster (docs/PERFORMANCE.md), and a short run may end before any retrial.
+            # faster (docs/PERFORMANCE.md), and a short run may end before any trial.
             tuner = ThreadTuner([threads // 2, threads])
             threads = tuner.threads
         cores = thread_plan(model.device, cores=None)[0]
@@ -646,6 +664,7 @@ class Indexer:
         gate = threading.Event()
         gate.set()
         cycle_start = time.perf_counter()
+        waited = 0.0  # this batch cycle's time blocked on decoders
         embedded_before = summary.embedded
         max_mp = self.options.max_megapixels
         t0 = time.perf_counter()
@@ -665,7 +684,7 @@ class Indexer:
                 )
 
         def flush() -> None:
-            nonlocal cycle_start
+            nonlocal cycle_start, waited
             if not batch:
                 index.record_failures(new_failures)
                 new_failures.clear()
@@ -707,8 +726,8 @@ class Indexer:
             batch.clear()
             now = time.perf_counter()
             if tuner is not None:
-                set_torch_threads(tuner.record(size, now - cycle_start))
-            cycle_start = now
+                set_torch_threads(tuner.record(size, now - cycle_start, waited))
+            cycle_start, waited = now, 0.0
             summary.embed_seconds = now - t0
             rate = (summary.embedded - embedded_before) / max(summary.embed_seconds, 1e-9)
             emit(
@@ -731,6 +750,7 @@ class Indexer:
                     submit_more(pool)
                     while pending:
                         info, future = pending.popleft()
+                        before = time.perf_counter()
                         try:
                             item, dims, digest = future.result()
                         except ImageReadError as exc:
@@ -743,6 +763,8 @@ class Indexer:
                                 stale.append(path_id(info.path))
                         else:
                             batch.append((info, item, dims, digest))
+                        finally:
+                            waited += time.perf_counter() - before
                         submit_more(pool)
                         if len(batch) >= batch_size or not pending:
                             flush()
