@@ -7,7 +7,7 @@ a folder of files (scan, hash, decode, preprocess, embed, write to ChromaDB), wi
 the model already loaded (its load time is printed separately).
 
     python benchmarks/bench_index.py --quick          # ~3 min on 2 cores
-    python benchmarks/bench_index.py                  # ~10 min
+    python benchmarks/bench_index.py                  # ~8 min (+3 min to make the corpus once)
     python benchmarks/bench_index.py --sweep-threads  # choose torch/decoder threads
     python benchmarks/bench_index.py --sweep-batch    # choose the batch size
 
@@ -110,8 +110,8 @@ def end_to_end(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller corpora, 2 repeats")
-    parser.add_argument("--jpegs", type=int, help="12 MP JPEGs to index (default 128, quick 64)")
-    parser.add_argument("--pngs", type=int, help="640×480 PNGs to index (default 160, quick 96)")
+    parser.add_argument("--jpegs", type=int, help="12 MP JPEGs to index (default 256, quick 96)")
+    parser.add_argument("--pngs", type=int, help="640×480 PNGs to index (default 256, quick 128)")
     parser.add_argument("--repeat", type=int, help="repeats; medians are reported (default 3)")
     parser.add_argument("--precision", default="fp32,bf16,auto", help="comma-separated list")
     parser.add_argument("--batch-size", type=int, default=None, help="default: clipseek's")
@@ -125,8 +125,8 @@ def main() -> None:
     )
     parser.add_argument("--sweep-batch", action="store_true")
     args = parser.parse_args()
-    n_jpeg = args.jpegs or (64 if args.quick else 128)
-    n_png = args.pngs or (96 if args.quick else 160)
+    n_jpeg = args.jpegs or (96 if args.quick else 256)
+    n_png = args.pngs or (128 if args.quick else 256)
     repeat = args.repeat or (2 if args.quick else 3)
 
     header("indexing throughput: clipseek end to end ÷ fp32 eager model-only")

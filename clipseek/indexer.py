@@ -216,7 +216,9 @@ class ThreadTuner:
         self._waited = 0.0
         self._batches = 0
         self._needed = self.window
-        self._skip = 1  # the first batch fills the pipeline: not representative
+        # The first two batches are not representative: one fills the pipeline, and the
+        # next finds images decoded ahead while the first was being filled.
+        self._skip = 2
         self.history: list[tuple[int, float]] = []  # (threads, images/s) per measurement
 
     @property

@@ -435,15 +435,15 @@ def test_thread_tuner_tries_more_threads_only_when_the_model_is_the_bottleneck()
 
     # Model-bound: two threads are tried, found faster and kept.
     tuner = ix.ThreadTuner([2, 1], window=2, recheck=4)
-    used = _drive(tuner, {1: 20.0, 2: 30.0}, {1: 0.0, 2: 0.0}, 1 + 2 + 1 + 2 + 4)
-    assert used == [1, 1, 1, 2, 2, 2, 2, 2, 2, 2]
+    used = _drive(tuner, {1: 20.0, 2: 30.0}, {1: 0.0, 2: 0.0}, 2 + 2 + 1 + 2 + 4)
+    assert used == [1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2]
     assert [t for t, _ in tuner.history] == [1, 2, 2]
 
 
 def test_thread_tuner_goes_back_when_the_trial_is_slower() -> None:
     tuner = ix.ThreadTuner([1, 2], window=2, recheck=4)
     speed, waiting = {1: 20.0, 2: 10.0}, {1: 0.0, 2: 0.3}
-    assert _drive(tuner, speed, waiting, 6) == [1, 1, 1, 2, 2, 2]
+    assert _drive(tuner, speed, waiting, 7) == [1, 1, 1, 1, 2, 2, 2]
     assert _drive(tuner, speed, waiting, 5) == [1, 1, 1, 1, 1]  # back on 1, then a stretch
     # The machine changed: now 2 threads are faster, and the next recheck finds it.
     speed[2] = 40.0
