@@ -176,7 +176,9 @@ def thread_plan(
     from clipseek.models import physical_cores
 
     n = cores or physical_cores()
-    threads, workers = (1, max(2, n)) if device != "cpu" else (n, max(2, n))
+    # Each decoder may hold a full-size image (a 12 MP PNG is 36 MB decoded): a cap keeps
+    # memory bounded on many-core machines, where a GPU still needs many decoders.
+    threads, workers = (1, min(32, max(2, n))) if device != "cpu" else (n, min(16, max(2, n)))
     if torch_threads:
         threads = max(1, torch_threads)
     if decode_workers:

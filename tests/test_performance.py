@@ -346,6 +346,7 @@ def test_unchanged_tree_is_only_statted(
 def test_thread_plan_defaults_and_overrides() -> None:
     assert ix.thread_plan("cpu", cores=2) == (2, 2)
     assert ix.thread_plan("cpu", cores=16) == (16, 16)
+    assert ix.thread_plan("cpu", cores=64) == (64, 16)  # decoders capped: memory stays bounded
     threads, workers = ix.thread_plan("cuda", cores=16)
     assert workers == 16 and threads <= 2
     assert ix.thread_plan("cpu", decode_workers=3, torch_threads=1, cores=8) == (1, 3)
