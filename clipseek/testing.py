@@ -108,7 +108,8 @@ def install_hf_standin(
 #
 # Random weights give vectors of the right shape but no meaning, so a demo that searches
 # for "a red circle" would rank pictures arbitrarily. The scenes below are simple enough
-# for a model of a few hundred kilobytes to learn, yet look like small photographs
+# for a model of under two megabytes to learn (clipseek/fixtures/shapes-clip, trained by
+# scripts/train_fixture_model.py) in minutes on a CPU, yet look like small photographs
 # (lit gradient backgrounds, blotchy texture, soft shadows, sensor noise, JPEG), and their
 # captions are known, so retrieval quality can be asserted rather than eyeballed.
 
@@ -126,7 +127,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "stripes")
 BACKGROUNDS: tuple[str, ...] = ("dark", "light")
 
-#: The folder of the trained fixture model shipped inside the package.
+#: The trained "shapes" model shipped inside the package: it knows these colours, shapes
+#: and backgrounds and nothing else, which is enough for demos and semantic tests.
 FIXTURE_MODEL_DIR: Path = Path(__file__).resolve().parent / "fixtures" / "shapes-clip"
 
 
@@ -137,7 +139,7 @@ def fixture_model_spec() -> str:
 
 @dataclass(frozen=True)
 class Scene:
-    """What a synthetic picture shows; ``None`` leaves that attribute to chance."""
+    """What a synthetic picture shows (see :func:`random_scene` to leave parts to chance)."""
 
     colour: str
     shape: str
