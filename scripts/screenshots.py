@@ -1,25 +1,23 @@
 """Make the SVG screenshots in screenshots/ from a real run of the app.
 
-It draws a set of sample pictures (coloured shapes on plain and gradient
-backgrounds, plus two broken files), indexes them with the indexing screen,
-searches, and saves what the app shows at each step:
+It generates sample pictures (coloured shapes on textured backgrounds, plus two
+broken files), indexes them with the indexing screen, searches, and saves what
+the app shows at each step:
 
-    python scripts/screenshots.py                      # tiny random model, offline
-    python scripts/screenshots.py --model local-dir:~/models/shapes-clip
+    python scripts/screenshots.py                       # the shipped shapes model, offline
+    python scripts/screenshots.py --model ViT-B/32      # any other model
 
 Paths on screen read ``~/Pictures/...`` because the run happens in a temporary
-home folder. The default model is the tiny random test model, so its rankings
-mean nothing; pass a trained model with --model for screenshots whose results
-make sense.
+home folder. The default model is the small one clipseek ships for demos
+(clipseek/fixtures/shapes-clip), trained on exactly such pictures, so a query
+like "a red circle" finds red circles.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
-import random
 import sys
 import tempfile
 import time
@@ -28,71 +26,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-COLOURS = {
-    "red": (220, 40, 50),
-    "orange": (245, 140, 30),
-    "yellow": (245, 215, 40),
-    "green": (50, 170, 80),
-    "blue": (40, 90, 210),
-    "purple": (140, 60, 180),
-}
-SHAPES = ("circle", "square", "triangle", "star")
-BACKGROUNDS = ("white", "black", "grey", "sky")
-
-
-def draw_picture(path: Path, colour: str, shape: str, background: str, seed: int) -> None:
-    """One sample: a coloured shape, a little jitter in place and size, on a background."""
-    from PIL import Image, ImageDraw, ImageFilter
-
-    rng = random.Random(seed)
-    w, h = 640, 440
-    if background == "sky":
-        img = Image.new("RGB", (w, h))
-        top, bottom = (110, 170, 235), (225, 240, 250)
-        draw = ImageDraw.Draw(img)
-        for y in range(h):
-            t = y / (h - 1)
-            draw.line(
-                [(0, y), (w, y)],
-                fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom, strict=True)),
-            )
-    else:
-        base = {"white": (245, 245, 240), "black": (20, 20, 24), "grey": (128, 128, 128)}
-        img = Image.new("RGB", (w, h), base[background])
-        draw = ImageDraw.Draw(img)
-    cx = w / 2 + rng.uniform(-90, 90)
-    cy = h / 2 + rng.uniform(-50, 50)
-    r = rng.uniform(95, 150)
-    fill = COLOURS[colour]
-    if shape == "circle":
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
-    elif shape == "square":
-        draw.rectangle([cx - r, cy - r, cx + r, cy + r], fill=fill)
-    elif shape == "triangle":
-        draw.polygon([(cx, cy - r), (cx + r, cy + r * 0.8), (cx - r, cy + r * 0.8)], fill=fill)
-    else:
-        points = []
-        for i in range(10):
-            radius = r if i % 2 == 0 else r * 0.45
-            angle = -math.pi / 2 + i * math.pi / 5
-            points.append((cx + radius * math.cos(angle), cy + radius * math.sin(angle)))
-        draw.polygon(points, fill=fill)
-    img = img.filter(ImageFilter.GaussianBlur(0.6))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, quality=90)
-
 
 def make_samples(root: Path, count: int) -> list[Path]:
-    rng = random.Random(7)
+    """Scenes the shipped shapes model was trained on, spread over two folders, plus two
+    broken files so the indexing screen has problems to show."""
+    from clipseek.testing import generate_dataset
+
     paths = []
-    for i in range(count):
-        colour = rng.choice(list(COLOURS))
-        shape = SHAPES[i % len(SHAPES)]
-        background = rng.choice(BACKGROUNDS)
-        folder = root / ("shapes" if i % 3 else "shapes/more")
-        path = folder / f"{colour}-{shape}-on-{background}-{i:02d}.jpg"
-        draw_picture(path, colour, shape, background, seed=i)
-        paths.append(path)
+    for folder, n, seed in (("shapes", count - count // 3, 7), ("shapes/more", count // 3, 8)):
+        paths += [p for p, _ in generate_dataset(root / folder, n, seed=seed, size=(640, 440))]
     (root / "notes.jpg").write_text("shopping list: milk, eggs\n")  # not an image
     truncated = root / "shapes" / "cut-off.jpg"
     truncated.write_bytes(paths[0].read_bytes()[:2000])
@@ -147,9 +89,14 @@ async def run(args: argparse.Namespace, home: Path, out: Path) -> None:
     make_samples(pictures, args.count)
     model = args.model
     if model is None:
-        from clipseek.testing import build_tiny_model
+        import shutil
 
-        model = f"local-dir:{build_tiny_model(home / 'models' / 'tiny-clip')}"
+        from clipseek.testing import FIXTURE_MODEL_DIR
+
+        # A copy under the temporary home, so the screen shows ~/models/... not a site path.
+        shown = home / "models" / "shapes-clip"
+        shutil.copytree(FIXTURE_MODEL_DIR, shown)
+        model = f"local-dir:{shown}"
     db = home / ".local" / "share" / "clipseek" / "index"
     settings = Settings(
         db=db,
@@ -209,7 +156,7 @@ async def run(args: argparse.Namespace, home: Path, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="model to use (default: the tiny random test model)")
+    parser.add_argument("--model", help="model to use (default: the shipped shapes model)")
     parser.add_argument("--out", type=Path, default=REPO / "screenshots")
     parser.add_argument("--query", default="a red circle")
     parser.add_argument("--count", type=int, default=48, help="sample pictures to draw")
