@@ -321,6 +321,8 @@ def _summary_line(summary: IndexSummary) -> str:
         f"{summary.removed} removed",
         f"{len(summary.failed)} failed",
     ]
+    if summary.reused:  # renamed, moved, copied or touched: stored vectors, no model run
+        parts.insert(2, f"{summary.reused} of them reused")
     rate = f" ({summary.images_per_second:.1f} images/s)" if summary.embedded else ""
     head = "Stopped early" if summary.cancelled else "Done"
     return f"{head} in {summary.elapsed:.1f} s{rate}: " + ", ".join(parts) + "."

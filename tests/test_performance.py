@@ -495,3 +495,23 @@ def test_cli_thread_overrides_reach_the_indexer(
     assert seen == [(3, 1)]
     bad = CliRunner().invoke(app, [*args, "--workers", "0"])
     assert bad.exit_code != 0 and "--workers" in bad.output
+
+
+def test_cli_summary_names_reused_files(photos: Path, db_path: Path, tiny_model: str) -> None:
+    from typer.testing import CliRunner
+
+    from clipseek.cli import app
+
+    args = ["index", str(photos), "--db", str(db_path), "-m", tiny_model, "--device", "cpu"]
+
+    def summary_line(output: str) -> str:
+        return next(line for line in output.splitlines() if line.startswith("Done"))
+
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0 and "reused" not in summary_line(first.output)
+    (photos / "beach.jpg").rename(photos / "beach 2019.jpg")
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert summary_line(again.output).endswith(
+        ": 1 new, 0 updated, 1 of them reused, 11 unchanged, 1 removed, 0 failed."
+    )
