@@ -73,7 +73,7 @@ def child(args: argparse.Namespace) -> None:
         with contextlib.suppress(SystemExit):
             cli(["tui", "--db", args.db, "--preview", args.preview], prog_name="clipseek")
     else:
-        import clipseek.cli  # noqa: F401 - the same start-up cost as the command
+        import clipseek.entry  # noqa: F401 - the same start-up cost as `clipseek` on its own
         from clipseek.config import load_settings
         from clipseek.tui import _Background
         from clipseek.tui.preview import prepare

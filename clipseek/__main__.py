@@ -1,3 +1,3 @@
-from clipseek.cli import main
+from clipseek.entry import main
 
 main()

@@ -1,0 +1,54 @@
+"""The console script: `clipseek` alone opens the app without loading the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clipseek import entry
+
+
+def test_bare_clipseek_in_a_terminal_opens_the_app_without_typer() -> None:
+    code = (
+        "import sys\n"
+        "sys.argv = ['clipseek']\n"
+        "sys.stdin.isatty = lambda: True\n"
+        "sys.stdout.isatty = lambda: True\n"
+        "import clipseek.tui\n"
+        "def fake_run_tui(settings, preview=None):\n"
+        "    print('APP', settings.model, 'typer' in sys.modules, 'clipseek.cli' in sys.modules)\n"
+        "clipseek.tui.run_tui = fake_run_tui\n"
+        "from clipseek.entry import main\n"
+        "main()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "APP ViT-B/32 False False"
+
+
+def test_arguments_or_no_terminal_go_to_the_cli() -> None:
+    version = subprocess.run(
+        [sys.executable, "-m", "clipseek", "--version"], capture_output=True, text=True
+    )
+    assert version.returncode == 0 and version.stdout.startswith("clipseek ")
+    piped = subprocess.run(
+        [sys.executable, "-m", "clipseek"], capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    assert piped.returncode == 0
+    assert "Usage" in piped.stdout and "query" in piped.stdout
+
+
+def test_bad_config_is_one_line_and_exit_1(
+    isolated_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clipseek.config import config_file_path
+
+    path = config_file_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('device = "tpu"\n')
+    assert entry.open_app() == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: Unknown device 'tpu'") and err.count("\n") == 1
