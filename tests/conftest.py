@@ -134,3 +134,37 @@ def engine(settings) -> Iterator:
     from clipseek.engine import Engine
 
     yield Engine(settings)
+
+
+@pytest.fixture
+def runner():
+    """Typer's CliRunner, for invoking commands in-process."""
+    from typer.testing import CliRunner
+
+    return CliRunner()
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tiny_model: str, db_path: Path) -> Path:
+    """The tiny model and a private index for every CLI command run in the test."""
+    monkeypatch.setenv("CLIPSEEK_MODEL", tiny_model)
+    monkeypatch.setenv("CLIPSEEK_DB", str(db_path))
+    monkeypatch.setenv("CLIPSEEK_DEVICE", "cpu")
+    monkeypatch.setenv("CLIPSEEK_PRECISION", "fp32")
+    return db_path
+
+
+@pytest.fixture
+def decode_counter(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every file the indexer decodes."""
+    from clipseek import indexer as ix
+
+    calls: list[str] = []
+    real = ix.load_for_model
+
+    def counting(path: str, *args, **kwargs):
+        calls.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(ix, "load_for_model", counting)
+    return calls

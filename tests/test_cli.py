@@ -15,20 +15,6 @@ from tests.conftest import make_photo
 
 
 @pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, tiny_model: str, db_path: Path) -> Path:
-    monkeypatch.setenv("CLIPSEEK_MODEL", tiny_model)
-    monkeypatch.setenv("CLIPSEEK_DB", str(db_path))
-    monkeypatch.setenv("CLIPSEEK_DEVICE", "cpu")
-    monkeypatch.setenv("CLIPSEEK_PRECISION", "fp32")
-    return db_path
-
-
-@pytest.fixture
 def indexed(runner: CliRunner, cli_env: Path, photos: Path) -> Path:
     result = runner.invoke(app, ["index", str(photos)])
     assert result.exit_code == 0, result.output

@@ -22,20 +22,6 @@ def disk_images(root: Path) -> list[str]:
     return sorted(str(p) for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-@pytest.fixture
-def decode_counter(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every file the indexer decodes."""
-    calls: list[str] = []
-    real = ix.load_for_model
-
-    def counting(path: str, *args, **kwargs):
-        calls.append(path)
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(ix, "load_for_model", counting)
-    return calls
-
-
 def test_first_run_indexes_everything_with_metadata(engine: Engine, photos: Path) -> None:
     events: list[object] = []
     summary = engine.index([photos], on_event=events.append)

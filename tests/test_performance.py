@@ -191,19 +191,6 @@ def model_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return runs
 
 
-@pytest.fixture
-def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    calls: list[str] = []
-    real = ix.load_for_model
-
-    def counting(path: str, *args, **kwargs):
-        calls.append(path)
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(ix, "load_for_model", counting)
-    return calls
-
-
 def _loads_forbidden(spec, device, precision):
     raise AssertionError("the model must not load")
 
@@ -216,7 +203,7 @@ def _vectors(engine: Engine) -> dict[str, np.ndarray]:
 
 
 def test_renamed_folder_reuses_vectors_without_the_model(
-    settings, tmp_path: Path, model_runs: list[int], decodes: list[str]
+    settings, tmp_path: Path, model_runs: list[int], decode_counter: list[str]
 ) -> None:
     root = tmp_path / "library"
     for i in range(20):
@@ -225,12 +212,12 @@ def test_renamed_folder_reuses_vectors_without_the_model(
     Engine(settings).index([root])
     before = _vectors(Engine(settings))
     model_runs.clear()
-    decodes.clear()
+    decode_counter.clear()
 
     (root / "trip").rename(root / "holiday 2024")
     summary = Engine(settings, model_loader=_loads_forbidden).index([root])
 
-    assert model_runs == [] and decodes == [] and not summary.model_loaded
+    assert model_runs == [] and decode_counter == [] and not summary.model_loaded
     assert summary.model_batches == 0
     assert (summary.new, summary.reused, summary.removed, summary.unchanged) == (20, 20, 20, 1)
     assert summary.embedded == 0
@@ -279,17 +266,17 @@ def test_same_size_different_bytes_is_embedded(
 
 
 def test_copy_and_touch_reuse_while_changed_content_is_embedded(
-    engine: Engine, photos: Path, model_runs: list[int], decodes: list[str]
+    engine: Engine, photos: Path, model_runs: list[int], decode_counter: list[str]
 ) -> None:
     engine.index([photos])
     model_runs.clear()
-    decodes.clear()
+    decode_counter.clear()
     shutil.copy2(photos / "beach.jpg", photos / "beach copy.jpg")
     st = (photos / "city.png").stat()
     os.utime(photos / "city.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     make_photo(photos / "forest.jpeg", size=(70, 50), seed=123)  # new content
     summary = engine.index([photos])
-    assert [os.path.basename(p) for p in decodes] == ["forest.jpeg"]
+    assert [os.path.basename(p) for p in decode_counter] == ["forest.jpeg"]
     assert model_runs == [1]
     assert (summary.new, summary.updated, summary.reused) == (1, 2, 2)
     vectors = _vectors(engine)
@@ -320,10 +307,10 @@ def test_content_hash_reads_both_ends(tmp_path: Path) -> None:
 
 
 def test_unchanged_tree_is_only_statted(
-    settings, photos: Path, monkeypatch: pytest.MonkeyPatch, decodes: list[str]
+    settings, photos: Path, monkeypatch: pytest.MonkeyPatch, decode_counter: list[str]
 ) -> None:
     Engine(settings).index([photos])
-    decodes.clear()
+    decode_counter.clear()
     hashed: list[str] = []
     monkeypatch.setattr(ix, "content_hash", lambda path, size: hashed.append(path) or "x")
     opened: list[str] = []
@@ -337,7 +324,7 @@ def test_unchanged_tree_is_only_statted(
     monkeypatch.setattr("builtins.open", spy_open)
     summary = Engine(settings, model_loader=_loads_forbidden).index([photos])
     assert summary.unchanged == 12 and not summary.model_loaded
-    assert decodes == [] and hashed == [] and opened == []
+    assert decode_counter == [] and hashed == [] and opened == []
 
 
 # --------------------------------------------------------------------------- pipeline settings

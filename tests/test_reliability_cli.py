@@ -30,20 +30,6 @@ from tests.conftest import make_photo
 from tests.reliability_helpers import REPO_ROOT, png_bomb, tree_snapshot, truncate_half
 
 
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tiny_model: str, db_path: Path) -> Path:
-    monkeypatch.setenv("CLIPSEEK_MODEL", tiny_model)
-    monkeypatch.setenv("CLIPSEEK_DB", str(db_path))
-    monkeypatch.setenv("CLIPSEEK_DEVICE", "cpu")
-    monkeypatch.setenv("CLIPSEEK_PRECISION", "fp32")
-    return db_path
-
-
 def count(db: Path, model: str) -> int:
     from clipseek.models import resolve_model
 
@@ -86,9 +72,9 @@ def library(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> t
 # --------------------------------------------------------------------------- query input
 
 
-def test_query_text_edge_cases(runner: CliRunner, env: Path, library) -> None:
+def test_query_text_edge_cases(runner: CliRunner, cli_env: Path, library) -> None:
     _, pristine = library
-    shutil.copytree(pristine, env)
+    shutil.copytree(pristine, cli_env)
 
     blank = runner.invoke(app, ["query", "  \t "])
     assert_clear_failure(blank, "The query is empty")
@@ -107,9 +93,11 @@ def test_query_text_edge_cases(runner: CliRunner, env: Path, library) -> None:
     assert len(payload["results"]) == 5
 
 
-def test_query_image_that_is_not_usable(runner: CliRunner, env: Path, library, tmp_path) -> None:
+def test_query_image_that_is_not_usable(
+    runner: CliRunner, cli_env: Path, library, tmp_path
+) -> None:
     photos, pristine = library
-    shutil.copytree(pristine, env)
+    shutil.copytree(pristine, cli_env)
     (tmp_path / "empty.jpg").write_bytes(b"")
     png_bomb(tmp_path / "bomb.png")
     truncate_half(make_photo(tmp_path / "half.jpg", size=(300, 200)))
@@ -123,14 +111,14 @@ def test_query_image_that_is_not_usable(runner: CliRunner, env: Path, library, t
         assert_clear_failure(runner.invoke(app, ["query", "--image", path]), message)
 
 
-def test_top_k_that_is_not_a_number_is_a_usage_error(runner: CliRunner, env: Path) -> None:
+def test_top_k_that_is_not_a_number_is_a_usage_error(runner: CliRunner, cli_env: Path) -> None:
     result = runner.invoke(app, ["query", "dog", "--top-k", "lots"])
     assert result.exit_code == 2  # click's usage-error status, as for every malformed flag
     assert "Invalid value for '--top-k'" in result.stderr and "Traceback" not in result.output
 
 
 def test_names_that_are_not_utf8_print_and_round_trip(
-    runner: CliRunner, env: Path, tmp_path: Path
+    runner: CliRunner, cli_env: Path, tmp_path: Path
 ) -> None:
     root = tmp_path / "photos"
     name = os.fsdecode(b"caf\xe9 [2019] \xff.jpg")  # Latin-1 bytes, and rich markup lookalike
@@ -155,7 +143,7 @@ def test_names_that_are_not_utf8_print_and_round_trip(
 
 
 def test_unknown_model_and_absent_cuda(
-    runner: CliRunner, env: Path, library, monkeypatch: pytest.MonkeyPatch
+    runner: CliRunner, cli_env: Path, library, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     photos, _ = library
     unknown = runner.invoke(app, ["index", str(photos), "--model", "ViT-Q/99"])
@@ -166,11 +154,11 @@ def test_unknown_model_and_absent_cuda(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     cuda = runner.invoke(app, ["index", str(photos), "--device", "cuda"])
     assert_clear_failure(cuda, "CUDA was requested", "--device cpu")
-    assert count(env, os.environ["CLIPSEEK_MODEL"]) == 0
+    assert count(cli_env, os.environ["CLIPSEEK_MODEL"]) == 0
 
 
 def test_database_path_not_writable(
-    runner: CliRunner, env: Path, library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runner: CliRunner, cli_env: Path, library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     photos, _ = library
     (tmp_path / "a-file").write_text("not a folder")
@@ -196,7 +184,7 @@ def test_database_path_not_writable(
 
 
 def test_disk_full_keeps_what_was_written(
-    runner: CliRunner, env: Path, library, monkeypatch: pytest.MonkeyPatch
+    runner: CliRunner, cli_env: Path, library, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     photos, _ = library
     from chromadb.api.models.Collection import Collection
@@ -213,8 +201,10 @@ def test_disk_full_keeps_what_was_written(
 
     monkeypatch.setattr(Collection, "upsert", filling_upsert)
     full = runner.invoke(app, ["index", str(photos), "--batch-size", "3"])
-    assert_clear_failure(full, f"The disk holding the index at {env} is full", "Free some space")
-    assert count(env, os.environ["CLIPSEEK_MODEL"]) == 3  # the first batch is kept
+    assert_clear_failure(
+        full, f"The disk holding the index at {cli_env} is full", "Free some space"
+    )
+    assert count(cli_env, os.environ["CLIPSEEK_MODEL"]) == 3  # the first batch is kept
 
     monkeypatch.setattr(Collection, "upsert", real_upsert)
     resumed = runner.invoke(app, ["index", str(photos)])
@@ -222,7 +212,7 @@ def test_disk_full_keeps_what_was_written(
 
 
 def test_debug_shows_tracebacks_for_failures_and_bugs(
-    runner: CliRunner, env: Path, library, monkeypatch: pytest.MonkeyPatch
+    runner: CliRunner, cli_env: Path, library, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     photos, _ = library
 
@@ -260,23 +250,25 @@ def _delete_sqlite(db: Path) -> None:
 
 @pytest.mark.parametrize("damage", [_truncate_sqlite, _delete_vector_file, _delete_sqlite])
 def test_damaged_database_is_named_and_rebuild_recovers_it(
-    runner: CliRunner, env: Path, library, damage
+    runner: CliRunner, cli_env: Path, library, damage
 ) -> None:
     photos, pristine = library
     before = tree_snapshot(photos)
-    shutil.copytree(pristine, env)
-    damage(env)
+    shutil.copytree(pristine, cli_env)
+    damage(cli_env)
 
     for args in (["query", "a dog"], ["index", str(photos)], ["info"]):
         result = runner.invoke(app, args, terminal_width=300)
-        assert_clear_failure(result, f"The index at {env} is damaged", "clipseek index --rebuild")
+        assert_clear_failure(
+            result, f"The index at {cli_env} is damaged", "clipseek index --rebuild"
+        )
 
     rebuilt = runner.invoke(app, ["index", "--rebuild", str(photos)], terminal_width=300)
     assert rebuilt.exit_code == 0, rebuilt.output
     assert "was damaged; it was moved to" in " ".join(rebuilt.stderr.split())
-    assert count(env, os.environ["CLIPSEEK_MODEL"]) == 7
+    assert count(cli_env, os.environ["CLIPSEEK_MODEL"]) == 7
     assert runner.invoke(app, ["query", "a dog"]).exit_code == 0
-    aside = [p for p in env.parent.iterdir() if p.name.startswith(f"{env.name}.damaged-")]
+    aside = [p for p in cli_env.parent.iterdir() if p.name.startswith(f"{cli_env.name}.damaged-")]
     assert len(aside) == 1  # kept for the curious, never deleted
 
     assert tree_snapshot(photos) == before  # images never modified, nothing written beside them
@@ -310,22 +302,22 @@ def _holder(db: Path, marker: Path, cls: str = "WriterLock", take: str = "lock.a
 
 
 def test_no_wait_names_the_holder_and_a_killed_holder_blocks_nobody(
-    runner: CliRunner, env: Path, library, tmp_path: Path
+    runner: CliRunner, cli_env: Path, library, tmp_path: Path
 ) -> None:
     photos, _ = library
-    holder = _holder(env, tmp_path / "marker")
+    holder = _holder(cli_env, tmp_path / "marker")
     try:
         busy = runner.invoke(app, ["index", "--no-wait", str(photos)], terminal_width=300)
         assert_clear_failure(
-            busy, f"(process {holder.pid} on this computer", str(env), "leave out --no-wait"
+            busy, f"(process {holder.pid} on this computer", str(cli_env), "leave out --no-wait"
         )
         with pytest.raises(IndexBusyError):
-            WriterLock(env).acquire(wait=False)
+            WriterLock(cli_env).acquire(wait=False)
     finally:
         holder.kill()  # SIGKILL: no chance to clean up
         holder.wait()
     assert not (tmp_path / "marker").exists()
-    lock = WriterLock(env)
+    lock = WriterLock(cli_env)
     assert lock.acquire(wait=False)  # the kernel dropped the dead process's lock
     lock.release()
     assert runner.invoke(app, ["index", "--no-wait", str(photos)]).exit_code == 0
@@ -373,17 +365,19 @@ def test_cancel_while_waiting_gives_up_cleanly(engine: Engine, library) -> None:
     assert summary.cancelled and summary.new == 0
 
 
-def test_readers_wait_for_a_write_in_progress(env: Path, library, tmp_path: Path) -> None:
+def test_readers_wait_for_a_write_in_progress(cli_env: Path, library, tmp_path: Path) -> None:
     """A query never reads vector files in the middle of being rewritten."""
     _, pristine = library
-    shutil.copytree(pristine, env)
+    shutil.copytree(pristine, cli_env)
     marker = tmp_path / "released"
-    holder = _holder(env, marker, cls="data_lock", take="held = lock.exclusive(); held.__enter__()")
+    holder = _holder(
+        cli_env, marker, cls="data_lock", take="held = lock.exclusive(); held.__enter__()"
+    )
     done = threading.Event()
     seen: dict[str, object] = {}
 
     def read() -> None:
-        seen["count"] = len(Store(env).indexes())
+        seen["count"] = len(Store(cli_env).indexes())
         seen["released_before_read"] = marker.exists()
         done.set()
 
