@@ -30,7 +30,7 @@ from clipseek.indexer import (
     IndexSummary,
     Notice,
 )
-from clipseek.models import ClipModel, ModelSpec, load_model, resolve_model
+from clipseek.models import Embedder, ModelSpec, load_model, resolve_model
 from clipseek.search import Query, Searcher, SearchResponse, check_top_k, encode_image
 from clipseek.store import ImageIndex, IndexInfo, Store, StoredEntry
 
@@ -52,12 +52,12 @@ class Engine:
     def __init__(
         self,
         settings: Settings,
-        model_loader: Callable[[ModelSpec, str, str], ClipModel] = load_model,
+        model_loader: Callable[[ModelSpec, str, str], Embedder] = load_model,
     ) -> None:
         self.settings = settings
         self.store = Store(settings.store_location)
         self._model_loader = model_loader
-        self._model: ClipModel | None = None
+        self._model: Embedder | None = None
         self._model_lock = threading.Lock()
         self._spec: ModelSpec | None = None
 
@@ -88,7 +88,7 @@ class Engine:
     def model_loaded(self) -> bool:
         return self._model is not None
 
-    def model(self) -> ClipModel:
+    def model(self) -> Embedder:
         """Load the model once; safe to call from several threads (the TUI's workers)."""
         with self._model_lock:
             if self._model is None:
@@ -176,15 +176,17 @@ class Engine:
                 f"There is no index at {self.store.location} yet. "
                 "Run `clipseek index FOLDER` to build one."
             )
-        names = ", ".join(sorted({i.model_name for i in others}))
+        names = sorted({i.model_name for i in others})
         raise ModelMismatchError(
-            f"The index at {self.store.location} was built with {names}, not {spec.name}; "
-            f"vectors of different models cannot be compared. Query with --model "
-            f"{sorted({i.model_name for i in others})[0]}, or index with --model {spec.name} first."
+            f"The index at {self.store.location} was built with {', '.join(names)}, not "
+            f"{spec.name}; vectors of different models cannot be compared. Query with --model "
+            f"{names[0]}, or index with --model {spec.name} first."
         )
 
     def searcher(self) -> Searcher:
-        return Searcher(self.open_index(), self.model(), self.settings.max_megapixels)
+        """The index is opened before the model loads: a missing index is a quick answer."""
+        index = self.open_index()
+        return Searcher(index, self.model(), self.settings.max_megapixels)
 
     def search(
         self,
@@ -199,9 +201,7 @@ class Engine:
             from clipseek.search import parse_query
 
             query = parse_query(list(query))
-        index = self.open_index()  # before loading the model: a missing index is a quick answer
-        searcher = Searcher(index, self.model(), self.settings.max_megapixels)
-        return searcher.search(query, top_k, in_dir=in_dir, exclude=exclude)
+        return self.searcher().search(query, top_k, in_dir=in_dir, exclude=exclude)
 
     def embed_image(
         self,
@@ -238,8 +238,7 @@ class Engine:
         label: str = "",
     ) -> SearchResponse:
         """Rank the index against a ready query vector (e.g. from :meth:`embed_image`)."""
-        searcher = Searcher(self.open_index(), self.model(), self.settings.max_megapixels)
-        response = searcher.search_vector(vector, top_k, in_dir=in_dir, exclude=exclude)
+        response = self.searcher().search_vector(vector, top_k, in_dir=in_dir, exclude=exclude)
         response.query = label
         return response
 
@@ -253,9 +252,12 @@ class Engine:
     ) -> SearchResponse:
         """Search by an example image that is not (necessarily) a file on this machine."""
         check_top_k(top_k)
-        self.open_index()  # a missing index is a quicker, clearer answer than a decode error
+        # Opening the index first: a missing index is a quicker, clearer answer than a decode error.
+        searcher = self.searcher()
         vector = self.embed_image(image, label=label, max_megapixels=max_megapixels)
-        return self.search_vector(vector, top_k, in_dir=in_dir, label=label)
+        response = searcher.search_vector(vector, top_k, in_dir=in_dir)
+        response.query = label
+        return response
 
     def image_entry(self, image_id: str) -> StoredEntry | None:
         """The indexed file behind ``image_id`` (as given in search results), or None.

@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any
 from clipseek.errors import ClipseekError, ImageReadError
 from clipseek.imaging import ImageInfo, load_for_model, worth_retrying
 from clipseek.scanner import FileInfo, ScanOptions, normalise_root, scan
+from clipseek.schedule import ThreadTuner, thread_plan
 from clipseek.store import ImageIndex, Record, Store, StoredEntry, path_id
 
 if TYPE_CHECKING:
-    from clipseek.models import ClipModel, ModelSpec
+    from clipseek.models import Embedder, ModelSpec
 
 
 # --------------------------------------------------------------------------- events
@@ -160,110 +161,6 @@ class IndexOptions:
         return thread_plan(device, self.decode_workers, self.torch_threads)[1]
 
 
-def thread_plan(
-    device: str,
-    decode_workers: int | None = None,
-    torch_threads: int | None = None,
-    cores: int | None = None,
-) -> tuple[int, int]:
-    """(torch threads, decoder threads) to start indexing on ``device`` with.
-
-    On a GPU the CPU only decodes, so every core gets a decoder. On a CPU the model
-    and the decoders share the cores: decoders get a thread per core, and torch may use
-    all cores, while :class:`ThreadTuner` moves it between half and all of them by
-    measured throughput. Either number can be fixed by the caller.
-    """
-    from clipseek.models import physical_cores
-
-    n = cores or physical_cores()
-    # Each decoder may hold a full-size image (a 12 MP PNG is 36 MB decoded): a cap keeps
-    # memory bounded on many-core machines, where a GPU still needs many decoders.
-    threads, workers = (1, min(32, max(2, n))) if device != "cpu" else (n, min(16, max(2, n)))
-    if torch_threads:
-        threads = max(1, torch_threads)
-    if decode_workers:
-        workers = max(1, decode_workers)
-    return threads, workers
-
-
-class ThreadTuner:
-    """Chooses torch's intra-op thread count batch by batch, from what it measures.
-
-    Which is faster depends on the files and on the machine's other work, not only on
-    its cores. 12 MP JPEGs keep the decoders busy: the model then waits for images and
-    giving it more cores only takes them from the decoders. Small PNGs leave the model
-    as the bottleneck, and all cores may win (docs/PERFORMANCE.md). So after each
-    stretch of batches the tuner looks at how long the model waited for decoded images:
-    little waiting means more threads may pay, and they are tried for ``window``
-    batches; much waiting means fewer may. The faster of the two is kept, and the
-    question is asked again after ``recheck`` batches.
-    """
-
-    def __init__(
-        self,
-        candidates: Sequence[int],
-        window: int = 2,
-        recheck: int = 24,
-        waiting: float = 0.1,
-    ) -> None:
-        self.candidates = sorted({max(1, int(c)) for c in candidates})
-        self.window = max(1, window)
-        self.recheck = max(self.window, recheck)
-        self.waiting = waiting
-        self._current = self.candidates[0]
-        self._base: int | None = None  # the setting a trial is compared against
-        self._rates: dict[int, float] = {}
-        self._images = 0
-        self._seconds = 0.0
-        self._waited = 0.0
-        self._batches = 0
-        self._needed = self.window
-        # The first two batches are not representative: one fills the pipeline, and the
-        # next finds images decoded ahead while the first was being filled.
-        self._skip = 2
-        self.history: list[tuple[int, float]] = []  # (threads, images/s) per measurement
-
-    @property
-    def threads(self) -> int:
-        return self._current
-
-    def record(self, images: int, seconds: float, waited: float = 0.0) -> int:
-        """Account one batch cycle (``waited``: time the model spent waiting for decoded
-        images); returns the thread count for the next batch."""
-        if self._skip:
-            self._skip -= 1
-            return self._current
-        self._images += images
-        self._seconds += seconds
-        self._waited += waited
-        self._batches += 1
-        if self._batches < self._needed:
-            return self._current
-        seconds = max(self._seconds, 1e-9)
-        rate, waited_share = self._images / seconds, self._waited / seconds
-        self._rates[self._current] = rate
-        self.history.append((self._current, rate))
-        self._images, self._seconds, self._waited, self._batches = 0, 0.0, 0.0, 0
-        previous = self._current
-        if self._base is not None:  # a trial ends: keep the faster
-            base, self._base = self._base, None
-            self._current = max((base, previous), key=lambda c: self._rates[c])
-            self._needed = self.recheck
-        else:
-            index = self.candidates.index(previous)
-            trial = None
-            if waited_share < self.waiting and index + 1 < len(self.candidates):
-                trial = self.candidates[index + 1]  # the model is the bottleneck
-            elif waited_share >= self.waiting and index > 0:
-                trial = self.candidates[index - 1]  # the decoders are
-            if trial is None:
-                self._needed = self.recheck
-            else:
-                self._base, self._current, self._needed = previous, trial, self.window
-        self._skip = 1 if self._current != previous else 0
-        return self._current
-
-
 #: Bytes hashed at each end of a file to recognise it under another name.
 HASH_SPAN = 1 << 20
 
@@ -297,7 +194,6 @@ class _Reuse:
 
 @dataclass
 class _Plan:
-    files: list[FileInfo]
     to_embed: list[FileInfo]
     changed_ids: set[str]
     removed_ids: list[str]
@@ -316,7 +212,7 @@ class Indexer:
         self,
         store: Store,
         spec: ModelSpec,
-        load_model: Callable[[], ClipModel],
+        load_model: Callable[[], Embedder],
         options: IndexOptions | None = None,
     ) -> None:
         self.store = store
@@ -496,7 +392,7 @@ class Indexer:
             for id_ in failures
             if id_ not in on_disk or (id_ in stored and _same_stat(stored[id_], on_disk[id_]))
         ]
-        plan = _Plan(files, to_embed, changed, removed, unchanged, known_failures, gone_failures)
+        plan = _Plan(to_embed, changed, removed, unchanged, known_failures, gone_failures)
         if index is not None and to_embed and not self.options.rebuild:
             self._find_reusable(plan, index, stored)
         return plan
@@ -630,7 +526,7 @@ class Indexer:
     def _embed(
         self,
         plan: _Plan,
-        model: ClipModel,
+        model: Embedder,
         index: ImageIndex,
         emit: EventHandler,
         cancel: threading.Event,
@@ -644,8 +540,6 @@ class Indexer:
         model on it and writes it, while the decoders work on the next two batches.
         At most ``2 × batch_size`` decoded images wait, so memory stays a few batches.
         """
-        from clipseek.models import set_torch_threads
-
         batch_size = self.options.batch_size
         lookahead = 2 * batch_size
         stale: list[str] = []
@@ -695,12 +589,12 @@ class Indexer:
                 return
             progress.number += 1
             summary.model_batches += 1
-            inputs = model.batch_tensor([item for _, item, _, _ in batch])
-            exclusive = model.device == "cpu" and _torch_threads() >= cores
+            inputs = [item for _, item, _, _ in batch]
+            exclusive = model.device == "cpu" and model.threads >= cores
             if exclusive:
                 gate.clear()
             try:
-                vectors = model.encode_images(inputs)
+                vectors = model.encode_prepared(inputs)
             finally:
                 gate.set()
             records = []
@@ -730,7 +624,7 @@ class Indexer:
             batch.clear()
             now = time.perf_counter()
             if tuner is not None:
-                set_torch_threads(tuner.record(size, now - cycle_start, waited))
+                model.set_threads(tuner.record(size, now - cycle_start, waited))
             cycle_start, waited = now, 0.0
             summary.embed_seconds = now - t0
             rate = (summary.embedded - embedded_before) / max(summary.embed_seconds, 1e-9)
@@ -746,8 +640,8 @@ class Indexer:
                 )
             )
 
-        previous_threads = _torch_threads()
-        set_torch_threads(threads)
+        previous_threads = model.threads
+        model.set_threads(threads)
         try:
             with ThreadPoolExecutor(workers, thread_name_prefix="clipseek-decode") as pool:
                 try:
@@ -779,8 +673,8 @@ class Indexer:
                     for _info, future in pending:
                         future.cancel()
         finally:
-            summary.torch_threads = _torch_threads()
-            set_torch_threads(previous_threads)
+            summary.torch_threads = model.threads
+            model.set_threads(previous_threads)
         summary.embed_seconds = time.perf_counter() - t0
         return stale
 
@@ -795,15 +689,9 @@ class _Progress:
     failed: int = 0
 
 
-def _torch_threads() -> int:
-    import torch
-
-    return int(torch.get_num_threads())
-
-
 def _decode(
     info: FileInfo,
-    model: ClipModel,
+    model: Embedder,
     digest: str | None,
     max_megapixels: float | None,
     gate: threading.Event | None = None,

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-    from clipseek.models import ClipModel
+    from clipseek.models import Embedder
 
 QUERY_HELP = """\
 A query is one or more terms joined by + and -, each term optionally weighted:
@@ -213,17 +213,15 @@ def check_top_k(top_k: int) -> int:
     return top_k
 
 
-def encode_image(model: ClipModel, image: Image.Image) -> np.ndarray:
+def encode_image(model: Embedder, image: Image.Image) -> np.ndarray:
     """The embedding of one image already decoded to RGB (a file, an upload, a paste)."""
-    import torch
-
-    return model.encode_images(torch.stack([model.transform(image)]))[0]
+    return model.encode_image(image)
 
 
 class Searcher:
     """Embeds queries with a model and ranks one index by cosine similarity."""
 
-    def __init__(self, index: ImageIndex, model: ClipModel, max_megapixels: float | None = None):
+    def __init__(self, index: ImageIndex, model: Embedder, max_megapixels: float | None = None):
         self.index = index
         self.model = model
         self.max_megapixels = max_megapixels

@@ -52,9 +52,9 @@ class Paced:
     def __getattr__(self, name: str):
         return getattr(self._model, name)
 
-    def encode_images(self, batch):
+    def encode_prepared(self, items):
         time.sleep(self._delay)
-        return self._model.encode_images(batch)
+        return self._model.encode_prepared(items)
 
 
 async def wait_for(condition, timeout: float = 300.0) -> None:

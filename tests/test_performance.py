@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from clipseek import indexer as ix
+from clipseek import schedule
 from clipseek.engine import Engine
 from clipseek.errors import DeviceError
 from clipseek.models import load_model, resolve_model, resolve_precision
@@ -64,9 +65,9 @@ def test_bf16_embeddings_stay_within_bound_of_fp32(loaded_tiny_model, tiny_bf16)
 def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
     from clipseek import models
 
-    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(models.hardware, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(models.hardware, "cpu_has_native_bf16", lambda: False)
     assert resolve_precision("auto", "cpu") == "fp32"
     assert resolve_precision("auto", "cuda") == "fp16"
     assert resolve_precision("auto", "cuda:1") == "fp16"
@@ -331,12 +332,15 @@ def test_unchanged_tree_is_only_statted(
 
 
 def test_thread_plan_defaults_and_overrides() -> None:
-    assert ix.thread_plan("cpu", cores=2) == (2, 2)
-    assert ix.thread_plan("cpu", cores=16) == (16, 16)
-    assert ix.thread_plan("cpu", cores=64) == (64, 16)  # decoders capped: memory stays bounded
-    threads, workers = ix.thread_plan("cuda", cores=16)
+    assert schedule.thread_plan("cpu", cores=2) == (2, 2)
+    assert schedule.thread_plan("cpu", cores=16) == (16, 16)
+    assert schedule.thread_plan("cpu", cores=64) == (
+        64,
+        16,
+    )  # decoders capped: memory stays bounded
+    threads, workers = schedule.thread_plan("cuda", cores=16)
     assert workers == 16 and threads <= 2
-    assert ix.thread_plan("cpu", decode_workers=3, torch_threads=1, cores=8) == (1, 3)
+    assert schedule.thread_plan("cpu", decode_workers=3, torch_threads=1, cores=8) == (1, 3)
 
 
 def test_indexing_restores_torch_threads(engine: Engine, photos: Path) -> None:
@@ -396,7 +400,7 @@ def test_older_index_gets_the_current_ef_search(
     from clipseek import store
 
     with monkeypatch.context() as patch:
-        patch.setattr(store, "HNSW_CONFIG", {**store.HNSW_CONFIG, "ef_search": 10})
+        patch.setattr(store.chroma, "HNSW_CONFIG", {**store.HNSW_CONFIG, "ef_search": 10})
         first = Engine(settings)
         first.index([photos])
         assert first.open_index()._col.configuration["hnsw"]["ef_search"] == 10
@@ -406,7 +410,7 @@ def test_older_index_gets_the_current_ef_search(
     assert store.HNSW_CONFIG["ef_search"] > 10
 
 
-def _drive(tuner: ix.ThreadTuner, speed: dict[int, float], waiting: dict[int, float], n: int):
+def _drive(tuner: schedule.ThreadTuner, speed: dict[int, float], waiting: dict[int, float], n: int):
     """Feed ``n`` batch cycles of 32 images; returns the thread count used for each."""
     used = []
     for _ in range(n):
@@ -418,18 +422,18 @@ def _drive(tuner: ix.ThreadTuner, speed: dict[int, float], waiting: dict[int, fl
 
 def test_thread_tuner_tries_more_threads_only_when_the_model_is_the_bottleneck() -> None:
     # Decode-bound (the model waits half the time): more model threads are never tried.
-    tuner = ix.ThreadTuner([2, 1], window=2, recheck=4)
+    tuner = schedule.ThreadTuner([2, 1], window=2, recheck=4)
     assert _drive(tuner, {1: 20.0, 2: 30.0}, {1: 0.5, 2: 0.5}, 12) == [1] * 12
 
     # Model-bound: two threads are tried, found faster and kept.
-    tuner = ix.ThreadTuner([2, 1], window=2, recheck=4)
+    tuner = schedule.ThreadTuner([2, 1], window=2, recheck=4)
     used = _drive(tuner, {1: 20.0, 2: 30.0}, {1: 0.0, 2: 0.0}, 2 + 2 + 1 + 2 + 4)
     assert used == [1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2]
     assert [t for t, _ in tuner.history] == [1, 2, 2]
 
 
 def test_thread_tuner_goes_back_when_the_trial_is_slower() -> None:
-    tuner = ix.ThreadTuner([1, 2], window=2, recheck=4)
+    tuner = schedule.ThreadTuner([1, 2], window=2, recheck=4)
     speed, waiting = {1: 20.0, 2: 10.0}, {1: 0.0, 2: 0.3}
     assert _drive(tuner, speed, waiting, 7) == [1, 1, 1, 1, 2, 2, 2]
     assert _drive(tuner, speed, waiting, 5) == [1, 1, 1, 1, 1]  # back on 1, then a stretch

@@ -79,22 +79,20 @@ def query_for_path(path: str) -> str:
 
 def ellipsize_start(text: str, width: int) -> str:
     """Cut from the left (``…/photos/sub``): the end of a folder path says the most."""
-    if width <= 0:
-        return ""
-    if cell_len(text) <= width:
-        return text
-    out = text
-    while out and cell_len(out) > width - 1:
-        out = out[1:]
-    return "…" + out
+    return _ellipsize(text, width, from_start=True)
 
 
 def ellipsize_end(text: str, width: int) -> str:
+    return _ellipsize(text, width, from_start=False)
+
+
+def _ellipsize(text: str, width: int, *, from_start: bool) -> str:
+    """Fit ``text`` into ``width`` terminal cells, marking the cut with one ellipsis."""
     if width <= 0:
         return ""
     if cell_len(text) <= width:
         return text
     out = text
     while out and cell_len(out) > width - 1:
-        out = out[:-1]
-    return out + "…"
+        out = out[1:] if from_start else out[:-1]
+    return "…" + out if from_start else out + "…"

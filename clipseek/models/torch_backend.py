@@ -1,339 +1,35 @@
-"""CLIP models: naming, finding weights offline, loading, and encoding.
+"""The torch runtime: open_clip models, used for indexing (CPU or CUDA) and for exporting.
 
-Everything that touches torch or open_clip is imported inside functions so that
-importing this module (for ``clipseek models`` or the TUI's first paint) costs
-nothing. Names are resolved without torch, so that the index can be opened and
-checked before paying for a model load.
+torch and open_clip are imported inside functions, so importing this module costs nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import struct
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import DeviceError, ModelError, WeightsUnavailableError
+from clipseek.models.base import PreprocessConfig, TextEncoding
+from clipseek.models.catalogue import ModelSpec
+from clipseek.models.hardware import resolve_device, resolve_precision, set_torch_threads
+from clipseek.models.weights import (
+    _check_local_dir,
+    _download_weights,
+    _offline_message,
+    _pretrained_cfg,
+    _short,
+    cached_weights,
+)
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
     from PIL import Image
-
-#: OpenAI's original names, as users know them from the ``clip`` package.
-#: OpenAI trained with QuickGELU, so each maps to open_clip's ``-quickgelu``
-#: architecture: loading those weights into a GELU model gives subtly wrong vectors.
-CLASSIC_MODELS: dict[str, tuple[str, str]] = {
-    "ViT-B/32": ("ViT-B-32-quickgelu", "openai"),
-    "ViT-B/16": ("ViT-B-16-quickgelu", "openai"),
-    "ViT-L/14": ("ViT-L-14-quickgelu", "openai"),
-    "ViT-L/14@336px": ("ViT-L-14-336-quickgelu", "openai"),
-    "RN50": ("RN50-quickgelu", "openai"),
-    "RN101": ("RN101-quickgelu", "openai"),
-    "RN50x4": ("RN50x4-quickgelu", "openai"),
-    "RN50x16": ("RN50x16-quickgelu", "openai"),
-    "RN50x64": ("RN50x64-quickgelu", "openai"),
-}
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    """A model worth suggesting, with published figures to choose by."""
-
-    name: str
-    recall_at_1: float | None  # Flickr30k text→image Recall@1, percent
-    gflops: float | None  # image encoder GFLOPs per image
-    download_mb: int  # approximate size of the weights file
-    note: str
-
-
-CATALOG: tuple[CatalogEntry, ...] = (
-    CatalogEntry("ViT-B/32", 58.8, 8.8, 605, "default: fast on a CPU"),
-    CatalogEntry("ViT-B/16", 62.2, 35.1, 599, "better detail, 4× the compute"),
-    CatalogEntry("ViT-L/14", 65.0, 162.0, 1711, "best OpenAI model; wants a GPU"),
-    CatalogEntry("RN50", None, None, 408, "OpenAI ResNet-50"),
-    CatalogEntry("ViT-B-32:laion2b_s34b_b79k", 66.8, 8.8, 605, "LAION-2B: best at B/32 cost"),
-)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A resolved model name: what open_clip needs, and the key the index stores.
-
-    ``key`` identifies the embedding space; two specs with the same key produce
-    interchangeable vectors, and an index never mixes vectors of different keys.
-    """
-
-    name: str
-    kind: Literal["pretrained", "hf-hub", "local-dir"]
-    arch: str
-    pretrained: str | None = None
-
-    @property
-    def key(self) -> str:
-        if self.kind == "pretrained":
-            return f"{self.arch}:{self.pretrained}"
-        return self.arch
-
-    @property
-    def collection_slug(self) -> str:
-        """A name safe for a ChromaDB collection: readable, unique through a hash."""
-        readable = re.sub(r"[^A-Za-z0-9._-]+", "-", self.key).strip("-._")[:48]
-        digest = hashlib.sha1(self.key.encode("utf-8", "surrogateescape")).hexdigest()[:10]
-        return f"{readable}-{digest}" if readable else digest
-
-
-def resolve_model(name: str) -> ModelSpec:
-    """Turn what the user typed into a :class:`ModelSpec` without importing torch."""
-    raw = name.strip()
-    if not raw:
-        raise ModelError("The model name is empty; try --model ViT-B/32.")
-    if raw in CLASSIC_MODELS:
-        arch, tag = CLASSIC_MODELS[raw]
-        return ModelSpec(raw, "pretrained", arch, tag)
-    if raw.startswith("local-dir:"):
-        folder = raw.removeprefix("local-dir:").strip()
-        if not folder:
-            raise ModelError("local-dir: needs a folder, e.g. --model local-dir:~/models/my-clip.")
-        path = Path(folder).expanduser().resolve()
-        return ModelSpec(raw, "local-dir", f"local-dir:{path}")
-    if raw.startswith("hf-hub:"):
-        repo = raw.removeprefix("hf-hub:").strip()
-        if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
-            raise ModelError(
-                "hf-hub: needs ORG/REPO, e.g. hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K, "
-                f"not {raw!r}."
-            )
-        return ModelSpec(raw, "hf-hub", f"hf-hub:{repo}")
-    if ":" in raw:
-        arch, _, tag = raw.partition(":")
-        arch, tag = arch.strip().replace("/", "-"), tag.strip()
-        if not arch or not tag:
-            raise ModelError(
-                f"Model names with a colon are MODEL:PRETRAINED pairs; {raw!r} lacks one side."
-            )
-        if tag == "openai" and not arch.endswith("-quickgelu"):
-            arch = f"{arch}-quickgelu"  # every OpenAI checkpoint was trained with QuickGELU
-        return ModelSpec(raw, "pretrained", arch, tag)
-    raise ModelError(
-        f"Unknown model {raw!r}. Use one of {', '.join(CLASSIC_MODELS)}, an open_clip "
-        "MODEL:PRETRAINED pair (see `clipseek models`), hf-hub:ORG/REPO or local-dir:PATH."
-    )
-
-
-# --------------------------------------------------------------------------- weights
-
-
-def _pretrained_cfg(spec: ModelSpec) -> dict[str, Any]:
-    from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
-
-    cfg = get_pretrained_cfg(spec.arch, spec.pretrained or "")
-    if cfg:
-        return dict(cfg)
-    if spec.pretrained and os.path.isfile(os.path.expanduser(spec.pretrained)):
-        return {"file": os.path.expanduser(spec.pretrained)}
-    tags = list_pretrained_tags_by_model(spec.arch)
-    if tags:
-        raise ModelError(
-            f"open_clip has no '{spec.pretrained}' weights for {spec.arch}; "
-            f"known tags: {', '.join(tags)}."
-        )
-    raise ModelError(
-        f"Unknown model {spec.name!r}: open_clip has no architecture {spec.arch!r}. "
-        "Run `clipseek models` for the names clipseek knows."
-    )
-
-
-def hf_cache_dir() -> Path:
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
-def _hf_candidates(hub_ref: str) -> tuple[str, list[str]]:
-    """The repo and file names open_clip would try for an ``org/repo/[file]`` reference."""
-    rest = hub_ref.rstrip("/").split("/")
-    repo = "/".join(rest[:2])
-    filename = "/".join(rest[2:]) if len(rest) > 2 else "open_clip_pytorch_model.bin"
-    stem = filename.rsplit(".", 1)[0]
-    names = [f"{stem}.safetensors", filename]
-    if filename == "open_clip_pytorch_model.bin":
-        names.insert(0, "open_clip_model.safetensors")
-    return repo, list(dict.fromkeys(names))
-
-
-def cached_weights(spec: ModelSpec) -> str | None:
-    """The local path of the spec's weights if they are already on this machine."""
-    if spec.kind == "local-dir":
-        folder = Path(spec.arch.removeprefix("local-dir:"))
-        return str(folder) if (folder / "open_clip_config.json").is_file() else None
-    if spec.kind == "hf-hub":
-        from huggingface_hub import try_to_load_from_cache
-
-        repo = spec.arch.removeprefix("hf-hub:")
-        config = try_to_load_from_cache(repo, "open_clip_config.json")
-        if not isinstance(config, str):
-            return None
-        for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
-            found = try_to_load_from_cache(repo, name)
-            if isinstance(found, str):
-                return found
-        return None
-    cfg = _pretrained_cfg(spec)
-    if "file" in cfg:
-        return cfg["file"]
-    if cfg.get("hf_hub"):
-        from huggingface_hub import try_to_load_from_cache
-
-        repo, names = _hf_candidates(cfg["hf_hub"])
-        for name in names:
-            found = try_to_load_from_cache(repo, name)
-            if isinstance(found, str):
-                return found
-    if cfg.get("url"):
-        legacy = Path("~/.cache/clip").expanduser() / os.path.basename(cfg["url"])
-        if legacy.is_file():
-            return str(legacy)
-    return None
-
-
-def weights_available(spec: ModelSpec) -> bool:
-    """Whether the model can load with no network; never raises for unknown names."""
-    try:
-        return cached_weights(spec) is not None
-    except ModelError:
-        return False
-
-
-def _offline_message(spec: ModelSpec, detail: str = "") -> str:
-    where = hf_cache_dir()
-    why = f" ({detail})" if detail else ""
-    return (
-        f"The weights for {spec.name} are not on this machine and could not be downloaded{why}; "
-        f"clipseek looked in {where}. Connect to the internet once so clipseek can fetch them, "
-        "or point it at a folder holding an open_clip model with --model local-dir:PATH."
-    )
-
-
-def _download_weights(spec: ModelSpec, cfg: dict[str, Any]) -> str:
-    from open_clip.pretrained import download_pretrained
-
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
-        raise WeightsUnavailableError(_offline_message(spec, "HF_HUB_OFFLINE is set"))
-    try:
-        path = download_pretrained(cfg)
-    except Exception as exc:  # network errors come in many types; all mean the same here
-        raise WeightsUnavailableError(_offline_message(spec, _short(exc))) from exc
-    if not path:
-        raise WeightsUnavailableError(_offline_message(spec))
-    return path
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
-# --------------------------------------------------------------------------- devices
-
-
-def resolve_device(device: str) -> str:
-    """Pick a torch device; asking for one that is absent is a user error, not a crash."""
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
-        return "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(
-            "CUDA was requested but torch sees no CUDA GPU on this machine; "
-            "use --device cpu (or auto), or install a CUDA build of torch."
-        )
-    if device == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise DeviceError(
-                "Apple MPS was requested but is not available here; use --device cpu."
-            )
-    return device
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """fp16 on GPUs, bf16 where the CPU computes it natively, fp32 otherwise.
-
-    On a CPU without bf16 instructions torch emulates bf16 matmuls and runs several times
-    slower than fp32, so auto only picks bf16 where :func:`cpu_has_native_bf16` says so
-    (see docs/PERFORMANCE.md for the figures).
-    """
-    if precision != "auto":
-        if precision == "fp16" and device == "cpu":
-            raise DeviceError(
-                "fp16 is only supported on a GPU; use --precision bf16 or fp32 on a CPU."
-            )
-        return precision
-    if device.startswith("cuda") or device == "mps":
-        return "fp16"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
-
-
-def cpu_has_native_bf16() -> bool:
-    """bf16 matmuls are only faster than fp32 where the CPU has bf16 instructions
-    (AVX512-BF16 or AMX on x86); read at run time, since wheels are built for any CPU."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            flags = next((line for line in fh if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
-
-
-def physical_cores() -> int:
-    """CPUs this process may use (affinity and cgroup CPU sets respected)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def set_torch_threads(threads: int) -> None:
-    """Give torch's intra-op pool ``threads`` threads; the rest of the cores decode images."""
-    import torch
-
-    threads = max(1, int(threads))
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-
-
-# --------------------------------------------------------------------------- loaded model
-
-
-@dataclass(frozen=True)
-class PreprocessConfig:
-    """The model's own preprocessing; nothing about it is hard-coded in clipseek."""
-
-    size: tuple[int, int]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str
-    resize_mode: str
-    fill_color: int = 0
-
-
-@dataclass
-class TextEncoding:
-    vectors: np.ndarray
-    truncated: list[bool] = field(default_factory=list)
 
 
 class ClipModel:
@@ -343,6 +39,8 @@ class ClipModel:
     weights): on a CPU with AMX that is what makes bf16 fast, and autocast alone gains
     nothing there while costing a cast of every weight on every call.
     """
+
+    backend = "torch"
 
     def __init__(
         self,
@@ -408,6 +106,10 @@ class ClipModel:
         would make each one start its own pool of OpenMP threads on a machine whose
         cores are already busy with inference.
         """
+        from clipseek.models.preprocess import pil_supported, prepare_image
+
+        if pil_supported(self.preprocess_cfg):
+            return prepare_image(image, self.preprocess_cfg)
         self._build_transform()
         if self._pil_stage is None:
             return self._transform(image)
@@ -424,12 +126,17 @@ class ClipModel:
         import numpy as np
         import torch
 
-        self._build_transform()
         if not items:
             raise ValueError("an empty batch")
         if isinstance(items[0], torch.Tensor):
             return torch.stack(list(items))
-        mean, std = self._norm  # type: ignore[misc]
+        if self._norm is None:
+            cfg = self.preprocess_cfg
+            self._norm = (
+                torch.as_tensor(cfg.mean, dtype=torch.float32).view(1, -1, 1, 1),
+                torch.as_tensor(cfg.std, dtype=torch.float32).view(1, -1, 1, 1),
+            )
+        mean, std = self._norm
         batch = torch.from_numpy(np.stack(items)).permute(0, 3, 1, 2).contiguous()
         return batch.to(torch.float32).div(255).sub_(mean).div_(std)
 
@@ -442,6 +149,22 @@ class ClipModel:
         with self._lock, torch.inference_mode():
             features = self._model.encode_image(batch.to(self.device, dtype=self._dtype))
         return _normalised(features)
+
+    @property
+    def threads(self) -> int:
+        import torch
+
+        return int(torch.get_num_threads())
+
+    def set_threads(self, threads: int) -> None:
+        set_torch_threads(threads)
+
+    def encode_prepared(self, items: Sequence[Any]) -> np.ndarray:
+        """The :class:`~clipseek.models.base.Embedder` call the indexer makes per batch."""
+        return self.encode_images(self.batch_tensor(items))
+
+    def encode_image(self, image: Image.Image) -> np.ndarray:
+        return self.encode_prepared([self.prepare(image)])[0]
 
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, list[bool]]:
         tokens = self._tokenizer(list(texts))
@@ -710,14 +433,3 @@ def _skip_random_init() -> Iterator[None]:
     finally:
         for name, fn in saved.items():
             setattr(torch.nn.init, name, fn)
-
-
-def _check_local_dir(spec: ModelSpec) -> None:
-    folder = Path(spec.arch.removeprefix("local-dir:"))
-    if not folder.is_dir():
-        raise ModelError(f"The model folder {folder} does not exist (from --model {spec.name}).")
-    if not (folder / "open_clip_config.json").is_file():
-        raise ModelError(
-            f"The model folder {folder} has no open_clip_config.json; a local-dir: model needs "
-            "that file and a weights file (.safetensors, .bin or .pth) beside it."
-        )

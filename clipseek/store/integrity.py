@@ -1,0 +1,176 @@
+"""Telling a damaged index from a healthy one, and store failures from each other.
+
+A structural check of Chroma's files runs before Chroma opens them (a garbled vector
+file can crash the process), and every failed call into Chroma is sorted into what the
+user can do about it: free disk space, fix permissions, or rebuild.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import struct
+import sys
+from pathlib import Path
+
+from clipseek.errors import DamagedIndexError, StoreError
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def _chroma_errors() -> tuple[type[BaseException], ...]:
+    """What a call into Chroma may raise: its Rust core panics with a BaseException."""
+    runtime = sys.modules.get("pyo3_runtime")
+    panic = getattr(runtime, "PanicException", None)
+    return (Exception, panic) if isinstance(panic, type) else (Exception,)
+
+
+_DISK_FULL = re.compile(r"no space left|disk is full|database or disk is full|quota exceeded", re.I)
+_READ_ONLY = re.compile(r"readonly database|read-only file system|permission denied", re.I)
+_DAMAGED = re.compile(
+    r"malformed|not a database|disk image|hnsw|deserializ|corrupt|no such table|"
+    r"unexpected end of file|failed to fill whole buffer",
+    re.I,
+)
+
+
+def _kind(exc: BaseException) -> str:
+    """Sort a store failure into what the user can do about it."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    texts = []
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "full"
+        if isinstance(current, OSError) and current.errno in (errno.EROFS, errno.EACCES):
+            return "readonly"
+        texts.append(str(current))
+        current = current.__cause__ or current.__context__
+    text = " ".join(texts)
+    if _DISK_FULL.search(text):
+        return "full"
+    if _READ_ONLY.search(text):
+        return "readonly"
+    if _DAMAGED.search(text):
+        return "damaged"
+    return "other"
+
+
+def damaged_message(location: str | os.PathLike[str], detail: str) -> str:
+    return (
+        f"The index at {location} is damaged ({detail}). Rebuild it from your images with "
+        "`clipseek index --rebuild FOLDER...`; your images are never modified."
+    )
+
+
+def store_error(location: str, doing: str, exc: BaseException) -> StoreError:
+    """A message for a failed store call that names the index and says what to do."""
+    detail = _short(exc)
+    kind = _kind(exc)
+    if kind == "full":
+        return StoreError(
+            f"The disk holding the index at {location} is full ({detail}). Free some space "
+            "and run `clipseek index` again; what was indexed so far is kept."
+        )
+    if kind == "readonly":
+        return StoreError(
+            f"The index at {location} cannot be written ({detail}). Check its permissions, "
+            "or choose another place with --db PATH or CLIPSEEK_DB."
+        )
+    if kind == "damaged":
+        return DamagedIndexError(damaged_message(location, detail))
+    return StoreError(
+        f"{doing} the index at {location} failed ({detail}). If this keeps happening, "
+        "rebuild it with `clipseek index --rebuild FOLDER...`."
+    )
+
+
+# --------------------------------------------------------------------------- damage
+
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_HNSW_FILES = ("header.bin", "data_level0.bin", "length.bin", "link_lists.bin")
+_HNSW_HEADER = struct.Struct("<I6Q")  # version, offsetLevel0, max, count, size/element, ...
+_HNSW_HEADER_SIZE = 100
+
+
+def find_damage(folder: Path) -> str | None:
+    """A quick structural check of a Chroma folder: stat calls and two small reads.
+
+    Chroma keeps metadata in ``chroma.sqlite3`` and each collection's vectors in a
+    folder of hnswlib files it rewrites in place. A missing or truncated file there
+    makes Chroma return wrong results or crash the process, so it is caught here
+    first. Checks only what is certain for the file versions it knows.
+    """
+    if not folder.is_dir():
+        return None
+    segments = [d for d in _subfolders(folder) if _UUID.match(d.name)]
+    persisted = [d for d in segments if any((d / f).exists() for f in _HNSW_FILES)]
+    database = folder / "chroma.sqlite3"
+    try:
+        size = database.stat().st_size
+    except FileNotFoundError:
+        return "chroma.sqlite3 is missing" if persisted else None
+    except OSError as exc:
+        return f"chroma.sqlite3 cannot be read: {exc.strerror or exc}"
+    if size == 0:
+        return "chroma.sqlite3 is empty" if persisted else None
+    try:
+        with database.open("rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        return f"chroma.sqlite3 cannot be read: {exc.strerror or exc}"
+    if head != b"SQLite format 3\x00":
+        return "chroma.sqlite3 is not a SQLite database"
+    for seg in persisted:
+        problem = _segment_damage(seg)
+        if problem:
+            return f"{seg.name}/{problem}"
+    return None
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+
+
+def _segment_damage(seg: Path) -> str | None:
+    sizes: dict[str, int] = {}
+    for name in (*_HNSW_FILES, "index_metadata.pickle"):
+        with contextlib.suppress(OSError):
+            sizes[name] = (seg / name).stat().st_size
+    for name in _HNSW_FILES:
+        if name not in sizes:
+            return f"{name} is missing"
+    try:
+        with (seg / "header.bin").open("rb") as fh:
+            header = fh.read(_HNSW_HEADER_SIZE + 1)
+    except OSError as exc:
+        return f"header.bin cannot be read: {exc.strerror or exc}"
+    if len(header) < _HNSW_HEADER.size:
+        return "header.bin is truncated"
+    version, _offset, max_elements, count, per_element, *_ = _HNSW_HEADER.unpack_from(header)
+    if version != 1:
+        return None  # a layout this check does not know; leave it to Chroma
+    if len(header) != _HNSW_HEADER_SIZE:
+        return "header.bin has the wrong size"
+    if not 0 < per_element < 1 << 24 or count > max_elements:
+        return "header.bin is garbled"
+    if sizes["data_level0.bin"] < count * per_element:
+        return "data_level0.bin is truncated"
+    if sizes["length.bin"] < 4 * count:
+        return "length.bin is truncated"
+    if count and not sizes.get("index_metadata.pickle"):
+        return "index_metadata.pickle is missing"
+    return None
