@@ -203,6 +203,8 @@ class _Plan:
     reuse: list[_Reuse] = field(default_factory=list)
     #: Content hashes already computed while planning, by path.
     digests: dict[str, str] = field(default_factory=dict)
+    #: Unchanged files whose record predates ctime/inode: those are added, nothing else.
+    restat: list[FileInfo] = field(default_factory=list)
 
 
 class Indexer:
@@ -240,6 +242,8 @@ class Indexer:
             emit(IndexFinished(summary))
             return summary
         index = self.store.open_index(self.spec.key, self.spec.collection_slug)
+        if index is not None and index.migrate():  # older key schema: before any comparison
+            emit(Notice(f"Updated the index at {self.store.location} to the current format."))
         plan = self._plan(files, norm_roots, index, emit)
         summary.total = len(files)
         summary.unchanged = plan.unchanged
@@ -281,6 +285,7 @@ class Indexer:
             # Files that changed and can no longer be read must not keep their old vector.
             index.delete([*plan.removed_ids, *stale])
             index.forget_failures(plan.gone_failures)
+            index.record_file_ids([(path_id(f.path), _stat_extra(f)) for f in plan.restat])
             summary.removed = len(plan.removed_ids)
             index.add_roots(norm_roots)
         summary.elapsed = time.perf_counter() - started
@@ -355,6 +360,7 @@ class Indexer:
         changed: set[str] = set()
         unchanged = 0
         known_failures: list[FileFailed] = []
+        restat: list[FileInfo] = []
         for id_, info in on_disk.items():
             entry = stored.get(id_)
             failure = failures.get(id_)
@@ -371,11 +377,20 @@ class Indexer:
                 )
             elif entry is None:
                 to_embed.append(info)
-            elif self.options.rebuild or entry.size != info.size or entry.mtime_ns != info.mtime_ns:
+            elif (
+                self.options.rebuild
+                or entry.size != info.size
+                or entry.mtime_ns != info.mtime_ns
+                or _identity_changed(entry, info)
+            ):
+                # A new ctime or inode with the same size and mtime is confirmed by the
+                # content hash (_find_reusable): same bytes keep their vector, no model run.
                 to_embed.append(info)
                 changed.add(id_)
             else:
                 unchanged += 1
+                if _identity_unknown(entry, info):
+                    restat.append(info)
 
         removed = [id_ for id_ in stored if id_ not in on_disk]
         unreadable = getattr(self, "_unreadable_folders", [])
@@ -393,6 +408,7 @@ class Indexer:
             if id_ not in on_disk or (id_ in stored and _same_stat(stored[id_], on_disk[id_]))
         ]
         plan = _Plan(to_embed, changed, removed, unchanged, known_failures, gone_failures)
+        plan.restat = restat
         if index is not None and to_embed and not self.options.rebuild:
             self._find_reusable(plan, index, stored)
         return plan
@@ -473,7 +489,7 @@ class Indexer:
                         item.info.mtime_ns,
                         int(meta.get("width", 0) or 0),
                         int(meta.get("height", 0) or 0),
-                        extra={"content_hash": item.digest},
+                        extra={"content_hash": item.digest, **_stat_extra(item.info)},
                     )
                 )
                 if path_id(item.info.path) in plan.changed_ids:
@@ -600,6 +616,7 @@ class Indexer:
             records = []
             for (info, _item, dims, digest), vector in zip(batch, vectors, strict=True):
                 extra = {"content_hash": digest} if digest else {}
+                extra.update(_stat_extra(info))
                 records.append(
                     Record(
                         info.path,
@@ -707,6 +724,24 @@ def _decode(
             digest = None  # load_for_model reports why the file cannot be read
     item, dims = load_for_model(info.path, model.prepare, model.image_size, max_megapixels)
     return item, dims, digest
+
+
+def _stat_extra(info: FileInfo) -> dict[str, int]:
+    """The identity fields stored with a record (absent when the platform has none)."""
+    return {"ctime_ns": info.ctime_ns, "inode": info.inode} if info.ctime_ns else {}
+
+
+def _identity_changed(entry: StoredEntry, info: FileInfo) -> bool:
+    """Whether the file was replaced or rewritten although size and mtime match."""
+    ctime = entry.extra.get("ctime_ns")
+    inode = entry.extra.get("inode")
+    if ctime is None or not info.ctime_ns:
+        return False
+    return int(ctime) != info.ctime_ns or int(inode or 0) != info.inode
+
+
+def _identity_unknown(entry: StoredEntry, info: FileInfo) -> bool:
+    return bool(info.ctime_ns) and entry.extra.get("ctime_ns") is None
 
 
 def _same_stat(entry: StoredEntry, info: FileInfo) -> bool:

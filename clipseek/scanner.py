@@ -39,6 +39,18 @@ class FileInfo:
     path: str
     size: int
     mtime_ns: int
+    #: Change time and inode: a copy, an edit or a replace always changes one of them,
+    #: even when size and mtime were kept (``cp -p``, ``touch -r``); 0 when unknown.
+    ctime_ns: int = 0
+    inode: int = 0
+
+    @classmethod
+    def from_stat(cls, path: str, st: os.stat_result) -> FileInfo:
+        return cls(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino & _INODE_MASK)
+
+
+#: Inodes are stored as signed 64-bit metadata.
+_INODE_MASK = (1 << 63) - 1
 
 
 @dataclass(frozen=True)
@@ -96,7 +108,7 @@ def scan(
         if stat.S_ISREG(st.st_mode):
             if os.path.splitext(root)[1].lower() in opts.extensions and root not in seen_files:
                 seen_files.add(root)
-                yield FileInfo(root, st.st_size, st.st_mtime_ns)
+                yield FileInfo.from_stat(root, st)
             continue
         stack = [(root, st)]
         while stack:
@@ -133,7 +145,7 @@ def scan(
                     and entry.path not in seen_files
                 ):
                     seen_files.add(entry.path)
-                    yield FileInfo(entry.path, entry_st.st_size, entry_st.st_mtime_ns)
+                    yield FileInfo.from_stat(entry.path, entry_st)
             stack.extend(reversed(subfolders))
 
 

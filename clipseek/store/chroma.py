@@ -29,12 +29,20 @@ from clipseek.store.integrity import (
     find_damage,
     store_error,
 )
-from clipseek.store.keys import _meta_text, ancestors, path_from_meta, path_id, path_to_meta
+from clipseek.store.keys import (
+    ancestors,
+    meta_text,
+    needs_migration,
+    path_from_meta,
+    path_id,
+    path_to_meta,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
-SCHEMA_VERSION = 1
+#: 2: paths and folder filters use the one-to-one text of key schema 2 (see keys.py).
+SCHEMA_VERSION = 2
 COLLECTION_PREFIX = "clipseek-"
 #: Files that could not be read are remembered (with size and mtime) in a side
 #: collection, so an unchanged broken file is not decoded again on every run.
@@ -403,6 +411,8 @@ class ImageIndex:
         self.model_name: str = str(meta.get("model_name", self.model_key))
         self.dim: int = int(meta.get("dim", 0))
         self._meta = meta
+        #: Which key rule this index's metadata was written with (see keys.py).
+        self.schema: int = int(meta.get("clipseek_schema", 1) or 1)
 
     def info(self) -> IndexInfo:
         return IndexInfo(
@@ -455,7 +465,7 @@ class ImageIndex:
             return []
 
     def add_roots(self, roots: Sequence[str]) -> None:
-        merged = sorted({*self.roots, *(_meta_text(r) for r in roots)})
+        merged = sorted({*self.roots, *(meta_text(r) for r in roots)})
         if merged == self.roots:
             return
         meta = {k: v for k, v in self._meta.items() if not k.startswith("hnsw:")}
@@ -466,6 +476,52 @@ class ImageIndex:
         except _chroma_errors() as exc:
             raise self._error("Writing", exc) from exc
         self._meta = meta
+
+    # -- key schema
+
+    def migrate(self) -> int:
+        """Rewrite metadata written under an older key schema; returns records rewritten.
+
+        Only a writer calls this (an index run, before it compares anything), so readers
+        never write; they read a not-yet-migrated index with its own rule. Only records
+        whose path has a backslash or non-UTF-8 bytes change; vectors are not touched.
+        """
+        if self.schema >= SCHEMA_VERSION:
+            return 0
+        changed = 0
+        collections = [self._col]
+        failures = self._failures()
+        if failures is not None:
+            collections.append(failures)
+        for collection in collections:
+            ids: list[str] = []
+            metas: list[dict[str, Any]] = []
+            for page in self._get_pages(None, ["metadatas"], collection):
+                for id_, meta in zip(page["ids"], page["metadatas"], strict=True):
+                    if meta and needs_migration(meta):
+                        path = path_from_meta(meta)
+                        ids.append(id_)
+                        metas.append({**path_to_meta(path), "dirs": ancestors(path)})
+            step = self._max_batch()
+            for start in range(0, len(ids), step):
+                try:
+                    with self._writing():
+                        collection.update(
+                            ids=ids[start : start + step], metadatas=metas[start : start + step]
+                        )
+                except _chroma_errors() as exc:
+                    raise self._error("Migrating", exc) from exc
+            changed += len(ids)
+        meta = {k: v for k, v in self._meta.items() if not k.startswith("hnsw:")}
+        meta["clipseek_schema"] = SCHEMA_VERSION
+        try:
+            with self._writing():
+                self._col.modify(metadata=meta)
+        except _chroma_errors() as exc:
+            raise self._error("Migrating", exc) from exc
+        self._meta = meta
+        self.schema = SCHEMA_VERSION
+        return changed
 
     # -- reading
 
@@ -506,7 +562,10 @@ class ImageIndex:
     ) -> dict[str, StoredEntry]:
         if under is not None:
             where = {
-                "$or": [{"dirs": {"$contains": _meta_text(under)}}, {"path": _meta_text(under)}]
+                "$or": [
+                    {"dirs": {"$contains": meta_text(under, self.schema)}},
+                    {"path": meta_text(under, self.schema)},
+                ]
             }
         out: dict[str, StoredEntry] = {}
         for page in self._get_pages(where, ["metadatas"], collection):
@@ -562,7 +621,7 @@ class ImageIndex:
 
         if n <= 0:
             return []
-        where = {"dirs": {"$contains": _meta_text(under)}} if under else None
+        where = {"dirs": {"$contains": meta_text(under, self.schema)}} if under else None
         try:
             with self._reading():
                 # Chroma answers n_results above its count with what it has, so the count
@@ -623,6 +682,18 @@ class ImageIndex:
                         ),
                         metadatas=[r.metadata() for r in chunk],
                     )
+            except _chroma_errors() as exc:
+                raise self._error("Writing", exc) from exc
+
+    def record_file_ids(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """Add identity fields (ctime, inode) to existing records; metadata only."""
+        items = [(id_, dict(extra)) for id_, extra in items if extra]
+        step = self._max_batch()
+        for start in range(0, len(items), step):
+            chunk = items[start : start + step]
+            try:
+                with self._writing():
+                    self._col.update(ids=[i for i, _ in chunk], metadatas=[m for _, m in chunk])
             except _chroma_errors() as exc:
                 raise self._error("Writing", exc) from exc
 

@@ -13,7 +13,9 @@ import os
 import re
 import struct
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from clipseek.errors import DamagedIndexError, StoreError
 
@@ -173,4 +175,122 @@ def _segment_damage(seg: Path) -> str | None:
         return "length.bin is truncated"
     if count and not sizes.get("index_metadata.pickle"):
         return "index_metadata.pickle is missing"
+    if count:
+        return graph_damage(seg, header)
     return None
+
+
+#: The whole hnswlib header as Chroma's fork writes it (version 1, 100 bytes): version,
+#: offsetLevel0, max_elements, cur_element_count, size_data_per_element, label_offset,
+#: offsetData, maxlevel, enterpoint_node, maxM, maxM0, M, mult, ef_construction.
+HNSW_HEADER_FULL = struct.Struct("<I6QiIQQQdQ")
+
+
+@dataclass(frozen=True)
+class HnswHeader:
+    count: int
+    per_element: int
+    label_offset: int
+    data_offset: int
+    max_level: int
+    entry_point: int
+    max_m: int
+    max_m0: int
+
+    @property
+    def dim(self) -> int:
+        return (self.label_offset - self.data_offset) // 4
+
+
+def parse_header(header: bytes) -> HnswHeader | str:
+    """The header's fields, or why they cannot describe a real index."""
+    if len(header) < HNSW_HEADER_FULL.size:
+        return "header.bin is truncated"
+    (_v, offset0, _max, count, per, label_off, data_off, max_level, entry, max_m, max_m0, *_) = (
+        HNSW_HEADER_FULL.unpack_from(header)
+    )
+    if (
+        offset0 != 0
+        or not 0 < max_m <= 4096
+        or not 0 < max_m0 <= 8192
+        or data_off != 4 + 4 * max_m0
+        or not data_off < label_off
+        or (label_off - data_off) % 4
+        or label_off + 8 != per
+        or not -1 <= max_level < 64
+    ):
+        return "header.bin is garbled"
+    if count and not (max_level >= 0 and entry < count):
+        return "header.bin is garbled"
+    return HnswHeader(count, per, label_off, data_off, max_level, entry, max_m, max_m0)
+
+
+def graph_damage(seg: Path, header_bytes: bytes) -> str | None:
+    """Check every neighbour link of the HNSW graph against the element count.
+
+    hnswlib follows links without bounds checks, so one garbled link in
+    ``data_level0.bin`` or ``link_lists.bin`` makes the first search that reaches it
+    read outside the index and crash the process (exit 139, no message). This reads
+    the link lists with numpy, without Chroma: about as much reading as Chroma's own
+    load of the files, which the operating system then has cached for it.
+    """
+    import numpy as np
+
+    head = parse_header(header_bytes)
+    if isinstance(head, str):
+        return head
+    count = head.count
+    try:
+        level0 = np.memmap(seg / "data_level0.bin", dtype=np.uint8, mode="r")
+    except (OSError, ValueError) as exc:
+        return f"data_level0.bin cannot be read: {_short(exc)}"
+    if level0.size < count * head.per_element:
+        return "data_level0.bin is truncated"
+    links = np.ndarray(
+        shape=(count, 1 + head.max_m0),
+        dtype="<u4",
+        buffer=level0,
+        offset=0,
+        strides=(head.per_element, 4),
+    )
+    if _links_damaged(np, links, head.max_m0, count):
+        return "data_level0.bin has links out of range"
+    del links, level0
+    try:
+        upper = np.fromfile(seg / "link_lists.bin", dtype="<u4")
+    except (OSError, ValueError) as exc:
+        return f"link_lists.bin cannot be read: {_short(exc)}"
+    per_level = 1 + head.max_m  # uint32 words per upper-level list
+    words = upper.tolist()
+    pos = 0
+    starts: list[int] = []
+    levels: list[int] = []
+    for _ in range(count):
+        if pos >= len(words):
+            return "link_lists.bin is truncated"
+        size = words[pos]
+        if size % (4 * per_level):
+            return "link_lists.bin is garbled"
+        level = size // (4 * per_level)
+        levels.append(level)
+        if level:
+            starts.extend(range(pos + 1, pos + 1 + level * per_level, per_level))
+        pos += 1 + size // 4
+        if pos > len(words):
+            return "link_lists.bin is truncated"
+    if levels[head.entry_point] != head.max_level or max(levels) > head.max_level:
+        return "link_lists.bin does not match header.bin"
+    if starts:
+        index = np.asarray(starts)[:, None] + np.arange(per_level)
+        if _links_damaged(np, upper[index], head.max_m, count):
+            return "link_lists.bin has links out of range"
+    return None
+
+
+def _links_damaged(np: Any, lists: Any, width: int, count: int) -> bool:
+    """Whether any list (first word: its length) is too long or names a missing element."""
+    lengths = lists[:, 0] & 0xFFFF
+    if (lengths > width).any():
+        return True
+    used = np.arange(width) < lengths[:, None]
+    return bool((lists[:, 1:][used] >= count).any())
