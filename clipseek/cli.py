@@ -628,6 +628,77 @@ def info(
     out.print(table)
 
 
+def _local_store(db: str | None, chroma_url: str | None) -> Any:
+    from clipseek.errors import IndexMissingError
+
+    store = _engine(_settings(db=db, chroma_url=chroma_url)).store
+    if not store.exists:
+        raise IndexMissingError(
+            f"There is no index at {store.location} yet. Run `clipseek index FOLDER` to build one."
+        )
+    return store
+
+
+@app.command()
+@friendly
+def check(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+    db: DbOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Check the index without the model: records, vector files and metadata agree, and
+    every image's vector finds itself. Exit 1 when damaged."""
+    from clipseek.errors import DamagedIndexError
+    from clipseek.store.repair import check as check_index
+
+    report = check_index(_local_store(db, chroma_url))
+    if as_json:
+        payload = {
+            "location": report.location,
+            "healthy": report.healthy,
+            "images": report.records,
+            "found_self": report.found_self,
+            "problems": report.problems,
+            "repairable": report.repairable,
+        }
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        if not report.healthy:
+            raise typer.Exit(1)
+        return
+    if not report.healthy:
+        raise DamagedIndexError(report.sentence())
+    _stdout().print(report.sentence(), highlight=False)
+
+
+@app.command()
+@friendly
+def repair(
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild the vector files even if the check passes.")
+    ] = False,
+    db: DbOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Rebuild the vector files from the vectors the index stored, without the model or
+    your images; the old files are moved aside, never deleted."""
+    from clipseek.errors import DamagedIndexError
+    from clipseek.store.repair import repair as repair_index
+
+    err = _stderr()
+    report = repair_index(
+        _local_store(db, chroma_url), force=force, on_progress=lambda text: err.print(text)
+    )
+    if report is None:
+        _stdout().print(
+            "The index is healthy; nothing to repair (--force rebuilds its vector files anyway).",
+            highlight=False,
+        )
+        return
+    _stdout().print(report.sentence(), highlight=False)
+    if report.after is not None and not report.after.healthy:
+        raise DamagedIndexError(report.after.sentence())
+
+
 @app.command()
 @friendly
 def models(

@@ -1,0 +1,690 @@
+"""Checking an index without the model, and rebuilding its vector files from what it stored.
+
+Chroma 1.5.9 keeps an index in two places (docs/RELIABILITY.md, "Where the vectors live"):
+
+- ``chroma.sqlite3``: every record's id and metadata (tables ``embeddings`` and
+  ``embedding_metadata``), and a log of recent writes with their vectors
+  (``embeddings_queue``), purged once the vector files hold them;
+- one folder of hnswlib files per collection: ``data_level0.bin`` holds each vector
+  with its label and its neighbour links, ``link_lists.bin`` the upper graph levels,
+  ``index_metadata.pickle`` the label → id map.
+
+``collection.get(include=["embeddings"])`` answers from the loaded vector files plus
+the log, so it needs the files that may be damaged. Here both are read directly
+(SQLite read-only, numpy over the files, a pickle reader that builds only plain
+values), so a damaged graph, a garbled header or a crash inside Chroma does not stop
+the vectors being recovered: the graph is rebuilt from them by a fresh Chroma index.
+Nothing here imports chromadb or torch, except the self-search, which runs in a child
+process so that a crash there is reported as damage instead of killing the caller.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import shutil
+import sqlite3
+import struct
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clipseek.errors import DamagedIndexError, StoreError
+from clipseek.lock import LOCK_NAMES
+from clipseek.store.integrity import _UUID, parse_header
+from clipseek.store.keys import ancestors, meta_text, path_from_meta, path_id
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from clipseek.store.chroma import Store
+
+COLLECTION_PREFIX = "clipseek-"
+FAILURES_PREFIX = "clipseekfail-"
+#: Left in the database folder while an index run writes; found at the next run's start,
+#: it says the last run was interrupted, and the index is checked before it is used.
+RUN_MARKER = "clipseek-run.marker"
+#: Chroma's operation codes in ``embeddings_queue``.
+_ADD, _UPDATE, _UPSERT, _DELETE = 0, 1, 2, 3
+#: How many neighbours a self-search asks for: a copy of a file has the same vector,
+#: so a record need not come first, only among its exact equals.
+_SELF_K = 10
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class StoredCollection:
+    """One Chroma collection as its files hold it."""
+
+    name: str
+    collection_id: str
+    metadata: dict[str, Any]
+    #: Record id → metadata, from the SQLite metadata segment.
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Record id → vector, from the vector files and the write log.
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    #: What could not be read of the vector files (None: all of it).
+    vector_problem: str | None = None
+    #: Stored vector norms (``length.bin``) that are not those of unit vectors.
+    norm_problem: str | None = None
+
+    @property
+    def is_failures(self) -> bool:
+        return self.name.startswith(FAILURES_PREFIX)
+
+    @property
+    def slug(self) -> str:
+        prefix = FAILURES_PREFIX if self.is_failures else COLLECTION_PREFIX
+        return self.name[len(prefix) :]
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Reads dicts, lists, strings and numbers; refuses anything that names a class."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"unexpected {module}.{name}")
+
+
+def read_stored(location: str | os.PathLike[str]) -> list[StoredCollection]:
+    """Every clipseek collection with its records and vectors, read without Chroma.
+
+    Raises :class:`DamagedIndexError` when the SQLite file itself cannot be read: then
+    nothing can be recovered without the images.
+    """
+    folder = Path(location)
+    path = folder / "chroma.sqlite3"
+    if not path.is_file():
+        return []
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error as exc:
+        raise DamagedIndexError(_unreadable(folder, exc)) from None
+    try:
+        return _read_collections(con, folder)
+    except sqlite3.Error as exc:
+        raise DamagedIndexError(_unreadable(folder, exc)) from None
+    finally:
+        con.close()
+
+
+def _unreadable(folder: Path, exc: BaseException) -> str:
+    return (
+        f"The index at {folder} cannot be read ({exc}), so its stored vectors cannot be "
+        "recovered. Rebuild it from your images with `clipseek index --rebuild FOLDER...`."
+    )
+
+
+def _read_collections(con: sqlite3.Connection, folder: Path) -> list[StoredCollection]:
+    out = []
+    rows = con.execute(
+        "SELECT id, name FROM collections WHERE substr(name, 1, ?) = ? OR substr(name, 1, ?) = ?"
+        " ORDER BY name",
+        (len(COLLECTION_PREFIX), COLLECTION_PREFIX, len(FAILURES_PREFIX), FAILURES_PREFIX),
+    ).fetchall()
+    for collection_id, name in rows:
+        meta: dict[str, Any] = {}
+        for key, text, integer, real in con.execute(
+            "SELECT key, str_value, int_value, float_value FROM collection_metadata "
+            "WHERE collection_id = ?",
+            (collection_id,),
+        ):
+            meta[key] = text if text is not None else integer if integer is not None else real
+        col = StoredCollection(str(name), str(collection_id), meta)
+        segments = dict(
+            con.execute(
+                "SELECT scope, id FROM segments WHERE collection = ?", (collection_id,)
+            ).fetchall()
+        )
+        rowids = _read_records(con, segments.get("METADATA"), col)
+        _read_vectors(con, folder, segments.get("VECTOR"), rowids, col)
+        out.append(col)
+    return out
+
+
+def _read_records(
+    con: sqlite3.Connection, segment: str | None, col: StoredCollection
+) -> dict[int, str]:
+    """Fill ``col.records``; returns SQLite row id → record id (Chroma's vector labels)."""
+    if segment is None:
+        return {}
+    rowids: dict[int, str] = {}
+    for rowid, record_id in con.execute(
+        "SELECT id, embedding_id FROM embeddings WHERE segment_id = ?", (segment,)
+    ):
+        rowids[int(rowid)] = str(record_id)
+        col.records[str(record_id)] = {}
+    for rowid, key, text, integer, real, boolean in con.execute(
+        "SELECT m.id, m.key, m.string_value, m.int_value, m.float_value, m.bool_value "
+        "FROM embedding_metadata m JOIN embeddings e ON e.id = m.id WHERE e.segment_id = ?",
+        (segment,),
+    ):
+        record_id = rowids.get(int(rowid))
+        if record_id is not None:
+            col.records[record_id][key] = _value(text, integer, real, boolean)
+    with suppress(sqlite3.OperationalError):  # older Chroma: no array table
+        for rowid, key, text, integer, real, boolean in con.execute(
+            "SELECT a.id, a.key, a.string_value, a.int_value, a.float_value, a.bool_value "
+            "FROM embedding_metadata_array a JOIN embeddings e ON e.id = a.id "
+            "WHERE e.segment_id = ? ORDER BY a.rowid",
+            (segment,),
+        ):
+            record_id = rowids.get(int(rowid))
+            if record_id is not None:
+                values = col.records[record_id].setdefault(key, [])
+                if isinstance(values, list):
+                    values.append(_value(text, integer, real, boolean))
+    return rowids
+
+
+def _value(text: Any, integer: Any, real: Any, boolean: Any) -> Any:
+    if text is not None:
+        return text
+    if integer is not None:
+        return int(integer)
+    if real is not None:
+        return float(real)
+    return bool(boolean) if boolean is not None else None
+
+
+def _read_vectors(
+    con: sqlite3.Connection,
+    folder: Path,
+    segment: str | None,
+    rowids: dict[int, str],
+    col: StoredCollection,
+) -> None:
+    """The persisted vectors (vector files), then the write log replayed over them in order."""
+    if segment is not None and _UUID.match(segment) and (folder / segment).is_dir():
+        try:
+            vectors, col.norm_problem = _hnsw_vectors(folder / segment, rowids)
+            col.vectors.update(vectors)
+        except (OSError, ValueError, struct.error, pickle.UnpicklingError, EOFError) as exc:
+            col.vector_problem = f"{segment}: {exc}"
+    import numpy as np
+
+    topic_like = f"%/{col.collection_id}"
+    for operation, record_id, blob, encoding in con.execute(
+        "SELECT operation, id, vector, encoding FROM embeddings_queue WHERE topic LIKE ? "
+        "ORDER BY seq_id",
+        (topic_like,),
+    ):
+        if operation == _DELETE:
+            col.vectors.pop(str(record_id), None)
+        elif blob is not None and operation in (_ADD, _UPDATE, _UPSERT):
+            dtype = "<i4" if str(encoding).upper() == "INT32" else "<f4"
+            col.vectors[str(record_id)] = np.frombuffer(blob, dtype=dtype).astype(np.float32)
+
+
+def _hnsw_vectors(seg: Path, rowids: dict[int, str]) -> tuple[dict[str, np.ndarray], str | None]:
+    """Vectors in ``data_level0.bin``, by record id; deleted elements are left out.
+
+    Labels map to ids through ``index_metadata.pickle``, or, when that is unreadable,
+    through SQLite's row ids, which Chroma uses as labels.
+    """
+    import numpy as np
+
+    head = parse_header((seg / "header.bin").read_bytes())
+    if isinstance(head, str):
+        raise ValueError(head)
+    if head.count == 0:
+        return {}, None
+    raw = np.fromfile(seg / "data_level0.bin", dtype=np.uint8)
+    if raw.size < head.count * head.per_element:
+        raise ValueError("data_level0.bin is truncated")
+    rows = raw[: head.count * head.per_element].reshape(head.count, head.per_element)
+    heads = rows[:, :4].copy().view("<u4").ravel()
+    labels = rows[:, head.label_offset : head.label_offset + 8].copy().view("<u8").ravel()
+    vectors = rows[:, head.data_offset : head.label_offset].copy().view("<f4")
+    label_to_id: dict[int, str] = {}
+    with suppress(OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError):
+        with (seg / "index_metadata.pickle").open("rb") as fh:
+            loaded = _PlainUnpickler(io.BufferedReader(fh)).load()
+        mapping = loaded.get("label_to_id") if isinstance(loaded, dict) else None
+        if isinstance(mapping, dict):
+            label_to_id = {int(k): str(v) for k, v in mapping.items()}
+    if not label_to_id:
+        label_to_id = {k: v for k, v in rowids.items()}
+    out = {}
+    deleted = (heads >> 16) & 1
+    for i in range(head.count):
+        if deleted[i]:
+            continue
+        record_id = label_to_id.get(int(labels[i]))
+        if record_id is not None:
+            out[record_id] = vectors[i]
+    # Chroma keeps each vector's norm there to give back what was stored; clipseek
+    # stores unit vectors, so anything else is damage (a reused vector would carry it).
+    norms = np.fromfile(seg / "length.bin", dtype="<f4")[: head.count]
+    if norms.size < head.count or not (np.abs(norms[deleted == 0] - 1.0) < 1e-3).all():
+        return out, "length.bin holds norms that are not those of the stored vectors"
+    return out, None
+
+
+# --------------------------------------------------------------------------- check
+
+
+@dataclass
+class CheckReport:
+    location: str
+    #: Records (images) in the main collections.
+    records: int = 0
+    #: Of those, records whose vector a search by that vector returns.
+    found_self: int = 0
+    #: One sentence each; empty when the index is healthy.
+    problems: list[str] = field(default_factory=list)
+    #: Whether :func:`repair` can fix the problems from the stored vectors.
+    repairable: bool = True
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def sentence(self) -> str:
+        if self.healthy:
+            return (
+                f"The index at {self.location} is healthy: {self.records} images, every "
+                "record has its vector and every vector finds itself."
+            )
+        fix = (
+            "Run `clipseek repair` to rebuild the vector files from the stored vectors "
+            "(no model needed)."
+            if self.repairable
+            else "Rebuild it from your images with `clipseek index --rebuild FOLDER...`."
+        )
+        return f"The index at {self.location} is damaged: {self.problems[0]} {fix}"
+
+
+def check(store: Store, *, self_search: bool = True) -> CheckReport:
+    """Whether records, vector files and metadata agree, and every vector finds itself.
+
+    Reads only; takes the shared data lock. The self-search loads Chroma in a child
+    process, so that a crash there (a garbled file the structural check missed) is
+    reported as damage and not as the death of this process.
+    """
+    report = CheckReport(store.location)
+    if store.is_remote:
+        report.problems.append("a Chroma server cannot be checked from here.")
+        report.repairable = False
+        return report
+    damage = store.damage()
+    if damage:
+        report.problems.append(f"{damage}.")
+    try:
+        with store.reading():
+            collections = read_stored(store.location)
+    except DamagedIndexError as exc:
+        report.problems.append(str(exc).split(" (", 1)[0] + ".")
+        report.repairable = False
+        return report
+    for col in collections:
+        _check_collection(col, report)
+    if not report.problems and self_search:
+        _self_search(store.location, report)
+    return report
+
+
+def _check_collection(col: StoredCollection, report: CheckReport) -> None:
+    import numpy as np
+
+    if col.norm_problem and not col.is_failures:  # failure records hold a zero vector
+        report.problems.append(f"{col.norm_problem}.")
+    if col.vector_problem:
+        report.problems.append(
+            f"the vector files of {col.name} cannot be read ({col.vector_problem})."
+        )
+    if not col.is_failures:
+        report.records += len(col.records)
+        missing = [i for i in col.records if i not in col.vectors]
+        if missing:
+            report.problems.append(
+                f"{len(missing)} of {len(col.records)} records have no stored vector."
+            )
+        extra = [i for i in col.vectors if i not in col.records]
+        if extra:
+            report.problems.append(f"{len(extra)} stored vectors belong to no record.")
+        dim = int(col.metadata.get("dim", 0) or 0)
+        bad = 0
+        for id_, vec in col.vectors.items():
+            if id_ in col.records and (
+                (dim and vec.shape[0] != dim)
+                or not np.isfinite(vec).all()
+                or abs(float(np.dot(vec, vec)) - 1.0) > 1e-3
+            ):
+                bad += 1
+        if bad:
+            report.problems.append(f"{bad} stored vectors are garbled (not unit length).")
+    schema = int(col.metadata.get("clipseek_schema", 1) or 1)
+    wrong = 0
+    for id_, meta in col.records.items():
+        path = path_from_meta(meta)
+        if (
+            not path
+            or path_id(path) != id_
+            or not isinstance(meta.get("size"), int)
+            or not isinstance(meta.get("mtime_ns"), int)
+            or meta.get("path") != meta_text(path, schema)
+            or (meta.get("dirs") is not None and meta.get("dirs") != ancestors(path, schema))
+        ):
+            wrong += 1
+    if wrong:
+        report.problems.append(
+            f"{wrong} records of {col.name} have metadata that does not match their path."
+        )
+
+
+def _self_search(location: str, report: CheckReport) -> None:
+    """Run :func:`_self_search_child` in a child process and read its verdict."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
+    env.setdefault("ANONYMIZED_TELEMETRY", "False")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "clipseek.store.repair", "self-search", location],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=3600,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        report.problems.append(f"the self-search could not run ({exc}).")
+        return
+    if proc.returncode < 0:
+        report.problems.append(
+            f"Chroma crashed while searching the vector files (signal {-proc.returncode})."
+        )
+        return
+    try:
+        verdict = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = " ".join(proc.stderr.split())[-200:]
+        report.problems.append(f"a search of the vector files failed ({tail or 'no answer'}).")
+        return
+    report.found_self = int(verdict.get("found", 0))
+    problem = verdict.get("problem")
+    if problem:
+        report.problems.append(str(problem))
+
+
+def _self_search_child(location: str) -> dict[str, Any]:
+    """In the child: search every stored vector through Chroma; count those that find
+    themselves among their exact equals."""
+    import numpy as np
+
+    from clipseek.errors import ClipseekError
+    from clipseek.store.chroma import Store
+
+    store = Store(location, create=False)
+    found = 0
+    lost = 0
+    try:
+        collections = {c.name: c for c in read_stored(location) if not c.is_failures}
+        for col in store._collections():
+            stored = collections.get(col.name)
+            if stored is None:
+                continue
+            total = int(col.count())
+            if total != len(stored.records):
+                return {
+                    "found": found,
+                    "problem": f"Chroma counts {total} records in {col.name}, "
+                    f"the database lists {len(stored.records)}.",
+                }
+            ids = [i for i in stored.records if i in stored.vectors]
+            k = min(_SELF_K, total)
+            for start in range(0, len(ids), 256):
+                chunk = ids[start : start + 256]
+                res = col.query(
+                    query_embeddings=np.stack([stored.vectors[i] for i in chunk]),
+                    n_results=k,
+                    include=["distances"],
+                )
+                for own, hits, dists in zip(chunk, res["ids"], res["distances"], strict=True):
+                    if own in hits:
+                        found += 1
+                    elif len(hits) == k and dists and max(dists) < 1e-6:
+                        found += 1  # more exact copies than k: it cannot be told apart
+                    else:
+                        lost += 1
+    except (ClipseekError, Exception) as exc:
+        return {"found": found, "problem": f"a search of the vector files failed ({exc})."}
+    if lost:
+        return {
+            "found": found,
+            "problem": f"{lost} of {found + lost} vectors cannot be found by searching for "
+            "themselves.",
+        }
+    return {"found": found, "problem": None}
+
+
+# --------------------------------------------------------------------------- repair
+
+
+@dataclass
+class RepairReport:
+    location: str
+    moved_to: str | None
+    restored: int = 0
+    #: Records without a usable vector: the next ``clipseek index`` embeds them again.
+    dropped: int = 0
+    after: CheckReport | None = None
+
+    def sentence(self) -> str:
+        text = (
+            f"Repaired the index at {self.location}: {self.restored} images restored from "
+            "their stored vectors without the model"
+        )
+        if self.dropped:
+            text += (
+                f"; {self.dropped} had no usable vector and are embedded again by the next "
+                "`clipseek index` run"
+            )
+        if self.moved_to:
+            text += f". The old files were moved to {self.moved_to}"
+        return text + "."
+
+
+def repair(
+    store: Store,
+    *,
+    force: bool = False,
+    on_progress: Callable[[str], None] | None = None,
+    locked: bool = False,
+) -> RepairReport | None:
+    """Rebuild every collection from the stored vectors and metadata; None when healthy.
+
+    The old files move to a sibling folder first (nothing is deleted), then a fresh
+    Chroma index is written from the vectors read by :func:`read_stored`. Records
+    whose vector is missing or garbled are left out, so the next index run sees them
+    as new files and embeds them. Holds the writer lock unless ``locked`` says the
+    caller holds it.
+    """
+    from clipseek.lock import WriterLock
+
+    say = on_progress or (lambda _text: None)
+    lock = None if locked or store.is_remote else WriterLock(store.location)
+    if store.is_remote:
+        raise StoreError("`clipseek repair` works on a local index folder, not a Chroma server.")
+    if lock is not None:
+        lock.acquire(wait=False)
+    try:
+        say("Checking the index")
+        before = check(store)
+        if before.healthy and not force:
+            return None
+        if not before.repairable:
+            raise DamagedIndexError(before.sentence())
+        with store.reading():
+            collections = read_stored(store.location)
+        say("Moving the old files aside")
+        moved = move_aside(store)
+        report = RepairReport(store.location, moved)
+        for col in (c for c in collections if not c.is_failures):
+            restored, dropped = _restore(store, col, collections)
+            report.restored += restored
+            report.dropped += dropped
+            say(f"Restored {restored} images")
+        store.close()
+        report.after = check(store)
+        return report
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def move_aside(store: Store) -> str:
+    """Move everything but the lock files to ``<db>.damaged-<time>``; returns where."""
+    folder = Path(store.location)
+    store._forget_client()
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = folder.with_name(f"{folder.name}.damaged-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder.with_name(f"{folder.name}.damaged-{stamp}-{n}")
+    with store.writing():
+        try:
+            target.mkdir(parents=True)
+            for item in folder.iterdir():
+                if item.name not in LOCK_NAMES and item.name != RUN_MARKER:
+                    shutil.move(str(item), str(target / item.name))
+        except OSError as exc:
+            raise StoreError(
+                f"The index at {folder} could not be moved aside to {target} "
+                f"({exc.strerror or exc}); move it by hand, then run `clipseek repair` on "
+                "the moved copy with --db."
+            ) from None
+    store._health_checked = False
+    return str(target)
+
+
+def _restore(
+    store: Store, col: StoredCollection, everything: Iterable[StoredCollection]
+) -> tuple[int, int]:
+    import numpy as np
+
+    from clipseek.store.chroma import Record
+
+    dim = int(col.metadata.get("dim", 0) or 0)
+    model_key = str(col.metadata.get("model_key", ""))
+    index = store.create_index(
+        model_key, str(col.metadata.get("model_name", model_key)), col.slug, dim
+    )
+    created = col.metadata.get("created")
+    if created:
+        with suppress(Exception):
+            meta = {k: v for k, v in index._meta.items() if not k.startswith("hnsw:")}
+            meta["created"] = created
+            index._col.modify(metadata=meta)
+            index._meta = meta
+    try:
+        roots = [str(r) for r in json.loads(str(col.metadata.get("roots", "[]")))]
+    except ValueError:
+        roots = []
+    records = []
+    dropped = 0
+    for id_, meta in col.records.items():
+        vec = col.vectors.get(id_)
+        path = path_from_meta(meta)
+        if (
+            vec is None
+            or not path
+            or path_id(path) != id_
+            or (dim and vec.shape[0] != dim)
+            or not np.isfinite(vec).all()
+            or abs(float(np.dot(vec, vec)) - 1.0) > 1e-3
+        ):
+            dropped += 1
+            continue
+        extra = {
+            k: v
+            for k, v in meta.items()
+            if k not in ("path", "path_b64", "dirs", "size", "mtime_ns", "width", "height")
+            and isinstance(v, str | int | float | bool)
+        }
+        records.append(
+            Record(
+                path,
+                vec,
+                int(meta.get("size", -1)),
+                int(meta.get("mtime_ns", -1)),
+                int(meta.get("width", 0) or 0),
+                int(meta.get("height", 0) or 0),
+                extra=extra,
+            )
+        )
+    for start in range(0, len(records), 1000):
+        index.upsert(records[start : start + 1000])
+    if roots:
+        _set_roots(index, roots)
+    for other in everything:
+        if other.is_failures and other.slug == col.slug and other.records:
+            failures = []
+            for meta in other.records.values():
+                path = path_from_meta(meta)
+                if path:
+                    failures.append(
+                        (
+                            path,
+                            int(meta.get("size", -1)),
+                            int(meta.get("mtime_ns", -1)),
+                            str(meta.get("reason", "unreadable")),
+                        )
+                    )
+            index.record_failures(failures)
+    return len(records), dropped
+
+
+def _set_roots(index: Any, roots: list[str]) -> None:
+    """Roots are stored as text already; keep them as they were."""
+    meta = {k: v for k, v in index._meta.items() if not k.startswith("hnsw:")}
+    meta["roots"] = json.dumps(sorted(set(roots)))
+    with suppress(Exception):
+        index._col.modify(metadata=meta)
+        index._meta = meta
+
+
+# --------------------------------------------------------------------------- interrupted runs
+
+
+class RunMarker:
+    """A file present while an index run writes: left behind, the run was interrupted."""
+
+    def __init__(self, location: str) -> None:
+        self.path = Path(location) / RUN_MARKER
+
+    def begin(self) -> bool:
+        """Mark a run as started; returns whether the previous one never finished."""
+        interrupted = self.path.exists()
+        with suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(
+                json.dumps({"pid": os.getpid(), "started": datetime.now().isoformat()})
+            )
+        return interrupted
+
+    def end(self) -> None:
+        with suppress(OSError):
+            self.path.unlink(missing_ok=True)
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "self-search":
+        print(json.dumps(_self_search_child(argv[1])))
+        return 0
+    print("usage: python -m clipseek.store.repair self-search DB", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
