@@ -157,10 +157,42 @@ class Engine:
                             f"{moved} and is rebuilt from your images."
                         )
                     )
-            return self.indexer(opts).run(roots, on_event=emit, cancel=cancel)
+            marker = None
+            if not self.store.is_remote:
+                from clipseek.store.repair import RunMarker
+
+                marker = RunMarker(self.store.location)
+                if marker.begin() and not opts.rebuild and self.store.exists:
+                    self._after_interruption(emit)
+            summary = self.indexer(opts).run(roots, on_event=emit, cancel=cancel)
+            if marker is not None and not summary.cancelled:
+                marker.end()
+            return summary
         finally:
             if lock is not None:
                 lock.release()
+
+    def _after_interruption(self, emit: EventHandler) -> None:
+        """The last run never finished: check the index before trusting it, and rebuild
+        its vector files from the stored vectors if they disagree (no model needed)."""
+        from clipseek.store.repair import check, repair
+
+        report = check(self.store)
+        if report.healthy:
+            emit(
+                Notice(
+                    f"The last index run was interrupted; the index checked healthy "
+                    f"({report.records} images, every vector finds itself)."
+                )
+            )
+        elif report.repairable:
+            repaired = repair(self.store, locked=True, before=report)
+            found = report.problems[0]
+            emit(Notice(f"The last index run was interrupted; the check found: {found}"))
+            if repaired is not None:
+                emit(Notice(repaired.sentence()))
+        else:
+            emit(Notice(report.sentence()))
 
     # -- searching
 

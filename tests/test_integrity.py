@@ -7,6 +7,7 @@ code kills the process (exit 139), which an in-process runner could not survive.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from clipseek.engine import Engine
 from clipseek.errors import DamagedIndexError
 from clipseek.store import Store
 from clipseek.store import chroma as chroma_store
-from clipseek.store.repair import check, repair
+from clipseek.store.repair import check, read_stored, repair
 from tests.conftest import make_photo
 from tests.reliability_helpers import cli_env
 
@@ -170,3 +171,172 @@ def test_rebuild_moves_a_garbled_index_aside_and_starts_over(
     assert result.returncode == 0, result.stderr
     assert "moved to" in " ".join(result.stderr.split())
     assert check(Store(db, create=False)).healthy
+
+
+# --------------------------------------------------------------------------- interrupted runs
+
+
+def test_a_resumed_run_checks_the_index_and_repairs_an_unfindable_vector(
+    engine: Engine, tmp_path: Path, decode_counter: list[str]
+) -> None:
+    """A record listed in the database whose vector is gone (issue 10, item 3) is found
+    by the self-check that follows an interrupted run, and the same run re-embeds it."""
+    import sqlite3
+
+    from clipseek.indexer import Notice
+    from clipseek.store.keys import path_id
+    from clipseek.store.repair import RUN_MARKER
+
+    photos = tmp_path / "photos"
+    for i in range(6):
+        make_photo(photos / f"p{i}.jpg", seed=i)
+    engine.index([photos])
+    db = Path(engine.store.location)
+    assert not (db / RUN_MARKER).exists()  # a clean end leaves no marker
+    lost = path_id(str(photos / "p3.jpg"))
+    con = sqlite3.connect(db / "chroma.sqlite3")
+    with con:
+        con.execute("DELETE FROM embeddings_queue WHERE id = ? AND vector IS NOT NULL", (lost,))
+    con.close()
+    report = check(Store(db, create=False))
+    assert not report.healthy and "1 of 6 records have no stored vector" in report.problems[0]
+    (db / RUN_MARKER).write_text("{}")  # what a killed run leaves behind
+
+    notices: list[str] = []
+    decode_counter.clear()
+    summary = Engine(engine.settings).index(
+        [photos], on_event=lambda e: notices.append(e.message) if isinstance(e, Notice) else None
+    )
+    text = " ".join(notices)
+    assert "interrupted" in text and "no stored vector" in text and "Repaired" in text, text
+    assert decode_counter == [str(photos / "p3.jpg")]  # only the lost one went to the model
+    assert summary.new == 1 and summary.unchanged == 5
+    assert check(Store(db, create=False)).healthy
+    assert not (db / RUN_MARKER).exists()
+
+
+# --------------------------------------------------------------------------- one-to-one names
+
+
+def _colliding_folders(root: Path) -> tuple[str, str]:
+    """A folder literally named ``caf\\xe9`` and one named with the byte 0xE9."""
+    literal = os.path.join(str(root), "caf\\xe9")
+    raw = os.fsdecode(os.path.join(os.fsencode(str(root)), b"caf\xe9"))
+    for folder, first_seed in ((literal, 0), (raw, 10)):
+        for i in range(3):
+            make_photo(Path(folder) / f"p{i}.jpg", seed=first_seed + i)
+    assert sorted(os.listdir(os.fsencode(str(root)))) == [b"caf\\xe9", b"caf\xe9"]
+    return literal, raw
+
+
+def _paths(hits: object) -> set[str]:
+    return {r.path for r in hits.results}  # type: ignore[attr-defined]
+
+
+def test_a_backslash_folder_and_a_non_utf8_folder_never_share_a_key(
+    engine: Engine, tmp_path: Path
+) -> None:
+    from clipseek.store.keys import ancestors, meta_text
+
+    literal, raw = _colliding_folders(tmp_path / "photos")
+    assert meta_text(literal) != meta_text(raw)
+    assert meta_text(literal, 1) == meta_text(raw, 1)  # the old rule's collision
+    assert ancestors(os.path.join(literal, "x.jpg"))[0] != ancestors(os.path.join(raw, "x.jpg"))[0]
+
+    engine.index([raw])
+    summary = engine.index([literal])
+    assert (summary.new, summary.removed) == (3, 0)  # used to remove the other's three
+    summary = engine.index([raw])
+    assert (summary.unchanged, summary.removed) == (3, 0)
+    assert _paths(engine.search("a photo", 10, in_dir=literal)) == {
+        os.path.join(literal, f"p{i}.jpg") for i in range(3)
+    }
+    assert _paths(engine.search("a photo", 10, in_dir=raw)) == {
+        os.path.join(raw, f"p{i}.jpg") for i in range(3)
+    }
+    assert check(Store(engine.store.location, create=False)).healthy
+
+
+def test_an_index_with_the_old_keys_is_read_as_it_is_and_migrated_by_the_next_run(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clipseek.store import keys
+
+    root = tmp_path / "photos"
+    literal, raw = _colliding_folders(root)
+    with monkeypatch.context() as old:  # what clipseek before key schema 2 wrote
+        old.setattr(chroma_store, "SCHEMA_VERSION", 1)
+        old.setattr(chroma_store, "path_to_meta", lambda p: keys.path_to_meta(p, 1))
+        old.setattr(chroma_store, "ancestors", lambda p: keys.ancestors(p, 1))
+        engine.index([root])
+    db = Path(engine.store.location)
+    assert read_stored(db)[0].metadata["clipseek_schema"] == 1
+    assert check(Store(db, create=False)).healthy  # consistent under its own rule
+
+    reader = Engine(engine.settings)
+    both = _paths(reader.search("a photo", 10, in_dir=literal))
+    assert len(both) == 6  # the old rule cannot tell the two apart, but reading works...
+    assert read_stored(db)[0].metadata["clipseek_schema"] == 1  # ...and writes nothing
+
+    summary = Engine(engine.settings).index([root])
+    assert summary.unchanged == 6 and summary.removed == 0
+    assert read_stored(db)[0].metadata["clipseek_schema"] == chroma_store.SCHEMA_VERSION
+    fresh = Engine(engine.settings)
+    assert len(_paths(fresh.search("a photo", 10, in_dir=literal))) == 3
+    assert len(_paths(fresh.search("a photo", 10, in_dir=raw))) == 3
+    assert fresh.index([literal]).removed == 0
+    assert check(Store(db, create=False)).healthy
+
+
+# --------------------------------------------------------------------------- ctime and inode
+
+
+def test_a_replaced_file_with_the_same_size_and_mtime_is_embedded_again(
+    engine: Engine, tmp_path: Path, decode_counter: list[str]
+) -> None:
+    photos = tmp_path / "photos"
+    target = make_photo(photos / "a.bmp", seed=1, fmt="BMP")
+    other = make_photo(tmp_path / "other.bmp", seed=2, fmt="BMP")
+    make_photo(photos / "b.bmp", seed=3, fmt="BMP")
+    assert target.stat().st_size == other.stat().st_size
+    engine.index([photos])
+    before = engine.open_index().get([_id(target)])[_id(target)][0]
+    st = target.stat()
+
+    target.write_bytes(other.read_bytes())  # same size, new bytes...
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and the old mtime
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    decode_counter.clear()
+    summary = Engine(engine.settings).index([photos])
+    assert summary.updated == 1 and summary.reused == 0 and summary.unchanged == 1
+    assert decode_counter == [str(target)]
+    after = Engine(engine.settings).open_index().get([_id(target)])[_id(target)][0]
+    assert not np.allclose(before, after)
+
+
+def test_a_touched_file_keeps_its_vector_without_a_model_run(
+    engine: Engine, tmp_path: Path, decode_counter: list[str]
+) -> None:
+    photos = tmp_path / "photos"
+    target = make_photo(photos / "a.jpg", seed=1)
+    make_photo(photos / "b.jpg", seed=2)
+    engine.index([photos])
+    before = engine.open_index().get([_id(target)])[_id(target)][0]
+    st = target.stat()
+    os.chmod(target, 0o600)  # a new ctime, the same bytes, size and mtime
+    assert target.stat().st_ctime_ns != st.st_ctime_ns or target.stat().st_mode != st.st_mode
+
+    decode_counter.clear()
+    summary = Engine(engine.settings).index([photos])
+    assert decode_counter == [] and not summary.model_loaded
+    assert summary.reused == 1 and summary.unchanged == 1
+    after = Engine(engine.settings).open_index().get([_id(target)])[_id(target)][0]
+    assert np.allclose(before, after)
+    summary = Engine(engine.settings).index([photos])  # the new ctime is now stored
+    assert summary.unchanged == 2 and summary.reused == 0
+
+
+def _id(path: Path) -> str:
+    from clipseek.store.keys import path_id
+
+    return path_id(str(path))

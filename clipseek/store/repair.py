@@ -500,6 +500,7 @@ def repair(
     force: bool = False,
     on_progress: Callable[[str], None] | None = None,
     locked: bool = False,
+    before: CheckReport | None = None,
 ) -> RepairReport | None:
     """Rebuild every collection from the stored vectors and metadata; None when healthy.
 
@@ -518,8 +519,9 @@ def repair(
     if lock is not None:
         lock.acquire(wait=False)
     try:
-        say("Checking the index")
-        before = check(store)
+        if before is None:
+            say("Checking the index")
+            before = check(store)
         if before.healthy and not force:
             return None
         if not before.repairable:
