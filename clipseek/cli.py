@@ -629,9 +629,14 @@ def info(
 
 
 def _local_store(db: str | None, chroma_url: str | None) -> Any:
-    from clipseek.errors import IndexMissingError
+    from clipseek.errors import IndexMissingError, StoreError
 
     store = _engine(_settings(db=db, chroma_url=chroma_url)).store
+    if store.is_remote:
+        raise StoreError(
+            f"`clipseek check` and `repair` work on a local index folder; {store.location} is a "
+            "Chroma server. Run them on the machine that serves it, with --db on its folder."
+        )
     if not store.exists:
         raise IndexMissingError(
             f"There is no index at {store.location} yet. Run `clipseek index FOLDER` to build one."

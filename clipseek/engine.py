@@ -178,7 +178,9 @@ class Engine:
         from clipseek.store.repair import check, repair
 
         report = check(self.store)
-        if report.healthy:
+        if report.inconclusive:
+            emit(Notice(f"The last index run was interrupted; {report.problems[0]}"))
+        elif report.healthy:
             emit(
                 Notice(
                     f"The last index run was interrupted; the index checked healthy "

@@ -283,6 +283,8 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     #: Whether :func:`repair` can fix the problems from the stored vectors.
     repairable: bool = True
+    #: The self-search could not run at all (no verdict on the vector files).
+    inconclusive: bool = False
 
     @property
     def healthy(self) -> bool:
@@ -398,6 +400,8 @@ def _self_search(location: str, report: CheckReport) -> None:
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         report.problems.append(f"the self-search could not run ({exc}).")
+        report.inconclusive = True
+        report.repairable = False
         return
     if proc.returncode < 0:
         report.problems.append(
