@@ -242,9 +242,11 @@ def test_a_backslash_folder_and_a_non_utf8_folder_never_share_a_key(
     assert meta_text(literal, 1) == meta_text(raw, 1)  # the old rule's collision
     assert ancestors(os.path.join(literal, "x.jpg"))[0] != ancestors(os.path.join(raw, "x.jpg"))[0]
 
+    (Path(literal) / "broken.jpg").write_text("not an image")  # a failure record, escaped too
     engine.index([raw])
     summary = engine.index([literal])
     assert (summary.new, summary.removed) == (3, 0)  # used to remove the other's three
+    assert len(summary.failed) == 1
     summary = engine.index([raw])
     assert (summary.unchanged, summary.removed) == (3, 0)
     assert _paths(engine.search("a photo", 10, in_dir=literal)) == {

@@ -327,14 +327,20 @@ def check(store: Store, *, self_search: bool = True) -> CheckReport:
         report.problems.append(str(exc).split(" (", 1)[0] + ".")
         report.repairable = False
         return report
+    # A failures collection follows the key schema of its main collection (migrated with it).
+    schemas = {c.slug: _schema(c) for c in collections if not c.is_failures}
     for col in collections:
-        _check_collection(col, report)
+        _check_collection(col, report, schemas.get(col.slug, _schema(col)))
     if not report.problems and self_search:
         _self_search(store.location, report)
     return report
 
 
-def _check_collection(col: StoredCollection, report: CheckReport) -> None:
+def _schema(col: StoredCollection) -> int:
+    return int(col.metadata.get("clipseek_schema", 1) or 1)
+
+
+def _check_collection(col: StoredCollection, report: CheckReport, schema: int) -> None:
     import numpy as np
 
     if col.norm_problem and not col.is_failures:  # failure records hold a zero vector
@@ -364,7 +370,6 @@ def _check_collection(col: StoredCollection, report: CheckReport) -> None:
                 bad += 1
         if bad:
             report.problems.append(f"{bad} stored vectors are garbled (not unit length).")
-    schema = int(col.metadata.get("clipseek_schema", 1) or 1)
     wrong = 0
     for id_, meta in col.records.items():
         path = path_from_meta(meta)
