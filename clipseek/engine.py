@@ -55,7 +55,9 @@ class Engine:
         model_loader: Callable[[ModelSpec, str, str], Embedder] = load_model,
     ) -> None:
         self.settings = settings
-        self.store = Store(settings.store_location)
+        #: Reads go through a private snapshot that follows other processes' writes;
+        #: :meth:`index` writes through its own store on the folder itself.
+        self.store = Store(settings.store_location, reader=True)
         self._model_loader = model_loader
         self._model: Embedder | None = None
         self._model_lock = threading.Lock()
@@ -103,7 +105,7 @@ class Engine:
         opts = options or IndexOptions(
             batch_size=self.settings.batch_size, max_megapixels=self.settings.max_megapixels
         )
-        return Indexer(self.store, self.spec, self.model, opts)
+        return Indexer(self.store.writer(), self.spec, self.model, opts)
 
     def index(
         self,
@@ -148,16 +150,24 @@ class Engine:
             opts = options or IndexOptions(
                 batch_size=self.settings.batch_size, max_megapixels=self.settings.max_megapixels
             )
-            if opts.rebuild:
-                moved = self.store.recover()
-                if moved:
-                    emit(
-                        Notice(
-                            f"The index at {self.store.location} was damaged; it was moved to "
-                            f"{moved} and is rebuilt from your images."
+            writer = self.store.writer()
+            try:
+                if opts.rebuild:
+                    moved = writer.recover()
+                    if moved:
+                        emit(
+                            Notice(
+                                f"The index at {self.store.location} was damaged; it was moved "
+                                f"to {moved} and is rebuilt from your images."
+                            )
                         )
-                    )
-            return self.indexer(opts).run(roots, on_event=emit, cancel=cancel)
+                return Indexer(writer, self.spec, self.model, opts).run(
+                    roots, on_event=emit, cancel=cancel
+                )
+            finally:
+                # Chroma caches what it loaded per path: the next run, after other processes
+                # may have written, must load the folder afresh.
+                writer._forget_client()
         finally:
             if lock is not None:
                 lock.release()

@@ -8,11 +8,14 @@ filter by folder (the list of the file's ancestor folders).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import shutil
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +33,7 @@ from clipseek.store.integrity import (
     store_error,
 )
 from clipseek.store.keys import _meta_text, ancestors, path_from_meta, path_id, path_to_meta
+from clipseek.store.snapshot import bump_generation, fingerprint, remove_snapshot, take_snapshot
 
 if TYPE_CHECKING:
     import numpy as np
@@ -111,16 +115,38 @@ class IndexInfo:
 # --------------------------------------------------------------------------- store
 
 
-class Store:
-    """A ChromaDB database: a folder on disk, or a Chroma server when ``location`` is a URL."""
+#: How often (seconds) a reader looks at the index folder for another process's writes.
+RELOAD_CHECK_INTERVAL = 0.25
+#: How long a replaced snapshot stays open, so requests already using it finish on it.
+RETIRE_AFTER = 15.0
 
-    def __init__(self, location: str | os.PathLike[str], *, create: bool = True) -> None:
+
+class Store:
+    """A ChromaDB database: a folder on disk, or a Chroma server when ``location`` is a URL.
+
+    With ``reader=True`` (what the engine uses for queries, the app and the server) a
+    local database is never opened in place: reads go to a private snapshot that is
+    replaced as soon as another process commits a write (see :mod:`clipseek.store.snapshot`
+    and docs/RELIABILITY.md). Without it (the indexer), Chroma opens the folder itself.
+    """
+
+    def __init__(
+        self, location: str | os.PathLike[str], *, create: bool = True, reader: bool = False
+    ) -> None:
         self.location = os.fspath(location)
         self.is_remote = self.location.startswith(("http://", "https://"))
         self._create = create
         self._client: Any = None
         self._lock: DataLock | None = None if self.is_remote else data_lock(self.location)
         self._health_checked = False
+        self.reader = reader and not self.is_remote
+        self._snapshot: Path | None = None
+        self._snapshot_print: tuple | None = None
+        self._checked_at = 0.0
+        self._retired: list[tuple[float, Path, Any]] = []
+        self._refresh_lock = threading.RLock()
+        #: How many times this reader took a new snapshot (for tests and diagnostics).
+        self.reloads = 0
 
     # -- locking (see clipseek.lock): readers share, writers exclude
 
@@ -185,21 +211,76 @@ class Store:
                     f"{target} ({exc.strerror or exc}); move or delete it by hand, then "
                     "run `clipseek index` again."
                 ) from None
+        bump_generation(folder)
         self._health_checked = False
         return str(target)
 
     def _forget_client(self) -> None:
-        """Drop Chroma's per-process cached system for this folder, so a reopen starts clean."""
-        self._client = None
-        try:
-            from chromadb.api.shared_system_client import SharedSystemClient
-        except ImportError:  # pragma: no cover - layout of another chromadb release
-            return
-        system = SharedSystemClient._identifier_to_system.pop(str(Path(self.location)), None)
-        SharedSystemClient._identifier_to_refcount.pop(str(Path(self.location)), None)
-        if system is not None:
-            with contextlib.suppress(Exception):
-                system.stop()
+        """Drop Chroma's per-process cached system for this folder, so a reopen starts clean.
+
+        Chroma keeps one system per path and process, holding the vectors it loaded; it
+        never notices that another process changed the files, so whoever opens the folder
+        again after someone else wrote must drop it first.
+        """
+        with self._refresh_lock:
+            self._client = None
+            if self._snapshot is not None:
+                self._retire(self._snapshot, now=0.0)
+                self._snapshot = None
+                self._snapshot_print = None
+            self._stop_retired(everything=True)
+            _drop_system(Path(self.location))
+
+    def writer(self) -> Store:
+        """A store on the same location that opens the folder itself, for the indexer."""
+        return Store(self.location, create=self._create)
+
+    # -- reader snapshots
+
+    def _retire(self, snapshot: Path, now: float | None = None) -> None:
+        self._retired.append((time.monotonic() if now is None else now, snapshot, None))
+
+    def _stop_retired(self, everything: bool = False) -> None:
+        keep = []
+        for since, snapshot, _ in self._retired:
+            if everything or time.monotonic() - since > RETIRE_AFTER:
+                _drop_system(snapshot)
+                remove_snapshot(snapshot)
+                _live_snapshots.discard(snapshot)
+            else:
+                keep.append((since, snapshot, None))
+        self._retired = keep
+
+    def changed(self) -> bool:
+        """Whether another process committed a write since this reader's snapshot."""
+        if not self.reader or self._snapshot is None:
+            return False
+        with self.reading():
+            return fingerprint(self.location) != self._snapshot_print
+
+    def _reader_folder(self) -> Path:
+        """The snapshot to read, taken anew if the index changed (checked at most every
+        :data:`RELOAD_CHECK_INTERVAL` seconds; a check is a few ``stat`` calls)."""
+        with self._refresh_lock:
+            now = time.monotonic()
+            if self._snapshot is not None and now - self._checked_at < RELOAD_CHECK_INTERVAL:
+                return self._snapshot
+            self._checked_at = now
+            self._stop_retired()
+            with self.reading():
+                current = fingerprint(self.location)
+                if self._snapshot is not None and current == self._snapshot_print:
+                    return self._snapshot
+                try:
+                    snapshot = take_snapshot(self.location)
+                except OSError as exc:
+                    raise _snapshot_error(self.location, exc) from None
+            _live_snapshots.add(snapshot)
+            if self._snapshot is not None:
+                self._retire(self._snapshot)
+                self.reloads += 1
+            self._snapshot, self._snapshot_print, self._client = snapshot, current, None
+            return snapshot
 
     # -- connection
 
@@ -249,6 +330,22 @@ class Store:
                 f"Cannot create the index folder {folder}: {exc.strerror or exc}. "
                 "Choose another place with --db PATH or CLIPSEEK_DB."
             ) from exc
+        if self.reader:
+            with self._refresh_lock:
+                if not self.exists:
+                    raise IndexMissingError(
+                        f"There is no clipseek index at {folder} yet. "
+                        "Run `clipseek index FOLDER` to build one."
+                    )
+                snapshot = self._reader_folder()
+                if self._client is None:
+                    try:
+                        self._client = chromadb.PersistentClient(
+                            path=str(snapshot), settings=chroma_settings
+                        )
+                    except _chroma_errors() as exc:
+                        raise store_error(self.location, "Opening", exc) from exc
+                return self._client
         creating = not self.exists
         try:
             with self.writing() if creating else self.reading():
@@ -259,7 +356,14 @@ class Store:
         return self._client
 
     def close(self) -> None:
+        if self.reader:
+            self._forget_client()
         self._client = None
+
+    def _committed(self) -> None:
+        """After each committed write: tell readers in other processes (see snapshot.py)."""
+        if not self.is_remote and not self.reader:
+            bump_generation(self.location)
 
     # -- collections
 
@@ -270,7 +374,7 @@ class Store:
     def _collections_unchecked(self) -> list[Any]:
         client = self._connect()
         try:
-            with self.reading():
+            with self._chroma_reading():
                 cols = client.list_collections()
                 out = []
                 for col in cols:
@@ -288,12 +392,22 @@ class Store:
             return []
         return [self._wrap(col).info() for col in self._collections()]
 
+    def _chroma_reading(self) -> contextlib.AbstractContextManager[None]:
+        """A reader's snapshot is private: reading it needs no lock, so it never waits."""
+        return contextlib.nullcontext() if self.reader else self.reading()
+
     def _wrap(self, col: Any, collection_slug: str | None = None) -> ImageIndex:
         failures = None
         if collection_slug is not None:
             slug = collection_slug
             failures = lambda: self._failures_collection(slug)  # noqa: E731
-        return ImageIndex(col, failures, location=self.location, lock=self._lock)
+        return ImageIndex(
+            col,
+            failures,
+            location=self.location,
+            lock=None if self.reader else self._lock,
+            committed=None if self.reader or self.is_remote else self._committed,
+        )
 
     def peek_indexes(self) -> list[IndexInfo] | None:
         """:meth:`indexes` read straight from Chroma's SQLite file, without importing chromadb.
@@ -329,7 +443,8 @@ class Store:
                     raise StoreError(
                         f"Collection {name} belongs to model {index.model_key}, not {model_key}."
                     )
-                _raise_ef_search(col)
+                if not self.reader:  # a reader never writes; the next index run raises it
+                    _raise_ef_search(col)
                 return index
         return None
 
@@ -355,10 +470,16 @@ class Store:
                 )
         except _chroma_errors() as exc:
             raise store_error(self.location, "Creating an index", exc) from exc
+        self._committed()
         return self._wrap(col, collection_slug)
 
     def _failures_collection(self, collection_slug: str) -> Any:
         client = self._connect()
+        if self.reader:  # a reader only looks; the indexer creates the collection
+            try:
+                return client.get_collection(FAILURES_PREFIX + collection_slug)
+            except _chroma_errors():
+                return None
         try:
             with self.writing():
                 return client.get_or_create_collection(
@@ -379,6 +500,7 @@ class Store:
                         client.delete_collection(FAILURES_PREFIX + collection_slug)
             except _chroma_errors() as exc:
                 raise store_error(self.location, "Deleting an index", exc) from exc
+            self._committed()
 
 
 class ImageIndex:
@@ -391,8 +513,10 @@ class ImageIndex:
         *,
         location: str = "",
         lock: DataLock | None = None,
+        committed: Callable[[], None] | None = None,
     ) -> None:
         self._col = collection
+        self._committed = committed or (lambda: None)
         self._failures_factory = failures
         self._failures_col: Any = None
         self.location = location
@@ -465,6 +589,7 @@ class ImageIndex:
                 self._col.modify(metadata=meta)
         except _chroma_errors() as exc:
             raise self._error("Writing", exc) from exc
+        self._committed()
         self._meta = meta
 
     # -- reading
@@ -557,35 +682,35 @@ class ImageIndex:
         return out
 
     def query(self, vector: np.ndarray, n: int, under: str | None = None) -> list[Hit]:
-        """The ``n`` nearest images by cosine similarity, best first."""
+        """The ``n`` nearest images by cosine similarity, best first.
+
+        HNSW is approximate: for a large ``n`` (or a folder filter that keeps few records)
+        it can return fewer than it should. A short answer is therefore checked against an
+        exact scan of the stored vectors, which is what is returned; only when the records
+        themselves disagree (a record without a vector) is the index called damaged.
+        """
         import numpy as np
 
         if n <= 0:
             return []
         where = {"dirs": {"$contains": _meta_text(under)}} if under else None
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         try:
             with self._reading():
-                # Chroma answers n_results above its count with what it has, so the count
-                # (a full COUNT over SQLite, ~9 ms at 100k) is only read for a short answer.
                 res = self._col.query(
-                    query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
+                    query_embeddings=query,
                     n_results=n,
                     where=where,
                     include=["metadatas", "distances"],
                 )
         except _chroma_errors() as exc:
             raise self._error("Searching", exc) from exc
-        if where is None and len(res["ids"][0]) < n:
-            total = self.count()
-            if len(res["ids"][0]) < min(n, total):
-                # Chroma counts records from its SQLite file but searches its vector files;
-                # fewer hits than records means those files lost entries.
-                raise DamagedIndexError(
-                    damaged_message(
-                        self.location,
-                        f"the vector files hold fewer images than the {total} recorded",
-                    )
-                )
+        if len(res["ids"][0]) < n:
+            # Chroma answers n_results above its count with what it has, so the count
+            # (a full COUNT over SQLite, ~9 ms at 100k) is only read for a short answer.
+            total = self.count() if where is None else None
+            if total is None or len(res["ids"][0]) < min(n, total):
+                return self._exact(query[0], n, where)
         hits = []
         for id_, meta, dist in zip(
             res["ids"][0], res["metadatas"][0], res["distances"][0], strict=True
@@ -595,6 +720,42 @@ class ImageIndex:
                 Hit(id=id_, path=path_from_meta(meta), score=1.0 - float(dist), metadata=meta)
             )
         return hits
+
+    def _exact(self, vector: np.ndarray, n: int, where: dict[str, Any] | None) -> list[Hit]:
+        """Rank every stored vector (matching ``where``) exactly: the complete answer."""
+        import numpy as np
+
+        ids: list[str] = []
+        metas: list[Mapping[str, Any]] = []
+        blocks: list[np.ndarray] = []
+        missing = 0
+        for page in self._get_pages(where, ["embeddings", "metadatas"]):
+            embeddings = page["embeddings"]
+            for i, (id_, meta) in enumerate(zip(page["ids"], page["metadatas"], strict=True)):
+                emb = None if embeddings is None else embeddings[i]
+                if emb is None or len(emb) == 0:
+                    missing += 1
+                    continue
+                ids.append(id_)
+                metas.append(meta or {})
+                blocks.append(np.asarray(emb, dtype=np.float32))
+        if missing:
+            raise DamagedIndexError(
+                damaged_message(self.location, f"{missing} recorded image(s) have no vector")
+            )
+        if not ids:
+            return []
+        matrix = np.stack(blocks)
+        norms = np.linalg.norm(matrix, axis=1)
+        norms[norms == 0] = 1.0
+        q = np.asarray(vector, dtype=np.float32)
+        q = q / (np.linalg.norm(q) or 1.0)
+        scores = (matrix @ q) / norms
+        order = np.argsort(-scores, kind="stable")[:n]
+        return [
+            Hit(id=ids[i], path=path_from_meta(metas[i]), score=float(scores[i]), metadata=metas[i])
+            for i in order
+        ]
 
     # -- writing
 
@@ -625,6 +786,7 @@ class ImageIndex:
                     )
             except _chroma_errors() as exc:
                 raise self._error("Writing", exc) from exc
+            self._committed()
 
     def delete(self, ids: Sequence[str]) -> None:
         self._delete(self._col, ids)
@@ -638,6 +800,7 @@ class ImageIndex:
                     collection.delete(ids=ids[start : start + step])
             except _chroma_errors() as exc:
                 raise self._error("Deleting", exc) from exc
+            self._committed()
 
     def record_failures(self, failures: Sequence[tuple[str, int, int, str]]) -> None:
         """Remember unreadable files as (path, size, mtime_ns, reason)."""
@@ -663,6 +826,7 @@ class ImageIndex:
                     )
             except _chroma_errors() as exc:
                 raise self._error("Writing", exc) from exc
+            self._committed()
 
     def forget_failures(self, ids: Sequence[str]) -> None:
         collection = self._failures()
@@ -731,6 +895,47 @@ def _peek_sqlite(path: Path) -> list[IndexInfo] | None:
         return out
     finally:
         con.close()
+
+
+#: Snapshots this process made and has not removed yet.
+_live_snapshots: set[Path] = set()
+
+
+@atexit.register
+def _remove_snapshots() -> None:
+    """Remove this process's snapshots when it exits normally (a killed one's are swept)."""
+    for snapshot in list(_live_snapshots):
+        _drop_system(snapshot)
+        remove_snapshot(snapshot)
+    _live_snapshots.clear()
+
+
+def _drop_system(path: Path) -> None:
+    """Stop and forget Chroma's cached system for ``path`` (it caches one per path)."""
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+    except ImportError:  # pragma: no cover - layout of another chromadb release
+        return
+    system = SharedSystemClient._identifier_to_system.pop(str(path), None)
+    SharedSystemClient._identifier_to_refcount.pop(str(path), None)
+    if system is not None:
+        with contextlib.suppress(Exception):
+            system.stop()
+
+
+def _snapshot_error(location: str, exc: OSError) -> StoreError:
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(
+            f"Cannot read the index at {location}: there is no room for a reading copy "
+            f"({exc.strerror}) in memory or in the temporary folder. Free some space, or "
+            "point CLIPSEEK_SNAPSHOT_DIR at a folder with room."
+        )
+    return StoreError(
+        f"Cannot read the index at {location}: making a reading copy failed "
+        f"({exc.strerror or exc}). Point CLIPSEEK_SNAPSHOT_DIR at a writable folder."
+    )
 
 
 def _raise_ef_search(collection: Any) -> None:
