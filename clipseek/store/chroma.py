@@ -117,6 +117,9 @@ class IndexInfo:
 
 #: How often (seconds) a reader looks at the index folder for another process's writes.
 RELOAD_CHECK_INTERVAL = 0.25
+#: The least time (seconds) between two snapshots, so a reader does not copy the database
+#: after every batch of a long index run; a change is seen within about this long.
+MIN_RELOAD_INTERVAL = 1.0
 #: How long a replaced snapshot stays open, so requests already using it finish on it.
 RETIRE_AFTER = 15.0
 
@@ -143,6 +146,7 @@ class Store:
         self._snapshot: Path | None = None
         self._snapshot_print: tuple | None = None
         self._checked_at = 0.0
+        self._taken_at = 0.0
         self._retired: list[tuple[float, Path, Any]] = []
         self._refresh_lock = threading.RLock()
         #: How many times this reader took a new snapshot (for tests and diagnostics).
@@ -258,14 +262,21 @@ class Store:
         with self.reading():
             return fingerprint(self.location) != self._snapshot_print
 
+    def _stale(self) -> bool:
+        """Whether it is time to look for a newer snapshot (cheap: a clock read)."""
+        now = time.monotonic()
+        return (
+            now - self._checked_at >= RELOAD_CHECK_INTERVAL
+            and now - self._taken_at >= MIN_RELOAD_INTERVAL
+        )
+
     def _reader_folder(self) -> Path:
         """The snapshot to read, taken anew if the index changed (checked at most every
         :data:`RELOAD_CHECK_INTERVAL` seconds; a check is a few ``stat`` calls)."""
         with self._refresh_lock:
-            now = time.monotonic()
-            if self._snapshot is not None and now - self._checked_at < RELOAD_CHECK_INTERVAL:
+            if self._snapshot is not None and not self._stale():
                 return self._snapshot
-            self._checked_at = now
+            self._checked_at = time.monotonic()
             self._stop_retired()
             with self.reading():
                 current = fingerprint(self.location)
@@ -280,6 +291,7 @@ class Store:
                 self._retire(self._snapshot)
                 self.reloads += 1
             self._snapshot, self._snapshot_print, self._client = snapshot, current, None
+            self._taken_at = time.monotonic()
             return snapshot
 
     # -- connection
@@ -290,7 +302,7 @@ class Store:
         return self.is_remote or (Path(self.location) / "chroma.sqlite3").exists()
 
     def _connect(self) -> Any:
-        if self._client is not None:
+        if self._client is not None and not (self.reader and self._stale()):
             return self._client
         import chromadb
         from chromadb.config import Settings as ChromaSettings
