@@ -404,3 +404,56 @@ def test_stress_index_killed_at_random_while_serve_and_a_reader_query(tmp_path, 
         f"\nstress: {cycles} cycles, {kills} killed, {readers.requests} reader requests, "
         f"{len(readers.errors)} errors, slowest request {readers.slowest:.2f} s"
     )
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def test_the_app_follows_another_process_index_run(tmp_path, tiny_model_dir, loaded_tiny_model):
+    """The app's "N images" and the results on screen update after another process indexes."""
+    pytest.importorskip("textual")
+    import asyncio
+
+    from clipseek.config import Settings
+    from clipseek.engine import Engine
+    from clipseek.tui.app import ClipseekApp
+
+    photos, db = tmp_path / "photos", tmp_path / "db"
+    _tree(photos / "one", 0, 6)
+    settings = Settings(
+        db=db, model=f"local-dir:{tiny_model_dir}", device="cpu", precision="fp32", sources={}
+    )
+    Engine(settings, model_loader=lambda *_: loaded_tiny_model).index([photos])
+    app = ClipseekApp(
+        engine=Engine(settings, model_loader=lambda *_: loaded_tiny_model), preview="halfcell"
+    )
+
+    async def wait(condition, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, "timed out waiting for the app"
+            await asyncio.sleep(0.05)
+
+    def shown() -> set[str]:
+        from clipseek.tui.widgets.results import ResultsList
+
+        results = app.search_screen.query_one("#results", ResultsList)
+        return {r.path for r in results.results} if results.display else set()
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait(lambda: app.model_ready and app.index_count == 6)
+            from clipseek.tui.widgets.topk import TopKInput
+
+            app.search_screen.query_one(TopKInput).set_count(50, announce=False)
+            app.search_screen.search("a coloured square")
+            await wait(lambda: len(shown()) == 6)
+            # Another process (here: another engine's writer store, on the folder itself).
+            _tree(photos / "two", 100, 4)
+            other = Engine(settings, model_loader=lambda *_: loaded_tiny_model)
+            await asyncio.to_thread(other.index, [photos])
+            await wait(lambda: app.index_count == 10)
+            await wait(lambda: len(shown()) == 10)
+            await pilot.pause()
+
+    asyncio.run(scenario())
