@@ -333,6 +333,19 @@ def _change(photos: Path, rng: random.Random, next_id: int) -> int:
     return next_id + 6
 
 
+def _wait_for_writer(proc: Proc, db: Path, timeout: float = 120.0) -> None:
+    """Until ``proc`` holds the writer lock (it is about to write), or has exited."""
+    from clipseek.lock import WriterLock
+
+    lock = WriterLock(db)
+    deadline = time.monotonic() + timeout
+    while proc.popen.poll() is None and time.monotonic() < deadline:
+        holder = lock.holder()
+        if holder is not None and holder.pid == proc.pid:
+            return
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_stress_index_killed_at_random_while_serve_and_a_reader_query(tmp_path, tiny_model):
     """N cycles of change files → ``clipseek index`` → SIGKILL at a random moment, with a
@@ -346,17 +359,22 @@ def test_stress_index_killed_at_random_while_serve_and_a_reader_query(tmp_path, 
 
     port = free_port()
     server = Proc(["serve", "--port", str(port)], env)
+    cycles = kills = 0
     readers = Readers(port, db, photos)
     try:
         server.wait_for("Serving on", timeout=240)
         readers.start()
         rng = random.Random(int(os.environ.get("CLIPSEEK_STRESS_SEED", "7")))
         budget = float(os.environ.get("CLIPSEEK_STRESS_SECONDS", "45"))
-        started, cycles, kills, next_id = time.monotonic(), 0, 0, 1000
+        started, next_id = time.monotonic(), 1000
         while cycles < 2 or time.monotonic() - started < budget:
             next_id = _change(photos, rng, next_id)
             proc = Proc(["index", str(photos), "--batch-size", "4"], env)
-            time.sleep(rng.uniform(0.5, 6.0))
+            if rng.random() < 0.75:  # mostly while it writes, else at any moment of start-up
+                _wait_for_writer(proc, db)
+                time.sleep(rng.uniform(0.0, 2.0))
+            else:
+                time.sleep(rng.uniform(0.2, 4.0))
             if proc.popen.poll() is None:
                 proc.popen.send_signal(signal.SIGKILL)
                 kills += 1
@@ -376,14 +394,19 @@ def test_stress_index_killed_at_random_while_serve_and_a_reader_query(tmp_path, 
         assert health["indexed_images"] == len(files)
         r = httpx.post(
             f"http://127.0.0.1:{port}/search",
-            json={"query": "a square", "top_k": 1000},
+            json={"query": "a square", "top_k": 200},
             trust_env=False,
             timeout=60,
         )
         assert r.status_code == 200, r.text
+        assert len(files) <= 200
         assert {hit["path"] for hit in r.json()["results"]} == files
     finally:
         readers.stop()
+        print(
+            f"\nstress: {cycles} cycles, {kills} killed, {readers.requests} reader requests, "
+            f"{len(readers.errors)} errors, slowest request {readers.slowest:.2f} s"
+        )
         server.popen.send_signal(signal.SIGINT)
         try:
             server.finish(timeout=30)
@@ -400,10 +423,6 @@ def test_stress_index_killed_at_random_while_serve_and_a_reader_query(tmp_path, 
     stored = index.get(list(entries))
     for id_, (vector, _) in stored.items():
         assert index.query(vector, 1)[0].id == id_ or index.query(vector, 1)[0].score > 0.9999
-    print(
-        f"\nstress: {cycles} cycles, {kills} killed, {readers.requests} reader requests, "
-        f"{len(readers.errors)} errors, slowest request {readers.slowest:.2f} s"
-    )
 
 
 # --------------------------------------------------------------------------- the app

@@ -120,8 +120,10 @@ RELOAD_CHECK_INTERVAL = 0.25
 #: The least time (seconds) between two snapshots, so a reader does not copy the database
 #: after every batch of a long index run; a change is seen within about this long.
 MIN_RELOAD_INTERVAL = 1.0
-#: How long a replaced snapshot stays open, so requests already using it finish on it.
-RETIRE_AFTER = 15.0
+#: How long a replaced snapshot stays open, so requests already using it finish on it;
+#: at most :data:`RETIRED_KEPT` are kept (each holds a copy of the database and its vectors).
+RETIRE_AFTER = 5.0
+RETIRED_KEPT = 2
 
 
 class Store:
@@ -246,8 +248,9 @@ class Store:
 
     def _stop_retired(self, everything: bool = False) -> None:
         keep = []
-        for since, snapshot, _ in self._retired:
-            if everything or time.monotonic() - since > RETIRE_AFTER:
+        excess = len(self._retired) - RETIRED_KEPT
+        for n, (since, snapshot, _) in enumerate(self._retired):
+            if everything or n < excess or time.monotonic() - since > RETIRE_AFTER:
                 _drop_system(snapshot)
                 remove_snapshot(snapshot)
                 _live_snapshots.discard(snapshot)
@@ -289,6 +292,7 @@ class Store:
             _live_snapshots.add(snapshot)
             if self._snapshot is not None:
                 self._retire(self._snapshot)
+                self._stop_retired()
                 self.reloads += 1
             self._snapshot, self._snapshot_print, self._client = snapshot, current, None
             self._taken_at = time.monotonic()
