@@ -275,7 +275,8 @@ class Store:
 
     def _reader_folder(self) -> Path:
         """The snapshot to read, taken anew if the index changed (checked at most every
-        :data:`RELOAD_CHECK_INTERVAL` seconds; a check is a few ``stat`` calls)."""
+        :data:`RELOAD_CHECK_INTERVAL` seconds; a check is a few ``stat`` calls). Its client
+        is opened, and linked vector files loaded, while the shared lock is still held."""
         with self._refresh_lock:
             if self._snapshot is not None and not self._stale():
                 return self._snapshot
@@ -289,12 +290,18 @@ class Store:
                     snapshot = take_snapshot(self.location)
                 except OSError as exc:
                     raise _snapshot_error(self.location, exc) from None
+                try:
+                    client = _open_snapshot(snapshot)
+                except _chroma_errors() as exc:
+                    _drop_system(snapshot)
+                    remove_snapshot(snapshot)
+                    raise store_error(self.location, "Opening", exc) from exc
             _live_snapshots.add(snapshot)
             if self._snapshot is not None:
                 self._retire(self._snapshot)
                 self._stop_retired()
                 self.reloads += 1
-            self._snapshot, self._snapshot_print, self._client = snapshot, current, None
+            self._snapshot, self._snapshot_print, self._client = snapshot, current, client
             self._taken_at = time.monotonic()
             return snapshot
 
@@ -334,6 +341,15 @@ class Store:
             return self._client
         folder = Path(self.location)
         self._check_health()
+        if self.reader:  # never creates anything: a missing index is only reported
+            with self._refresh_lock:
+                if not self.exists:
+                    raise IndexMissingError(
+                        f"There is no clipseek index at {folder} yet. "
+                        "Run `clipseek index FOLDER` to build one."
+                    )
+                self._reader_folder()
+                return self._client
         if not self._create and not self.exists:
             raise IndexMissingError(
                 f"There is no clipseek index at {folder} yet. "
@@ -346,22 +362,6 @@ class Store:
                 f"Cannot create the index folder {folder}: {exc.strerror or exc}. "
                 "Choose another place with --db PATH or CLIPSEEK_DB."
             ) from exc
-        if self.reader:
-            with self._refresh_lock:
-                if not self.exists:
-                    raise IndexMissingError(
-                        f"There is no clipseek index at {folder} yet. "
-                        "Run `clipseek index FOLDER` to build one."
-                    )
-                snapshot = self._reader_folder()
-                if self._client is None:
-                    try:
-                        self._client = chromadb.PersistentClient(
-                            path=str(snapshot), settings=chroma_settings
-                        )
-                    except _chroma_errors() as exc:
-                        raise store_error(self.location, "Opening", exc) from exc
-                return self._client
         creating = not self.exists
         try:
             with self.writing() if creating else self.reading():
@@ -924,6 +924,26 @@ def _remove_snapshots() -> None:
         _drop_system(snapshot)
         remove_snapshot(snapshot)
     _live_snapshots.clear()
+
+
+def _open_snapshot(snapshot: Path) -> Any:
+    """A Chroma client on a snapshot. Linked vector folders are loaded into memory now,
+    under the caller's shared lock: Chroma loads them lazily, and a writer saves them in
+    place, so loading later could read a newer (or half-written) save."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    client = chromadb.PersistentClient(
+        path=str(snapshot), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    if any(p.is_symlink() for p in snapshot.iterdir()):
+        for col in client.list_collections():
+            col = col if hasattr(col, "metadata") else client.get_collection(col)
+            got = col.get(limit=1, include=["embeddings"])
+            embeddings = got.get("embeddings")
+            if got["ids"] and embeddings is not None and len(embeddings):
+                col.query(query_embeddings=[embeddings[0]], n_results=1, include=["distances"])
+    return client
 
 
 def _drop_system(path: Path) -> None:
