@@ -723,9 +723,10 @@ class ImageIndex:
             raise self._error("Searching", exc) from exc
         if len(res["ids"][0]) < n:
             # Chroma answers n_results above its count with what it has, so the count
-            # (a full COUNT over SQLite, ~9 ms at 100k) is only read for a short answer.
-            total = self.count() if where is None else None
-            if total is None or len(res["ids"][0]) < min(n, total):
+            # (a full COUNT over SQLite, ~9 ms at 100k) is only read for a short answer;
+            # only an answer shorter than what exists pays for the exact scan.
+            total = self.count() if where is None else self._matching(where)
+            if len(res["ids"][0]) < min(n, total):
                 return self._exact(query[0], n, where)
         hits = []
         for id_, meta, dist in zip(
@@ -736,6 +737,10 @@ class ImageIndex:
                 Hit(id=id_, path=path_from_meta(meta), score=1.0 - float(dist), metadata=meta)
             )
         return hits
+
+    def _matching(self, where: dict[str, Any]) -> int:
+        """How many records match ``where`` (ids only, from SQLite)."""
+        return sum(len(page["ids"]) for page in self._get_pages(where, []))
 
     def _exact(self, vector: np.ndarray, n: int, where: dict[str, Any] | None) -> list[Hit]:
         """Rank every stored vector (matching ``where``) exactly: the complete answer."""
