@@ -48,10 +48,12 @@ def main() -> None:
                     for i in range(start, min(args.count, start + 500))
                 ]
             )
-        print(f"{args.count} vectors of {args.dim} written in {time.perf_counter() - started:.1f} s")
+        took = time.perf_counter() - started
+        print(f"{args.count} vectors of {args.dim} written in {took:.1f} s")
         sizes = {p.name: p.stat().st_size for p in db.rglob("*") if p.is_file()}
         hnsw = sum(v for k, v in sizes.items() if k.endswith(".bin"))
-        print(f"chroma.sqlite3 {sizes['chroma.sqlite3'] / 2**20:.1f} MB, HNSW {hnsw / 2**20:.1f} MB")
+        sqlite_mb = sizes["chroma.sqlite3"] / 2**20
+        print(f"chroma.sqlite3 {sqlite_mb:.1f} MB, HNSW {hnsw / 2**20:.1f} MB")
         for _ in range(3):
             started = time.perf_counter()
             snapshot = take_snapshot(db)
