@@ -124,6 +124,9 @@ MIN_RELOAD_INTERVAL = 1.0
 #: at most :data:`RETIRED_KEPT` are kept (each holds a copy of the database and its vectors).
 RETIRE_AFTER = 5.0
 RETIRED_KEPT = 2
+#: Writes committed by this process (any store): a reader in the same process looks again
+#: at once after one, without waiting for the intervals above.
+_process_writes = [0]
 
 
 class Store:
@@ -149,6 +152,7 @@ class Store:
         self._snapshot_print: tuple | None = None
         self._checked_at = 0.0
         self._taken_at = 0.0
+        self._seen_writes = -1
         self._retired: list[tuple[float, Path, Any]] = []
         self._refresh_lock = threading.RLock()
         #: How many times this reader took a new snapshot (for tests and diagnostics).
@@ -217,6 +221,7 @@ class Store:
                     f"{target} ({exc.strerror or exc}); move or delete it by hand, then "
                     "run `clipseek index` again."
                 ) from None
+        _process_writes[0] += 1
         bump_generation(folder)
         self._health_checked = False
         return str(target)
@@ -267,6 +272,8 @@ class Store:
 
     def _stale(self) -> bool:
         """Whether it is time to look for a newer snapshot (cheap: a clock read)."""
+        if self._seen_writes != _process_writes[0]:
+            return True
         now = time.monotonic()
         return (
             now - self._checked_at >= RELOAD_CHECK_INTERVAL
@@ -281,6 +288,7 @@ class Store:
             if self._snapshot is not None and not self._stale():
                 return self._snapshot
             self._checked_at = time.monotonic()
+            self._seen_writes = _process_writes[0]
             self._stop_retired()
             with self.reading():
                 current = fingerprint(self.location)
@@ -379,6 +387,7 @@ class Store:
     def _committed(self) -> None:
         """After each committed write: tell readers in other processes (see snapshot.py)."""
         if not self.is_remote and not self.reader:
+            _process_writes[0] += 1
             bump_generation(self.location)
 
     # -- collections
