@@ -134,9 +134,12 @@ def take_snapshot(folder: str | os.PathLike[str]) -> Path:
             if not (entry.is_dir() and _UUID.match(entry.name)):
                 continue
             if entry.name in settled:
-                os.symlink(os.path.abspath(entry.path), target / entry.name)
-            else:
-                shutil.copytree(entry.path, target / entry.name)
+                try:
+                    os.symlink(os.path.abspath(entry.path), target / entry.name)
+                    continue
+                except OSError:  # no symlinks here (Windows without the privilege): copy
+                    pass
+            shutil.copytree(entry.path, target / entry.name)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
