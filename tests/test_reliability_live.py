@@ -365,7 +365,7 @@ def test_stress_index_killed_at_random_while_serve_and_a_reader_query(tmp_path, 
         server.wait_for("Serving on", timeout=240)
         readers.start()
         rng = random.Random(int(os.environ.get("CLIPSEEK_STRESS_SEED", "7")))
-        budget = float(os.environ.get("CLIPSEEK_STRESS_SECONDS", "45"))
+        budget = float(os.environ.get("CLIPSEEK_STRESS_SECONDS", "30"))
         started, next_id = time.monotonic(), 1000
         while cycles < 2 or time.monotonic() - started < budget:
             next_id = _change(photos, rng, next_id)
