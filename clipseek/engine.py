@@ -55,7 +55,9 @@ class Engine:
         model_loader: Callable[[ModelSpec, str, str], Embedder] = load_model,
     ) -> None:
         self.settings = settings
-        self.store = Store(settings.store_location)
+        #: Reads go through a private snapshot that follows other processes' writes;
+        #: :meth:`index` writes through its own store on the folder itself.
+        self.store = Store(settings.store_location, reader=True)
         self._model_loader = model_loader
         self._model: Embedder | None = None
         self._model_lock = threading.Lock()
@@ -103,7 +105,7 @@ class Engine:
         opts = options or IndexOptions(
             batch_size=self.settings.batch_size, max_megapixels=self.settings.max_megapixels
         )
-        return Indexer(self.store, self.spec, self.model, opts)
+        return Indexer(self.store.writer(), self.spec, self.model, opts)
 
     def index(
         self,
@@ -148,36 +150,44 @@ class Engine:
             opts = options or IndexOptions(
                 batch_size=self.settings.batch_size, max_megapixels=self.settings.max_megapixels
             )
-            if opts.rebuild:
-                moved = self.store.recover()
-                if moved:
-                    emit(
-                        Notice(
-                            f"The index at {self.store.location} was damaged; it was moved to "
-                            f"{moved} and is rebuilt from your images."
+            writer = self.store.writer()
+            try:
+                if opts.rebuild:
+                    moved = writer.recover()
+                    if moved:
+                        emit(
+                            Notice(
+                                f"The index at {self.store.location} was damaged; it was moved "
+                                f"to {moved} and is rebuilt from your images."
+                            )
                         )
-                    )
-            marker = None
-            if not self.store.is_remote:
-                from clipseek.store.repair import RunMarker
+                marker = None
+                if not self.store.is_remote:
+                    from clipseek.store.repair import RunMarker
 
-                marker = RunMarker(self.store.location)
-                if marker.begin() and not opts.rebuild and self.store.exists:
-                    self._after_interruption(emit)
-            summary = self.indexer(opts).run(roots, on_event=emit, cancel=cancel)
-            if marker is not None and not summary.cancelled:
-                marker.end()
-            return summary
+                    marker = RunMarker(self.store.location)
+                    if marker.begin() and not opts.rebuild and writer.exists:
+                        self._after_interruption(emit, writer)
+                summary = Indexer(writer, self.spec, self.model, opts).run(
+                    roots, on_event=emit, cancel=cancel
+                )
+                if marker is not None and not summary.cancelled:
+                    marker.end()
+                return summary
+            finally:
+                # Chroma caches what it loaded per path: the next run, after other processes
+                # may have written, must load the folder afresh.
+                writer._forget_client()
         finally:
             if lock is not None:
                 lock.release()
 
-    def _after_interruption(self, emit: EventHandler) -> None:
+    def _after_interruption(self, emit: EventHandler, store: Store) -> None:
         """The last run never finished: check the index before trusting it, and rebuild
         its vector files from the stored vectors if they disagree (no model needed)."""
         from clipseek.store.repair import check, repair
 
-        report = check(self.store)
+        report = check(store)
         if report.inconclusive:
             emit(Notice(f"The last index run was interrupted; {report.problems[0]}"))
         elif report.healthy:
@@ -188,7 +198,7 @@ class Engine:
                 )
             )
         elif report.repairable:
-            repaired = repair(self.store, locked=True, before=report)
+            repaired = repair(store, locked=True, before=report)
             found = report.problems[0]
             emit(Notice(f"The last index run was interrupted; the check found: {found}"))
             if repaired is not None:

@@ -8,11 +8,14 @@ filter by folder (the list of the file's ancestor folders).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import shutil
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +40,7 @@ from clipseek.store.keys import (
     path_id,
     path_to_meta,
 )
+from clipseek.store.snapshot import bump_generation, fingerprint, remove_snapshot, take_snapshot
 
 if TYPE_CHECKING:
     import numpy as np
@@ -119,16 +123,48 @@ class IndexInfo:
 # --------------------------------------------------------------------------- store
 
 
-class Store:
-    """A ChromaDB database: a folder on disk, or a Chroma server when ``location`` is a URL."""
+#: How often (seconds) a reader looks at the index folder for another process's writes.
+RELOAD_CHECK_INTERVAL = 0.25
+#: The least time (seconds) between two snapshots, so a reader does not copy the database
+#: after every batch of a long index run; a change is seen within about this long.
+MIN_RELOAD_INTERVAL = 1.0
+#: How long a replaced snapshot stays open, so requests already using it finish on it;
+#: at most :data:`RETIRED_KEPT` are kept (each holds a copy of the database and its vectors).
+RETIRE_AFTER = 5.0
+RETIRED_KEPT = 2
+#: Writes committed by this process (any store): a reader in the same process looks again
+#: at once after one, without waiting for the intervals above.
+_process_writes = [0]
 
-    def __init__(self, location: str | os.PathLike[str], *, create: bool = True) -> None:
+
+class Store:
+    """A ChromaDB database: a folder on disk, or a Chroma server when ``location`` is a URL.
+
+    With ``reader=True`` (what the engine uses for queries, the app and the server) a
+    local database is never opened in place: reads go to a private snapshot that is
+    replaced as soon as another process commits a write (see :mod:`clipseek.store.snapshot`
+    and docs/RELIABILITY.md). Without it (the indexer), Chroma opens the folder itself.
+    """
+
+    def __init__(
+        self, location: str | os.PathLike[str], *, create: bool = True, reader: bool = False
+    ) -> None:
         self.location = os.fspath(location)
         self.is_remote = self.location.startswith(("http://", "https://"))
         self._create = create
         self._client: Any = None
         self._lock: DataLock | None = None if self.is_remote else data_lock(self.location)
         self._health_checked = False
+        self.reader = reader and not self.is_remote
+        self._snapshot: Path | None = None
+        self._snapshot_print: tuple | None = None
+        self._checked_at = 0.0
+        self._taken_at = 0.0
+        self._seen_writes = -1
+        self._retired: list[tuple[float, Path, Any]] = []
+        self._refresh_lock = threading.RLock()
+        #: How many times this reader took a new snapshot (for tests and diagnostics).
+        self.reloads = 0
 
     # -- locking (see clipseek.lock): readers share, writers exclude
 
@@ -193,21 +229,97 @@ class Store:
                     f"{target} ({exc.strerror or exc}); move or delete it by hand, then "
                     "run `clipseek index` again."
                 ) from None
+        _process_writes[0] += 1
+        bump_generation(folder)
         self._health_checked = False
         return str(target)
 
     def _forget_client(self) -> None:
-        """Drop Chroma's per-process cached system for this folder, so a reopen starts clean."""
-        self._client = None
-        try:
-            from chromadb.api.shared_system_client import SharedSystemClient
-        except ImportError:  # pragma: no cover - layout of another chromadb release
-            return
-        system = SharedSystemClient._identifier_to_system.pop(str(Path(self.location)), None)
-        SharedSystemClient._identifier_to_refcount.pop(str(Path(self.location)), None)
-        if system is not None:
-            with contextlib.suppress(Exception):
-                system.stop()
+        """Drop Chroma's per-process cached system for this folder, so a reopen starts clean.
+
+        Chroma keeps one system per path and process, holding the vectors it loaded; it
+        never notices that another process changed the files, so whoever opens the folder
+        again after someone else wrote must drop it first.
+        """
+        with self._refresh_lock:
+            self._client = None
+            if self._snapshot is not None:
+                self._retire(self._snapshot, now=0.0)
+                self._snapshot = None
+                self._snapshot_print = None
+            self._stop_retired(everything=True)
+            _drop_system(Path(self.location))
+
+    def writer(self) -> Store:
+        """A store on the same location that opens the folder itself, for the indexer."""
+        return Store(self.location, create=self._create)
+
+    # -- reader snapshots
+
+    def _retire(self, snapshot: Path, now: float | None = None) -> None:
+        self._retired.append((time.monotonic() if now is None else now, snapshot, None))
+
+    def _stop_retired(self, everything: bool = False) -> None:
+        keep = []
+        excess = len(self._retired) - RETIRED_KEPT
+        for n, (since, snapshot, _) in enumerate(self._retired):
+            if everything or n < excess or time.monotonic() - since > RETIRE_AFTER:
+                _drop_system(snapshot)
+                remove_snapshot(snapshot)
+                _live_snapshots.discard(snapshot)
+            else:
+                keep.append((since, snapshot, None))
+        self._retired = keep
+
+    def changed(self) -> bool:
+        """Whether another process committed a write since this reader's snapshot."""
+        if not self.reader or self._snapshot is None:
+            return False
+        with self.reading():
+            return fingerprint(self.location) != self._snapshot_print
+
+    def _stale(self) -> bool:
+        """Whether it is time to look for a newer snapshot (cheap: a clock read)."""
+        if self._seen_writes != _process_writes[0]:
+            return True
+        now = time.monotonic()
+        return (
+            now - self._checked_at >= RELOAD_CHECK_INTERVAL
+            and now - self._taken_at >= MIN_RELOAD_INTERVAL
+        )
+
+    def _reader_folder(self) -> Path:
+        """The snapshot to read, taken anew if the index changed (checked at most every
+        :data:`RELOAD_CHECK_INTERVAL` seconds; a check is a few ``stat`` calls). Its client
+        is opened, and linked vector files loaded, while the shared lock is still held."""
+        with self._refresh_lock:
+            if self._snapshot is not None and not self._stale():
+                return self._snapshot
+            self._checked_at = time.monotonic()
+            self._seen_writes = _process_writes[0]
+            self._stop_retired()
+            with self.reading():
+                current = fingerprint(self.location)
+                if self._snapshot is not None and current == self._snapshot_print:
+                    return self._snapshot
+                try:
+                    snapshot = take_snapshot(self.location)
+                except OSError as exc:
+                    raise _snapshot_error(self.location, exc) from None
+                try:
+                    client = _open_snapshot(snapshot)
+                except _chroma_errors() as exc:
+                    _drop_system(snapshot)
+                    remove_snapshot(snapshot)
+                    raise store_error(self.location, "Opening", exc) from exc
+            _live_snapshots.add(snapshot)
+            if self._snapshot is not None:
+                self._retire(self._snapshot)
+                self._stop_retired()
+                self.reloads += 1
+            self._snapshot, self._snapshot_print, self._client = snapshot, current, client
+            self._taken_at = time.monotonic()
+            return snapshot
 
     # -- connection
 
@@ -217,7 +329,7 @@ class Store:
         return self.is_remote or (Path(self.location) / "chroma.sqlite3").exists()
 
     def _connect(self) -> Any:
-        if self._client is not None:
+        if self._client is not None and not (self.reader and self._stale()):
             return self._client
         import chromadb
         from chromadb.config import Settings as ChromaSettings
@@ -245,6 +357,15 @@ class Store:
             return self._client
         folder = Path(self.location)
         self._check_health()
+        if self.reader:  # never creates anything: a missing index is only reported
+            with self._refresh_lock:
+                if not self.exists:
+                    raise IndexMissingError(
+                        f"There is no clipseek index at {folder} yet. "
+                        "Run `clipseek index FOLDER` to build one."
+                    )
+                self._reader_folder()
+                return self._client
         if not self._create and not self.exists:
             raise IndexMissingError(
                 f"There is no clipseek index at {folder} yet. "
@@ -267,7 +388,15 @@ class Store:
         return self._client
 
     def close(self) -> None:
+        if self.reader:
+            self._forget_client()
         self._client = None
+
+    def _committed(self) -> None:
+        """After each committed write: tell readers in other processes (see snapshot.py)."""
+        if not self.is_remote and not self.reader:
+            _process_writes[0] += 1
+            bump_generation(self.location)
 
     # -- collections
 
@@ -278,7 +407,7 @@ class Store:
     def _collections_unchecked(self) -> list[Any]:
         client = self._connect()
         try:
-            with self.reading():
+            with self._chroma_reading():
                 cols = client.list_collections()
                 out = []
                 for col in cols:
@@ -296,12 +425,22 @@ class Store:
             return []
         return [self._wrap(col).info() for col in self._collections()]
 
+    def _chroma_reading(self) -> contextlib.AbstractContextManager[None]:
+        """A reader's snapshot is private: reading it needs no lock, so it never waits."""
+        return contextlib.nullcontext() if self.reader else self.reading()
+
     def _wrap(self, col: Any, collection_slug: str | None = None) -> ImageIndex:
         failures = None
         if collection_slug is not None:
             slug = collection_slug
             failures = lambda: self._failures_collection(slug)  # noqa: E731
-        return ImageIndex(col, failures, location=self.location, lock=self._lock)
+        return ImageIndex(
+            col,
+            failures,
+            location=self.location,
+            lock=None if self.reader else self._lock,
+            committed=None if self.reader or self.is_remote else self._committed,
+        )
 
     def peek_indexes(self) -> list[IndexInfo] | None:
         """:meth:`indexes` read straight from Chroma's SQLite file, without importing chromadb.
@@ -337,7 +476,8 @@ class Store:
                     raise StoreError(
                         f"Collection {name} belongs to model {index.model_key}, not {model_key}."
                     )
-                _raise_ef_search(col)
+                if not self.reader:  # a reader never writes; the next index run raises it
+                    _raise_ef_search(col)
                 return index
         return None
 
@@ -363,10 +503,16 @@ class Store:
                 )
         except _chroma_errors() as exc:
             raise store_error(self.location, "Creating an index", exc) from exc
+        self._committed()
         return self._wrap(col, collection_slug)
 
     def _failures_collection(self, collection_slug: str) -> Any:
         client = self._connect()
+        if self.reader:  # a reader only looks; the indexer creates the collection
+            try:
+                return client.get_collection(FAILURES_PREFIX + collection_slug)
+            except _chroma_errors():
+                return None
         try:
             with self.writing():
                 return client.get_or_create_collection(
@@ -387,6 +533,7 @@ class Store:
                         client.delete_collection(FAILURES_PREFIX + collection_slug)
             except _chroma_errors() as exc:
                 raise store_error(self.location, "Deleting an index", exc) from exc
+            self._committed()
 
 
 class ImageIndex:
@@ -399,8 +546,10 @@ class ImageIndex:
         *,
         location: str = "",
         lock: DataLock | None = None,
+        committed: Callable[[], None] | None = None,
     ) -> None:
         self._col = collection
+        self._committed = committed or (lambda: None)
         self._failures_factory = failures
         self._failures_col: Any = None
         self.location = location
@@ -475,6 +624,7 @@ class ImageIndex:
                 self._col.modify(metadata=meta)
         except _chroma_errors() as exc:
             raise self._error("Writing", exc) from exc
+        self._committed()
         self._meta = meta
 
     # -- key schema
@@ -519,6 +669,7 @@ class ImageIndex:
                 self._col.modify(metadata=meta)
         except _chroma_errors() as exc:
             raise self._error("Migrating", exc) from exc
+        self._committed()
         self._meta = meta
         self.schema = SCHEMA_VERSION
         return changed
@@ -616,35 +767,36 @@ class ImageIndex:
         return out
 
     def query(self, vector: np.ndarray, n: int, under: str | None = None) -> list[Hit]:
-        """The ``n`` nearest images by cosine similarity, best first."""
+        """The ``n`` nearest images by cosine similarity, best first.
+
+        HNSW is approximate: for a large ``n`` (or a folder filter that keeps few records)
+        it can return fewer than it should. A short answer is therefore checked against an
+        exact scan of the stored vectors, which is what is returned; only when the records
+        themselves disagree (a record without a vector) is the index called damaged.
+        """
         import numpy as np
 
         if n <= 0:
             return []
         where = {"dirs": {"$contains": meta_text(under, self.schema)}} if under else None
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         try:
             with self._reading():
-                # Chroma answers n_results above its count with what it has, so the count
-                # (a full COUNT over SQLite, ~9 ms at 100k) is only read for a short answer.
                 res = self._col.query(
-                    query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
+                    query_embeddings=query,
                     n_results=n,
                     where=where,
                     include=["metadatas", "distances"],
                 )
         except _chroma_errors() as exc:
             raise self._error("Searching", exc) from exc
-        if where is None and len(res["ids"][0]) < n:
-            total = self.count()
+        if len(res["ids"][0]) < n:
+            # Chroma answers n_results above its count with what it has, so the count
+            # (a full COUNT over SQLite, ~9 ms at 100k) is only read for a short answer;
+            # only an answer shorter than what exists pays for the exact scan.
+            total = self.count() if where is None else self._matching(where)
             if len(res["ids"][0]) < min(n, total):
-                # Chroma counts records from its SQLite file but searches its vector files;
-                # fewer hits than records means those files lost entries.
-                raise DamagedIndexError(
-                    damaged_message(
-                        self.location,
-                        f"the vector files hold fewer images than the {total} recorded",
-                    )
-                )
+                return self._exact(query[0], n, where)
         hits = []
         for id_, meta, dist in zip(
             res["ids"][0], res["metadatas"][0], res["distances"][0], strict=True
@@ -654,6 +806,46 @@ class ImageIndex:
                 Hit(id=id_, path=path_from_meta(meta), score=1.0 - float(dist), metadata=meta)
             )
         return hits
+
+    def _matching(self, where: dict[str, Any]) -> int:
+        """How many records match ``where`` (ids only, from SQLite)."""
+        return sum(len(page["ids"]) for page in self._get_pages(where, []))
+
+    def _exact(self, vector: np.ndarray, n: int, where: dict[str, Any] | None) -> list[Hit]:
+        """Rank every stored vector (matching ``where``) exactly: the complete answer."""
+        import numpy as np
+
+        ids: list[str] = []
+        metas: list[Mapping[str, Any]] = []
+        blocks: list[np.ndarray] = []
+        missing = 0
+        for page in self._get_pages(where, ["embeddings", "metadatas"]):
+            embeddings = page["embeddings"]
+            for i, (id_, meta) in enumerate(zip(page["ids"], page["metadatas"], strict=True)):
+                emb = None if embeddings is None else embeddings[i]
+                if emb is None or len(emb) == 0:
+                    missing += 1
+                    continue
+                ids.append(id_)
+                metas.append(meta or {})
+                blocks.append(np.asarray(emb, dtype=np.float32))
+        if missing:
+            raise DamagedIndexError(
+                damaged_message(self.location, f"{missing} recorded image(s) have no vector")
+            )
+        if not ids:
+            return []
+        matrix = np.stack(blocks)
+        norms = np.linalg.norm(matrix, axis=1)
+        norms[norms == 0] = 1.0
+        q = np.asarray(vector, dtype=np.float32)
+        q = q / (np.linalg.norm(q) or 1.0)
+        scores = (matrix @ q) / norms
+        order = np.argsort(-scores, kind="stable")[:n]
+        return [
+            Hit(id=ids[i], path=path_from_meta(metas[i]), score=float(scores[i]), metadata=metas[i])
+            for i in order
+        ]
 
     # -- writing
 
@@ -684,6 +876,7 @@ class ImageIndex:
                     )
             except _chroma_errors() as exc:
                 raise self._error("Writing", exc) from exc
+            self._committed()
 
     def record_file_ids(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
         """Add identity fields (ctime, inode) to existing records; metadata only."""
@@ -709,6 +902,7 @@ class ImageIndex:
                     collection.delete(ids=ids[start : start + step])
             except _chroma_errors() as exc:
                 raise self._error("Deleting", exc) from exc
+            self._committed()
 
     def record_failures(self, failures: Sequence[tuple[str, int, int, str]]) -> None:
         """Remember unreadable files as (path, size, mtime_ns, reason)."""
@@ -734,6 +928,7 @@ class ImageIndex:
                     )
             except _chroma_errors() as exc:
                 raise self._error("Writing", exc) from exc
+            self._committed()
 
     def forget_failures(self, ids: Sequence[str]) -> None:
         collection = self._failures()
@@ -802,6 +997,67 @@ def _peek_sqlite(path: Path) -> list[IndexInfo] | None:
         return out
     finally:
         con.close()
+
+
+#: Snapshots this process made and has not removed yet.
+_live_snapshots: set[Path] = set()
+
+
+@atexit.register
+def _remove_snapshots() -> None:
+    """Remove this process's snapshots when it exits normally (a killed one's are swept)."""
+    for snapshot in list(_live_snapshots):
+        _drop_system(snapshot)
+        remove_snapshot(snapshot)
+    _live_snapshots.clear()
+
+
+def _open_snapshot(snapshot: Path) -> Any:
+    """A Chroma client on a snapshot. Linked vector folders are loaded into memory now,
+    under the caller's shared lock: Chroma loads them lazily, and a writer saves them in
+    place, so loading later could read a newer (or half-written) save."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    client = chromadb.PersistentClient(
+        path=str(snapshot), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    if any(p.is_symlink() for p in snapshot.iterdir()):
+        for col in client.list_collections():
+            col = col if hasattr(col, "metadata") else client.get_collection(col)
+            got = col.get(limit=1, include=["embeddings"])
+            embeddings = got.get("embeddings")
+            if got["ids"] and embeddings is not None and len(embeddings):
+                col.query(query_embeddings=[embeddings[0]], n_results=1, include=["distances"])
+    return client
+
+
+def _drop_system(path: Path) -> None:
+    """Stop and forget Chroma's cached system for ``path`` (it caches one per path)."""
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+    except ImportError:  # pragma: no cover - layout of another chromadb release
+        return
+    system = SharedSystemClient._identifier_to_system.pop(str(path), None)
+    SharedSystemClient._identifier_to_refcount.pop(str(path), None)
+    if system is not None:
+        with contextlib.suppress(Exception):
+            system.stop()
+
+
+def _snapshot_error(location: str, exc: OSError) -> StoreError:
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(
+            f"Cannot read the index at {location}: there is no room for a reading copy "
+            f"({exc.strerror}) in memory or in the temporary folder. Free some space, or "
+            "point CLIPSEEK_SNAPSHOT_DIR at a folder with room."
+        )
+    return StoreError(
+        f"Cannot read the index at {location}: making a reading copy failed "
+        f"({exc.strerror or exc}). Point CLIPSEEK_SNAPSHOT_DIR at a writable folder."
+    )
 
 
 def _raise_ef_search(collection: Any) -> None:

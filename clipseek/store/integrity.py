@@ -67,6 +67,34 @@ def _kind(exc: BaseException) -> str:
     return "other"
 
 
+#: Below this much free space a failed write is put down to a full disk.
+_NEARLY_FULL = 16 << 20
+
+
+def _free_bytes(location: str) -> int | None:
+    """Free space on the disk holding ``location`` (None for a server or if unknown)."""
+    import shutil
+
+    if location.startswith(("http://", "https://")):
+        return None
+    path = Path(location)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def _human(size: int | None) -> str:
+    value = float(size or 0)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
 def damaged_message(location: str | os.PathLike[str], detail: str) -> str:
     return (
         f"The index at {location} is damaged ({detail}). Rebuild it from your images with "
@@ -78,10 +106,14 @@ def store_error(location: str, doing: str, exc: BaseException) -> StoreError:
     """A message for a failed store call that names the index and says what to do."""
     detail = _short(exc)
     kind = _kind(exc)
+    free = _free_bytes(location)
+    if kind in ("other", "damaged") and free is not None and free < _NEARLY_FULL:
+        kind = "full"  # Chroma's own words for it vary ("Error in compaction", ...)
     if kind == "full":
+        room = f"{_human(free)} free" if free is not None else detail
         return StoreError(
-            f"The disk holding the index at {location} is full ({detail}). Free some space "
-            "and run `clipseek index` again; what was indexed so far is kept."
+            f"The disk holding the index at {location} is full ({room}; {detail}). Free some "
+            "space and run `clipseek index` again; what was indexed so far is kept."
         )
     if kind == "readonly":
         return StoreError(

@@ -112,6 +112,7 @@ class ClipseekApp(App[None]):
             return
         self.post_message(msg.EngineReady(engine, model, None))
         self.post_message(self._index_status(engine))
+        self.call_from_thread(self._watch_index)
         self.post_message(msg.ModelStatus("loading"))
         try:
             loaded = engine.model()
@@ -128,6 +129,35 @@ class ClipseekApp(App[None]):
             return msg.IndexStatus(-1)
         except ClipseekError as exc:
             return msg.IndexStatus(None, exc)
+
+    #: Seconds between looks at the index folder for another process's writes.
+    WATCH_INTERVAL = 1.0
+
+    def _watch_index(self) -> None:
+        """Look for other processes' writes (``clipseek index`` in another terminal, cron):
+        when the index changed, the count and the results on screen are refreshed."""
+        self.set_interval(self.WATCH_INTERVAL, self._check_index_changed)
+
+    def _check_index_changed(self) -> None:
+        engine = self.engine
+        if engine is None:
+            return
+
+        def work() -> None:
+            try:
+                changed = engine.store.changed()
+            except (ClipseekError, OSError):
+                return
+            if changed:
+                self.post_message(msg.IndexChanged())
+
+        self.run_worker(work, group="index-watch", exclusive=True, thread=True, exit_on_error=False)
+
+    def on_index_changed(self, message: msg.IndexChanged) -> None:
+        if not self.is_running:
+            return
+        self.refresh_index_status()
+        self.search_screen.index_changed(elsewhere=True)
 
     def refresh_index_status(self) -> None:
         """Count the index again (after an indexing run), off the UI thread."""

@@ -39,6 +39,10 @@ class IndexStatus(Message):
         self.error = error
 
 
+class IndexChanged(Message):
+    """Another process committed a write to the index (see Store.changed)."""
+
+
 class ModelStatus(Message):
     """The model is ``loading``, ``ready`` (detail: device and precision) or ``failed``."""
 

@@ -270,9 +270,10 @@ class SearchScreen(Screen[None]):
         elif self.response is None:
             self._show_state()
 
-    def index_changed(self) -> None:
-        """An indexing run ended: a search that found no index may now find one."""
-        if self._last is not None and self.response is None:
+    def index_changed(self, elsewhere: bool = False) -> None:
+        """An indexing run ended: a search that found no index may now find one. When
+        another process changed the index, the results shown are searched again."""
+        if self._last is not None and (self.response is None or elsewhere):
             self._run(*self._last)
 
     def on_search_done(self, message: msg.SearchDone) -> None:
