@@ -522,6 +522,8 @@ def repair(
     from clipseek.lock import WriterLock
 
     say = on_progress or (lambda _text: None)
+    if store.reader:  # a repair writes: it opens the folder itself, never a reader's snapshot
+        store = store.writer()
     lock = None if locked or store.is_remote else WriterLock(store.location)
     if store.is_remote:
         raise StoreError("`clipseek repair` works on a local index folder, not a Chroma server.")
