@@ -51,8 +51,9 @@ def _prepare_pil() -> None:
     Image.MAX_IMAGE_PIXELS = None
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     # A camera's damaged EXIF block is common and harmless (the pixels are fine); Pillow's
-    # warning would reach the user's terminal as a line of noise with no file named.
-    warnings.filterwarnings("ignore", message=r"(possibly )?corrupt exif", category=UserWarning)
+    # warnings about it ("Corrupt EXIF data", "Tag data larger than file"...) would reach
+    # the user's terminal as noise that names no file. Pillow's own warnings are all such.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
     heif_supported()
     _pil_ready = True
 
