@@ -772,7 +772,7 @@ def serve(
     from clipseek import server
 
     server.check_installed()
-    from clipseek.server.app import UPLOAD_MAX_MEGAPIXELS, ServerOptions
+    from clipseek.server.app import ServerOptions
 
     settings = _settings(
         model=model,
@@ -787,9 +787,7 @@ def serve(
         host=host,
         allowed_hosts=tuple(allowed_host or ()),
         # uploads come from anyone who can reach the port: a lower cap unless one is given
-        upload_max_megapixels=settings.max_megapixels
-        if max_megapixels is not None
-        else min(UPLOAD_MAX_MEGAPIXELS, settings.max_megapixels),
+        upload_max_megapixels=settings.max_megapixels if max_megapixels is not None else None,
     )
     from rich.markup import escape
 

@@ -73,7 +73,8 @@ class ServerOptions:
     thumbnail_size: int = 256
     thumbnail_cache_bytes: int = 64 * 1024 * 1024
     #: Decoded size limit of an uploaded query image; ``serve --max-megapixels`` sets it.
-    upload_max_megapixels: float = UPLOAD_MAX_MEGAPIXELS
+    #: None: the settings' limit, but at most :data:`UPLOAD_MAX_MEGAPIXELS`.
+    upload_max_megapixels: float | None = None
     #: The address the server listens on: a name there is an accepted Host header.
     host: str = "127.0.0.1"
     #: More accepted Host names (``--allowed-host``); "*" accepts any.
@@ -280,6 +281,9 @@ def create_app(
     from starlette.concurrency import run_in_threadpool
 
     opts = options or ServerOptions()
+    upload_limit = opts.upload_max_megapixels
+    if upload_limit is None:
+        upload_limit = min(UPLOAD_MAX_MEGAPIXELS, engine.settings.max_megapixels)
     thumbs = ThumbnailCache(engine.settings.max_megapixels, opts.thumbnail_cache_bytes)
     page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 
@@ -454,7 +458,7 @@ def create_app(
             top_k,
             in_dir=folder,
             label=label,
-            max_megapixels=opts.upload_max_megapixels,
+            max_megapixels=upload_limit,
         )
         response.query = f"image: {name}"
         return hit_list(response)
