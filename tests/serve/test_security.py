@@ -444,6 +444,10 @@ def _fuzz_requests(rng: random.Random, ids: list[str]) -> Iterator[tuple[str, st
         b"[" * 5000 + b"]" * 5000,
         b"\xff\xfe\x00garbage",
         b'{"query": "1e308:\\"a\\" + 1e308:\\"b\\""}',
+        b'{"query": "beach", "top_k": 3}',
+        b'{"query": "a \\"cat\\" + 2:\\"hat\\"", "top_k": 200}',
+        b'{"query": "x", "top_k": true}',
+        b'{"query": "x", "in": "/proc/self/cwd"}',
         b"--boundary\r\nContent-Disposition: form-data; name=file; filename=../../x\r\n\r\nzz",
     ]
     content_types = [
@@ -455,9 +459,20 @@ def _fuzz_requests(rng: random.Random, ids: list[str]) -> Iterator[tuple[str, st
         "application/json; charset=utf-32",
     ]
     for _ in range(240):
-        method = rng.choice(["GET", "GET", "POST", "POST", "PUT", "DELETE", "OPTIONS", "HEAD"])
-        path = rng.choice(paths)
+        roll = rng.random()
+        if roll < 0.45:
+            method, path = "GET", rng.choice(paths)
+        elif roll < 0.85:
+            method = "POST"
+            path = rng.choice(["/search", "/search", "/search/image", "/search?top_k=3"])
+        else:
+            method = rng.choice(["PUT", "DELETE", "OPTIONS", "HEAD", "PATCH"])
+            path = rng.choice(paths)
         headers = {"Content-Type": rng.choice(content_types)}
+        if rng.random() < 0.1:
+            headers["X-Big"] = "a" * rng.choice([100, 8000])
+        if rng.random() < 0.1:
+            headers["Host"] = rng.choice(["localhost", "evil.example", "127.0.0.1:1", "[::1]"])
         if rng.random() < 0.2:
             headers["Accept"] = rng.choice(["text/html", "*/*;q=abc", "application/json;q=0"])
         if rng.random() < 0.1:
