@@ -30,7 +30,7 @@ A query is one or more terms joined by + and -, each term optionally weighted:
 
   "a dog playing in the park"          plain text
   "a cat" + "a hat" - "blurry"         add and subtract concepts
-  2:"beach" + "sunset"                 weight a term (default 1)
+  2:"beach" + "sunset"                 weight a term (default 1; from -100 to 100)
   ~/Pictures/cat.jpg + "in the snow"   an image path is a term too
 
 Operators must stand apart from the words ("a - b", not "a-b"), so hyphenated
