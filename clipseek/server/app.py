@@ -34,7 +34,7 @@ from clipseek.errors import (
     QueryError,
     StoreError,
 )
-from clipseek.server.files import FileRefused, OpenedImage, open_indexed
+from clipseek.server.files import FileRefused, OpenedImage, changed, open_indexed
 from clipseek.server.security import HostCheck, Limits, allowed_hosts
 from clipseek.server.thumbs import ThumbnailCache, render_jpeg
 from clipseek.server.validation import no_bool, search_folder
@@ -465,13 +465,13 @@ def create_app(
 
     # -- files, by id only
 
-    def open_by_id(image_id: str) -> OpenedImage:
+    def open_by_id(image_id: str, identify: bool = True) -> OpenedImage:
         """The checked, open file behind an id (see :mod:`clipseek.server.files`)."""
         entry = engine.image_entry(image_id)
         if entry is None:
             raise HTTPException(404, f"No indexed image has the id {image_id}.")
         try:
-            return open_indexed(entry.path, entry.size, entry.mtime_ns, roots())
+            return open_indexed(entry.path, entry.size, entry.mtime_ns, roots(), identify=identify)
         except FileRefused as exc:
             raise HTTPException(exc.status, exc.detail) from None
 
@@ -518,14 +518,18 @@ def create_app(
         image_id: ImageId,
         size: Annotated[int, Query(ge=16, le=2048, description="Longest side in pixels.")] = 256,
     ) -> Response:
-        with open_by_id(image_id) as opened:
+        with open_by_id(image_id, identify=False) as opened:  # decoded in full below
             try:
                 data = thumbs.get(opened, size)
             except (ImageReadError, OSError) as exc:
                 reason = exc.reason if isinstance(exc, ImageReadError) else str(exc)
-                raise HTTPException(
-                    422, f"The indexed file {opened.path} cannot be read now: {reason}."
-                ) from None
+                if "--max-megapixels" in reason:  # the limit changed, not the file
+                    raise HTTPException(
+                        422, f"The indexed file {opened.path} cannot be read now: {reason}."
+                    ) from None
+                # same size and time as when it was indexed, yet no longer readable
+                refused = changed(opened.path, f" ({reason})")
+                raise HTTPException(refused.status, refused.detail) from None
         return Response(
             data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"}
         )
@@ -575,7 +579,7 @@ def _data_url(
     thumbs: ThumbnailCache, hit: SearchHitSource, roots: list[str], size: int
 ) -> str | None:
     try:
-        with open_indexed(hit.path, hit.size, hit.mtime_ns, roots) as opened:
+        with open_indexed(hit.path, hit.size, hit.mtime_ns, roots, identify=False) as opened:
             data = thumbs.get(opened, size)
     except (FileRefused, ImageReadError, OSError):
         return None  # the hit stays in the list; the page shows a placeholder

@@ -93,10 +93,11 @@ def is_inside(path: str, folders: Sequence[str]) -> bool:
     return False
 
 
-def _changed(path: str) -> FileRefused:
+def changed(path: str, why: str = "") -> FileRefused:
+    """The answer for a file that is no longer what was indexed there."""
     return FileRefused(
         410,
-        f"The indexed file {path} has changed since it was indexed; "
+        f"The indexed file {path} has changed since it was indexed{why}; "
         "run `clipseek index` again to update the index.",
     )
 
@@ -109,13 +110,20 @@ def _gone(path: str) -> FileRefused:
 
 
 def open_indexed(
-    path: str, size: int | None, mtime_ns: int | None, roots: Sequence[str]
+    path: str,
+    size: int | None,
+    mtime_ns: int | None,
+    roots: Sequence[str],
+    *,
+    identify: bool = True,
 ) -> OpenedImage:
     """Open ``path`` for serving if it is still the picture that was indexed there.
 
     ``size`` and ``mtime_ns`` are what the index recorded; ``roots`` the indexed folders.
     Raises :class:`FileRefused` (404 or 410) otherwise, saying nothing about what the path
-    now points at.
+    now points at. ``identify=False`` skips reading the image header, for callers that
+    decode the file anyway (thumbnails) and so check it more thoroughly themselves;
+    ``format`` is then empty.
     """
     allowed = real_roots(roots)
     try:
@@ -123,7 +131,7 @@ def open_indexed(
     except FileNotFoundError:
         raise _gone(path) from None
     except OSError:  # a link loop, a folder we may not enter
-        raise _changed(path) from None
+        raise changed(path) from None
     if not is_inside(real, allowed):
         raise FileRefused(
             404,
@@ -135,22 +143,24 @@ def open_indexed(
     except FileNotFoundError:
         raise _gone(path) from None
     except OSError:  # ELOOP (a link appeared in its place), EACCES, ENXIO (a socket)...
-        raise _changed(path) from None
+        raise changed(path) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise _changed(path)
+            raise changed(path)
         if (size is not None and st.st_size != size) or (
             mtime_ns is not None and st.st_mtime_ns != mtime_ns
         ):
-            raise _changed(path)
+            raise changed(path)
         where = _descriptor_path(fd)
         if where is not None and not is_inside(where, allowed):
-            raise _changed(path)  # a parent folder was swapped between resolving and opening
+            raise changed(path)  # a parent folder was swapped between resolving and opening
         file = os.fdopen(fd, "rb", closefd=True)
     except BaseException:
         os.close(fd)
         raise
+    if not identify:
+        return OpenedImage(path, file, st.st_size, st.st_mtime_ns, "")
     try:
         image_format = _identify(file)
     except BaseException:
@@ -158,7 +168,7 @@ def open_indexed(
         raise
     if image_format is None:
         file.close()
-        raise _changed(path)
+        raise changed(path)
     return OpenedImage(path, file, st.st_size, st.st_mtime_ns, image_format)
 
 
