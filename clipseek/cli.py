@@ -288,18 +288,24 @@ class _IndexProgress:
         elif isinstance(event, ev.ModelReady):
             p.update(self.task, description=f"Embedding ({event.device}, {event.precision})")
         elif isinstance(event, ev.BatchDone):
-            p.update(
-                self.task,
-                completed=event.done,
-                rate=f"{event.images_per_second:5.1f} img/s",
-            )
+            # A batch at 0 images/s went through no model: stored vectors of files whose
+            # bytes the index already held (renamed, moved, copied, touched).
+            reused = event.images_per_second == 0.0
+            rate = "reused" if reused else f"{event.images_per_second:5.1f} img/s"
+            p.update(self.task, completed=event.done, rate=rate)
             now = time.monotonic()
             if self._plain and (now - self._last_line >= self.LOG_EVERY or event.number == 1):
                 self._last_line = now
-                p.console.print(
-                    f"embedded {event.done} of {event.total} "
-                    f"({event.images_per_second:.1f} images/s)"
-                )
+                if reused:
+                    line = (
+                        f"{event.done} of {event.total} done (already indexed under another name)"
+                    )
+                else:
+                    line = (
+                        f"embedded {event.done} of {event.total} "
+                        f"({event.images_per_second:.1f} images/s)"
+                    )
+                p.console.print(line)
         elif isinstance(event, ev.FileFailed):
             p.console.print(f"[yellow]skipped[/] {_safe(event.path)}: {_safe(event.reason)}")
         elif isinstance(event, ev.Notice):
@@ -313,14 +319,44 @@ def _safe(path: str) -> str:
     return escape(os.fsencode(path).decode("utf-8", "backslashreplace"))
 
 
+def _failure_line(summary: IndexSummary) -> str:
+    folders = len(summary.unreadable_folders)
+    files = len(summary.failed) - folders
+    parts = []
+    if files:
+        parts.append(f"{files} file(s)")
+    if folders:
+        parts.append(f"{folders} folder(s)")
+    return f"{' and '.join(parts)} could not be read; they are listed above."
+
+
+def _links_line(summary: IndexSummary, skipped: bool) -> str:
+    links = summary.outside_links
+    link, target = links[0]
+    example = f"{_safe(link)} → {_safe(target)}"
+    more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
+    if skipped:
+        return (
+            f"{len(links)} link(s) lead outside the indexed folders and were skipped: "
+            f"{example}{more}."
+        )
+    return (
+        f"{len(links)} link(s) lead outside the indexed folders: {example}{more}. What they lead "
+        "to is indexed, but `clipseek serve` does not share it; --skip-outside-links leaves "
+        "such links out."
+    )
+
+
 def _summary_line(summary: IndexSummary) -> str:
     parts = [
         f"{summary.new} new",
         f"{summary.updated} updated",
         f"{summary.unchanged} unchanged",
         f"{summary.removed} removed",
-        f"{len(summary.failed)} failed",
+        f"{len(summary.failed) - len(summary.unreadable_folders)} failed",
     ]
+    if summary.unreadable_folders:
+        parts.append(f"{len(summary.unreadable_folders)} folder(s) unreadable")
     if summary.reused:  # renamed, moved, copied or touched: stored vectors, no model run
         parts.insert(2, f"{summary.reused} of them reused")
     rate = f" ({summary.images_per_second:.1f} images/s)" if summary.embedded else ""
@@ -405,6 +441,14 @@ def index(
             show_default=False,
         ),
     ] = None,
+    skip_outside_links: Annotated[
+        bool,
+        typer.Option(
+            "--skip-outside-links",
+            help="Leave out folders and files reached through links that lead outside "
+            "FOLDERS (they are listed either way).",
+        ),
+    ] = False,
     no_wait: Annotated[
         bool,
         typer.Option(
@@ -431,6 +475,7 @@ def index(
         batch_size=batch_size,
         max_megapixels=max_megapixels,
     )
+    settings.require("batch_size")
     engine = _engine(settings)
     options = IndexOptions(
         batch_size=settings.batch_size,
@@ -440,6 +485,7 @@ def index(
         max_megapixels=settings.max_megapixels,
         decode_workers=workers,
         torch_threads=threads,
+        skip_outside_links=skip_outside_links,
     )
     err = _stderr()
     err.print(
@@ -451,9 +497,9 @@ def index(
         )
     _stdout().print(_summary_line(summary))
     if summary.failed:
-        err.print(
-            f"[yellow]{len(summary.failed)} file(s) could not be read; they are listed above.[/]"
-        )
+        err.print(f"[yellow]{_failure_line(summary)}[/]")
+    if summary.outside_links:
+        err.print(f"[cyan]note:[/] {_links_line(summary, skip_outside_links)}")
     if summary.cancelled:
         raise typer.Exit(130)
 
@@ -774,6 +820,24 @@ def serve(
         ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8000,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Another host name browsers may use to reach the server (repeatable); "
+            "localhost names and the --host value are always accepted.",
+            show_default=False,
+        ),
+    ] = None,
+    max_megapixels: Annotated[
+        float | None,
+        typer.Option(
+            "--max-megapixels",
+            help="Refuse pictures larger than this, uploads included \\[default: 200 for "
+            "indexed files, 50 for uploads].",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOpt = None,
     db: DbOpt = None,
     device: DeviceOpt = None,
@@ -784,10 +848,23 @@ def serve(
     from clipseek import server
 
     server.check_installed()
+    from clipseek.server.app import ServerOptions
+
     settings = _settings(
-        model=model, db=db, device=device, precision=precision, chroma_url=chroma_url
+        model=model,
+        db=db,
+        device=device,
+        precision=precision,
+        chroma_url=chroma_url,
+        max_megapixels=max_megapixels,
     )
     engine = _engine(settings)
+    options = ServerOptions(
+        host=host,
+        allowed_hosts=tuple(allowed_host or ()),
+        # uploads come from anyone who can reach the port: a lower cap unless one is given
+        upload_max_megapixels=settings.max_megapixels if max_megapixels is not None else None,
+    )
     from rich.markup import escape
 
     err = _stderr()
@@ -807,7 +884,7 @@ def serve(
         def ready(url: str) -> None:
             err.print(f"Serving on [bold]{url}[/] (API docs at {url}/docs). Ctrl-C stops.")
 
-        server.serve(engine, sock, on_ready=ready)
+        server.serve(engine, sock, options, on_ready=ready)
     finally:
         sock.close()
 

@@ -7,7 +7,9 @@ and still change one run from the command line.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -81,6 +83,19 @@ class Settings:
     preview: str = "auto"
     keys: Mapping[str, str] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
+    #: Settings given an unusable value by the environment or the config file, and why;
+    #: the default stands in until a command that uses one calls :meth:`require`.
+    problems: Mapping[str, str] = field(default_factory=dict)
+
+    def require(self, *names: str) -> None:
+        """Raise the :class:`ConfigError` of the first of ``names`` that had a bad value.
+
+        A bad ``CLIPSEEK_BATCH_SIZE`` must stop ``clipseek index``, which uses it, but not
+        ``clipseek query``, which does not.
+        """
+        for name in names:
+            if name in self.problems:
+                raise ConfigError(self.problems[name])
 
     @property
     def model_explicit(self) -> bool:
@@ -96,43 +111,113 @@ class Settings:
         given = {k: v for k, v in overrides.items() if v is not None}
         if not given:
             return self
-        merged = _validated({**_as_dict(self), **given})
         sources = {**self.sources, **dict.fromkeys(given, "flag")}
-        return replace(self, **merged, sources=sources)
+        merged = _validated({**_as_dict(self), **given}, sources)
+        problems = {k: v for k, v in self.problems.items() if k not in given}
+        return replace(self, **merged, sources=sources, problems=problems)
 
 
-_FIELD_NAMES = {f.name for f in fields(Settings)} - {"sources"}
+_FIELD_NAMES = {f.name for f in fields(Settings)} - {"sources", "problems"}
+#: Settings that only some commands use: a bad value from the environment or the config
+#: file is reported by those commands (see :meth:`Settings.require`), not by every one.
+DEFERRED = frozenset({"batch_size"})
+_INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
 
 
 def _as_dict(settings: Settings) -> dict[str, Any]:
     return {name: getattr(settings, name) for name in _FIELD_NAMES}
 
 
-def _validated(values: dict[str, Any]) -> dict[str, Any]:
-    out = dict(values)
+def _shown(key: str, value: Any, source: str | None) -> str:
+    """How the user wrote a value, so the message points at the right place."""
+    if source is not None and source.startswith("$"):
+        return f"{source[1:]}={value}"
+    if source is not None and source.startswith("config file "):
+        return f"{key} = {value!r} in the {source}"
+    if source == "flag":
+        return f"--{key.replace('_', '-')} {value}"
+    return f"{key} = {value!r}"
+
+
+def _text(key: str, value: Any, source: str | None) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{_shown(key, value, source)}: {key} must be text (in quotes).")
+    return value
+
+
+def _batch_size(value: Any, source: str | None) -> int:
+    problem = f"{_shown('batch_size', value, source)}: the batch size must be a whole number "
+    problem += "from 1 to 4096."
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError(problem)
+    if isinstance(value, str):
+        if not _INTEGER.match(value):
+            raise ConfigError(problem)
+        value = int(value)
+    if not 1 <= value <= 4096:
+        raise ConfigError(problem)
+    return value
+
+
+def _megapixels(value: Any, source: str | None) -> float:
+    problem = (
+        f"{_shown('max_megapixels', value, source)}: the megapixel limit must be a positive "
+        "number, e.g. 200."
+    )
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ConfigError(problem)
     try:
-        out["db"] = Path(str(out["db"])).expanduser()
-        out["batch_size"] = int(out["batch_size"])
-        out["max_megapixels"] = float(out["max_megapixels"])
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Invalid setting value: {exc}") from None
-    if out["batch_size"] < 1 or out["batch_size"] > 4096:
-        raise ConfigError(f"Batch size must be between 1 and 4096, not {out['batch_size']}.")
-    if out["max_megapixels"] <= 0:
-        raise ConfigError("The megapixel limit must be a positive number.")
-    out["device"] = str(out["device"]).lower()
+        number = float(value)
+    except ValueError:
+        raise ConfigError(problem) from None
+    if not math.isfinite(number) or number <= 0:  # nan would switch the bomb guard off
+        raise ConfigError(problem)
+    return number
+
+
+def _validated(values: dict[str, Any], sources: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Check every value; raises the first problem as a :class:`ConfigError`."""
+    out, problems = _checked(values, sources or {})
+    for message in problems.values():
+        raise ConfigError(message)
+    return out
+
+
+def _checked(
+    values: dict[str, Any], sources: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Checked values, and the problems of :data:`DEFERRED` settings (their defaults stand
+    in). Values from flags are never deferred: the user has just typed them."""
+    out = dict(values)
+    problems: dict[str, str] = {}
+    src = sources.get
+    for key in ("model", "device", "precision", "preview"):
+        out[key] = _text(key, out[key], src(key))
+    db = out["db"]
+    if not isinstance(db, str | os.PathLike) or not str(db).strip():
+        raise ConfigError(f"{_shown('db', db, src('db'))}: db must be a folder path (in quotes).")
+    out["db"] = Path(str(db)).expanduser()
+    if out.get("chroma_url") is not None:
+        out["chroma_url"] = _text("chroma_url", out["chroma_url"], src("chroma_url")) or None
+    try:
+        out["batch_size"] = _batch_size(out["batch_size"], src("batch_size"))
+    except ConfigError as exc:
+        if src("batch_size") in (None, "flag"):
+            raise
+        problems["batch_size"] = str(exc)
+        out["batch_size"] = DEFAULT_BATCH_SIZE
+    out["max_megapixels"] = _megapixels(out["max_megapixels"], src("max_megapixels"))
+    out["device"] = out["device"].lower()
     if out["device"] not in DEVICES:
         raise ConfigError(f"Unknown device {out['device']!r}; use one of: {', '.join(DEVICES)}.")
-    out["precision"] = str(out["precision"]).lower()
+    out["precision"] = out["precision"].lower()
     if out["precision"] not in PRECISIONS:
         raise ConfigError(
             f"Unknown precision {out['precision']!r}; use one of: {', '.join(PRECISIONS)}."
         )
-    if not str(out["model"]).strip():
+    if not out["model"].strip():
         raise ConfigError("The model name is empty.")
-    if out.get("chroma_url") == "":
-        out["chroma_url"] = None
-    return out
+    return out, problems
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -143,6 +228,10 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         return {}
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"The config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"The config file {path} is not UTF-8 text; save it as UTF-8 (TOML requires it)."
+        ) from None
     except OSError as exc:
         raise ConfigError(f"The config file {path} cannot be read: {exc.strerror}") from None
     unknown = set(data) - _FIELD_NAMES
@@ -180,4 +269,5 @@ def load_settings(
             values[key] = value
             sources[key] = "flag"
 
-    return Settings(**_validated(values), sources=sources)
+    checked, problems = _checked(values, sources)
+    return Settings(**checked, sources=sources, problems=problems)

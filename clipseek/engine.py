@@ -102,6 +102,7 @@ class Engine:
     # -- indexing
 
     def indexer(self, options: IndexOptions | None = None) -> Indexer:
+        self.settings.require("batch_size")
         opts = options or IndexOptions(
             batch_size=self.settings.batch_size, max_megapixels=self.settings.max_megapixels
         )
@@ -125,6 +126,7 @@ class Engine:
         """
         from clipseek.lock import LockHolder, WriterLock
 
+        self.settings.require("batch_size")
         emit: EventHandler = on_event or (lambda _event: None)
         cancel = cancel or threading.Event()
         lock = None

@@ -50,8 +50,17 @@ def _prepare_pil() -> None:
 
     Image.MAX_IMAGE_PIXELS = None
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    # A camera's damaged EXIF block is common and harmless (the pixels are fine); Pillow's
+    # warnings about it ("Corrupt EXIF data", "Tag data larger than file"...) would reach
+    # the user's terminal as noise that names no file. Pillow's own warnings are all such.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
     heif_supported()
     _pil_ready = True
+
+
+def prepare_pillow() -> None:
+    """Set Pillow up as clipseek reads images (own pixel limit, quiet warnings)."""
+    _prepare_pil()
 
 
 def heif_supported() -> bool:
@@ -114,6 +123,22 @@ def open_image_bytes(
     if not data:
         raise ImageReadError(label, "empty file (0 bytes)")
     return _decode(io.BytesIO(data), label, max_megapixels, min_size, head=bytes(data[:512]))
+
+
+def open_image_file(
+    file: BinaryIO,
+    label: str,
+    *,
+    max_megapixels: float | None = None,
+    min_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Decode an already open file exactly as :func:`open_image` reads a path; the server
+    reads from the descriptor it checked, never from the path again."""
+    head = file.read(512)
+    file.seek(0)
+    if not head:
+        raise ImageReadError(label, "empty file (0 bytes)")
+    return _decode(file, label, max_megapixels, min_size, head=head)
 
 
 def _decode(

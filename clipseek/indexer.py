@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import ClipseekError, ImageReadError
 from clipseek.imaging import ImageInfo, load_for_model, worth_retrying
-from clipseek.scanner import FileInfo, ScanOptions, normalise_root, scan
+from clipseek.scanner import FileInfo, PseudoFilesystems, ScanOptions, normalise_root, scan
 from clipseek.schedule import ThreadTuner, thread_plan
 from clipseek.store import ImageIndex, Record, Store, StoredEntry, path_id
 
@@ -134,6 +134,11 @@ class IndexSummary:
     model_batches: int = 0
     #: torch intra-op threads in use when embedding ended (0: no embedding this run).
     torch_threads: int = 0
+    #: Links that lead outside the indexed folders: (link, real target). Followed unless
+    #: ``IndexOptions.skip_outside_links``; ``clipseek serve`` does not share what is behind.
+    outside_links: list[tuple[str, str]] = field(default_factory=list)
+    #: Of ``failed``, the folders that could not be read (not files).
+    unreadable_folders: list[str] = field(default_factory=list)
 
     @property
     def embedded(self) -> int:
@@ -156,6 +161,8 @@ class IndexOptions:
     decode_workers: int | None = None
     #: torch intra-op threads while indexing; None chooses from the machine.
     torch_threads: int | None = None
+    #: Leave out links that lead outside the indexed folders (they are reported either way).
+    skip_outside_links: bool = False
 
     def workers(self, device: str = "cpu") -> int:
         return thread_plan(device, self.decode_workers, self.torch_threads)[1]
@@ -298,8 +305,12 @@ class Indexer:
         if not roots:
             raise ClipseekError("Name at least one folder to index.")
         out = []
+        pseudo = PseudoFilesystems()
         for root in roots:
             norm = normalise_root(root)
+            why = pseudo.describe(norm) if os.path.exists(norm) else None
+            if why:
+                raise ClipseekError(f"{why}, not a folder of pictures; nothing was indexed.")
             if not os.path.exists(norm):
                 raise ClipseekError(f"{norm} does not exist; nothing was indexed.")
             if not os.path.isdir(norm):
@@ -323,13 +334,19 @@ class Indexer:
 
         def on_folder_error(path: str, reason: str) -> None:
             self._unreadable_folders.append(path)
+            summary.unreadable_folders.append(path)
             on_error(path, reason)
 
+        def on_link(link: str, target: str, skipped: bool) -> None:
+            summary.outside_links.append((link, target))
+
         options = ScanOptions(
-            include_hidden=self.options.include_hidden, excludes=tuple(self.options.excludes)
+            include_hidden=self.options.include_hidden,
+            excludes=tuple(self.options.excludes),
+            skip_outside_links=self.options.skip_outside_links,
         )
         files = []
-        for info in scan(roots, options, on_error, on_folder_error):
+        for info in scan(roots, options, on_error, on_folder_error, on_link):
             if cancel is not None and cancel.is_set():
                 break  # run() then stops without touching the index
             files.append(info)

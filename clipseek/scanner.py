@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -58,9 +59,99 @@ class ScanOptions:
     include_hidden: bool = False
     excludes: tuple[str, ...] = ()
     extensions: frozenset[str] = IMAGE_EXTENSIONS
+    #: Leave out links that lead outside the folders being scanned (they are reported either way).
+    skip_outside_links: bool = False
 
 
 ErrorHandler = Callable[[str, str], None]
+#: Called with (link, where it leads, whether it was skipped).
+LinkHandler = Callable[[str, str, bool], None]
+
+#: Kernel and virtual file systems: no photos, endless or hostile "files" (/proc/*/cwd
+#: leads everywhere, /dev/zero never ends). Never indexed, never entered through a link.
+PSEUDO_FS_TYPES: frozenset[str] = frozenset(
+    {
+        "proc",
+        "sysfs",
+        "devtmpfs",
+        "devpts",
+        "debugfs",
+        "tracefs",
+        "securityfs",
+        "cgroup",
+        "cgroup2",
+        "pstore",
+        "bpf",
+        "configfs",
+        "fusectl",
+        "mqueue",
+        "hugetlbfs",
+        "binfmt_misc",
+        "efivarfs",
+        "selinuxfs",
+        "rpc_pipefs",
+        "nsfs",
+    }
+)
+PSEUDO_PATHS: tuple[str, ...] = ("/proc", "/sys", "/dev")
+
+
+def _unescape_mount(field: str) -> str:
+    """/proc/self/mounts writes spaces and tabs in mount points as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def pseudo_mounts(mounts_file: str = "/proc/self/mounts") -> dict[str, str]:
+    """Mount point -> type of every pseudo file system, and of anything mounted under
+    /proc, /sys or /dev (a container's /dev is often a plain tmpfs)."""
+    found: dict[str, str] = {}
+    try:
+        with open(mounts_file, encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point, kind = _unescape_mount(fields[1]), fields[2]
+        if kind in PSEUDO_FS_TYPES or _is_under(point, PSEUDO_PATHS):
+            found[point] = kind
+    return found
+
+
+class PseudoFilesystems:
+    """Recognises files and folders on pseudo file systems by device number (one stat each,
+    already made by the walk) and, for paths named directly, by where they resolve."""
+
+    def __init__(self, mounts: dict[str, str] | None = None) -> None:
+        self.mounts = pseudo_mounts() if mounts is None else mounts
+        self.devices: dict[int, str] = {}
+        for point, kind in self.mounts.items():
+            try:
+                self.devices[os.stat(point).st_dev] = kind
+            except OSError:
+                continue
+
+    def kind_of_device(self, st: os.stat_result) -> str | None:
+        return self.devices.get(st.st_dev)
+
+    def describe(self, path: str) -> str | None:
+        """Why ``path`` (a root the user named, a link's target) is a pseudo file system,
+        or None if it is not one."""
+        real = os.path.realpath(path)
+        for prefix in PSEUDO_PATHS:
+            if _is_under(real, (prefix,)):
+                return f"{prefix} is a pseudo file system"
+        try:
+            kind = self.kind_of_device(os.stat(real))
+        except OSError:
+            return None
+        return f"{real} is on a pseudo file system ({kind})" if kind else None
+
+
+def _is_under(path: str, folders: Iterable[str]) -> bool:
+    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
 
 def normalise_root(root: str | os.PathLike[str]) -> str:
@@ -83,6 +174,8 @@ def scan(
     options: ScanOptions | None = None,
     on_error: ErrorHandler | None = None,
     on_folder_error: ErrorHandler | None = None,
+    on_link: LinkHandler | None = None,
+    pseudo: PseudoFilesystems | None = None,
 ) -> Iterator[FileInfo]:
     """Yield every image file under ``roots`` once, following symlinks without looping.
 
@@ -91,28 +184,39 @@ def scan(
     Unreadable files and broken links go to ``on_error`` and the walk goes on; so do
     unreadable folders, unless ``on_folder_error`` is given to hear of those apart
     (the indexer keeps what it knew of a folder it could not read this time).
+
+    Pseudo file systems (/proc, /sys, /dev and their kin) are never entered, through a
+    link or as a mount met on the way. A link that leads outside the roots goes to
+    ``on_link`` (once, where the walk first crosses out) and is followed unless
+    ``options.skip_outside_links``; a link into a pseudo file system is always skipped.
     """
     opts = options or ScanOptions()
     report = on_error or (lambda _path, _reason: None)
     report_folder = on_folder_error or report
+    report_link = on_link or (lambda _link, _target, _skipped: None)
+    pseudo = pseudo or PseudoFilesystems()
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
+    roots = [normalise_root(r) for r in roots]
+    real_roots = [os.path.realpath(r) for r in roots]
 
     for root in roots:
-        root = normalise_root(root)
         try:
             st = os.stat(root)
         except OSError as exc:
             report(root, _reason(exc))
             continue
+        if pseudo.kind_of_device(st) or pseudo.describe(root):
+            continue  # the indexer refuses such roots with a message before scanning
         if stat.S_ISREG(st.st_mode):
             if os.path.splitext(root)[1].lower() in opts.extensions and root not in seen_files:
                 seen_files.add(root)
                 yield FileInfo.from_stat(root, st)
             continue
-        stack = [(root, st)]
+        # (folder, its stat, whether the walk already left the roots through a link)
+        stack = [(root, st, False)]
         while stack:
-            folder, folder_st = stack.pop()
+            folder, folder_st, outside = stack.pop()
             key = (folder_st.st_dev, folder_st.st_ino)
             if key in seen_dirs:
                 continue
@@ -137,13 +241,23 @@ def scan(
                     if _has_image_ext(entry.name, opts):
                         report(entry.path, _reason(exc))
                     continue
-                if stat.S_ISDIR(entry_st.st_mode):
-                    subfolders.append((entry.path, entry_st))
-                elif (
-                    stat.S_ISREG(entry_st.st_mode)
-                    and _has_image_ext(entry.name, opts)
-                    and entry.path not in seen_files
-                ):
+                if pseudo.kind_of_device(entry_st):
+                    continue  # /proc met as a mount, or a link into it: never entered
+                is_dir = stat.S_ISDIR(entry_st.st_mode)
+                is_image = stat.S_ISREG(entry_st.st_mode) and _has_image_ext(entry.name, opts)
+                entry_outside = outside
+                if (is_dir or is_image) and entry.is_symlink():
+                    target = os.path.realpath(entry.path)
+                    if pseudo.describe(target):
+                        continue
+                    if not outside and not _is_under(target, real_roots):
+                        report_link(entry.path, target, opts.skip_outside_links)
+                        if opts.skip_outside_links:
+                            continue
+                        entry_outside = True
+                if is_dir:
+                    subfolders.append((entry.path, entry_st, entry_outside))
+                elif is_image and entry.path not in seen_files:
                     seen_files.add(entry.path)
                     yield FileInfo.from_stat(entry.path, entry_st)
             stack.extend(reversed(subfolders))

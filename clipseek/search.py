@@ -7,6 +7,7 @@ vector. So ``"a cat" + "a hat" - "blurry"`` finds cats in hats that are sharp.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -29,13 +30,16 @@ A query is one or more terms joined by + and -, each term optionally weighted:
 
   "a dog playing in the park"          plain text
   "a cat" + "a hat" - "blurry"         add and subtract concepts
-  2:"beach" + "sunset"                 weight a term (default 1)
+  2:"beach" + "sunset"                 weight a term (default 1; from -100 to 100)
   ~/Pictures/cat.jpg + "in the snow"   an image path is a term too
 
 Operators must stand apart from the words ("a - b", not "a-b"), so hyphenated
 words stay text."""
 
 MAX_TOP_K = 10_000
+#: Largest weight a term may have. Weights only matter relative to each other, so a
+#: hundred to one is already extreme; beyond, sums overflow to inf and scores to NaN.
+MAX_WEIGHT = 100.0
 _WEIGHT = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)):(.*)$", re.S)
 
 
@@ -120,7 +124,7 @@ def parse_query(parts: Sequence[str], *, allow_images: bool = True) -> Query:
         weight = 1.0
         match = _WEIGHT.match(raw)
         if match:
-            weight = float(match.group(1))
+            weight = _weight(match.group(1))
             raw = match.group(2).strip()
         if not raw:
             raise QueryError('A weighted term needs something after the colon, e.g. 2:"beach".')
@@ -143,6 +147,17 @@ def parse_query(parts: Sequence[str], *, allow_images: bool = True) -> Query:
     if not any(t.weight > 0 for t in terms):
         raise QueryError("The query only subtracts; add at least one term to search for.")
     return Query(tuple(terms))
+
+
+def _weight(text: str) -> float:
+    weight = float(text)
+    if not math.isfinite(weight) or abs(weight) > MAX_WEIGHT:
+        shown = text if len(text) <= 20 else text[:17] + "..."
+        raise QueryError(
+            f"The weight {shown} is too large; use a number from -{MAX_WEIGHT:g} to "
+            f'{MAX_WEIGHT:g} (weights count relative to each other, e.g. 2:"beach").'
+        )
+    return weight
 
 
 # --------------------------------------------------------------------------- searching
@@ -196,7 +211,13 @@ class SearchResponse:
             "query": self.query,
             "model": self.model,
             "results": [
-                {"rank": r.rank, **path_to_meta(r.path), "score": round(r.score, 6)}
+                {
+                    "rank": r.rank,
+                    **path_to_meta(r.path),
+                    # JSON has no NaN; a score is never one, and a broken vector must not
+                    # make the output unreadable for scripts
+                    "score": round(r.score, 6) if math.isfinite(r.score) else 0.0,
+                }
                 for r in self.results
             ],
             "total_results": self.total_results,
@@ -253,6 +274,8 @@ class Searcher:
         for vector, weight in zip(vectors, weights, strict=True):
             combined += weight * vector.astype(np.float64)
         norm = float(np.linalg.norm(combined))
+        if not math.isfinite(norm):
+            raise QueryError("The query's weights are too large to combine; use smaller ones.")
         if norm < 1e-6:
             raise QueryError("The query's terms cancel each other out; change a weight or a term.")
         return (combined / norm).astype(np.float32), notes

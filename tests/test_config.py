@@ -53,8 +53,8 @@ def test_flags_beat_env_beat_file(isolated_env: Path, monkeypatch: pytest.Monkey
     [
         ({"device": "tpu"}, "Unknown device 'tpu'"),
         ({"precision": "int4"}, "Unknown precision 'int4'"),
-        ({"batch_size": 0}, "Batch size must be between 1 and 4096"),
-        ({"batch_size": "many"}, "Invalid setting value"),
+        ({"batch_size": 0}, "the batch size must be a whole number from 1 to 4096"),
+        ({"batch_size": "many"}, "--batch-size many: the batch size must be a whole number"),
         ({"max_megapixels": -1}, "positive"),
         ({"model": "  "}, "model name is empty"),
     ],

@@ -110,11 +110,14 @@ def serve(
     """Run the server on an already bound socket until Ctrl-C (or SIGTERM)."""
     import uvicorn
 
-    from clipseek.server.app import create_app
+    from clipseek.server.app import ServerOptions, create_app
+    from clipseek.server.security import uvicorn_config
 
-    app = create_app(engine, options, on_startup=lambda: on_ready and on_ready(url_for(sock)))
-    config = uvicorn.Config(
+    opts = options or ServerOptions()
+    app = create_app(engine, opts, on_startup=lambda: on_ready and on_ready(url_for(sock)))
+    config = uvicorn_config(
         app,
+        opts.limits,
         log_level=log_level,
         access_log=log_level in ("info", "debug", "trace"),
         server_header=False,

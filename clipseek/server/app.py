@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from clipseek import __version__
 from clipseek.errors import (
@@ -33,13 +34,17 @@ from clipseek.errors import (
     QueryError,
     StoreError,
 )
-from clipseek.server.thumbs import BROWSER_TYPES, ThumbnailCache, render_jpeg
+from clipseek.server.files import FileRefused, OpenedImage, changed, open_indexed
+from clipseek.server.security import HostCheck, Limits, allowed_hosts
+from clipseek.server.thumbs import ThumbnailCache, render_jpeg
+from clipseek.server.validation import no_bool, search_folder
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
 
     from clipseek.engine import Engine
     from clipseek.search import SearchResponse
+    from clipseek.search import SearchResult as SearchHitSource
 
 log = logging.getLogger("clipseek.server")
 
@@ -67,6 +72,14 @@ class ServerOptions:
     max_json_bytes: int = 64 * 1024
     thumbnail_size: int = 256
     thumbnail_cache_bytes: int = 64 * 1024 * 1024
+    #: Decoded size limit of an uploaded query image; ``serve --max-megapixels`` sets it.
+    #: None: the settings' limit, but at most :data:`UPLOAD_MAX_MEGAPIXELS`.
+    upload_max_megapixels: float | None = None
+    #: The address the server listens on: a name there is an accepted Host header.
+    host: str = "127.0.0.1"
+    #: More accepted Host names (``--allowed-host``); "*" accepts any.
+    allowed_hosts: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
 
 
 # --------------------------------------------------------------------------- schemas
@@ -88,12 +101,15 @@ class SearchRequest(BaseModel):
         max_length=MAX_QUERY_CHARS,
         description='What to look for; terms may be joined with + and - and weighted (2:"beach").',
     )
-    top_k: int = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="How many results.")
+    top_k: Annotated[int, BeforeValidator(no_bool)] = Field(
+        DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="How many results."
+    )
     in_: str | None = Field(
         None,
         alias="in",
         max_length=4096,
-        description="Only images inside this folder (a path on the server).",
+        description="Only images inside this folder (a path on the server, inside an "
+        "indexed folder).",
     )
 
 
@@ -265,6 +281,9 @@ def create_app(
     from starlette.concurrency import run_in_threadpool
 
     opts = options or ServerOptions()
+    upload_limit = opts.upload_max_megapixels
+    if upload_limit is None:
+        upload_limit = min(UPLOAD_MAX_MEGAPIXELS, engine.settings.max_megapixels)
     thumbs = ThumbnailCache(engine.settings.max_megapixels, opts.thumbnail_cache_bytes)
     page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 
@@ -378,16 +397,20 @@ def create_app(
 
     # -- search
 
+    def roots() -> list[str]:
+        return engine.open_index().roots
+
     def hit_list(response: SearchResponse) -> SearchResult:
         hits = []
+        folders = roots() if response.results else []
         for r in response.results:
             hits.append(
                 SearchHit(
                     id=r.id,
                     rank=r.rank,
-                    score=round(r.score, 6),
+                    score=_finite_score(r.score),
                     path=r.path,
-                    image=_data_url(thumbs, r.path, opts.thumbnail_size),
+                    image=_data_url(thumbs, r, folders, opts.thumbnail_size),
                     thumbnail_url=f"/thumbnails/{r.id}",
                     image_url=f"/images/{r.id}",
                     width=r.width,
@@ -412,7 +435,8 @@ def create_app(
         from clipseek.search import parse_query
 
         query = parse_query([body.query], allow_images=False)
-        return hit_list(engine.search(query, body.top_k, in_dir=_folder(body.in_)))
+        folder = search_folder(body.in_, roots()) if body.in_ is not None else None
+        return hit_list(engine.search(query, body.top_k, in_dir=folder))
 
     @app.post(
         "/search/image",
@@ -422,35 +446,34 @@ def create_app(
     )
     def search_image(
         file: Annotated[UploadFile, File(description="The example image (JPEG, PNG, WebP, ...).")],
-        top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = DEFAULT_TOP_K,
+        top_k: Annotated[int, BeforeValidator(no_bool), Form(ge=1, le=MAX_TOP_K)] = DEFAULT_TOP_K,
         in_: Annotated[str | None, Form(alias="in", max_length=4096)] = None,
     ) -> SearchResult:
         data = file.file.read(opts.max_upload_bytes + 1)
         name = os.path.basename(file.filename or "") or "image"
         label = f"the uploaded image {name}"
+        folder = search_folder(in_, roots()) if in_ is not None else None
         response = engine.search_image(
             data,
             top_k,
-            in_dir=_folder(in_),
+            in_dir=folder,
             label=label,
-            max_megapixels=min(UPLOAD_MAX_MEGAPIXELS, engine.settings.max_megapixels),
+            max_megapixels=upload_limit,
         )
         response.query = f"image: {name}"
         return hit_list(response)
 
     # -- files, by id only
 
-    def indexed_path(image_id: str) -> str:
+    def open_by_id(image_id: str, identify: bool = True) -> OpenedImage:
+        """The checked, open file behind an id (see :mod:`clipseek.server.files`)."""
         entry = engine.image_entry(image_id)
         if entry is None:
             raise HTTPException(404, f"No indexed image has the id {image_id}.")
-        if not os.path.isfile(entry.path):
-            raise HTTPException(
-                410,
-                f"The indexed file {entry.path} no longer exists; run `clipseek index` "
-                "again to tidy the index.",
-            )
-        return entry.path
+        try:
+            return open_indexed(entry.path, entry.size, entry.mtime_ns, roots(), identify=identify)
+        except FileRefused as exc:
+            raise HTTPException(exc.status, exc.detail) from None
 
     @app.get(
         "/images/{image_id}",
@@ -463,17 +486,22 @@ def create_app(
         },
     )
     def image(image_id: ImageId) -> Response:
-        path = indexed_path(image_id)
-        media = BROWSER_TYPES.get(os.path.splitext(path)[1].lower())
-        if media is not None:
-            return FileResponse(
-                path, media_type=media, headers={"Cache-Control": "private, max-age=60"}
+        opened = open_by_id(image_id)
+        media = opened.media_type
+        if media is not None:  # sent from the descriptor that was checked, never the path
+            return StreamingResponse(
+                opened.chunks(),
+                media_type=media,
+                headers={
+                    "Cache-Control": "private, max-age=60",
+                    "Content-Length": str(opened.size),
+                },
             )
         # TIFF and friends: browsers cannot show them, so send a large JPEG instead.
+        with opened:
+            data = _render(opened, 4096, engine.settings.max_megapixels)
         return Response(
-            _render(path, 4096, engine.settings.max_megapixels),
-            media_type="image/jpeg",
-            headers={"Cache-Control": "private, max-age=60"},
+            data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"}
         )
 
     @app.get(
@@ -490,14 +518,18 @@ def create_app(
         image_id: ImageId,
         size: Annotated[int, Query(ge=16, le=2048, description="Longest side in pixels.")] = 256,
     ) -> Response:
-        path = indexed_path(image_id)
-        try:
-            data = thumbs.get(path, size)
-        except (ImageReadError, OSError) as exc:
-            reason = exc.reason if isinstance(exc, ImageReadError) else str(exc)
-            raise HTTPException(
-                422, f"The indexed file {path} cannot be read now: {reason}."
-            ) from None
+        with open_by_id(image_id, identify=False) as opened:  # decoded in full below
+            try:
+                data = thumbs.get(opened, size)
+            except (ImageReadError, OSError) as exc:
+                reason = exc.reason if isinstance(exc, ImageReadError) else str(exc)
+                if "--max-megapixels" in reason:  # the limit changed, not the file
+                    raise HTTPException(
+                        422, f"The indexed file {opened.path} cannot be read now: {reason}."
+                    ) from None
+                # same size and time as when it was indexed, yet no longer readable
+                refused = changed(opened.path, f" ({reason})")
+                raise HTTPException(refused.status, refused.detail) from None
         return Response(
             data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"}
         )
@@ -507,6 +539,8 @@ def create_app(
 
     app.add_middleware(BodyLimit, limit_for=limit_for)
     app.add_middleware(_SecurityHeaders)
+    # Outermost: a request for another site's name is refused before anything else runs.
+    app.add_middleware(HostCheck, allowed=allowed_hosts(opts.host, opts.allowed_hosts))
     return app
 
 
@@ -532,30 +566,29 @@ class _SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def _folder(in_dir: str | None) -> str | None:
-    """The ``in`` filter, checked here so the message names the API's field, not a flag."""
-    if in_dir is None:
-        return None
-    if not os.path.isdir(os.path.expanduser(in_dir)):
-        raise QueryError(f"in: there is no folder {in_dir} on the server.")
-    return in_dir
-
-
-def _render(path: str, size: int, max_megapixels: float | None) -> bytes:
+def _render(opened: OpenedImage, size: int, max_megapixels: float | None) -> bytes:
     try:
-        return render_jpeg(path, size, max_megapixels, quality=90)
+        return render_jpeg(opened.file, opened.path, size, max_megapixels, quality=90)
     except ImageReadError as exc:
         raise HTTPException(
-            422, f"The indexed file {path} cannot be read now: {exc.reason}."
+            422, f"The indexed file {opened.path} cannot be read now: {exc.reason}."
         ) from None
 
 
-def _data_url(thumbs: ThumbnailCache, path: str, size: int) -> str | None:
+def _data_url(
+    thumbs: ThumbnailCache, hit: SearchHitSource, roots: list[str], size: int
+) -> str | None:
     try:
-        data = thumbs.get(path, size)
-    except (ImageReadError, OSError):
+        with open_indexed(hit.path, hit.size, hit.mtime_ns, roots, identify=False) as opened:
+            data = thumbs.get(opened, size)
+    except (FileRefused, ImageReadError, OSError):
         return None  # the hit stays in the list; the page shows a placeholder
     return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _finite_score(score: float) -> float:
+    """JSON has no NaN: a score that is not a number (it never should be) reads as 0."""
+    return round(score, 6) if math.isfinite(score) else 0.0
 
 
 def _prefers_html(accept: str) -> bool:

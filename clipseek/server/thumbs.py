@@ -3,34 +3,32 @@
 A result grid asks for the same few dozen pictures again and again (every search,
 every change of the result count), so decoded-and-shrunk images are cached by
 path, size and modification time; a file edited since is simply rendered anew.
+Files are read only through :func:`clipseek.server.files.open_indexed`, from the
+descriptor that was checked.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import threading
 from collections import OrderedDict
+from typing import TYPE_CHECKING, BinaryIO
 
-from clipseek.imaging import open_image
+from clipseek.imaging import open_image_file
 
-#: Formats every current browser shows as they are; anything else is converted.
-BROWSER_TYPES: dict[str, str] = {
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".bmp": "image/bmp",
-}
+if TYPE_CHECKING:
+    from clipseek.server.files import OpenedImage
 
 
-def render_jpeg(path: str, size: int, max_megapixels: float | None, quality: int = 82) -> bytes:
-    """``path`` shrunk to fit ``size``×``size`` (never enlarged), upright, as JPEG bytes.
-    Raises :class:`clipseek.errors.ImageReadError` for a file that cannot be read."""
+def render_jpeg(
+    file: BinaryIO, label: str, size: int, max_megapixels: float | None, quality: int = 82
+) -> bytes:
+    """The open image ``file`` shrunk to fit ``size``×``size`` (never enlarged), upright, as
+    JPEG bytes. Raises :class:`clipseek.errors.ImageReadError` for a file that cannot be read."""
     from PIL import Image
 
-    image = open_image(path, max_megapixels=max_megapixels, min_size=(size, size))
+    file.seek(0)
+    image = open_image_file(file, label, max_megapixels=max_megapixels, min_size=(size, size))
     image.thumbnail((size, size), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     image.save(out, "JPEG", quality=quality, optimize=True)
@@ -47,15 +45,15 @@ class ThumbnailCache:
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, path: str, size: int) -> bytes:
-        st = os.stat(path)
-        key = (path, size, st.st_mtime_ns, st.st_size)
+    def get(self, opened: OpenedImage, size: int) -> bytes:
+        """The thumbnail of an opened, checked file; the key is what was checked on it."""
+        key = (opened.path, size, opened.mtime_ns, opened.size)
         with self._lock:
             data = self._items.get(key)
             if data is not None:
                 self._items.move_to_end(key)
                 return data
-        data = render_jpeg(path, size, self.max_megapixels)
+        data = render_jpeg(opened.file, opened.path, size, self.max_megapixels)
         with self._lock:
             if key not in self._items:
                 self._items[key] = data

@@ -85,11 +85,14 @@ def running_server(engine, options=None) -> Iterator[str]:
     import uvicorn
 
     from clipseek.server import bind, url_for
-    from clipseek.server.app import create_app
+    from clipseek.server.app import ServerOptions, create_app
+    from clipseek.server.security import uvicorn_config
 
+    options = options or ServerOptions()
     sock = bind("127.0.0.1", 0)
     app = create_app(engine, options)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    config = uvicorn_config(app, options.limits, log_level="warning", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -179,7 +179,7 @@ def test_paths_in_a_query_stay_text(client, served):
         ({"query": "x", "top_k": "many"}, "top_k: Input should be a valid integer"),
         ({"query": "x", "topk": 3}, "topk: Extra inputs are not permitted"),
         ({"query": "x" * 1001}, "query: String should have at most 1000 characters"),
-        ({"query": "x", "in": "/no/such/folder"}, "there is no folder /no/such/folder"),
+        ({"query": "x", "in": "/no/such/folder"}, "/no/such/folder is not inside a folder"),
         ([1, 2], "Input should be a valid dictionary"),
     ],
 )

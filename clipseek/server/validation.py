@@ -1,0 +1,42 @@
+"""Checks on what API clients send that pydantic's field types do not express."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from clipseek.errors import QueryError
+from clipseek.server.files import is_inside
+
+
+def no_bool(value: Any) -> Any:
+    """JSON ``true`` is not the number 1: refuse it where a count is expected."""
+    if isinstance(value, bool):
+        raise ValueError("Input should be a whole number, not true or false")
+    return value
+
+
+def search_folder(in_dir: str | None, roots: Sequence[str]) -> str | None:
+    """The ``in`` filter, checked so the answer reveals nothing about the server's disk.
+
+    A folder outside the indexed folders gets one answer whether or not it exists (before
+    this, ``/etc`` passed and ``/nonexistent`` did not); ``~`` is not expanded, so
+    ``~root`` names nothing either. Inside an indexed folder, a missing folder is named,
+    since the index shares those folders' contents anyway.
+    """
+    if in_dir is None:
+        return None
+    if "\x00" in in_dir or not os.path.isabs(in_dir):
+        raise QueryError(
+            f"in: {in_dir!r} is not an absolute folder path; give a folder inside one of "
+            "the indexed folders."
+        )
+    folder = os.path.normpath(in_dir)
+    if folder.startswith("//"):
+        folder = "/" + folder.lstrip("/")
+    if not is_inside(folder, [os.path.normpath(r) for r in roots if r]):
+        raise QueryError(f"in: {in_dir} is not inside a folder this server has indexed.")
+    if not os.path.isdir(folder):
+        raise QueryError(f"in: there is no folder {in_dir} on the server.")
+    return folder
