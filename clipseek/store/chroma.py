@@ -476,8 +476,9 @@ class Store:
                     raise StoreError(
                         f"Collection {name} belongs to model {index.model_key}, not {model_key}."
                     )
-                if not self.reader:  # a reader never writes; the next index run raises it
-                    _raise_ef_search(col)
+                # A reader never writes; the next index run raises it.
+                if not self.reader and _raise_ef_search(col):
+                    self._committed()
                 return index
         return None
 
@@ -1060,7 +1061,7 @@ def _snapshot_error(location: str, exc: OSError) -> StoreError:
     )
 
 
-def _raise_ef_search(collection: Any) -> None:
+def _raise_ef_search(collection: Any) -> bool:
     """Bring an older index's ef_search up to :data:`HNSW_CONFIG`.
 
     A collection keeps the HNSW parameters it was created with. max_neighbors and
@@ -1074,10 +1075,11 @@ def _raise_ef_search(collection: Any) -> None:
         hnsw = (getattr(collection, "configuration", None) or {}).get("hnsw") or {}
         current = hnsw.get("ef_search")
         if current is None or int(current) >= want:
-            return
+            return False
         collection.modify(configuration={"hnsw": {"ef_search": want}})
     except Exception:
-        return
+        return False
+    return True
 
 
 def _stored_entry(id_: str, meta: Mapping[str, Any]) -> StoredEntry:
