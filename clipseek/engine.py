@@ -30,13 +30,15 @@ from clipseek.indexer import (
     IndexSummary,
     Notice,
 )
-from clipseek.models import Embedder, ModelSpec, load_model, resolve_model
+from clipseek.models import Embedder, ModelSpec, resolve_model
 from clipseek.search import Query, Searcher, SearchResponse, check_top_k, encode_image
 from clipseek.store import ImageIndex, IndexInfo, Store, StoredEntry
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
+
+    from clipseek.models.runtime import ExportOutcome
 
 
 @dataclass(frozen=True)
@@ -52,14 +54,19 @@ class Engine:
     def __init__(
         self,
         settings: Settings,
-        model_loader: Callable[[ModelSpec, str, str], Embedder] = load_model,
+        model_loader: Callable[[ModelSpec, str, str], Embedder] | None = None,
+        backend: str = "auto",
     ) -> None:
         self.settings = settings
         self.store = Store(settings.store_location)
         self._model_loader = model_loader
+        #: "auto", "torch" or "onnx": the runtime for indexing on a CPU (readers use the
+        #: ONNX export whenever it is ready unless this is "torch").
+        self.backend = backend
         self._model: Embedder | None = None
         self._model_lock = threading.Lock()
         self._spec: ModelSpec | None = None
+        self._for_indexing = False
 
     # -- model choice
 
@@ -89,13 +96,69 @@ class Engine:
         return self._model is not None
 
     def model(self) -> Embedder:
-        """Load the model once; safe to call from several threads (the TUI's workers)."""
+        """The model for searching, loaded once; safe to call from several threads (the
+        TUI's workers). That is the ONNX export when it is ready (no torch imported), else
+        torch on the CPU: a query never initialises a GPU."""
         with self._model_lock:
             if self._model is None:
-                self._model = self._model_loader(
-                    self.spec, self.settings.device, self.settings.precision
-                )
+                if self._model_loader is not None:
+                    self._model = self._model_loader(
+                        self.spec, self.settings.device, self.settings.precision
+                    )
+                else:
+                    from clipseek.models.runtime import load_reader_model
+
+                    self._model = load_reader_model(
+                        self.spec, self.settings.device, self.settings.precision, self.backend
+                    )
             return self._model
+
+    def index_model(self) -> Embedder:
+        """The model for indexing: a GPU when there is one, else the faster CPU runtime
+        (see :mod:`clipseek.models.runtime`). Replaces a reader's model once loaded."""
+        with self._model_lock:
+            if self._model_loader is not None:
+                if self._model is None:
+                    self._model = self._model_loader(
+                        self.spec, self.settings.device, self.settings.precision
+                    )
+                return self._model
+            if self._model is None or not self._for_indexing:
+                from clipseek.models.runtime import load_index_model
+
+                self._model = None  # the reader's model is dropped before the next loads
+                self._model = load_index_model(
+                    self.spec, self.settings.device, self.settings.precision, self.backend
+                )
+                self._for_indexing = True
+            return self._model
+
+    def fast_path_ready(self) -> bool:
+        """Whether this engine's model has a ready ONNX export (no torch imported)."""
+        from clipseek.models.export import find_export
+
+        return find_export(self.spec) is not None
+
+    def fast_path_pending(self) -> bool:
+        """Whether :meth:`export_fast_path` has work to do (a torch model without export)."""
+        from clipseek.models.runtime import needs_export
+
+        model = self._model
+        return model is not None and self._model_loader is None and needs_export(model)
+
+    def export_fast_path(self) -> ExportOutcome:
+        """Export the ONNX fast path if a torch model is loaded and none exists yet.
+
+        Faces call this after answering (the first query pays for the export once, the
+        later ones load in a fraction of the time); it never raises, and a failure is
+        remembered so that it is reported once (see :mod:`clipseek.models.runtime`).
+        """
+        from clipseek.models.runtime import ExportOutcome, export_after_use
+
+        model = self._model
+        if model is None or self._model_loader is not None:
+            return ExportOutcome()
+        return export_after_use(model)
 
     # -- indexing
 
@@ -103,7 +166,7 @@ class Engine:
         opts = options or IndexOptions(
             batch_size=self.settings.batch_size, max_megapixels=self.settings.max_megapixels
         )
-        return Indexer(self.store, self.spec, self.model, opts)
+        return Indexer(self.store, self.spec, self.index_model, opts)
 
     def index(
         self,
@@ -157,10 +220,28 @@ class Engine:
                             f"{moved} and is rebuilt from your images."
                         )
                     )
-            return self.indexer(opts).run(roots, on_event=emit, cancel=cancel)
+            summary = self.indexer(opts).run(roots, on_event=emit, cancel=cancel)
         finally:
             if lock is not None:
                 lock.release()
+        if not summary.cancelled:
+            self._export_after_index(emit)
+        return summary
+
+    def _export_after_index(self, emit: EventHandler) -> None:
+        """Write the ONNX fast path after a run that loaded torch (the lock is released
+        first: exporting takes a while and blocks no other index run)."""
+        if not self.fast_path_pending():
+            return
+        emit(Notice("Preparing the fast query path (ONNX export, once per model)…"))
+        outcome = self.export_fast_path()
+        if outcome.error:
+            emit(
+                Notice(
+                    f"The fast query path is not available: {outcome.error} "
+                    "Queries keep working through torch."
+                )
+            )
 
     # -- searching
 
@@ -185,8 +266,28 @@ class Engine:
 
     def searcher(self) -> Searcher:
         """The index is opened before the model loads: a missing index is a quick answer."""
+        self._warm_model()
         index = self.open_index()
         return Searcher(index, self.model(), self.settings.max_megapixels)
+
+    def _warm_model(self) -> None:
+        """Load the ONNX text tower on a thread while the index opens: importing chromadb
+        and creating the session overlap, which a cold query feels."""
+        if self._model is not None or self._model_loader is not None or self.backend == "torch":
+            return
+        if not self.fast_path_ready():
+            return
+
+        def warm() -> None:
+            try:
+                model = self.model()
+                warm_tower = getattr(model, "warm", None)
+                if warm_tower is not None:
+                    warm_tower("text")
+            except Exception:
+                pass
+
+        threading.Thread(target=warm, name="clipseek-warm", daemon=True).start()
 
     def search(
         self,

@@ -389,7 +389,10 @@ def export_model(model: ClipModel, *, quantize: bool = False) -> Export:
             "dim": source.dim,
             "context_length": ctx,
             "text_dynamic_length": dynamic,
-            "preprocess": {**asdict(source.preprocess_cfg), "size": list(source.preprocess_cfg.size)},
+            "preprocess": {
+                **asdict(source.preprocess_cfg),
+                "size": list(source.preprocess_cfg.size),
+            },
             "tokenizer": {"kind": "clip-bpe", "file": VOCAB_FILE, "clean": "lower"},
             "weights": {**record, "sha256": digest},
             "files": {name: (tmp / name).stat().st_size for name in files},

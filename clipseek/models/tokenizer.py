@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import html
+import itertools
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -68,8 +69,7 @@ class ClipTokenizer:
         self._ranks = {merge: i for i, merge in enumerate(merges)}
         self._cache: dict[str, str] = {t: t for t in _SPECIALS}
         self._pat = regex.compile(
-            "|".join(_SPECIALS)
-            + r"""|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
+            "|".join(_SPECIALS) + r"""|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
             regex.IGNORECASE,
         )
         self.sot_token_id = self.encoder[_SPECIALS[0]]
@@ -86,7 +86,7 @@ class ClipTokenizer:
         ranks = self._ranks
         inf = float("inf")
         while len(word) > 1:
-            pairs = set(zip(word, word[1:], strict=False))
+            pairs = set(itertools.pairwise(word))
             bigram = min(pairs, key=lambda pair: ranks.get(pair, inf))
             if bigram not in ranks:
                 break
@@ -152,9 +152,10 @@ def supported(tokenizer: object) -> str | None:
     clean = getattr(tokenizer, "clean_fn", None)
     if getattr(clean, "__name__", "") != "_clean_lower":
         return "its tokenizer cleans text in another way"
-    if len(getattr(tokenizer, "all_special_ids", ())) != 2 or getattr(
-        tokenizer, "vocab_size", 0
-    ) != 49408:
+    if (
+        len(getattr(tokenizer, "all_special_ids", ())) != 2
+        or getattr(tokenizer, "vocab_size", 0) != 49408
+    ):
         return "its tokenizer has another vocabulary"
     return None
 
