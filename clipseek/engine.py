@@ -211,6 +211,9 @@ class Engine:
             opts = options or IndexOptions(
                 batch_size=self.settings.batch_size, max_megapixels=self.settings.max_megapixels
             )
+            quick = self._quick_unchanged(roots, opts, emit)
+            if quick is not None:
+                return quick
             if opts.rebuild:
                 moved = self.store.recover()
                 if moved:
@@ -227,6 +230,23 @@ class Engine:
         if not summary.cancelled:
             self._export_after_index(emit)
         return summary
+
+    def _quick_unchanged(
+        self, roots: Sequence[str | os.PathLike[str]], opts: IndexOptions, emit: EventHandler
+    ) -> IndexSummary | None:
+        """A run over an unchanged tree, decided from the SQLite file without chromadb or
+        a model (see :mod:`clipseek.quickcheck`); None when the normal path must run."""
+        if self.store.is_remote or opts.rebuild:
+            return None
+        from clipseek.quickcheck import quick_unchanged
+
+        try:
+            if self.store.damage() is not None:
+                return None
+            with self.store.reading():
+                return quick_unchanged(self.store.location, self.spec, roots, opts, emit)
+        except (OSError, StoreError):
+            return None
 
     def _export_after_index(self, emit: EventHandler) -> None:
         """Write the ONNX fast path after a run that loaded torch (the lock is released
