@@ -468,6 +468,7 @@ def index(
         )
     if summary.cancelled:
         raise typer.Exit(130)
+    _export_after_answer(engine, err)
 
 
 # --------------------------------------------------------------------------- query

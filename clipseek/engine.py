@@ -227,8 +227,6 @@ class Engine:
         finally:
             if lock is not None:
                 lock.release()
-        if not summary.cancelled:
-            self._export_after_index(emit)
         return summary
 
     def _quick_unchanged(
@@ -247,21 +245,6 @@ class Engine:
                 return quick_unchanged(self.store.location, self.spec, roots, opts, emit)
         except (OSError, StoreError):
             return None
-
-    def _export_after_index(self, emit: EventHandler) -> None:
-        """Write the ONNX fast path after a run that loaded torch (the lock is released
-        first: exporting takes a while and blocks no other index run)."""
-        if not self.fast_path_pending():
-            return
-        emit(Notice("Preparing the fast query path (ONNX export, once per model)…"))
-        outcome = self.export_fast_path()
-        if outcome.error:
-            emit(
-                Notice(
-                    f"The fast query path is not available: {outcome.error} "
-                    "Queries keep working through torch."
-                )
-            )
 
     # -- searching
 

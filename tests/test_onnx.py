@@ -316,7 +316,9 @@ def test_index_run_exports_and_backend_onnx_indexes_like_torch(
     spec = resolve_model(tiny_model)
     torch_engine = Engine(_settings(tiny_model, tmp_path / "t", device="cpu", precision="fp32"))
     torch_engine.index([photos])
-    assert find_export(spec) is not None  # exported after the run
+    assert find_export(spec) is None and torch_engine.fast_path_pending()
+    assert torch_engine.export_fast_path().exported is not None  # what the faces call after
+    assert find_export(spec) is not None
     onnx_engine = Engine(_settings(tiny_model, tmp_path / "o", device="cpu"), backend="onnx")
     onnx_engine.index([photos])
     assert onnx_engine.index_model().backend == "onnx"
@@ -326,3 +328,41 @@ def test_index_run_exports_and_backend_onnx_indexes_like_torch(
     va, vb = a.get(ids), b.get(ids)
     for image_id in ids:
         assert float(va[image_id][0] @ vb[image_id][0]) >= 0.9999
+
+
+def test_cli_index_exports_once_then_queries_use_it(
+    runner, cli_env: Path, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clipseek.cli import app
+
+    monkeypatch.delenv("CLIPSEEK_NO_EXPORT", raising=False)
+    first = runner.invoke(app, ["index", str(photos)])
+    assert first.exit_code == 0, first.output
+    assert "Fast path ready" in first.output
+    again = runner.invoke(app, ["index", str(photos), "--rebuild"])
+    assert again.exit_code == 0 and "Preparing the fast path" not in again.output
+    info = runner.invoke(app, ["info", "--json"])
+    payload = json.loads(info.stdout)
+    assert payload["indexes"][0]["fast_path"] is True
+    query = runner.invoke(app, ["query", "a red circle", "--json"])
+    assert query.exit_code == 0 and "Preparing" not in query.output
+    assert len(json.loads(query.stdout)["results"]) == 5
+
+
+def test_cli_reports_a_failed_export_once(
+    runner, cli_env: Path, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clipseek.cli import app
+    from clipseek.models import export as export_mod
+
+    def broken(model, **_kw):
+        raise export_mod.ExportError("The disk is full.")
+
+    monkeypatch.delenv("CLIPSEEK_NO_EXPORT", raising=False)
+    monkeypatch.setattr(export_mod, "export_model", broken)
+    first = runner.invoke(app, ["index", str(photos)])
+    assert first.exit_code == 0 and "The disk is full." in first.output
+    assert "Traceback" not in first.output
+    query = runner.invoke(app, ["query", "a red circle"])
+    assert query.exit_code == 0 and "disk is full" not in query.output
+    assert "1 " in query.output  # answered through torch

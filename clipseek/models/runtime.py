@@ -215,9 +215,16 @@ def _weights_stamp(spec: ModelSpec) -> dict[str, Any] | None:
     return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+def _exports_disabled() -> bool:
+    """``CLIPSEEK_NO_EXPORT=1`` turns the automatic export off (the tests set it)."""
+    return os.environ.get("CLIPSEEK_NO_EXPORT", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def needs_export(model: Embedder) -> bool:
     """Whether ``model`` is a torch model whose fast path is missing and not known to fail."""
     if getattr(model, "backend", None) != "torch" or not hasattr(model, "_tokenizer"):
+        return False
+    if _exports_disabled():
         return False
     from clipseek.models.export import find_export
 
@@ -236,8 +243,6 @@ def export_after_use(model: Embedder) -> ExportOutcome:
 
     from clipseek.models.export import ExportError, export_model
 
-    if os.environ.get("CLIPSEEK_NO_EXPORT", "").strip().lower() in {"1", "true", "yes", "on"}:
-        return ExportOutcome()
     try:
         if not needs_export(model):
             return ExportOutcome()
