@@ -168,6 +168,38 @@ def _app_rss(env: dict[str, str], db: Path) -> dict[str, object]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+OVERLAP_CHILD = r"""
+import sys, time
+t = time.perf_counter()
+from clipseek.config import load_settings
+from clipseek.engine import Engine
+if sys.argv[2] == "off":
+    Engine._warm_model = lambda self: None
+engine = Engine(load_settings({"model": "ViT-B/32", "db": sys.argv[1]}))
+engine.search("a dog on a beach", 5)
+assert engine.model().backend == "onnx"
+print(time.perf_counter() - t)
+"""
+
+
+def _overlap(env: dict[str, str], db: Path, repeat: int) -> dict[str, float]:
+    """A cold text search in-process, with the ONNX session loading on a thread while
+    chromadb imports (as shipped) and without (one after the other)."""
+    times: dict[str, list[float]] = {"overlapped": [], "sequential": []}
+    for _ in range(repeat):
+        for name, flag in (("overlapped", "on"), ("sequential", "off")):
+            out = subprocess.run(
+                [sys.executable, "-c", OVERLAP_CHILD, str(db), flag],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            if out.returncode != 0:
+                raise SystemExit(out.stderr[-2000:])
+            times[name].append(float(out.stdout.strip().splitlines()[-1]))
+    return {name: median(values) for name, values in times.items()}
+
+
 def _tower_rates(rounds: int) -> dict[str, float]:
     from clipseek.models import cpu_has_native_bf16, load_model, resolve_model
     from clipseek.models.export import ensure_int8, find_export
@@ -253,7 +285,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 runs, 3000 records")
     parser.add_argument("--repeat", type=int)
     parser.add_argument("--images", type=int)
-    parser.add_argument("--skip", default="", help="comma list of: export,cold,rest,tower,int8")
+    parser.add_argument(
+        "--skip", default="", help="comma list of: export,cold,overlap,rest,tower,int8"
+    )
     args = parser.parse_args()
     repeat = args.repeat or (3 if args.quick else 5)
     count = args.images or 3000
@@ -337,6 +371,15 @@ def main() -> None:
             o, t = median(wall[f"{kind} query, ONNX"]), median(wall[f"{kind} query, torch"])
             ro, rt = median(rss[f"{kind} query, ONNX"]), median(rss[f"{kind} query, torch"])
             print(f"{kind}: ONNX ÷ torch wall {o / t:.2f}×, peak RSS {ro / rt:.2f}×")
+
+    if "overlap" not in skip:
+        got = _overlap(env_onnx, db, repeat)
+        print(
+            f"\ncold search in-process (imports + open + encode + search), median of {repeat}: "
+            f"session loaded beside the chromadb import {got['overlapped']:.2f} s, one after "
+            f"the other {got['sequential']:.2f} s "
+            f"({got['overlapped'] / got['sequential']:.2f}×)"
+        )
 
     if "rest" not in skip:
         print("\nat rest (after start-up and one query):\n")

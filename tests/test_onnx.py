@@ -366,3 +366,84 @@ def test_cli_reports_a_failed_export_once(
     query = runner.invoke(app, ["query", "a red circle"])
     assert query.exit_code == 0 and "disk is full" not in query.output
     assert "1 " in query.output  # answered through torch
+
+
+def test_backend_auto_measures_once_and_remembers(
+    loaded_tiny_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clipseek.models import runtime
+    from clipseek.models.export import export_model
+
+    spec = loaded_tiny_model.spec
+    # Without an export there is nothing to compare: torch now, the export comes after.
+    first = runtime.load_index_model(spec, "cpu", "fp32", "auto")
+    assert first.backend == "torch" and runtime.cached_choice(spec) is None
+    export_model(loaded_tiny_model)
+    measured: list[str] = []
+    real = runtime.images_per_second
+
+    def counted(model, *args, **kwargs):
+        measured.append(model.backend)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(runtime, "images_per_second", counted)
+    chosen = runtime.load_index_model(spec, "cpu", "fp32", "auto")
+    assert sorted(measured) == ["onnx", "torch"]
+    choice = runtime.cached_choice(spec)
+    assert choice is not None and choice["backend"] == chosen.backend
+    assert choice["onnx_fp32_images_per_s"] > 0 and choice["torch_fp32_images_per_s"] > 0
+    again = runtime.load_index_model(spec, "cpu", "fp32", "auto")
+    assert again.backend == chosen.backend and len(measured) == 2  # not measured again
+    assert runtime.load_index_model(spec, "cpu", "fp32", "torch").backend == "torch"
+    assert runtime.load_index_model(spec, "cpu", "fp32", "onnx").backend == "onnx"
+
+
+def test_int8_is_explicit_and_agrees_roughly(loaded_tiny_model) -> None:
+    from clipseek.errors import DeviceError
+    from clipseek.models import runtime
+    from clipseek.models.export import IMAGE_INT8_FILE, export_model
+
+    spec = resolve_model(fixture_model_spec())
+    shapes = load_model(spec, device="cpu", precision="fp32")
+    export = export_model(shapes)
+    assert not export.path(IMAGE_INT8_FILE).exists()  # never made unless asked for
+    int8 = runtime.load_index_model(spec, "auto", "int8", "auto")
+    assert int8.backend == "onnx" and int8.precision == "int8"
+    images = _images()
+    v8 = int8.encode_prepared([int8.prepare(i) for i in images])
+    v32 = shapes.encode_prepared([shapes.prepare(i) for i in images])
+    assert np.allclose(np.linalg.norm(v8, axis=1), 1, atol=1e-4)
+    assert (v8 * v32).sum(1).min() > 0.9
+    assert export.path(IMAGE_INT8_FILE).exists()
+    with pytest.raises(DeviceError, match="CPU"):
+        runtime.load_index_model(spec, "cuda", "int8", "auto")
+    # A reader never uses int8: its text and image queries stay fp32.
+    reader = runtime.load_reader_model(spec, "auto", "int8", "auto")
+    assert reader.backend == "onnx" and reader.precision == "fp32"
+
+
+def test_cli_backend_option_is_checked(runner, cli_env: Path, photos: Path) -> None:
+    from clipseek.cli import app
+
+    bad = runner.invoke(app, ["index", str(photos), "--backend", "tpu"])
+    assert bad.exit_code == 1 and "Unknown backend 'tpu'" in bad.output
+    ok = runner.invoke(app, ["index", str(photos), "--backend", "onnx"])
+    assert ok.exit_code == 0, ok.output
+    assert "12 new" in ok.output
+
+
+def test_set_threads_takes_effect_from_the_next_batch(loaded_tiny_model) -> None:
+    from clipseek.models.export import export_model
+    from clipseek.models.onnx_backend import OnnxModel
+
+    fast = OnnxModel(loaded_tiny_model.spec, export_model(loaded_tiny_model))
+    items = [fast.prepare(i) for i in _images()]
+    first = fast.encode_prepared(items)
+    for threads in (1, 2, 3):
+        fast.set_threads(threads)
+        assert fast.threads == threads
+        again = fast.encode_prepared(items)
+        assert np.allclose(first, again, atol=1e-5)
+        session = fast._sessions[("image", threads)]
+        assert session.get_session_options().intra_op_num_threads == threads
+    assert len([k for k in fast._sessions if k[0] == "image"]) == 2  # the oldest was dropped

@@ -8,7 +8,8 @@ and a text query loads only the text tower. Image preprocessing is
 ONNX Runtime fixes a session's intra-op thread count when the session is created, so
 :meth:`OnnxModel.set_threads` only records the wish: the next encode uses (and keeps) a
 session made for that count. Sessions per count are kept (the indexer's tuner tries two
-or three counts), each sharing nothing but the file on disk.
+or three counts); at most two per tower are kept, the least recently used dropped, since
+each holds its own copy of the weights.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from clipseek.models.export import IMAGE_FILE, IMAGE_INT8_FILE, TEXT_FILE, Expor
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
+
+
+#: Sessions kept per tower (each with its own copy of the weights).
+_SESSIONS_PER_TOWER = 2
 
 
 def _normalised(features: np.ndarray) -> np.ndarray:
@@ -68,10 +73,13 @@ class OnnxModel:
 
     def _session(self, tower: str) -> Any:
         key = (tower, self._threads)
-        session = self._sessions.get(key)
+        session = self._sessions.pop(key, None)
         if session is None:
+            same_tower = [k for k in self._sessions if k[0] == tower]
+            if len(same_tower) >= _SESSIONS_PER_TOWER:  # the least recently used goes
+                del self._sessions[same_tower[0]]
             session = load_session(self._file(tower), self._threads)
-            self._sessions[key] = session
+        self._sessions[key] = session  # (re)inserted last: the dict keeps use order
         return session
 
     def _file(self, tower: str) -> str:

@@ -39,8 +39,11 @@ def load_reader_model(spec: ModelSpec, device: str, precision: str, backend: str
             return fast
     from clipseek.models.torch_backend import load_model
 
+    # A configured GPU (and its fp16) or int8 are indexing choices; a query runs on the CPU.
     reader_device = "cpu" if device in ("auto", "cuda") else device
-    reader_precision = "auto" if precision == "int8" else precision
+    reader_precision = (
+        "auto" if precision in ("int8", "fp16") and reader_device == "cpu" else precision
+    )
     return load_model(spec, device=reader_device, precision=reader_precision)
 
 
