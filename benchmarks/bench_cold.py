@@ -5,7 +5,8 @@ Timed (median of --repeat runs, wall clock, file cache warm):
   clipseek --help                          target ≤ 0.25 s
   clipseek info                            no torch, open_clip or chromadb
   python -c "import torch, open_clip, chromadb"   what any query must import (baseline)
-  clipseek query "..." with ViT-B/32       target ≤ 2.5 s (random stand-in weights)
+  clipseek query "..." with ViT-B/32       target ≤ 1.0 s through the ONNX fast path
+                                           (random stand-in weights; see bench_fastpath.py)
   TUI first paint                          target ≤ 0.5 s (benchmarks/tui_first_paint.py)
 
     python benchmarks/bench_cold.py --quick
@@ -62,6 +63,10 @@ def main() -> None:
         "HF_HUB_CACHE": str(hub),
         "HF_HUB_OFFLINE": "1",
         "CLIPSEEK_CONFIG": str(cache_root() / "no-config.toml"),
+        # The index run exports the ONNX fast path here (not into ~/.cache), so the timed
+        # queries are what a user gets after indexing; bench_fastpath.py sets ONNX
+        # against torch side by side.
+        "XDG_CACHE_HOME": str(cache_root() / "cold-xdg-cache"),
     }
     env.pop("CLIPSEEK_DB", None)
     db = cache_root() / "cold-db"
@@ -72,6 +77,8 @@ def main() -> None:
         photos = write_photo_corpus(cache_root() / "cold-photos", 8, size=(320, 240), fmt="png")
         run([*clipseek, "index", str(photos[0].parent), "--db", str(db), "-m", "ViT-B/32"], env)
         (db / "ready").write_text("ok")
+    # An untimed query first: it exports the fast path if the index run did not.
+    run([*clipseek, "query", "warm-up", "--db", str(db), "-m", "ViT-B/32"], env)
 
     cases = [
         ("python -c pass", [sys.executable, "-c", "pass"]),
@@ -102,7 +109,7 @@ def main() -> None:
     print()
     print("| command | median s | − interpreter start | target |")
     print("|---|---|---|---|")
-    targets = {"clipseek --help": "≤ 0.25 s", 'clipseek query "a dog on a beach"': "≤ 2.5 s"}
+    targets = {"clipseek --help": "≤ 0.25 s", 'clipseek query "a dog on a beach"': "≤ 1.0 s"}
     for name, _ in cases:
         m = median(times[name])
         print(f"| {name} | {m:.2f} | {m - base:.2f} | {targets.get(name, '')} |")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from clipseek.errors import ClipseekError
+from clipseek.errors import ClipseekError, ConfigError
 from clipseek.search import QUERY_HELP
 
 if TYPE_CHECKING:
@@ -128,7 +128,8 @@ PrecisionOpt = Annotated[
     str | None,
     typer.Option(
         "--precision",
-        help="auto, fp32, bf16 or fp16; auto picks the fastest that keeps results. "
+        help="auto, fp32, bf16, fp16 or int8 (ONNX on a CPU, for indexing; explicit only); "
+        "auto picks the fastest that keeps results. "
         "\\[env: CLIPSEEK_PRECISION]",
         show_default=False,
     ),
@@ -449,6 +450,14 @@ def index(
             "FOLDERS (they are listed either way).",
         ),
     ] = False,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            help="Runtime on a CPU: auto (measures ONNX Runtime against torch once per "
+            "machine and keeps the faster), torch or onnx. A GPU always uses torch.",
+        ),
+    ] = "auto",
     no_wait: Annotated[
         bool,
         typer.Option(
@@ -477,6 +486,9 @@ def index(
     )
     settings.require("batch_size")
     engine = _engine(settings)
+    if backend not in ("auto", "torch", "onnx"):
+        raise ConfigError(f"Unknown backend {backend!r}; use auto, torch or onnx.")
+    engine.backend = backend
     options = IndexOptions(
         batch_size=settings.batch_size,
         include_hidden=include_hidden,
@@ -502,6 +514,7 @@ def index(
         err.print(f"[cyan]note:[/] {_links_line(summary, skip_outside_links)}")
     if summary.cancelled:
         raise typer.Exit(130)
+    _export_after_answer(engine, err)
 
 
 # --------------------------------------------------------------------------- query
@@ -578,6 +591,26 @@ def query(
             f"Saved the contact sheet to {_safe(str(saved.sheet))} "
             f"and the results to {_safe(str(saved.json))}"
         )
+    _export_after_answer(engine, err)
+
+
+def _export_after_answer(engine: Engine, err: Console) -> None:
+    """After a query that had to load torch, export the ONNX fast path for the next one;
+    a failure is said once (the engine remembers it), with the traceback under --debug."""
+    if not engine.fast_path_pending():
+        return
+    sys.stdout.flush()
+    err.print("[dim]Preparing the fast path so later queries start in about a second…[/]")
+    outcome = engine.export_fast_path()
+    if outcome.exported is not None:
+        err.print(f"[dim]Fast path ready ({outcome.exported:.0f} s, once per model).[/]")
+    elif outcome.error:
+        err.print(
+            f"[yellow]The fast path could not be prepared: {_safe(outcome.error)} "
+            "Queries keep working (more slowly).[/]"
+        )
+        if _debug_enabled() and outcome.detail:
+            err.print(outcome.detail, markup=False, highlight=False)
 
 
 def _print_results(response: SearchResponse) -> None:
@@ -626,6 +659,7 @@ def info(
 
     settings = _settings(model=model, db=db, chroma_url=chroma_url)
     facts = _engine(settings).info()
+    fast = _fast_paths(facts.indexes)
     if as_json:
         payload = {
             "location": facts.location,
@@ -640,6 +674,8 @@ def info(
                     "images": i.count,
                     "roots": list(i.roots),
                     "created": i.created,
+                    "fast_path": fast[i.model_key][0],
+                    "fast_path_bytes": fast[i.model_key][1],
                 }
                 for i in facts.indexes
             ],
@@ -662,12 +698,14 @@ def info(
     table.add_column("model")
     table.add_column("dims", justify="right")
     table.add_column("images", justify="right")
+    table.add_column("fast path", justify="right")
     table.add_column("folders")
     for i in facts.indexes:
         table.add_row(
             i.model_name,
             str(i.dim),
             f"{i.count:,}",
+            _fast_path_cell(*fast[i.model_key]),
             "\n".join(_human_path(r) for r in i.roots) or "—",
         )
     out.print()
@@ -750,6 +788,25 @@ def repair(
         raise DamagedIndexError(report.after.sentence())
 
 
+def _fast_path_cell(ready: bool, size: int) -> str:
+    return f"[green]ready[/] {size / 1e6:,.0f} MB" if ready else "[dim]—[/]"
+
+
+def _fast_paths(indexes: list[Any]) -> dict[str, tuple[bool, int]]:
+    """Each index's model: is its ONNX export ready, and its size on disk."""
+    from clipseek.errors import ModelError
+    from clipseek.models import resolve_model
+    from clipseek.models.export import export_status
+
+    out: dict[str, tuple[bool, int]] = {}
+    for i in indexes:
+        try:
+            out[i.model_key] = export_status(resolve_model(i.model_name))
+        except ModelError:
+            out[i.model_key] = (False, 0)
+    return out
+
+
 @app.command()
 @friendly
 def models(
@@ -757,11 +814,14 @@ def models(
 ) -> None:
     """Supported models: what they cost, how good they are, which work offline."""
     from clipseek.models import CATALOG, hf_cache_dir, resolve_model, weights_available
+    from clipseek.models.export import export_status
 
     rows = []
+    fast: dict[str, tuple[bool, int]] = {}
     for entry in CATALOG:
         spec = resolve_model(entry.name)
         rows.append((entry, spec, weights_available(spec)))
+        fast[entry.name] = export_status(spec)
     if as_json:
         payload = [
             {
@@ -771,6 +831,8 @@ def models(
                 "gflops": e.gflops,
                 "download_mb": e.download_mb,
                 "offline": ok,
+                "fast_path": fast[e.name][0],
+                "fast_path_bytes": fast[e.name][1],
             }
             for e, spec, ok in rows
         ]
@@ -785,6 +847,7 @@ def models(
     table.add_column("GFLOPs", justify="right")
     table.add_column("download", justify="right")
     table.add_column("offline", justify="center")
+    table.add_column("fast path", justify="right")
     table.add_column("")
     for e, spec, ok in rows:
         table.add_row(
@@ -794,6 +857,7 @@ def models(
             f"{e.gflops:g}" if e.gflops is not None else "—",
             f"{e.download_mb:,} MB",
             "[green]✓[/]" if ok else "[dim]✗[/]",
+            _fast_path_cell(*fast[e.name]),
             e.note,
         )
     out = _stdout()
@@ -801,6 +865,8 @@ def models(
     out.print(
         "[dim]R@1: Flickr30k text→image Recall@1 (%). GFLOPs: image encoder, per image.\n"
         f"Offline ✓: weights already in {_human_path(str(hf_cache_dir()))}.\n"
+        "Fast path: the ONNX export queries load without torch (made by the first index "
+        "run or query).\n"
         "Any open_clip MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH also works.[/]"
     )
 
@@ -872,6 +938,8 @@ def serve(
     try:
         err.print(f"Loading [bold]{escape(engine.spec.name)}[/]…")
         engine.model()
+        if engine.fast_path_pending():  # exported beside serving; the next start is fast
+            threading.Thread(target=engine.export_fast_path, daemon=True).start()
         facts = engine.info()
         count = sum(i.count for i in facts.indexes if i.model_key == engine.spec.key)
         err.print(f"Index: {escape(_human_path(facts.location))} ({count:,} images)")

@@ -24,7 +24,7 @@ DEFAULT_BATCH_SIZE = 32
 DEFAULT_TOP_K = 5
 DEFAULT_MAX_MEGAPIXELS = 200.0
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")  # int8: ONNX on a CPU, explicit only
 
 #: Environment variables and the setting each one feeds.
 ENV_VARS: dict[str, str] = {

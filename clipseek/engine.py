@@ -30,13 +30,15 @@ from clipseek.indexer import (
     IndexSummary,
     Notice,
 )
-from clipseek.models import Embedder, ModelSpec, load_model, resolve_model
+from clipseek.models import Embedder, ModelSpec, resolve_model
 from clipseek.search import Query, Searcher, SearchResponse, check_top_k, encode_image
 from clipseek.store import ImageIndex, IndexInfo, Store, StoredEntry
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
+
+    from clipseek.models.runtime import ExportOutcome
 
 
 @dataclass(frozen=True)
@@ -52,16 +54,21 @@ class Engine:
     def __init__(
         self,
         settings: Settings,
-        model_loader: Callable[[ModelSpec, str, str], Embedder] = load_model,
+        model_loader: Callable[[ModelSpec, str, str], Embedder] | None = None,
+        backend: str = "auto",
     ) -> None:
         self.settings = settings
         #: Reads go through a private snapshot that follows other processes' writes;
         #: :meth:`index` writes through its own store on the folder itself.
         self.store = Store(settings.store_location, reader=True)
         self._model_loader = model_loader
+        #: "auto", "torch" or "onnx": the runtime for indexing on a CPU (readers use the
+        #: ONNX export whenever it is ready unless this is "torch").
+        self.backend = backend
         self._model: Embedder | None = None
         self._model_lock = threading.Lock()
         self._spec: ModelSpec | None = None
+        self._for_indexing = False
 
     # -- model choice
 
@@ -91,13 +98,69 @@ class Engine:
         return self._model is not None
 
     def model(self) -> Embedder:
-        """Load the model once; safe to call from several threads (the TUI's workers)."""
+        """The model for searching, loaded once; safe to call from several threads (the
+        TUI's workers). That is the ONNX export when it is ready (no torch imported), else
+        torch on the CPU: a query never initialises a GPU."""
         with self._model_lock:
             if self._model is None:
-                self._model = self._model_loader(
-                    self.spec, self.settings.device, self.settings.precision
-                )
+                if self._model_loader is not None:
+                    self._model = self._model_loader(
+                        self.spec, self.settings.device, self.settings.precision
+                    )
+                else:
+                    from clipseek.models.runtime import load_reader_model
+
+                    self._model = load_reader_model(
+                        self.spec, self.settings.device, self.settings.precision, self.backend
+                    )
             return self._model
+
+    def index_model(self) -> Embedder:
+        """The model for indexing: a GPU when there is one, else the faster CPU runtime
+        (see :mod:`clipseek.models.runtime`). Replaces a reader's model once loaded."""
+        with self._model_lock:
+            if self._model_loader is not None:
+                if self._model is None:
+                    self._model = self._model_loader(
+                        self.spec, self.settings.device, self.settings.precision
+                    )
+                return self._model
+            if self._model is None or not self._for_indexing:
+                from clipseek.models.runtime import load_index_model
+
+                self._model = None  # the reader's model is dropped before the next loads
+                self._model = load_index_model(
+                    self.spec, self.settings.device, self.settings.precision, self.backend
+                )
+                self._for_indexing = True
+            return self._model
+
+    def fast_path_ready(self) -> bool:
+        """Whether this engine's model has a ready ONNX export (no torch imported)."""
+        from clipseek.models.export import find_export
+
+        return find_export(self.spec) is not None
+
+    def fast_path_pending(self) -> bool:
+        """Whether :meth:`export_fast_path` has work to do (a torch model without export)."""
+        from clipseek.models.runtime import needs_export
+
+        model = self._model
+        return model is not None and self._model_loader is None and needs_export(model)
+
+    def export_fast_path(self) -> ExportOutcome:
+        """Export the ONNX fast path if a torch model is loaded and none exists yet.
+
+        Faces call this after answering (the first query pays for the export once, the
+        later ones load in a fraction of the time); it never raises, and a failure is
+        remembered so that it is reported once (see :mod:`clipseek.models.runtime`).
+        """
+        from clipseek.models.runtime import ExportOutcome, export_after_use
+
+        model = self._model
+        if model is None or self._model_loader is not None:
+            return ExportOutcome()
+        return export_after_use(model)
 
     # -- indexing
 
@@ -106,7 +169,7 @@ class Engine:
         opts = options or IndexOptions(
             batch_size=self.settings.batch_size, max_megapixels=self.settings.max_megapixels
         )
-        return Indexer(self.store.writer(), self.spec, self.model, opts)
+        return Indexer(self.store.writer(), self.spec, self.index_model, opts)
 
     def index(
         self,
@@ -152,6 +215,15 @@ class Engine:
             opts = options or IndexOptions(
                 batch_size=self.settings.batch_size, max_megapixels=self.settings.max_megapixels
             )
+            marker = None
+            if not self.store.is_remote:
+                from clipseek.store.repair import RunMarker
+
+                marker = RunMarker(self.store.location)
+                if not marker.path.exists():  # an interrupted run is checked, not skipped
+                    quick = self._quick_unchanged(roots, opts, emit)
+                    if quick is not None:
+                        return quick
             writer = self.store.writer()
             try:
                 if opts.rebuild:
@@ -163,19 +235,13 @@ class Engine:
                                 f"to {moved} and is rebuilt from your images."
                             )
                         )
-                marker = None
-                if not self.store.is_remote:
-                    from clipseek.store.repair import RunMarker
-
-                    marker = RunMarker(self.store.location)
-                    if marker.begin() and not opts.rebuild and writer.exists:
-                        self._after_interruption(emit, writer)
-                summary = Indexer(writer, self.spec, self.model, opts).run(
+                if marker is not None and marker.begin() and not opts.rebuild and writer.exists:
+                    self._after_interruption(emit, writer)
+                summary = Indexer(writer, self.spec, self.index_model, opts).run(
                     roots, on_event=emit, cancel=cancel
                 )
                 if marker is not None and not summary.cancelled:
                     marker.end()
-                return summary
             finally:
                 # Chroma caches what it loaded per path: the next run, after other processes
                 # may have written, must load the folder afresh.
@@ -183,6 +249,24 @@ class Engine:
         finally:
             if lock is not None:
                 lock.release()
+        return summary
+
+    def _quick_unchanged(
+        self, roots: Sequence[str | os.PathLike[str]], opts: IndexOptions, emit: EventHandler
+    ) -> IndexSummary | None:
+        """A run over an unchanged tree, decided from the SQLite file without chromadb or
+        a model (see :mod:`clipseek.quickcheck`); None when the normal path must run."""
+        if self.store.is_remote or opts.rebuild:
+            return None
+        from clipseek.quickcheck import quick_unchanged
+
+        try:
+            if self.store.damage() is not None:
+                return None
+            with self.store.reading():
+                return quick_unchanged(self.store.location, self.spec, roots, opts, emit)
+        except (OSError, StoreError):
+            return None
 
     def _after_interruption(self, emit: EventHandler, store: Store) -> None:
         """The last run never finished: check the index before trusting it, and rebuild
@@ -231,8 +315,28 @@ class Engine:
 
     def searcher(self) -> Searcher:
         """The index is opened before the model loads: a missing index is a quick answer."""
+        self._warm_model()
         index = self.open_index()
         return Searcher(index, self.model(), self.settings.max_megapixels)
+
+    def _warm_model(self) -> None:
+        """Load the ONNX text tower on a thread while the index opens: importing chromadb
+        and creating the session overlap, which a cold query feels."""
+        if self._model is not None or self._model_loader is not None or self.backend == "torch":
+            return
+        if not self.fast_path_ready():
+            return
+
+        def warm() -> None:
+            try:
+                model = self.model()
+                warm_tower = getattr(model, "warm", None)
+                if warm_tower is not None:
+                    warm_tower("text")
+            except Exception:
+                pass
+
+        threading.Thread(target=warm, name="clipseek-warm", daemon=True).start()
 
     def search(
         self,

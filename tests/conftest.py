@@ -17,6 +17,9 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["ANONYMIZED_TELEMETRY"] = "False"
+# No automatic ONNX export after index runs and queries (seconds each, and module-scoped
+# fixtures run before the XDG cache is isolated); tests of the fast path unset it.
+os.environ["CLIPSEEK_NO_EXPORT"] = "1"
 
 _ISOLATED_VARS = (
     "CLIPSEEK_DB",

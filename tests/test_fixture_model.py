@@ -43,9 +43,27 @@ def _indexed_engine(model: str, folder: Path, db: Path):
     return engine
 
 
-@pytest.fixture(scope="module")
-def shapes_engine(scenes_folder: Path, tmp_path_factory: pytest.TempPathFactory):
-    return _indexed_engine(fixture_model_spec(), scenes_folder, tmp_path_factory.mktemp("db"))
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def shapes_engine(
+    request: pytest.FixtureRequest, scenes_folder: Path, tmp_path_factory: pytest.TempPathFactory
+):
+    """Indexed through torch; searched through torch, and through the ONNX export (the
+    fast path a cold query takes) which must rank the same."""
+    db = tmp_path_factory.mktemp("db")
+    engine = _indexed_engine(fixture_model_spec(), scenes_folder, db)
+    if request.param == "torch":
+        return engine
+    from clipseek.config import load_settings
+    from clipseek.engine import Engine
+    from clipseek.models.export import export_model
+    from clipseek.models.onnx_backend import OnnxModel
+
+    with pytest.MonkeyPatch.context() as mp:  # module scope: isolate the cache by hand
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        export = export_model(engine.model())
+    fast = OnnxModel(engine.spec, export)
+    settings = load_settings({"model": fixture_model_spec(), "db": db})
+    return Engine(settings, model_loader=lambda *_: fast)
 
 
 def _content(path: str) -> tuple[str, str]:
@@ -149,3 +167,10 @@ def test_colour_and_shape_queries_mostly_right_and_random_weights_are_not(
     # kind fails, so the assertion above measures the training, not the pictures.
     control = _pair_top1_rate(_indexed_engine(tiny_model, scenes_folder, tmp_path / "db"))
     assert control < 0.3
+
+
+def test_each_variant_searches_with_its_runtime(
+    shapes_engine, request: pytest.FixtureRequest
+) -> None:
+    expected = request.node.callspec.params["shapes_engine"]
+    assert shapes_engine.model().backend == expected

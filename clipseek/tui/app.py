@@ -120,6 +120,7 @@ class ClipseekApp(App[None]):
             self.post_message(msg.ModelStatus("failed", str(exc)))
             return
         self.post_message(msg.ModelStatus("ready", f"{loaded.device} · {loaded.precision}"))
+        engine.export_fast_path()  # torch had to load: the next start takes the ONNX path
 
     @staticmethod
     def _index_status(engine: Engine) -> msg.IndexStatus:

@@ -1,0 +1,182 @@
+"""The ONNX Runtime runtime: the exported towers, with no torch and no open_clip.
+
+This is what a query, the app and the server run when an export is ready (see
+:mod:`clipseek.models.export`): importing onnxruntime costs a tenth of importing torch,
+and a text query loads only the text tower. Image preprocessing is
+:mod:`clipseek.models.preprocess` (Pillow and numpy, equal to open_clip's transform).
+
+ONNX Runtime fixes a session's intra-op thread count when the session is created, so
+:meth:`OnnxModel.set_threads` only records the wish: the next encode uses (and keeps) a
+session made for that count. Sessions per count are kept (the indexer's tuner tries two
+or three counts); at most two per tower are kept, the least recently used dropped, since
+each holds its own copy of the weights.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from clipseek.models.base import PreprocessConfig, TextEncoding
+from clipseek.models.catalogue import ModelSpec
+from clipseek.models.export import IMAGE_FILE, IMAGE_INT8_FILE, TEXT_FILE, Export
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+
+#: Sessions kept per tower (each with its own copy of the weights).
+_SESSIONS_PER_TOWER = 2
+
+
+def _normalised(features: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    features = np.asarray(features, dtype=np.float32)
+    norms = np.linalg.norm(features, axis=-1, keepdims=True)
+    return (features / np.maximum(norms, np.float32(1e-12))).astype(np.float32, copy=False)
+
+
+class OnnxModel:
+    """An :class:`~clipseek.models.base.Embedder` over an export's ONNX files."""
+
+    backend = "onnx"
+    device = "cpu"
+
+    def __init__(self, spec: ModelSpec, export: Export, precision: str = "fp32") -> None:
+        self.spec = spec
+        self.export = export
+        self.precision = precision
+        self.dim = export.dim
+        self.context_length = export.context_length
+        self.preprocess_cfg: PreprocessConfig = export.preprocess
+        self._dynamic_text = bool(export.manifest.get("text_dynamic_length"))
+        self._lock = threading.Lock()
+        self._sessions: dict[tuple[str, int], Any] = {}
+        self._threads = _default_threads()
+        self._tokenizer: Any = None
+
+    # -- sessions and threads
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.preprocess_cfg.size
+
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+    def set_threads(self, threads: int) -> None:
+        self._threads = max(1, int(threads))
+
+    def _session(self, tower: str) -> Any:
+        key = (tower, self._threads)
+        session = self._sessions.pop(key, None)
+        if session is None:
+            same_tower = [k for k in self._sessions if k[0] == tower]
+            if len(same_tower) >= _SESSIONS_PER_TOWER:  # the least recently used goes
+                del self._sessions[same_tower[0]]
+            session = load_session(self._file(tower), self._threads)
+        self._sessions[key] = session  # (re)inserted last: the dict keeps use order
+        return session
+
+    def _file(self, tower: str) -> str:
+        if tower == "text":
+            return str(self.export.path(TEXT_FILE))
+        if self.precision == "int8":
+            from clipseek.models.export import ensure_int8
+
+            return str(ensure_int8(self.export))
+        return str(self.export.path(IMAGE_FILE))
+
+    def warm(self, tower: str = "text") -> None:
+        """Load a tower's session now (e.g. on a thread while chromadb imports)."""
+        with self._lock:
+            self._session(tower)
+            if tower == "text":
+                self._tokenize_setup()
+
+    # -- images
+
+    def prepare(self, image: Image.Image) -> Any:
+        from clipseek.models.preprocess import pil_supported, prepare_image
+
+        if not pil_supported(self.preprocess_cfg):
+            from clipseek.errors import ModelError
+
+            raise ModelError(
+                f"{self.spec.name} resizes images in a way the ONNX path cannot reproduce; "
+                "use --backend torch."
+            )
+        return prepare_image(image, self.preprocess_cfg)
+
+    def encode_prepared(self, items: Sequence[Any]) -> np.ndarray:
+        from clipseek.models.preprocess import normalise_batch
+
+        if not items:
+            raise ValueError("an empty batch")
+        pixels = normalise_batch(list(items), self.preprocess_cfg)
+        with self._lock:
+            session = self._session("image")
+            (features,) = session.run(None, {"pixels": pixels})
+        return _normalised(features)
+
+    def encode_image(self, image: Image.Image) -> np.ndarray:
+        return self.encode_prepared([self.prepare(image)])[0]
+
+    # -- texts
+
+    def _tokenize_setup(self) -> Any:
+        if self._tokenizer is None:
+            from clipseek.models.tokenizer import ClipTokenizer
+
+            vocab = self.export.path(self.export.manifest["tokenizer"]["file"])
+            self._tokenizer = ClipTokenizer(vocab, self.context_length)
+        return self._tokenizer
+
+    def token_count(self, text: str) -> int:
+        return int(self._tokenize_setup().token_count(text))
+
+    def encode_texts(self, texts: Sequence[str]) -> TextEncoding:
+        tokens, truncated = self._tokenize_setup()(list(texts))
+        if self._dynamic_text and len(texts):
+            # The tower is causal and read at the end marker: positions after the last
+            # one cannot change the result, so a short query runs a few positions only.
+            length = int(tokens.argmax(axis=-1).max()) + 1
+            tokens = tokens[:, :length]
+        with self._lock:
+            session = self._session("text")
+            (features,) = session.run(None, {"tokens": tokens})
+        return TextEncoding(_normalised(features), truncated)
+
+
+def _default_threads() -> int:
+    from clipseek.models.hardware import physical_cores
+
+    return physical_cores()
+
+
+def load_session(path: str, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(threads))
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def load_onnx_model(spec: ModelSpec, precision: str = "fp32") -> OnnxModel | None:
+    """The fast path for ``spec`` if its export is ready, else None (never imports torch)."""
+    from clipseek.models.export import find_export
+
+    export = find_export(spec)
+    if export is None:
+        return None
+    return OnnxModel(spec, export, precision)
+
+
+__all__ = ["IMAGE_INT8_FILE", "OnnxModel", "load_onnx_model", "load_session"]

@@ -1,0 +1,179 @@
+"""Nothing to do, nothing imported: a re-index of an unchanged tree without chromadb.
+
+Most index runs after the first find nothing changed. Deciding that through chromadb
+costs its import (over a second on a small machine) before a single file is compared.
+Here the index's records are read straight from Chroma's SQLite file, read-only, the
+way ``clipseek info`` reads its numbers, and compared with a scan of the folders: when
+every file is there with the size and mtime the index recorded, and nothing else is,
+the run is over. Anything different or not understood (another Chroma layout, writes
+not yet applied, a recorded failure, a scan error, a new root, ``--rebuild``) returns
+None and the normal path runs, so this can only skip work that had none to do.
+
+The caller holds the index's writer lock, so no other run writes while this reads.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clipseek.indexer import EventHandler, IndexOptions, IndexSummary
+    from clipseek.models.catalogue import ModelSpec
+
+_NEEDED = {
+    "collections": {"id", "name", "database_id"},
+    "collection_metadata": {"collection_id", "key", "str_value"},
+    "segments": {"id", "scope", "collection"},
+    "embeddings": {"id", "segment_id", "embedding_id"},
+    "embedding_metadata": {"id", "key", "string_value", "int_value"},
+    "embeddings_queue": {"seq_id", "topic", "operation"},
+    "max_seq_id": {"segment_id", "seq_id"},
+    "databases": {"id", "name", "tenant_id"},
+}
+
+
+def _stored(
+    db: Path, collection_name: str, failures_name: str
+) -> tuple[dict[str, tuple[int, int]], list[str]] | None:
+    """path → (size, mtime_ns) of every record, and the roots the index recorded; None if
+    anything is not as expected."""
+    import json
+
+    from clipseek.store.keys import path_from_meta
+
+    con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+    try:
+        for table, columns in _NEEDED.items():
+            have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+            if not columns <= have:
+                return None
+
+        def collection(name: str, deletes_may_wait: bool = False) -> tuple[str, str] | None:
+            row = con.execute(
+                "SELECT c.id FROM collections c JOIN databases d ON c.database_id = d.id "
+                "WHERE d.name = 'default_database' AND d.tenant_id = 'default_tenant' "
+                "AND c.name = ?",
+                (name,),
+            ).fetchone()
+            if row is None:
+                return None
+            segments = con.execute(
+                "SELECT id FROM segments WHERE collection = ? AND scope = 'METADATA'", (row[0],)
+            ).fetchall()
+            if len(segments) != 1:
+                raise ValueError("unexpected segments")
+            segment = segments[0][0]
+            # Writes still in Chroma's log and not yet in the metadata tables: unknown.
+            applied = con.execute(
+                "SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment,)
+            ).fetchone()
+            # (Chroma leaves deletes of records that were never there in its log: for the
+            # failures collection those cannot add a failure, so only other writes count.)
+            skip = " AND operation != 3" if deletes_may_wait else ""
+            (logged,) = con.execute(
+                f"SELECT MAX(seq_id) FROM embeddings_queue WHERE topic LIKE ?{skip}",
+                (f"%/{row[0]}",),
+            ).fetchone()
+            done = int(applied[0]) if applied is not None and applied[0] is not None else -1
+            if logged is not None and done < int(logged):
+                raise ValueError("unapplied writes")
+            return row[0], segment
+
+        found = collection(collection_name)
+        if found is None:
+            return None
+        failures = collection(failures_name, deletes_may_wait=True)
+        if failures is not None:
+            (count,) = con.execute(
+                "SELECT COUNT(*) FROM embeddings WHERE segment_id = ?", (failures[1],)
+            ).fetchone()
+            if count:
+                return None  # the normal path reports known failures again
+        (roots_text,) = con.execute(
+            "SELECT str_value FROM collection_metadata WHERE collection_id = ? AND key = 'roots'",
+            (found[0],),
+        ).fetchone() or ("[]",)
+        meta: dict[int, dict[str, object]] = {}
+        for rowid, key, text, integer in con.execute(
+            "SELECT m.id, m.key, m.string_value, m.int_value FROM embedding_metadata m "
+            "JOIN embeddings e ON e.id = m.id WHERE e.segment_id = ? "
+            "AND m.key IN ('path', 'path_b64', 'size', 'mtime_ns')",
+            (found[1],),
+        ):
+            meta.setdefault(rowid, {})[key] = text if text is not None else integer
+        (count,) = con.execute(
+            "SELECT COUNT(*) FROM embeddings WHERE segment_id = ?", (found[1],)
+        ).fetchone()
+        if count != len(meta):
+            return None
+        out: dict[str, tuple[int, int]] = {}
+        for record in meta.values():
+            size, mtime = record.get("size"), record.get("mtime_ns")
+            if not isinstance(size, int) or not isinstance(mtime, int):
+                return None
+            out[path_from_meta(record)] = (size, mtime)
+        recorded = json.loads(str(roots_text))
+        if not isinstance(recorded, list):
+            return None
+        return out, [str(r) for r in recorded]
+    except (sqlite3.Error, ValueError, TypeError):
+        return None
+    finally:
+        con.close()
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def quick_unchanged(
+    location: str,
+    spec: ModelSpec,
+    roots: Sequence[str | os.PathLike[str]],
+    options: IndexOptions,
+    emit: EventHandler,
+) -> IndexSummary | None:
+    """The summary of a run with nothing to do, or None when the normal path must run."""
+    from clipseek.indexer import IndexFinished, IndexSummary, PlanReady, ScanProgress
+    from clipseek.scanner import ScanOptions, normalise_root, scan
+    from clipseek.store.chroma import COLLECTION_PREFIX, FAILURES_PREFIX
+
+    if options.rebuild:
+        return None
+    started = time.perf_counter()
+    db = Path(location) / "chroma.sqlite3"
+    if not db.is_file():
+        return None
+    norm = list(dict.fromkeys(normalise_root(r) for r in roots))
+    if not all(os.path.isdir(r) for r in norm):
+        return None  # the normal path says which folder is missing
+    found = _stored(
+        db, COLLECTION_PREFIX + spec.collection_slug, FAILURES_PREFIX + spec.collection_slug
+    )
+    if found is None:
+        return None
+    stored, known_roots = found
+    if not set(norm) <= set(known_roots):
+        return None  # a new root is recorded by the normal path
+    errors: list[str] = []
+    scan_options = ScanOptions(include_hidden=options.include_hidden, excludes=options.excludes)
+    files = list(scan(norm, scan_options, lambda p, _r: errors.append(p)))
+    if errors:
+        return None
+    under = {p: st for p, st in stored.items() if any(_under(p, r) for r in norm)}
+    if len(under) != len(files):
+        return None
+    for info in files:
+        if under.get(info.path) != (info.size, info.mtime_ns):
+            return None
+    summary = IndexSummary(roots=norm, total=len(files), unchanged=len(files))
+    emit(ScanProgress(len(files)))
+    emit(PlanReady(total=len(files), new=0, changed=0, unchanged=len(files), removed=0, reused=0))
+    summary.elapsed = time.perf_counter() - started
+    emit(IndexFinished(summary))
+    return summary

@@ -1,0 +1,100 @@
+"""Which heavy modules each face imports (checked in fresh processes via sys.modules).
+
+Importing torch and open_clip costs seconds and over a gigabyte; chromadb over a second.
+A cold query through the ONNX fast path must import neither torch nor open_clip, the
+help must import none of the three, and the engine must not drag in a face's toolkit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _modules_after(code: str, env: dict[str, str] | None = None) -> tuple[set[str], str]:
+    """Run ``code`` in a fresh interpreter; the top-level modules it left imported."""
+    probe = (
+        "import json, sys\n"
+        f"{code}\n"
+        "sys.stdout.flush()\n"
+        "print('\\nMODULES=' + json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=full_env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("MODULES="))
+    return set(json.loads(line.removeprefix("MODULES="))), out.stdout + out.stderr
+
+
+def _cli(args: list[str]) -> str:
+    return (
+        "from clipseek.cli import app\n"
+        f"sys.argv = ['clipseek', *{args!r}]\n"
+        "try:\n    app(prog_name='clipseek')\nexcept SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+    )
+
+
+def test_help_imports_no_torch_open_clip_or_chromadb() -> None:
+    modules, _ = _modules_after(_cli(["--help"]))
+    assert not modules & {"torch", "open_clip", "chromadb", "onnxruntime", "textual"}
+
+
+def test_engine_modules_import_no_face_toolkit() -> None:
+    modules, _ = _modules_after(
+        "import clipseek.engine, clipseek.indexer, clipseek.search, clipseek.store, "
+        "clipseek.models, clipseek.models.export, clipseek.models.onnx_backend, "
+        "clipseek.models.runtime, clipseek.models.tokenizer, clipseek.config, clipseek.lock"
+    )
+    assert not modules & {"typer", "textual", "rich", "fastapi", "uvicorn"}
+    assert not modules & {"torch", "open_clip", "chromadb", "onnxruntime"}
+
+
+@pytest.fixture
+def fast_index(loaded_tiny_model, tiny_model: str, photos: Path, tmp_path: Path) -> dict[str, str]:
+    """An index of the photos and a ready export of the tiny model, in the isolated
+    HOME/XDG folders that the child processes inherit."""
+    from clipseek.config import load_settings
+    from clipseek.engine import Engine
+    from clipseek.models.export import export_model
+
+    db = tmp_path / "db"
+    settings = load_settings({"model": tiny_model, "db": db})
+    Engine(settings, model_loader=lambda *_: loaded_tiny_model).index([photos])
+    export_model(loaded_tiny_model)
+    return {"CLIPSEEK_DB": str(db), "CLIPSEEK_MODEL": tiny_model}
+
+
+def test_cold_text_query_through_the_fast_path_imports_no_torch(fast_index) -> None:
+    modules, output = _modules_after(_cli(["query", "a red circle", "--json"]), fast_index)
+    results = json.loads(next(ln for ln in output.splitlines() if ln.startswith("{")))
+    assert len(results["results"]) == 5
+    assert "onnxruntime" in modules and "chromadb" in modules
+    assert not modules & {"torch", "open_clip", "torchvision", "timm"}
+
+
+def test_cold_image_and_compound_queries_import_no_torch(fast_index, photos: Path) -> None:
+    example = str(photos / "city.png")
+    modules, output = _modules_after(
+        _cli(["query", "--image", example, "a red circle", "-", "blurry", "--json"]), fast_index
+    )
+    results = json.loads(next(ln for ln in output.splitlines() if ln.startswith("{")))
+    assert results["results"]
+    assert not modules & {"torch", "open_clip", "torchvision", "timm"}
+
+
+def test_models_and_info_show_the_fast_path_without_torch(fast_index) -> None:
+    modules, output = _modules_after(_cli(["info", "--json"]), fast_index)
+    payload = json.loads(next(ln for ln in output.splitlines() if ln.startswith("{")))
+    assert payload["indexes"][0]["fast_path"] is True
+    assert payload["indexes"][0]["fast_path_bytes"] > 0
+    assert not modules & {"torch", "open_clip", "chromadb"}

@@ -1,0 +1,99 @@
+"""A re-index of an unchanged tree is decided from the SQLite file alone; anything else
+falls through to the normal path (which the rest of the suite tests)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from clipseek.indexer import IndexOptions
+from clipseek.models import resolve_model
+from clipseek.quickcheck import quick_unchanged
+
+
+@pytest.fixture
+def indexed(loaded_tiny_model, tiny_model: str, photos: Path, tmp_path: Path):
+    from clipseek.config import load_settings
+    from clipseek.engine import Engine
+
+    settings = load_settings({"model": tiny_model, "db": tmp_path / "db"})
+    engine = Engine(settings, model_loader=lambda *_: loaded_tiny_model)
+    assert engine.index([photos]).new == 12
+    return engine
+
+
+def _quick(engine, roots, **options):
+    events: list[object] = []
+    summary = quick_unchanged(
+        engine.store.location,
+        resolve_model(engine.settings.model),
+        roots,
+        IndexOptions(**options),
+        events.append,
+    )
+    return summary, events
+
+
+def test_unchanged_tree_is_done_without_chromadb_or_model(indexed, photos: Path) -> None:
+    summary, events = _quick(indexed, [photos])
+    assert summary is not None and summary.unchanged == summary.total == 12
+    assert not summary.model_loaded and summary.new == summary.removed == 0
+    assert type(events[-1]).__name__ == "IndexFinished"
+    # A subfolder named for the first time is recorded as a root by the normal path; from
+    # then on it is quick too, and only its own files count.
+    assert _quick(indexed, [photos / "sub"])[0] is None
+    assert indexed.index([photos / "sub"]).unchanged == 4
+    sub, _ = _quick(indexed, [photos / "sub"])
+    assert sub is not None and sub.total == 4
+
+
+@pytest.mark.parametrize("change", ["touch", "grow", "add", "remove", "rebuild", "hidden"])
+def test_any_difference_falls_through(indexed, photos: Path, change: str) -> None:
+    from tests.conftest import make_photo
+
+    options: dict[str, object] = {}
+    target = photos / "beach.jpg"
+    if change == "touch":
+        st = target.stat()
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    elif change == "grow":
+        with open(target, "ab") as fh:
+            fh.write(b"\0")
+    elif change == "add":
+        make_photo(photos / "new.png", seed=99)
+    elif change == "remove":
+        target.unlink()
+    elif change == "rebuild":
+        options["rebuild"] = True
+    elif change == "hidden":
+        make_photo(photos / ".hidden" / "x.png", seed=98)
+        options["include_hidden"] = True
+    summary, events = _quick(indexed, [photos], **options)
+    assert summary is None and events == []
+
+
+def test_a_new_root_or_a_recorded_failure_falls_through(
+    indexed, photos: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    assert _quick(indexed, [photos, other])[0] is None
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    summary = indexed.index([photos])
+    assert len(summary.failed) == 1
+    assert _quick(indexed, [photos])[0] is None  # the failure is reported by the normal path
+    again = indexed.index([photos])
+    assert len(again.failed) == 1 and again.unchanged == 12
+
+
+def test_a_fresh_process_reindex_imports_neither_chromadb_nor_a_model(
+    indexed, photos: Path
+) -> None:
+    from tests.test_imports import _cli, _modules_after
+
+    env = {"CLIPSEEK_DB": indexed.store.location, "CLIPSEEK_MODEL": indexed.settings.model}
+    modules, output = _modules_after(_cli(["index", str(photos)]), env)
+    assert "12 unchanged" in output
+    assert not modules & {"chromadb", "torch", "open_clip", "onnxruntime"}
