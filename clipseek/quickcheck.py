@@ -4,7 +4,7 @@ Most index runs after the first find nothing changed. Deciding that through chro
 costs its import (over a second on a small machine) before a single file is compared.
 Here the index's records are read straight from Chroma's SQLite file, read-only, the
 way ``clipseek info`` reads its numbers, and compared with a scan of the folders: when
-every file is there with the size and mtime the index recorded, and nothing else is,
+every file is there with the size, mtime, ctime and inode the index recorded, and nothing else is,
 the run is over. Anything different or not understood (another Chroma layout, writes
 not yet applied, a recorded failure, a scan error, a new root, ``--rebuild``) returns
 None and the normal path runs, so this can only skip work that had none to do.
@@ -39,9 +39,9 @@ _NEEDED = {
 
 def _stored(
     db: Path, collection_name: str, failures_name: str
-) -> tuple[dict[str, tuple[int, int]], list[str]] | None:
-    """path → (size, mtime_ns) of every record, and the roots the index recorded; None if
-    anything is not as expected."""
+) -> tuple[dict[str, tuple[int, int, int, int]], list[str]] | None:
+    """path → (size, mtime_ns, ctime_ns, inode) of every record, and the roots the index
+    recorded; None if anything is not as expected."""
     import json
 
     from clipseek.store.keys import path_from_meta
@@ -102,7 +102,7 @@ def _stored(
         for rowid, key, text, integer in con.execute(
             "SELECT m.id, m.key, m.string_value, m.int_value FROM embedding_metadata m "
             "JOIN embeddings e ON e.id = m.id WHERE e.segment_id = ? "
-            "AND m.key IN ('path', 'path_b64', 'size', 'mtime_ns')",
+            "AND m.key IN ('path', 'path_b64', 'size', 'mtime_ns', 'ctime_ns', 'inode')",
             (found[1],),
         ):
             meta.setdefault(rowid, {})[key] = text if text is not None else integer
@@ -111,12 +111,12 @@ def _stored(
         ).fetchone()
         if count != len(meta):
             return None
-        out: dict[str, tuple[int, int]] = {}
+        out: dict[str, tuple[int, int, int, int]] = {}
         for record in meta.values():
-            size, mtime = record.get("size"), record.get("mtime_ns")
-            if not isinstance(size, int) or not isinstance(mtime, int):
-                return None
-            out[path_from_meta(record)] = (size, mtime)
+            stat = tuple(record.get(k) for k in ("size", "mtime_ns", "ctime_ns", "inode"))
+            if not all(isinstance(v, int) for v in stat):
+                return None  # a record from before ctime and inode were kept: the indexer adds them
+            out[path_from_meta(record)] = stat  # type: ignore[assignment]
         recorded = json.loads(str(roots_text))
         if not isinstance(recorded, list):
             return None
@@ -169,7 +169,7 @@ def quick_unchanged(
     if len(under) != len(files):
         return None
     for info in files:
-        if under.get(info.path) != (info.size, info.mtime_ns):
+        if under.get(info.path) != (info.size, info.mtime_ns, info.ctime_ns, info.inode):
             return None
     summary = IndexSummary(roots=norm, total=len(files), unchanged=len(files))
     emit(ScanProgress(len(files)))
