@@ -140,7 +140,7 @@ def quick_unchanged(
 ) -> IndexSummary | None:
     """The summary of a run with nothing to do, or None when the normal path must run."""
     from clipseek.indexer import IndexFinished, IndexSummary, PlanReady, ScanProgress
-    from clipseek.scanner import ScanOptions, normalise_root, scan
+    from clipseek.scanner import PseudoFilesystems, ScanOptions, normalise_root, scan
     from clipseek.store.chroma import COLLECTION_PREFIX, FAILURES_PREFIX
 
     if options.rebuild:
@@ -160,9 +160,25 @@ def quick_unchanged(
     stored, known_roots = found
     if not set(norm) <= set(known_roots):
         return None  # a new root is recorded by the normal path
+    pseudo = PseudoFilesystems()
+    if any(pseudo.describe(r) for r in norm):
+        return None  # the normal path refuses it, with the reason
     errors: list[str] = []
-    scan_options = ScanOptions(include_hidden=options.include_hidden, excludes=options.excludes)
-    files = list(scan(norm, scan_options, lambda p, _r: errors.append(p)))
+    links: list[tuple[str, str]] = []
+    scan_options = ScanOptions(
+        include_hidden=options.include_hidden,
+        excludes=options.excludes,
+        skip_outside_links=options.skip_outside_links,
+    )
+    files = list(
+        scan(
+            norm,
+            scan_options,
+            lambda p, _r: errors.append(p),
+            on_link=lambda link, target, _skipped: links.append((link, target)),
+            pseudo=pseudo,
+        )
+    )
     if errors:
         return None
     under = {p: st for p, st in stored.items() if any(_under(p, r) for r in norm)}
@@ -172,6 +188,7 @@ def quick_unchanged(
         if under.get(info.path) != (info.size, info.mtime_ns, info.ctime_ns, info.inode):
             return None
     summary = IndexSummary(roots=norm, total=len(files), unchanged=len(files))
+    summary.outside_links = links  # listed on every run, as the normal path does
     emit(ScanProgress(len(files)))
     emit(PlanReady(total=len(files), new=0, changed=0, unchanged=len(files), removed=0, reused=0))
     summary.elapsed = time.perf_counter() - started
