@@ -174,7 +174,7 @@ t = time.perf_counter()
 from clipseek.config import load_settings
 from clipseek.engine import Engine
 if sys.argv[2] == "off":
-    Engine._warm_model = lambda self: None
+    Engine._warm_model = lambda self, tower="text": None
 engine = Engine(load_settings({"model": "ViT-B/32", "db": sys.argv[1]}))
 engine.search("a dog on a beach", 5)
 assert engine.model().backend == "onnx"

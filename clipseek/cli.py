@@ -600,7 +600,7 @@ def _export_after_answer(engine: Engine, err: Console) -> None:
     if not engine.fast_path_pending():
         return
     sys.stdout.flush()
-    err.print("[dim]Preparing the fast path so later queries start in about a second…[/]")
+    err.print("[dim]Preparing the fast path for later queries (once per model)…[/]")
     outcome = engine.export_fast_path()
     if outcome.exported is not None:
         err.print(f"[dim]Fast path ready ({outcome.exported:.0f} s, once per model).[/]")

@@ -313,15 +313,17 @@ class Engine:
             f"{names[0]}, or index with --model {spec.name} first."
         )
 
-    def searcher(self) -> Searcher:
-        """The index is opened before the model loads: a missing index is a quick answer."""
-        self._warm_model()
+    def searcher(self, warm: str | None = None) -> Searcher:
+        """The index is opened before the model loads: a missing index is a quick answer.
+        ``warm`` ("text" or "image") names the tower to load while the index opens."""
+        if warm is not None:
+            self._warm_model(warm)
         index = self.open_index()
         return Searcher(index, self.model(), self.settings.max_megapixels)
 
-    def _warm_model(self) -> None:
-        """Load the ONNX text tower on a thread while the index opens: importing chromadb
-        and creating the session overlap, which a cold query feels."""
+    def _warm_model(self, tower: str = "text") -> None:
+        """Load an ONNX tower on a thread while the index opens: importing chromadb and
+        creating the session overlap, which a cold query feels."""
         if self._model is not None or self._model_loader is not None or self.backend == "torch":
             return
         if not self.fast_path_ready():
@@ -332,7 +334,7 @@ class Engine:
                 model = self.model()
                 warm_tower = getattr(model, "warm", None)
                 if warm_tower is not None:
-                    warm_tower("text")
+                    warm_tower(tower)
             except Exception:
                 pass
 
@@ -351,7 +353,8 @@ class Engine:
             from clipseek.search import parse_query
 
             query = parse_query(list(query))
-        return self.searcher().search(query, top_k, in_dir=in_dir, exclude=exclude)
+        tower = "text" if any(t.kind == "text" for t in query.terms) else "image"
+        return self.searcher(warm=tower).search(query, top_k, in_dir=in_dir, exclude=exclude)
 
     def embed_image(
         self,
@@ -403,7 +406,7 @@ class Engine:
         """Search by an example image that is not (necessarily) a file on this machine."""
         check_top_k(top_k)
         # Opening the index first: a missing index is a quicker, clearer answer than a decode error.
-        searcher = self.searcher()
+        searcher = self.searcher(warm="image")
         vector = self.embed_image(image, label=label, max_megapixels=max_megapixels)
         response = searcher.search_vector(vector, top_k, in_dir=in_dir)
         response.query = label

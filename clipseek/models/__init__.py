@@ -7,7 +7,11 @@ Layout:
 - :mod:`~clipseek.models.hardware`: devices, precisions, cores;
 - :mod:`~clipseek.models.base`: the :class:`Embedder` seam every runtime offers;
 - :mod:`~clipseek.models.preprocess`: the model's image preprocessing in Pillow alone;
-- :mod:`~clipseek.models.torch_backend`: open_clip on torch (indexing, CUDA, export).
+- :mod:`~clipseek.models.torch_backend`: open_clip on torch (indexing, CUDA, export);
+- :mod:`~clipseek.models.export`: the ONNX export of both towers, found without torch;
+- :mod:`~clipseek.models.onnx_backend`: the exported towers on ONNX Runtime (queries);
+- :mod:`~clipseek.models.tokenizer`: open_clip's tokenizer without open_clip or torch;
+- :mod:`~clipseek.models.runtime`: which runtime a reader or an index run uses.
 
 Every submodule imports torch, open_clip or onnxruntime inside functions only, so
 importing this package costs nothing.

@@ -434,9 +434,16 @@ def export_model(model: ClipModel, *, quantize: bool = False) -> Export:
 
 def quantize_image(src: Path, dst: Path) -> None:
     """Dynamic int8 quantisation of the image tower's matmuls (explicit only)."""
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # its advice to pre-process is about static quantisation
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(previous)
 
 
 def ensure_int8(export: Export) -> Path:
