@@ -434,13 +434,33 @@ class Store:
         if collection_slug is not None:
             slug = collection_slug
             failures = lambda: self._failures_collection(slug)  # noqa: E731
+        redirect = None
+        if self.reader and collection_slug is not None:
+            slug = collection_slug
+            redirect = lambda: self._write_through(slug)  # noqa: E731
         return ImageIndex(
             col,
             failures,
             location=self.location,
             lock=None if self.reader else self._lock,
             committed=None if self.reader or self.is_remote else self._committed,
+            redirect=redirect,
         )
+
+    @contextlib.contextmanager
+    def _write_through(self, collection_slug: str) -> Iterator[ImageIndex]:
+        """A write asked of a reader's index goes to the folder itself, through a writer
+        store that is closed again at once (its cached vectors would go stale)."""
+        writer = self.writer()
+        try:
+            name = COLLECTION_PREFIX + collection_slug
+            for col in writer._collections():
+                if col.name == name:
+                    yield writer._wrap(col, collection_slug)
+                    return
+            raise StoreError(f"The index {name} at {self.location} is gone; nothing was written.")
+        finally:
+            writer._forget_client()
 
     def peek_indexes(self) -> list[IndexInfo] | None:
         """:meth:`indexes` read straight from Chroma's SQLite file, without importing chromadb.
@@ -548,9 +568,12 @@ class ImageIndex:
         location: str = "",
         lock: DataLock | None = None,
         committed: Callable[[], None] | None = None,
+        redirect: Callable[[], contextlib.AbstractContextManager[ImageIndex]] | None = None,
     ) -> None:
         self._col = collection
         self._committed = committed or (lambda: None)
+        #: For an index read from a snapshot: where its writes go instead (the folder).
+        self._redirect = redirect
         self._failures_factory = failures
         self._failures_col: Any = None
         self.location = location
@@ -615,6 +638,10 @@ class ImageIndex:
             return []
 
     def add_roots(self, roots: Sequence[str]) -> None:
+        if self._redirect is not None:
+            with self._redirect() as target:
+                target.add_roots(roots)
+            return
         merged = sorted({*self.roots, *(meta_text(r) for r in roots)})
         if merged == self.roots:
             return
@@ -863,6 +890,10 @@ class ImageIndex:
 
         if not records:
             return
+        if self._redirect is not None:
+            with self._redirect() as target:
+                target.upsert(records)
+            return
         step = self._max_batch()
         for start in range(0, len(records), step):
             chunk = records[start : start + step]
@@ -892,6 +923,11 @@ class ImageIndex:
                 raise self._error("Writing", exc) from exc
 
     def delete(self, ids: Sequence[str]) -> None:
+        if self._redirect is not None:
+            if ids:
+                with self._redirect() as target:
+                    target.delete(ids)
+            return
         self._delete(self._col, ids)
 
     def _delete(self, collection: Any, ids: Sequence[str]) -> None:
@@ -907,6 +943,11 @@ class ImageIndex:
 
     def record_failures(self, failures: Sequence[tuple[str, int, int, str]]) -> None:
         """Remember unreadable files as (path, size, mtime_ns, reason)."""
+        if self._redirect is not None:
+            if failures:
+                with self._redirect() as target:
+                    target.record_failures(failures)
+            return
         collection = self._failures()
         if collection is None or not failures:
             return
@@ -932,6 +973,11 @@ class ImageIndex:
             self._committed()
 
     def forget_failures(self, ids: Sequence[str]) -> None:
+        if self._redirect is not None:
+            if ids:
+                with self._redirect() as target:
+                    target.forget_failures(ids)
+            return
         collection = self._failures()
         if collection is not None and ids:
             self._delete(collection, ids)
