@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--loaded", action="store_true", help="also with one core kept busy")
     parser.add_argument("--loaded-size", type=int, default=200, help="files in loaded cases")
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--threads", type=int, help="fixed model threads (default: tuned)")
+    parser.add_argument("--workers", type=int, help="fixed decoder threads")
     args = parser.parse_args()
     sizes = [50] if args.quick else [int(s) for s in args.sizes.split(",")]
     repeat = 1 if args.quick else args.repeat
@@ -151,6 +153,8 @@ def main() -> None:
     print(f"# {cores} cores, native bf16: {native}, batch {batch_size}, precisions {precisions}")
     codes = [("this", ROOT)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
     extra = ["--batch-size", str(batch_size)]
+    extra += ["--threads", str(args.threads)] if args.threads else []
+    extra += ["--workers", str(args.workers)] if args.workers else []
 
     cases: list[tuple[str, int, str, bool]] = []
     for p in precisions:
