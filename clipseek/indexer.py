@@ -585,9 +585,7 @@ class Indexer:
         )
         tuner: ThreadTuner | None = None
         if model.device == "cpu" and not self.options.torch_threads and threads > 1:
-            # Half the cores first: on a shared or decode-bound machine that is the
-            # faster (docs/PERFORMANCE.md), and a short run may end before any trial.
-            tuner = ThreadTuner([threads // 2, threads])
+            tuner = ThreadTuner.for_cpu(threads, model.precision, plan.to_embed)
             threads = tuner.threads
         cores = thread_plan(model.device, cores=None)[0]
         # While torch runs on every core, decoders wait: OpenMP threads meet at a barrier
@@ -626,10 +624,12 @@ class Indexer:
             exclusive = model.device == "cpu" and model.threads >= cores
             if exclusive:
                 gate.clear()
+            model_started = time.perf_counter()
             try:
                 vectors = model.encode_prepared(inputs)
             finally:
                 gate.set()
+            model_seconds = time.perf_counter() - model_started
             records = []
             for (info, _item, dims, digest), vector in zip(batch, vectors, strict=True):
                 extra = {"content_hash": digest} if digest else {}
@@ -658,7 +658,7 @@ class Indexer:
             batch.clear()
             now = time.perf_counter()
             if tuner is not None:
-                model.set_threads(tuner.record(size, now - cycle_start, waited))
+                model.set_threads(tuner.record(size, now - cycle_start, waited, model_seconds))
             cycle_start, waited = now, 0.0
             summary.embed_seconds = now - t0
             rate = (summary.embedded - embedded_before) / max(summary.embed_seconds, 1e-9)

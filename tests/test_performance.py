@@ -413,39 +413,6 @@ def test_older_index_gets_the_current_ef_search(
     assert store.HNSW_CONFIG["ef_search"] > 10
 
 
-def _drive(tuner: schedule.ThreadTuner, speed: dict[int, float], waiting: dict[int, float], n: int):
-    """Feed ``n`` batch cycles of 32 images; returns the thread count used for each."""
-    used = []
-    for _ in range(n):
-        used.append(tuner.threads)
-        seconds = 32 / speed[tuner.threads]
-        tuner.record(32, seconds, waiting[tuner.threads] * seconds)
-    return used
-
-
-def test_thread_tuner_tries_more_threads_only_when_the_model_is_the_bottleneck() -> None:
-    # Decode-bound (the model waits half the time): more model threads are never tried.
-    tuner = schedule.ThreadTuner([2, 1], window=2, recheck=4)
-    assert _drive(tuner, {1: 20.0, 2: 30.0}, {1: 0.5, 2: 0.5}, 12) == [1] * 12
-
-    # Model-bound: two threads are tried, found faster and kept.
-    tuner = schedule.ThreadTuner([2, 1], window=2, recheck=4)
-    used = _drive(tuner, {1: 20.0, 2: 30.0}, {1: 0.0, 2: 0.0}, 2 + 2 + 1 + 2 + 4)
-    assert used == [1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2]
-    assert [t for t, _ in tuner.history] == [1, 2, 2]
-
-
-def test_thread_tuner_goes_back_when_the_trial_is_slower() -> None:
-    tuner = schedule.ThreadTuner([1, 2], window=2, recheck=4)
-    speed, waiting = {1: 20.0, 2: 10.0}, {1: 0.0, 2: 0.3}
-    assert _drive(tuner, speed, waiting, 7) == [1, 1, 1, 1, 2, 2, 2]
-    assert _drive(tuner, speed, waiting, 5) == [1, 1, 1, 1, 1]  # back on 1, then a stretch
-    # The machine changed: now 2 threads are faster, and the next recheck finds it.
-    speed[2] = 40.0
-    _drive(tuner, speed, waiting, 1 + 2)
-    assert tuner.threads == 2
-
-
 @pytest.mark.slow
 def test_named_model_weights_stream_into_bf16_exactly(capfd: pytest.CaptureFixture[str]) -> None:
     """ViT-B/32 is built without random init, in bf16, and filled tensor by tensor from
