@@ -89,6 +89,8 @@ class SharedDecoder:
         del self.images
         try:
             self._shm.close()
+        except BufferError:
+            pass  # a caller still holds a view: the mapping goes when the last view does
         finally:
             self._shm.unlink()
 

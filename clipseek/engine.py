@@ -101,7 +101,8 @@ class Engine:
 
     def indexer(self, options: IndexOptions | None = None) -> Indexer:
         opts = options or IndexOptions(
-            batch_size=self.settings.explicit_batch_size, max_megapixels=self.settings.max_megapixels
+            batch_size=self.settings.explicit_batch_size,
+            max_megapixels=self.settings.max_megapixels,
         )
         return Indexer(self.store, self.spec, self.model, opts)
 
@@ -146,7 +147,8 @@ class Engine:
                 return summary
         try:
             opts = options or IndexOptions(
-                batch_size=self.settings.explicit_batch_size, max_megapixels=self.settings.max_megapixels
+                batch_size=self.settings.explicit_batch_size,
+                max_megapixels=self.settings.max_megapixels,
             )
             if opts.rebuild:
                 moved = self.store.recover()
