@@ -412,7 +412,8 @@ def index(
         typer.Option(
             "--batch-size",
             "-b",
-            help="Images per model batch \\[default: 32]. \\[env: CLIPSEEK_BATCH_SIZE]",
+            help="Images per model batch \\[default: 256 on a GPU, 32 on a CPU]. "
+            "\\[env: CLIPSEEK_BATCH_SIZE]",
             show_default=False,
         ),
     ] = None,
@@ -490,7 +491,7 @@ def index(
         raise ConfigError(f"Unknown backend {backend!r}; use auto, torch or onnx.")
     engine.backend = backend
     options = IndexOptions(
-        batch_size=settings.batch_size,
+        batch_size=settings.explicit_batch_size,
         include_hidden=include_hidden,
         excludes=tuple(exclude or ()),
         rebuild=rebuild,

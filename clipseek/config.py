@@ -103,6 +103,12 @@ class Settings:
         return "model" in self.sources
 
     @property
+    def explicit_batch_size(self) -> int | None:
+        """The batch size the user set (flag, environment, config file), else None: the
+        indexer then chooses by device (large on a GPU, 32 on a CPU)."""
+        return self.batch_size if "batch_size" in self.sources else None
+
+    @property
     def store_location(self) -> str:
         return self.chroma_url or str(self.db)
 

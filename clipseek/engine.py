@@ -167,7 +167,8 @@ class Engine:
     def indexer(self, options: IndexOptions | None = None) -> Indexer:
         self.settings.require("batch_size")
         opts = options or IndexOptions(
-            batch_size=self.settings.batch_size, max_megapixels=self.settings.max_megapixels
+            batch_size=self.settings.explicit_batch_size,
+            max_megapixels=self.settings.max_megapixels,
         )
         return Indexer(self.store.writer(), self.spec, self.index_model, opts)
 
@@ -213,7 +214,8 @@ class Engine:
                 return summary
         try:
             opts = options or IndexOptions(
-                batch_size=self.settings.batch_size, max_megapixels=self.settings.max_megapixels
+                batch_size=self.settings.explicit_batch_size,
+                max_megapixels=self.settings.max_megapixels,
             )
             marker = None
             if not self.store.is_remote:

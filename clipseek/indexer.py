@@ -152,7 +152,8 @@ class IndexSummary:
 
 @dataclass(frozen=True)
 class IndexOptions:
-    batch_size: int = 32
+    #: Images per model batch; None chooses by device (:func:`default_batch_size`).
+    batch_size: int | None = None
     include_hidden: bool = False
     excludes: tuple[str, ...] = ()
     rebuild: bool = False
@@ -163,6 +164,10 @@ class IndexOptions:
     torch_threads: int | None = None
     #: Leave out links that lead outside the indexed folders (they are reported either way).
     skip_outside_links: bool = False
+    #: Decode in processes (shared memory) rather than threads; None: by device.
+    decode_processes: bool | None = None
+    #: Write to the index on a thread behind the model; None: on a GPU, not on a CPU.
+    write_behind: bool | None = None
 
     def workers(self, device: str = "cpu") -> int:
         return thread_plan(device, self.decode_workers, self.torch_threads)[1]
@@ -270,11 +275,19 @@ class Indexer:
         progress = _Progress(total=len(plan.to_embed) + len(plan.reuse))
 
         stale: list[str] = []
+        loading: _BackgroundLoad | None = None
+        if plan.to_embed and not cancel.is_set():
+            # The model loads (imports, weights) while stored vectors are copied and the
+            # first files are fingerprinted; CUDA itself waits for the first batch.
+            loading = _BackgroundLoad(self._load_model)
         if plan.reuse and index is not None and not cancel.is_set():
             self._reuse(plan, index, emit, summary, progress)
         if plan.to_embed and not cancel.is_set():
             emit(ModelLoading(self.spec.name))
-            model = self._load_model()
+            if loading is None:  # files whose stored vector vanished meanwhile
+                loading = _BackgroundLoad(self._load_model)
+            self._hash_ahead(plan, loading, cancel)
+            model = loading.result()
             summary.model_loaded = True
             emit(ModelReady(self.spec.name, model.device, model.precision))
             if index is None:
@@ -487,7 +500,7 @@ class Indexer:
         progress: _Progress,
     ) -> None:
         """Write the reused files from their stored vectors, in batches like embedded ones."""
-        step = max(1, self.options.batch_size) * 8
+        step = max(1, self.options.batch_size or CPU_BATCH_SIZE) * 8
         for start in range(0, len(plan.reuse), step):
             chunk = plan.reuse[start : start + step]
             sources = index.get(sorted({r.source_id for r in chunk}))
@@ -530,6 +543,22 @@ class Indexer:
                 )
             )
 
+    def _hash_ahead(self, plan: _Plan, loading: _BackgroundLoad, cancel: threading.Event) -> None:
+        """Fingerprint files to embed until the model is ready (decoders would otherwise
+        do it); the reads also bring the files into the page cache for decoding."""
+        todo = [f for f in plan.to_embed if f.path not in plan.digests]
+        if not todo or loading.done():
+            return
+        step = 64
+        with ThreadPoolExecutor(self.options.workers(), thread_name_prefix="clipseek-hash") as pool:
+            for start in range(0, len(todo), step):
+                if loading.done() or cancel.is_set():
+                    return
+                chunk = todo[start : start + step]
+                for info, value in zip(chunk, pool.map(_digest_or_none, chunk), strict=True):
+                    if value is not None:
+                        plan.digests[info.path] = value
+
     def _guard_empty_roots(
         self,
         removed: list[str],
@@ -566,28 +595,32 @@ class Indexer:
         summary: IndexSummary,
         progress: _Progress,
     ) -> list[str]:
-        """Decode ahead on threads, embed and write batch by batch; returns ids to drop.
+        """Decode ahead, embed and write batch by batch; returns ids to drop.
 
-        Decoder threads turn files into small uint8 arrays (Pillow releases the GIL
-        while decoding and resizing); the calling thread normalises a batch, runs the
-        model on it and writes it, while the decoders work on the next two batches.
-        At most ``2 × batch_size`` decoded images wait, so memory stays a few batches.
+        Decoders turn files into small uint8 arrays: threads on a CPU (Pillow releases
+        the GIL, and the cores are shared with the model), processes writing into shared
+        memory on a GPU machine, where the GIL would cap decoding far below the model
+        (:func:`decode_in_processes`). The calling thread hands each batch to the model
+        while the decoders work on the next two. Batches are written in order by
+        :class:`_Writer`: inline on a CPU, on a writer thread while the model works on
+        a GPU. Memory stays a few batches either way.
         """
-        batch_size = self.options.batch_size
+        device = model.device
+        batch_size = self.options.batch_size or default_batch_size(device)
         lookahead = 2 * batch_size
         stale: list[str] = []
-        pending: deque[tuple[FileInfo, Future[Any]]] = deque()
+        pending: deque[_Pending] = deque()
         queue = iter(plan.to_embed)
-        batch: list[tuple[FileInfo, Any, ImageInfo, str | None]] = []
+        batch: list[tuple[FileInfo, Any, ImageInfo, str | None, int | None]] = []
         new_failures: list[tuple[str, int, int, str]] = []
         threads, workers = thread_plan(
-            model.device, self.options.decode_workers, self.options.torch_threads
+            device, self.options.decode_workers, self.options.torch_threads
         )
         tuner: ThreadTuner | None = None
-        if model.device == "cpu" and not self.options.torch_threads and threads > 1:
+        if device == "cpu" and not self.options.torch_threads and threads > 1:
             tuner = ThreadTuner.for_cpu(threads, model.precision, plan.to_embed)
             threads = tuner.threads
-        cores = thread_plan(model.device, cores=None)[0]
+        cores = thread_plan(device, cores=None)[0]
         # While torch runs on every core, decoders wait: OpenMP threads meet at a barrier
         # after each operation, and one preempted by a decoder stalls all the others.
         gate = threading.Event()
@@ -597,31 +630,94 @@ class Indexer:
         embedded_before = summary.embedded
         max_mp = self.options.max_megapixels
         t0 = time.perf_counter()
+        processes = self.options.decode_processes
+        if processes is None:
+            processes = decode_in_processes(device, workers)
+        processes = processes and _shared_memory_ok(model)
+        write_behind = self.options.write_behind
+        if write_behind is None:
+            write_behind = device != "cpu"
+        writer = _Writer(
+            index,
+            asynchronous=write_behind,
+            coalesce=max(batch_size, WRITE_BATCH),
+            queued=max(2, WRITE_BATCH // batch_size),
+        )
+        chunk = max(1, min(16, batch_size // max(1, workers)))
+        shared: Any = None
+        pool: ThreadPoolExecutor | None = None
 
-        def submit_more(pool: ThreadPoolExecutor) -> None:
+        def submit_more() -> None:
             while len(pending) < lookahead:
+                if shared is not None:
+                    if shared.free < chunk:
+                        return
+                    files = [f for f in (next(queue, None) for _ in range(chunk)) if f]
+                    if not files:
+                        return
+                    slots, future = shared.submit(
+                        [(f.path, f.size, plan.digests.get(f.path)) for f in files]
+                    )
+                    for position, (info, slot) in enumerate(zip(files, slots, strict=True)):
+                        pending.append(_Pending(info, future, position, slot))
+                    continue
                 info = next(queue, None)
                 if info is None:
                     return
-                pending.append(
-                    (
-                        info,
-                        pool.submit(
-                            _decode, info, model, plan.digests.get(info.path), max_mp, gate
-                        ),
+                assert pool is not None
+                future = pool.submit(
+                    _decode, info, model, plan.digests.get(info.path), max_mp, gate
+                )
+                pending.append(_Pending(info, future))
+
+        def take(entry: _Pending) -> tuple[Any, ImageInfo, str | None]:
+            """The decoded image of ``entry``, or ImageReadError (its slot then freed)."""
+            if entry.slot is None:
+                return entry.future.result()
+            decoded = entry.future.result()[entry.position]
+            if decoded.reason is not None:
+                shared.release([entry.slot])
+                raise ImageReadError(entry.info.path, decoded.reason)
+            return (
+                shared.image(entry.slot),
+                ImageInfo(decoded.width, decoded.height),
+                decoded.digest,
+            )
+
+        def report() -> None:
+            """BatchDone for every batch the writer has finished, in order."""
+            for job in writer.completed():
+                if not job.records:  # failures only: named as they happened
+                    continue
+                summary.new += job.new
+                summary.updated += job.updated
+                progress.number += 1
+                progress.done += len(job.records)
+                summary.embed_seconds = time.perf_counter() - t0
+                rate = (summary.embedded - embedded_before) / max(summary.embed_seconds, 1e-9)
+                emit(
+                    BatchDone(
+                        number=progress.number,
+                        size=len(job.records),
+                        done=progress.done + progress.failed,
+                        total=progress.total,
+                        embedded=summary.embedded,
+                        failed=progress.failed,
+                        images_per_second=rate,
                     )
                 )
 
         def flush() -> None:
             nonlocal cycle_start, waited
             if not batch:
-                index.record_failures(new_failures)
-                new_failures.clear()
+                if new_failures:
+                    writer.put(_WriteJob([], list(new_failures)))
+                    new_failures.clear()
+                report()
                 return
-            progress.number += 1
             summary.model_batches += 1
-            inputs = [item for _, item, _, _ in batch]
-            exclusive = model.device == "cpu" and model.threads >= cores
+            inputs = [item for _, item, _, _, _ in batch]
+            exclusive = device == "cpu" and model.threads >= cores
             if exclusive:
                 gate.clear()
             model_started = time.perf_counter()
@@ -630,8 +726,12 @@ class Indexer:
             finally:
                 gate.set()
             model_seconds = time.perf_counter() - model_started
+            del inputs
+            if shared is not None:  # the pixels are on their way to the model: slots free
+                shared.release([slot for *_, slot in batch if slot is not None])
             records = []
-            for (info, _item, dims, digest), vector in zip(batch, vectors, strict=True):
+            new = updated = 0
+            for (info, _item, dims, digest, _slot), vector in zip(batch, vectors, strict=True):
                 extra = {"content_hash": digest} if digest else {}
                 extra.update(_stat_extra(info))
                 records.append(
@@ -646,71 +746,266 @@ class Indexer:
                     )
                 )
                 if path_id(info.path) in plan.changed_ids:
-                    summary.updated += 1
+                    updated += 1
                 else:
-                    summary.new += 1
-            index.upsert(records)
-            index.forget_failures([path_id(info.path) for info, _, _, _ in batch])
-            index.record_failures(new_failures)
-            new_failures.clear()
-            progress.done += len(batch)
+                    new += 1
             size = len(batch)
             batch.clear()
+            writer.put(_WriteJob(records, list(new_failures), new=new, updated=updated))
+            new_failures.clear()
             now = time.perf_counter()
             if tuner is not None:
                 model.set_threads(tuner.record(size, now - cycle_start, waited, model_seconds))
             cycle_start, waited = now, 0.0
-            summary.embed_seconds = now - t0
-            rate = (summary.embedded - embedded_before) / max(summary.embed_seconds, 1e-9)
-            emit(
-                BatchDone(
-                    number=progress.number,
-                    size=size,
-                    done=progress.done + progress.failed,
-                    total=progress.total,
-                    embedded=summary.embedded,
-                    failed=progress.failed,
-                    images_per_second=rate,
-                )
-            )
+            report()
 
         previous_threads = model.threads
         model.set_threads(threads)
         try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="clipseek-decode") as pool:
-                try:
-                    submit_more(pool)
-                    while pending:
-                        info, future = pending.popleft()
-                        before = time.perf_counter()
-                        try:
-                            item, dims, digest = future.result()
-                        except ImageReadError as exc:
-                            progress.failed += 1
-                            failure = FileFailed(info.path, exc.reason)
-                            summary.failed.append(failure)
-                            emit(failure)
-                            new_failures.append((info.path, info.size, info.mtime_ns, exc.reason))
-                            if path_id(info.path) in plan.changed_ids:
-                                stale.append(path_id(info.path))
-                        else:
-                            batch.append((info, item, dims, digest))
-                        finally:
-                            waited += time.perf_counter() - before
-                        submit_more(pool)
-                        if len(batch) >= batch_size or not pending:
-                            flush()
-                            if cancel.is_set():
-                                summary.cancelled = True
-                                break
-                finally:
-                    for _info, future in pending:
-                        future.cancel()
+            if processes:
+                from clipseek.decoding import SharedDecoder
+
+                shared = SharedDecoder(
+                    workers, model.preprocess_cfg, lookahead + batch_size + chunk, max_mp
+                )
+            else:
+                pool = ThreadPoolExecutor(workers, thread_name_prefix="clipseek-decode")
+            try:
+                submit_more()
+                while pending:
+                    entry = pending.popleft()
+                    before = time.perf_counter()
+                    try:
+                        item, dims, digest = take(entry)
+                    except ImageReadError as exc:
+                        info = entry.info
+                        progress.failed += 1
+                        failure = FileFailed(info.path, exc.reason)
+                        summary.failed.append(failure)
+                        emit(failure)
+                        new_failures.append((info.path, info.size, info.mtime_ns, exc.reason))
+                        if path_id(info.path) in plan.changed_ids:
+                            stale.append(path_id(info.path))
+                    else:
+                        batch.append((entry.info, item, dims, digest, entry.slot))
+                    finally:
+                        waited += time.perf_counter() - before
+                    submit_more()
+                    if len(batch) >= batch_size or not pending:
+                        flush()
+                        if cancel.is_set():
+                            summary.cancelled = True
+                            break
+                writer.finish()
+                report()
+            finally:
+                writer.close()
+                for entry in pending:
+                    entry.future.cancel()
+                if shared is not None:
+                    shared.close()
+                if pool is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
         finally:
             summary.torch_threads = model.threads
             model.set_threads(previous_threads)
         summary.embed_seconds = time.perf_counter() - t0
         return stale
+
+
+#: Images per batch when neither the user nor the device says otherwise. A GPU needs large
+#: batches to be busy (ViT-B/32 fp16 on an H200: 6,638 img/s at 32, 9,670 at 256); on a
+#: CPU, larger batches bought nothing measurable and cost memory (docs/PERFORMANCE.md).
+CPU_BATCH_SIZE = 32
+GPU_BATCH_SIZE = 256
+
+#: Records per Chroma write when writes run behind the model: Chroma's insert rate grows
+#: with the write size (20,000 × 512-d: 3,236/s at 256, 3,714/s at 2,048).
+WRITE_BATCH = 2048
+
+
+def default_batch_size(device: str) -> int:
+    return GPU_BATCH_SIZE if device.startswith("cuda") else CPU_BATCH_SIZE
+
+
+def decode_in_processes(device: str, workers: int) -> bool:
+    """Whether decoders should be processes rather than threads.
+
+    On a GPU machine every core decodes and the GIL is the limit (16 threads: 1,385
+    640×480 JPEGs/s, 16 processes: 3,952, docs/PERFORMANCE.md). On a CPU the model
+    shares the cores and threads keep the memory and start-up small.
+    ``CLIPSEEK_DECODE=threads|processes`` overrides (for measuring).
+    """
+    forced = os.environ.get("CLIPSEEK_DECODE", "").strip().lower()
+    if forced in ("threads", "processes"):
+        return forced == "processes"
+    return device != "cpu" and workers >= 4
+
+
+def _shared_memory_ok(model: Embedder) -> bool:
+    """Processes decode with the torch-free preprocessing, so only where it is exact."""
+    from clipseek.models.preprocess import pil_supported
+
+    cfg = getattr(model, "preprocess_cfg", None)
+    return cfg is not None and pil_supported(cfg)
+
+
+@dataclass
+class _Pending:
+    """A file handed to a decoder: a thread's future, or a process chunk's and a slot."""
+
+    info: FileInfo
+    future: Future[Any]
+    position: int = 0
+    slot: int | None = None
+
+
+@dataclass
+class _WriteJob:
+    """One embedded batch and the failures met since the last one, written together."""
+
+    records: list[Record]
+    failures: list[tuple[str, int, int, str]]
+    new: int = 0
+    updated: int = 0
+
+
+class _Writer:
+    """Writes batches to the index in order: at once, or on a thread behind the model.
+
+    Each write stores the vectors, then clears the files' old failure records and
+    records new ones, as the inline path always did; a job is only reported (and
+    counted in the summary) once written. Behind the model, jobs that queued up while a
+    write was running go to Chroma as one larger write (Chroma inserts faster in large
+    batches); the queue is short, so a killed run loses at most the few batches that
+    were embedded but not yet written, and the next run embeds them again.
+    """
+
+    def __init__(
+        self, index: ImageIndex, *, asynchronous: bool, coalesce: int, queued: int
+    ) -> None:
+        self._index = index
+        self._done: deque[_WriteJob] = deque()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._coalesce = coalesce
+        if asynchronous:
+            import queue as queue_module
+
+            self._queue: Any = queue_module.Queue(maxsize=queued)
+            self._thread = threading.Thread(target=self._loop, name="clipseek-write", daemon=True)
+            self._thread.start()
+
+    def put(self, job: _WriteJob) -> None:
+        if self._thread is None:
+            self._write([job])
+            self._done.append(job)
+            return
+        import queue as queue_module
+
+        while True:
+            self._raise()
+            try:
+                self._queue.put(job, timeout=0.2)
+                return
+            except queue_module.Full:
+                continue
+
+    def completed(self) -> list[_WriteJob]:
+        out = []
+        while self._done:
+            out.append(self._done.popleft())
+        self._raise()
+        return out
+
+    def finish(self) -> None:
+        """Wait until everything queued is written; raise what a write raised."""
+        self.close()
+        self._raise()
+
+    def close(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            while self._thread.is_alive():
+                try:
+                    self._queue.put(None, timeout=0.2)
+                    break
+                except Exception:
+                    continue
+            self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _loop(self) -> None:
+        import queue as queue_module
+
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs, count, stop = [job], len(job.records), False
+            while count < self._coalesce:
+                try:
+                    more = self._queue.get_nowait()
+                except queue_module.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                jobs.append(more)
+                count += len(more.records)
+            try:
+                self._write(jobs)
+            except BaseException as exc:
+                self._error = exc
+                while True:  # unblock a producer waiting on a full queue
+                    try:
+                        self._queue.get_nowait()
+                    except queue_module.Empty:
+                        return
+            self._done.extend(jobs)
+            if stop:
+                return
+
+    def _write(self, jobs: list[_WriteJob]) -> None:
+        records = [r for job in jobs for r in job.records]
+        failures = [f for job in jobs for f in job.failures]
+        if records:
+            self._index.upsert(records)
+            self._index.forget_failures([path_id(r.path) for r in records])
+        self._index.record_failures(failures)
+
+
+class _BackgroundLoad:
+    """Runs the model loader on its own thread; :meth:`result` waits and re-raises."""
+
+    def __init__(self, load: Callable[[], Embedder]) -> None:
+        self._future: Future[Embedder] = Future()
+        thread = threading.Thread(
+            target=self._run, args=(load,), name="clipseek-model-load", daemon=True
+        )
+        thread.start()
+
+    def _run(self, load: Callable[[], Embedder]) -> None:
+        try:
+            self._future.set_result(load())
+        except BaseException as exc:
+            self._future.set_exception(exc)
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self) -> Embedder:
+        return self._future.result()
+
+
+def _digest_or_none(info: FileInfo) -> str | None:
+    try:
+        return content_hash(info.path, info.size)
+    except OSError:
+        return None  # the decoder meets the same problem and reports it
 
 
 @dataclass

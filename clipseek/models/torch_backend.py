@@ -66,6 +66,12 @@ class ClipModel:
         self._transform: Any = None
         self._pil_stage: Any = None
         self._norm: tuple[Any, Any] | None = None
+        #: Where the weights are now: a CUDA model is built in host memory and moved to
+        #: the card by its first image batch, so runs with nothing to embed and text
+        #: queries never pay for CUDA initialisation (docs/PERFORMANCE.md).
+        self._weights_device = _module_device(model)
+        self._pinned: Any = None  # reusable page-locked uint8 staging buffer (CUDA only)
+        self._device_norm: tuple[Any, Any] | None = None
         self.dim = int(self._probe_dim())
         self.context_length = int(getattr(tokenizer, "context_length", 77) or 77)
 
@@ -147,7 +153,56 @@ class ClipModel:
         import torch
 
         with self._lock, torch.inference_mode():
+            self._to_device()
             features = self._model.encode_image(batch.to(self.device, dtype=self._dtype))
+        return _normalised(features)
+
+    @property
+    def on_device(self) -> bool:
+        """Whether the weights have reached :attr:`device` (a CUDA model moves lazily)."""
+        return self._weights_device == self.device
+
+    def _to_device(self) -> None:
+        """Move the weights to the device the first time images need it (lock held)."""
+        if self._weights_device != self.device:
+            self._model.to(self.device)
+            self._weights_device = self.device
+
+    def _encode_uint8_on_device(self, items: Sequence[Any]) -> np.ndarray:
+        """A CUDA batch: uint8 images go to the card through a pinned buffer and are
+        normalised there (fp32 arithmetic, then the model's dtype), so the host only
+        copies bytes: a quarter of the float32 traffic and no host-side arithmetic."""
+        import numpy as np
+        import torch
+
+        n = len(items)
+        height, width, _ = items[0].shape
+        with self._lock, torch.inference_mode():
+            self._to_device()
+            shape = (n, height, width, 3)
+            if (
+                self._pinned is None
+                or self._pinned.shape[0] < n
+                or (tuple(self._pinned.shape[1:]) != shape[1:])
+            ):
+                self._pinned = torch.empty(shape, dtype=torch.uint8).pin_memory()
+            host = self._pinned[:n]
+            # The previous batch's copy has finished: its results were read back (synced).
+            np.stack(items, out=host.numpy())
+            batch = host.to(self.device, non_blocking=True)
+            if self._device_norm is None:
+                cfg = self.preprocess_cfg
+                self._device_norm = (
+                    torch.tensor(cfg.mean, dtype=torch.float32, device=self.device).view(
+                        1, -1, 1, 1
+                    ),
+                    torch.tensor(cfg.std, dtype=torch.float32, device=self.device).view(
+                        1, -1, 1, 1
+                    ),
+                )
+            mean, std = self._device_norm
+            x = batch.permute(0, 3, 1, 2).to(torch.float32).div_(255).sub_(mean).div_(std)
+            features = self._model.encode_image(x.to(self._dtype).contiguous())
         return _normalised(features)
 
     @property
@@ -160,7 +215,13 @@ class ClipModel:
         set_torch_threads(threads)
 
     def encode_prepared(self, items: Sequence[Any]) -> np.ndarray:
-        """The :class:`~clipseek.models.base.Embedder` call the indexer makes per batch."""
+        """The :class:`~clipseek.models.base.Embedder` call the indexer makes per batch.
+
+        On CUDA, uint8 arrays of one shape take :meth:`_encode_uint8_on_device`; on a
+        CPU (and for anything else) the host-side normalisation stays exactly as before.
+        """
+        if self.device.startswith("cuda") and items and _uint8_images(items):
+            return self._encode_uint8_on_device(items)
         return self.encode_images(self.batch_tensor(items))
 
     def encode_image(self, image: Image.Image) -> np.ndarray:
@@ -186,9 +247,13 @@ class ClipModel:
 
         tokens, truncated = self.tokenize(texts)
         with self._lock, torch.inference_mode():
-            features = _encode_text_trimmed(self._model, tokens.to(self.device))
+            # A model whose weights are still in host memory (a CUDA model before its first
+            # image batch) encodes text where the weights are: one short query on the CPU
+            # costs far less than initialising CUDA and moving the model.
+            device = self._weights_device
+            features = _encode_text_trimmed(self._model, tokens.to(device))
             if features is None:
-                features = self._model.encode_text(tokens.to(self.device))
+                features = self._model.encode_text(tokens.to(device))
         return TextEncoding(_normalised(features), truncated)
 
     def _probe_dim(self) -> int:
@@ -257,6 +322,25 @@ def _encode_text_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor | Non
     return proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
 
 
+def _module_device(model: Any) -> str:
+    try:
+        param = next(iter(model.parameters()))
+    except (StopIteration, AttributeError, TypeError):
+        return "cpu"
+    return "cpu" if param.device.type == "cpu" else str(param.device.type)
+
+
+def _uint8_images(items: Sequence[Any]) -> bool:
+    first = items[0]
+    shape = getattr(first, "shape", None)
+    if getattr(first, "dtype", None) is None or shape is None or len(shape) != 3:
+        return False
+    return str(first.dtype) == "uint8" and all(
+        getattr(i, "shape", None) == shape and str(getattr(i, "dtype", "")) == "uint8"
+        for i in items
+    )
+
+
 def _normalised(features: torch.Tensor) -> np.ndarray:
     import torch
 
@@ -282,6 +366,10 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -
     resolved_device = resolve_device(device)
     resolved_precision = resolve_precision(precision, resolved_device)
     oc_precision = _OPEN_CLIP_PRECISION[resolved_precision]
+    # A CUDA model is built and filled in host memory and moves to the card with its first
+    # image batch (ClipModel._to_device): CUDA initialisation is paid only when images are
+    # embedded, and the weights load while the indexer scans and decodes.
+    build_device = "cpu" if resolved_device.startswith("cuda") else resolved_device
     try:
         if spec.kind == "pretrained":
             cfg = _pretrained_cfg(spec)
@@ -299,7 +387,7 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -
                     precision=oc_precision,
                     force_quick_gelu=bool(cfg.get("quick_gelu", False)),
                     force_preprocess_cfg=preprocess_overrides,
-                    device=resolved_device,
+                    device=build_device,
                 )
             if not _stream_safetensors(model, checkpoint):
                 open_clip.load_checkpoint(model, checkpoint, strict=True)
@@ -309,9 +397,7 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -
                 _check_local_dir(spec)
             elif cached_weights(spec) is None and os.environ.get("HF_HUB_OFFLINE"):
                 raise WeightsUnavailableError(_offline_message(spec, "HF_HUB_OFFLINE is set"))
-            model = open_clip.create_model(
-                spec.arch, precision=oc_precision, device=resolved_device
-            )
+            model = open_clip.create_model(spec.arch, precision=oc_precision, device=build_device)
             tokenizer = open_clip.get_tokenizer(spec.arch)
     except (ModelError, DeviceError):
         raise

@@ -254,7 +254,8 @@ class ClipseekApp(App[None]):
         from clipseek.indexer import BatchDone, IndexOptions
 
         options = IndexOptions(
-            batch_size=self.settings.batch_size, max_megapixels=self.settings.max_megapixels
+            batch_size=self.settings.explicit_batch_size,
+            max_megapixels=self.settings.max_megapixels,
         )
 
         def on_event(event: IndexEvent) -> None:
