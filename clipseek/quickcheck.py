@@ -94,6 +94,8 @@ def _stored(
             ).fetchone()
             if count:
                 return None  # the normal path reports known failures again
+        if _upkeep_due(con, found[0]):
+            return None  # the normal run brings an older index up to date
         (roots_text,) = con.execute(
             "SELECT str_value FROM collection_metadata WHERE collection_id = ? AND key = 'roots'",
             (found[0],),
@@ -125,6 +127,40 @@ def _stored(
         return None
     finally:
         con.close()
+
+
+def _upkeep_due(con: sqlite3.Connection, collection_id: str) -> bool:
+    """Whether a writer has work on an unchanged tree: an older key schema to migrate, or
+    an ef_search below today's (both done by the normal run's first open)."""
+    import json
+
+    from clipseek.store.chroma import HNSW_CONFIG
+    from clipseek.store.keys import KEY_SCHEMA
+
+    row = con.execute(
+        "SELECT int_value FROM collection_metadata WHERE collection_id = ? "
+        "AND key = 'clipseek_schema'",
+        (collection_id,),
+    ).fetchone()
+    if row is None or not isinstance(row[0], int) or row[0] < KEY_SCHEMA:
+        return True
+    (schema_text,) = con.execute(
+        "SELECT schema_str FROM collections WHERE id = ?", (collection_id,)
+    ).fetchone() or ("",)
+    found: list[int] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "ef_search" and isinstance(value, int):
+                    found.append(value)
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(schema_text or "{}"))
+    return any(value < int(HNSW_CONFIG["ef_search"]) for value in found)
 
 
 def _under(path: str, root: str) -> bool:
