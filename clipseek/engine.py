@@ -340,6 +340,10 @@ class Engine:
             except Exception:
                 pass
 
+        # numpy is imported by both sides; two threads importing it for the first time at
+        # once can see it half-initialised, so it is imported here first.
+        import numpy  # noqa: F401
+
         threading.Thread(target=warm, name="clipseek-warm", daemon=True).start()
 
     def search(
