@@ -558,7 +558,7 @@ def repair(
             report.restored += restored
             report.dropped += dropped
             say(f"Restored {restored} images")
-        store.close()
+        store._forget_client()  # stop this process's Chroma so everything is on disk
         report.after = check(store)
         return report
     finally:
