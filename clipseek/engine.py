@@ -275,7 +275,9 @@ class Engine:
         its vector files from the stored vectors if they disagree (no model needed)."""
         from clipseek.store.repair import check, repair
 
-        report = check(store)
+        # Every record against the stored vectors; the self-search on a sample, since a
+        # search per vector costs minutes on a large index (docs/RELIABILITY.md).
+        report = check(store, sample=2000)
         if report.inconclusive:
             emit(Notice(f"The last index run was interrupted; {report.problems[0]}"))
         elif report.healthy:

@@ -293,24 +293,36 @@ def graph_damage(seg: Path, header_bytes: bytes) -> str | None:
     except (OSError, ValueError) as exc:
         return f"link_lists.bin cannot be read: {_short(exc)}"
     per_level = 1 + head.max_m  # uint32 words per upper-level list
-    words = upper.tolist()
+    # Each element: one word (its upper lists' size in bytes), then those lists. Most
+    # elements have none (a zero word), so the walk jumps from one nonzero word to the
+    # next instead of visiting every element in Python.
+    total = int(upper.size)
+    nonzero = np.flatnonzero(upper)
     pos = 0
+    element = 0
     starts: list[int] = []
-    levels: list[int] = []
-    for _ in range(count):
-        if pos >= len(words):
-            return "link_lists.bin is truncated"
-        size = words[pos]
+    levels: dict[int, int] = {}
+    while element < count:
+        k = int(np.searchsorted(nonzero, pos))
+        nxt = int(nonzero[k]) if k < nonzero.size else total
+        if element + (nxt - pos) >= count:  # the remaining elements have no upper lists
+            pos += count - element
+            break
+        element += nxt - pos
+        pos = nxt
+        size = int(upper[pos])
         if size % (4 * per_level):
             return "link_lists.bin is garbled"
         level = size // (4 * per_level)
-        levels.append(level)
-        if level:
-            starts.extend(range(pos + 1, pos + 1 + level * per_level, per_level))
+        levels[element] = level
+        starts.extend(range(pos + 1, pos + 1 + level * per_level, per_level))
         pos += 1 + size // 4
-        if pos > len(words):
-            return "link_lists.bin is truncated"
-    if levels[head.entry_point] != head.max_level or max(levels) > head.max_level:
+        element += 1
+    if pos > total:
+        return "link_lists.bin is truncated"
+    if levels.get(head.entry_point, 0) != head.max_level or max(levels.values(), default=0) > (
+        head.max_level
+    ):
         return "link_lists.bin does not match header.bin"
     if starts:
         index = np.asarray(starts)[:, None] + np.arange(per_level)

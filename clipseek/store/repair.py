@@ -305,12 +305,14 @@ class CheckReport:
         return f"The index at {self.location} is damaged: {self.problems[0]} {fix}"
 
 
-def check(store: Store, *, self_search: bool = True) -> CheckReport:
+def check(store: Store, *, self_search: bool = True, sample: int | None = None) -> CheckReport:
     """Whether records, vector files and metadata agree, and every vector finds itself.
 
     Reads only; takes the shared data lock. The self-search loads Chroma in a child
     process, so that a crash there (a garbled file the structural check missed) is
-    reported as damage and not as the death of this process.
+    reported as damage and not as the death of this process. ``sample`` limits the
+    self-search to that many vectors per collection, chosen at random (the automatic
+    check after an interrupted run); every other check always covers every record.
     """
     report = CheckReport(store.location)
     if store.is_remote:
@@ -332,7 +334,7 @@ def check(store: Store, *, self_search: bool = True) -> CheckReport:
     for col in collections:
         _check_collection(col, report, schemas.get(col.slug, _schema(col)))
     if not report.problems and self_search:
-        _self_search(store.location, report)
+        _self_search(store.location, report, sample)
     return report
 
 
@@ -388,7 +390,7 @@ def _check_collection(col: StoredCollection, report: CheckReport, schema: int) -
         )
 
 
-def _self_search(location: str, report: CheckReport) -> None:
+def _self_search(location: str, report: CheckReport, sample: int | None = None) -> None:
     """Run :func:`_self_search_child` in a child process and read its verdict."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
@@ -396,7 +398,14 @@ def _self_search(location: str, report: CheckReport) -> None:
     env.setdefault("ANONYMIZED_TELEMETRY", "False")
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "clipseek.store.repair", "self-search", location],
+            [
+                sys.executable,
+                "-m",
+                "clipseek.store.repair",
+                "self-search",
+                location,
+                str(sample or 0),
+            ],
             capture_output=True,
             text=True,
             env=env,
@@ -425,7 +434,7 @@ def _self_search(location: str, report: CheckReport) -> None:
         report.problems.append(str(problem))
 
 
-def _self_search_child(location: str) -> dict[str, Any]:
+def _self_search_child(location: str, sample: int = 0) -> dict[str, Any]:
     """In the child: search every stored vector through Chroma; count those that find
     themselves among their exact equals."""
     import numpy as np
@@ -450,6 +459,10 @@ def _self_search_child(location: str) -> dict[str, Any]:
                     f"the database lists {len(stored.records)}.",
                 }
             ids = [i for i in stored.records if i in stored.vectors]
+            if 0 < sample < len(ids):
+                import random
+
+                ids = random.Random(0).sample(ids, sample)
             k = min(_SELF_K, total)
             for start in range(0, len(ids), 256):
                 chunk = ids[start : start + 256]
@@ -547,7 +560,7 @@ def repair(
             report.restored += restored
             report.dropped += dropped
             say(f"Restored {restored} images")
-        store.close()
+        store._forget_client()  # stop this process's Chroma so everything is on disk
         report.after = check(store)
         return report
     finally:
@@ -692,10 +705,10 @@ class RunMarker:
 
 
 def _main(argv: list[str]) -> int:
-    if len(argv) == 2 and argv[0] == "self-search":
-        print(json.dumps(_self_search_child(argv[1])))
+    if len(argv) == 3 and argv[0] == "self-search":
+        print(json.dumps(_self_search_child(argv[1], int(argv[2]))))
         return 0
-    print("usage: python -m clipseek.store.repair self-search DB", file=sys.stderr)
+    print("usage: python -m clipseek.store.repair self-search DB SAMPLE", file=sys.stderr)
     return 2
 
 
