@@ -521,7 +521,9 @@ def query(
     for note in response.notes:
         err.print(f"[cyan]note:[/] {_safe(note)}")
     if as_json:
-        sys.stdout.write(json.dumps(response.to_json(), ensure_ascii=False) + "\n")
+        from clipseek.pathtext import dumps
+
+        sys.stdout.write(dumps(response.to_json()) + "\n")
     else:
         _print_results(response)
     if save is not None:
@@ -598,7 +600,9 @@ def info(
                 for i in facts.indexes
             ],
         }
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        from clipseek.pathtext import dumps
+
+        sys.stdout.write(dumps(payload) + "\n")
         return
     from rich.table import Table
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from clipseek.errors import ImageReadError, QueryError
 from clipseek.imaging import is_image_name, open_image
-from clipseek.store import Hit, ImageIndex, path_id, path_to_meta
+from clipseek.pathtext import display_path, json_path_fields, unescape_display
+from clipseek.store import Hit, ImageIndex, path_id
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,7 +47,7 @@ class QueryTerm:
     weight: float = 1.0
 
     def __str__(self) -> str:
-        shown = self.value if self.kind == "image" else f'"{self.value}"'
+        shown = display_path(self.value) if self.kind == "image" else f'"{self.value}"'
         return shown if self.weight == 1 else f"{self.weight:g}:{shown}"
 
 
@@ -74,15 +75,24 @@ class Query:
 def _image_term(value: str, weight: float) -> QueryTerm:
     path = os.path.abspath(os.path.expanduser(value))
     if not os.path.exists(path):
-        raise QueryError(f"The query image {value} does not exist.")
+        # A name shown with \xHH escapes (a file name that is not UTF-8, as the app
+        # writes it into the query box) stands for the file with those bytes.
+        raw = unescape_display(path)
+        if raw is not None and os.path.exists(raw):
+            path = raw
+        else:
+            raise QueryError(f"The query image {display_path(value)} does not exist.")
     if not os.path.isfile(path):
-        raise QueryError(f"The query image {value} is not a file.")
+        raise QueryError(f"The query image {display_path(value)} is not a file.")
     return QueryTerm("image", path, weight)
 
 
 def _looks_like_image(value: str) -> bool:
     expanded = os.path.expanduser(value)
     if os.path.isfile(expanded):
+        return True
+    raw = unescape_display(expanded)
+    if raw is not None and os.path.isfile(raw):
         return True
     return is_image_name(value) and (os.sep in value or value.startswith(("~", ".")))
 
@@ -124,6 +134,11 @@ def parse_query(parts: Sequence[str], *, allow_images: bool = True) -> Query:
             raw = match.group(2).strip()
         if not raw:
             raise QueryError('A weighted term needs something after the colon, e.g. 2:"beach".')
+        if weight == 0:
+            raise QueryError(
+                f"The term {raw!r} has weight 0, which leaves it out; give it a weight above 0 "
+                "or drop it."
+            )
         if allow_images and _looks_like_image(raw):
             terms.append(_image_term(raw, sign * weight))
         else:
@@ -137,6 +152,8 @@ def parse_query(parts: Sequence[str], *, allow_images: bool = True) -> Query:
             sign = -1.0 if token == "-" else 1.0
         elif token:
             words.append(token)
+    if not words and terms and tokens and tokens[-1] in ("+", "-"):
+        raise QueryError(f"The query ends with '{tokens[-1]}'; put a term after it.")
     close_term()
     if not terms:
         raise QueryError("The query has operators but no terms.")
@@ -196,7 +213,7 @@ class SearchResponse:
             "query": self.query,
             "model": self.model,
             "results": [
-                {"rank": r.rank, **path_to_meta(r.path), "score": round(r.score, 6)}
+                {"rank": r.rank, **json_path_fields(r.path), "score": round(r.score, 6)}
                 for r in self.results
             ],
             "total_results": self.total_results,
@@ -302,7 +319,7 @@ class Searcher:
         if in_dir is not None:
             folder = os.path.abspath(os.path.expanduser(in_dir))
             if not os.path.isdir(folder):
-                raise QueryError(f"--in {in_dir}: no such folder.")
+                raise QueryError(f"--in {display_path(in_dir)}: no such folder.")
         skip = {os.path.abspath(p) for p in exclude}
         want = top_k + len(skip)
         n = want + 8  # no count first: a short answer already says the index has no more
@@ -317,6 +334,11 @@ class Searcher:
                     missing += 1
                     continue
                 kept.append(hit)
+            if not hits and folder is not None:
+                raise QueryError(
+                    f"--in {display_path(in_dir)}: nothing inside this folder is indexed; "
+                    f"run `clipseek index {display_path(folder)}` first."
+                )
             if len(kept) >= top_k or len(hits) < n:
                 break
             n = n * 2 + missing

@@ -33,6 +33,7 @@ from clipseek.errors import (
     QueryError,
     StoreError,
 )
+from clipseek.pathtext import display_path, display_text, dumps, json_path_fields
 from clipseek.server.thumbs import BROWSER_TYPES, ThumbnailCache, render_jpeg
 
 if TYPE_CHECKING:
@@ -103,7 +104,14 @@ class SearchHit(BaseModel):
     )
     rank: int
     score: float = Field(description="Cosine similarity between the query and the image.")
-    path: str
+    path: str = Field(
+        description="The file's path. Bytes that are not UTF-8 appear as the escapes "
+        "\\udc80-\\udcff (Python's os.fsencode turns it back into the exact bytes)."
+    )
+    path_b64: str | None = Field(
+        None,
+        description="Only for names that are not UTF-8: the exact bytes of the path, base64.",
+    )
     image: str | None = Field(
         description="A JPEG thumbnail as a data: URL, or null if the file cannot be read now."
     )
@@ -292,7 +300,7 @@ def create_app(
 
     @app.exception_handler(ClipseekError)
     async def clipseek_error(request: Request, exc: ClipseekError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=_status_for(exc))
+        return JSONResponse({"detail": display_text(str(exc))}, status_code=_status_for(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -378,7 +386,7 @@ def create_app(
 
     # -- search
 
-    def hit_list(response: SearchResponse) -> SearchResult:
+    def hit_list(response: SearchResponse) -> Response:
         hits = []
         for r in response.results:
             hits.append(
@@ -386,7 +394,7 @@ def create_app(
                     id=r.id,
                     rank=r.rank,
                     score=round(r.score, 6),
-                    path=r.path,
+                    **json_path_fields(r.path),
                     image=_data_url(thumbs, r.path, opts.thumbnail_size),
                     thumbnail_url=f"/thumbnails/{r.id}",
                     image_url=f"/images/{r.id}",
@@ -394,13 +402,20 @@ def create_app(
                     height=r.height,
                 )
             )
-        return SearchResult(
+        result = SearchResult(
             query=response.query,
             model=response.model,
             results=hits,
             total_results=len(hits),
             notes=list(response.notes),
         )
+        # Written by clipseek's own JSON rule, not pydantic's: a file name that is not
+        # UTF-8 must come out as \udcXX escapes, where pydantic would raise (a 500).
+        payload = result.model_dump(exclude_none=False)
+        for hit in payload["results"]:
+            if hit.get("path_b64") is None:
+                hit.pop("path_b64", None)
+        return Response(dumps(payload), media_type="application/json")
 
     @app.post(
         "/search",
@@ -408,7 +423,7 @@ def create_app(
         summary="Search by text",
         responses={k: ERRORS[k] for k in (409, 413, 422, 503)},
     )
-    def search(body: SearchRequest) -> SearchResult:
+    def search(body: SearchRequest) -> Response:
         from clipseek.search import parse_query
 
         query = parse_query([body.query], allow_images=False)
@@ -424,7 +439,7 @@ def create_app(
         file: Annotated[UploadFile, File(description="The example image (JPEG, PNG, WebP, ...).")],
         top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = DEFAULT_TOP_K,
         in_: Annotated[str | None, Form(alias="in", max_length=4096)] = None,
-    ) -> SearchResult:
+    ) -> Response:
         data = file.file.read(opts.max_upload_bytes + 1)
         name = os.path.basename(file.filename or "") or "image"
         label = f"the uploaded image {name}"
@@ -447,7 +462,8 @@ def create_app(
         if not os.path.isfile(entry.path):
             raise HTTPException(
                 410,
-                f"The indexed file {entry.path} no longer exists; run `clipseek index` "
+                f"The indexed file {display_path(entry.path)} no longer exists; "
+                "run `clipseek index` "
                 "again to tidy the index.",
             )
         return entry.path
@@ -496,7 +512,7 @@ def create_app(
         except (ImageReadError, OSError) as exc:
             reason = exc.reason if isinstance(exc, ImageReadError) else str(exc)
             raise HTTPException(
-                422, f"The indexed file {path} cannot be read now: {reason}."
+                422, f"The indexed file {display_path(path)} cannot be read now: {reason}."
             ) from None
         return Response(
             data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"}
@@ -546,7 +562,7 @@ def _render(path: str, size: int, max_megapixels: float | None) -> bytes:
         return render_jpeg(path, size, max_megapixels, quality=90)
     except ImageReadError as exc:
         raise HTTPException(
-            422, f"The indexed file {path} cannot be read now: {exc.reason}."
+            422, f"The indexed file {display_path(path)} cannot be read now: {exc.reason}."
         ) from None
 
 

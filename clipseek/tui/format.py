@@ -66,12 +66,10 @@ def human_duration(seconds: float | None) -> str:
 
 def query_for_path(path: str) -> str:
     """How an image path is written into the query box so that ``parse_query`` reads it
-    back as the same image: ``~`` kept for brevity, quoted only when it must be."""
-    try:
-        path.encode("utf-8")
-        shown = human_path(path)
-    except UnicodeEncodeError:  # undecodable bytes: only the real path parses back
-        shown = path
+    back as the same image: ``~`` kept for brevity, quoted only when it must be. A name
+    that is not UTF-8 is written with visible ``\\xHH`` escapes, single-quoted, which
+    the query parser reads back as those bytes."""
+    shown = human_path(path)
     if re.fullmatch(r"[\w@%+=:,./~-]+", shown):
         return shown
     return shlex.quote(shown)

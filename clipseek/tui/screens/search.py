@@ -152,8 +152,9 @@ class SearchScreen(Screen[None]):
         query = self.query_one("#query", Input)
         if offer_index != self._offering_index:
             self._offering_index = offer_index
-            if offer_index and (self.focused is None or self.focused is query):
-                # Nothing to search yet: Enter (or i) on the button is the next step.
+            if offer_index and self.focused is None:
+                # Nothing to search yet: Enter (or i) on the button is the next step. Never
+                # taken from the query box: what is being typed there stays there.
                 button.focus()
             elif not offer_index and self.focused is button:
                 query.focus()
@@ -432,8 +433,36 @@ class SearchScreen(Screen[None]):
     def action_copy(self) -> None:
         result = self._need_selection()
         if result is not None:
-            self.app.copy_to_clipboard(result.path)
-            self.notify(f"Copied {human_path(result.path)}", timeout=3)
+            self.copy_path(result.path)
+
+    def copy_path(self, path: str) -> None:
+        """Copy ``path`` (as a shell word when it is not UTF-8) and say where it went.
+
+        The terminal's clipboard escape (OSC 52) is always sent, but tmux, screen and
+        SSH may drop it silently, so the message says so unless a desktop clipboard
+        tool also took the text; the path stays on screen, selectable, either way.
+        """
+        from clipseek.pathtext import shell_path
+        from clipseek.tui.system import clipboard_command, copy_with_tool
+
+        text = shell_path(path)
+        self.app.copy_to_clipboard(text)
+        shown = _escape(human_path(path))
+        argv = clipboard_command()
+        app = self.app
+
+        def work() -> None:
+            if argv is not None and copy_with_tool(text, argv):
+                note = f"Copied {shown} [dim](clipboard via {argv[0]})[/dim]"
+                app.call_from_thread(app.notify, note, timeout=4)
+                return
+            note = (
+                f"Sent {shown} to the terminal's clipboard. [dim]If it does not paste "
+                "(tmux, screen or SSH can block it), select the path in the preview.[/dim]"
+            )
+            app.call_from_thread(app.notify, note, timeout=10)
+
+        self.run_worker(work, group="copy", thread=True, exit_on_error=False)
 
     def action_similar(self) -> None:
         result = self._need_selection()
