@@ -1,0 +1,82 @@
+"""What a hands-on trial of the app found (issue 13), each driven with Pilot."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("textual")
+
+from tests.test_tui import (  # noqa: F401 - fixtures are found by name
+    _fixed_cells,
+    at_home,
+    library,
+    make_app,
+    pilot_test,
+    rows,
+    search,
+    wait_for,
+)
+
+
+def _shown_text(widget) -> str:
+    """The characters a widget draws on screen, line by line."""
+    return "\n".join(
+        "".join(segment.text for segment in widget.render_line(y))
+        for y in range(widget.size.height)
+    )
+
+
+@pilot_test
+async def test_top_k_box_shows_two_and_three_digit_counts(at_home, loaded_tiny_model):
+    from clipseek.tui.widgets.topk import TopKInput
+
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a photo")
+        for _ in range(5):
+            await pilot.press("plus")
+        await wait_for(pilot, lambda: len(rows(app)) == 10)
+        top_k = app.search_screen.query_one(TopKInput)
+        assert top_k.content_region.width >= 4  # three digits and the cursor
+        await pilot.pause()
+        assert "10" in _shown_text(top_k)
+        top_k.focus()
+        await pilot.press("backspace", "1", "2", "3")
+        await pilot.pause()
+        assert "123" in _shown_text(top_k)
+
+
+@pilot_test
+async def test_typing_a_query_with_no_index_stays_in_the_query_box(
+    tmp_path, tiny_model_dir, loaded_tiny_model
+):
+    from tests.test_tui import _engine, _settings
+
+    from clipseek.tui.app import ClipseekApp
+
+    settings = _settings(tiny_model_dir, tmp_path / "empty-db")
+    app = ClipseekApp(
+        engine=_engine(settings, loaded_tiny_model), preview="none", clock=lambda: 1000.0
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.search_screen
+        box = screen.query_one("#query")
+        for i, char in enumerate("a red circle"):
+            await pilot.press("space" if char == " " else char)
+            if i == 3:  # the index status arrives while the user is typing
+                await wait_for(pilot, lambda: app.index_count == -1)
+                await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.model_ready)
+        await pilot.pause()
+        assert app.screen is screen
+        assert box.value == "a red circle"
+        assert app.focused is box
+        # nothing focused (after Esc): the button is the next step, as before
+        await pilot.press("escape")
+        await pilot.pause()
+        screen._offering_index = False
+        screen._show_state()
+        await pilot.pause()
+        assert app.focused is screen.query_one("#empty-index")
