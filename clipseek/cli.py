@@ -21,6 +21,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from clipseek.cli_help import (
+    PlainGroup,
+    complete_choices,
+    complete_folder,
+    complete_model,
+    complete_path,
+)
 from clipseek.errors import ClipseekError
 from clipseek.search import QUERY_HELP
 
@@ -36,7 +43,7 @@ app = typer.Typer(
     name="clipseek",
     help="Semantic image search in the terminal: find photos by describing them.\n\n"
     "Run without a command to open the full-screen app.",
-    add_completion=False,
+    cls=PlainGroup,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -112,16 +119,25 @@ ModelOpt = Annotated[
         help="CLIP model: ViT-B/32 (default), ViT-B/16, ViT-L/14, RN50, an open_clip "
         "MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH. \\[env: CLIPSEEK_MODEL]",
         show_default=False,
+        autocompletion=complete_model,
     ),
 ]
 DbOpt = Annotated[
     Path | None,
-    typer.Option("--db", help="Index folder. \\[env: CLIPSEEK_DB]", show_default=False),
+    typer.Option(
+        "--db",
+        help="Index folder. \\[env: CLIPSEEK_DB]",
+        show_default=False,
+        autocompletion=complete_folder,
+    ),
 ]
 DeviceOpt = Annotated[
     str | None,
     typer.Option(
-        "--device", help="auto, cpu, cuda or mps. \\[env: CLIPSEEK_DEVICE]", show_default=False
+        "--device",
+        help="auto, cpu, cuda or mps. \\[env: CLIPSEEK_DEVICE]",
+        show_default=False,
+        autocompletion=complete_choices("auto", "cpu", "cuda", "mps"),
     ),
 ]
 PrecisionOpt = Annotated[
@@ -131,6 +147,7 @@ PrecisionOpt = Annotated[
         help="auto, fp32, bf16 or fp16; auto picks the fastest that keeps results. "
         "\\[env: CLIPSEEK_PRECISION]",
         show_default=False,
+        autocompletion=complete_choices("auto", "fp32", "bf16", "fp16"),
     ),
 ]
 ChromaOpt = Annotated[
@@ -147,7 +164,9 @@ ChromaOpt = Annotated[
 def _settings(**flags: Any) -> Settings:
     from clipseek.config import load_settings
 
-    return load_settings({k: v for k, v in flags.items() if v is not None})
+    given = dict(_root_flags)
+    given.update({k: v for k, v in flags.items() if v is not None})
+    return load_settings(given)
 
 
 def _engine(settings: Settings) -> Engine:
@@ -167,6 +186,27 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+PreviewOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--preview",
+        help="How to draw images: auto, tgp (kitty), sixel, halfcell, unicode or none. "
+        "\\[env: CLIPSEEK_PREVIEW]",
+        show_default=False,
+        autocompletion=complete_choices("auto", "tgp", "sixel", "halfcell", "unicode", "none"),
+    ),
+]
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+#: App options given before any command (``clipseek --db X``, ``clipseek --db X query ...``):
+#: the defaults for whatever runs, below the command's own flags.
+_root_flags: dict[str, Any] = {}
+
+
 @app.callback(invoke_without_command=True)
 def root(
     ctx: typer.Context,
@@ -178,25 +218,32 @@ def root(
         bool,
         typer.Option("--debug", help="Show tracebacks for bug reports. \\[env: CLIPSEEK_DEBUG]"),
     ] = False,
+    preview: PreviewOpt = None,
+    model: ModelOpt = None,
+    db: DbOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    chroma_url: ChromaOpt = None,
 ) -> None:
+    """The app's options work here too: ``clipseek --preview unicode`` opens the app with
+    them, and ``clipseek --db X query ...`` searches that index."""
     global _debug_flag
     _debug_flag = debug
+    _root_flags.clear()
+    _root_flags.update(
+        {
+            k: v
+            for k, v in dict(
+                model=model, db=db, device=device, precision=precision, chroma_url=chroma_url
+            ).items()
+            if v is not None
+        }
+    )
     if ctx.invoked_subcommand is None:
-        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        if not _interactive():
             typer.echo(ctx.get_help())  # piped or scripted: help, not a full-screen app
             return
-        _run_tui()
-
-
-PreviewOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--preview",
-        help="How to draw images: auto, tgp (kitty), sixel, halfcell, unicode or none. "
-        "\\[env: CLIPSEEK_PREVIEW]",
-        show_default=False,
-    ),
-]
+        _run_tui(preview)
 
 
 @friendly
@@ -353,7 +400,12 @@ def _cancel_on_interrupt(console: Console) -> Iterator[threading.Event]:
 @friendly
 def index(
     folders: Annotated[
-        list[Path], typer.Argument(help="Folders to index (recursively).", show_default=False)
+        list[Path],
+        typer.Argument(
+            help="Folders to index (recursively).",
+            show_default=False,
+            autocompletion=complete_folder,
+        ),
     ],
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="Embed every file again, even unchanged ones.")
@@ -472,12 +524,23 @@ def query(
     ] = None,
     image: Annotated[
         Path | None,
-        typer.Option("--image", "-i", help="Find images similar to this one.", show_default=False),
+        typer.Option(
+            "--image",
+            "-i",
+            help="Find images similar to this one.",
+            show_default=False,
+            autocompletion=complete_path,
+        ),
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many results.")] = 5,
     in_dir: Annotated[
         Path | None,
-        typer.Option("--in", help="Only images inside this folder.", show_default=False),
+        typer.Option(
+            "--in",
+            help="Only images inside this folder.",
+            show_default=False,
+            autocompletion=complete_folder,
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, for scripts.")] = False,
     save: Annotated[
@@ -486,6 +549,7 @@ def query(
             "--save",
             help="Also write a contact sheet PNG and the JSON into this folder.",
             show_default=False,
+            autocompletion=complete_folder,
         ),
     ] = None,
     model: ModelOpt = None,
@@ -638,7 +702,13 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
 ) -> None:
     """Supported models: what they cost, how good they are, which work offline."""
-    from clipseek.models import CATALOG, hf_cache_dir, resolve_model, weights_available
+    from clipseek.models import (
+        CATALOG,
+        CLASSIC_MODELS,
+        hf_cache_dir,
+        resolve_model,
+        weights_available,
+    )
 
     rows = []
     for entry in CATALOG:
@@ -661,8 +731,11 @@ def models(
     from rich.table import Table
 
     table = Table(title="Models", title_justify="left")
-    table.add_column("name", style="bold")
-    table.add_column("open_clip", style="dim")
+    # The name is what a user types: never cut; the notes wrap instead.
+    table.add_column(
+        "name", style="bold", no_wrap=True, min_width=max(len(e.name) for e in CATALOG)
+    )
+    table.add_column("open_clip", style="dim", overflow="fold")
     table.add_column("R@1", justify="right")
     table.add_column("GFLOPs", justify="right")
     table.add_column("download", justify="right")
@@ -683,7 +756,9 @@ def models(
     out.print(
         "[dim]R@1: Flickr30k text→image Recall@1 (%). GFLOPs: image encoder, per image.\n"
         f"Offline ✓: weights already in {_human_path(str(hf_cache_dir()))}.\n"
-        "Any open_clip MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH also works.[/]"
+        "Also accepted: the OpenAI names "
+        f"{', '.join(n for n in CLASSIC_MODELS if n not in {e.name for e in CATALOG})}; any "
+        "open_clip MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH.[/]"
     )
 
 
