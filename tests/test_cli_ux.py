@@ -54,7 +54,7 @@ def test_bare_clipseek_takes_the_app_options(monkeypatch) -> None:
     with pytest.raises(SystemExit) as exit_:
         entry.main()
     assert exit_.value.code == 0
-    (settings, preview), = opened
+    ((settings, preview),) = opened
     assert preview == "unicode" and settings.db == Path("/tmp/x")
 
 
@@ -95,9 +95,7 @@ def test_shell_completion_offers_commands_options_models_and_paths(tmp_path) -> 
     assert _complete("clipseek query --model ViT-B", 3)[:2] == ["ViT-B/32", "ViT-B/16"]
     folders = _complete(f"clipseek index {tmp_path}/Pic", 2)
     assert folders == [f"{tmp_path}/Pictures/"]
-    assert _complete(f"clipseek index {tmp_path}/Pictures/", 2) == [
-        f"{tmp_path}/Pictures/holiday/"
-    ]
+    assert _complete(f"clipseek index {tmp_path}/Pictures/", 2) == [f"{tmp_path}/Pictures/holiday/"]
     files = _complete(f"clipseek query --image {tmp_path}/Pictures/", 3)
     assert f"{tmp_path}/Pictures/cat.jpg" in files
     script = runner_output(["--show-completion", "bash"])

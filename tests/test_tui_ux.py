@@ -6,16 +6,13 @@ import pytest
 
 pytest.importorskip("textual")
 
-from tests.test_tui import (  # noqa: F401 - fixtures are found by name
-    _fixed_cells,
-    at_home,
-    library,
-    make_app,
-    pilot_test,
-    rows,
-    search,
-    wait_for,
-)
+from tests import test_tui as base
+from tests.test_tui import make_app, pilot_test, rows, search, wait_for
+
+# The app's test library and settings, shared with tests/test_tui.py (found by name).
+_fixed_cells = base._fixed_cells
+library = base.library
+at_home = base.at_home
 
 
 def _shown_text(widget) -> str:
@@ -51,13 +48,11 @@ async def test_top_k_box_shows_two_and_three_digit_counts(at_home, loaded_tiny_m
 async def test_typing_a_query_with_no_index_stays_in_the_query_box(
     tmp_path, tiny_model_dir, loaded_tiny_model
 ):
-    from tests.test_tui import _engine, _settings
-
     from clipseek.tui.app import ClipseekApp
 
-    settings = _settings(tiny_model_dir, tmp_path / "empty-db")
+    settings = base._settings(tiny_model_dir, tmp_path / "empty-db")
     app = ClipseekApp(
-        engine=_engine(settings, loaded_tiny_model), preview="none", clock=lambda: 1000.0
+        engine=base._engine(settings, loaded_tiny_model), preview="none", clock=lambda: 1000.0
     )
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.search_screen
