@@ -801,6 +801,12 @@ def serve(
         facts = engine.info()
         count = sum(i.count for i in facts.indexes if i.model_key == engine.spec.key)
         err.print(f"Index: {escape(_human_path(facts.location))} ({count:,} images)")
+        if not count:
+            err.print(
+                f"[yellow]Nothing is indexed with {escape(engine.spec.name)} yet, so searches "
+                "find nothing: run [bold]clipseek index FOLDER[/] (with the same --db and "
+                "--model); this server sees the new images at its next start.[/]"
+            )
         if not server.is_loopback(host):
             err.print(
                 f"[yellow]Listening on {host}: anyone who can reach this machine can search "
@@ -810,9 +816,34 @@ def serve(
         def ready(url: str) -> None:
             err.print(f"Serving on [bold]{url}[/] (API docs at {url}/docs). Ctrl-C stops.")
 
-        server.serve(engine, sock, on_ready=ready)
+        def stopping(in_flight: int) -> None:
+            if in_flight:
+                err.print(
+                    f"[yellow]Stopping: letting {in_flight} request(s) in flight finish "
+                    f"(at most {server.GRACE_SECONDS} s; Ctrl-C again to stop now)…[/]"
+                )
+            else:
+                err.print("[yellow]Stopping…[/]")
+
+        try:
+            server.serve(engine, sock, on_ready=ready, on_stopping=stopping)
+        except KeyboardInterrupt:
+            code = 130
+        else:
+            code = 0
     finally:
         sock.close()
+    err.print("Stopped.")
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    """Leave without tearing the model and the index down object by object: the
+    interpreter's clean-up of torch and chromadb takes seconds after Ctrl-C, and a
+    server (a reader) has nothing to write. Output is flushed first."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main() -> None:
