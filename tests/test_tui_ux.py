@@ -75,3 +75,34 @@ async def test_typing_a_query_with_no_index_stays_in_the_query_box(
         screen._show_state()
         await pilot.pause()
         assert app.focused is screen.query_one("#empty-index")
+
+
+@pilot_test
+async def test_indexing_counts_read_as_planned_while_running(at_home, loaded_tiny_model):
+    from clipseek import indexer as ev
+    from clipseek.tui.jobs import IndexJob
+
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        job = IndexJob(roots=["/x"], model=app.model_name, location="", clock=app.clock)
+        app.index_job = job
+        for event in (
+            ev.PlanReady(total=300, new=300, changed=0, unchanged=0, removed=0),
+            ev.BatchDone(1, 14, 14, 300, 14, 0, 5.0),
+            ev.BatchDone(2, 1, 15, 300, 15, 0, 5.0),
+        ):
+            app.apply_index_event(job, event)
+        await pilot.press("escape", "i")
+        await pilot.pause()
+        screen = app.indexing_screen
+        counts = str(screen.query_one("#run-counts").render())
+        stats = str(screen.query_one("#run-stats").render())
+        assert "300 new to add" in counts and "failed so far" in counts
+        assert "(1 image)" in stats and "(1 images)" not in stats
+        assert "15 of 300" in stats and " · Elapsed" in stats
+        summary = ev.IndexSummary(roots=["/x"], total=300, new=296, failed=[])
+        app.apply_index_event(job, ev.IndexFinished(summary))
+        await pilot.pause()
+        counts = str(screen.query_one("#run-counts").render())
+        assert "296 new" in counts and "to add" not in counts
