@@ -210,3 +210,25 @@ def test_server_answers_searches_that_rank_odd_names(odd_engine, odd_library) ->
         with open(_odd_paths(odd_library)[0], "rb") as f:
             upload = client.post("/search/image", files={"file": ("q.bmp", f, "image/bmp")})
         assert upload.status_code == 200, upload.text
+
+
+def test_server_says_to_send_json_with_its_content_type(odd_engine) -> None:
+    pytest.importorskip("fastapi")
+    import httpx
+
+    sys.path.insert(0, str(Path(__file__).parent / "serve"))
+    from serve_support import running_server
+
+    with (
+        running_server(odd_engine) as url,
+        httpx.Client(base_url=url, timeout=60, trust_env=False) as client,
+    ):
+        body = json.dumps({"query": "a photo"})
+        for headers in ({}, {"Content-Type": "text/plain"}):
+            response = client.post("/search", content=body, headers=headers)
+            assert response.status_code == 422
+            detail = response.json()["detail"]
+            assert "Content-Type: application/json" in detail, detail
+            assert "valid dictionary" not in detail
+        good = client.post("/search", content=body, headers={"Content-Type": "application/json"})
+        assert good.status_code == 200

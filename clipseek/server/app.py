@@ -239,6 +239,21 @@ def _status_for(exc: ClipseekError) -> int:
     return 400
 
 
+def _content_type_message(request: Request, errors: list[dict[str, Any]]) -> str | None:
+    """A JSON body sent without ``Content-Type: application/json`` reaches pydantic as text,
+    which it calls "not a valid dictionary"; say what to change instead."""
+    whole_body = any(
+        tuple(e.get("loc", ())) == ("body",)
+        and e.get("type") in ("model_attributes_type", "dict_type")
+        for e in errors
+    )
+    sent = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not whole_body or sent == "application/json" or sent.endswith("+json"):
+        return None
+    had = f"it had {sent}" if sent else "it had none"
+    return f"Send the body as JSON with the header Content-Type: application/json ({had})."
+
+
 def _validation_message(errors: list[dict[str, Any]]) -> str:
     """One readable sentence per problem, e.g. "top_k: Input should be less than or equal
     to 200", instead of pydantic's nested structure."""
@@ -307,7 +322,7 @@ def create_app(
         errors = list(exc.errors())
         return JSONResponse(
             {
-                "detail": _validation_message(errors),
+                "detail": _content_type_message(request, errors) or _validation_message(errors),
                 "errors": [
                     {
                         "loc": list(e.get("loc", ())),
