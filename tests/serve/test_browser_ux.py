@@ -77,10 +77,10 @@ def test_modal_fits_at_1280x900_and_on_a_phone(browser, page_server):
         big = next(c for c in cards if c.find_element(By.CSS_SELECTOR, ".name").text == "big.png")
         big.click()
         modal = d.find_element(By.ID, "modal")
-        _wait(d, lambda _: modal.get_attribute("open") is not None)
         image = d.find_element(By.ID, "modal-image")
-        _wait(d, lambda _: "size=1280" in (image.get_attribute("src") or ""))
-        _wait(d, lambda _: d.execute_script("return arguments[0].complete", image))
+        _wait(d, lambda _, m=modal: m.get_attribute("open") is not None)
+        _wait(d, lambda _, i=image: "size=1280" in (i.get_attribute("src") or ""))
+        _wait(d, lambda _, i=image: d.execute_script("return arguments[0].complete", i))
         scroll = d.execute_script(
             "return [arguments[0].scrollHeight, arguments[0].clientHeight]", modal
         )
