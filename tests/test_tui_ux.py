@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytest.importorskip("textual")
@@ -106,3 +108,74 @@ async def test_indexing_counts_read_as_planned_while_running(at_home, loaded_tin
         await pilot.pause()
         counts = str(screen.query_one("#run-counts").render())
         assert "296 new" in counts and "to add" not in counts
+
+
+@pilot_test
+async def test_small_terminals_give_the_results_the_room(at_home, loaded_tiny_model):
+    from clipseek.tui.widgets.results import ResultRow
+
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(size=(60, 15)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a photo")
+        screen = app.search_screen
+        assert not screen.query_one("#preview").display  # no 3-cell preview
+        assert screen.query_one("#results-pane").size.width >= 50
+        assert not screen.query_one("#status").display
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a photo")
+        screen = app.search_screen
+        assert screen.query_one("#preview").display
+        width = screen.query_one("#results").content_size.width
+        from rich.console import Console
+
+        console = Console(width=width)
+        for result in rows(app):
+            lines = console.render_lines(ResultRow(result, 1.0, "#ffffff", "#888888"), pad=False)
+            first = "".join(seg.text for seg in lines[0])
+            name = os.path.basename(result.path)
+            assert first.rstrip().endswith(name[-6:]), (first, name)  # the end survives
+    app = make_app(at_home, loaded_tiny_model, preview="none")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a photo")
+        screen = app.search_screen
+        assert screen.query_one("#results-pane").size.width > 40
+        assert screen.query_one("#preview").size.width <= 34
+
+
+@pilot_test
+async def test_copy_says_where_the_path_went(at_home, loaded_tiny_model, monkeypatch):
+    from clipseek.tui import system
+
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a dog")
+        monkeypatch.setattr(system, "clipboard_command", lambda *a, **k: None)
+        await pilot.press("c")
+        await wait_for(
+            pilot, lambda: any("terminal's clipboard" in n.message for n in app._notifications)
+        )
+        note = next(n.message for n in app._notifications if "terminal's clipboard" in n.message)
+        assert "select the path" in note
+        monkeypatch.setattr(system, "clipboard_command", lambda *a, **k: ["cat"])
+        await pilot.press("c")
+        await wait_for(pilot, lambda: any("via cat" in n.message for n in app._notifications))
+
+
+def test_reveal_errors_name_the_folder(tmp_path, monkeypatch) -> None:
+    from clipseek.errors import ClipseekError
+    from clipseek.tui import system
+
+    picture = tmp_path / "holiday" / "boat.jpg"
+    picture.parent.mkdir()
+    picture.write_bytes(b"x")
+    monkeypatch.setattr(system.shutil, "which", lambda name: None)
+    monkeypatch.setattr(system.sys, "platform", "linux")
+    with pytest.raises(ClipseekError) as caught:
+        system.launch(str(picture), reveal=True)
+    assert f"the folder {picture.parent}" in str(caught.value)
+    assert "boat.jpg" not in str(caught.value)

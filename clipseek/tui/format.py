@@ -80,6 +80,20 @@ def ellipsize_start(text: str, width: int) -> str:
     return _ellipsize(text, width, from_start=True)
 
 
+def ellipsize_middle(text: str, width: int) -> str:
+    """Cut from the middle (``green-cro…-12.bmp``): camera and export names differ at the
+    end (a number, the extension), so the end is kept."""
+    if width <= 0:
+        return ""
+    if cell_len(text) <= width:
+        return text
+    keep_end = max(1, (width - 1) // 2)
+    tail = text
+    while tail and cell_len(tail) > keep_end:
+        tail = tail[1:]
+    return _ellipsize(text, width - cell_len(tail), from_start=False) + tail
+
+
 def ellipsize_end(text: str, width: int) -> str:
     return _ellipsize(text, width, from_start=False)
 

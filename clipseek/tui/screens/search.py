@@ -53,6 +53,12 @@ class SearchScreen(Screen[None]):
 
     app: ClipseekApp  # type: ignore[assignment]
 
+    #: Below 70 columns the preview pane would be a few cells wide: the results take the
+    #: whole width instead (the preview is one Enter or `o` away).
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (70, "-wide")]
+    #: Below 20 rows the status line gives its row to the results.
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (20, "-tall")]
+
     def __init__(self) -> None:
         super().__init__()
         self.response: SearchResponse | None = None
@@ -74,7 +80,10 @@ class SearchScreen(Screen[None]):
             )
             yield Label("Top", id="top-k-label")
             yield TopKInput(id="top-k")
-        with Horizontal(id="main"):
+        main = Horizontal(id="main")
+        # With no pictures to draw, the details need a column, not 60% of the width.
+        main.set_class(self.app.preview_mode == "none", "-no-preview")
+        with main:
             with Vertical(id="results-pane"):
                 yield ResultsList(id="results")
                 with Container(id="results-empty"):
