@@ -179,3 +179,36 @@ def test_reveal_errors_name_the_folder(tmp_path, monkeypatch) -> None:
         system.launch(str(picture), reveal=True)
     assert f"the folder {picture.parent}" in str(caught.value)
     assert "boat.jpg" not in str(caught.value)
+
+
+@pilot_test
+async def test_folder_picker_goes_above_home_and_follows_typing(
+    at_home, loaded_tiny_model, tmp_path
+):
+    from pathlib import Path
+
+    from clipseek.tui.widgets.folders import FolderSuggester, FolderTree
+
+    outside = tmp_path / "mnt" / "photos"
+    outside.mkdir(parents=True)
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await pilot.press("escape", "i")
+        await pilot.pause()
+        screen = app.indexing_screen
+        tree = screen.query_one("#folder-tree", FolderTree)
+        home = Path(os.environ["HOME"])
+        assert Path(tree.path) == home
+        screen.query_one("#folder").value = str(outside)
+        await pilot.pause()
+        assert Path(tree.path) == outside
+        tree.focus()
+        await pilot.press("backspace")
+        await pilot.pause()
+        assert Path(tree.path) == outside.parent
+    index_parent = Path(at_home.db).parent
+    suggest = FolderSuggester(skip=[str(at_home.db)])
+    typed = str(index_parent / at_home.db.name[:2])
+    assert await suggest.get_suggestion(typed) is None
+    assert await FolderSuggester().get_suggestion(typed) == str(at_home.db) + os.sep

@@ -77,7 +77,7 @@ class IndexingScreen(Screen[None]):
                 with Horizontal(id="folder-row"):
                     yield Input(
                         placeholder="Folder of pictures, e.g. ~/Pictures",
-                        suggester=FolderSuggester(),
+                        suggester=FolderSuggester(skip=[str(self.app.settings.db)]),
                         id="folder",
                     )
                     yield Button("Start", id="start", variant="primary")
@@ -256,6 +256,12 @@ class IndexingScreen(Screen[None]):
         self.query_one("#run-stats", Static).update(stats)
 
     # -- starting
+
+    @on(Input.Changed, "#folder")
+    def _typed_folder(self, event: Input.Changed) -> None:
+        """A typed folder outside the tree (``/mnt/photos``) becomes the tree's root."""
+        if event.value.endswith(os.sep) or os.path.isabs(os.path.expanduser(event.value)):
+            self.query_one("#folder-tree", FolderTree).show_folder(event.value)
 
     @on(DirectoryTree.DirectorySelected, "#folder-tree")
     def _picked(self, event: DirectoryTree.DirectorySelected) -> None:

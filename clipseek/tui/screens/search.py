@@ -505,6 +505,10 @@ class SearchScreen(Screen[None]):
 
 
 def _escape(text: str) -> str:
+    """Markup-escaped, and safe to draw: a path that is not UTF-8 shows its odd bytes as
+    ``\\xHH`` instead of breaking the terminal's output."""
     from textual.markup import escape
 
-    return escape(text)
+    from clipseek.pathtext import display_text
+
+    return escape(display_text(text))
