@@ -183,8 +183,9 @@ class SearchScreen(Screen[None]):
             if job is not None and job.running:
                 return "Indexing has started.\n[dim]Search as soon as a batch is in.[/dim]", False
             return (
-                f"[b]No index yet.[/b]\nPress [b]{_escape(app.key_for('index'))}[/b] "
-                "to index a folder.",
+                # The query box keeps typed letters, so the key works once it is left.
+                f"[b]No index yet.[/b]\nTo index a folder press [b]Esc[/b], then "
+                f"[b]{_escape(app.key_for('index'))}[/b], or use the button.",
                 True,
             )
         if app.index_problem is not None:
