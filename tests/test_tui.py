@@ -443,7 +443,7 @@ async def test_no_index_shows_the_empty_state_and_leads_to_indexing(
     async with app.run_test() as pilot:
         await wait_for(pilot, lambda: app.index_count is not None)
         message = text_of(app.search_screen.query_one("#results-message"))
-        assert "No index yet" in message and "Press i" in message
+        assert "No index yet" in message and "press Esc, then i" in message
         assert app.search_screen.query_one("#empty-index").display
         await search(pilot, "a cat")
         message = text_of(app.search_screen.query_one("#results-message"))
