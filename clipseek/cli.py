@@ -21,6 +21,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from clipseek.cli_help import (
+    PlainGroup,
+    complete_choices,
+    complete_folder,
+    complete_model,
+    complete_path,
+)
 from clipseek.errors import ClipseekError, ConfigError
 from clipseek.search import QUERY_HELP
 
@@ -36,7 +43,7 @@ app = typer.Typer(
     name="clipseek",
     help="Semantic image search in the terminal: find photos by describing them.\n\n"
     "Run without a command to open the full-screen app.",
-    add_completion=False,
+    cls=PlainGroup,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -112,16 +119,25 @@ ModelOpt = Annotated[
         help="CLIP model: ViT-B/32 (default), ViT-B/16, ViT-L/14, RN50, an open_clip "
         "MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH. \\[env: CLIPSEEK_MODEL]",
         show_default=False,
+        autocompletion=complete_model,
     ),
 ]
 DbOpt = Annotated[
     Path | None,
-    typer.Option("--db", help="Index folder. \\[env: CLIPSEEK_DB]", show_default=False),
+    typer.Option(
+        "--db",
+        help="Index folder. \\[env: CLIPSEEK_DB]",
+        show_default=False,
+        autocompletion=complete_folder,
+    ),
 ]
 DeviceOpt = Annotated[
     str | None,
     typer.Option(
-        "--device", help="auto, cpu, cuda or mps. \\[env: CLIPSEEK_DEVICE]", show_default=False
+        "--device",
+        help="auto, cpu, cuda or mps. \\[env: CLIPSEEK_DEVICE]",
+        show_default=False,
+        autocompletion=complete_choices("auto", "cpu", "cuda", "mps"),
     ),
 ]
 PrecisionOpt = Annotated[
@@ -132,6 +148,7 @@ PrecisionOpt = Annotated[
         "auto picks the fastest that keeps results. "
         "\\[env: CLIPSEEK_PRECISION]",
         show_default=False,
+        autocompletion=complete_choices("auto", "fp32", "bf16", "fp16"),
     ),
 ]
 ChromaOpt = Annotated[
@@ -148,7 +165,9 @@ ChromaOpt = Annotated[
 def _settings(**flags: Any) -> Settings:
     from clipseek.config import load_settings
 
-    return load_settings({k: v for k, v in flags.items() if v is not None})
+    given = dict(_root_flags)
+    given.update({k: v for k, v in flags.items() if v is not None})
+    return load_settings(given)
 
 
 def _engine(settings: Settings) -> Engine:
@@ -168,6 +187,27 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+PreviewOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--preview",
+        help="How to draw images: auto, tgp (kitty), sixel, halfcell, unicode or none. "
+        "\\[env: CLIPSEEK_PREVIEW]",
+        show_default=False,
+        autocompletion=complete_choices("auto", "tgp", "sixel", "halfcell", "unicode", "none"),
+    ),
+]
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+#: App options given before any command (``clipseek --db X``, ``clipseek --db X query ...``):
+#: the defaults for whatever runs, below the command's own flags.
+_root_flags: dict[str, Any] = {}
+
+
 @app.callback(invoke_without_command=True)
 def root(
     ctx: typer.Context,
@@ -179,25 +219,32 @@ def root(
         bool,
         typer.Option("--debug", help="Show tracebacks for bug reports. \\[env: CLIPSEEK_DEBUG]"),
     ] = False,
+    preview: PreviewOpt = None,
+    model: ModelOpt = None,
+    db: DbOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    chroma_url: ChromaOpt = None,
 ) -> None:
+    """The app's options work here too: ``clipseek --preview unicode`` opens the app with
+    them, and ``clipseek --db X query ...`` searches that index."""
     global _debug_flag
     _debug_flag = debug
+    _root_flags.clear()
+    _root_flags.update(
+        {
+            k: v
+            for k, v in dict(
+                model=model, db=db, device=device, precision=precision, chroma_url=chroma_url
+            ).items()
+            if v is not None
+        }
+    )
     if ctx.invoked_subcommand is None:
-        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        if not _interactive():
             typer.echo(ctx.get_help())  # piped or scripted: help, not a full-screen app
             return
-        _run_tui()
-
-
-PreviewOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--preview",
-        help="How to draw images: auto, tgp (kitty), sixel, halfcell, unicode or none. "
-        "\\[env: CLIPSEEK_PREVIEW]",
-        show_default=False,
-    ),
-]
+        _run_tui(preview)
 
 
 @friendly
@@ -390,7 +437,12 @@ def _cancel_on_interrupt(console: Console) -> Iterator[threading.Event]:
 @friendly
 def index(
     folders: Annotated[
-        list[Path], typer.Argument(help="Folders to index (recursively).", show_default=False)
+        list[Path],
+        typer.Argument(
+            help="Folders to index (recursively).",
+            show_default=False,
+            autocompletion=complete_folder,
+        ),
     ],
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="Embed every file again, even unchanged ones.")
@@ -532,12 +584,23 @@ def query(
     ] = None,
     image: Annotated[
         Path | None,
-        typer.Option("--image", "-i", help="Find images similar to this one.", show_default=False),
+        typer.Option(
+            "--image",
+            "-i",
+            help="Find images similar to this one.",
+            show_default=False,
+            autocompletion=complete_path,
+        ),
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many results.")] = 5,
     in_dir: Annotated[
         Path | None,
-        typer.Option("--in", help="Only images inside this folder.", show_default=False),
+        typer.Option(
+            "--in",
+            help="Only images inside this folder.",
+            show_default=False,
+            autocompletion=complete_folder,
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, for scripts.")] = False,
     save: Annotated[
@@ -546,6 +609,7 @@ def query(
             "--save",
             help="Also write a contact sheet PNG and the JSON into this folder.",
             show_default=False,
+            autocompletion=complete_folder,
         ),
     ] = None,
     model: ModelOpt = None,
@@ -581,7 +645,9 @@ def query(
     for note in response.notes:
         err.print(f"[cyan]note:[/] {_safe(note)}")
     if as_json:
-        sys.stdout.write(json.dumps(response.to_json(), ensure_ascii=False) + "\n")
+        from clipseek.pathtext import dumps
+
+        sys.stdout.write(dumps(response.to_json()) + "\n")
     else:
         _print_results(response)
     if save is not None:
@@ -681,7 +747,9 @@ def info(
                 for i in facts.indexes
             ],
         }
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        from clipseek.pathtext import dumps
+
+        sys.stdout.write(dumps(payload) + "\n")
         return
     from rich.table import Table
 
@@ -814,7 +882,13 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
 ) -> None:
     """Supported models: what they cost, how good they are, which work offline."""
-    from clipseek.models import CATALOG, hf_cache_dir, resolve_model, weights_available
+    from clipseek.models import (
+        CATALOG,
+        CLASSIC_MODELS,
+        hf_cache_dir,
+        resolve_model,
+        weights_available,
+    )
     from clipseek.models.export import export_status
 
     rows = []
@@ -842,8 +916,11 @@ def models(
     from rich.table import Table
 
     table = Table(title="Models", title_justify="left")
-    table.add_column("name", style="bold")
-    table.add_column("open_clip", style="dim")
+    # The name is what a user types: never cut; the notes wrap instead.
+    table.add_column(
+        "name", style="bold", no_wrap=True, min_width=max(len(e.name) for e in CATALOG)
+    )
+    table.add_column("open_clip", style="dim", overflow="fold")
     table.add_column("R@1", justify="right")
     table.add_column("GFLOPs", justify="right")
     table.add_column("download", justify="right")
@@ -868,7 +945,9 @@ def models(
         f"Offline ✓: weights already in {_human_path(str(hf_cache_dir()))}.\n"
         "Fast path: the ONNX export queries load without torch (made by the first index "
         "run or query).\n"
-        "Any open_clip MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH also works.[/]"
+        "Also accepted: the OpenAI names "
+        f"{', '.join(n for n in CLASSIC_MODELS if n not in {e.name for e in CATALOG})}; any "
+        "open_clip MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH.[/]"
     )
 
 
@@ -944,6 +1023,12 @@ def serve(
         facts = engine.info()
         count = sum(i.count for i in facts.indexes if i.model_key == engine.spec.key)
         err.print(f"Index: {escape(_human_path(facts.location))} ({count:,} images)")
+        if not count:
+            err.print(
+                f"[yellow]Nothing is indexed with {escape(engine.spec.name)} yet, so searches "
+                "find nothing: run [bold]clipseek index FOLDER[/] (with the same --db and "
+                "--model); this server sees the new images at its next start.[/]"
+            )
         if not server.is_loopback(host):
             err.print(
                 f"[yellow]Listening on {host}: anyone who can reach this machine can search "
@@ -953,9 +1038,34 @@ def serve(
         def ready(url: str) -> None:
             err.print(f"Serving on [bold]{url}[/] (API docs at {url}/docs). Ctrl-C stops.")
 
-        server.serve(engine, sock, options, on_ready=ready)
+        def stopping(in_flight: int) -> None:
+            if in_flight:
+                err.print(
+                    f"[yellow]Stopping: letting {in_flight} request(s) in flight finish "
+                    f"(at most {server.GRACE_SECONDS} s; Ctrl-C again to stop now)…[/]"
+                )
+            else:
+                err.print("[yellow]Stopping…[/]")
+
+        try:
+            server.serve(engine, sock, options, on_ready=ready, on_stopping=stopping)
+        except KeyboardInterrupt:
+            code = 130
+        else:
+            code = 0
     finally:
         sock.close()
+    err.print("Stopped.")
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    """Leave without tearing the model and the index down object by object: the
+    interpreter's clean-up of torch and chromadb takes seconds after Ctrl-C, and a
+    server (a reader) has nothing to write. Output is flushed first."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main() -> None:

@@ -2,8 +2,9 @@
 
 ``clipseek`` on its own, in a terminal, opens the full-screen app; that path
 skips importing Typer and the command-line module entirely, because every
-import before the first paint is time the user watches a blank terminal. Any
-arguments (or no terminal) go to the command line in :mod:`clipseek.cli`.
+import before the first paint is time the user watches a blank terminal; so does
+``clipseek`` with only the app's options (``clipseek --db X --preview unicode``).
+Anything else (or no terminal) goes to the command line in :mod:`clipseek.cli`.
 """
 
 from __future__ import annotations
@@ -16,15 +17,50 @@ def _debug() -> bool:
     return os.environ.get("CLIPSEEK_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def open_app() -> int:
-    """Open the app with the settings from the environment and config file; a
-    :class:`~clipseek.errors.ClipseekError` becomes one line on stderr and exit 1."""
+#: The app's options (as ``clipseek tui`` takes them) and the settings each one sets.
+APP_OPTIONS = {
+    "--preview": "preview",
+    "--model": "model",
+    "-m": "model",
+    "--db": "db",
+    "--device": "device",
+    "--precision": "precision",
+    "--chroma-url": "chroma_url",
+}
+
+
+def app_options(args: list[str]) -> dict[str, str] | None:
+    """``args`` read as the app's options (``--db X``, ``--preview=unicode``), or None
+    when they hold anything else (a command, ``--help``), which is the CLI's to read."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, value = arg.partition("=")
+        key = APP_OPTIONS.get(name)
+        if key is None or (eq and name == "-m"):
+            return None
+        if not eq:
+            if i + 1 >= len(args):
+                return None  # a missing value: the CLI says so properly
+            value = args[i + 1]
+            i += 1
+        out[key] = value
+        i += 1
+    return out
+
+
+def open_app(options: dict[str, str] | None = None) -> int:
+    """Open the app with the settings from ``options``, the environment and the config
+    file; a :class:`~clipseek.errors.ClipseekError` becomes one line on stderr and exit 1."""
     from clipseek.config import load_settings
     from clipseek.errors import ClipseekError
     from clipseek.tui import run_tui
 
+    flags: dict[str, object] = dict(options or {})
+    preview = flags.pop("preview", None)
     try:
-        run_tui(load_settings())
+        run_tui(load_settings(flags), preview=preview)  # type: ignore[arg-type]
     except ClipseekError as exc:
         if _debug():
             raise
@@ -36,8 +72,10 @@ def open_app() -> int:
 
 
 def main() -> None:
-    if len(sys.argv) == 1 and sys.stdin.isatty() and sys.stdout.isatty():
-        sys.exit(open_app())
+    if sys.stdin.isatty() and sys.stdout.isatty() and "_CLIPSEEK_COMPLETE" not in os.environ:
+        options = app_options(sys.argv[1:])
+        if options is not None:
+            sys.exit(open_app(options))
     from clipseek.cli import main as cli_main
 
     cli_main()

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from clipseek.errors import ImageReadError, QueryError
 from clipseek.imaging import is_image_name, open_image
-from clipseek.store import Hit, ImageIndex, path_id, path_to_meta
+from clipseek.pathtext import display_path, json_path_fields, unescape_display
+from clipseek.store import Hit, ImageIndex, path_id
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,7 +51,7 @@ class QueryTerm:
     weight: float = 1.0
 
     def __str__(self) -> str:
-        shown = self.value if self.kind == "image" else f'"{self.value}"'
+        shown = display_path(self.value) if self.kind == "image" else f'"{self.value}"'
         return shown if self.weight == 1 else f"{self.weight:g}:{shown}"
 
 
@@ -78,15 +79,24 @@ class Query:
 def _image_term(value: str, weight: float) -> QueryTerm:
     path = os.path.abspath(os.path.expanduser(value))
     if not os.path.exists(path):
-        raise QueryError(f"The query image {value} does not exist.")
+        # A name shown with \xHH escapes (a file name that is not UTF-8, as the app
+        # writes it into the query box) stands for the file with those bytes.
+        raw = unescape_display(path)
+        if raw is not None and os.path.exists(raw):
+            path = raw
+        else:
+            raise QueryError(f"The query image {display_path(value)} does not exist.")
     if not os.path.isfile(path):
-        raise QueryError(f"The query image {value} is not a file.")
+        raise QueryError(f"The query image {display_path(value)} is not a file.")
     return QueryTerm("image", path, weight)
 
 
 def _looks_like_image(value: str) -> bool:
     expanded = os.path.expanduser(value)
     if os.path.isfile(expanded):
+        return True
+    raw = unescape_display(expanded)
+    if raw is not None and os.path.isfile(raw):
         return True
     return is_image_name(value) and (os.sep in value or value.startswith(("~", ".")))
 
@@ -128,6 +138,11 @@ def parse_query(parts: Sequence[str], *, allow_images: bool = True) -> Query:
             raw = match.group(2).strip()
         if not raw:
             raise QueryError('A weighted term needs something after the colon, e.g. 2:"beach".')
+        if weight == 0:
+            raise QueryError(
+                f"The term {raw!r} has weight 0, which leaves it out; give it a weight above 0 "
+                "or drop it."
+            )
         if allow_images and _looks_like_image(raw):
             terms.append(_image_term(raw, sign * weight))
         else:
@@ -141,6 +156,8 @@ def parse_query(parts: Sequence[str], *, allow_images: bool = True) -> Query:
             sign = -1.0 if token == "-" else 1.0
         elif token:
             words.append(token)
+    if not words and terms and tokens and tokens[-1] in ("+", "-"):
+        raise QueryError(f"The query ends with '{tokens[-1]}'; put a term after it.")
     close_term()
     if not terms:
         raise QueryError("The query has operators but no terms.")
@@ -213,7 +230,7 @@ class SearchResponse:
             "results": [
                 {
                     "rank": r.rank,
-                    **path_to_meta(r.path),
+                    **json_path_fields(r.path),
                     # JSON has no NaN; a score is never one, and a broken vector must not
                     # make the output unreadable for scripts
                     "score": round(r.score, 6) if math.isfinite(r.score) else 0.0,
@@ -325,7 +342,7 @@ class Searcher:
         if in_dir is not None:
             folder = os.path.abspath(os.path.expanduser(in_dir))
             if not os.path.isdir(folder):
-                raise QueryError(f"--in {in_dir}: no such folder.")
+                raise QueryError(f"--in {display_path(in_dir)}: no such folder.")
         skip = {os.path.abspath(p) for p in exclude}
         want = top_k + len(skip)
         n = want + 8  # no count first: a short answer already says the index has no more
@@ -340,6 +357,11 @@ class Searcher:
                     missing += 1
                     continue
                 kept.append(hit)
+            if not hits and folder is not None:
+                raise QueryError(
+                    f"--in {display_path(in_dir)}: nothing inside this folder is indexed; "
+                    f"run `clipseek index {display_path(folder)}` first."
+                )
             if len(kept) >= top_k or len(hits) < n:
                 break
             n = n * 2 + missing

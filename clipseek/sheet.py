@@ -6,7 +6,6 @@ terminal; thumbnails go in rank order, each labelled with its score and name.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from clipseek.errors import ClipseekError, ImageReadError
 from clipseek.imaging import open_image
+from clipseek.pathtext import display_path, dumps
 from clipseek.search import SearchResponse
 
 THUMB = 256
@@ -42,7 +42,7 @@ def save_results(response: SearchResponse, folder: str | os.PathLike[str]) -> Sa
     sheet = contact_sheet(response)
     try:
         sheet.save(sheet_path, "PNG", optimize=True)
-        json_path.write_text(json.dumps(response.to_json(), indent=2, ensure_ascii=False) + "\n")
+        json_path.write_text(dumps(response.to_json(), indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         raise ClipseekError(
             f"Cannot write the results into {out}: {exc.strerror or exc}."
@@ -60,7 +60,7 @@ def _unique(path: Path) -> Path:
 
 
 def contact_sheet(response: SearchResponse):  # -> PIL.Image.Image
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     count = max(1, len(response.results))
     cols = min(COLUMNS, count)
@@ -70,10 +70,14 @@ def contact_sheet(response: SearchResponse):  # -> PIL.Image.Image
     height = title_h + PAD + rows * (THUMB + LABEL_H + PAD)
     sheet = Image.new("RGB", (width, height), (24, 26, 31))
     draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default(size=14)
-    title_font = ImageFont.load_default(size=18)
+    font, covers_all = label_font(14)
+    title_font, _ = label_font(18)
+    shown = _label_text if covers_all else _ascii_label
     draw.text(
-        (PAD, 10), f"{response.query}  ·  {response.model}", fill=(235, 235, 235), font=title_font
+        (PAD, 10),
+        shown(f"{response.query}  ·  {response.model}"),
+        fill=(235, 235, 235),
+        font=title_font,
     )
     if not response.results:
         draw.text((PAD, title_h + PAD), "no results", fill=(180, 180, 180), font=font)
@@ -87,7 +91,7 @@ def contact_sheet(response: SearchResponse):  # -> PIL.Image.Image
             sheet.paste(thumb, (x + (THUMB - thumb.width) // 2, y + (THUMB - thumb.height) // 2))
         except ImageReadError as exc:
             draw.text((x + 8, y + THUMB // 2), exc.reason[:32], fill=(220, 120, 120), font=font)
-        name = os.path.basename(result.path)
+        name = shown(display_path(os.path.basename(result.path)))
         name = name if len(name) <= 30 else name[:29] + "…"
         draw.text(
             (x, y + THUMB + 4),
@@ -97,3 +101,43 @@ def contact_sheet(response: SearchResponse):  # -> PIL.Image.Image
         )
         draw.text((x, y + THUMB + 21), name, fill=(220, 220, 220), font=font)
     return sheet
+
+
+#: Fonts that cover accented Latin, Greek and Cyrillic names, by platform; the first
+#: one found is used. Pillow's built-in font draws anything beyond ASCII as boxes.
+FONT_CANDIDATES = (
+    "DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/noto/NotoSans-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
+    "/System/Library/Fonts/Supplemental/Arial Unicode.ttf",
+    "/Library/Fonts/Arial Unicode.ttf",
+    "/System/Library/Fonts/Helvetica.ttc",
+    "C:/Windows/Fonts/segoeui.ttf",
+    "C:/Windows/Fonts/arial.ttf",
+)
+
+
+def label_font(size: int):  # -> tuple[ImageFont, bool]
+    """A TrueType font for labels, and whether it covers more than ASCII; without one,
+    Pillow's default font, and labels are written with visible escapes instead."""
+    from PIL import ImageFont
+
+    for candidate in FONT_CANDIDATES:
+        try:
+            return ImageFont.truetype(candidate, size), True
+        except OSError:
+            continue
+    return ImageFont.load_default(size=size), False
+
+
+def _label_text(text: str) -> str:
+    return text
+
+
+def _ascii_label(text: str) -> str:
+    """``café`` as ``caf\\u00e9``: a name the font cannot draw is spelled out, not boxed."""
+    return text.encode("ascii", "backslashreplace").decode("ascii")

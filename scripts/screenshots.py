@@ -120,7 +120,7 @@ async def run(args: argparse.Namespace, home: Path, out: Path) -> None:
         await shoot(app, pilot, out, "empty-state")
 
         # 2. Indexing, caught part-way through.
-        await pilot.press("i")
+        await pilot.press("escape", "i")  # leave the query box: i there is a letter
         folder = app.indexing_screen.query_one("#folder")
         folder.value = "~/Pictures"
         await pilot.press("enter")

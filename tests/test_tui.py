@@ -443,7 +443,7 @@ async def test_no_index_shows_the_empty_state_and_leads_to_indexing(
     async with app.run_test() as pilot:
         await wait_for(pilot, lambda: app.index_count is not None)
         message = text_of(app.search_screen.query_one("#results-message"))
-        assert "No index yet" in message and "Press i" in message
+        assert "No index yet" in message and "press Esc, then i" in message
         assert app.search_screen.query_one("#empty-index").display
         await search(pilot, "a cat")
         message = text_of(app.search_screen.query_one("#results-message"))
@@ -470,7 +470,7 @@ async def test_indexing_screen_indexes_a_folder_and_lists_a_bad_file(
     app = make_app(settings, loaded_tiny_model)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.index_count == -1)
-        await pilot.press("i")
+        await pilot.press("escape", "i")  # the query box keeps typed letters
         screen = app.indexing_screen
         assert app.screen is screen
         screen.query_one("#folder").value = str(folder)
@@ -511,7 +511,7 @@ async def test_indexing_stops_cleanly_mid_run_and_the_next_run_resumes(
     app = make_app(settings, loaded_tiny_model)
     async with app.run_test() as pilot:
         await wait_for(pilot, lambda: app.index_count == -1)
-        await pilot.press("i")
+        await pilot.press("escape", "i")
         app.indexing_screen.query_one("#folder").value = str(folder)
         # No pilot.press() from here on: it waits for the app to go idle, which it does
         # not do while a run is posting progress.
@@ -641,6 +641,26 @@ def test_snapshot_search_with_results(snap_compare, at_home, loaded_tiny_model):
         _no_blink(pilot)
 
     assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 15)])
+def test_snapshot_search_on_small_terminals(snap_compare, at_home, loaded_tiny_model, size):
+    """80×24 is the layout's target (ten results: the top-k box shows two digits); at
+    60×15 the results take the whole width."""
+    app = make_app(at_home, loaded_tiny_model)
+
+    async def run_before(pilot) -> None:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a sunny beach")
+        for _ in range(5):
+            await pilot.press("plus")
+        await wait_for(pilot, lambda: len(rows(app)) == 10 and not _busy(app, "search"))
+        if app.search_screen.query_one("#preview").display:
+            pane = app.search_screen.query_one("#preview")
+            await wait_for(pilot, lambda: pane.showing_image)
+        _no_blink(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
 def test_snapshot_empty_state(snap_compare, tiny_model_dir, library, monkeypatch):

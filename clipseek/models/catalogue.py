@@ -110,6 +110,8 @@ def resolve_model(name: str) -> ModelSpec:
             arch = f"{arch}-quickgelu"  # every OpenAI checkpoint was trained with QuickGELU
         return ModelSpec(raw, "pretrained", arch, tag)
     raise ModelError(
-        f"Unknown model {raw!r}. Use one of {', '.join(CLASSIC_MODELS)}, an open_clip "
-        "MODEL:PRETRAINED pair (see `clipseek models`), hf-hub:ORG/REPO or local-dir:PATH."
+        f"Unknown model {raw!r}. Use a name that `clipseek models` lists "
+        f"({', '.join(e.name for e in CATALOG)}), another OpenAI name "
+        f"({', '.join(n for n in CLASSIC_MODELS if n not in {e.name for e in CATALOG})}), "
+        "an open_clip MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH."
     )

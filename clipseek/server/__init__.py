@@ -106,8 +106,13 @@ def serve(
     options: ServerOptions | None = None,
     on_ready: Callable[[str], None] | None = None,
     log_level: str = "warning",
+    on_stopping: Callable[[int], None] | None = None,
 ) -> None:
-    """Run the server on an already bound socket until Ctrl-C (or SIGTERM)."""
+    """Run the server on an already bound socket until Ctrl-C (or SIGTERM).
+
+    ``on_stopping(requests_in_flight)`` is called on the first Ctrl-C, so the command
+    can say at once what (if anything) it is waiting for.
+    """
     import uvicorn
 
     from clipseek.server.app import ServerOptions, create_app
@@ -121,6 +126,18 @@ def serve(
         log_level=log_level,
         access_log=log_level in ("info", "debug", "trace"),
         server_header=False,
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=GRACE_SECONDS,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            first = not self.should_exit
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+            if first and on_stopping is not None:
+                on_stopping(len(self.server_state.tasks))
+
+    _Server(config).run(sockets=[sock])
+
+
+#: Seconds a stopping server lets requests in flight finish (a search, a thumbnail).
+GRACE_SECONDS = 3

@@ -34,6 +34,7 @@ from clipseek.errors import (
     QueryError,
     StoreError,
 )
+from clipseek.pathtext import display_path, display_text, dumps, json_path_fields
 from clipseek.server.files import FileRefused, OpenedImage, changed, open_indexed
 from clipseek.server.security import HostCheck, Limits, allowed_hosts
 from clipseek.server.thumbs import ThumbnailCache, render_jpeg
@@ -119,7 +120,14 @@ class SearchHit(BaseModel):
     )
     rank: int
     score: float = Field(description="Cosine similarity between the query and the image.")
-    path: str
+    path: str = Field(
+        description="The file's path. Bytes that are not UTF-8 appear as the escapes "
+        "\\udc80-\\udcff (Python's os.fsencode turns it back into the exact bytes)."
+    )
+    path_b64: str | None = Field(
+        None,
+        description="Only for names that are not UTF-8: the exact bytes of the path, base64.",
+    )
     image: str | None = Field(
         description="A JPEG thumbnail as a data: URL, or null if the file cannot be read now."
     )
@@ -247,6 +255,21 @@ def _status_for(exc: ClipseekError) -> int:
     return 400
 
 
+def _content_type_message(request: Request, errors: list[dict[str, Any]]) -> str | None:
+    """A JSON body sent without ``Content-Type: application/json`` reaches pydantic as text,
+    which it calls "not a valid dictionary"; say what to change instead."""
+    whole_body = any(
+        tuple(e.get("loc", ())) == ("body",)
+        and e.get("type") in ("model_attributes_type", "dict_type")
+        for e in errors
+    )
+    sent = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not whole_body or sent == "application/json" or sent.endswith("+json"):
+        return None
+    had = f"it had {sent}" if sent else "it had none"
+    return f"Send the body as JSON with the header Content-Type: application/json ({had})."
+
+
 def _validation_message(errors: list[dict[str, Any]]) -> str:
     """One readable sentence per problem, e.g. "top_k: Input should be less than or equal
     to 200", instead of pydantic's nested structure."""
@@ -311,14 +334,14 @@ def create_app(
 
     @app.exception_handler(ClipseekError)
     async def clipseek_error(request: Request, exc: ClipseekError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=_status_for(exc))
+        return JSONResponse({"detail": display_text(str(exc))}, status_code=_status_for(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
         return JSONResponse(
             {
-                "detail": _validation_message(errors),
+                "detail": _content_type_message(request, errors) or _validation_message(errors),
                 "errors": [
                     {
                         "loc": list(e.get("loc", ())),
@@ -400,7 +423,7 @@ def create_app(
     def roots() -> list[str]:
         return engine.open_index().roots
 
-    def hit_list(response: SearchResponse) -> SearchResult:
+    def hit_list(response: SearchResponse) -> Response:
         hits = []
         folders = roots() if response.results else []
         for r in response.results:
@@ -409,7 +432,7 @@ def create_app(
                     id=r.id,
                     rank=r.rank,
                     score=_finite_score(r.score),
-                    path=r.path,
+                    **json_path_fields(r.path),
                     image=_data_url(thumbs, r, folders, opts.thumbnail_size),
                     thumbnail_url=f"/thumbnails/{r.id}",
                     image_url=f"/images/{r.id}",
@@ -417,13 +440,20 @@ def create_app(
                     height=r.height,
                 )
             )
-        return SearchResult(
+        result = SearchResult(
             query=response.query,
             model=response.model,
             results=hits,
             total_results=len(hits),
             notes=list(response.notes),
         )
+        # Written by clipseek's own JSON rule, not pydantic's: a file name that is not
+        # UTF-8 must come out as \udcXX escapes, where pydantic would raise (a 500).
+        payload = result.model_dump(exclude_none=False)
+        for hit in payload["results"]:
+            if hit.get("path_b64") is None:
+                hit.pop("path_b64", None)
+        return Response(dumps(payload), media_type="application/json")
 
     @app.post(
         "/search",
@@ -431,7 +461,7 @@ def create_app(
         summary="Search by text",
         responses={k: ERRORS[k] for k in (409, 413, 422, 503)},
     )
-    def search(body: SearchRequest) -> SearchResult:
+    def search(body: SearchRequest) -> Response:
         from clipseek.search import parse_query
 
         query = parse_query([body.query], allow_images=False)
@@ -448,7 +478,7 @@ def create_app(
         file: Annotated[UploadFile, File(description="The example image (JPEG, PNG, WebP, ...).")],
         top_k: Annotated[int, BeforeValidator(no_bool), Form(ge=1, le=MAX_TOP_K)] = DEFAULT_TOP_K,
         in_: Annotated[str | None, Form(alias="in", max_length=4096)] = None,
-    ) -> SearchResult:
+    ) -> Response:
         data = file.file.read(opts.max_upload_bytes + 1)
         name = os.path.basename(file.filename or "") or "image"
         label = f"the uploaded image {name}"
@@ -525,7 +555,9 @@ def create_app(
                 reason = exc.reason if isinstance(exc, ImageReadError) else str(exc)
                 if "--max-megapixels" in reason:  # the limit changed, not the file
                     raise HTTPException(
-                        422, f"The indexed file {opened.path} cannot be read now: {reason}."
+                        422,
+                        f"The indexed file {display_path(opened.path)} cannot be read now: "
+                        f"{reason}.",
                     ) from None
                 # same size and time as when it was indexed, yet no longer readable
                 refused = changed(opened.path, f" ({reason})")
@@ -571,7 +603,7 @@ def _render(opened: OpenedImage, size: int, max_megapixels: float | None) -> byt
         return render_jpeg(opened.file, opened.path, size, max_megapixels, quality=90)
     except ImageReadError as exc:
         raise HTTPException(
-            422, f"The indexed file {opened.path} cannot be read now: {exc.reason}."
+            422, f"The indexed file {display_path(opened.path)} cannot be read now: {exc.reason}."
         ) from None
 
 

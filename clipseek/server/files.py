@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from clipseek.pathtext import display_path
+
 #: Pillow formats every current browser shows, and the type they are sent as.
 BROWSER_FORMATS: dict[str, str] = {
     "JPEG": "image/jpeg",
@@ -97,7 +99,7 @@ def changed(path: str, why: str = "") -> FileRefused:
     """The answer for a file that is no longer what was indexed there."""
     return FileRefused(
         410,
-        f"The indexed file {path} has changed since it was indexed{why}; "
+        f"The indexed file {display_path(path)} has changed since it was indexed{why}; "
         "run `clipseek index` again to update the index.",
     )
 
@@ -105,7 +107,8 @@ def changed(path: str, why: str = "") -> FileRefused:
 def _gone(path: str) -> FileRefused:
     return FileRefused(
         410,
-        f"The indexed file {path} no longer exists; run `clipseek index` again to tidy the index.",
+        f"The indexed file {display_path(path)} no longer exists; "
+        "run `clipseek index` again to tidy the index.",
     )
 
 
@@ -135,8 +138,8 @@ def open_indexed(
     if not is_inside(real, allowed):
         raise FileRefused(
             404,
-            f"The indexed file {path} lies outside the indexed folders (it is reached through "
-            "a link), so this server does not share it.",
+            f"The indexed file {display_path(path)} lies outside the indexed folders (it is "
+            "reached through a link), so this server does not share it.",
         )
     try:
         fd = os.open(real, _OPEN_FLAGS)

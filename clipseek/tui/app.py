@@ -321,6 +321,13 @@ class ClipseekApp(App[None]):
         self.search_screen.refresh_status()
         return True
 
+    def notify(self, message: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """Every message (many quote a path) is made drawable first: a file name that is
+        not UTF-8 would otherwise stop the app when the terminal is written to."""
+        from clipseek.pathtext import display_text
+
+        super().notify(display_text(str(message)), *args, **kwargs)
+
     # -- actions
 
     def action_help(self) -> None:

@@ -66,12 +66,10 @@ def human_duration(seconds: float | None) -> str:
 
 def query_for_path(path: str) -> str:
     """How an image path is written into the query box so that ``parse_query`` reads it
-    back as the same image: ``~`` kept for brevity, quoted only when it must be."""
-    try:
-        path.encode("utf-8")
-        shown = human_path(path)
-    except UnicodeEncodeError:  # undecodable bytes: only the real path parses back
-        shown = path
+    back as the same image: ``~`` kept for brevity, quoted only when it must be. A name
+    that is not UTF-8 is written with visible ``\\xHH`` escapes, single-quoted, which
+    the query parser reads back as those bytes."""
+    shown = human_path(path)
     if re.fullmatch(r"[\w@%+=:,./~-]+", shown):
         return shown
     return shlex.quote(shown)
@@ -80,6 +78,20 @@ def query_for_path(path: str) -> str:
 def ellipsize_start(text: str, width: int) -> str:
     """Cut from the left (``…/photos/sub``): the end of a folder path says the most."""
     return _ellipsize(text, width, from_start=True)
+
+
+def ellipsize_middle(text: str, width: int) -> str:
+    """Cut from the middle (``green-cro…-12.bmp``): camera and export names differ at the
+    end (a number, the extension), so the end is kept."""
+    if width <= 0:
+        return ""
+    if cell_len(text) <= width:
+        return text
+    keep_end = max(1, (width - 1) // 2)
+    tail = text
+    while tail and cell_len(tail) > keep_end:
+        tail = tail[1:]
+    return _ellipsize(text, width - cell_len(tail), from_start=False) + tail
 
 
 def ellipsize_end(text: str, width: int) -> str:

@@ -73,11 +73,25 @@
         setMessage("empty", health.message);
       }
     } catch (err) {
-      statusLine.classList.add("bad");
-      statusLine.textContent = "Server unavailable";
-      statusLine.title = String(err.message || err);
+      markUnavailable(err);
     }
   }
+
+  function markUnavailable(err) {
+    statusLine.classList.add("bad");
+    statusLine.textContent = "Server unavailable";
+    statusLine.title = String((err && err.message) || err);
+  }
+
+  // The header is checked again now and then (and when the tab comes back), so it never
+  // shows an image count from a server that has since stopped.
+  const HEALTH_EVERY_MS = 15000;
+  setInterval(() => {
+    if (document.visibilityState === "visible") loadHealth();
+  }, HEALTH_EVERY_MS);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") loadHealth();
+  });
 
   // -- searching
 
@@ -98,6 +112,7 @@
       if (err.name === "AbortError" || mine !== sequence) return;
       results = [];
       grid.replaceChildren();
+      if (err instanceof TypeError) markUnavailable(err);
       const text =
         err instanceof TypeError
           ? "Cannot reach the clipseek server. Is `clipseek serve` still running?"
@@ -157,6 +172,7 @@
     }
     clearExample();
     exampleImage = { blob, name: name || "image", url: URL.createObjectURL(blob) };
+    chip.classList.remove("no-preview");
     chipImage.src = exampleImage.url;
     chipName.textContent = exampleImage.name;
     chip.hidden = false;
@@ -183,9 +199,26 @@
 
   // -- results
 
+  // A file name that is not UTF-8 arrives with each odd byte as a lone surrogate
+  // (\udc80-\udcff, see the README); it is shown as \xHH, as in the terminal.
+  function shownPath(path) {
+    return path.replace(/(?<![\ud800-\udbff])[\udc80-\udcff]/g, (c) => {
+      return `\\x${(c.charCodeAt(0) - 0xdc00).toString(16).padStart(2, "0")}`;
+    });
+  }
+
   function basename(path) {
-    const parts = path.split(/[\\/]/);
-    return parts[parts.length - 1] || path;
+    const parts = path.split(/[\\/]/); // split before escaping: an escape has a backslash
+    return shownPath(parts[parts.length - 1] || path);
+  }
+
+  // The folder a result is in, shortened to its last two parts: same-named files from
+  // different folders must look different.
+  function folderOf(path) {
+    const parts = path.split(/[\\/]/).slice(0, -1).filter(Boolean).map(shownPath);
+    if (!parts.length) return "/";
+    const tail = parts.slice(-2).join("/");
+    return parts.length > 2 ? `…/${tail}` : `/${tail}`;
   }
 
   function show(body) {
@@ -213,7 +246,7 @@
     button.type = "button";
     button.className = "card";
     button.dataset.index = String(index);
-    button.title = result.path;
+    button.title = shownPath(result.path);
 
     const thumb = document.createElement("div");
     thumb.className = "thumb";
@@ -239,6 +272,9 @@
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = basename(result.path);
+    const folder = document.createElement("span");
+    folder.className = "folder";
+    folder.textContent = folderOf(result.path);
     const row = document.createElement("div");
     row.className = "score-row";
     const bar = document.createElement("div");
@@ -250,7 +286,7 @@
     score.className = "score";
     score.textContent = result.score.toFixed(3);
     row.append(bar, score);
-    meta.append(name, row);
+    meta.append(name, folder, row);
 
     button.append(thumb, meta);
     button.addEventListener("click", () => openModal(index));
@@ -276,7 +312,7 @@
     $("modal-rank").textContent = `#${result.rank} of ${results.length}`;
     $("modal-size").textContent =
       result.width && result.height ? `· ${result.width} × ${result.height}` : "";
-    $("modal-path").textContent = result.path;
+    $("modal-path").textContent = shownPath(result.path);
     $("modal-open").href = result.image_url.replace(/^\//, "");
     $("modal-copy").textContent = "Copy path";
     if (!modal.open) modal.showModal();
@@ -325,6 +361,11 @@
       if (lastSearch === "image") searchImage();
       else if (lastSearch === "text" && input.value.trim()) searchText();
     }, 250);
+  });
+
+  // TIFF, HEIC and friends: the server reads them, the browser cannot draw them.
+  chipImage.addEventListener("error", () => {
+    if (exampleImage) chip.classList.add("no-preview");
   });
 
   $("pick-image").addEventListener("click", () => fileInput.click());

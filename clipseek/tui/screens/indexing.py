@@ -36,6 +36,16 @@ if TYPE_CHECKING:
     from clipseek.tui.jobs import IndexJob
 
 
+#: How the counts read while a run is going on: what is planned, not yet what is done.
+RUNNING_LABELS = {
+    "new": "new to add",
+    "updated": "changed to update",
+    "unchanged": "unchanged",
+    "removed": "to remove",
+    "failed": "failed so far",
+}
+
+
 class IndexingScreen(Screen[None]):
     """Choose a folder and index it, with live progress and a list of unreadable files."""
 
@@ -67,7 +77,7 @@ class IndexingScreen(Screen[None]):
                 with Horizontal(id="folder-row"):
                     yield Input(
                         placeholder="Folder of pictures, e.g. ~/Pictures",
-                        suggester=FolderSuggester(),
+                        suggester=FolderSuggester(skip=[str(self.app.settings.db)]),
                         id="folder",
                     )
                     yield Button("Start", id="start", variant="primary")
@@ -193,13 +203,16 @@ class IndexingScreen(Screen[None]):
         self._draw_stats(job)
 
         counts = job.counts()
+        # While the run goes on the counts are the plan ("to add"), not what is done:
+        # the bar above says how far it got. Once it ends they are the outcome.
+        labels = RUNNING_LABELS if job.running else {}
         line = Text()
         for i, (label, value) in enumerate(counts.items()):
             if i:
-                line.append("   ")
+                line.append(" · ", "dim")
             style = "bold red" if label == "failed" and value else "bold"
             line.append(f"{value:,}", style)
-            line.append(f" {label}", "dim")
+            line.append(f" {labels.get(label, label)}", "dim")
         self.query_one("#run-counts", Static).update(line)
 
         log = self.query_one("#run-problems", RichLog)
@@ -222,13 +235,13 @@ class IndexingScreen(Screen[None]):
         self.query_one("#run-new", Button).display = not running
 
     def _draw_stats(self, job: IndexJob) -> None:
-        gap = "   "
+        gap = " · "  # a visible separator: runs of spaces vanish in some SVG viewers
         stats = Text()
         batch = job.batch
         if batch is not None:
             stats.append("Batch ", "dim")
             stats.append(f"{batch.number}", "bold")
-            stats.append(f" ({batch.size} images)", "dim")
+            stats.append(f" ({batch.size} image{'' if batch.size == 1 else 's'})", "dim")
             stats.append(gap)
         stats.append(f"{job.done:,}", "bold")
         stats.append(f" of {job.to_embed:,}", "dim")
@@ -243,6 +256,12 @@ class IndexingScreen(Screen[None]):
         self.query_one("#run-stats", Static).update(stats)
 
     # -- starting
+
+    @on(Input.Changed, "#folder")
+    def _typed_folder(self, event: Input.Changed) -> None:
+        """A typed folder outside the tree (``/mnt/photos``) becomes the tree's root."""
+        if event.value.endswith(os.sep) or os.path.isabs(os.path.expanduser(event.value)):
+            self.query_one("#folder-tree", FolderTree).show_folder(event.value)
 
     @on(DirectoryTree.DirectorySelected, "#folder-tree")
     def _picked(self, event: DirectoryTree.DirectorySelected) -> None:

@@ -53,6 +53,12 @@ class SearchScreen(Screen[None]):
 
     app: ClipseekApp  # type: ignore[assignment]
 
+    #: Below 70 columns the preview pane would be a few cells wide: the results take the
+    #: whole width instead (the preview is one Enter or `o` away).
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (70, "-wide")]
+    #: Below 20 rows the status line gives its row to the results.
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (20, "-tall")]
+
     def __init__(self) -> None:
         super().__init__()
         self.response: SearchResponse | None = None
@@ -74,7 +80,10 @@ class SearchScreen(Screen[None]):
             )
             yield Label("Top", id="top-k-label")
             yield TopKInput(id="top-k")
-        with Horizontal(id="main"):
+        main = Horizontal(id="main")
+        # With no pictures to draw, the details need a column, not 60% of the width.
+        main.set_class(self.app.preview_mode == "none", "-no-preview")
+        with main:
             with Vertical(id="results-pane"):
                 yield ResultsList(id="results")
                 with Container(id="results-empty"):
@@ -152,8 +161,9 @@ class SearchScreen(Screen[None]):
         query = self.query_one("#query", Input)
         if offer_index != self._offering_index:
             self._offering_index = offer_index
-            if offer_index and (self.focused is None or self.focused is query):
-                # Nothing to search yet: Enter (or i) on the button is the next step.
+            if offer_index and self.focused is None:
+                # Nothing to search yet: Enter (or i) on the button is the next step. Never
+                # taken from the query box: what is being typed there stays there.
                 button.focus()
             elif not offer_index and self.focused is button:
                 query.focus()
@@ -173,8 +183,9 @@ class SearchScreen(Screen[None]):
             if job is not None and job.running:
                 return "Indexing has started.\n[dim]Search as soon as a batch is in.[/dim]", False
             return (
-                f"[b]No index yet.[/b]\nPress [b]{_escape(app.key_for('index'))}[/b] "
-                "to index a folder.",
+                # The query box keeps typed letters, so the key works once it is left.
+                f"[b]No index yet.[/b]\nTo index a folder press [b]Esc[/b], then "
+                f"[b]{_escape(app.key_for('index'))}[/b], or use the button.",
                 True,
             )
         if app.index_problem is not None:
@@ -433,8 +444,36 @@ class SearchScreen(Screen[None]):
     def action_copy(self) -> None:
         result = self._need_selection()
         if result is not None:
-            self.app.copy_to_clipboard(result.path)
-            self.notify(f"Copied {human_path(result.path)}", timeout=3)
+            self.copy_path(result.path)
+
+    def copy_path(self, path: str) -> None:
+        """Copy ``path`` (as a shell word when it is not UTF-8) and say where it went.
+
+        The terminal's clipboard escape (OSC 52) is always sent, but tmux, screen and
+        SSH may drop it silently, so the message says so unless a desktop clipboard
+        tool also took the text; the path stays on screen, selectable, either way.
+        """
+        from clipseek.pathtext import shell_path
+        from clipseek.tui.system import clipboard_command, copy_with_tool
+
+        text = shell_path(path)
+        self.app.copy_to_clipboard(text)
+        shown = _escape(human_path(path))
+        argv = clipboard_command()
+        app = self.app
+
+        def work() -> None:
+            if argv is not None and copy_with_tool(text, argv):
+                note = f"Copied {shown} [dim](clipboard via {argv[0]})[/dim]"
+                app.call_from_thread(app.notify, note, timeout=4)
+                return
+            note = (
+                f"Sent {shown} to the terminal's clipboard. [dim]If it does not paste "
+                "(tmux, screen or SSH can block it), select the path in the preview.[/dim]"
+            )
+            app.call_from_thread(app.notify, note, timeout=10)
+
+        self.run_worker(work, group="copy", thread=True, exit_on_error=False)
 
     def action_similar(self) -> None:
         result = self._need_selection()
@@ -468,6 +507,10 @@ class SearchScreen(Screen[None]):
 
 
 def _escape(text: str) -> str:
+    """Markup-escaped, and safe to draw: a path that is not UTF-8 shows its odd bytes as
+    ``\\xHH`` instead of breaking the terminal's output."""
     from textual.markup import escape
 
-    return escape(text)
+    from clipseek.pathtext import display_text
+
+    return escape(display_text(text))

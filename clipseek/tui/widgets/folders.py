@@ -11,15 +11,18 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from textual.binding import Binding
 from textual.suggester import Suggester
 from textual.widgets import DirectoryTree
 
 
 class FolderSuggester(Suggester):
-    """Completes the last component of a path to an existing sub-folder."""
+    """Completes the last component of a path to an existing sub-folder (never to one of
+    ``skip``, such as the index's own folder, which holds no pictures)."""
 
-    def __init__(self) -> None:
+    def __init__(self, skip: Iterable[str] = ()) -> None:
         super().__init__(use_cache=False, case_sensitive=True)
+        self.skip = {os.path.realpath(os.path.expanduser(p)) for p in skip}
 
     async def get_suggestion(self, value: str) -> str | None:
         parent, prefix = os.path.split(os.path.expanduser(value))
@@ -33,6 +36,7 @@ class FolderSuggester(Suggester):
                     if e.name.startswith(prefix)
                     and (prefix.startswith(".") or not e.name.startswith("."))
                     and e.is_dir()
+                    and os.path.realpath(e.path) not in self.skip
                 )
         except OSError:
             return None
@@ -42,7 +46,33 @@ class FolderSuggester(Suggester):
 
 
 class FolderTree(DirectoryTree):
-    """A directory tree without files and hidden folders."""
+    """A directory tree without files and hidden folders.
+
+    It starts at the home folder but is not kept there: Backspace goes up a level (to
+    ``/mnt`` or ``/media``, say), and typing a folder in the box above re-roots it there.
+    """
+
+    BINDINGS = [  # noqa: RUF012 - Textual's declared ClassVar
+        Binding("backspace", "go_up", "Up a folder", show=False),
+    ]
+
+    def action_go_up(self) -> None:
+        current = Path(self.path).resolve()
+        if current.parent != current:
+            self.path = current.parent
+
+    def show_folder(self, folder: str) -> None:
+        """Re-root the tree at ``folder`` when it is a folder outside what it shows."""
+        target = Path(os.path.expanduser(folder))
+        try:
+            if not target.is_dir():
+                return
+            target = target.resolve()
+        except OSError:
+            return
+        root = Path(self.path).resolve()
+        if target != root and root not in target.parents:
+            self.path = target
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         out = []

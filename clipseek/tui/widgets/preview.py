@@ -129,7 +129,8 @@ class PreviewPane(Vertical):
             "Score",
             Text.assemble(
                 (f"{result.score:.3f}", "bold"),
-                (f"  rank {result.rank}", "dim"),
+                (" · ", "dim"),
+                (f"rank {result.rank}", "dim"),
                 overflow="ellipsis",
                 no_wrap=True,
             ),

@@ -18,12 +18,14 @@ from textual import events
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from clipseek.tui.format import ellipsize_end, ellipsize_start, human_path
+from clipseek.tui.format import ellipsize_end, ellipsize_middle, ellipsize_start, human_path
 
 if TYPE_CHECKING:
     from clipseek.search import SearchResult
 
 BAR_CELLS = 8
+#: Cells a name needs before the score bar is drawn beside it.
+NAME_ROOM = 22
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 
@@ -63,13 +65,14 @@ class ResultRow:
             yield Segment(ellipsize_start(folder, width), muted)
             yield Segment.line()
             return
-        if width < head + 8:
+        if width < head + NAME_ROOM:
+            # The name is what tells rows apart: it gets the room before the bar does.
             bar, head = "", len(rank) + len(score)
         yield Segment(rank, muted)
         yield Segment(score, Style(bold=True))
         if bar:
             yield Segment(bar, Style.parse(self.accent))
-        yield Segment(ellipsize_end(human_path(name), width - head), Style(bold=True))
+        yield Segment(ellipsize_middle(human_path(name), width - head), Style(bold=True))
         yield Segment.line()
         yield Segment(" " * min(len(rank), width))
         yield Segment(ellipsize_start(folder, max(0, width - len(rank))), muted)

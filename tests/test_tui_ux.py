@@ -1,0 +1,214 @@
+"""What a hands-on trial of the app found (issue 13), each driven with Pilot."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest.importorskip("textual")
+
+from tests import test_tui as base
+from tests.test_tui import make_app, pilot_test, rows, search, wait_for
+
+# The app's test library and settings, shared with tests/test_tui.py (found by name).
+_fixed_cells = base._fixed_cells
+library = base.library
+at_home = base.at_home
+
+
+def _shown_text(widget) -> str:
+    """The characters a widget draws on screen, line by line."""
+    return "\n".join(
+        "".join(segment.text for segment in widget.render_line(y))
+        for y in range(widget.size.height)
+    )
+
+
+@pilot_test
+async def test_top_k_box_shows_two_and_three_digit_counts(at_home, loaded_tiny_model):
+    from clipseek.tui.widgets.topk import TopKInput
+
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a photo")
+        for _ in range(5):
+            await pilot.press("plus")
+        await wait_for(pilot, lambda: len(rows(app)) == 10)
+        top_k = app.search_screen.query_one(TopKInput)
+        assert top_k.content_region.width >= 4  # three digits and the cursor
+        await pilot.pause()
+        assert "10" in _shown_text(top_k)
+        top_k.focus()
+        await pilot.press("backspace", "1", "2", "3")
+        await pilot.pause()
+        assert "123" in _shown_text(top_k)
+
+
+@pilot_test
+async def test_typing_a_query_with_no_index_stays_in_the_query_box(
+    tmp_path, tiny_model_dir, loaded_tiny_model
+):
+    from clipseek.tui.app import ClipseekApp
+
+    settings = base._settings(tiny_model_dir, tmp_path / "empty-db")
+    app = ClipseekApp(
+        engine=base._engine(settings, loaded_tiny_model), preview="none", clock=lambda: 1000.0
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.search_screen
+        box = screen.query_one("#query")
+        for i, char in enumerate("a red circle"):
+            await pilot.press("space" if char == " " else char)
+            if i == 3:  # the index status arrives while the user is typing
+                await wait_for(pilot, lambda: app.index_count == -1)
+                await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.model_ready)
+        await pilot.pause()
+        assert app.screen is screen
+        assert box.value == "a red circle"
+        assert app.focused is box
+        # nothing focused (after Esc): the button is the next step, as before
+        await pilot.press("escape")
+        await pilot.pause()
+        screen._offering_index = False
+        screen._show_state()
+        await pilot.pause()
+        assert app.focused is screen.query_one("#empty-index")
+
+
+@pilot_test
+async def test_indexing_counts_read_as_planned_while_running(at_home, loaded_tiny_model):
+    from clipseek import indexer as ev
+    from clipseek.tui.jobs import IndexJob
+
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        job = IndexJob(roots=["/x"], model=app.model_name, location="", clock=app.clock)
+        app.index_job = job
+        for event in (
+            ev.PlanReady(total=300, new=300, changed=0, unchanged=0, removed=0),
+            ev.BatchDone(1, 14, 14, 300, 14, 0, 5.0),
+            ev.BatchDone(2, 1, 15, 300, 15, 0, 5.0),
+        ):
+            app.apply_index_event(job, event)
+        await pilot.press("escape", "i")
+        await pilot.pause()
+        screen = app.indexing_screen
+        counts = str(screen.query_one("#run-counts").render())
+        stats = str(screen.query_one("#run-stats").render())
+        assert "300 new to add" in counts and "failed so far" in counts
+        assert "(1 image)" in stats and "(1 images)" not in stats
+        assert "15 of 300" in stats and " · Elapsed" in stats
+        summary = ev.IndexSummary(roots=["/x"], total=300, new=296, failed=[])
+        app.apply_index_event(job, ev.IndexFinished(summary))
+        await pilot.pause()
+        counts = str(screen.query_one("#run-counts").render())
+        assert "296 new" in counts and "to add" not in counts
+
+
+@pilot_test
+async def test_small_terminals_give_the_results_the_room(at_home, loaded_tiny_model):
+    from clipseek.tui.widgets.results import ResultRow
+
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(size=(60, 15)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a photo")
+        screen = app.search_screen
+        assert not screen.query_one("#preview").display  # no 3-cell preview
+        assert screen.query_one("#results-pane").size.width >= 50
+        assert not screen.query_one("#status").display
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a photo")
+        screen = app.search_screen
+        assert screen.query_one("#preview").display
+        width = screen.query_one("#results").content_size.width
+        from rich.console import Console
+
+        console = Console(width=width)
+        for result in rows(app):
+            lines = console.render_lines(ResultRow(result, 1.0, "#ffffff", "#888888"), pad=False)
+            first = "".join(seg.text for seg in lines[0])
+            name = os.path.basename(result.path)
+            assert first.rstrip().endswith(name[-6:]), (first, name)  # the end survives
+    app = make_app(at_home, loaded_tiny_model, preview="none")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a photo")
+        screen = app.search_screen
+        assert screen.query_one("#results-pane").size.width > 40
+        assert screen.query_one("#preview").size.width <= 34
+
+
+@pilot_test
+async def test_copy_says_where_the_path_went(at_home, loaded_tiny_model, monkeypatch):
+    from clipseek.tui import system
+
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a dog")
+        monkeypatch.setattr(system, "clipboard_command", lambda *a, **k: None)
+        await pilot.press("c")
+        await wait_for(
+            pilot, lambda: any("terminal's clipboard" in n.message for n in app._notifications)
+        )
+        note = next(n.message for n in app._notifications if "terminal's clipboard" in n.message)
+        assert "select the path" in note
+        monkeypatch.setattr(system, "clipboard_command", lambda *a, **k: ["cat"])
+        await pilot.press("c")
+        await wait_for(pilot, lambda: any("via cat" in n.message for n in app._notifications))
+
+
+def test_reveal_errors_name_the_folder(tmp_path, monkeypatch) -> None:
+    from clipseek.errors import ClipseekError
+    from clipseek.tui import system
+
+    picture = tmp_path / "holiday" / "boat.jpg"
+    picture.parent.mkdir()
+    picture.write_bytes(b"x")
+    monkeypatch.setattr(system.shutil, "which", lambda name: None)
+    monkeypatch.setattr(system.sys, "platform", "linux")
+    with pytest.raises(ClipseekError) as caught:
+        system.launch(str(picture), reveal=True)
+    assert f"the folder {picture.parent}" in str(caught.value)
+    assert "boat.jpg" not in str(caught.value)
+
+
+@pilot_test
+async def test_folder_picker_goes_above_home_and_follows_typing(
+    at_home, loaded_tiny_model, tmp_path
+):
+    from pathlib import Path
+
+    from clipseek.tui.widgets.folders import FolderSuggester, FolderTree
+
+    outside = tmp_path / "mnt" / "photos"
+    outside.mkdir(parents=True)
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await pilot.press("escape", "i")
+        await pilot.pause()
+        screen = app.indexing_screen
+        tree = screen.query_one("#folder-tree", FolderTree)
+        home = Path(os.environ["HOME"])
+        assert Path(tree.path) == home
+        screen.query_one("#folder").value = str(outside)
+        await pilot.pause()
+        assert Path(tree.path) == outside
+        tree.focus()
+        await pilot.press("backspace")
+        await pilot.pause()
+        assert Path(tree.path) == outside.parent
+    index_parent = Path(at_home.db).parent
+    suggest = FolderSuggester(skip=[str(at_home.db)])
+    typed = str(index_parent / at_home.db.name[:2])
+    assert await suggest.get_suggestion(typed) is None
+    assert await FolderSuggester().get_suggestion(typed) == str(at_home.db) + os.sep
