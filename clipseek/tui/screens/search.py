@@ -535,7 +535,9 @@ class SearchScreen(Screen[None]):
         space = (width - 2 - 2 - DETAILS_WIDTH, height - 3 - 1 - 1 - 2)
         grid_on = self.view == "grid" and gallery.fits(*space)
         was = self.has_class("-grid")
-        self.query_one(PreviewPane).pictures = not grid_on
+        pane = self.query_one(PreviewPane)
+        pane.pictures = not grid_on
+        pane.border_title = "Details" if grid_on else "Preview"
         if grid_on == was:
             return
         focused = self.focused

@@ -35,11 +35,12 @@ if TYPE_CHECKING:
 
 #: Narrowest cell (border included); the grid fits as many of these as it can.
 CELL_MIN_WIDTH = 20
-#: Cell height: border, picture rows, caption.
+#: Lowest cell (border, picture rows, caption); cells stretch to fill the grid.
 CELL_HEIGHT = 10
-PICTURE_ROWS = CELL_HEIGHT - 3
-#: Widest picture a cell may get before another column fits (for the pixel box).
+#: The largest picture a cell may get before another column or row fits: the pixel box
+#: thumbnails are made for, so that a re-flow does not make them all again.
 PICTURE_MAX_COLUMNS = 2 * CELL_MIN_WIDTH - 3
+PICTURE_MAX_ROWS = 2 * CELL_HEIGHT - 4
 #: Below this many columns and rows of cells the list serves better than a grid.
 MIN_COLUMNS = 2
 MIN_ROWS = 1
@@ -62,7 +63,7 @@ def picture_pixels() -> tuple[int, int]:
     from textual_image._terminal import get_cell_size
 
     cell = get_cell_size()
-    return PICTURE_MAX_COLUMNS * cell.width, PICTURE_ROWS * cell.height
+    return PICTURE_MAX_COLUMNS * cell.width, PICTURE_MAX_ROWS * cell.height
 
 
 class GalleryCell(Container):
@@ -286,6 +287,8 @@ class GalleryGrid(Widget, can_focus=True):
             self.mount_all(GalleryCell(i, self._image_class) for i in range(len(cells), want))
         self._scroll_to_selection()
         self.call_after_refresh(self._bind)
+        if self.results:  # the position shown beside the grid changed
+            self.post_message(self.Highlighted(self, self.index))
 
     def _bind(self) -> None:
         """Bind the cells to the results from ``top_row`` on, and ask for their pictures."""
