@@ -124,6 +124,11 @@ class GalleryThumbnails:
             self._generation += 1
             self._wanted = set()
 
+    @property
+    def busy(self) -> bool:
+        """Work is queued or being done (the benchmark waits for quiet between samples)."""
+        return bool(self._inflight) or not self._queue.empty()
+
     def close(self) -> None:
         self.cancel()
         for _ in self._threads:

@@ -307,7 +307,11 @@ class SearchScreen(Screen[None]):
         self._notice = None
         self.query_one("#results-empty").display = False
         results.show_results(response.results)
-        self.query_one(GalleryGrid).show_results(response.results)
+        grid = self.query_one(GalleryGrid)
+        if self.grid_active:
+            grid.show_results(response.results)
+        else:  # hidden: it asks for no thumbnails until it is shown
+            grid.clear()
         self._show_results()
         if self._focus_results_on_answer:
             self._results_widget().focus()
