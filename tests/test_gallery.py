@@ -228,6 +228,26 @@ async def test_grid_actions_and_mouse(at_home, loaded_tiny_model):
         assert os.path.basename(source) in screen.query_one("#query").value
 
 
+@pytest.mark.parametrize("renderer", ["sixel", "tgp", "none"])
+@pilot_test
+async def test_grid_draws_with_the_graphics_renderers_too(at_home, loaded_tiny_model, renderer):
+    """Sixel and kitty graphics cannot be snapshotted, but the grid must draw with them (a
+    frame is rendered), and with previews off the cells still show rank, score and name."""
+    app = make_app(grid_settings(at_home), loaded_tiny_model, preview=renderer)
+    async with app.run_test(size=(120, 40)) as pilot:
+        grid = await grid_search(pilot, "a boat", top_k=8)
+        await pilot.press("right")
+        await pilot.pause()
+        cells = [c for c in grid.cells if c.result is not None]
+        assert len(cells) == 8
+        if renderer == "none":
+            assert not any(c.showing_image for c in cells)
+        else:
+            assert all(c.showing_image for c in cells)
+        assert "0." in str(cells[1].query_one(".gallery-caption").render())
+        app.save_screenshot(path=str(at_home.db.parent), filename=f"grid-{renderer}.svg")
+
+
 # --------------------------------------------------------------------------- thumbnails
 
 
