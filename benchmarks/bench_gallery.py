@@ -62,7 +62,7 @@ async def first_screen(
         count.value = str(top_k)
         count.commit()
         await pilot.pause()
-        for _ in range(repeat):
+        for sample in range(repeat):
             box = screen.query_one("#query")
             box.focus()
             box.value = query
@@ -79,7 +79,7 @@ async def first_screen(
             shown = sum(1 for c in grid.cells if c.result is not None)
             assert all(c.showing_image for c in grid.cells if c.result is not None)
             # Let the look-ahead (the next screenful) finish before the next sample.
-            while screen.gallery_thumbnails.busy:
+            while sample + 1 < repeat and screen.gallery_thumbnails.busy:
                 await asyncio.sleep(0.01)
     print(
         f"#   Enter→answer {', '.join(f'{a:.3f}' for a in answers)} s; "
