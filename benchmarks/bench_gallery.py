@@ -70,7 +70,8 @@ async def first_screen(
             old = screen.response
             start = time.perf_counter()
             await pilot.press("enter")
-            while not (screen._token > token and screen.response not in (None, old)):
+            # A new answer: compared by identity (the same query answers equal).
+            while screen._token <= token or screen.response is None or screen.response is old:
                 await asyncio.sleep(0.002)
             answers.append(time.perf_counter() - start)
             while not grid.complete:
