@@ -62,8 +62,9 @@ async def test_grid_shows_every_result_in_columns_and_keys_move_the_selection(
         assert screen.grid_active and grid.display
         assert not screen.query_one("#results").display
         assert app.focused is grid
-        # 120 columns less the 36-column details pane: four 20-column cells.
-        assert (grid.columns, grid.rows) == (3, 3) or grid.columns >= 3
+        # 120 columns less the details pane, padding and borders (80): four 20-column cells;
+        # 40 rows less the bars and borders (33): three 10-row ones.
+        assert (grid.columns, grid.rows) == (4, 3)
         expected = app.engine.search("a picture", 12).results
         assert [r.path for r in grid.results] == [r.path for r in expected]
         shown = [c for c in grid.cells if c.result is not None]
@@ -71,7 +72,7 @@ async def test_grid_shows_every_result_in_columns_and_keys_move_the_selection(
         assert [c.result.rank for c in shown] == list(range(1, len(shown) + 1))
 
         pane = screen.query_one(PreviewPane)
-        assert pane.result is expected[0] or pane.result.path == expected[0].path
+        assert pane.result.path == expected[0].path and pane.border_title == "Details"
         assert screen.selected.path == expected[0].path
 
         await pilot.press("right")
