@@ -25,6 +25,8 @@ DEFAULT_TOP_K = 5
 DEFAULT_MAX_MEGAPIXELS = 200.0
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")  # int8: ONNX on a CPU, explicit only
+#: How the app lays out results: a ranked list, or a grid of thumbnails.
+VIEWS = ("list", "grid")
 
 #: Environment variables and the setting each one feeds.
 ENV_VARS: dict[str, str] = {
@@ -36,6 +38,7 @@ ENV_VARS: dict[str, str] = {
     "CLIPSEEK_CHROMA_URL": "chroma_url",
     "CLIPSEEK_MAX_MEGAPIXELS": "max_megapixels",
     "CLIPSEEK_PREVIEW": "preview",
+    "CLIPSEEK_VIEW": "view",
 }
 
 
@@ -81,6 +84,7 @@ class Settings:
     chroma_url: str | None = None
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
     preview: str = "auto"
+    view: str = "list"
     keys: Mapping[str, str] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     #: Settings given an unusable value by the environment or the config file, and why;
@@ -221,7 +225,10 @@ def _checked(
         raise ConfigError(
             f"Unknown precision {out['precision']!r}; use one of: {', '.join(PRECISIONS)}."
         )
-    if not out["model"].strip():
+    out["view"] = str(out["view"]).strip().lower()
+    if out["view"] not in VIEWS:
+        raise ConfigError(f"Unknown view {out['view']!r}; use one of: {', '.join(VIEWS)}.")
+    if not str(out["model"]).strip():
         raise ConfigError("The model name is empty.")
     return out, problems
 
@@ -277,3 +284,50 @@ def load_settings(
 
     checked, problems = _checked(values, sources)
     return Settings(**checked, sources=sources, problems=problems)
+
+
+def remember_setting(key: str, value: str) -> Path:
+    """Write ``key = "value"`` into the config file (the app remembers a choice made
+    there, such as the gallery view), keeping every other line as it is.
+
+    An existing top-level ``key = ...`` line is replaced; otherwise the line goes
+    before the first table, where TOML keeps top-level keys. Raises
+    :class:`ConfigError` if the file cannot be written.
+    """
+    if key not in _FIELD_NAMES or key == "keys":
+        raise ConfigError(f"{key!r} is not a setting that can be remembered.")
+    path = config_file_path()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except FileNotFoundError:
+        lines = []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"The config file {path} cannot be read: {exc}") from None
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    entry = f'{key} = "{escaped}"\n'
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    first_table = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), None)
+    top = lines if first_table is None else lines[:first_table]
+    for i, line in enumerate(top):
+        if pattern.match(line):
+            lines[i] = entry
+            break
+    else:
+        at = len(lines) if first_table is None else first_table
+        if at and not lines[at - 1].endswith("\n"):
+            lines[at - 1] += "\n"
+        lines.insert(at, entry)
+    try:
+        tomllib.loads("".join(lines))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Cannot save {key} in {path}: it is not valid TOML ({exc}).") from None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(lines), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot save {key} = {value!r} in {path}: {exc.strerror or exc}."
+        ) from None
+    return path

@@ -153,6 +153,22 @@ async def run(args: argparse.Namespace, home: Path, out: Path) -> None:
         await pilot.press("question_mark")
         await shoot(app, pilot, out, "help")
 
+        # 5. The same results as a gallery (g), the fifth one selected.
+        await pilot.press("escape")
+        await wait_for(lambda: app.screen is app.search_screen)
+        top_k = app.search_screen.query_one("#top-k")
+        top_k.value = "24"
+        top_k.commit()
+        await wait_for(lambda: len(app.search_screen.response.results) == 24)
+        await pilot.press("g")
+        from clipseek.tui.widgets.gallery import GalleryGrid
+
+        grid = app.search_screen.query_one(GalleryGrid)
+        await wait_for(lambda: app.search_screen.grid_active)
+        await pilot.press("home", "down", "right")
+        await wait_for(lambda: grid.complete)
+        await shoot(app, pilot, out, "gallery")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -179,6 +195,10 @@ def main() -> None:
         home = Path(tmp) / "home"
         home.mkdir()
         os.environ["HOME"] = str(home)  # paths on screen: ~/Pictures/...
+        # The gallery key saves the view in the config file, and its thumbnails are cached:
+        # both go to the temporary home, never the user's own.
+        os.environ["CLIPSEEK_CONFIG"] = str(home / ".config" / "clipseek" / "config.toml")
+        os.environ["XDG_CACHE_HOME"] = str(home / ".cache")
         from textual_image._terminal import CellSize, get_cell_size
 
         get_cell_size._result = CellSize(10, 20)  # type: ignore[attr-defined]

@@ -394,6 +394,9 @@ class ClipseekApp(App[None]):
         yield SystemCommand(
             "Fewer results", "Lower the number of results (top-k)", lambda: search.step_top_k(-1)
         )
+        yield SystemCommand(
+            "Grid or list", "Show results as thumbnails or as a list", search.action_toggle_view
+        )
         yield SystemCommand("Index a folder", "Open the indexing screen", self.action_index_screen)
         if self.index_job is not None and self.index_job.running:
             yield SystemCommand(

@@ -28,6 +28,7 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
             ("search.focus", "Go to the query box"),
             ("search.more", "More results (top-k + 1)"),
             ("search.fewer", "Fewer results (top-k − 1)"),
+            ("search.view", "Results as a grid of thumbnails, or a list (remembered)"),
         ],
     ),
     (

@@ -21,6 +21,8 @@ from textual.worker import get_current_worker
 from clipseek.errors import ClipseekError, IndexMissingError, ModelMismatchError, QueryError
 from clipseek.tui import messages as msg
 from clipseek.tui.format import human_path, query_for_path
+from clipseek.tui.widgets import gallery
+from clipseek.tui.widgets.gallery import GalleryGrid
 from clipseek.tui.widgets.preview import PreviewPane
 from clipseek.tui.widgets.results import ResultsList
 from clipseek.tui.widgets.topk import TopKInput
@@ -28,6 +30,10 @@ from clipseek.tui.widgets.topk import TopKInput
 if TYPE_CHECKING:
     from clipseek.search import Query, SearchResponse, SearchResult
     from clipseek.tui.app import ClipseekApp
+    from clipseek.tui.gallery_thumbs import GalleryThumbnails
+
+#: Width of the details pane beside the grid.
+DETAILS_WIDTH = 36
 
 
 class SearchScreen(Screen[None]):
@@ -44,6 +50,7 @@ class SearchScreen(Screen[None]):
         ),
         Binding("minus", "top_k(-1)", "Fewer", id="search.fewer", key_display="-", show=False),
         Binding("i", "app.index_screen", "Index", id="index"),
+        Binding("g", "toggle_view", "Grid", id="search.view"),
         Binding("down", "focus_results", show=False),
         Binding("escape", "leave_query", show=False),
     ]
@@ -69,6 +76,9 @@ class SearchScreen(Screen[None]):
         self._focus_results_on_answer = False
         self._offering_index = False
         self._notice: tuple[str, bool] | None = None
+        #: "list" or "grid", as chosen (the grid falls back to the list when too small).
+        self.view = "list"
+        self._gallery_thumbs: GalleryThumbnails | None = None
 
     # -- layout
 
@@ -86,6 +96,7 @@ class SearchScreen(Screen[None]):
         with main:
             with Vertical(id="results-pane"):
                 yield ResultsList(id="results")
+                yield GalleryGrid(self.gallery_thumbnails, self.app.image_class, id="gallery")
                 with Container(id="results-empty"):
                     yield Static("", id="results-message")
                     with Center(id="empty-index-row"):
@@ -96,6 +107,9 @@ class SearchScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#results-pane").border_title = "Results"
+        self.view = self.app.settings.view
+        self.query_one(GalleryGrid).display = False
+        self._apply_view()
         self.query_one("#query", Input).focus()
         self.refresh_status()
         self._show_state()
@@ -153,6 +167,7 @@ class SearchScreen(Screen[None]):
             text, offer_index = self._idle_message()
         results = self.query_one("#results", ResultsList)
         results.display = False
+        self.query_one(GalleryGrid).display = False
         empty = self.query_one("#results-empty")
         empty.display = True
         self.query_one("#results-message", Static).update(text)
@@ -295,7 +310,6 @@ class SearchScreen(Screen[None]):
         response = message.response
         self.response = response
         results = self.query_one("#results", ResultsList)
-        pane = self.query_one("#results-pane")
         for note in response.notes:
             self.notify(note, severity="information", timeout=8)
         if not response.results:
@@ -304,15 +318,19 @@ class SearchScreen(Screen[None]):
             return
         self._notice = None
         self.query_one("#results-empty").display = False
-        results.display = True
         results.show_results(response.results)
-        n = len(response.results)
-        pane.border_subtitle = f"{n} result{'s' if n != 1 else ''}"
+        grid = self.query_one(GalleryGrid)
+        if self.grid_active:
+            grid.show_results(response.results)
+        else:  # hidden: it asks for no thumbnails until it is shown
+            grid.clear()
+        self._show_results()
         if self._focus_results_on_answer:
-            results.focus()
+            self._results_widget().focus()
             self._focus_results_on_answer = False
-        self._prefetch([r.path for r in response.results])
-        self._preview(results.selected)
+        if not self.grid_active:
+            self._prefetch([r.path for r in response.results])
+        self._preview(self.selected)
         self.refresh_bindings()
 
     def on_search_failed(self, message: msg.SearchFailed) -> None:
@@ -349,6 +367,11 @@ class SearchScreen(Screen[None]):
         pane = self.query_one(PreviewPane)
         if result is None:
             pane.show(None)
+            return
+        if self.grid_active:
+            # The grid's own thumbnail carries the details; no second, larger decode.
+            grid = self.query_one(GalleryGrid)
+            pane.show(result, self.gallery_thumbnails.peek(result.path, grid.pixels))
             return
         cache = self.app.thumbnails
         pane.show(result, cache.peek(result.path))
@@ -395,6 +418,8 @@ class SearchScreen(Screen[None]):
     def selected(self) -> SearchResult | None:
         if self.response is None:
             return None
+        if self.grid_active:
+            return self.query_one(GalleryGrid).selected
         return self.query_one("#results", ResultsList).selected
 
     def _need_selection(self) -> SearchResult | None:
@@ -410,13 +435,13 @@ class SearchScreen(Screen[None]):
 
     def action_focus_results(self) -> None:
         if self.response is not None:
-            self.query_one("#results", ResultsList).focus()
+            self._results_widget().focus()
 
     def action_leave_query(self) -> None:
         """Esc in the query box: go to the results (or nowhere), so that single-key
         commands (i, o, c, ...) are keys again rather than letters of the query."""
         if self.response is not None:
-            self.query_one("#results", ResultsList).focus()
+            self._results_widget().focus()
         else:
             self.set_focus(None)
 
@@ -504,6 +529,117 @@ class SearchScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         self.refresh_status()
+
+    # -- gallery (grid) view
+
+    @property
+    def gallery_thumbnails(self) -> GalleryThumbnails:
+        if self._gallery_thumbs is None:
+            from clipseek.tui.gallery_thumbs import GalleryThumbnails, default_cache_folder
+
+            self._gallery_thumbs = GalleryThumbnails(
+                default_cache_folder(), max_megapixels=self.app.settings.max_megapixels
+            )
+        return self._gallery_thumbs
+
+    @property
+    def grid_active(self) -> bool:
+        """The grid is chosen and the screen is big enough for it."""
+        return self.view == "grid" and self.has_class("-grid")
+
+    def _results_widget(self) -> ResultsList | GalleryGrid:
+        if self.grid_active:
+            return self.query_one(GalleryGrid)
+        return self.query_one("#results", ResultsList)
+
+    def action_toggle_view(self) -> None:
+        self.view = "list" if self.view == "grid" else "grid"
+        self._apply_view()
+        from clipseek.config import remember_setting
+
+        try:
+            remember_setting("view", self.view)
+        except ClipseekError as exc:
+            self.notify(str(exc), title="View not saved", severity="warning", timeout=8)
+        if self.view == "grid" and not self.grid_active:
+            self.notify(
+                "The window is too small for the grid; showing the list until it grows.",
+                timeout=5,
+            )
+
+    def on_resize(self) -> None:
+        self._apply_view()
+
+    def _apply_view(self) -> None:
+        """Lay out for the view chosen, falling back to the list when the grid does not fit;
+        the selection and the focus carry over between the two."""
+        width, height = self.size
+        # The grid gets the width left by the padding, the details pane and the borders,
+        # and the height left by the query bar, status line and footer.
+        space = (width - 2 - 2 - DETAILS_WIDTH, height - 3 - 1 - 1 - 2)
+        grid_on = self.view == "grid" and gallery.fits(*space)
+        was = self.has_class("-grid")
+        pane = self.query_one(PreviewPane)
+        pane.pictures = not grid_on
+        pane.border_title = "Details" if grid_on else "Preview"
+        if grid_on == was:
+            return
+        focused = self.focused
+        had_focus = focused is not None and focused.id in ("results", "gallery")
+        old = self.selected
+        index = 0 if old is None else max(0, old.rank - 1)
+        if old is not None and self.response is not None:
+            ranks = [r.path for r in self.response.results]
+            index = ranks.index(old.path) if old.path in ranks else 0
+        self.set_class(grid_on, "-grid")
+        if self.response is None:
+            self._show_state()
+            return
+        results = self.query_one("#results", ResultsList)
+        grid = self.query_one(GalleryGrid)
+        if grid_on:
+            grid.show_results(self.response.results, index)
+        else:
+            grid.clear()
+            results.highlighted = index
+            self._prefetch([r.path for r in self.response.results])
+        self._show_results()
+        if had_focus:
+            self._results_widget().focus()
+        self._preview(self.selected)
+
+    def _show_results(self) -> None:
+        grid_on = self.grid_active
+        self.query_one("#results", ResultsList).display = not grid_on
+        self.query_one(GalleryGrid).display = grid_on
+        self._subtitle()
+        self.refresh_bindings()
+
+    def _subtitle(self) -> None:
+        if self.response is None:
+            return
+        n = len(self.response.results)
+        text = f"{n} result{'s' if n != 1 else ''}"
+        if self.grid_active:
+            where = self.query_one(GalleryGrid).position()
+            text += f" · {where}" if where else ""
+        elif self.view == "grid":
+            text += " · list (too small for the grid)"
+        self.query_one("#results-pane").border_subtitle = text
+
+    @on(GalleryGrid.Highlighted, "#gallery")
+    def _grid_highlighted(self) -> None:
+        self._preview(self.selected)
+        self._subtitle()
+
+    @on(GalleryGrid.Opened, "#gallery")
+    def _grid_opened(self) -> None:
+        self.action_open()
+
+    def on_gallery_grid_thumbnail_made(self, message: GalleryGrid.ThumbnailMade) -> None:
+        selected = self.selected
+        if self.grid_active and selected is not None and selected.path == message.thumbnail.path:
+            self.query_one(PreviewPane).show(selected, message.thumbnail)
 
 
 def _escape(text: str) -> str:

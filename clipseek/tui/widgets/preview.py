@@ -33,6 +33,8 @@ class PreviewPane(Vertical):
         self._image_class = image_class
         self.result: SearchResult | None = None
         self.thumbnail: Thumbnail | None = None
+        #: False in the gallery view, where the grid shows the pictures: details only.
+        self.pictures = True
 
     def compose(self) -> ComposeResult:
         with Container(id="preview-image-box"):
@@ -62,7 +64,7 @@ class PreviewPane(Vertical):
             return
         details.display = True
         details.update(self._details(result, thumbnail))
-        if self._image_class is None:
+        if self._image_class is None or not self.pictures:
             image_box.display = False
             return
         image_box.display = True
