@@ -68,7 +68,8 @@ def queries(count: int, n: int, centres: int):
     rows = rng.integers(0, n, count)
     out = []
     for row in rows:
-        base = vectors(int(row) - int(row) % CHUNK, CHUNK, centres)[int(row) % CHUNK]
+        start = int(row) - int(row) % CHUNK  # the same chunks as inserted
+        base = vectors(start, min(CHUNK, n - start), centres)[int(row) - start]
         noise = rng.standard_normal(DIM).astype(np.float32)
         q = base + 0.5 * noise / np.linalg.norm(noise)
         out.append(q / np.linalg.norm(q))
