@@ -68,7 +68,8 @@ def queries(count: int, n: int, centres: int):
     rows = rng.integers(0, n, count)
     out = []
     for row in rows:
-        base = vectors(int(row) - int(row) % CHUNK, CHUNK, centres)[int(row) % CHUNK]
+        start = int(row) - int(row) % CHUNK  # the same chunks as inserted
+        base = vectors(start, min(CHUNK, n - start), centres)[int(row) - start]
         noise = rng.standard_normal(DIM).astype(np.float32)
         q = base + 0.5 * noise / np.linalg.norm(noise)
         out.append(q / np.linalg.norm(q))
@@ -137,7 +138,7 @@ def main() -> None:
     index = store.create_index("bench:million", "bench", "bench-million", DIM)
     print(f"HNSW settings: {json.dumps(HNSW_CONFIG)}; write chunk {index._max_batch()}", flush=True)
     start = time.perf_counter()
-    inserted, checkpoint = 0, start
+    inserted, checkpoint, at_checkpoint = 0, start, 0
     for first in range(0, args.n, CHUNK):
         block = vectors(first, min(CHUNK, args.n - first), args.centres)
         index.upsert([record(first + j, v) for j, v in enumerate(block)])
@@ -146,10 +147,10 @@ def main() -> None:
             now = time.perf_counter()
             print(
                 f"  {inserted:>9,} in {now - start:7.1f} s "
-                f"(last stretch {100_000 / max(now - checkpoint, 1e-9):,.0f}/s)",
+                f"(last stretch {(inserted - at_checkpoint) / max(now - checkpoint, 1e-9):,.0f}/s)",
                 flush=True,
             )
-            checkpoint = now
+            checkpoint, at_checkpoint = now, inserted
         if args.time_limit and time.perf_counter() - start > args.time_limit:
             print(f"  time limit: stopping at {inserted:,}", flush=True)
             break

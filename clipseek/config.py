@@ -109,8 +109,11 @@ class Settings:
     @property
     def explicit_batch_size(self) -> int | None:
         """The batch size the user set (flag, environment, config file), else None: the
-        indexer then chooses by device (large on a GPU, 32 on a CPU)."""
-        return self.batch_size if "batch_size" in self.sources else None
+        indexer then chooses by device (large on a GPU, 32 on a CPU). Settings built in code
+        with another value than the default count as set."""
+        if "batch_size" in self.sources or self.batch_size != DEFAULT_BATCH_SIZE:
+            return self.batch_size
+        return None
 
     @property
     def store_location(self) -> str:

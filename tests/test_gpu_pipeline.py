@@ -165,6 +165,9 @@ def test_batch_size_follows_the_device_unless_the_user_sets_it(
     monkeypatch.delenv("CLIPSEEK_BATCH_SIZE", raising=False)
     assert load_settings().explicit_batch_size is None
     assert load_settings({"batch_size": 64}).explicit_batch_size == 64
+    from clipseek.config import Settings
+
+    assert Settings(batch_size=8).explicit_batch_size == 8  # built in code: counts as set
     monkeypatch.setenv("CLIPSEEK_BATCH_SIZE", "16")
     assert load_settings().explicit_batch_size == 16
 
