@@ -556,6 +556,55 @@ class ImageIndex:
             out[id_] = (np.asarray(emb, dtype=np.float32), meta or {})
         return out
 
+    def all_vectors(
+        self, under: str | None = None
+    ) -> tuple[list[str], np.ndarray, list[Mapping[str, Any]]]:
+        """Every stored vector (optionally only inside ``under``) with its id and metadata."""
+        import numpy as np
+
+        where = _folder_where(under)
+        ids: list[str] = []
+        metas: list[Mapping[str, Any]] = []
+        vectors: list[np.ndarray] = []
+        for page in self._get_pages(where, ["embeddings", "metadatas"]):
+            ids.extend(page["ids"])
+            metas.extend(m or {} for m in page["metadatas"])
+            vectors.append(np.asarray(page["embeddings"], dtype=np.float32))
+        dim = self.dim or 1
+        stacked = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
+        return ids, stacked, metas
+
+    def query_many(
+        self, vectors: np.ndarray, n: int, under: str | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """For each vector, its ``n`` nearest stored ids with cosine similarities (one call)."""
+        import numpy as np
+
+        if len(vectors) == 0 or n <= 0:
+            return []
+        try:
+            with self._reading():
+                res = self._col.query(
+                    query_embeddings=np.asarray(vectors, dtype=np.float32),
+                    n_results=n,
+                    where=_folder_where(under),
+                    include=["distances"],
+                )
+        except _chroma_errors() as exc:
+            raise self._error("Searching", exc) from exc
+        return [
+            [(id_, 1.0 - float(dist)) for id_, dist in zip(ids, dists, strict=True)]
+            for ids, dists in zip(res["ids"], res["distances"], strict=True)
+        ]
+
+    @property
+    def cameras(self) -> list[str]:
+        """Camera names in this index (kept in the collection's metadata by the writer)."""
+        try:
+            return [str(c) for c in json.loads(self._meta.get("cameras", "[]"))]
+        except (TypeError, ValueError):
+            return []
+
     def query(self, vector: np.ndarray, n: int, under: str | None = None) -> list[Hit]:
         """The ``n`` nearest images by cosine similarity, best first."""
         import numpy as np
@@ -764,3 +813,7 @@ def _stored_entry(id_: str, meta: Mapping[str, Any]) -> StoredEntry:
         mtime_ns=int(meta.get("mtime_ns", -1)),
         extra=extra,
     )
+
+
+def _folder_where(under: str | None) -> dict[str, Any] | None:
+    return {"dirs": {"$contains": _meta_text(under)}} if under else None
