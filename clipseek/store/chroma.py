@@ -456,10 +456,18 @@ class ImageIndex:
 
     def add_roots(self, roots: Sequence[str]) -> None:
         merged = sorted({*self.roots, *(_meta_text(r) for r in roots)})
-        if merged == self.roots:
-            return
+        if merged != self.roots:
+            self._set_meta("roots", json.dumps(merged))
+
+    def add_cameras(self, cameras: Sequence[str]) -> None:
+        """Remember camera names, so a camera filter needs no scan of every record."""
+        merged = sorted({*self.cameras, *(c for c in cameras if c)})
+        if merged != self.cameras:
+            self._set_meta("cameras", json.dumps(merged))
+
+    def _set_meta(self, key: str, value: str) -> None:
         meta = {k: v for k, v in self._meta.items() if not k.startswith("hnsw:")}
-        meta["roots"] = json.dumps(merged)
+        meta[key] = value
         try:
             with self._writing():
                 self._col.modify(metadata=meta)
@@ -605,13 +613,20 @@ class ImageIndex:
         except (TypeError, ValueError):
             return []
 
-    def query(self, vector: np.ndarray, n: int, under: str | None = None) -> list[Hit]:
-        """The ``n`` nearest images by cosine similarity, best first."""
+    def query(
+        self,
+        vector: np.ndarray,
+        n: int,
+        under: str | None = None,
+        clauses: Sequence[Mapping[str, Any]] = (),
+    ) -> list[Hit]:
+        """The ``n`` nearest images by cosine similarity, best first; ``clauses`` are more
+        ``where`` conditions (:meth:`clipseek.filters.Filters.clauses`), all to hold."""
         import numpy as np
 
         if n <= 0:
             return []
-        where = {"dirs": {"$contains": _meta_text(under)}} if under else None
+        where = _combine([*([_folder_where(under)] if under else []), *clauses])
         try:
             with self._reading():
                 # Chroma answers n_results above its count with what it has, so the count
@@ -674,6 +689,29 @@ class ImageIndex:
                     )
             except _chroma_errors() as exc:
                 raise self._error("Writing", exc) from exc
+        self.add_cameras([str(r.extra.get("camera", "")) for r in records])
+
+    def update_metadata(self, updates: Mapping[str, Mapping[str, Any]]) -> None:
+        """Add fields to stored records' metadata, keeping their vectors and other fields."""
+        ids = list(updates)
+        step = self._max_batch()
+        for start in range(0, len(ids), step):
+            chunk = ids[start : start + step]
+            try:
+                with self._reading():
+                    page = self._col.get(ids=chunk, include=["metadatas"])
+                found = [
+                    (id_, {**(meta or {}), **updates[id_]})
+                    for id_, meta in zip(page["ids"], page["metadatas"], strict=True)
+                ]
+                if found:
+                    with self._writing():
+                        self._col.update(
+                            ids=[id_ for id_, _ in found], metadatas=[m for _, m in found]
+                        )
+            except _chroma_errors() as exc:
+                raise self._error("Writing", exc) from exc
+        self.add_cameras([str(u.get("camera", "")) for u in updates.values()])
 
     def delete(self, ids: Sequence[str]) -> None:
         self._delete(self._col, ids)
@@ -817,3 +855,9 @@ def _stored_entry(id_: str, meta: Mapping[str, Any]) -> StoredEntry:
 
 def _folder_where(under: str | None) -> dict[str, Any] | None:
     return {"dirs": {"$contains": _meta_text(under)}} if under else None
+
+
+def _combine(clauses: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    if not clauses:
+        return None
+    return dict(clauses[0]) if len(clauses) == 1 else {"$and": [dict(c) for c in clauses]}
