@@ -612,6 +612,39 @@ def query(
             autocompletion=complete_folder,
         ),
     ] = None,
+    after: Annotated[
+        str | None,
+        typer.Option(
+            "--after",
+            help="Only pictures taken in or after this date: 2024, 2024-06 or 2024-06-15.",
+            show_default=False,
+        ),
+    ] = None,
+    before: Annotated[
+        str | None,
+        typer.Option(
+            "--before",
+            help="Only pictures taken before this date (same forms).",
+            show_default=False,
+        ),
+    ] = None,
+    camera: Annotated[
+        str | None,
+        typer.Option(
+            "--camera",
+            help="Only pictures from a camera whose name contains this.",
+            show_default=False,
+        ),
+    ] = None,
+    min_size: Annotated[
+        str | None,
+        typer.Option(
+            "--min-size", help="Only pictures at least WIDTHxHEIGHT pixels.", show_default=False
+        ),
+    ] = None,
+    sort: Annotated[
+        str, typer.Option("--sort", help="Order the top results by score or by date taken.")
+    ] = "score",
     model: ModelOpt = None,
     db: DbOpt = None,
     device: DeviceOpt = None,
@@ -619,9 +652,12 @@ def query(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Search the index by text, by example image, or both."""
-    from clipseek.search import Query, QueryTerm, check_top_k, parse_query
+    from clipseek.filters import make_filters
+    from clipseek.search import Query, QueryTerm, check_sort, check_top_k, parse_query
 
     check_top_k(top_k)
+    check_sort(sort)
+    filters = make_filters(after, before, camera, min_size)
     parts = list(terms or [])
     if image is None and not parts:
         from clipseek.errors import QueryError
@@ -639,7 +675,11 @@ def query(
     )
     engine = _engine(settings)
     response = engine.search(
-        Query(tuple(terms_list)), top_k, in_dir=str(in_dir) if in_dir is not None else None
+        Query(tuple(terms_list)),
+        top_k,
+        in_dir=str(in_dir) if in_dir is not None else None,
+        filters=filters,
+        sort=sort,
     )
     err = _stderr()
     for note in response.notes:
@@ -697,12 +737,83 @@ def _print_results(response: SearchResponse) -> None:
     )
     table.add_column("#", justify="right", style="dim")
     table.add_column("score", justify="right", style="bold cyan")
+    dated = any(r.taken for r in response.results)
+    if dated:
+        table.add_column("taken", no_wrap=True)
     table.add_column("path", overflow="fold")
     for result in response.results:
         shown = _safe(result.path)
         link = "file://" + quote(os.fsencode(result.path), safe="/")
-        table.add_row(str(result.rank), f"{result.score:.3f}", f"[link={link}]{shown}[/link]")
+        cells = [str(result.rank), f"{result.score:.3f}"]
+        if dated:
+            cells.append(_taken_cell(result.taken, result.taken_source))
+        table.add_row(*cells, f"[link={link}]{shown}[/link]")
     out.print(table)
+
+
+def _taken_cell(taken: str, source: str) -> str:
+    """The date taken, to the minute; a file time (no EXIF date) is shown dimmed."""
+    text = taken[:16].replace("T", " ") if taken else ""
+    return f"[dim]{text}[/]" if source == "mtime" else text
+
+
+# --------------------------------------------------------------------------- duplicates
+
+
+@app.command()
+@friendly
+def duplicates(
+    in_dir: Annotated[
+        Path | None,
+        typer.Option("--in", help="Only pictures inside this folder.", show_default=False),
+    ] = None,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            "--threshold", help="How alike two pictures must be (cosine similarity, up to 1)."
+        ),
+    ] = 0.95,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, for scripts.")] = False,
+    model: ModelOpt = None,
+    db: DbOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """List groups of near-duplicate pictures (bursts, resized copies, edits); deletes nothing."""
+    from clipseek.duplicates import check_threshold
+
+    check_threshold(threshold)
+    engine = _engine(_settings(model=model, db=db, chroma_url=chroma_url))
+    groups = engine.duplicates(threshold, in_dir=str(in_dir) if in_dir is not None else None)
+    if as_json:
+        payload = {"threshold": threshold, "groups": [g.to_json() for g in groups]}
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        return
+    out = _stdout()
+    if not groups:
+        out.print(f"No near-duplicates at similarity {threshold:g} or above.")
+        return
+    from rich.table import Table
+
+    pictures = sum(len(g.items) for g in groups)
+    out.print(f"{len(groups)} group(s), {pictures} pictures, at similarity {threshold:g} or above:")
+    for number, group in enumerate(groups, start=1):
+        table = Table(title=f"group {number}", title_justify="left", expand=False)
+        table.add_column("similarity", justify="right", style="bold cyan")
+        table.add_column("size", justify="right")
+        table.add_column("pixels", justify="right")
+        table.add_column("taken", no_wrap=True)
+        table.add_column("path", overflow="fold")
+        for item in group.items:
+            pixels = f"{item.width}×{item.height}" if item.width and item.height else ""
+            size = f"{item.size / 1e6:.1f} MB" if item.size else ""
+            table.add_row(
+                f"{item.similarity:.3f}",
+                size,
+                pixels,
+                item.taken[:16].replace("T", " "),
+                _safe(item.path),
+            )
+        out.print(table)
 
 
 # --------------------------------------------------------------------------- info / models

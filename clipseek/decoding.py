@@ -35,6 +35,8 @@ class Decoded:
     height: int
     digest: str | None
     reason: str | None = None
+    #: Header metadata for the index (:meth:`clipseek.photometa.PhotoMeta.metadata`).
+    meta: dict[str, Any] | None = None
 
 
 class SharedDecoder:
@@ -123,6 +125,7 @@ def _decode_many(jobs: Sequence[tuple[int, str, int, str | None]]) -> list[Decod
     from clipseek.imaging import load_for_model
     from clipseek.indexer import content_hash
     from clipseek.models.preprocess import prepare_image
+    from clipseek.photometa import read_photo_meta
 
     cfg = _worker["cfg"]
     images = _worker["images"]
@@ -145,5 +148,6 @@ def _decode_many(jobs: Sequence[tuple[int, str, int, str | None]]) -> list[Decod
         except Exception as exc:  # a decoder bug on one file must not end the run
             out.append(Decoded(slot, 0, 0, digest, f"could not be read ({exc})"))
         else:
-            out.append(Decoded(slot, dims.width, dims.height, digest))
+            meta = read_photo_meta(path).metadata()
+            out.append(Decoded(slot, dims.width, dims.height, digest, meta=meta))
     return out

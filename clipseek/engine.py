@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
+    from clipseek.duplicates import DuplicateGroup
+    from clipseek.filters import Filters
     from clipseek.models.runtime import ExportOutcome
 
 
@@ -354,6 +356,8 @@ class Engine:
         top_k: int,
         in_dir: str | None = None,
         exclude: Sequence[str] = (),
+        filters: Filters | None = None,
+        sort: str = "score",
     ) -> SearchResponse:
         if isinstance(query, str):
             query = Query.text(query)
@@ -362,7 +366,9 @@ class Engine:
 
             query = parse_query(list(query))
         tower = "text" if any(t.kind == "text" for t in query.terms) else "image"
-        return self.searcher(warm=tower).search(query, top_k, in_dir=in_dir, exclude=exclude)
+        return self.searcher(warm=tower).search(
+            query, top_k, in_dir=in_dir, exclude=exclude, filters=filters, sort=sort
+        )
 
     def embed_image(
         self,
@@ -397,9 +403,13 @@ class Engine:
         in_dir: str | None = None,
         exclude: Sequence[str] = (),
         label: str = "",
+        filters: Filters | None = None,
+        sort: str = "score",
     ) -> SearchResponse:
         """Rank the index against a ready query vector (e.g. from :meth:`embed_image`)."""
-        response = self.searcher().search_vector(vector, top_k, in_dir=in_dir, exclude=exclude)
+        response = self.searcher().search_vector(
+            vector, top_k, in_dir=in_dir, exclude=exclude, filters=filters, sort=sort
+        )
         response.query = label
         return response
 
@@ -410,13 +420,15 @@ class Engine:
         in_dir: str | None = None,
         label: str = "the uploaded image",
         max_megapixels: float | None = None,
+        filters: Filters | None = None,
+        sort: str = "score",
     ) -> SearchResponse:
         """Search by an example image that is not (necessarily) a file on this machine."""
         check_top_k(top_k)
         # Opening the index first: a missing index is a quicker, clearer answer than a decode error.
         searcher = self.searcher(warm="image")
         vector = self.embed_image(image, label=label, max_megapixels=max_megapixels)
-        response = searcher.search_vector(vector, top_k, in_dir=in_dir)
+        response = searcher.search_vector(vector, top_k, in_dir=in_dir, filters=filters, sort=sort)
         response.query = label
         return response
 
@@ -424,6 +436,19 @@ class Engine:
         """The indexed file behind ``image_id`` (as given in search results), or None.
         Faces serve files by id through this, never by a path a client names."""
         return self.open_index().lookup([image_id]).get(image_id)
+
+    def duplicates(
+        self, threshold: float = 0.95, in_dir: str | None = None
+    ) -> list[DuplicateGroup]:
+        """Groups of near-identical pictures (no model needed: the stored vectors are compared)."""
+        from clipseek.duplicates import existing_only, find_duplicates
+
+        folder = None
+        if in_dir is not None:
+            folder = os.path.abspath(os.path.expanduser(in_dir))
+            if not os.path.isdir(folder):
+                raise QueryError(f"--in {in_dir}: no such folder.")
+        return existing_only(find_duplicates(self.open_index(), threshold, under=folder))
 
     # -- facts
 

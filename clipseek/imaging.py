@@ -11,9 +11,9 @@ import errno
 import os
 import struct
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from clipseek.errors import ImageReadError
 
@@ -85,6 +85,8 @@ def is_image_name(name: str) -> bool:
 class ImageInfo:
     width: int
     height: int
+    #: Header metadata for the index (:meth:`clipseek.photometa.PhotoMeta.metadata`).
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 def open_image(

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import ClipseekError, ImageReadError
 from clipseek.imaging import ImageInfo, load_for_model, worth_retrying
+from clipseek.photometa import META_KEYS, PhotoMeta, read_photo_meta
 from clipseek.scanner import FileInfo, PseudoFilesystems, ScanOptions, normalise_root, scan
 from clipseek.schedule import ThreadTuner, thread_plan
 from clipseek.store import ImageIndex, Record, Store, StoredEntry, path_id
@@ -217,6 +218,8 @@ class _Plan:
     digests: dict[str, str] = field(default_factory=dict)
     #: Unchanged files whose record predates ctime/inode: those are added, nothing else.
     restat: list[FileInfo] = field(default_factory=list)
+    #: Unchanged files indexed before clipseek read photo metadata: (id, file).
+    backfill: list[tuple[str, FileInfo]] = field(default_factory=list)
 
 
 class Indexer:
@@ -308,6 +311,8 @@ class Indexer:
             index.record_file_ids([(path_id(f.path), _stat_extra(f)) for f in plan.restat])
             summary.removed = len(plan.removed_ids)
             index.add_roots(norm_roots)
+            if plan.backfill and not cancel.is_set():
+                self._backfill(plan.backfill, index, emit)
         summary.elapsed = time.perf_counter() - started
         emit(IndexFinished(summary))
         return summary
@@ -391,6 +396,7 @@ class Indexer:
         unchanged = 0
         known_failures: list[FileFailed] = []
         restat: list[FileInfo] = []
+        backfill: list[tuple[str, FileInfo]] = []
         for id_, info in on_disk.items():
             entry = stored.get(id_)
             failure = failures.get(id_)
@@ -421,6 +427,8 @@ class Indexer:
                 unchanged += 1
                 if _identity_unknown(entry, info):
                     restat.append(info)
+                if META_KEYS[0] not in entry.extra:
+                    backfill.append((id_, info))
 
         removed = [id_ for id_ in stored if id_ not in on_disk]
         unreadable = getattr(self, "_unreadable_folders", [])
@@ -439,6 +447,7 @@ class Indexer:
         ]
         plan = _Plan(to_embed, changed, removed, unchanged, known_failures, gone_failures)
         plan.restat = restat
+        plan.backfill = backfill
         if index is not None and to_embed and not self.options.rebuild:
             self._find_reusable(plan, index, stored)
         return plan
@@ -519,7 +528,11 @@ class Indexer:
                         item.info.mtime_ns,
                         int(meta.get("width", 0) or 0),
                         int(meta.get("height", 0) or 0),
-                        extra={"content_hash": item.digest, **_stat_extra(item.info)},
+                        extra={
+                            "content_hash": item.digest,
+                            **_stat_extra(item.info),
+                            **read_photo_meta(item.info.path, item.info.mtime_ns).metadata(),
+                        },
                     )
                 )
                 if path_id(item.info.path) in plan.changed_ids:
@@ -558,6 +571,24 @@ class Indexer:
                 for info, value in zip(chunk, pool.map(_digest_or_none, chunk), strict=True):
                     if value is not None:
                         plan.digests[info.path] = value
+
+    def _backfill(
+        self, items: list[tuple[str, FileInfo]], index: ImageIndex, emit: EventHandler
+    ) -> None:
+        """Give entries of an older index their photo metadata from the file headers, keeping
+        their vectors: an upgrade costs a header read per file, never a model run."""
+        workers = self.options.workers()
+
+        def read(item: tuple[str, FileInfo]) -> PhotoMeta:
+            return read_photo_meta(item[1].path, item[1].mtime_ns)
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="clipseek-meta") as pool:
+            metas = list(pool.map(read, items))
+        pairs = zip(items, metas, strict=True)
+        index.update_metadata({id_: meta.metadata() for (id_, _), meta in pairs})
+        unreadable = sum(1 for meta in metas if meta.problem)
+        note = f" ({unreadable} had no readable metadata: dated by file time)" if unreadable else ""
+        emit(Notice(f"Read dates and cameras for {len(items)} file(s) indexed before{note}."))
 
     def _guard_empty_roots(
         self,
@@ -680,7 +711,7 @@ class Indexer:
                 raise ImageReadError(entry.info.path, decoded.reason)
             return (
                 shared.image(entry.slot),
-                ImageInfo(decoded.width, decoded.height),
+                ImageInfo(decoded.width, decoded.height, decoded.meta or {}),
                 decoded.digest,
             )
 
@@ -734,6 +765,7 @@ class Indexer:
             for (info, _item, dims, digest, _slot), vector in zip(batch, vectors, strict=True):
                 extra = {"content_hash": digest} if digest else {}
                 extra.update(_stat_extra(info))
+                extra.update(dims.meta)
                 records.append(
                     Record(
                         info.path,
@@ -1035,7 +1067,8 @@ def _decode(
         except OSError:
             digest = None  # load_for_model reports why the file cannot be read
     item, dims = load_for_model(info.path, model.prepare, model.image_size, max_megapixels)
-    return item, dims, digest
+    photo = read_photo_meta(info.path, info.mtime_ns)
+    return item, ImageInfo(dims.width, dims.height, photo.metadata()), digest
 
 
 def _stat_extra(info: FileInfo) -> dict[str, int]:

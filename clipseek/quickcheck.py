@@ -104,7 +104,8 @@ def _stored(
         for rowid, key, text, integer in con.execute(
             "SELECT m.id, m.key, m.string_value, m.int_value FROM embedding_metadata m "
             "JOIN embeddings e ON e.id = m.id WHERE e.segment_id = ? "
-            "AND m.key IN ('path', 'path_b64', 'size', 'mtime_ns', 'ctime_ns', 'inode')",
+            "AND m.key IN ('path', 'path_b64', 'size', 'mtime_ns', 'ctime_ns', 'inode', "
+            "'taken_local')",
             (found[1],),
         ):
             meta.setdefault(rowid, {})[key] = text if text is not None else integer
@@ -116,8 +117,10 @@ def _stored(
         out: dict[str, tuple[int, int, int, int]] = {}
         for record in meta.values():
             stat = tuple(record.get(k) for k in ("size", "mtime_ns", "ctime_ns", "inode"))
-            if not all(isinstance(v, int) for v in stat):
-                return None  # a record from before ctime and inode were kept: the indexer adds them
+            if not all(isinstance(v, int) for v in stat) or "taken_local" not in record:
+                # a record from before ctime, inode and photo dates were kept: the normal
+                # run adds them, from the file's stat and header, without a model run
+                return None
             out[path_from_meta(record)] = stat  # type: ignore[assignment]
         recorded = json.loads(str(roots_text))
         if not isinstance(recorded, list):

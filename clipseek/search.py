@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
+    from clipseek.filters import Filters
     from clipseek.models import Embedder
 
 QUERY_HELP = """\
@@ -190,6 +191,11 @@ class SearchResult:
     height: int | None = None
     size: int | None = None
     mtime_ns: int | None = None
+    #: When the picture was taken (ISO 8601), and whether that is EXIF or the file's time.
+    taken: str = ""
+    taken_source: str = ""
+    camera: str = ""
+    taken_local: int | None = None
 
     @classmethod
     def from_hit(cls, rank: int, hit: Hit) -> SearchResult:
@@ -208,6 +214,10 @@ class SearchResult:
             height=number("height"),
             size=number("size"),
             mtime_ns=number("mtime_ns"),
+            taken=str(meta.get("taken", "")),
+            taken_source=str(meta.get("taken_source", "")),
+            camera=str(meta.get("camera", "")),
+            taken_local=number("taken_local"),
         )
 
 
@@ -234,11 +244,23 @@ class SearchResponse:
                     # JSON has no NaN; a score is never one, and a broken vector must not
                     # make the output unreadable for scripts
                     "score": round(r.score, 6) if math.isfinite(r.score) else 0.0,
+                    "taken": r.taken or None,
+                    "taken_source": r.taken_source or None,
+                    "camera": r.camera or None,
                 }
                 for r in self.results
             ],
             "total_results": self.total_results,
         }
+
+
+SORTS = ("score", "date")
+
+
+def check_sort(sort: str) -> str:
+    if sort not in SORTS:
+        raise QueryError(f"--sort must be one of {', '.join(SORTS)}, not {sort!r}.")
+    return sort
 
 
 def check_top_k(top_k: int) -> int:
@@ -322,9 +344,13 @@ class Searcher:
         top_k: int,
         in_dir: str | None = None,
         exclude: Sequence[str] = (),
+        filters: Filters | None = None,
+        sort: str = "score",
     ) -> SearchResponse:
         vector, notes = self.embed(query)
-        response = self.search_vector(vector, top_k, in_dir=in_dir, exclude=exclude)
+        response = self.search_vector(
+            vector, top_k, in_dir=in_dir, exclude=exclude, filters=filters, sort=sort
+        )
         response.query = str(query)
         response.notes[:0] = notes
         return response
@@ -335,9 +361,31 @@ class Searcher:
         top_k: int,
         in_dir: str | None = None,
         exclude: Sequence[str] = (),
+        filters: Filters | None = None,
+        sort: str = "score",
     ) -> SearchResponse:
-        """Rank by cosine similarity, dropping files that vanished since they were indexed."""
+        """Rank by cosine similarity, dropping files that vanished since they were indexed.
+
+        ``filters`` go into the store's query, so the top-k is exact among the pictures
+        that match; ``sort="date"`` then orders that top-k by the date taken, oldest first.
+        """
         top_k = check_top_k(top_k)
+        check_sort(sort)
+        clauses: list[dict[str, Any]] = []
+        if filters is not None and not filters.empty:
+            found = filters.clauses(self.index.cameras)
+            if found is None:
+                known = ", ".join(self.index.cameras[:8]) or "none recorded yet"
+                return SearchResponse(
+                    query="",
+                    model=self.model.spec.name,
+                    results=[],
+                    notes=[
+                        f"No indexed picture was taken with a camera matching "
+                        f"{filters.camera!r} (cameras in the index: {known})."
+                    ],
+                )
+            clauses = found
         folder = None
         if in_dir is not None:
             folder = os.path.abspath(os.path.expanduser(in_dir))
@@ -347,7 +395,7 @@ class Searcher:
         want = top_k + len(skip)
         n = want + 8  # no count first: a short answer already says the index has no more
         while True:
-            hits = self.index.query(vector, n, under=folder)
+            hits = self.index.query(vector, n, under=folder, clauses=clauses)
             kept: list[Hit] = []
             missing = 0
             for hit in hits:
@@ -366,7 +414,14 @@ class Searcher:
                 break
             n = n * 2 + missing
         results = [SearchResult.from_hit(i, hit) for i, hit in enumerate(kept[:top_k], start=1)]
+        if sort == "date":
+            results.sort(key=lambda r: (r.taken_local is None, r.taken_local or 0, r.rank))
         notes = []
+        if clauses and not results and filters is not None:
+            notes.append(
+                f"No indexed picture matches the filters ({filters.describe()}). An index built "
+                "before clipseek read dates and cameras learns them on its next `clipseek index`."
+            )
         if missing:
             notes.append(
                 f"{missing} result(s) were dropped because the files no longer exist; "

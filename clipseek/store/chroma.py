@@ -643,10 +643,22 @@ class ImageIndex:
                 target.add_roots(roots)
             return
         merged = sorted({*self.roots, *(meta_text(r) for r in roots)})
-        if merged == self.roots:
+        if merged != self.roots:
+            self._set_meta("roots", json.dumps(merged))
+
+    def add_cameras(self, cameras: Sequence[str]) -> None:
+        """Remember camera names, so a camera filter needs no scan of every record."""
+        if self._redirect is not None:
+            with self._redirect() as target:
+                target.add_cameras(cameras)
             return
+        merged = sorted({*self.cameras, *(c for c in cameras if c)})
+        if merged != self.cameras:
+            self._set_meta("cameras", json.dumps(merged))
+
+    def _set_meta(self, key: str, value: str) -> None:
         meta = {k: v for k, v in self._meta.items() if not k.startswith("hnsw:")}
-        meta["roots"] = json.dumps(merged)
+        meta[key] = value
         try:
             with self._writing():
                 self._col.modify(metadata=meta)
@@ -794,8 +806,68 @@ class ImageIndex:
             out[id_] = (np.asarray(emb, dtype=np.float32), meta or {})
         return out
 
-    def query(self, vector: np.ndarray, n: int, under: str | None = None) -> list[Hit]:
-        """The ``n`` nearest images by cosine similarity, best first.
+    def all_vectors(
+        self, under: str | None = None
+    ) -> tuple[list[str], np.ndarray, list[Mapping[str, Any]]]:
+        """Every stored vector (optionally only inside ``under``) with its id and metadata."""
+        import numpy as np
+
+        where = self._folder_where(under)
+        ids: list[str] = []
+        metas: list[Mapping[str, Any]] = []
+        vectors: list[np.ndarray] = []
+        for page in self._get_pages(where, ["embeddings", "metadatas"]):
+            ids.extend(page["ids"])
+            metas.extend(m or {} for m in page["metadatas"])
+            vectors.append(np.asarray(page["embeddings"], dtype=np.float32))
+        dim = self.dim or 1
+        stacked = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
+        return ids, stacked, metas
+
+    def query_many(
+        self, vectors: np.ndarray, n: int, under: str | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """For each vector, its ``n`` nearest stored ids with cosine similarities (one call)."""
+        import numpy as np
+
+        if len(vectors) == 0 or n <= 0:
+            return []
+        try:
+            with self._reading():
+                res = self._col.query(
+                    query_embeddings=np.asarray(vectors, dtype=np.float32),
+                    n_results=n,
+                    where=self._folder_where(under),
+                    include=["distances"],
+                )
+        except _chroma_errors() as exc:
+            raise self._error("Searching", exc) from exc
+        return [
+            [(id_, 1.0 - float(dist)) for id_, dist in zip(ids, dists, strict=True)]
+            for ids, dists in zip(res["ids"], res["distances"], strict=True)
+        ]
+
+    def _folder_where(self, under: str | None) -> dict[str, Any] | None:
+        """The folder filter, written by this index's own key schema."""
+        return {"dirs": {"$contains": meta_text(under, self.schema)}} if under else None
+
+    @property
+    def cameras(self) -> list[str]:
+        """Camera names in this index (kept in the collection's metadata by the writer)."""
+        try:
+            return [str(c) for c in json.loads(self._meta.get("cameras", "[]"))]
+        except (TypeError, ValueError):
+            return []
+
+    def query(
+        self,
+        vector: np.ndarray,
+        n: int,
+        under: str | None = None,
+        clauses: Sequence[Mapping[str, Any]] = (),
+    ) -> list[Hit]:
+        """The ``n`` nearest images by cosine similarity, best first; ``clauses`` are more
+        ``where`` conditions (:meth:`clipseek.filters.Filters.clauses`), all to hold.
 
         HNSW is approximate: for a large ``n`` (or a folder filter that keeps few records)
         it can return fewer than it should. A short answer is therefore checked against an
@@ -806,7 +878,7 @@ class ImageIndex:
 
         if n <= 0:
             return []
-        where = {"dirs": {"$contains": meta_text(under, self.schema)}} if under else None
+        where = _combine([*([self._folder_where(under)] if under else []), *clauses])
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         try:
             with self._reading():
@@ -909,18 +981,39 @@ class ImageIndex:
             except _chroma_errors() as exc:
                 raise self._error("Writing", exc) from exc
             self._committed()
+        self.add_cameras([str(r.extra.get("camera", "")) for r in records])
 
     def record_file_ids(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
         """Add identity fields (ctime, inode) to existing records; metadata only."""
-        items = [(id_, dict(extra)) for id_, extra in items if extra]
+        self.update_metadata({id_: extra for id_, extra in items if extra})
+
+    def update_metadata(self, updates: Mapping[str, Mapping[str, Any]]) -> None:
+        """Add fields to stored records' metadata, keeping their vectors and other fields."""
+        if self._redirect is not None:
+            if updates:
+                with self._redirect() as target:
+                    target.update_metadata(updates)
+            return
+        ids = list(updates)
         step = self._max_batch()
-        for start in range(0, len(items), step):
-            chunk = items[start : start + step]
+        for start in range(0, len(ids), step):
+            chunk = ids[start : start + step]
             try:
-                with self._writing():
-                    self._col.update(ids=[i for i, _ in chunk], metadatas=[m for _, m in chunk])
+                with self._reading():
+                    page = self._col.get(ids=chunk, include=["metadatas"])
+                found = [
+                    (id_, {**(meta or {}), **updates[id_]})
+                    for id_, meta in zip(page["ids"], page["metadatas"], strict=True)
+                ]
+                if found:
+                    with self._writing():
+                        self._col.update(
+                            ids=[id_ for id_, _ in found], metadatas=[m for _, m in found]
+                        )
             except _chroma_errors() as exc:
                 raise self._error("Writing", exc) from exc
+            self._committed()
+        self.add_cameras([str(u.get("camera", "")) for u in updates.values()])
 
     def delete(self, ids: Sequence[str]) -> None:
         if self._redirect is not None:
@@ -1139,3 +1232,9 @@ def _stored_entry(id_: str, meta: Mapping[str, Any]) -> StoredEntry:
         mtime_ns=int(meta.get("mtime_ns", -1)),
         extra=extra,
     )
+
+
+def _combine(clauses: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    if not clauses:
+        return None
+    return dict(clauses[0]) if len(clauses) == 1 else {"$and": [dict(c) for c in clauses]}

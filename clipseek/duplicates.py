@@ -1,0 +1,164 @@
+"""Near-duplicates: pictures whose embeddings are almost the same (bursts, resized copies,
+edits), grouped so a person can choose which to keep. clipseek only lists; it never
+deletes a file.
+
+Each picture asks the vector index for its few nearest neighbours (a batched HNSW
+search, not an all-pairs scan), pairs closer than the threshold are joined, and the
+connected groups are reported largest first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from clipseek.errors import QueryError
+
+if TYPE_CHECKING:
+    from clipseek.store import ImageIndex
+
+#: Neighbours asked for per picture: a burst of more than this many near-identical shots
+#: is still joined into one group through the neighbours' own neighbours.
+NEIGHBOURS = 8
+_BATCH = 256
+
+
+@dataclass(frozen=True)
+class DuplicateItem:
+    id: str
+    path: str
+    size: int | None
+    width: int | None
+    height: int | None
+    taken: str
+    #: Cosine similarity to the group's first picture.
+    similarity: float
+
+
+@dataclass
+class DuplicateGroup:
+    items: list[DuplicateItem] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        from clipseek.pathtext import json_path_fields
+
+        return {
+            "count": len(self.items),
+            "items": [
+                {
+                    **json_path_fields(i.path),
+                    "id": i.id,
+                    "size": i.size,
+                    "width": i.width,
+                    "height": i.height,
+                    "taken": i.taken,
+                    "similarity": round(i.similarity, 6),
+                }
+                for i in self.items
+            ],
+        }
+
+
+def check_threshold(threshold: float) -> float:
+    import math
+
+    if not isinstance(threshold, int | float) or isinstance(threshold, bool):
+        raise QueryError(f"--threshold must be a number between 0 and 1, not {threshold!r}.")
+    if not math.isfinite(threshold) or not 0.0 < threshold <= 1.0:
+        raise QueryError(f"--threshold must be above 0 and at most 1, not {threshold}.")
+    return float(threshold)
+
+
+def find_duplicates(
+    index: ImageIndex,
+    threshold: float = 0.95,
+    under: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[DuplicateGroup]:
+    """Groups of two or more pictures at cosine similarity ``threshold`` or closer."""
+    import numpy as np
+
+    threshold = check_threshold(threshold)
+    ids, vectors, metas = index.all_vectors(under=under)
+    total = len(ids)
+    position = {id_: i for i, id_ in enumerate(ids)}
+    parent = list(range(total))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    best: dict[tuple[int, int], float] = {}
+    for start in range(0, total, _BATCH):
+        chunk = vectors[start : start + _BATCH]
+        neighbours = index.query_many(chunk, min(NEIGHBOURS + 1, total), under=under)
+        for offset, hits in enumerate(neighbours):
+            i = start + offset
+            for other_id, similarity in hits:
+                j = position.get(other_id)
+                if j is None or j == i or similarity < threshold:
+                    continue
+                a, b = find(i), find(j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+                key = (min(i, j), max(i, j))
+                best[key] = max(best.get(key, -1.0), similarity)
+        if on_progress is not None:
+            on_progress(min(start + _BATCH, total), total)
+
+    members: dict[int, list[int]] = {}
+    for i in range(total):
+        members.setdefault(find(i), []).append(i)
+    groups = []
+    for group in members.values():
+        if len(group) < 2:
+            continue
+        group.sort(key=lambda i: _sort_key(metas[i]))
+        first = vectors[group[0]]
+        items = [_item(ids[i], metas[i], float(np.dot(first, vectors[i]))) for i in group]
+        groups.append(DuplicateGroup(items))
+    groups.sort(key=lambda g: (-len(g.items), g.items[0].path))
+    return groups
+
+
+def _sort_key(meta: Any) -> tuple[int, str]:
+    """Largest picture first: the one a person most likely keeps."""
+    width = int(meta.get("width", 0) or 0)
+    height = int(meta.get("height", 0) or 0)
+    from clipseek.store import path_from_meta
+
+    return (-(width * height), path_from_meta(meta))
+
+
+def _item(id_: str, meta: Any, similarity: float) -> DuplicateItem:
+    from clipseek.store import path_from_meta
+
+    def number(key: str) -> int | None:
+        value = meta.get(key)
+        return (
+            int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        )
+
+    return DuplicateItem(
+        id=id_,
+        path=path_from_meta(meta),
+        size=number("size"),
+        width=number("width"),
+        height=number("height"),
+        taken=str(meta.get("taken", "")),
+        similarity=min(1.0, similarity),
+    )
+
+
+def existing_only(groups: list[DuplicateGroup]) -> list[DuplicateGroup]:
+    """Drop files deleted since indexing (and groups left with one picture)."""
+    out = []
+    for group in groups:
+        items = [i for i in group.items if os.path.exists(i.path)]
+        if len(items) >= 2:
+            out.append(DuplicateGroup(items))
+    return out

@@ -1,0 +1,169 @@
+"""Dates, cameras, sizes and GPS read from headers, and the filters built on them."""
+
+from __future__ import annotations
+
+import calendar
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from clipseek.errors import QueryError
+from clipseek.filters import make_filters, parse_filter_line, period_start
+from clipseek.photometa import read_photo_meta
+
+
+def exif_photo(
+    path: Path,
+    *,
+    size: tuple[int, int] = (64, 48),
+    date: str | None = None,
+    offset: str | None = None,
+    make: str | None = None,
+    model: str | None = None,
+    orientation: int | None = None,
+    gps: tuple[str, tuple[float, float, float], str, tuple[float, float, float]] | None = None,
+    fmt: str = "JPEG",
+) -> Path:
+    image = Image.new("RGB", size, (120, 30, 200))
+    exif = Image.Exif()
+    if make:
+        exif[0x010F] = make
+    if model:
+        exif[0x0110] = model
+    if orientation:
+        exif[0x0112] = orientation
+    if date or offset:
+        sub = exif.get_ifd(0x8769)
+        if date:
+            sub[0x9003] = date
+        if offset:
+            sub[0x9011] = offset
+    if gps:
+        g = exif.get_ifd(0x8825)
+        g[1], g[2], g[3], g[4] = gps
+    image.save(path, fmt, exif=exif)
+    return path
+
+
+def test_exif_date_with_offset_camera_and_gps(tmp_path: Path) -> None:
+    path = exif_photo(
+        tmp_path / "a.jpg",
+        date="2024:07:14 18:30:05",
+        offset="+02:00",
+        make="Google",
+        model="Pixel 7",
+        gps=("N", (48.0, 51.0, 29.6), "E", (2.0, 17.0, 40.2)),
+    )
+    meta = read_photo_meta(str(path))
+    assert meta.taken_source == "exif"
+    assert meta.taken_text == "2024-07-14T18:30:05+02:00"
+    assert meta.taken_local == calendar.timegm((2024, 7, 14, 18, 30, 5))
+    assert meta.taken_utc == calendar.timegm((2024, 7, 14, 16, 30, 5))
+    assert meta.camera == "Google Pixel 7"
+    assert meta.gps == pytest.approx((48.858222, 2.294500), abs=1e-5)
+    assert (meta.width, meta.height) == (64, 48)
+    assert meta.problem == ""
+
+
+def test_west_and_south_coordinates_are_negative(tmp_path: Path) -> None:
+    path = exif_photo(
+        tmp_path / "sydney.jpg",
+        date="2023:01:02 03:04:05",
+        gps=("S", (33.0, 51.0, 25.0), "W", (151.0, 12.0, 55.0)),
+    )
+    lat, lon = read_photo_meta(str(path)).gps
+    assert lat < 0 and lon < 0
+
+
+def test_no_offset_keeps_wall_clock_and_camera_name_is_not_doubled(tmp_path: Path) -> None:
+    path = exif_photo(
+        tmp_path / "b.jpg", date="2021:12:31 23:59:59", make="Apple", model="Apple iPhone 13"
+    )
+    meta = read_photo_meta(str(path))
+    assert meta.taken_text == "2021-12-31T23:59:59"
+    assert meta.taken_local == meta.taken_utc == calendar.timegm((2021, 12, 31, 23, 59, 59))
+    assert meta.camera == "Apple iPhone 13"
+
+
+def test_orientation_swaps_the_size(tmp_path: Path) -> None:
+    path = exif_photo(tmp_path / "r.jpg", size=(80, 40), orientation=6)
+    meta = read_photo_meta(str(path))
+    assert (meta.width, meta.height) == (40, 80)
+
+
+def test_missing_exif_falls_back_to_mtime_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "plain.png"
+    Image.new("RGB", (30, 20)).save(path)
+    stamp = calendar.timegm((2020, 5, 6, 7, 8, 9))
+    os.utime(path, (stamp, stamp))
+    meta = read_photo_meta(str(path))
+    assert meta.taken_source == "mtime"
+    assert meta.taken_utc == stamp
+    assert meta.camera == "" and meta.gps is None and meta.problem == ""
+
+
+def test_placeholder_date_is_noted_and_mtime_used(tmp_path: Path) -> None:
+    path = exif_photo(tmp_path / "zero.jpg", date="0000:00:00 00:00:00", make="Canon")
+    meta = read_photo_meta(str(path))
+    assert meta.taken_source == "mtime"
+    assert "0000:00:00" in meta.problem
+    assert meta.camera == "Canon"
+
+
+def test_corrupt_exif_and_garbage_files_never_raise(tmp_path: Path) -> None:
+    good = exif_photo(tmp_path / "c.jpg", date="2024:01:01 00:00:00", make="Nikon")
+    data = bytearray(good.read_bytes())
+    at = data.find(b"Exif\x00\x00")
+    assert at > 0
+    data[at + 6 : at + 40] = b"\xff" * 34  # the TIFF header and first IFD, garbled
+    broken = tmp_path / "broken-exif.jpg"
+    broken.write_bytes(bytes(data))
+    meta = read_photo_meta(str(broken))
+    assert meta.taken_source == "mtime"
+    assert (meta.width, meta.height) == (64, 48)
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"not an image at all")
+    meta = read_photo_meta(str(garbage))
+    assert meta.taken_source == "mtime" and "header unreadable" in meta.problem
+
+
+def test_partial_dates_and_periods() -> None:
+    assert period_start("2024", "--after") == calendar.timegm((2024, 1, 1, 0, 0, 0))
+    assert period_start("2024-06", "--after") == calendar.timegm((2024, 6, 1, 0, 0, 0))
+    assert period_start("2024-06-15", "--after") == calendar.timegm((2024, 6, 15, 0, 0, 0))
+    assert period_start("2024-12", "--x", end=True) == calendar.timegm((2025, 1, 1, 0, 0, 0))
+    assert period_start("2024", "--x", end=True) == calendar.timegm((2025, 1, 1, 0, 0, 0))
+
+
+@pytest.mark.parametrize(
+    ("after", "before", "size", "needle"),
+    [
+        ("June", None, None, "YYYY-MM"),
+        ("2024-13", None, None, "no such month"),
+        ("2023-02-29", None, None, "no day 29"),
+        ("2024-09", "2024-06", None, "not before"),
+        (None, None, "1000by800", "WIDTHxHEIGHT"),
+    ],
+)
+def test_bad_filters_are_refused_clearly(after, before, size, needle) -> None:
+    with pytest.raises(QueryError, match=needle):
+        make_filters(after, before, None, size)
+
+
+def test_filter_clauses_match_cameras_case_insensitively() -> None:
+    filters = make_filters("2024-06", "2024-09", "pixel", "1000x800")
+    clauses = filters.clauses(["Google Pixel 7", "Google Pixel 8 Pro", "Canon EOS R5"])
+    assert {"camera": {"$in": ["Google Pixel 7", "Google Pixel 8 Pro"]}} in clauses
+    assert {"width": {"$gte": 1000}} in clauses and {"height": {"$gte": 800}} in clauses
+    assert filters.clauses(["Canon EOS R5"]) is None  # nothing can match
+    assert "camera matching 'pixel'" in filters.describe()
+
+
+def test_filter_line() -> None:
+    filters = parse_filter_line("after:2024-06 camera:pixel size:10x10")
+    assert filters.after == calendar.timegm((2024, 6, 1, 0, 0, 0))
+    assert filters.camera == "pixel" and (filters.min_width, filters.min_height) == (10, 10)
+    with pytest.raises(QueryError, match="not understood"):
+        parse_filter_line("when:yesterday")
