@@ -39,6 +39,14 @@ METAVARS = {
     "port": "PORT",
     "folders": "FOLDERS",
     "terms": "TERMS",
+    "after": "DATE",
+    "before": "DATE",
+    "camera": "NAME",
+    "min_size": "WxH",
+    "sort": "score|date",
+    "threshold": "SIMILARITY",
+    "backend": "auto|torch|onnx",
+    "allowed_host": "NAME",
 }
 
 
@@ -49,7 +57,7 @@ def _label(param: Any) -> str:
         return str(param.metavar)
     label = METAVARS.get(param.name or "")
     if label is None:
-        kind = getattr(param.type, "name", "text")
+        kind = getattr(getattr(param, "type", None), "name", "text")
         label = {"integer": "N", "float": "NUMBER", "path": "PATH", "boolean": ""}.get(kind, "TEXT")
     return label
 
