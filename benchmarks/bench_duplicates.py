@@ -69,8 +69,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4)
     parser.add_argument("--threshold", type=float, default=0.95)
     parser.add_argument("--sample", type=int, default=10_000)
+    parser.add_argument(
+        "--search-limit", type=int, default=20_000, help="also time the neighbour search up to N"
+    )
     args = parser.parse_args()
 
+    from clipseek import duplicates
     from clipseek.duplicates import find_duplicates
     from clipseek.store import Record, Store
 
@@ -93,6 +97,16 @@ def main() -> None:
         start = time.perf_counter()
         groups = find_duplicates(index, args.threshold)
         grouping = time.perf_counter() - start
+        searched = None
+        if args.n <= args.search_limit:  # the neighbour search, forced, for comparison
+            duplicates.EXACT_LIMIT, saved = 0, duplicates.EXACT_LIMIT
+            start = time.perf_counter()
+            by_search = find_duplicates(index, args.threshold)
+            searched = time.perf_counter() - start
+            duplicates.EXACT_LIMIT = saved
+            same = sorted(sorted(i.id for i in g.items) for g in by_search) == sorted(
+                sorted(i.id for i in g.items) for g in groups
+            )
 
     def row(path: str) -> int:
         return int(Path(path).stem)
@@ -105,7 +119,10 @@ def main() -> None:
     sample = min(args.sample, args.n)
     exact = exact_pairs_seconds(data, args.threshold, sample) * (args.n / sample) ** 2
     print(f"insert: {insert:.1f} s ({args.n / insert:,.0f} vectors/s)")
-    print(f"grouping: {grouping:.1f} s ({args.n / grouping:,.0f} vectors/s)")
+    path = "exact scan" if args.n <= duplicates.EXACT_LIMIT else "neighbour search"
+    print(f"grouping ({path}): {grouping:.1f} s ({args.n / grouping:,.0f} vectors/s)")
+    if searched is not None:
+        print(f"neighbour search forced: {searched:.1f} s, same groups: {same}")
     print(f"planted pairs found: {recall:.3f}; pairs not planted: {extra}")
     print(f"exact all-pairs scan, extrapolated from {sample}: {exact:.1f} s")
     print(f"ratio, grouping ÷ exact scan: {grouping / exact:.2f}")

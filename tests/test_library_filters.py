@@ -209,6 +209,14 @@ def test_near_duplicates_precision_and_recall(tmp_path: Path, runner, monkeypatc
     assert [len(g.items) for g in groups] == sorted((len(g.items) for g in groups), reverse=True)
     assert all(g.items[0].width * g.items[0].height >= 320 * 240 for g in groups)
 
+    # A large library takes the vector index's neighbour search instead: same groups.
+    from clipseek import duplicates as dup
+
+    with monkeypatch.context() as patch:
+        patch.setattr(dup, "EXACT_LIMIT", 0)
+        by_search = [{Path(i.path).name for i in g.items} for g in engine.duplicates(0.95)]
+    assert sorted(map(sorted, by_search)) == sorted(map(sorted, found))
+
     monkeypatch.setenv("CLIPSEEK_DB", engine.store.location)
     monkeypatch.setenv("CLIPSEEK_MODEL", fixture_model_spec())
     result = runner.invoke(app, ["duplicates", "--json"])
