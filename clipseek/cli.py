@@ -737,7 +737,9 @@ def _print_results(response: SearchResponse) -> None:
     )
     table.add_column("#", justify="right", style="dim")
     table.add_column("score", justify="right", style="bold cyan")
-    dated = any(r.taken for r in response.results)
+    # Only when a camera recorded a date: file times alone would take a path's width for
+    # little (they stay in --json, and results can still be sorted by them).
+    dated = any(r.taken_source == "exif" for r in response.results)
     if dated:
         table.add_column("taken", no_wrap=True)
     table.add_column("path", overflow="fold")
