@@ -115,6 +115,10 @@ def test_cli_filters_json_and_bad_input(library_engine, runner, monkeypatch) -> 
     assert all(
         r["taken"].startswith("2024-0") and "Pixel" in r["camera"] for r in payload["results"]
     )
+    table = runner.invoke(app, ["query", "a yellow circle", "--camera", "canon", "--sort", "date"])
+    assert table.exit_code == 0, table.output
+    assert "taken" in table.stdout and "2019-05-05 05:05" in table.stdout
+    assert table.stdout.index("old.jpg") < table.stdout.index("winter.jpg")  # oldest first
     for args, needle in [
         (["--after", "last summer"], "YYYY-MM"),
         (["--min-size", "big"], "WIDTHxHEIGHT"),
