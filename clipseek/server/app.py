@@ -38,7 +38,12 @@ from clipseek.pathtext import display_path, display_text, dumps, json_path_field
 from clipseek.server.files import FileRefused, OpenedImage, changed, open_indexed
 from clipseek.server.security import HostCheck, Limits, allowed_hosts
 from clipseek.server.thumbs import ThumbnailCache, render_jpeg
-from clipseek.server.validation import no_bool, search_folder
+from clipseek.server.validation import (
+    duplicate_threshold,
+    no_bool,
+    search_filters,
+    search_folder,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
@@ -112,6 +117,23 @@ class SearchRequest(BaseModel):
         description="Only images inside this folder (a path on the server, inside an "
         "indexed folder).",
     )
+    after: str | None = Field(
+        None, max_length=32, description="Taken in or after: YYYY, YYYY-MM or YYYY-MM-DD."
+    )
+    before: str | None = Field(
+        None, max_length=32, description="Taken before the start of: YYYY, YYYY-MM or YYYY-MM-DD."
+    )
+    camera: str | None = Field(
+        None, max_length=200, description="Camera make or model contains this (any case)."
+    )
+    min_size: str | None = Field(
+        None, max_length=32, description="At least WIDTHxHEIGHT pixels, e.g. 1000x800."
+    )
+    sort: str = Field(
+        "score",
+        max_length=16,
+        description='"score" (best first) or "date" (the top-k, oldest taken first).',
+    )
 
 
 class SearchHit(BaseModel):
@@ -135,6 +157,13 @@ class SearchHit(BaseModel):
     image_url: str
     width: int | None = None
     height: int | None = None
+    taken: str | None = Field(
+        None, description="When it was taken, ISO 8601 local time; null when unknown."
+    )
+    taken_source: str | None = Field(
+        None, description='"exif", or "mtime" when the date is the file\'s time.'
+    )
+    camera: str | None = Field(None, description="Camera make and model from EXIF, or null.")
 
 
 class SearchResult(BaseModel):
@@ -155,6 +184,9 @@ class SearchResult(BaseModel):
                             "image_url": "/images/5f1c0d0c4a6f3f1e0b6f2b8f9d1e2a3b4c5d6e7f",
                             "width": 4032,
                             "height": 3024,
+                            "taken": "2024-07-14T10:00:00",
+                            "taken_source": "exif",
+                            "camera": "Google Pixel 7",
                         }
                     ],
                     "total_results": 1,
@@ -438,6 +470,9 @@ def create_app(
                     image_url=f"/images/{r.id}",
                     width=r.width,
                     height=r.height,
+                    taken=r.taken or None,
+                    taken_source=r.taken_source or None,
+                    camera=r.camera or None,
                 )
             )
         result = SearchResult(
@@ -466,7 +501,12 @@ def create_app(
 
         query = parse_query([body.query], allow_images=False)
         folder = search_folder(body.in_, roots()) if body.in_ is not None else None
-        return hit_list(engine.search(query, body.top_k, in_dir=folder))
+        filters, order = search_filters(
+            body.after, body.before, body.camera, body.min_size, body.sort
+        )
+        return hit_list(
+            engine.search(query, body.top_k, in_dir=folder, filters=filters, sort=order)
+        )
 
     @app.post(
         "/search/image",
@@ -478,20 +518,61 @@ def create_app(
         file: Annotated[UploadFile, File(description="The example image (JPEG, PNG, WebP, ...).")],
         top_k: Annotated[int, BeforeValidator(no_bool), Form(ge=1, le=MAX_TOP_K)] = DEFAULT_TOP_K,
         in_: Annotated[str | None, Form(alias="in", max_length=4096)] = None,
+        after: Annotated[str | None, Form(max_length=32)] = None,
+        before: Annotated[str | None, Form(max_length=32)] = None,
+        camera: Annotated[str | None, Form(max_length=200)] = None,
+        min_size: Annotated[str | None, Form(max_length=32)] = None,
+        sort: Annotated[str, Form(max_length=16)] = "score",
     ) -> Response:
         data = file.file.read(opts.max_upload_bytes + 1)
         name = os.path.basename(file.filename or "") or "image"
         label = f"the uploaded image {name}"
         folder = search_folder(in_, roots()) if in_ is not None else None
+        filters, order = search_filters(after, before, camera, min_size, sort)
         response = engine.search_image(
             data,
             top_k,
             in_dir=folder,
             label=label,
             max_megapixels=upload_limit,
+            filters=filters,
+            sort=order,
         )
         response.query = f"image: {name}"
         return hit_list(response)
+
+    @app.get(
+        "/duplicates",
+        summary="Groups of near-identical pictures (lists only; nothing is deleted)",
+        responses={
+            200: {
+                "description": '{"threshold": 0.95, "groups": [{"count": 2, "items": [{"id", '
+                '"path", "size", "width", "height", "taken", "similarity", "thumbnail_url", '
+                '"image_url"}]}]}, largest group first.'
+            },
+            **{k: ERRORS[k] for k in (409, 422, 503)},
+        },
+    )
+    def duplicates(
+        threshold: Annotated[
+            float, Query(description="Cosine similarity to count as a copy: above 0, at most 1.")
+        ] = 0.95,
+        in_: Annotated[
+            str | None,
+            Query(alias="in", max_length=4096, description="Only pictures inside this folder."),
+        ] = None,
+    ) -> Response:
+        limit = duplicate_threshold(threshold)
+        folder = search_folder(in_, roots()) if in_ is not None else None
+        groups = []
+        for group in engine.duplicates(limit, in_dir=folder):
+            data = group.to_json()
+            for item in data["items"]:
+                item["thumbnail_url"] = f"/thumbnails/{item['id']}"
+                item["image_url"] = f"/images/{item['id']}"
+            groups.append(data)
+        payload = {"threshold": limit, "groups": groups}
+        return Response(dumps(payload), media_type="application/json")
 
     # -- files, by id only
 

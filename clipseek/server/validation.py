@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import QueryError
 from clipseek.server.files import is_inside
+
+if TYPE_CHECKING:
+    from clipseek.filters import Filters
 
 
 def no_bool(value: Any) -> Any:
@@ -40,3 +43,44 @@ def search_folder(in_dir: str | None, roots: Sequence[str]) -> str | None:
     if not os.path.isdir(folder):
         raise QueryError(f"in: there is no folder {in_dir} on the server.")
     return folder
+
+
+def search_filters(
+    after: str | None,
+    before: str | None,
+    camera: str | None,
+    min_size: str | None,
+    sort: str | None,
+) -> tuple[Filters | None, str]:
+    """The photo filters and sort order of a search request, checked by the same rules as
+    the CLI; the error names the JSON/form field (``after``), not the CLI option."""
+    from clipseek.filters import make_filters
+    from clipseek.search import check_sort
+
+    try:
+        filters = make_filters(after, before, camera, min_size)
+        order = check_sort(sort or "score")
+    except QueryError as exc:
+        raise QueryError(_field_names(str(exc))) from None
+    return (None if filters.empty else filters), order
+
+
+def _field_names(message: str) -> str:
+    for option, name in (
+        ("--after", "after"),
+        ("--before", "before"),
+        ("--min-size", "min_size"),
+        ("--sort", "sort"),
+        ("--threshold", "threshold"),
+    ):
+        message = message.replace(option, name)
+    return message
+
+
+def duplicate_threshold(threshold: float) -> float:
+    from clipseek.duplicates import check_threshold
+
+    try:
+        return check_threshold(threshold)
+    except QueryError as exc:
+        raise QueryError(_field_names(str(exc))) from None

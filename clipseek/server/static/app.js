@@ -18,6 +18,14 @@
   const statusLine = $("status");
   const drop = $("drop");
   const modal = $("modal");
+  const filterFields = {
+    after: $("f-after"),
+    before: $("f-before"),
+    camera: $("f-camera"),
+    min_size: $("f-size"),
+    sort: $("f-sort"),
+  };
+  let filterTimer = 0; // one for all fields: a burst of changes is one search
 
   let maxUploadBytes = 20 * 1024 * 1024;
   let exampleImage = null; // {blob, name, url} while searching by an image
@@ -143,7 +151,7 @@
         init: {
           method: "POST",
           headers: { "Content-Type": "application/json", Accept: "application/json" },
-          body: JSON.stringify({ query, top_k: Number(count.value) }),
+          body: JSON.stringify({ query, top_k: Number(count.value), ...filterValues() }),
         },
       },
       "Searching…",
@@ -157,7 +165,35 @@
     const data = new FormData();
     data.append("file", exampleImage.blob, exampleImage.name);
     data.append("top_k", count.value);
+    for (const [key, value] of Object.entries(filterValues())) data.append(key, value);
     run({ url: "search/image", init: { method: "POST", body: data } }, "Finding similar photos…");
+  }
+
+  // -- filters: sent only when set, so a plain search stays a plain request
+
+  function filterValues() {
+    const values = {};
+    for (const [key, field] of Object.entries(filterFields)) {
+      const value = field.value.trim();
+      if (value && !(key === "sort" && value === "score")) values[key] = value;
+    }
+    $("f-clear").hidden = Object.keys(values).length === 0;
+    return values;
+  }
+
+  function rerun() {
+    if (lastSearch === "image") searchImage();
+    else if (lastSearch === "text" && input.value.trim()) searchText();
+  }
+
+  // "2024-07-14T10:00:00" -> "14 Jul 2024", in the page's language, without time zones.
+  function takenDate(taken, withTime) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}))?/.exec(taken || "");
+    if (!m) return "";
+    const date = new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +(m[4] || 0), +(m[5] || 0)));
+    const options = { year: "numeric", month: "short", day: "numeric", timeZone: "UTC" };
+    if (withTime && m[4]) Object.assign(options, { hour: "2-digit", minute: "2-digit" });
+    return date.toLocaleString(undefined, options);
   }
 
   function useExample(blob, name) {
@@ -266,6 +302,13 @@
     rank.className = "rank";
     rank.textContent = `#${result.rank}`;
     thumb.append(rank);
+    if (result.taken) {
+      const taken = document.createElement("span");
+      taken.className = "taken";
+      taken.textContent = takenDate(result.taken, false);
+      if (result.taken_source !== "exif") taken.title = "The file's date (no date in the photo)";
+      thumb.append(taken);
+    }
 
     const meta = document.createElement("div");
     meta.className = "meta";
@@ -312,6 +355,11 @@
     $("modal-rank").textContent = `#${result.rank} of ${results.length}`;
     $("modal-size").textContent =
       result.width && result.height ? `· ${result.width} × ${result.height}` : "";
+    const when = takenDate(result.taken, true);
+    $("modal-taken").textContent = when
+      ? `Taken ${when}${result.taken_source === "exif" ? "" : " (file date)"}`
+      : "";
+    $("modal-camera").textContent = result.camera ? `· ${result.camera}` : "";
     $("modal-path").textContent = shownPath(result.path);
     $("modal-open").href = result.image_url.replace(/^\//, "");
     $("modal-copy").textContent = "Copy path";
@@ -361,6 +409,23 @@
       if (lastSearch === "image") searchImage();
       else if (lastSearch === "text" && input.value.trim()) searchText();
     }, 250);
+  });
+
+  for (const [key, field] of Object.entries(filterFields)) {
+    const delay = key === "camera" || key === "min_size" ? 400 : 0;
+    field.addEventListener(key === "sort" ? "change" : "input", () => {
+      clearTimeout(filterTimer);
+      filterTimer = setTimeout(() => {
+        filterValues();
+        rerun();
+      }, delay);
+    });
+  }
+  $("f-clear").addEventListener("click", () => {
+    clearTimeout(filterTimer);
+    for (const field of Object.values(filterFields)) field.value = field.tagName === "SELECT" ? "score" : "";
+    filterValues();
+    rerun();
   });
 
   // TIFF, HEIC and friends: the server reads them, the browser cannot draw them.
