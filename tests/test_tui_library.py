@@ -8,7 +8,19 @@ from pathlib import Path
 import pytest
 
 from tests.test_library_filters import _plant_duplicates, _write_library
-from tests.test_tui import _busy, pilot_test, rows, text_of, wait_for
+from tests.test_tui import (  # noqa: F401  (fixtures: the snapshot's pinned library)
+    _busy,
+    _fixed_cells,
+    _no_blink,
+    at_home,
+    library,
+    make_app,
+    pilot_test,
+    rows,
+    search,
+    text_of,
+    wait_for,
+)
 
 pytest.importorskip("textual")
 
@@ -57,12 +69,13 @@ async def test_filter_line_narrows_results_and_reports_bad_input(library_app):
         await wait_for(pilot, lambda: app.model_ready)
         screen = app.search_screen
         line = screen.query_one("#filters", Input)
-        assert not line.display  # hidden until asked for: 80×24 keeps its rows for results
+        bar = screen.query_one("#filter-bar")
+        assert not bar.display  # hidden until asked for: 80×24 keeps its rows for results
         await _search(pilot, "a yellow circle")
         assert len(rows(app)) == 5
 
         await pilot.press("f")  # from the results list: opens the filter line
-        assert line.display and app.focused is line
+        assert bar.display and app.focused is line
         await pilot.press(*"camera:pixel")
         assert line.value == "camera:pixel"
         assert screen.query_one("#query", Input).value == "a yellow circle"  # nothing leaked
@@ -200,3 +213,25 @@ async def test_duplicates_screen_says_when_there_are_none(tmp_path: Path):
         assert not screen.query_one("#dups-list").display
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is app.search_screen)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 15)])
+def test_snapshot_filter_line_on_small_terminals(snap_compare, at_home, loaded_tiny_model, size):
+    """The filter line open under the query box still leaves the results room at 80×24
+    and 60×15."""
+    app = make_app(at_home, loaded_tiny_model)
+
+    async def run_before(pilot) -> None:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a sunny beach")
+        await pilot.press("f")
+        await pilot.press(*"size:100x60")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not _busy(app, "search") and rows(app))
+        if app.search_screen.query_one("#preview").display:
+            pane = app.search_screen.query_one("#preview")
+            await wait_for(pilot, lambda: pane.showing_image)
+        _no_blink(pilot)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -96,10 +96,11 @@ class SearchScreen(Screen[None]):
             yield Label("Top", id="top-k-label")
             yield TopKInput(id="top-k")
         # Hidden until `f` (or a filter is set): at 80×24 its three rows are the results'.
-        yield Input(
-            placeholder="Filter, e.g. after:2024-06 before:2024-09 camera:pixel size:1000x800",
-            id="filters",
-        )
+        with Horizontal(id="filter-bar"):
+            yield Input(
+                placeholder="Filter, e.g. after:2024-06 before:2024-09 camera:pixel size:1000x800",
+                id="filters",
+            )
         main = Horizontal(id="main")
         # With no pictures to draw, the details need a column, not 60% of the width.
         main.set_class(self.app.preview_mode == "none", "-no-preview")
@@ -119,7 +120,7 @@ class SearchScreen(Screen[None]):
         self.query_one("#results-pane").border_title = "Results"
         self.view = self.app.settings.view
         self.query_one(GalleryGrid).display = False
-        self.query_one("#filters", Input).display = False
+        self.query_one("#filter-bar").display = False
         self._apply_view()
         self.query_one("#query", Input).focus()
         self.refresh_status()
@@ -268,12 +269,13 @@ class SearchScreen(Screen[None]):
     def action_toggle_filters(self) -> None:
         """Show the filter line and go to it; from it, hide it again unless it holds a filter."""
         line = self.query_one("#filters", Input)
-        if line.display and self.focused is line:
+        bar = self.query_one("#filter-bar")
+        if bar.display and self.focused is line:
             if not line.value.strip():
-                line.display = False
+                bar.display = False
             self.query_one("#query", Input).focus()
             return
-        line.display = True
+        bar.display = True
         line.focus()
 
     def search(self, text: str, *, focus_results: bool = False) -> None:
