@@ -216,7 +216,12 @@ async def test_duplicates_screen_says_when_there_are_none(tmp_path: Path):
 
 
 @pytest.mark.parametrize("size", [(80, 24), (60, 15)])
-def test_snapshot_filter_line_on_small_terminals(snap_compare, at_home, loaded_tiny_model, size):
+def test_snapshot_filter_line_on_small_terminals(
+    snap_compare,
+    at_home,  # noqa: F811  (the fixture imported above)
+    loaded_tiny_model,
+    size,
+):
     """The filter line open under the query box still leaves the results room at 80×24
     and 60×15."""
     app = make_app(at_home, loaded_tiny_model)
