@@ -29,9 +29,11 @@ def _taken(result: SearchResult, mtime: int | None) -> Text:
     """When the picture was taken, saying whether the camera (EXIF) or the file's own
     time told us: a copied file's time is when it was copied, not when it was shot."""
     text = Text(overflow="ellipsis", no_wrap=True)
-    if result.taken and result.taken_source == "exif":
+    if result.taken and result.taken_source in ("exif", ""):
+        # No source given (a duplicates listing): the date as recorded, unqualified.
         text.append(result.taken.replace("T", " ")[:16])
-        text.append(" taken", style="dim")
+        if result.taken_source:
+            text.append(" taken", style="dim")
     else:
         text.append(human_date(mtime))
         text.append(" file time", style="dim")
