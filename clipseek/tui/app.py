@@ -27,6 +27,7 @@ from clipseek.tui import messages as msg
 from clipseek.tui.format import display_model, human_path
 from clipseek.tui.jobs import IndexJob
 from clipseek.tui.preview import check_preview_mode, describe, prepare
+from clipseek.tui.screens.duplicates import DuplicatesScreen
 from clipseek.tui.screens.help import HelpScreen
 from clipseek.tui.screens.indexing import IndexingScreen
 from clipseek.tui.screens.search import SearchScreen
@@ -338,6 +339,11 @@ class ClipseekApp(App[None]):
         if self.screen is not self.indexing_screen:
             self.push_screen("indexing")
 
+    def action_duplicates(self) -> None:
+        """List near-duplicate pictures (a fresh look at the index each time)."""
+        if not isinstance(self.screen, DuplicatesScreen):
+            self.push_screen(DuplicatesScreen())
+
     async def action_quit(self) -> None:
         job = self.index_job
         if job is not None and job.running:
@@ -397,7 +403,17 @@ class ClipseekApp(App[None]):
         yield SystemCommand(
             "Grid or list", "Show results as thumbnails or as a list", search.action_toggle_view
         )
+        yield SystemCommand(
+            "Filter results",
+            "Only pictures taken after/before a date, by a camera, or of a size",
+            search.action_toggle_filters,
+        )
         yield SystemCommand("Index a folder", "Open the indexing screen", self.action_index_screen)
+        yield SystemCommand(
+            "Find duplicates",
+            "List groups of near-identical pictures (nothing is deleted)",
+            self.action_duplicates,
+        )
         if self.index_job is not None and self.index_job.running:
             yield SystemCommand(
                 "Stop indexing", "Stop after the current batch", self.cancel_indexing
@@ -432,7 +448,7 @@ class ClipseekApp(App[None]):
 def all_bindings() -> list[Binding]:
     """Every binding of the app and its screens (for the key map, help and checks)."""
     out: list[Binding] = []
-    for owner in (ClipseekApp, SearchScreen, IndexingScreen, HelpScreen):
+    for owner in (ClipseekApp, SearchScreen, IndexingScreen, DuplicatesScreen, HelpScreen):
         for item in owner.BINDINGS:
             if isinstance(item, Binding):
                 out.append(item)

@@ -29,6 +29,10 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
             ("search.more", "More results (top-k + 1)"),
             ("search.fewer", "Fewer results (top-k − 1)"),
             ("search.view", "Results as a grid of thumbnails, or a list (remembered)"),
+            (
+                "search.filter",
+                "Filter line: after:2024-06 before:2024-09 camera:pixel size:1000x800",
+            ),
         ],
     ),
     (
@@ -47,6 +51,13 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
             ("index.stop", "Stop after the current batch"),
             ("index.leave", "Back to search while it runs"),
             ("index.new", "Start another run when one is done"),
+        ],
+    ),
+    (
+        "Duplicates",
+        [
+            ("duplicates", "Groups of near-identical pictures (lists only, deletes nothing)"),
+            ("duplicates.back", "Back to search"),
         ],
     ),
     ("App", [("help", "This help"), ("quit", "Quit")]),

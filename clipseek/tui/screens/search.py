@@ -28,6 +28,7 @@ from clipseek.tui.widgets.results import ResultsList
 from clipseek.tui.widgets.topk import TopKInput
 
 if TYPE_CHECKING:
+    from clipseek.filters import Filters
     from clipseek.search import Query, SearchResponse, SearchResult
     from clipseek.tui.app import ClipseekApp
     from clipseek.tui.gallery_thumbs import GalleryThumbnails
@@ -51,6 +52,8 @@ class SearchScreen(Screen[None]):
         Binding("minus", "top_k(-1)", "Fewer", id="search.fewer", key_display="-", show=False),
         Binding("i", "app.index_screen", "Index", id="index"),
         Binding("g", "toggle_view", "Grid", id="search.view"),
+        Binding("f", "toggle_filters", "Filter", id="search.filter", show=False),
+        Binding("d", "app.duplicates", "Duplicates", id="duplicates", show=False),
         Binding("down", "focus_results", show=False),
         Binding("escape", "leave_query", show=False),
     ]
@@ -79,6 +82,8 @@ class SearchScreen(Screen[None]):
         #: "list" or "grid", as chosen (the grid falls back to the list when too small).
         self.view = "list"
         self._gallery_thumbs: GalleryThumbnails | None = None
+        #: The filter line as last applied (None: no filter).
+        self.filters: Filters | None = None
 
     # -- layout
 
@@ -90,6 +95,12 @@ class SearchScreen(Screen[None]):
             )
             yield Label("Top", id="top-k-label")
             yield TopKInput(id="top-k")
+        # Hidden until `f` (or a filter is set): at 80×24 its three rows are the results'.
+        with Horizontal(id="filter-bar"):
+            yield Input(
+                placeholder="Filter, e.g. after:2024-06 before:2024-09 camera:pixel size:1000x800",
+                id="filters",
+            )
         main = Horizontal(id="main")
         # With no pictures to draw, the details need a column, not 60% of the width.
         main.set_class(self.app.preview_mode == "none", "-no-preview")
@@ -109,6 +120,7 @@ class SearchScreen(Screen[None]):
         self.query_one("#results-pane").border_title = "Results"
         self.view = self.app.settings.view
         self.query_one(GalleryGrid).display = False
+        self.query_one("#filter-bar").display = False
         self._apply_view()
         self.query_one("#query", Input).focus()
         self.refresh_status()
@@ -228,6 +240,44 @@ class SearchScreen(Screen[None]):
         if self._last is not None:
             self._run(*self._last)
 
+    @on(Input.Submitted, "#filters")
+    def _filters_submitted(self) -> None:
+        """Apply the filter line; the search on screen (or the one typed) runs again with it.
+        The focus stays here, so a mistyped filter can be put right at once."""
+        if not self._read_filters():
+            return
+        if self._last is not None:
+            self._run(*self._last)
+        elif self.query_one("#query", Input).value.strip():
+            self.search(self.query_one("#query", Input).value)
+
+    def _read_filters(self) -> bool:
+        """Parse the filter line into :attr:`filters`; on a mistake say so and return False."""
+        from clipseek.filters import parse_filter_line
+
+        text = self.query_one("#filters", Input).value
+        try:
+            found = parse_filter_line(text)
+        except QueryError as exc:
+            self._token += 1  # an answer in flight was asked without this filter
+            self.response = None
+            self._show_state(f"[$warning]{_escape(str(exc))}[/]")
+            return False
+        self.filters = None if found.empty else found
+        return True
+
+    def action_toggle_filters(self) -> None:
+        """Show the filter line and go to it; from it, hide it again unless it holds a filter."""
+        line = self.query_one("#filters", Input)
+        bar = self.query_one("#filter-bar")
+        if bar.display and self.focused is line:
+            if not line.value.strip():
+                bar.display = False
+            self.query_one("#query", Input).focus()
+            return
+        bar.display = True
+        line.focus()
+
     def search(self, text: str, *, focus_results: bool = False) -> None:
         """Parse ``text`` and run it (now, or once the model is ready)."""
         self.query_text = text
@@ -235,6 +285,8 @@ class SearchScreen(Screen[None]):
         self._notice = None
         from clipseek.search import parse_query
 
+        if not self._read_filters():
+            return
         try:
             query = parse_query([text])
         except QueryError as exc:
@@ -272,13 +324,14 @@ class SearchScreen(Screen[None]):
         token = self._token
         top_k = self.query_one(TopKInput).count
         engine = app.engine
+        filters = self.filters
         if self.response is None:
             self._show_state("[dim]Searching…[/dim]")
         self.query_one("#results-pane").border_subtitle = "searching…"
 
         def work() -> None:
             try:
-                response = engine.search(query, top_k, exclude=exclude)
+                response = engine.search(query, top_k, exclude=exclude, filters=filters)
             except ClipseekError as exc:
                 self.post_message(msg.SearchFailed(token, exc))
                 return
@@ -314,7 +367,10 @@ class SearchScreen(Screen[None]):
             self.notify(note, severity="information", timeout=8)
         if not response.results:
             self.response = None
-            self._show_state(f"No results for [b]{_escape(self.query_text)}[/b].")
+            within = ""
+            if self.filters is not None:
+                within = f"\n[dim]Filter: {_escape(self.filters.describe())}[/dim]"
+            self._show_state(f"No results for [b]{_escape(self.query_text)}[/b].{within}")
             return
         self._notice = None
         self.query_one("#results-empty").display = False
@@ -620,6 +676,8 @@ class SearchScreen(Screen[None]):
             return
         n = len(self.response.results)
         text = f"{n} result{'s' if n != 1 else ''}"
+        if self.filters is not None:
+            text += " · filtered"
         if self.grid_active:
             where = self.query_one(GalleryGrid).position()
             text += f" · {where}" if where else ""

@@ -25,6 +25,21 @@ if TYPE_CHECKING:
     from clipseek.tui.thumbnails import Thumbnail
 
 
+def _taken(result: SearchResult, mtime: int | None) -> Text:
+    """When the picture was taken, saying whether the camera (EXIF) or the file's own
+    time told us: a copied file's time is when it was copied, not when it was shot."""
+    text = Text(overflow="ellipsis", no_wrap=True)
+    if result.taken and result.taken_source in ("exif", ""):
+        # No source given (a duplicates listing): the date as recorded, unqualified.
+        text.append(result.taken.replace("T", " ")[:16])
+        if result.taken_source:
+            text.append(" taken", style="dim")
+    else:
+        text.append(human_date(mtime))
+        text.append(" file time", style="dim")
+    return text
+
+
 class PreviewPane(Vertical):
     """Shows one search result: picture, name, path, size, dimensions, date and score."""
 
@@ -126,7 +141,9 @@ class PreviewPane(Vertical):
         dims = f"{width}×{height}" if width and height else "—"
         shown_size = "missing" if missing else human_size(size)
         grid.add_row("Size", Text(f"{shown_size} · {dims}", overflow="ellipsis", no_wrap=True))
-        grid.add_row("Date", Text(human_date(mtime), overflow="ellipsis", no_wrap=True))
+        grid.add_row("Date", _taken(result, mtime))
+        if result.camera:
+            grid.add_row("Camera", Text(result.camera, overflow="ellipsis", no_wrap=True))
         grid.add_row(
             "Score",
             Text.assemble(
