@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import DamagedIndexError, StoreError
 from clipseek.lock import LOCK_NAMES
+from clipseek.store.chroma import COLLECTION_PREFIX, FAILURES_PREFIX, collection_metadata
 from clipseek.store.integrity import _UUID, parse_header
 from clipseek.store.keys import ancestors, meta_text, path_from_meta, path_id
 
@@ -45,9 +46,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from clipseek.store.chroma import Store
-
-COLLECTION_PREFIX = "clipseek-"
-FAILURES_PREFIX = "clipseekfail-"
 #: Left in the database folder while an index run writes; found at the next run's start,
 #: it says the last run was interrupted, and the index is checked before it is used.
 RUN_MARKER = "clipseek-run.marker"
@@ -131,14 +129,9 @@ def _read_collections(con: sqlite3.Connection, folder: Path) -> list[StoredColle
         (len(COLLECTION_PREFIX), COLLECTION_PREFIX, len(FAILURES_PREFIX), FAILURES_PREFIX),
     ).fetchall()
     for collection_id, name in rows:
-        meta: dict[str, Any] = {}
-        for key, text, integer, real in con.execute(
-            "SELECT key, str_value, int_value, float_value FROM collection_metadata "
-            "WHERE collection_id = ?",
-            (collection_id,),
-        ):
-            meta[key] = text if text is not None else integer if integer is not None else real
-        col = StoredCollection(str(name), str(collection_id), meta)
+        col = StoredCollection(
+            str(name), str(collection_id), collection_metadata(con, collection_id)
+        )
         segments = dict(
             con.execute(
                 "SELECT scope, id FROM segments WHERE collection = ?", (collection_id,)
