@@ -176,29 +176,23 @@ class GalleryGrid(Widget, can_focus=True):
         Binding("enter", "open", "Open", show=False),
     ]
 
-    class Highlighted(Message):
+    class _Selection(Message):
+        """A message about one result of this grid, by its index."""
+
+        def __init__(self, grid: GalleryGrid, index: int) -> None:
+            super().__init__()
+            self.grid = grid
+            self.index = index
+
+        @property
+        def control(self) -> GalleryGrid:
+            return self.grid
+
+    class Highlighted(_Selection):
         """The selection moved (keys or mouse)."""
 
-        def __init__(self, grid: GalleryGrid, index: int) -> None:
-            super().__init__()
-            self.grid = grid
-            self.index = index
-
-        @property
-        def control(self) -> GalleryGrid:
-            return self.grid
-
-    class Opened(Message):
+    class Opened(_Selection):
         """Enter or a double click on the selected result."""
-
-        def __init__(self, grid: GalleryGrid, index: int) -> None:
-            super().__init__()
-            self.grid = grid
-            self.index = index
-
-        @property
-        def control(self) -> GalleryGrid:
-            return self.grid
 
     class ThumbnailMade(Message):
         """A thumbnail arrived from the decoder pool (posted from its thread)."""
