@@ -428,8 +428,12 @@ def test_stress_index_killed_at_random_while_serve_and_a_reader_query(tmp_path, 
 # --------------------------------------------------------------------------- the app
 
 
-def test_the_app_follows_another_process_index_run(tmp_path, tiny_model_dir, loaded_tiny_model):
-    """The app's "N images" and the results on screen update after another process indexes."""
+@pytest.mark.parametrize("first_reader", ["watcher", "another request"])
+def test_the_app_follows_another_process_index_run(
+    tmp_path, tiny_model_dir, loaded_tiny_model, first_reader
+):
+    """The app's "N images" and the results on screen update after another process indexes,
+    also when a request other than the app's watcher was the first to read the new data."""
     pytest.importorskip("textual")
     import asyncio
 
@@ -471,6 +475,9 @@ def test_the_app_follows_another_process_index_run(tmp_path, tiny_model_dir, loa
             _tree(photos / "two", 100, 4)
             other = Engine(settings, model_loader=lambda *_: loaded_tiny_model)
             await asyncio.to_thread(other.index, [photos])
+            if first_reader == "another request":  # it takes the newer snapshot first
+                assert await asyncio.to_thread(lambda: app.engine.open_index().count()) == 10
+                assert not app.engine.store.changed()
             await wait(lambda: app.index_count == 10)
             await wait(lambda: len(shown()) == 10)
             await pilot.pause()

@@ -278,6 +278,16 @@ class Store:
         with self.reading():
             return fingerprint(self.location) != self._snapshot_print
 
+    def catch_up(self) -> None:
+        """Take a snapshot of the index as it is now, whatever the intervals below: a watcher
+        that saw another process's write refreshes once, so the count and the search it runs
+        next both read the same, newest data."""
+        if not self.reader or self.is_remote:
+            return
+        with self._refresh_lock:
+            self._checked_at = self._taken_at = float("-inf")
+        self._connect()
+
     def _stale(self) -> bool:
         """Whether it is time to look for a newer snapshot (cheap: a clock read)."""
         if self._seen_writes != _process_writes[0]:

@@ -145,12 +145,20 @@ class ClipseekApp(App[None]):
         if engine is None:
             return
 
+        screen = self.search_screen
+
         def work() -> None:
+            store = engine.store
             try:
-                changed = engine.store.changed()
+                changed = store.changed()
+                if changed:  # the count and the search that follow read the same snapshot
+                    store.catch_up()
             except (ClipseekError, OSError):
                 return
-            if changed:
+            # A search that began before the latest snapshot may show older data, and the count
+            # may too, when another request (not this watcher) was the one that took it.
+            behind = 0 <= screen.generation < store.reloads
+            if changed or behind:
                 self.post_message(msg.IndexChanged())
 
         self.run_worker(work, group="index-watch", exclusive=True, thread=True, exit_on_error=False)

@@ -40,7 +40,8 @@ class IndexStatus(Message):
 
 
 class IndexChanged(Message):
-    """Another process committed a write to the index (see Store.changed)."""
+    """Another process committed a write to the index (see Store.changed), or the results
+    shown began before the newest snapshot of it."""
 
 
 class ModelStatus(Message):

@@ -76,6 +76,9 @@ class SearchScreen(Screen[None]):
         self._pending: tuple[Query, list[str]] | None = None
         self._last: tuple[Query, list[str]] | None = None
         self._token = 0
+        #: The store's snapshot count when the search shown (or in flight) began; -1 before
+        #: any. A newer snapshot means the results on screen may be older than the index.
+        self.generation = -1
         self._focus_results_on_answer = False
         self._offering_index = False
         self._notice: tuple[str, bool] | None = None
@@ -325,6 +328,7 @@ class SearchScreen(Screen[None]):
         top_k = self.query_one(TopKInput).count
         engine = app.engine
         filters = self.filters
+        self.generation = engine.store.reloads
         if self.response is None:
             self._show_state("[dim]Searching…[/dim]")
         self.query_one("#results-pane").border_subtitle = "searching…"
