@@ -680,8 +680,10 @@ def test_snapshot_empty_state(snap_compare, tiny_model_dir, library, monkeypatch
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
 
-def test_snapshot_indexing_mid_run(snap_compare, at_home, loaded_tiny_model):
-    """Driven with synthetic engine events, so the numbers on screen are fixed."""
+@pytest.mark.parametrize("size", [(100, 30), (60, 15)])
+def test_snapshot_indexing_mid_run(snap_compare, at_home, loaded_tiny_model, size):
+    """Driven with synthetic engine events, so the numbers on screen are fixed; at 60×15 the
+    blank lines go and the buttons take one line, above the footer."""
     from clipseek import indexer as ev
     from clipseek.tui.jobs import IndexJob
 
@@ -714,4 +716,4 @@ def test_snapshot_indexing_mid_run(snap_compare, at_home, loaded_tiny_model):
         await pilot.pause()
         _no_blink(pilot)
 
-    assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -212,3 +212,74 @@ async def test_folder_picker_goes_above_home_and_follows_typing(
     typed = str(index_parent / at_home.db.name[:2])
     assert await suggest.get_suggestion(typed) is None
     assert await FolderSuggester().get_suggestion(typed) == str(at_home.db) + os.sep
+
+
+def _footer_keys_fit(screen) -> tuple[list[str], list[str]]:
+    """(shown, hidden) key descriptions of a screen's footer; asserts each shown key is
+    drawn whole, left of the palette key."""
+    from textual.widgets import Footer
+    from textual.widgets._footer import FooterKey
+
+    footer = screen.query_one(Footer)
+    palette = footer.query(FooterKey).filter(".-command-palette").first()
+    shown, hidden = [], []
+    for key in footer.query(FooterKey):
+        if key is palette:
+            continue
+        if not key.display:
+            hidden.append(key.description)
+            continue
+        assert key.region.width > 0 and key.region.right <= palette.region.x, key.description
+        shown.append(key.description)
+    return shown, hidden
+
+
+@pilot_test
+async def test_the_footer_drops_whole_keys_never_letters(at_home, loaded_tiny_model):
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(size=(60, 15)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a photo")
+        await pilot.pause()
+        shown, hidden = _footer_keys_fit(app.search_screen)
+        assert shown[:2] == ["Search", "Open"] and hidden  # the first keys stay, in order
+        await pilot.resize_terminal(140, 30)
+        await pilot.pause()
+        await pilot.pause()
+        shown, hidden = _footer_keys_fit(app.search_screen)
+        assert hidden == [] and "Index" in shown
+
+
+@pilot_test
+async def test_a_run_on_a_60x15_terminal_keeps_its_buttons_on_screen(at_home, loaded_tiny_model):
+    from pathlib import Path
+
+    from textual.widgets import Footer
+
+    from clipseek import indexer as ev
+    from clipseek.tui.jobs import IndexJob
+
+    app = make_app(at_home, loaded_tiny_model)
+    home = Path(os.environ["HOME"])
+    async with app.run_test(size=(60, 15)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        job = IndexJob(
+            roots=[str(home / "Pictures")], model=app.model_name, location="", clock=app.clock
+        )
+        app.index_job = job
+        for event in [
+            ev.PlanReady(total=1840, new=1200, changed=40, unchanged=560, removed=3),
+            ev.FileFailed(str(home / "Pictures/IMG_0042.jpg"), "image file is truncated"),
+            ev.BatchDone(1, 32, 32, 1240, 31, 1, 24.0),
+        ]:
+            app.apply_index_event(job, event)
+        await pilot.press("escape", "i")
+        await pilot.pause()
+        screen = app.indexing_screen
+        footer_top = screen.query_one(Footer).region.y
+        for name in ("#run-stop", "#run-back", "#run-problems", "#run-progress"):
+            region = screen.query_one(name).region
+            assert region.height > 0 and region.bottom <= footer_top, name
+        _footer_keys_fit(screen)
+        await pilot.click("#run-stop")
+        await wait_for(pilot, lambda: job.cancel.is_set())  # a click on it reaches it

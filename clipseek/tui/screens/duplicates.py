@@ -18,13 +18,14 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from clipseek.errors import ClipseekError, IndexMissingError
 from clipseek.tui import messages as msg
 from clipseek.tui.format import human_path, human_size
+from clipseek.tui.widgets.footer import FittingFooter
 from clipseek.tui.widgets.preview import PreviewPane
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ class DuplicatesScreen(Screen[None]):
             with Vertical(id="dups-pane"):
                 yield OptionList(id="dups-list")
             yield PreviewPane(self.app.image_class, id="dups-preview")
-        yield Footer(compact=True)
+        yield FittingFooter(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#dups-pane").border_title = "Duplicates"

@@ -21,7 +21,6 @@ from textual.widgets import (
     Button,
     ContentSwitcher,
     DirectoryTree,
-    Footer,
     Input,
     ProgressBar,
     RichLog,
@@ -30,6 +29,7 @@ from textual.widgets import (
 
 from clipseek.tui.format import human_duration, human_path
 from clipseek.tui.widgets.folders import FolderSuggester, FolderTree
+from clipseek.tui.widgets.footer import FittingFooter
 
 if TYPE_CHECKING:
     from clipseek.tui.app import ClipseekApp
@@ -58,6 +58,10 @@ class IndexingScreen(Screen[None]):
 
     #: Focus is placed by hand: the first focusable widget may be in the hidden view.
     AUTO_FOCUS = ""
+
+    #: Below 24 rows the blank lines go and the buttons shrink to one line, so Stop and Back
+    #: stay on screen (60×15 used to push them below the footer).
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (24, "-tall")]
 
     app: ClipseekApp  # type: ignore[assignment]
 
@@ -94,7 +98,7 @@ class IndexingScreen(Screen[None]):
                     yield Button("Stop (Esc)", id="run-stop", variant="error")
                     yield Button("Back to search", id="run-back")
                     yield Button("Index another folder", id="run-new")
-        yield Footer(compact=True)
+        yield FittingFooter(compact=True)
 
     @staticmethod
     def _tree_root() -> str:

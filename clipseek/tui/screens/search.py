@@ -15,13 +15,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Center, Container, Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, OptionList, Static
+from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.worker import get_current_worker
 
 from clipseek.errors import ClipseekError, IndexMissingError, ModelMismatchError, QueryError
 from clipseek.tui import messages as msg
 from clipseek.tui.format import human_path, query_for_path
 from clipseek.tui.widgets import gallery
+from clipseek.tui.widgets.footer import FittingFooter
 from clipseek.tui.widgets.gallery import GalleryGrid
 from clipseek.tui.widgets.preview import PreviewPane
 from clipseek.tui.widgets.results import ResultsList
@@ -117,7 +118,7 @@ class SearchScreen(Screen[None]):
                         yield Button("Index a folder", id="empty-index", variant="primary")
             yield PreviewPane(self.app.image_class, id="preview")
         yield Static("", id="status")
-        yield Footer(compact=True)
+        yield FittingFooter(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#results-pane").border_title = "Results"
