@@ -348,7 +348,10 @@ class Engine:
         # once can see it half-initialised, so it is imported here first.
         import numpy  # noqa: F401
 
-        threading.Thread(target=warm, name="clipseek-warm", daemon=True).start()
+        # Not a daemon: a process that ends early (a damaged index, a bad --in) waits for the
+        # session to finish building. Tearing ONNX Runtime down under a thread still inside
+        # it aborts the process ("terminate called…", exit -6) after the clear message.
+        threading.Thread(target=warm, name="clipseek-warm", daemon=False).start()
 
     def search(
         self,

@@ -98,3 +98,26 @@ def test_models_and_info_show_the_fast_path_without_torch(fast_index) -> None:
     assert payload["indexes"][0]["fast_path"] is True
     assert payload["indexes"][0]["fast_path_bytes"] > 0
     assert not modules & {"torch", "open_clip", "chromadb"}
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_a_cpu_index_run_on_the_fast_path_imports_no_torch(
+    fast_index, photos: Path, tiny_model: str, device: str
+) -> None:
+    """Where ONNX Runtime measured faster on this CPU, an index run never imports torch
+    (it cost 7–9 s of every run's start, asking torch whether there is a GPU)."""
+    from PIL import Image
+
+    from clipseek.models import resolve_model
+    from clipseek.models.hardware import surely_no_gpu
+    from clipseek.models.runtime import _store_choice
+
+    if device == "auto" and not surely_no_gpu():
+        pytest.skip("this machine has a GPU driver: auto asks torch")
+    _store_choice(resolve_model(tiny_model), {"backend": "onnx", "precision": "fp32"})
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(photos / "new-green.png")
+    env = {**fast_index, "CLIPSEEK_DEVICE": device}
+    modules, output = _modules_after(_cli(["index", str(photos)]), env)
+    assert "1 new" in output, output
+    assert "onnxruntime" in modules
+    assert not modules & {"torch", "open_clip", "torchvision", "timm"}

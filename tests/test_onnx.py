@@ -447,3 +447,37 @@ def test_set_threads_takes_effect_from_the_next_batch(loaded_tiny_model) -> None
         session = fast._sessions[("image", threads)]
         assert session.get_session_options().intra_op_num_threads == threads
     assert len([k for k in fast._sessions if k[0] == "image"]) == 2  # the oldest was dropped
+
+
+def test_a_query_that_fails_early_waits_for_the_session_it_was_building(tmp_path, tiny_model):
+    """The ONNX session builds on a thread while the index opens; when the index is missing
+    the process must still end cleanly, after that thread (a daemon thread torn down inside
+    ONNX Runtime aborted the process: "terminate called…", exit -6)."""
+    import subprocess
+    import sys
+
+    from tests.reliability_helpers import cli_env
+
+    env = cli_env(tmp_path, tiny_model, tmp_path / "no-index-here")
+    built = tmp_path / "session-built"
+    script = (
+        "import sys, time, pathlib\n"
+        "from clipseek import engine\n"
+        "original = engine.Engine.model\n"
+        "def slow(self, *a, **k):\n"
+        "    time.sleep(1.5)\n"
+        "    model = original(self, *a, **k)\n"
+        f"    pathlib.Path({str(built)!r}).write_text(model.backend)\n"
+        "    return model\n"
+        "engine.Engine.model = slow\n"
+        "sys.argv = ['clipseek', 'query', 'a red square']\n"
+        "from clipseek.entry import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 1, result.stderr
+    assert "There is no index" in " ".join(result.stderr.split()), result.stderr
+    assert "terminate called" not in result.stderr and "Traceback" not in result.stderr
+    assert built.read_text() == "onnx"  # the warm thread ran to its end before the exit

@@ -6,9 +6,25 @@ import os
 
 from clipseek.errors import DeviceError
 
+#: Device nodes a GPU driver creates on Linux (NVIDIA, AMD ROCm, WSL's GPU bridge): where
+#: none exists torch can find no GPU either, so there is no need to import it (3–7 s) to ask.
+_GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def surely_no_gpu() -> bool:
+    """True where the machine certainly has no GPU torch could use (Linux, no driver)."""
+    import sys
+
+    return sys.platform.startswith("linux") and not any(os.path.exists(n) for n in _GPU_NODES)
+
 
 def resolve_device(device: str) -> str:
-    """Pick a torch device; asking for one that is absent is a user error, not a crash."""
+    """Pick a torch device; asking for one that is absent is a user error, not a crash.
+
+    ``cpu``, and ``auto`` on a machine without a GPU driver, are answered without importing
+    torch, so a CPU index run on the ONNX runtime never loads it."""
+    if device == "cpu" or (device == "auto" and surely_no_gpu()):
+        return "cpu"
     import torch
 
     if device == "auto":

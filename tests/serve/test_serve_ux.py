@@ -69,7 +69,10 @@ def test_ctrl_c_says_it_is_stopping_and_stops(
             raise
     assert proc.returncode == 130, err
     lines = err.strip().splitlines()
-    assert lines[-2:] == ["Stopping…", "Stopped."], err
+    # The request just answered may still be winding down on a busy machine: then the
+    # server says it lets it finish, which is also right.
+    assert lines[-1] == "Stopped.", err
+    assert lines[-2] == "Stopping…" or lines[-2].startswith("Stopping: letting 1 request"), err
     assert "Traceback" not in err
 
 
