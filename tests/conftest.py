@@ -158,6 +158,17 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tiny_model: str, db_path: Path) -> 
 
 
 @pytest.fixture
+def fast_path(tiny_model: str) -> str:
+    """The tiny model's ONNX export, ready in this test's cache: ``clipseek`` processes it
+    starts take the fast path, as a user's do after the first index run (seconds faster
+    than importing torch in every process)."""
+    from tests.reliability_helpers import share_exports
+
+    share_exports(Path(os.environ["XDG_CACHE_HOME"]), tiny_model)
+    return tiny_model
+
+
+@pytest.fixture
 def decode_counter(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records every file the indexer decodes."""
     from clipseek import indexer as ix

@@ -191,12 +191,18 @@ def _export_once(model: str) -> None:
 _exported: set[str] = set()
 
 
+def share_exports(cache_home: Path, model: str) -> None:
+    """Give the ``XDG_CACHE_HOME`` at ``cache_home`` the session's ready export of ``model``:
+    a process started there takes the fast path (queries, serve, CPU index runs)."""
+    _link_exports(cache_home)
+    _export_once(model)
+
+
 def cli_env(tmp: Path, model: str, db: Path) -> dict[str, str]:
     """An environment for ``python -m clipseek`` isolated from the developer's own files
     (all but the ONNX exports, see :func:`_exports_folder`)."""
     home = tmp / "proc-home"
-    _link_exports(home / ".cache")
-    _export_once(model)
+    share_exports(home / ".cache", model)
     env = {
         k: v
         for k, v in os.environ.items()

@@ -283,7 +283,9 @@ def _jpeg_with_corrupt_exif() -> bytes:
     return out.getvalue()
 
 
-def test_pillows_exif_warnings_do_not_reach_stderr(cli_env: Path, tmp_path: Path) -> None:
+def test_pillows_exif_warnings_do_not_reach_stderr(
+    cli_env: Path, tmp_path: Path, fast_path: str
+) -> None:
     import warnings
 
     from PIL import Image, ImageOps

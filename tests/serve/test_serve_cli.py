@@ -78,7 +78,7 @@ def test_loopback_detection(host, loopback):
 
 
 def test_clipseek_serve_runs_as_a_real_process(
-    tmp_path, tiny_model, tiny_model_dir, loaded_tiny_model, served_photos
+    tmp_path, tiny_model, tiny_model_dir, loaded_tiny_model, served_photos, fast_path
 ):
     """The command end to end in its own process: serve an index, answer, stop on Ctrl-C."""
     httpx = pytest.importorskip("httpx")

@@ -47,7 +47,7 @@ def _env(db: Path, tiny_model: str) -> dict[str, str]:
 
 
 def test_ctrl_c_says_it_is_stopping_and_stops(
-    tmp_path, tiny_model, tiny_model_dir, loaded_tiny_model, served_photos
+    tmp_path, tiny_model, tiny_model_dir, loaded_tiny_model, served_photos, fast_path
 ):
     db = tmp_path / "db"
     from clipseek.engine import Engine
@@ -76,7 +76,7 @@ def test_ctrl_c_says_it_is_stopping_and_stops(
     assert "Traceback" not in err
 
 
-def test_an_empty_index_says_how_to_fill_it(tmp_path, tiny_model):
+def test_an_empty_index_says_how_to_fill_it(tmp_path, tiny_model, fast_path):
     port = free_port()
     proc = _start(_env(tmp_path / "empty", tiny_model), port)
     proc.send_signal(signal.SIGINT)
