@@ -12,6 +12,7 @@ is the caller's business.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -291,6 +292,7 @@ class Indexer:
                 loading = _BackgroundLoad(self._load_model)
             self._hash_ahead(plan, loading, cancel)
             model = loading.result()
+            _warm_image_tower(model)
             summary.model_loaded = True
             emit(ModelReady(self.spec.name, model.device, model.precision))
             if index is None:
@@ -648,8 +650,10 @@ class Indexer:
             device, self.options.decode_workers, self.options.torch_threads
         )
         tuner: ThreadTuner | None = None
+        cycled = 0  # files through the model loop so far (embedded or failed)
         if device == "cpu" and not self.options.torch_threads and threads > 1:
             tuner = ThreadTuner.for_cpu(threads, model.precision, plan.to_embed)
+            tuner.switch_cost = float(getattr(model, "thread_switch_seconds", 0.0))
             threads = tuner.threads
         cores = thread_plan(device, cores=None)[0]
         # While torch runs on every core, decoders wait: OpenMP threads meet at a barrier
@@ -739,7 +743,7 @@ class Indexer:
                 )
 
         def flush() -> None:
-            nonlocal cycle_start, waited
+            nonlocal cycle_start, waited, cycled
             if not batch:
                 if new_failures:
                     writer.put(_WriteJob([], list(new_failures)))
@@ -787,6 +791,8 @@ class Indexer:
             new_failures.clear()
             now = time.perf_counter()
             if tuner is not None:
+                cycled += size
+                tuner.remaining = len(plan.to_embed) - cycled
                 model.set_threads(tuner.record(size, now - cycle_start, waited, model_seconds))
             cycle_start, waited = now, 0.0
             report()
@@ -1015,6 +1021,11 @@ class _BackgroundLoad:
 
     def __init__(self, load: Callable[[], Embedder]) -> None:
         self._future: Future[Embedder] = Future()
+        # The loader imports numpy (through onnxruntime or torch) while this thread may import
+        # it through chromadb; a first import of numpy on two threads at once can fail half
+        # initialised ("cannot import name '__cpu_features__'"), so it happens here first.
+        import numpy  # noqa: F401
+
         thread = threading.Thread(
             target=self._run, args=(load,), name="clipseek-model-load", daemon=True
         )
@@ -1031,6 +1042,23 @@ class _BackgroundLoad:
 
     def result(self) -> Embedder:
         return self._future.result()
+
+
+def _warm_image_tower(model: Embedder) -> None:
+    """Build an ONNX image session (about a second) while the first batch decodes, not
+    after it: an ONNX model loads lazily, so its first encode used to wait for it.
+
+    Not a daemon thread: a run that ends before its first batch waits for the session
+    instead of tearing ONNX Runtime down under it (which aborts the process)."""
+    warm = getattr(model, "warm", None)
+    if warm is None:
+        return
+
+    def run() -> None:
+        with contextlib.suppress(Exception):  # the first encode meets it and reports it
+            warm("image")
+
+    threading.Thread(target=run, name="clipseek-warm-image").start()
 
 
 def _digest_or_none(info: FileInfo) -> str | None:

@@ -343,6 +343,10 @@ class ThreadTuner:
         self.rates: dict[int, float] = {}
         self.history: list[tuple[int, float]] = []  # (threads, images/s) per measurement
         self.reasons: list[str] = []  # why each change was made, for benchmarks and tests
+        #: Seconds a change of thread count costs (an ONNX session build; 0 for torch) and
+        #: images still to embed (set by the indexer): a trial must be able to repay it.
+        self.switch_cost = 0.0
+        self.remaining: int | None = None
 
     @classmethod
     def for_cpu(
@@ -443,6 +447,12 @@ class ThreadTuner:
         else:
             trial = self._trial(per_image, waited_share, model_per_image)
             self._first = False
+            if trial is not None and trial != previous and not self._repays(rate):
+                self.reasons.append(
+                    f"no trial of {trial}: {self.remaining} images left do not repay "
+                    f"{self.switch_cost:.1f} s of switching"
+                )
+                trial = None
             if trial is None or trial == previous:
                 self._needed = self.recheck * self._backoff
             else:
@@ -453,6 +463,14 @@ class ThreadTuner:
         return self._current
 
     # -- decisions
+
+    #: A trial is only started when the rest of the run takes this many times its switch cost.
+    SWITCH_PAYBACK = 10.0
+
+    def _repays(self, rate: float) -> bool:
+        if not self.switch_cost or self.remaining is None:
+            return True
+        return self.remaining / max(rate, 1e-9) > self.SWITCH_PAYBACK * self.switch_cost
 
     def _fit(self, free: int) -> int:
         return max([c for c in self.candidates if c <= free] or [self.candidates[0]])

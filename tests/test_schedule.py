@@ -202,3 +202,21 @@ def test_indexer_feeds_the_tuner_and_obeys_it(
     assert [n for n, _ in calls] == [4, 4, 4]
     assert all(m is not None and m > 0 for _, m in calls)
     assert summary.torch_threads == set_to[-1]
+
+
+def test_a_costly_thread_switch_is_not_tried_near_the_end_of_a_run() -> None:
+    """ONNX Runtime builds a new session for another thread count (about a second): a
+    trial the rest of the run cannot repay is skipped; a long run still tries it."""
+    from clipseek.schedule import ThreadTuner
+
+    def first_decision(remaining: int) -> tuple[int, list[str]]:
+        tuner = ThreadTuner([1, 2], cores=2, start=1)
+        tuner.switch_cost, tuner.remaining = 1.0, remaining
+        # One thread, little waiting for decoders: the model is the bottleneck, so more
+        # threads are worth a trial.
+        return tuner.record(32, 3.2, waited=0.0), tuner.reasons
+
+    threads, reasons = first_decision(remaining=18)  # 1.8 s of work left
+    assert threads == 1 and "do not repay" in reasons[-1]
+    threads, reasons = first_decision(remaining=2000)
+    assert threads == 2 and reasons[-1].startswith("try 2")

@@ -15,6 +15,7 @@ each holds its own copy of the weights.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,10 @@ class OnnxModel:
     def threads(self) -> int:
         return self._threads
 
+    #: What a new thread count costs: ONNX Runtime fixes its threads per session, so another
+    #: count builds another session (about a second for ViT-B/32; measured at each build).
+    thread_switch_seconds = 1.0
+
     def set_threads(self, threads: int) -> None:
         self._threads = max(1, int(threads))
 
@@ -78,7 +83,9 @@ class OnnxModel:
             same_tower = [k for k in self._sessions if k[0] == tower]
             if len(same_tower) >= _SESSIONS_PER_TOWER:  # the least recently used goes
                 del self._sessions[same_tower[0]]
+            started = time.perf_counter()
             session = load_session(self._file(tower), self._threads)
+            self.thread_switch_seconds = time.perf_counter() - started
         self._sessions[key] = session  # (re)inserted last: the dict keeps use order
         return session
 
