@@ -202,6 +202,11 @@ def test_vit_b32_shaped_standin_exports_and_agrees(isolated_env: Path) -> None:
     torch_model = load_model(spec, device="cpu", precision="fp32")
     export = export_model(torch_model)
     assert export.manifest["text_dynamic_length"] is True
+    # The weights sit beside each graph (ONNX Runtime maps them instead of copying them).
+    for tower in ("text.onnx", "image.onnx"):
+        graph, weights = export.path(tower), export.path(f"{tower}.data")
+        assert f"{tower}.data" in export.manifest["files"]
+        assert weights.stat().st_size > 100 * graph.stat().st_size
     _assert_agree(torch_model, OnnxModel(spec, export))
 
 
@@ -215,11 +220,12 @@ def test_half_written_and_stale_exports_are_never_used(loaded_tiny_model) -> Non
     leftover.mkdir()
     (leftover / "text.onnx").write_bytes(b"partial")
     assert find_export(spec) == export
-    # A missing file makes the export incomplete.
-    (export.folder / "image.onnx").rename(export.folder / "image.onnx.bak")
-    assert find_export(spec) is None
-    (export.folder / "image.onnx.bak").rename(export.folder / "image.onnx")
-    assert find_export(spec) == export
+    # A missing file makes the export incomplete: a graph, or the weights beside it.
+    for name in ("image.onnx", "text.onnx.data"):
+        (export.folder / name).rename(export.folder / f"{name}.bak")
+        assert find_export(spec) is None
+        (export.folder / f"{name}.bak").rename(export.folder / name)
+        assert find_export(spec) == export
     # A checkpoint replaced since (another mtime) makes the export stale.
     weights = Path(export.manifest["weights"]["path"])
     st = weights.stat()
