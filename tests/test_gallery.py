@@ -376,7 +376,7 @@ async def test_scrolling_through_200_results_never_waits_for_thumbnails(tmp_path
     app = GridApp()
     async with app.run_test(size=(80, 30)) as pilot:
         grid = app.query_one(GalleryGrid)
-        await pilot.pause()
+        await wait_for(pilot, lambda: grid.cells and all(c.result for c in grid.cells))
         assert (grid.columns, grid.rows) == (4, 3)
         placeholders = [str(c.query_one(".gallery-placeholder").render()) for c in grid.cells]
         assert set(placeholders) == {"…"} and not any(c.showing_image for c in grid.cells)

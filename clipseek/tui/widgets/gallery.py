@@ -84,6 +84,12 @@ class GalleryCell(Container):
             yield Static("", classes="gallery-placeholder")
         yield Static("", classes="gallery-caption")
 
+    def on_mount(self) -> None:
+        # A cell added by a reflow is bound once it is composed (see GalleryGrid._bind).
+        grid = self.parent
+        if isinstance(grid, GalleryGrid):
+            grid.call_after_refresh(grid._bind)
+
     def bind(self, result: SearchResult | None, thumb: Thumbnail | None, selected: bool) -> None:
         """Show ``result`` (None: an empty slot past the last result)."""
         self.set_class(selected, "-selected")
@@ -290,6 +296,8 @@ class GalleryGrid(Widget, can_focus=True):
             return
         first = self.top_row * max(1, self.columns)
         for cell in self.cells:
+            if not cell.is_mounted:  # not composed yet (a reflow just added it): it asks
+                continue  # for this again from its on_mount
             i = first + cell.slot
             result = self.results[i] if i < len(self.results) else None
             thumb = self._thumb(result)
