@@ -152,6 +152,37 @@ def test_garbage_in_other_vector_files_is_found_and_repaired(
     assert len(_engine(db, tiny_model).search("a photo", 3).results) == 3
 
 
+def test_a_repair_that_dies_midway_leaves_the_index_as_it_found_it(
+    library: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repaired copy is written beside the index and swapped in when complete: a repair
+    killed while writing it (here: failing on the first collection) changes nothing, and
+    readers never see a folder without the index (they used to, for the whole rebuild)."""
+    from clipseek.store import repair as repair_module
+
+    db = _copy(library, tmp_path)
+    _garble(_segment(db) / "link_lists.bin")
+    before = sorted((p.name, p.stat().st_size) for p in db.rglob("*") if p.is_file())
+    real_restore = repair_module._restore
+
+    def dies(store, *args, **kwargs):
+        assert Path(store.location) != db  # the copy is written elsewhere
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(repair_module, "_restore", dies)
+    with pytest.raises(KeyboardInterrupt):
+        repair(Store(db))
+    after = sorted((p.name, p.stat().st_size) for p in db.rglob("*") if p.is_file())
+    assert after == before
+    assert not [p for p in tmp_path.iterdir() if ".damaged-" in p.name]
+    # The next repair finishes, and clears what the killed one left beside the index.
+    monkeypatch.setattr(repair_module, "_restore", real_restore)
+    result = repair(Store(db))
+    assert result is not None and result.after is not None and result.after.healthy
+    assert result.restored + result.dropped == 40
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".repairing")] == []
+
+
 def test_repair_of_a_healthy_index_changes_nothing(
     library: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -526,6 +526,7 @@ def repair(
     caller holds it.
     """
     from clipseek.lock import WriterLock
+    from clipseek.store.chroma import Store
 
     say = on_progress or (lambda _text: None)
     if store.reader:  # a repair writes: it opens the folder itself, never a reader's snapshot
@@ -545,15 +546,23 @@ def repair(
             raise DamagedIndexError(before.sentence())
         with store.reading():
             collections = read_stored(store.location)
-        say("Moving the old files aside")
-        moved = move_aside(store)
-        report = RepairReport(store.location, moved)
+        # The repaired index is written beside the old one and swapped in only when complete:
+        # readers keep answering from the old files meanwhile, and a repair that is killed
+        # (Ctrl-C, SIGKILL) leaves the index as it found it, not half rebuilt.
+        staging = _fresh_staging(store)
+        fresh = Store(str(staging))
+        restored_total = dropped_total = 0
         for col in (c for c in collections if not c.is_failures):
-            restored, dropped = _restore(store, col, collections)
-            report.restored += restored
-            report.dropped += dropped
+            restored, dropped = _restore(fresh, col, collections)
+            restored_total += restored
+            dropped_total += dropped
             say(f"Restored {restored} images")
-        store._forget_client()  # stop this process's Chroma so everything is on disk
+        fresh._forget_client()  # stop this process's Chroma there so everything is on disk
+        say("Moving the old files aside")
+        moved = move_aside(store, replacement=staging)
+        store._committed()  # readers take the repaired index
+        report = RepairReport(store.location, moved)
+        report.restored, report.dropped = restored_total, dropped_total
         report.after = check(store)
         return report
     finally:
@@ -561,8 +570,22 @@ def repair(
             lock.release()
 
 
-def move_aside(store: Store) -> str:
-    """Move everything but the lock files to ``<db>.damaged-<time>``; returns where."""
+STAGING_SUFFIX = ".repairing"
+
+
+def _fresh_staging(store: Store) -> Path:
+    """An empty sibling folder for the repaired index (a killed repair's leftover, which
+    nothing else uses while the writer lock is held, is removed first)."""
+    folder = Path(store.location)
+    staging = folder.with_name(f"{folder.name}{STAGING_SUFFIX}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def move_aside(store: Store, replacement: Path | None = None) -> str:
+    """Move everything but the lock files to ``<db>.damaged-<time>``; returns where.
+    With ``replacement``, that folder's files then take their place (a few renames)."""
     folder = Path(store.location)
     store._forget_client()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -577,6 +600,11 @@ def move_aside(store: Store) -> str:
             for item in folder.iterdir():
                 if item.name not in LOCK_NAMES and item.name != RUN_MARKER:
                     shutil.move(str(item), str(target / item.name))
+            if replacement is not None:
+                for item in replacement.iterdir():
+                    if item.name not in LOCK_NAMES:
+                        shutil.move(str(item), str(folder / item.name))
+                shutil.rmtree(replacement, ignore_errors=True)
         except OSError as exc:
             raise StoreError(
                 f"The index at {folder} could not be moved aside to {target} "
