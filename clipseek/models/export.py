@@ -323,8 +323,8 @@ def _weights_beside(path: Path) -> str:
     """Move an ONNX file's weights into ``<name>.data`` beside it; returns that name.
 
     ONNX Runtime maps such a file rather than copying every weight out of the model: for
-    ViT-B/32's text tower a session built in 0.54–0.62 s with a 214 MB peak, against
-    1.69–1.73 s and 399–403 MB from one file (same outputs; docs/PERFORMANCE.md). Both
+    ViT-B/32's text tower a session built in 0.32–0.35 s with a 215 MB peak, against
+    1.10–1.26 s and 399–403 MB from one file (same outputs; docs/PERFORMANCE.md). Both
     layouts load, so exports made before this keep working."""
     import onnx
 
