@@ -146,9 +146,9 @@ _shared_exports: list[Path] = []
 
 
 def _exports_folder() -> Path:
-    """One ONNX export folder for every test process of this session: the first ``index`` in
-    the session exports (as a user's first run does), later ones take the fast path, as a
-    user's later runs do, instead of importing torch again (about 8 s a process)."""
+    """One ONNX export folder for every test process of this session (filled once by
+    :func:`_export_once`): processes take the fast path, as a user's do after their first
+    index run, instead of importing torch again (about 8 s a process)."""
     if not _shared_exports:
         import atexit
         import shutil
