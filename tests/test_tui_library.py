@@ -45,17 +45,6 @@ def library_app(tmp_path: Path):
     return _app(tmp_path, folder)
 
 
-async def _search(pilot, text: str) -> None:
-    screen = pilot.app.search_screen
-    query = screen.query_one("#query")
-    query.focus()
-    query.value = text
-    token = screen._token
-    await pilot.press("enter")
-    await wait_for(pilot, lambda: screen._token > token and not _busy(pilot.app, "search"))
-    await pilot.pause()
-
-
 def _names(app) -> set[str]:
     return {Path(r.path).name for r in rows(app)}
 
@@ -71,7 +60,7 @@ async def test_filter_line_narrows_results_and_reports_bad_input(library_app):
         line = screen.query_one("#filters", Input)
         bar = screen.query_one("#filter-bar")
         assert not bar.display  # hidden until asked for: 80×24 keeps its rows for results
-        await _search(pilot, "a yellow circle")
+        await search(pilot, "a yellow circle")
         assert len(rows(app)) == 5
 
         await pilot.press("f")  # from the results list: opens the filter line
@@ -116,7 +105,7 @@ async def test_filter_line_narrows_results_and_reports_bad_input(library_app):
 
         # a filter that matches nothing says so instead of showing stale results
         line.value = "camera:hasselblad"
-        await _search(pilot, "a yellow circle")
+        await search(pilot, "a yellow circle")
         assert rows(app) == []
         assert "hasselblad" in text_of(screen.query_one("#results-message"))
 
@@ -128,7 +117,7 @@ async def test_details_pane_shows_date_taken_and_camera(library_app):
     app = library_app
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.model_ready)
-        await _search(pilot, "a yellow circle")
+        await search(pilot, "a yellow circle")
         screen = app.search_screen
         pane = screen.query_one(PreviewPane)
         results = screen.query_one("#results")

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: name -> (size, seed); a TIFF (browsers cannot show it) and a subfolder for the `in` filter.
 PHOTOS: dict[str, tuple[tuple[int, int], int]] = {
@@ -121,3 +122,42 @@ def make_settings(tiny_model_dir: Path, db: Path, **extra):
         sources={"model": "flag"},
         **extra,
     )
+
+
+def serve_env(db: Path, model: str) -> dict[str, str]:
+    """The environment of a ``clipseek serve`` process on ``db`` with ``model``."""
+    import os
+
+    return {
+        **os.environ,
+        "CLIPSEEK_DB": str(db),
+        "CLIPSEEK_MODEL": model,
+        "CLIPSEEK_DEVICE": "cpu",
+        "CLIPSEEK_PRECISION": "fp32",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+
+
+def start_serve(env: dict[str, str], port: int) -> Any:
+    """A real ``clipseek serve`` process, once it answers ``/health``."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clipseek", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", trust_env=False, timeout=5)
+            return proc
+        except httpx.TransportError:
+            time.sleep(0.3)
+    proc.kill()
+    raise AssertionError(proc.communicate()[1])

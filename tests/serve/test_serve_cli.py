@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
-from serve_support import counting_loader, free_port, make_settings
+from serve_support import counting_loader, free_port, make_settings, serve_env, start_serve
 from typer.testing import CliRunner
 
 from clipseek.cli import app
@@ -84,14 +81,6 @@ def test_clipseek_serve_runs_as_a_real_process(
     httpx = pytest.importorskip("httpx")
     pytest.importorskip("fastapi")
     db = tmp_path / "db"
-    env = {
-        **os.environ,
-        "CLIPSEEK_DB": str(db),
-        "CLIPSEEK_MODEL": tiny_model,
-        "CLIPSEEK_DEVICE": "cpu",
-        "CLIPSEEK_PRECISION": "fp32",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-    }
     from clipseek.engine import Engine
 
     settings = make_settings(tiny_model_dir, db)
@@ -99,23 +88,9 @@ def test_clipseek_serve_runs_as_a_real_process(
         [str(served_photos / "trips")]
     )
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "clipseek", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_serve(serve_env(db, tiny_model), port)
     try:
-        deadline = time.monotonic() + 180
-        health = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/", trust_env=False, timeout=5).json()
-                break
-            except httpx.TransportError:
-                time.sleep(0.3)
-        assert health is not None, proc.stderr.read() if proc.poll() is not None else "timeout"
+        health = httpx.get(f"http://127.0.0.1:{port}/", trust_env=False, timeout=5).json()
         assert health["indexed_images"] == 3
         assert health["index"] == str(db)
         r = httpx.post(

@@ -2,48 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-from serve_support import counting_loader, free_port, make_settings
+from serve_support import counting_loader, free_port, make_settings, serve_env, start_serve
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
-
-
-def _start(env: dict[str, str], port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "clipseek", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", trust_env=False, timeout=5)
-            return proc
-        except httpx.TransportError:
-            time.sleep(0.3)
-    proc.kill()
-    raise AssertionError(proc.communicate()[1])
-
-
-def _env(db: Path, tiny_model: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "CLIPSEEK_DB": str(db),
-        "CLIPSEEK_MODEL": tiny_model,
-        "CLIPSEEK_DEVICE": "cpu",
-        "CLIPSEEK_PRECISION": "fp32",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-    }
 
 
 def test_ctrl_c_says_it_is_stopping_and_stops(
@@ -57,7 +23,7 @@ def test_ctrl_c_says_it_is_stopping_and_stops(
         [str(served_photos / "trips")]
     )
     port = free_port()
-    proc = _start(_env(db, tiny_model), port)
+    proc = start_serve(serve_env(db, tiny_model), port)
     # a browser's keep-alive connection, and a search already answered
     with httpx.Client(trust_env=False, timeout=60) as client:
         client.post(f"http://127.0.0.1:{port}/search", json={"query": "a trip", "top_k": 2})
@@ -78,7 +44,7 @@ def test_ctrl_c_says_it_is_stopping_and_stops(
 
 def test_an_empty_index_says_how_to_fill_it(tmp_path, tiny_model, fast_path):
     port = free_port()
-    proc = _start(_env(tmp_path / "empty", tiny_model), port)
+    proc = start_serve(serve_env(tmp_path / "empty", tiny_model), port)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert "(0 images)" in err
