@@ -143,6 +143,7 @@ def tree_snapshot(root: Path) -> dict[str, tuple[str, int, int]]:
 
 
 _shared_exports: list[Path] = []
+_exported: set[str] = set()  # models already exported there
 
 
 def _exports_folder() -> Path:
@@ -186,9 +187,6 @@ def _export_once(model: str) -> None:
             if find_export(spec) is None:
                 export_model(load_model(spec, device="cpu", precision="fp32"))
     _exported.add(model)
-
-
-_exported: set[str] = set()
 
 
 def share_exports(cache_home: Path, model: str) -> None:
