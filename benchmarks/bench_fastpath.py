@@ -58,7 +58,9 @@ def _rss_wrapper(args: list[str], env: dict[str, str]) -> tuple[float, float, st
     return float(wall), float(rss), stdout
 
 
-def _build_index(db: Path, count: int) -> None:
+def _build_index(db: Path, count: int, photos: Path) -> None:
+    """Random unit vectors under empty files: a query drops results whose file is gone, so
+    the files must exist, or every query would scan the whole index for survivors."""
     import numpy as np
 
     from clipseek.models import resolve_model
@@ -70,15 +72,17 @@ def _build_index(db: Path, count: int) -> None:
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((count, 512)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    paths = [photos / f"{i // 500:03d}" / f"img_{i:06d}.jpg" for i in range(count)]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
     records = [
-        Record(
-            f"/photos/{i // 500:03d}/img_{i:06d}.jpg", vectors[i], 1000 + i, 10**18 + i, 640, 480
-        )
-        for i in range(count)
+        Record(str(path), vectors[i], 1000 + i, 10**18 + i, 640, 480)
+        for i, path in enumerate(paths)
     ]
     for start in range(0, count, 1000):
         index.upsert(records[start : start + 1000])
-    index.add_roots(["/photos"])
+    index.add_roots([str(photos)])
     store.close()
 
 
@@ -310,11 +314,12 @@ def main() -> None:
     base_env.pop("CLIPSEEK_DB", None)
     env_onnx = {**base_env, "XDG_CACHE_HOME": str(onnx_cache)}
     env_torch = {**base_env, "XDG_CACHE_HOME": str(torch_cache), "CLIPSEEK_NO_EXPORT": "1"}
-    db = work / f"db-{count}"
+    db, photos = work / f"db-{count}-files", work / f"photos-{count}"
     if not (db / "ready").exists():
         shutil.rmtree(db, ignore_errors=True)
+        shutil.rmtree(photos, ignore_errors=True)
         t = time.perf_counter()
-        _build_index(db, count)
+        _build_index(db, count, photos)
         (db / "ready").write_text("ok")
         print(f"built an index of {count:,} records in {time.perf_counter() - t:.1f} s")
 

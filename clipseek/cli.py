@@ -79,13 +79,13 @@ def friendly(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from rich.markup import escape
-
         try:
             return func(*args, **kwargs)
         except ClipseekError as exc:
             if _debug_enabled():
                 raise
+            from rich.markup import escape  # only now: rich costs a cold query 50 ms
+
             # escaped: messages hold paths and hints like clipseek[serve], not markup
             _stderr().print(f"[bold red]error:[/] {escape(_printable(str(exc)))}", highlight=False)
             raise typer.Exit(1) from None
@@ -94,6 +94,8 @@ def friendly(func: F) -> F:
         except BaseException as exc:  # Chroma's Rust core panics with a BaseException
             if _debug_enabled():
                 raise
+            from rich.markup import escape
+
             _stderr().print(
                 "[bold red]error:[/] clipseek hit an unexpected problem: "
                 f"{escape(type(exc).__name__)}: {escape(_printable(str(exc))[:500])}\n"
@@ -170,10 +172,10 @@ def _settings(**flags: Any) -> Settings:
     return load_settings(given)
 
 
-def _engine(settings: Settings) -> Engine:
+def _engine(settings: Settings, *, one_shot: bool = False) -> Engine:
     from clipseek.engine import Engine
 
-    return Engine(settings)
+    return Engine(settings, one_shot=one_shot)
 
 
 # --------------------------------------------------------------------------- root
@@ -673,7 +675,7 @@ def query(
     settings = _settings(
         model=model, db=db, device=device, precision=precision, chroma_url=chroma_url
     )
-    engine = _engine(settings)
+    engine = _engine(settings, one_shot=True)
     response = engine.search(
         Query(tuple(terms_list)),
         top_k,
@@ -681,9 +683,8 @@ def query(
         filters=filters,
         sort=sort,
     )
-    err = _stderr()
     for note in response.notes:
-        err.print(f"[cyan]note:[/] {_safe(note)}")
+        _stderr().print(f"[cyan]note:[/] {_safe(note)}")
     if as_json:
         from clipseek.pathtext import dumps
 
@@ -694,18 +695,19 @@ def query(
         from clipseek.sheet import save_results
 
         saved = save_results(response, save)
-        err.print(
+        _stderr().print(
             f"Saved the contact sheet to {_safe(str(saved.sheet))} "
             f"and the results to {_safe(str(saved.json))}"
         )
-    _export_after_answer(engine, err)
+    _export_after_answer(engine)
 
 
-def _export_after_answer(engine: Engine, err: Console) -> None:
+def _export_after_answer(engine: Engine, err: Console | None = None) -> None:
     """After a query that had to load torch, export the ONNX fast path for the next one;
     a failure is said once (the engine remembers it), with the traceback under --debug."""
     if not engine.fast_path_pending():
         return
+    err = err or _stderr()
     sys.stdout.flush()
     err.print("[dim]Preparing the fast path for later queries (once per model)…[/]")
     outcome = engine.export_fast_path()

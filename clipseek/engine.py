@@ -22,14 +22,6 @@ from clipseek.errors import (
     QueryError,
     StoreError,
 )
-from clipseek.indexer import (
-    EventHandler,
-    Indexer,
-    IndexFinished,
-    IndexOptions,
-    IndexSummary,
-    Notice,
-)
 from clipseek.models import Embedder, ModelSpec, resolve_model
 from clipseek.search import Query, Searcher, SearchResponse, check_top_k, encode_image
 from clipseek.store import ImageIndex, IndexInfo, Store, StoredEntry
@@ -40,6 +32,9 @@ if TYPE_CHECKING:
 
     from clipseek.duplicates import DuplicateGroup
     from clipseek.filters import Filters
+
+    # Imported when an index run starts: a query does not pay for the indexer.
+    from clipseek.indexer import EventHandler, Indexer, IndexOptions, IndexSummary
     from clipseek.models.runtime import ExportOutcome
 
 
@@ -58,8 +53,13 @@ class Engine:
         settings: Settings,
         model_loader: Callable[[ModelSpec, str, str], Embedder] | None = None,
         backend: str = "auto",
+        one_shot: bool = False,
     ) -> None:
         self.settings = settings
+        #: A process that asks once (``clipseek query``) reads the index files directly
+        #: instead of importing chromadb, a second of a cold query (see store/direct.py),
+        #: and builds its ONNX session for a quick start (see OnnxModel.prepack).
+        self.one_shot = one_shot
         #: Reads go through a private snapshot that follows other processes' writes;
         #: :meth:`index` writes through its own store on the folder itself.
         self.store = Store(settings.store_location, reader=True)
@@ -113,7 +113,11 @@ class Engine:
                     from clipseek.models.runtime import load_reader_model
 
                     self._model = load_reader_model(
-                        self.spec, self.settings.device, self.settings.precision, self.backend
+                        self.spec,
+                        self.settings.device,
+                        self.settings.precision,
+                        self.backend,
+                        one_shot=self.one_shot,
                     )
             return self._model
 
@@ -167,6 +171,8 @@ class Engine:
     # -- indexing
 
     def indexer(self, options: IndexOptions | None = None) -> Indexer:
+        from clipseek.indexer import Indexer, IndexOptions
+
         self.settings.require("batch_size")
         opts = options or IndexOptions(
             batch_size=self.settings.explicit_batch_size,
@@ -190,6 +196,7 @@ class Engine:
         :class:`~clipseek.errors.IndexBusyError` naming the holder. With ``rebuild``, a
         damaged database is first moved aside so the rebuild starts from a clean one.
         """
+        from clipseek.indexer import Indexer, IndexFinished, IndexOptions, IndexSummary, Notice
         from clipseek.lock import LockHolder, WriterLock
 
         self.settings.require("batch_size")
@@ -275,6 +282,7 @@ class Engine:
     def _after_interruption(self, emit: EventHandler, store: Store) -> None:
         """The last run never finished: check the index before trusting it, and rebuild
         its vector files from the stored vectors if they disagree (no model needed)."""
+        from clipseek.indexer import Notice
         from clipseek.store.repair import check, repair
 
         # Every record against the stored vectors; the self-search on a sample, since a
@@ -303,10 +311,10 @@ class Engine:
     def open_index(self) -> ImageIndex:
         """The index for this engine's model, or a message that says what to do instead."""
         spec = self.spec
-        index = self.store.open_index(spec.key, spec.collection_slug)
+        index = self.store.open_index(spec.key, spec.collection_slug, direct=self.one_shot)
         if index is not None:
             return index
-        others = self.store.indexes() if self.store.exists else []
+        others = self._known_indexes() if self.store.exists else []
         if not others:
             raise IndexMissingError(
                 f"There is no index at {self.store.location} yet. "

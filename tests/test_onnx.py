@@ -121,6 +121,39 @@ def test_tokenizer_gives_open_clips_ids_for_thousands_of_varied_strings() -> Non
             assert cut[row] == (len(theirs.encode(text)) + 2 > 77), repr(text)
 
 
+def test_text_that_skips_ftfy_is_text_ftfy_leaves_unchanged() -> None:
+    """Plain printable ASCII skips importing ftfy (a tenth of a cold query); that is only
+    right if ftfy would have returned it as it was, which is checked here over strings
+    built to probe its fixes (entities, quotes, escapes, line ends), and ftfy is still
+    used for everything else."""
+    import ftfy
+
+    from clipseek.models import tokenizer
+
+    rng = random.Random(3)
+    printable = [chr(c) for c in range(0x20, 0x7F)] + ["\t", "\n"]
+    pieces = ["dog", "It's", "``x''", '"q"', "lt;", "#39;", "\\x1b[31m", "--", "a\tb\n", "Ã"]
+    plain = 0
+    for i in range(20_000):
+        if i % 2:
+            text = "".join(rng.choice(printable) for _ in range(rng.randrange(0, 30)))
+        else:
+            text = " ".join(rng.choice(pieces) for _ in range(rng.randrange(0, 8)))
+        skips = tokenizer._FTFY_IDENTITY.fullmatch(text) is not None
+        if skips:
+            plain += 1
+            assert ftfy.fix_text(text) == text, repr(text)
+        assert skips == (
+            text.isascii()
+            and "&" not in text
+            and "\r" not in text
+            and all(ch in "\t\n" or ch.isprintable() for ch in text)
+        ), repr(text)
+    assert plain > 5_000
+    # What needs fixing still reaches ftfy.
+    assert tokenizer._clean("don\u2019t Ã©t&eacute;") == "don't été"
+
+
 def test_tokenizer_support_is_decided_by_the_models_own_tokenizer() -> None:
     import open_clip
 

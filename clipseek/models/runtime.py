@@ -29,12 +29,15 @@ if TYPE_CHECKING:
 BACKENDS = ("auto", "torch", "onnx")
 
 
-def load_reader_model(spec: ModelSpec, device: str, precision: str, backend: str) -> Embedder:
-    """The model a query, the app or the server embeds with."""
+def load_reader_model(
+    spec: ModelSpec, device: str, precision: str, backend: str, *, one_shot: bool = False
+) -> Embedder:
+    """The model a query, the app or the server embeds with; ``one_shot`` (a process that
+    encodes once) builds its session for the quickest start rather than the fastest use."""
     if backend != "torch":
         from clipseek.models.onnx_backend import load_onnx_model
 
-        fast = load_onnx_model(spec)
+        fast = load_onnx_model(spec, prepack=not one_shot)
         if fast is not None:
             return fast
     from clipseek.models.torch_backend import load_model

@@ -493,11 +493,30 @@ class Store:
         except (sqlite3.Error, ValueError, TypeError, OSError):
             return None
 
-    def open_index(self, model_key: str, collection_slug: str) -> ImageIndex | None:
-        """The index for ``model_key``, or None if nothing was indexed with that model."""
+    def open_index(
+        self, model_key: str, collection_slug: str, *, direct: bool = False
+    ) -> ImageIndex | None:
+        """The index for ``model_key``, or None if nothing was indexed with that model.
+
+        ``direct`` (a reader that asks once, such as ``clipseek query``) reads the files
+        without importing chromadb where it can (:mod:`clipseek.store.direct`).
+        """
         self._check_health()
         if not self.is_remote and not self.exists:
             return None
+        if direct and self.reader:
+            from clipseek.store.direct import DirectUnavailable, open_direct
+
+            try:
+                return open_direct(  # type: ignore[return-value]
+                    self.location,
+                    self._lock,
+                    model_key,
+                    collection_slug,
+                    fallback=lambda: self.open_index(model_key, collection_slug),
+                )
+            except DirectUnavailable:
+                pass
         name = COLLECTION_PREFIX + collection_slug
         for col in self._collections():
             if col.name == name:
@@ -771,7 +790,7 @@ class ImageIndex:
         out: dict[str, StoredEntry] = {}
         for page in self._get_pages(where, ["metadatas"], collection):
             for id_, meta in zip(page["ids"], page["metadatas"], strict=True):
-                out[id_] = _stored_entry(id_, meta or {})
+                out[id_] = stored_entry(id_, meta or {})
         return out
 
     def entries_with_sizes(self, sizes: Sequence[int]) -> dict[str, StoredEntry]:
@@ -796,7 +815,7 @@ class ImageIndex:
         except _chroma_errors() as exc:
             raise self._error("Reading", exc) from exc
         return {
-            id_: _stored_entry(id_, meta or {})
+            id_: stored_entry(id_, meta or {})
             for id_, meta in zip(page["ids"], page["metadatas"], strict=True)
         }
 
@@ -858,8 +877,7 @@ class ImageIndex:
         ]
 
     def _folder_where(self, under: str | None) -> dict[str, Any] | None:
-        """The folder filter, written by this index's own key schema."""
-        return {"dirs": {"$contains": meta_text(under, self.schema)}} if under else None
+        return folder_where(under, self.schema)
 
     @property
     def cameras(self) -> list[str]:
@@ -888,7 +906,7 @@ class ImageIndex:
 
         if n <= 0:
             return []
-        where = _combine([*([self._folder_where(under)] if under else []), *clauses])
+        where = where_of(under, clauses, self.schema)
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         try:
             with self._reading():
@@ -1237,7 +1255,7 @@ def _raise_ef_search(collection: Any) -> bool:
     return True
 
 
-def _stored_entry(id_: str, meta: Mapping[str, Any]) -> StoredEntry:
+def stored_entry(id_: str, meta: Mapping[str, Any]) -> StoredEntry:
     extra = {
         k: v for k, v in meta.items() if k not in ("path", "path_b64", "size", "mtime_ns", "dirs")
     }
@@ -1250,7 +1268,17 @@ def _stored_entry(id_: str, meta: Mapping[str, Any]) -> StoredEntry:
     )
 
 
-def _combine(clauses: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    if not clauses:
+def folder_where(under: str | None, schema: int) -> dict[str, Any] | None:
+    """The folder filter, written by the index's own key schema."""
+    return {"dirs": {"$contains": meta_text(under, schema)}} if under else None
+
+
+def where_of(
+    under: str | None, clauses: Sequence[Mapping[str, Any]], schema: int
+) -> dict[str, Any] | None:
+    """One ``where`` for a folder and more clauses (:meth:`clipseek.filters.Filters.clauses`),
+    all to hold; None when nothing is filtered."""
+    parts = [*([folder_where(under, schema)] if under else []), *clauses]
+    if not parts:
         return None
-    return dict(clauses[0]) if len(clauses) == 1 else {"$and": [dict(c) for c in clauses]}
+    return dict(parts[0]) if len(parts) == 1 else {"$and": [dict(c) for c in parts]}

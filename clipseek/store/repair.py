@@ -1,13 +1,7 @@
 """Checking an index without the model, and rebuilding its vector files from what it stored.
 
-Chroma 1.5.9 keeps an index in two places (docs/RELIABILITY.md, "Where the vectors live"):
-
-- ``chroma.sqlite3``: every record's id and metadata (tables ``embeddings`` and
-  ``embedding_metadata``), and a log of recent writes with their vectors
-  (``embeddings_queue``), purged once the vector files hold them;
-- one folder of hnswlib files per collection: ``data_level0.bin`` holds each vector
-  with its label and its neighbour links, ``link_lists.bin`` the upper graph levels,
-  ``index_metadata.pickle`` the label → id map.
+Where Chroma keeps what (``chroma.sqlite3`` and the hnswlib files) is described, and
+read, in :mod:`clipseek.store.chromafiles`.
 
 ``collection.get(include=["embeddings"])`` answers from the loaded vector files plus
 the log, so it needs the files that may be damaged. Here both are read directly
@@ -20,10 +14,8 @@ process so that a crash there is reported as damage instead of killing the calle
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import pickle
 import shutil
 import sqlite3
 import struct
@@ -39,7 +31,19 @@ from typing import TYPE_CHECKING, Any
 from clipseek.errors import DamagedIndexError, StoreError
 from clipseek.lock import LOCK_NAMES
 from clipseek.store.chroma import COLLECTION_PREFIX, FAILURES_PREFIX, collection_metadata
-from clipseek.store.integrity import _UUID, parse_header
+from clipseek.store.chromafiles import (
+    OP_ADD,
+    OP_DELETE,
+    OP_UPDATE,
+    OP_UPSERT,
+    connect_readonly,
+    label_map,
+    queue_ops,
+    read_hnsw_rows,
+    read_metadata,
+    record_rowids,
+)
+from clipseek.store.integrity import _UUID
 from clipseek.store.keys import ancestors, meta_text, path_from_meta, path_id
 
 if TYPE_CHECKING:
@@ -49,8 +53,6 @@ if TYPE_CHECKING:
 #: Left in the database folder while an index run writes; found at the next run's start,
 #: it says the last run was interrupted, and the index is checked before it is used.
 RUN_MARKER = "clipseek-run.marker"
-#: Chroma's operation codes in ``embeddings_queue``.
-_ADD, _UPDATE, _UPSERT, _DELETE = 0, 1, 2, 3
 #: How many neighbours a self-search asks for: a copy of a file has the same vector,
 #: so a record need not come first, only among its exact equals.
 _SELF_K = 10
@@ -85,13 +87,6 @@ class StoredCollection:
         return self.name[len(prefix) :]
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    """Reads dicts, lists, strings and numbers; refuses anything that names a class."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"unexpected {module}.{name}")
-
-
 def read_stored(location: str | os.PathLike[str]) -> list[StoredCollection]:
     """Every clipseek collection with its records and vectors, read without Chroma.
 
@@ -103,7 +98,7 @@ def read_stored(location: str | os.PathLike[str]) -> list[StoredCollection]:
     if not path.is_file():
         return []
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+        con = connect_readonly(path)
     except sqlite3.Error as exc:
         raise DamagedIndexError(_unreadable(folder, exc)) from None
     try:
@@ -146,46 +141,17 @@ def _read_collections(con: sqlite3.Connection, folder: Path) -> list[StoredColle
 def _read_records(
     con: sqlite3.Connection, segment: str | None, col: StoredCollection
 ) -> dict[int, str]:
-    """Fill ``col.records``; returns SQLite row id → record id (Chroma's vector labels)."""
+    """Fill ``col.records``; returns SQLite row id → record id."""
     if segment is None:
         return {}
-    rowids: dict[int, str] = {}
-    for rowid, record_id in con.execute(
-        "SELECT id, embedding_id FROM embeddings WHERE segment_id = ?", (segment,)
-    ):
-        rowids[int(rowid)] = str(record_id)
-        col.records[str(record_id)] = {}
-    for rowid, key, text, integer, real, boolean in con.execute(
-        "SELECT m.id, m.key, m.string_value, m.int_value, m.float_value, m.bool_value "
-        "FROM embedding_metadata m JOIN embeddings e ON e.id = m.id WHERE e.segment_id = ?",
-        (segment,),
-    ):
-        record_id = rowids.get(int(rowid))
+    rowids = {rowid: record_id for record_id, rowid in record_rowids(con, segment).items()}
+    for rowid, meta in read_metadata(con, segment).items():
+        record_id = rowids.get(rowid)
         if record_id is not None:
-            col.records[record_id][key] = _value(text, integer, real, boolean)
-    with suppress(sqlite3.OperationalError):  # older Chroma: no array table
-        for rowid, key, text, integer, real, boolean in con.execute(
-            "SELECT a.id, a.key, a.string_value, a.int_value, a.float_value, a.bool_value "
-            "FROM embedding_metadata_array a JOIN embeddings e ON e.id = a.id "
-            "WHERE e.segment_id = ? ORDER BY a.rowid",
-            (segment,),
-        ):
-            record_id = rowids.get(int(rowid))
-            if record_id is not None:
-                values = col.records[record_id].setdefault(key, [])
-                if isinstance(values, list):
-                    values.append(_value(text, integer, real, boolean))
+            col.records[record_id] = meta
+    for record_id in rowids.values():
+        col.records.setdefault(record_id, {})
     return rowids
-
-
-def _value(text: Any, integer: Any, real: Any, boolean: Any) -> Any:
-    if text is not None:
-        return text
-    if integer is not None:
-        return int(integer)
-    if real is not None:
-        return float(real)
-    return bool(boolean) if boolean is not None else None
 
 
 def _read_vectors(
@@ -200,21 +166,13 @@ def _read_vectors(
         try:
             vectors, col.norm_problem = _hnsw_vectors(folder / segment, rowids)
             col.vectors.update(vectors)
-        except (OSError, ValueError, struct.error, pickle.UnpicklingError, EOFError) as exc:
+        except (OSError, ValueError, struct.error) as exc:
             col.vector_problem = f"{segment}: {exc}"
-    import numpy as np
-
-    topic_like = f"%/{col.collection_id}"
-    for operation, record_id, blob, encoding in con.execute(
-        "SELECT operation, id, vector, encoding FROM embeddings_queue WHERE topic LIKE ? "
-        "ORDER BY seq_id",
-        (topic_like,),
-    ):
-        if operation == _DELETE:
-            col.vectors.pop(str(record_id), None)
-        elif blob is not None and operation in (_ADD, _UPDATE, _UPSERT):
-            dtype = "<i4" if str(encoding).upper() == "INT32" else "<f4"
-            col.vectors[str(record_id)] = np.frombuffer(blob, dtype=dtype).astype(np.float32)
+    for operation, record_id, vector in queue_ops(con, col.collection_id):
+        if operation == OP_DELETE:
+            col.vectors.pop(record_id, None)
+        elif vector is not None and operation in (OP_ADD, OP_UPDATE, OP_UPSERT):
+            col.vectors[record_id] = vector
 
 
 def _hnsw_vectors(seg: Path, rowids: dict[int, str]) -> tuple[dict[str, np.ndarray], str | None]:
@@ -225,39 +183,23 @@ def _hnsw_vectors(seg: Path, rowids: dict[int, str]) -> tuple[dict[str, np.ndarr
     """
     import numpy as np
 
-    head = parse_header((seg / "header.bin").read_bytes())
-    if isinstance(head, str):
-        raise ValueError(head)
-    if head.count == 0:
+    rows = read_hnsw_rows(seg)
+    count = rows.header.count
+    if count == 0:
         return {}, None
-    raw = np.fromfile(seg / "data_level0.bin", dtype=np.uint8)
-    if raw.size < head.count * head.per_element:
-        raise ValueError("data_level0.bin is truncated")
-    rows = raw[: head.count * head.per_element].reshape(head.count, head.per_element)
-    heads = rows[:, :4].copy().view("<u4").ravel()
-    labels = rows[:, head.label_offset : head.label_offset + 8].copy().view("<u8").ravel()
-    vectors = rows[:, head.data_offset : head.label_offset].copy().view("<f4")
-    label_to_id: dict[int, str] = {}
-    with suppress(OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError):
-        with (seg / "index_metadata.pickle").open("rb") as fh:
-            loaded = _PlainUnpickler(io.BufferedReader(fh)).load()
-        mapping = loaded.get("label_to_id") if isinstance(loaded, dict) else None
-        if isinstance(mapping, dict):
-            label_to_id = {int(k): str(v) for k, v in mapping.items()}
-    if not label_to_id:
-        label_to_id = {k: v for k, v in rowids.items()}
+    label_to_id = label_map(seg) or dict(rowids)
+    vectors = np.array(rows.vectors)  # a copy: the mapped file may change after the lock
     out = {}
-    deleted = (heads >> 16) & 1
-    for i in range(head.count):
-        if deleted[i]:
+    for i in range(count):
+        if rows.deleted[i]:
             continue
-        record_id = label_to_id.get(int(labels[i]))
+        record_id = label_to_id.get(int(rows.labels[i]))
         if record_id is not None:
             out[record_id] = vectors[i]
     # Chroma keeps each vector's norm there to give back what was stored; clipseek
     # stores unit vectors, so anything else is damage (a reused vector would carry it).
-    norms = np.fromfile(seg / "length.bin", dtype="<f4")[: head.count]
-    if norms.size < head.count or not (np.abs(norms[deleted == 0] - 1.0) < 1e-3).all():
+    norms = np.fromfile(seg / "length.bin", dtype="<f4")[:count]
+    if norms.size < count or not (np.abs(norms[~rows.deleted] - 1.0) < 1e-3).all():
         return out, "length.bin holds norms that are not those of the stored vectors"
     return out, None
 

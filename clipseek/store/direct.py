@@ -1,0 +1,490 @@
+"""A one-shot reader: ranks an index straight from Chroma's files, without chromadb.
+
+Importing chromadb takes about a second on a small machine: most of a cold
+``clipseek query``. A process that asks one question needs none of Chroma's machinery
+for it: the vectors of 10,000 images are 20 MB that numpy reads in milliseconds and
+ranks exactly (no HNSW approximation) faster than Chroma would load its graph.
+
+It reads under the shared data lock, so it sees a committed state, and it opens
+SQLite read-only: a reader never writes. It knows Chroma's layout
+(:mod:`clipseek.store.chromafiles`) and nothing more; anything it does not recognise
+(another layout, a ``where`` form it does not translate, a record it cannot find a
+vector for) raises :class:`DirectUnavailable` inside, and the index answers through
+Chroma from then on: slower, never wrong. Long-running faces (the app, ``serve``)
+keep Chroma, whose graph answers faster on large indexes once loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clipseek.store.chroma import (
+    COLLECTION_PREFIX,
+    Hit,
+    ImageIndex,
+    IndexInfo,
+    StoredEntry,
+    collection_metadata,
+    stored_entry,
+    where_of,
+)
+from clipseek.store.chromafiles import (
+    OP_ADD,
+    OP_DELETE,
+    OP_UPDATE,
+    OP_UPSERT,
+    connect_readonly,
+    label_map,
+    queue_ops,
+    read_hnsw_rows,
+    read_metadata,
+    record_rowids,
+)
+from clipseek.store.integrity import _UUID
+from clipseek.store.keys import path_from_meta
+from clipseek.store.snapshot import fingerprint
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from clipseek.lock import DataLock
+
+
+class DirectUnavailable(Exception):
+    """The files are not in a shape this reader knows for certain: ask Chroma."""
+
+
+#: Comparison operators of a ``where`` clause, as SQL, on a typed metadata column.
+_COMPARE = {"$eq": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+@dataclass
+class _Collection:
+    id: str
+    name: str
+    metadata: dict[str, Any]
+    metadata_segment: str
+    vector_segment: str | None
+
+
+@dataclass
+class _Vectors:
+    """Every record's vector, row-aligned with its SQLite row id and record id."""
+
+    fingerprint: tuple
+    rowids: np.ndarray
+    ids: list[str]
+    matrix: np.ndarray
+    position: dict[str, int]
+
+
+def open_direct(
+    location: str,
+    lock: DataLock | None,
+    model_key: str,
+    collection_slug: str,
+    fallback: Callable[[], ImageIndex | None],
+) -> DirectIndex | None:
+    """The index of ``model_key`` read directly, or None when the database definitely
+    holds no such collection. Raises :class:`DirectUnavailable` when unsure."""
+    name = COLLECTION_PREFIX + collection_slug
+    with _locked(lock):
+        collection = _find_collection(Path(location), name)
+    if collection is None:
+        return None
+    found = str(collection.metadata.get("model_key", ""))
+    if found != model_key:
+        raise DirectUnavailable(f"{name} belongs to {found}")  # Chroma's path says so
+    index = DirectIndex(location, lock, collection, fallback)
+    index.preload()
+    return index
+
+
+def _locked(lock: DataLock | None) -> contextlib.AbstractContextManager[None]:
+    return lock.shared() if lock is not None else contextlib.nullcontext()
+
+
+def _find_collection(folder: Path, name: str) -> _Collection | None:
+    database = folder / "chroma.sqlite3"
+    try:
+        con = connect_readonly(database, timeout=5.0)
+    except sqlite3.Error as exc:
+        raise DirectUnavailable(str(exc)) from None
+    try:
+        rows = con.execute(
+            "SELECT c.id FROM collections c JOIN databases d ON c.database_id = d.id "
+            "WHERE d.name = 'default_database' AND d.tenant_id = 'default_tenant' "
+            "AND c.name = ?",
+            (name,),
+        ).fetchall()
+        if not rows:
+            return None
+        (collection_id,) = rows[0]
+        segments = con.execute(
+            "SELECT scope, id, type FROM segments WHERE collection = ?", (collection_id,)
+        ).fetchall()
+        metadata = collection_metadata(con, collection_id)
+    except sqlite3.Error as exc:
+        raise DirectUnavailable(str(exc)) from None
+    finally:
+        con.close()
+    by_scope: dict[str, list[tuple[str, str]]] = {}
+    for scope, segment_id, kind in segments:
+        by_scope.setdefault(str(scope), []).append((str(segment_id), str(kind)))
+    meta_segments = by_scope.get("METADATA", [])
+    vector_segments = by_scope.get("VECTOR", [])
+    if len(meta_segments) != 1 or len(vector_segments) > 1:
+        raise DirectUnavailable("an unexpected set of segments")
+    vector = None
+    if vector_segments:
+        vector, kind = vector_segments[0]
+        if kind != "urn:chroma:segment/vector/hnsw-local-persisted" or not _UUID.match(vector):
+            raise DirectUnavailable(f"a vector segment of kind {kind}")
+    return _Collection(str(collection_id), name, metadata, meta_segments[0][0], vector)
+
+
+class DirectIndex:
+    """What a one-shot query asks of an :class:`~clipseek.store.ImageIndex`, answered from
+    the files; anything else, or anything unexpected, goes to ``fallback`` (Chroma)."""
+
+    def __init__(
+        self,
+        location: str,
+        lock: DataLock | None,
+        collection: _Collection,
+        fallback: Callable[[], ImageIndex | None],
+    ) -> None:
+        self.location = location
+        self._folder = Path(location)
+        self._lock = lock
+        self._collection = collection
+        self._fallback_factory = fallback
+        self._fallback: ImageIndex | None = None
+        self._vectors: _Vectors | None = None
+        meta = collection.metadata
+        self._meta = meta
+        self.name = collection.name
+        self.model_key = str(meta.get("model_key", ""))
+        self.model_name = str(meta.get("model_name", self.model_key))
+        self.dim = int(meta.get("dim", 0) or 0)
+        self.schema = int(meta.get("clipseek_schema", 1) or 1)
+
+    # -- Chroma, for what this reader does not do
+
+    def chroma(self) -> ImageIndex:
+        """The same index through Chroma (opened once, on first need)."""
+        if self._fallback is None:
+            index = self._fallback_factory()
+            if index is None:
+                from clipseek.errors import IndexMissingError
+
+                raise IndexMissingError(f"The index {self.name} at {self.location} is gone.")
+            self._fallback = index
+        return self._fallback
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for what this class does not define (entries, failures, writes…).
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.chroma(), name)
+
+    def preload(self) -> None:
+        """Read the vectors now: a one-shot query opens the index while its model's session
+        builds on another thread, and needs them next. A problem shows on first use."""
+        with (
+            contextlib.suppress(DirectUnavailable),
+            _locked(self._lock),
+            self._connection() as con,
+        ):
+            self._fresh(con)
+
+    # -- facts
+
+    @property
+    def roots(self) -> list[str]:
+        return _json_list(self._meta.get("roots"))
+
+    @property
+    def cameras(self) -> list[str]:
+        return [str(c) for c in _json_list(self._meta.get("cameras"))]
+
+    def info(self) -> IndexInfo:
+        return IndexInfo(
+            model_key=self.model_key,
+            model_name=self.model_name,
+            dim=self.dim,
+            count=self.count(),
+            roots=tuple(self.roots),
+            collection=self.name,
+            created=str(self._meta.get("created", "")),
+        )
+
+    def count(self) -> int:
+        if self._fallback is not None:
+            return self._fallback.count()
+        try:
+            with _locked(self._lock), self._connection() as con:
+                (total,) = con.execute(
+                    "SELECT COUNT(*) FROM embeddings WHERE segment_id = ?",
+                    (self._collection.metadata_segment,),
+                ).fetchone()
+            return int(total)
+        except (sqlite3.Error, DirectUnavailable):
+            return self.chroma().count()
+
+    # -- reading
+
+    def query(
+        self,
+        vector: np.ndarray,
+        n: int,
+        under: str | None = None,
+        clauses: Sequence[Mapping[str, Any]] = (),
+    ) -> list[Hit]:
+        """The ``n`` nearest images by cosine similarity, exactly, best first."""
+        if self._fallback is None:
+            try:
+                return self._query(vector, n, under, clauses)
+            except DirectUnavailable:
+                pass
+        return self.chroma().query(vector, n, under=under, clauses=clauses)
+
+    def get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, Mapping[str, Any]]]:
+        if self._fallback is None:
+            try:
+                return self._get(ids)
+            except DirectUnavailable:
+                pass
+        return self.chroma().get(ids)
+
+    def lookup(self, ids: Sequence[str]) -> dict[str, StoredEntry]:
+        if self._fallback is None:
+            try:
+                found = self._get(ids)
+                return {id_: stored_entry(id_, meta) for id_, (_, meta) in found.items()}
+            except DirectUnavailable:
+                pass
+        return self.chroma().lookup(ids)
+
+    def _query(
+        self, vector: np.ndarray, n: int, under: str | None, clauses: Sequence[Mapping[str, Any]]
+    ) -> list[Hit]:
+        import numpy as np
+
+        if n <= 0:
+            return []
+        where = where_of(under, clauses, self.schema)
+        query = np.asarray(vector, dtype=np.float32).ravel()
+        query = query / (float(np.linalg.norm(query)) or 1.0)
+        with _locked(self._lock), self._connection() as con:
+            state = self._fresh(con)
+            scores = state.matrix @ query if len(state.ids) else np.zeros(0, np.float32)
+            if where is not None:
+                allowed = self._matching(con, where)
+                keep = np.isin(state.rowids, np.fromiter(allowed, dtype=np.int64))
+                scores = np.where(keep, scores, -np.inf)
+                available = int(keep.sum())
+            else:
+                available = len(state.ids)
+            k = min(n, available)
+            if k == 0:
+                return []
+            top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(k)
+            top = top[np.lexsort((top, -scores[top]))]
+            metas = self._metadata(con, [int(state.rowids[i]) for i in top])
+        hits = []
+        for i in top:
+            meta = metas.get(int(state.rowids[i]))
+            if meta is None:
+                raise DirectUnavailable("a record without metadata")
+            hits.append(
+                Hit(
+                    id=state.ids[i],
+                    path=path_from_meta(meta),
+                    score=float(scores[i]),
+                    metadata=meta,
+                )
+            )
+        return hits
+
+    def _get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, Mapping[str, Any]]]:
+        if not ids:
+            return {}
+        with _locked(self._lock), self._connection() as con:
+            state = self._fresh(con)
+            rows = [state.position[i] for i in dict.fromkeys(ids) if i in state.position]
+            metas = self._metadata(con, [int(state.rowids[r]) for r in rows])
+        out = {}
+        for r in rows:
+            meta = metas.get(int(state.rowids[r]))
+            if meta is None:
+                raise DirectUnavailable("a record without metadata")
+            out[state.ids[r]] = (state.matrix[r].copy(), meta)
+        return out
+
+    # -- the files
+
+    @contextlib.contextmanager
+    def _connection(self) -> Any:
+        try:
+            con = connect_readonly(self._folder / "chroma.sqlite3")
+        except sqlite3.Error as exc:
+            raise DirectUnavailable(str(exc)) from None
+        try:
+            yield con
+        except sqlite3.Error as exc:
+            raise DirectUnavailable(str(exc)) from None
+        finally:
+            con.close()
+
+    def _metadata(self, con: sqlite3.Connection, rowids: list[int]) -> dict[int, dict[str, Any]]:
+        return read_metadata(con, self._collection.metadata_segment, rowids)
+
+    def _fresh(self, con: sqlite3.Connection) -> _Vectors:
+        """The vectors as committed now (read again only when a writer changed the files)."""
+        current = fingerprint(self._folder)
+        if self._vectors is None or self._vectors.fingerprint != current:
+            self._vectors = None
+            self._vectors = self._load(con, current)
+        return self._vectors
+
+    def _load(self, con: sqlite3.Connection, stamp: tuple) -> _Vectors:
+        """The vector files, with the write log replayed over them; every record must end
+        up with exactly one vector, or Chroma is asked instead."""
+        import numpy as np
+
+        collection = self._collection
+        rowid_of = record_rowids(con, collection.metadata_segment)
+        file_rows: dict[str, int] = {}
+        vectors = None
+        segment = collection.vector_segment
+        if segment is not None and (self._folder / segment / "header.bin").exists():
+            try:
+                rows = read_hnsw_rows(self._folder / segment)
+            except (OSError, ValueError, struct.error) as exc:
+                raise DirectUnavailable(str(exc)) from None
+            if rows.header.count:
+                labels = label_map(self._folder / segment)
+                if labels is None:
+                    raise DirectUnavailable("index_metadata.pickle cannot be read")
+                live = np.flatnonzero(~rows.deleted).tolist()
+                named = map(labels.get, rows.labels[live].tolist())
+                file_rows = {r: i for r, i in zip(named, live, strict=True) if r is not None}
+            vectors = rows.vectors
+        logged: dict[str, np.ndarray | None] = {}
+        for operation, record_id, vector in queue_ops(con, collection.id):
+            if operation == OP_DELETE:
+                logged[record_id] = None
+            elif vector is not None and operation in (OP_ADD, OP_UPDATE, OP_UPSERT):
+                logged[record_id] = vector
+        from_log = [r for r in rowid_of if r in logged] if logged else []
+        from_files = [r for r in rowid_of if r not in logged] if logged else list(rowid_of)
+        try:
+            picks = list(map(file_rows.__getitem__, from_files))
+        except KeyError:
+            raise DirectUnavailable("a record without a vector") from None
+        extra = [logged[r] for r in from_log]
+        if any(v is None for v in extra):
+            raise DirectUnavailable("a record whose vector was deleted")
+        dim = self.dim or (vectors.shape[1] if vectors is not None else 0)
+        if any(v.shape != (dim,) for v in extra) or (
+            vectors is not None and picks and vectors.shape[1] != dim
+        ):
+            raise DirectUnavailable("vectors of another size")
+        ids = from_files + from_log
+        matrix = np.empty((len(ids), dim), dtype=np.float32)
+        if picks:  # gathered from the mapped file in one pass, while the lock is held
+            matrix[: len(picks)] = vectors[np.asarray(picks)]  # type: ignore[index]
+        if extra:
+            matrix[len(picks) :] = np.stack(extra)  # type: ignore[arg-type]
+        del vectors
+        # Chroma stores unit vectors for a cosine index, and clipseek writes unit vectors;
+        # normalising again costs one pass and keeps the scores cosines whatever was stored.
+        norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
+        norms[norms == 0] = 1.0
+        matrix /= norms[:, None]
+        rowids = np.array(list(map(rowid_of.__getitem__, ids)), dtype=np.int64)
+        position = dict(zip(ids, range(len(ids)), strict=True))
+        return _Vectors(stamp, rowids, ids, matrix, position)
+
+    # -- filters
+
+    def _matching(self, con: sqlite3.Connection, where: Mapping[str, Any]) -> set[int]:
+        """Row ids of the records that satisfy a ``where`` clause of the forms clipseek
+        writes (:func:`~clipseek.store.chroma.where_of`); any other form is Chroma's."""
+        if len(where) != 1:
+            raise DirectUnavailable("a where clause with several keys")
+        ((key, condition),) = where.items()
+        if key in ("$and", "$or"):
+            parts = [self._matching(con, part) for part in condition]
+            if not parts:
+                raise DirectUnavailable(f"an empty {key}")
+            return set.intersection(*parts) if key == "$and" else set.union(*parts)
+        if not isinstance(condition, Mapping):
+            condition = {"$eq": condition}
+        if len(condition) != 1:
+            raise DirectUnavailable("a condition with several operators")
+        ((operator, value),) = condition.items()
+        segment = self._collection.metadata_segment
+        if operator == "$contains":
+            column = _column(value)
+            sql = (
+                "SELECT a.id FROM embedding_metadata_array a JOIN embeddings e ON e.id = a.id "
+                f"WHERE e.segment_id = ? AND a.key = ? AND a.{column} = ?"
+            )
+            scalar = con.execute(
+                "SELECT 1 FROM embedding_metadata WHERE key = ? LIMIT 1", (key,)
+            ).fetchone()
+            if scalar is not None:
+                raise DirectUnavailable(f"{key} is stored as a single value")
+            return {int(r) for (r,) in con.execute(sql, (segment, key, value))}
+        if operator == "$in":
+            if not isinstance(value, list) or not value:
+                raise DirectUnavailable("an $in without values")
+            columns = {_column(v) for v in value}
+            if len(columns) != 1:
+                raise DirectUnavailable("an $in of mixed types")
+            marks = ",".join("?" * len(value))
+            sql = (
+                "SELECT m.id FROM embedding_metadata m JOIN embeddings e ON e.id = m.id "
+                f"WHERE e.segment_id = ? AND m.key = ? AND m.{columns.pop()} IN ({marks})"
+            )
+            return {int(r) for (r,) in con.execute(sql, (segment, key, *value))}
+        if operator in _COMPARE:
+            column = _column(value)
+            if operator != "$eq" and column in ("string_value", "bool_value"):
+                raise DirectUnavailable("an ordering comparison of text")
+            sql = (
+                "SELECT m.id FROM embedding_metadata m JOIN embeddings e ON e.id = m.id "
+                f"WHERE e.segment_id = ? AND m.key = ? AND m.{column} {_COMPARE[operator]} ?"
+            )
+            return {int(r) for (r,) in con.execute(sql, (segment, key, value))}
+        raise DirectUnavailable(f"the operator {operator}")
+
+
+def _column(value: Any) -> str:
+    """The typed metadata column Chroma compares a filter value with."""
+    if isinstance(value, bool):
+        return "bool_value"
+    if isinstance(value, int):
+        return "int_value"
+    if isinstance(value, float):
+        return "float_value"
+    if isinstance(value, str):
+        return "string_value"
+    raise DirectUnavailable(f"a filter value of type {type(value).__name__}")
+
+
+def _json_list(text: Any) -> list[Any]:
+    try:
+        value = json.loads(str(text)) if text is not None else []
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
