@@ -178,7 +178,7 @@ t = time.perf_counter()
 from clipseek.config import load_settings
 from clipseek.engine import Engine
 if sys.argv[2] == "off":
-    Engine._warm_model = lambda self, tower="text": None
+    Engine.warm_model = lambda self, tower="text": None
 engine = Engine(load_settings({"model": "ViT-B/32", "db": sys.argv[1]}))
 engine.search("a dog on a beach", 5)
 assert engine.model().backend == "onnx"
@@ -342,6 +342,11 @@ def main() -> None:
         )
 
     if "cold" not in skip:
+        # What pip does on install; a checkout run with PYTHONDONTWRITEBYTECODE would
+        # otherwise compile clipseek's sources in every cold process.
+        import compileall
+
+        compileall.compile_dir(str(ROOT / "clipseek"), quiet=1)
         clipseek = [sys.executable, "-m", "clipseek"]
         example = work / "example.jpg"
         if not example.exists():

@@ -172,10 +172,11 @@ def _settings(**flags: Any) -> Settings:
     return load_settings(given)
 
 
-def _engine(settings: Settings, *, one_shot: bool = False) -> Engine:
+def _engine(settings: Settings, *, interactive: bool = False) -> Engine:
+    """``interactive``: one answer, as soon as possible (see Engine's direct, quick_start)."""
     from clipseek.engine import Engine
 
-    return Engine(settings, one_shot=one_shot)
+    return Engine(settings, direct=interactive, quick_start=interactive)
 
 
 # --------------------------------------------------------------------------- root
@@ -675,7 +676,7 @@ def query(
     settings = _settings(
         model=model, db=db, device=device, precision=precision, chroma_url=chroma_url
     )
-    engine = _engine(settings, one_shot=True)
+    engine = _engine(settings, interactive=True)
     response = engine.search(
         Query(tuple(terms_list)),
         top_k,

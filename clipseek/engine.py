@@ -53,16 +53,20 @@ class Engine:
         settings: Settings,
         model_loader: Callable[[ModelSpec, str, str], Embedder] | None = None,
         backend: str = "auto",
-        one_shot: bool = False,
+        direct: bool = False,
+        quick_start: bool = False,
     ) -> None:
         self.settings = settings
-        #: A process that asks once (``clipseek query``) reads the index files directly
-        #: instead of importing chromadb, a second of a cold query (see store/direct.py),
-        #: and builds its ONNX session for a quick start (see OnnxModel.prepack).
-        self.one_shot = one_shot
-        #: Reads go through a private snapshot that follows other processes' writes;
-        #: :meth:`index` writes through its own store on the folder itself.
-        self.store = Store(settings.store_location, reader=True)
+        #: Reads never write and follow other processes' writes. With ``direct`` (a query,
+        #: the app) searches are answered from the index files without chromadb, whose
+        #: import is a second of a cold answer; otherwise through a private snapshot (see
+        #: store/direct.py and store/snapshot.py). :meth:`index` writes through its own
+        #: store on the folder itself.
+        self.store = Store(settings.store_location, reader=True, direct=direct)
+        #: A face where the first answer matters more than a few milliseconds on each later
+        #: one (a query, the app) builds its ONNX sessions for a quick start
+        #: (see OnnxModel.prepack).
+        self.quick_start = quick_start
         self._model_loader = model_loader
         #: "auto", "torch" or "onnx": the runtime for indexing on a CPU (readers use the
         #: ONNX export whenever it is ready unless this is "torch").
@@ -117,7 +121,7 @@ class Engine:
                         self.settings.device,
                         self.settings.precision,
                         self.backend,
-                        one_shot=self.one_shot,
+                        quick_start=self.quick_start,
                     )
             return self._model
 
@@ -311,7 +315,7 @@ class Engine:
     def open_index(self) -> ImageIndex:
         """The index for this engine's model, or a message that says what to do instead."""
         spec = self.spec
-        index = self.store.open_index(spec.key, spec.collection_slug, direct=self.one_shot)
+        index = self.store.open_index(spec.key, spec.collection_slug)
         if index is not None:
             return index
         others = self._known_indexes() if self.store.exists else []
@@ -331,13 +335,13 @@ class Engine:
         """The index is opened before the model loads: a missing index is a quick answer.
         ``warm`` ("text" or "image") names the tower to load while the index opens."""
         if warm is not None:
-            self._warm_model(warm)
+            self.warm_model(warm)
         index = self.open_index()
         return Searcher(index, self.model(), self.settings.max_megapixels)
 
-    def _warm_model(self, tower: str = "text") -> None:
-        """Load an ONNX tower on a thread while the index opens: importing chromadb and
-        creating the session overlap, which a cold query feels."""
+    def warm_model(self, tower: str = "text") -> None:
+        """Load an ONNX tower (and for text, the tokenizer) on a thread while the index
+        opens or the user types: the session builds in native code, beside the rest."""
         if self._model is not None or self._model_loader is not None or self.backend == "torch":
             return
         if not self.fast_path_ready():

@@ -1,4 +1,4 @@
-"""The one-shot reader (store/direct.py): Chroma's answers, from Chroma's files, without
+"""The direct reader (store/direct.py): Chroma's answers, from Chroma's files, without
 chromadb; anything it does not know goes to Chroma; it never writes."""
 
 from __future__ import annotations
@@ -62,8 +62,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
 
 
 def _direct_and_chroma(db: Path) -> tuple[DirectIndex, Any]:
-    reader = Store(db, reader=True)
-    direct = reader.open_index(KEY, SLUG, direct=True)
+    direct = Store(db, reader=True, direct=True).open_index(KEY, SLUG)
     chroma = Store(db, reader=True).open_index(KEY, SLUG)
     assert isinstance(direct, DirectIndex)
     assert chroma is not None and not isinstance(chroma, DirectIndex)
@@ -110,7 +109,7 @@ def test_answers_equal_chromas_exact_scan(built, under, clauses) -> None:
             assert np.allclose([h.score for h in got], [h.score for h in want], atol=1e-5)
             assert [h.path for h in got] == [h.path for h in want]
             assert [dict(h.metadata) for h in got] == [dict(h.metadata) for h in want]
-    assert direct._fallback is None  # answered from the files, not by asking Chroma
+    assert direct.unavailable is None  # answered from the files, not by asking Chroma
 
 
 def test_top_answers_equal_chromas_search_and_replaced_vectors_win(built) -> None:
@@ -147,7 +146,7 @@ def test_what_it_cannot_translate_is_answered_by_chroma(built) -> None:
     direct, chroma = _direct_and_chroma(db)
     clauses = [{"camera": {"$ne": "Pixel 8"}}]  # an operator clipseek never writes
     got = direct.query(vectors[3], 20, clauses=clauses)
-    assert direct._fallback is not None
+    assert direct.unavailable is not None
     assert [h.id for h in got] == [h.id for h in chroma.query(vectors[3], 20, clauses=clauses)]
 
 
@@ -158,7 +157,7 @@ def test_files_it_cannot_read_are_answered_by_chroma(built, monkeypatch) -> None
     monkeypatch.setattr(direct_module, "label_map", lambda _segment: None)
     direct, chroma = _direct_and_chroma(db)
     got = direct.query(vectors[9], 10)
-    assert direct._fallback is not None
+    assert direct.unavailable is not None
     assert [h.id for h in got] == [h.id for h in chroma.query(vectors[9], 10)]
 
 
@@ -185,7 +184,7 @@ def test_it_follows_another_processs_writes(built, tmp_path: Path) -> None:
     db, _ = built
     copy = tmp_path / "db"
     shutil.copytree(db, copy)
-    direct = Store(copy, reader=True).open_index(KEY, SLUG, direct=True)
+    direct = Store(copy, reader=True, direct=True).open_index(KEY, SLUG)
     assert isinstance(direct, DirectIndex)
     fresh = _unit(np.random.default_rng(99), 1)[0]
     assert direct.query(fresh, 1)[0].score < 0.99
@@ -196,24 +195,64 @@ def test_it_follows_another_processs_writes(built, tmp_path: Path) -> None:
     writer.close()
     top = direct.query(fresh, 1)[0]
     assert top.path.endswith("img_05000.jpg") and top.score == pytest.approx(1.0, abs=1e-5)
-    assert direct._fallback is None
+    assert direct.unavailable is None
 
 
 def test_a_missing_model_index_is_none_without_chroma(built) -> None:
     db, _ = built
-    assert Store(db, reader=True).open_index("other-key", "other-slug", direct=True) is None
+    assert Store(db, reader=True, direct=True).open_index("other-key", "other-slug") is None
 
 
-def test_a_one_shot_engine_answers_like_the_app(engine, photos: Path, settings) -> None:
+def test_a_direct_engine_answers_like_a_snapshot_reader(engine, photos: Path, settings) -> None:
     from clipseek.engine import Engine
 
     engine.index([photos])
-    one_shot = Engine(settings, model_loader=engine._model_loader, one_shot=True)
+    direct = Engine(settings, model_loader=engine._model_loader, direct=True)
     for text in ("a red circle", "a city at night"):
         want = engine.search(text, 5)
-        got = one_shot.search(text, 5)
+        got = direct.search(text, 5)
         assert [r.path for r in got.results] == [r.path for r in want.results]
         assert [r.score for r in got.results] == pytest.approx(
             [r.score for r in want.results], abs=1e-6
         )
-    assert isinstance(one_shot.open_index(), DirectIndex)
+    assert isinstance(direct.open_index(), DirectIndex)
+
+
+def test_a_direct_store_says_when_another_process_wrote_and_catches_up(
+    built, tmp_path: Path
+) -> None:
+    """What the app's watcher asks: changed() after another process's write, and after
+    catch_up() the next search reads the new state (counted in reloads)."""
+    import shutil
+
+    db, _ = built
+    copy = tmp_path / "db"
+    shutil.copytree(db, copy)
+    reader = Store(copy, reader=True, direct=True)
+    direct = reader.open_index(KEY, SLUG)
+    assert isinstance(direct, DirectIndex) and reader.open_index(KEY, SLUG) is direct
+    assert not reader.changed() and reader.reloads == 0
+    writer = Store(copy)
+    index = writer.open_index(KEY, SLUG)
+    assert index is not None
+    fresh = _unit(np.random.default_rng(5), 1)[0]
+    index.upsert([_record(6000, fresh)])
+    writer.close()
+    assert reader.changed()
+    reader.catch_up()
+    assert not reader.changed() and reader.reloads == 1
+    assert direct.count() == 1176
+    assert direct.query(fresh, 1)[0].path.endswith("img_06000.jpg")
+    assert reader.reloads == 1  # the search read what catch_up read
+
+
+def test_a_store_whose_direct_index_gave_up_follows_its_snapshot(built, monkeypatch) -> None:
+    from clipseek.store import direct as direct_module
+
+    db, vectors = built
+    reader = Store(db, reader=True, direct=True)
+    monkeypatch.setattr(direct_module, "label_map", lambda _segment: None)
+    direct = reader.open_index(KEY, SLUG)
+    assert isinstance(direct, DirectIndex) and direct.unavailable is not None
+    assert direct.query(vectors[4], 1)[0].path.endswith("img_00004.jpg")
+    assert not reader.changed()  # nothing was written; it must not keep saying so

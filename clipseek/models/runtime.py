@@ -30,14 +30,14 @@ BACKENDS = ("auto", "torch", "onnx")
 
 
 def load_reader_model(
-    spec: ModelSpec, device: str, precision: str, backend: str, *, one_shot: bool = False
+    spec: ModelSpec, device: str, precision: str, backend: str, *, quick_start: bool = False
 ) -> Embedder:
-    """The model a query, the app or the server embeds with; ``one_shot`` (a process that
-    encodes once) builds its session for the quickest start rather than the fastest use."""
+    """The model a query, the app or the server embeds with; ``quick_start`` builds its
+    sessions for the quickest start rather than the fastest use."""
     if backend != "torch":
         from clipseek.models.onnx_backend import load_onnx_model
 
-        fast = load_onnx_model(spec, prepack=not one_shot)
+        fast = load_onnx_model(spec, prepack=not quick_start)
         if fast is not None:
             return fast
     from clipseek.models.torch_backend import load_model

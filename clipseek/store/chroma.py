@@ -144,10 +144,19 @@ class Store:
     local database is never opened in place: reads go to a private snapshot that is
     replaced as soon as another process commits a write (see :mod:`clipseek.store.snapshot`
     and docs/RELIABILITY.md). Without it (the indexer), Chroma opens the folder itself.
+
+    With ``direct=True`` as well, a reader answers searches from Chroma's files without
+    importing chromadb (:mod:`clipseek.store.direct`), re-reading them when a writer
+    committed; what that reader does not do still goes through a snapshot.
     """
 
     def __init__(
-        self, location: str | os.PathLike[str], *, create: bool = True, reader: bool = False
+        self,
+        location: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        reader: bool = False,
+        direct: bool = False,
     ) -> None:
         self.location = os.fspath(location)
         self.is_remote = self.location.startswith(("http://", "https://"))
@@ -163,8 +172,14 @@ class Store:
         self._seen_writes = -1
         self._retired: list[tuple[float, Path, Any]] = []
         self._refresh_lock = threading.RLock()
-        #: How many times this reader took a new snapshot (for tests and diagnostics).
+        #: How many times this reader took a new snapshot, or re-read the files in direct
+        #: mode (the app compares it with what its results were read from).
         self.reloads = 0
+        self.direct = direct and self.reader
+        #: Direct indexes by collection name, kept: each holds its vectors between searches.
+        self._direct_indexes: dict[str, Any] = {}
+        #: The fingerprint of the files the direct indexes last read.
+        self._direct_print: tuple | None = None
 
     # -- locking (see clipseek.lock): readers share, writers exclude
 
@@ -272,21 +287,37 @@ class Store:
         self._retired = keep
 
     def changed(self) -> bool:
-        """Whether another process committed a write since this reader's snapshot."""
-        if not self.reader or self._snapshot is None:
+        """Whether another process committed a write since this reader last read."""
+        # An index that gave up reading the files directly reads through the snapshot.
+        reading = any(i.unavailable is None for i in self._direct_indexes.values())
+        direct_print = self._direct_print if reading else None
+        if not self.reader or (self._snapshot is None and direct_print is None):
             return False
         with self.reading():
-            return fingerprint(self.location) != self._snapshot_print
+            current = fingerprint(self.location)
+        if direct_print is not None and current != direct_print:
+            return True
+        return self._snapshot is not None and current != self._snapshot_print
 
     def catch_up(self) -> None:
-        """Take a snapshot of the index as it is now, whatever the intervals below: a watcher
-        that saw another process's write refreshes once, so the count and the search it runs
-        next both read the same, newest data."""
+        """Read the index as it is now, whatever the intervals below: a watcher that saw
+        another process's write refreshes once, so the count and the search it runs next
+        both read the same, newest data."""
         if not self.reader or self.is_remote:
             return
+        for index in list(self._direct_indexes.values()):
+            index.refresh()
+        if self.direct and self._snapshot is None:
+            return  # nothing was read through Chroma: no snapshot to renew
         with self._refresh_lock:
             self._checked_at = self._taken_at = float("-inf")
         self._connect()
+
+    def _direct_read(self, stamp: tuple, first: bool) -> None:
+        """A direct index read the files (again, unless ``first``)."""
+        self._direct_print = stamp
+        if not first:
+            self.reloads += 1
 
     def _stale(self) -> bool:
         """Whether it is time to look for a newer snapshot (cheap: a clock read)."""
@@ -401,6 +432,8 @@ class Store:
         if self.reader:
             self._forget_client()
         self._client = None
+        self._direct_indexes.clear()
+        self._direct_print = None
 
     def _committed(self) -> None:
         """After each committed write: tell readers in other processes (see snapshot.py)."""
@@ -493,30 +526,40 @@ class Store:
         except (sqlite3.Error, ValueError, TypeError, OSError):
             return None
 
-    def open_index(
-        self, model_key: str, collection_slug: str, *, direct: bool = False
-    ) -> ImageIndex | None:
-        """The index for ``model_key``, or None if nothing was indexed with that model.
-
-        ``direct`` (a reader that asks once, such as ``clipseek query``) reads the files
-        without importing chromadb where it can (:mod:`clipseek.store.direct`).
-        """
+    def open_index(self, model_key: str, collection_slug: str) -> ImageIndex | None:
+        """The index for ``model_key``, or None if nothing was indexed with that model."""
         self._check_health()
         if not self.is_remote and not self.exists:
             return None
-        if direct and self.reader:
+        if self.direct:
             from clipseek.store.direct import DirectUnavailable, open_direct
 
+            name = COLLECTION_PREFIX + collection_slug
+            kept = self._direct_indexes.get(name)
+            if kept is not None and kept.model_key == model_key:
+                return kept  # type: ignore[no-any-return]
             try:
-                return open_direct(  # type: ignore[return-value]
+                index = open_direct(
                     self.location,
                     self._lock,
                     model_key,
                     collection_slug,
-                    fallback=lambda: self.open_index(model_key, collection_slug),
+                    fallback=lambda: self._open_chroma_index(model_key, collection_slug),
+                    on_read=self._direct_read,
                 )
             except DirectUnavailable:
-                pass
+                index = None
+            else:
+                if index is None:
+                    return None
+                self._direct_indexes[name] = index
+                return index  # type: ignore[return-value]
+        return self._open_chroma_index(model_key, collection_slug)
+
+    def _open_chroma_index(self, model_key: str, collection_slug: str) -> ImageIndex | None:
+        self._check_health()
+        if not self.is_remote and not self.exists:
+            return None
         name = COLLECTION_PREFIX + collection_slug
         for col in self._collections():
             if col.name == name:

@@ -9,8 +9,8 @@ Chroma 1.5 keeps an index in two places (docs/RELIABILITY.md, "Where the vectors
   its label and its neighbour links, ``index_metadata.pickle`` the label → id map.
 
 Two readers need these without Chroma: repair (Chroma would crash on the damage it is
-there to fix) and a one-shot query (importing chromadb costs a second, most of a cold
-query). Both read here, so the layout is known in one place.
+there to fix) and searching (importing chromadb costs a second, most of a cold query).
+Both read here, so the layout is known in one place.
 """
 
 from __future__ import annotations

@@ -1,17 +1,18 @@
-"""A one-shot reader: ranks an index straight from Chroma's files, without chromadb.
+"""Searching an index straight from Chroma's files, without chromadb.
 
 Importing chromadb takes about a second on a small machine: most of a cold
-``clipseek query``. A process that asks one question needs none of Chroma's machinery
-for it: the vectors of 10,000 images are 20 MB that numpy reads in milliseconds and
-ranks exactly (no HNSW approximation) faster than Chroma would load its graph.
+``clipseek query``, and of the app's first answer. Searching needs none of Chroma's
+machinery: the vectors of 10,000 images are 20 MB that numpy reads in a tenth of a
+second and ranks exactly (no HNSW approximation) in milliseconds.
 
-It reads under the shared data lock, so it sees a committed state, and it opens
-SQLite read-only: a reader never writes. It knows Chroma's layout
-(:mod:`clipseek.store.chromafiles`) and nothing more; anything it does not recognise
-(another layout, a ``where`` form it does not translate, a record it cannot find a
-vector for) raises :class:`DirectUnavailable` inside, and the index answers through
-Chroma from then on: slower, never wrong. Long-running faces (the app, ``serve``)
-keep Chroma, whose graph answers faster on large indexes once loaded.
+It reads under the shared data lock, so it sees a committed state, and opens SQLite
+read-only: a reader never writes. It keeps the vectors between searches and reads the
+files again when a writer committed (the same fingerprint the snapshots use). It knows
+Chroma's layout (:mod:`clipseek.store.chromafiles`) and nothing more: anything it does
+not recognise (another layout, a ``where`` form it does not translate, a record it cannot
+find a vector for) raises :class:`DirectUnavailable` inside, and from then on the index
+answers through Chroma: slower, never wrong. ``clipseek serve`` keeps Chroma, whose graph
+answers a busy server's many searches faster on large indexes once loaded.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import contextlib
 import json
 import sqlite3
 import struct
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,9 +93,11 @@ def open_direct(
     model_key: str,
     collection_slug: str,
     fallback: Callable[[], ImageIndex | None],
+    on_read: Callable[[tuple, bool], None] | None = None,
 ) -> DirectIndex | None:
     """The index of ``model_key`` read directly, or None when the database definitely
-    holds no such collection. Raises :class:`DirectUnavailable` when unsure."""
+    holds no such collection. Raises :class:`DirectUnavailable` when unsure. ``on_read``
+    hears of every read of the files (their fingerprint, and whether it was the first)."""
     name = COLLECTION_PREFIX + collection_slug
     with _locked(lock):
         collection = _find_collection(Path(location), name)
@@ -102,8 +106,8 @@ def open_direct(
     found = str(collection.metadata.get("model_key", ""))
     if found != model_key:
         raise DirectUnavailable(f"{name} belongs to {found}")  # Chroma's path says so
-    index = DirectIndex(location, lock, collection, fallback)
-    index.preload()
+    index = DirectIndex(location, lock, collection, fallback, on_read)
+    index.refresh()
     return index
 
 
@@ -117,6 +121,13 @@ def _find_collection(folder: Path, name: str) -> _Collection | None:
         con = connect_readonly(database, timeout=5.0)
     except sqlite3.Error as exc:
         raise DirectUnavailable(str(exc)) from None
+    try:
+        return _find_collection_in(con, name)
+    finally:
+        con.close()
+
+
+def _find_collection_in(con: sqlite3.Connection, name: str) -> _Collection | None:
     try:
         rows = con.execute(
             "SELECT c.id FROM collections c JOIN databases d ON c.database_id = d.id "
@@ -133,8 +144,6 @@ def _find_collection(folder: Path, name: str) -> _Collection | None:
         metadata = collection_metadata(con, collection_id)
     except sqlite3.Error as exc:
         raise DirectUnavailable(str(exc)) from None
-    finally:
-        con.close()
     by_scope: dict[str, list[tuple[str, str]]] = {}
     for scope, segment_id, kind in segments:
         by_scope.setdefault(str(scope), []).append((str(segment_id), str(kind)))
@@ -151,8 +160,8 @@ def _find_collection(folder: Path, name: str) -> _Collection | None:
 
 
 class DirectIndex:
-    """What a one-shot query asks of an :class:`~clipseek.store.ImageIndex`, answered from
-    the files; anything else, or anything unexpected, goes to ``fallback`` (Chroma)."""
+    """What a search asks of an :class:`~clipseek.store.ImageIndex`, answered from the
+    files; anything else, or anything unexpected, goes to ``fallback`` (Chroma)."""
 
     def __init__(
         self,
@@ -160,15 +169,22 @@ class DirectIndex:
         lock: DataLock | None,
         collection: _Collection,
         fallback: Callable[[], ImageIndex | None],
+        on_read: Callable[[tuple, bool], None] | None = None,
     ) -> None:
         self.location = location
         self._folder = Path(location)
         self._lock = lock
-        self._collection = collection
         self._fallback_factory = fallback
-        self._fallback: ImageIndex | None = None
+        self._on_read = on_read
+        #: Why the files could not be read; from then on Chroma answers everything.
+        self.unavailable: str | None = None
         self._vectors: _Vectors | None = None
+        self._load_lock = threading.Lock()
+        self._set_collection(collection)
+
+    def _set_collection(self, collection: _Collection) -> None:
         meta = collection.metadata
+        self._collection = collection
         self._meta = meta
         self.name = collection.name
         self.model_key = str(meta.get("model_key", ""))
@@ -179,15 +195,18 @@ class DirectIndex:
     # -- Chroma, for what this reader does not do
 
     def chroma(self) -> ImageIndex:
-        """The same index through Chroma (opened once, on first need)."""
-        if self._fallback is None:
-            index = self._fallback_factory()
-            if index is None:
-                from clipseek.errors import IndexMissingError
+        """The same index through Chroma: opened anew for each use, as a reader's snapshot
+        is replaced when another process writes."""
+        index = self._fallback_factory()
+        if index is None:
+            from clipseek.errors import IndexMissingError
 
-                raise IndexMissingError(f"The index {self.name} at {self.location} is gone.")
-            self._fallback = index
-        return self._fallback
+            raise IndexMissingError(f"The index {self.name} at {self.location} is gone.")
+        return index
+
+    def _give_up(self, exc: DirectUnavailable) -> None:
+        self.unavailable = str(exc) or type(exc).__name__
+        self._vectors = None
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for what this class does not define (entries, failures, writes…).
@@ -195,15 +214,17 @@ class DirectIndex:
             raise AttributeError(name)
         return getattr(self.chroma(), name)
 
-    def preload(self) -> None:
-        """Read the vectors now: a one-shot query opens the index while its model's session
-        builds on another thread, and needs them next. A problem shows on first use."""
-        with (
-            contextlib.suppress(DirectUnavailable),
-            _locked(self._lock),
-            self._connection() as con,
-        ):
-            self._fresh(con)
+    def refresh(self) -> None:
+        """Read the files now if a writer changed them (or they were never read): a query
+        opens the index while its model's session builds on another thread, and a watcher
+        that saw another process's write reads the new state before the next search."""
+        if self.unavailable is not None:
+            return
+        try:
+            with _locked(self._lock), self._connection() as con:
+                self._fresh(con)
+        except DirectUnavailable as exc:
+            self._give_up(exc)
 
     # -- facts
 
@@ -227,17 +248,13 @@ class DirectIndex:
         )
 
     def count(self) -> int:
-        if self._fallback is not None:
-            return self._fallback.count()
-        try:
-            with _locked(self._lock), self._connection() as con:
-                (total,) = con.execute(
-                    "SELECT COUNT(*) FROM embeddings WHERE segment_id = ?",
-                    (self._collection.metadata_segment,),
-                ).fetchone()
-            return int(total)
-        except (sqlite3.Error, DirectUnavailable):
-            return self.chroma().count()
+        if self.unavailable is None:
+            try:
+                with _locked(self._lock), self._connection() as con:
+                    return len(self._fresh(con).ids)
+            except DirectUnavailable as exc:
+                self._give_up(exc)
+        return self.chroma().count()
 
     # -- reading
 
@@ -249,28 +266,28 @@ class DirectIndex:
         clauses: Sequence[Mapping[str, Any]] = (),
     ) -> list[Hit]:
         """The ``n`` nearest images by cosine similarity, exactly, best first."""
-        if self._fallback is None:
+        if self.unavailable is None:
             try:
                 return self._query(vector, n, under, clauses)
-            except DirectUnavailable:
-                pass
+            except DirectUnavailable as exc:
+                self._give_up(exc)
         return self.chroma().query(vector, n, under=under, clauses=clauses)
 
     def get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, Mapping[str, Any]]]:
-        if self._fallback is None:
+        if self.unavailable is None:
             try:
                 return self._get(ids)
-            except DirectUnavailable:
-                pass
+            except DirectUnavailable as exc:
+                self._give_up(exc)
         return self.chroma().get(ids)
 
     def lookup(self, ids: Sequence[str]) -> dict[str, StoredEntry]:
-        if self._fallback is None:
+        if self.unavailable is None:
             try:
                 found = self._get(ids)
                 return {id_: stored_entry(id_, meta) for id_, (_, meta) in found.items()}
-            except DirectUnavailable:
-                pass
+            except DirectUnavailable as exc:
+                self._give_up(exc)
         return self.chroma().lookup(ids)
 
     def _query(
@@ -348,12 +365,22 @@ class DirectIndex:
         return read_metadata(con, self._collection.metadata_segment, rowids)
 
     def _fresh(self, con: sqlite3.Connection) -> _Vectors:
-        """The vectors as committed now (read again only when a writer changed the files)."""
-        current = fingerprint(self._folder)
-        if self._vectors is None or self._vectors.fingerprint != current:
-            self._vectors = None
-            self._vectors = self._load(con, current)
-        return self._vectors
+        """The vectors as committed now (read again only when a writer changed the files);
+        the caller holds the shared data lock."""
+        with self._load_lock:
+            current = fingerprint(self._folder)
+            state = self._vectors
+            if state is None or state.fingerprint != current:
+                first = state is None
+                self._vectors = None
+                collection = _find_collection_in(con, self._collection.name)
+                if collection is None or collection.id != self._collection.id:
+                    raise DirectUnavailable("the collection was replaced")
+                self._set_collection(collection)
+                state = self._vectors = self._load(con, current)
+                if self._on_read is not None:
+                    self._on_read(current, first)
+            return state
 
     def _load(self, con: sqlite3.Connection, stamp: tuple) -> _Vectors:
         """The vector files, with the write log replayed over them; every record must end

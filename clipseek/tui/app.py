@@ -105,12 +105,15 @@ class ClipseekApp(App[None]):
         if engine is None:
             from clipseek.engine import Engine
 
-            engine = Engine(self.settings)
+            engine = Engine(self.settings, direct=True, quick_start=True)
         try:
             model = engine.spec.name
         except ClipseekError as exc:
             self.post_message(msg.EngineReady(engine, None, exc))
             return
+        # The text tower builds on its own thread while the index is read and the user
+        # types: the first answer needs both.
+        engine.warm_model("text")
         self.post_message(msg.EngineReady(engine, model, None))
         self.post_message(self._index_status(engine))
         self.call_from_thread(self._watch_index)
