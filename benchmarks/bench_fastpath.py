@@ -7,6 +7,9 @@ With the ViT-B/32 stand-in (random weights of the real shape, fp16 checkpoint):
    ONNX export and through torch (no export: ``CLIPSEEK_NO_EXPORT=1``, an empty cache),
    interleaved A/B, on an index of --images records; each run's peak RSS (ru_maxrss);
    the same for a cold ``--image`` query and for ``python -c pass`` (the floor);
+   (a cold query reads the index files directly: chromadb is not imported);
+2b. the app (headless): launch to the first answer of a query typed at once, reading the
+   files directly (as shipped) against Chroma's snapshot, interleaved;
 3. at rest: RSS of ``clipseek serve`` once it answers, and of the app (headless) after
    its model is ready and one query ran, through ONNX and through torch;
 4. the image tower on this CPU: images/s of ONNX Runtime fp32, int8 (dynamic
@@ -14,7 +17,7 @@ With the ViT-B/32 stand-in (random weights of the real shape, fp16 checkpoint):
 5. int8 agreement: cosine of int8 vs fp32 image vectors (stand-in), and the shipped
    shapes model's colour+shape top-1 rate with fp32 and int8 image vectors.
 
-The index holds random unit vectors under fake paths (what a query costs does not
+The index holds random unit vectors under empty files (what a query costs does not
 depend on where its vectors came from), so building it takes seconds, not an hour.
 
     python benchmarks/bench_fastpath.py --quick
@@ -172,6 +175,61 @@ def _app_rss(env: dict[str, str], db: Path) -> dict[str, object]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+FIRST_ANSWER_CHILD = r"""
+import time
+T0 = time.perf_counter()
+import asyncio, json, sys
+from clipseek.config import load_settings
+from clipseek.tui.app import ClipseekApp
+from clipseek.tui.screens import search as search_screen
+
+answered = []
+real = search_screen.SearchScreen.on_search_done
+def on_search_done(self, message):
+    real(self, message)
+    answered.append(time.perf_counter() - T0)
+search_screen.SearchScreen.on_search_done = on_search_done
+
+async def main():
+    settings = load_settings({"model": "ViT-B/32", "db": sys.argv[1]})
+    app = ClipseekApp(settings=settings, preview="none")
+    if sys.argv[2] == "snapshot":  # as before: Chroma's snapshot, prepacked sessions
+        from clipseek.engine import Engine
+        app.engine = Engine(settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.search_screen
+        box = screen.query_one("#query")
+        box.focus()
+        box.value = "a dog on a beach"
+        await pilot.press("enter")
+        while not answered:
+            await asyncio.sleep(0.01)
+        print(json.dumps({"first_answer_s": answered[0], "chromadb": "chromadb" in sys.modules}))
+        app.exit()
+
+asyncio.run(main())
+"""
+
+
+def _first_answers(env: dict[str, str], db: Path, repeat: int) -> dict[str, list[float]]:
+    """Launch → first answer of the app (headless) with a query typed at once, reading
+    the files directly (as shipped) and through Chroma's snapshot, interleaved."""
+    times: dict[str, list[float]] = {"direct": [], "snapshot": []}
+    for _ in range(repeat):
+        for mode in times:
+            out = subprocess.run(
+                [sys.executable, "-c", FIRST_ANSWER_CHILD, str(db), mode],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            if out.returncode != 0:
+                raise SystemExit(out.stderr[-2000:])
+            times[mode].append(json.loads(out.stdout.strip().splitlines()[-1])["first_answer_s"])
+    return times
+
+
 OVERLAP_CHILD = r"""
 import sys, time
 t = time.perf_counter()
@@ -290,7 +348,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int)
     parser.add_argument("--images", type=int)
     parser.add_argument(
-        "--skip", default="", help="comma list of: export,cold,overlap,rest,tower,int8"
+        "--skip", default="", help="comma list of: export,cold,first,overlap,rest,tower,int8"
     )
     args = parser.parse_args()
     repeat = args.repeat or (3 if args.quick else 5)
@@ -381,6 +439,15 @@ def main() -> None:
             o, t = median(wall[f"{kind} query, ONNX"]), median(wall[f"{kind} query, torch"])
             ro, rt = median(rss[f"{kind} query, ONNX"]), median(rss[f"{kind} query, torch"])
             print(f"{kind}: ONNX ÷ torch wall {o / t:.2f}×, peak RSS {ro / rt:.2f}×")
+
+    if "first" not in skip:
+        got = _first_answers(env_onnx, db, repeat)
+        d, n = median(got["direct"]), median(got["snapshot"])
+        print(
+            f"\napp (headless), launch to the first answer of a query typed at once, median of "
+            f"{repeat}: direct reads {d:.2f} s (range {min(got['direct']):.2f}–"
+            f"{max(got['direct']):.2f}), Chroma snapshot {n:.2f} s ({d / n:.2f}×)"
+        )
 
     if "overlap" not in skip:
         got = _overlap(env_onnx, db, repeat)

@@ -13,6 +13,7 @@ heavy, because a shell runs them on every Tab.
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -63,7 +64,8 @@ def _label(param: Any) -> str:
 
 
 def _range(param: Any) -> str | None:
-    low, high = getattr(param, "min", None), getattr(param, "max", None)
+    bounds = param if hasattr(param, "min") else getattr(param, "type", None)  # Typer < 0.29
+    low, high = getattr(bounds, "min", None), getattr(bounds, "max", None)
     if low is not None and high is not None:
         return f"{low} to {high}"
     if low is not None:
@@ -74,11 +76,18 @@ def _range(param: Any) -> str | None:
 
 
 def plain_labels(params: list[Any]) -> list[Any]:
-    """Give each parameter a word for its value instead of its Python type (once)."""
+    """Give each parameter a word for its value instead of its Python type (once).
+
+    Typer 0.29 asks the parameter (``display_type_rich`` and friends); earlier releases
+    ask its Click type and ``make_metavar``, so those are set too where a type exists
+    (copied first: Click shares type objects between parameters)."""
     for param in params:
         if getattr(param, "_clipseek_labelled", False):
             continue
         label = _label(param)
+        legacy = getattr(param, "type", None) is not None
+        if legacy:
+            param.type = copy.copy(param.type)
         if isinstance(param, typer.core.TyperArgument):
             name = label or (param.name or "").upper()
             many = param.nargs != 1
@@ -89,10 +98,19 @@ def plain_labels(params: list[Any]) -> list[Any]:
             if not param.required:
                 usage = f"[{usage}]"
             param._usage_display_name = lambda usage=usage: usage
+            if legacy:
+                param.type.get_metavar = lambda *args, **kwargs: ""
+                param.make_metavar = lambda ctx=None, usage=False, name=name, shown=usage: (
+                    shown if usage else name
+                )
         else:
             param.display_type_rich = lambda ctx, label=label: label or None
+            if legacy and label:
+                param.metavar = label
         if hasattr(param, "_get_number_range_help_str"):
             param._get_number_range_help_str = lambda param=param: _range(param)
+        if legacy and hasattr(param.type, "_describe_range"):
+            param.type._describe_range = lambda param=param: _range(param) or ""
         param._clipseek_labelled = True
     return params
 
