@@ -256,3 +256,35 @@ def test_a_store_whose_direct_index_gave_up_follows_its_snapshot(built, monkeypa
     assert isinstance(direct, DirectIndex) and direct.unavailable is not None
     assert direct.query(vectors[4], 1)[0].path.endswith("img_00004.jpg")
     assert not reader.changed()  # nothing was written; it must not keep saying so
+
+
+def test_an_index_made_anew_elsewhere_is_read_anew(built, tmp_path: Path) -> None:
+    """``clipseek index --rebuild`` in another process replaces the collection: the app's
+    next search reads the new one directly, not the old one, and not through Chroma."""
+    import shutil
+
+    db, _ = built
+    copy = tmp_path / "db"
+    shutil.copytree(db, copy)
+    reader = Store(copy, reader=True, direct=True)
+    old = reader.open_index(KEY, SLUG)
+    assert isinstance(old, DirectIndex) and old.count() == 1175
+    writer = Store(copy)
+    writer.drop_index(KEY, SLUG)
+    fresh = _unit(np.random.default_rng(11), 1)[0]
+    writer.create_index(KEY, NAME, SLUG, DIM).upsert([_record(7000, fresh)])
+    writer.close()
+    assert old.count() == 1  # answered through Chroma: the old collection is gone
+    new = reader.open_index(KEY, SLUG)
+    assert isinstance(new, DirectIndex) and new is not old and new.unavailable is None
+    assert new.count() == 1
+    assert new.query(fresh, 1)[0].path.endswith("img_07000.jpg")
+
+
+def test_a_query_of_another_size_is_chromas_to_refuse(built) -> None:
+    from clipseek.errors import StoreError
+
+    db, _ = built
+    direct, _ = _direct_and_chroma(db)
+    with pytest.raises(StoreError):
+        direct.query(np.ones(DIM + 3, dtype=np.float32), 3)

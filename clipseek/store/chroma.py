@@ -536,7 +536,7 @@ class Store:
 
             name = COLLECTION_PREFIX + collection_slug
             kept = self._direct_indexes.get(name)
-            if kept is not None and kept.model_key == model_key:
+            if kept is not None and kept.model_key == model_key and not kept.replaced:
                 return kept  # type: ignore[no-any-return]
             try:
                 index = open_direct(

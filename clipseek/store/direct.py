@@ -178,6 +178,8 @@ class DirectIndex:
         self._on_read = on_read
         #: Why the files could not be read; from then on Chroma answers everything.
         self.unavailable: str | None = None
+        #: The collection was dropped or made anew (``--rebuild`` in another process).
+        self.replaced = False
         self._vectors: _Vectors | None = None
         self._load_lock = threading.Lock()
         self._set_collection(collection)
@@ -302,6 +304,8 @@ class DirectIndex:
         query = query / (float(np.linalg.norm(query)) or 1.0)
         with _locked(self._lock), self._connection() as con:
             state = self._fresh(con)
+            if state.matrix.shape[1] != query.shape[0]:
+                raise DirectUnavailable("a query of another size")  # Chroma says it clearly
             scores = state.matrix @ query if len(state.ids) else np.zeros(0, np.float32)
             if where is not None:
                 allowed = self._matching(con, where)
@@ -375,6 +379,7 @@ class DirectIndex:
                 self._vectors = None
                 collection = _find_collection_in(con, self._collection.name)
                 if collection is None or collection.id != self._collection.id:
+                    self.replaced = True  # the store opens the new one
                     raise DirectUnavailable("the collection was replaced")
                 self._set_collection(collection)
                 state = self._vectors = self._load(con, current)
