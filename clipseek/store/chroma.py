@@ -629,7 +629,49 @@ class Store:
             self._committed()
 
 
-class ImageIndex:
+class IndexFacts:
+    """What an index's collection metadata says, for any reader of it (Chroma's, or the
+    files read directly); the class sets ``_meta`` and the names used here."""
+
+    _meta: Mapping[str, Any]
+    model_key: str
+    model_name: str
+    dim: int
+    name: str
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def roots(self) -> list[str]:
+        return [str(r) for r in _json_list(self._meta.get("roots"))]
+
+    @property
+    def cameras(self) -> list[str]:
+        """Camera names in this index (kept in the collection's metadata by the writer)."""
+        return [str(c) for c in _json_list(self._meta.get("cameras"))]
+
+    def info(self) -> IndexInfo:
+        return IndexInfo(
+            model_key=self.model_key,
+            model_name=self.model_name,
+            dim=self.dim,
+            count=self.count(),
+            roots=tuple(self.roots),
+            collection=self.name,
+            created=str(self._meta.get("created", "")),
+        )
+
+
+def _json_list(text: Any) -> list[Any]:
+    try:
+        value = json.loads(str(text)) if text is not None else []
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+class ImageIndex(IndexFacts):
     """The vectors of one model: what was indexed, and nearest-neighbour search over it."""
 
     def __init__(
@@ -658,17 +700,6 @@ class ImageIndex:
         self._meta = meta
         #: Which key rule this index's metadata was written with (see keys.py).
         self.schema: int = int(meta.get("clipseek_schema", 1) or 1)
-
-    def info(self) -> IndexInfo:
-        return IndexInfo(
-            model_key=self.model_key,
-            model_name=self.model_name,
-            dim=self.dim,
-            count=self.count(),
-            roots=tuple(self.roots),
-            collection=self.name,
-            created=str(self._meta.get("created", "")),
-        )
 
     # -- guarded calls into Chroma
 
@@ -701,13 +732,6 @@ class ImageIndex:
             raise DamagedIndexError(damaged_message(self.location, "a search found nothing"))
 
     # -- roots
-
-    @property
-    def roots(self) -> list[str]:
-        try:
-            return list(json.loads(self._meta.get("roots", "[]")))
-        except (TypeError, ValueError):
-            return []
 
     def add_roots(self, roots: Sequence[str]) -> None:
         if self._redirect is not None:
@@ -921,14 +945,6 @@ class ImageIndex:
 
     def _folder_where(self, under: str | None) -> dict[str, Any] | None:
         return folder_where(under, self.schema)
-
-    @property
-    def cameras(self) -> list[str]:
-        """Camera names in this index (kept in the collection's metadata by the writer)."""
-        try:
-            return [str(c) for c in json.loads(self._meta.get("cameras", "[]"))]
-        except (TypeError, ValueError):
-            return []
 
     def query(
         self,

@@ -18,7 +18,6 @@ answers a busy server's many searches faster on large indexes once loaded.
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 import struct
 import threading
@@ -31,7 +30,7 @@ from clipseek.store.chroma import (
     COLLECTION_PREFIX,
     Hit,
     ImageIndex,
-    IndexInfo,
+    IndexFacts,
     StoredEntry,
     collection_metadata,
     stored_entry,
@@ -159,7 +158,7 @@ def _find_collection_in(con: sqlite3.Connection, name: str) -> _Collection | Non
     return _Collection(str(collection_id), name, metadata, meta_segments[0][0], vector)
 
 
-class DirectIndex:
+class DirectIndex(IndexFacts):
     """What a search asks of an :class:`~clipseek.store.ImageIndex`, answered from the
     files; anything else, or anything unexpected, goes to ``fallback`` (Chroma)."""
 
@@ -229,25 +228,6 @@ class DirectIndex:
             self._give_up(exc)
 
     # -- facts
-
-    @property
-    def roots(self) -> list[str]:
-        return _json_list(self._meta.get("roots"))
-
-    @property
-    def cameras(self) -> list[str]:
-        return [str(c) for c in _json_list(self._meta.get("cameras"))]
-
-    def info(self) -> IndexInfo:
-        return IndexInfo(
-            model_key=self.model_key,
-            model_name=self.model_name,
-            dim=self.dim,
-            count=self.count(),
-            roots=tuple(self.roots),
-            collection=self.name,
-            created=str(self._meta.get("created", "")),
-        )
 
     def count(self) -> int:
         if self.unavailable is None:
@@ -512,11 +492,3 @@ def _column(value: Any) -> str:
     if isinstance(value, str):
         return "string_value"
     raise DirectUnavailable(f"a filter value of type {type(value).__name__}")
-
-
-def _json_list(text: Any) -> list[Any]:
-    try:
-        value = json.loads(str(text)) if text is not None else []
-    except ValueError:
-        return []
-    return value if isinstance(value, list) else []
