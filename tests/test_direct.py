@@ -288,3 +288,21 @@ def test_a_query_of_another_size_is_chromas_to_refuse(built) -> None:
     direct, _ = _direct_and_chroma(db)
     with pytest.raises(StoreError):
         direct.query(np.ones(DIM + 3, dtype=np.float32), 3)
+
+
+def test_scores_are_cosines_whatever_length_was_stored(built, tmp_path: Path) -> None:
+    import shutil
+
+    db, _ = built
+    copy = tmp_path / "db"
+    shutil.copytree(db, copy)
+    writer = Store(copy)
+    index = writer.open_index(KEY, SLUG)
+    assert index is not None
+    direction = _unit(np.random.default_rng(21), 1)[0]
+    index.upsert([_record(8000, 3.0 * direction)])  # in the write log as written
+    writer.close()
+    direct, chroma = _direct_and_chroma(copy)
+    got, want = direct.query(direction, 3), chroma._exact(direction, 3, None)
+    assert got[0].path.endswith("img_08000.jpg") and got[0].score == pytest.approx(1.0, abs=1e-5)
+    assert [h.id for h in got] == [h.id for h in want]

@@ -138,10 +138,7 @@ def label_map(segment: Path) -> dict[int, str] | None:
 
 @dataclass
 class HnswRows:
-    """The elements of ``data_level0.bin``: label, deleted flag and vector of each.
-
-    ``vectors`` is a view of the mapped file: copy what you keep before the data lock is
-    released (Chroma rewrites the file in place)."""
+    """The elements of ``data_level0.bin``: label, deleted flag and vector of each."""
 
     header: HnswHeader
     labels: np.ndarray
@@ -149,8 +146,13 @@ class HnswRows:
     vectors: np.ndarray
 
 
+#: Rows of ``data_level0.bin`` read at a time. Read, not mapped: the neighbour links are
+#: most of each row, and a mapped file's pages would count in the process's memory.
+_CHUNK_ROWS = 4096
+
+
 def read_hnsw_rows(segment: Path) -> HnswRows:
-    """Every element of a vector folder (the neighbour links are not read). Raises
+    """Every element of a vector folder (the neighbour links are skipped). Raises
     ValueError (or OSError) when the files cannot describe an index."""
     import numpy as np
 
@@ -158,14 +160,21 @@ def read_hnsw_rows(segment: Path) -> HnswRows:
     if isinstance(head, str):
         raise ValueError(head)
     count, per = head.count, head.per_element
-    path = segment / "data_level0.bin"
-    if path.stat().st_size < count * per:
-        raise ValueError("data_level0.bin is truncated")
-    if count == 0:
-        empty = np.zeros(0, dtype=np.uint64)
-        return HnswRows(head, empty, empty.astype(bool), np.zeros((0, head.dim), np.float32))
-    rows = np.memmap(path, dtype=np.uint8, mode="r", shape=(count, per))
-    heads = rows[:, :4].copy().view("<u4").ravel()
-    labels = rows[:, head.label_offset : head.label_offset + 8].copy().view("<u8").ravel()
-    vectors = rows[:, head.data_offset : head.label_offset].view("<f4")
-    return HnswRows(head, labels, ((heads >> 16) & 1).astype(bool), vectors)
+    labels = np.empty(count, dtype=np.uint64)
+    deleted = np.empty(count, dtype=bool)
+    vectors = np.empty((count, head.dim), dtype=np.float32)
+    with (segment / "data_level0.bin").open("rb") as fh:
+        for start in range(0, count, _CHUNK_ROWS):
+            n = min(_CHUNK_ROWS, count - start)
+            rows = np.fromfile(fh, dtype=np.uint8, count=n * per)
+            if rows.size < n * per:
+                raise ValueError("data_level0.bin is truncated")
+            rows = rows.reshape(n, per)
+            heads = rows[:, :4].copy().view("<u4").ravel()
+            deleted[start : start + n] = (heads >> 16) & 1
+            end = head.label_offset + 8
+            labels[start : start + n] = rows[:, head.label_offset : end].copy().view("<u8").ravel()
+            vectors[start : start + n] = (
+                rows[:, head.data_offset : head.label_offset].copy().view("<f4")
+            )
+    return HnswRows(head, labels, deleted, vectors)

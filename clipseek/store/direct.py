@@ -369,13 +369,21 @@ class DirectIndex(IndexFacts):
 
     def _load(self, con: sqlite3.Connection, stamp: tuple) -> _Vectors:
         """The vector files, with the write log replayed over them; every record must end
-        up with exactly one vector, or Chroma is asked instead."""
+        up with exactly one vector, or Chroma is asked instead. Rows keep the files' order,
+        so the vectors are used where they were read, not copied again."""
         import numpy as np
 
         collection = self._collection
         rowid_of = record_rowids(con, collection.metadata_segment)
-        file_rows: dict[str, int] = {}
-        vectors = None
+        logged: dict[str, np.ndarray | None] = {}
+        for operation, record_id, vector in queue_ops(con, collection.id):
+            if operation == OP_DELETE:
+                logged[record_id] = None
+            elif vector is not None and operation in (OP_ADD, OP_UPDATE, OP_UPSERT):
+                logged[record_id] = vector
+        dim = self.dim
+        ids: list[str] = []
+        blocks: list[np.ndarray] = []
         segment = collection.vector_segment
         if segment is not None and (self._folder / segment / "header.bin").exists():
             try:
@@ -386,42 +394,44 @@ class DirectIndex(IndexFacts):
                 labels = label_map(self._folder / segment)
                 if labels is None:
                     raise DirectUnavailable("index_metadata.pickle cannot be read")
-                live = np.flatnonzero(~rows.deleted).tolist()
-                named = map(labels.get, rows.labels[live].tolist())
-                file_rows = {r: i for r, i in zip(named, live, strict=True) if r is not None}
-            vectors = rows.vectors
-        logged: dict[str, np.ndarray | None] = {}
-        for operation, record_id, vector in queue_ops(con, collection.id):
-            if operation == OP_DELETE:
-                logged[record_id] = None
-            elif vector is not None and operation in (OP_ADD, OP_UPDATE, OP_UPSERT):
-                logged[record_id] = vector
-        from_log = [r for r in rowid_of if r in logged] if logged else []
-        from_files = [r for r in rowid_of if r not in logged] if logged else list(rowid_of)
-        try:
-            picks = list(map(file_rows.__getitem__, from_files))
-        except KeyError:
-            raise DirectUnavailable("a record without a vector") from None
-        extra = [logged[r] for r in from_log]
-        if any(v is None for v in extra):
-            raise DirectUnavailable("a record whose vector was deleted")
-        dim = self.dim or (vectors.shape[1] if vectors is not None else 0)
-        if any(v.shape != (dim,) for v in extra) or (
-            vectors is not None and picks and vectors.shape[1] != dim
-        ):
-            raise DirectUnavailable("vectors of another size")
-        ids = from_files + from_log
-        matrix = np.empty((len(ids), dim), dtype=np.float32)
-        if picks:  # gathered from the mapped file in one pass, while the lock is held
-            matrix[: len(picks)] = vectors[np.asarray(picks)]  # type: ignore[index]
-        if extra:
-            matrix[len(picks) :] = np.stack(extra)  # type: ignore[arg-type]
-        del vectors
+                if dim and rows.vectors.shape[1] != dim:
+                    raise DirectUnavailable("vectors of another size")
+                named = list(map(labels.get, rows.labels.tolist()))
+                keep = [
+                    i
+                    for i, (record_id, gone) in enumerate(
+                        zip(named, rows.deleted.tolist(), strict=True)
+                    )
+                    if not gone
+                    and record_id is not None
+                    and record_id in rowid_of
+                    and record_id not in logged
+                ]
+                ids = [named[i] for i in keep]  # type: ignore[misc]
+                everything = len(keep) == rows.header.count
+                blocks.append(rows.vectors if everything else rows.vectors[np.asarray(keep)])
+            del rows
+        from_log = [r for r, v in logged.items() if v is not None and r in rowid_of]
+        if from_log:
+            extra = np.stack([logged[r] for r in from_log])  # type: ignore[misc]
+            if dim and extra.shape[1] != dim:
+                raise DirectUnavailable("vectors of another size")
+            blocks.append(extra.astype(np.float32, copy=False))
+            ids.extend(from_log)
+        if len(ids) != len(rowid_of) or len(set(ids)) != len(ids):
+            raise DirectUnavailable("records and vectors that do not match")
+        if not blocks:
+            matrix = np.zeros((0, dim), dtype=np.float32)
+        else:
+            matrix = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        del blocks
         # Chroma stores unit vectors for a cosine index, and clipseek writes unit vectors;
-        # normalising again costs one pass and keeps the scores cosines whatever was stored.
+        # anything else is divided by its norm, so the scores are cosines whatever was stored.
         norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
-        norms[norms == 0] = 1.0
-        matrix /= norms[:, None]
+        off = np.flatnonzero(np.abs(norms - 1.0) > 1e-5)
+        if off.size:
+            norms[norms == 0] = 1.0
+            matrix[off] /= norms[off, None]
         rowids = np.array(list(map(rowid_of.__getitem__, ids)), dtype=np.int64)
         position = dict(zip(ids, range(len(ids)), strict=True))
         return _Vectors(stamp, rowids, ids, matrix, position)

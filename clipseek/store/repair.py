@@ -188,7 +188,7 @@ def _hnsw_vectors(seg: Path, rowids: dict[int, str]) -> tuple[dict[str, np.ndarr
     if count == 0:
         return {}, None
     label_to_id = label_map(seg) or dict(rowids)
-    vectors = np.array(rows.vectors)  # a copy: the mapped file may change after the lock
+    vectors = rows.vectors
     out = {}
     for i in range(count):
         if rows.deleted[i]:
