@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import pickle
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,22 +100,24 @@ def read_metadata(
     return out
 
 
-def queue_ops(
-    con: sqlite3.Connection, collection_id: str
-) -> Iterator[tuple[int, str, np.ndarray | None]]:
-    """The write log of one collection in order: (operation, record id, vector or None)."""
+def logged_vectors(con: sqlite3.Connection, collection_id: str) -> dict[str, np.ndarray | None]:
+    """What the write log of one collection says last about each record it names: its
+    vector, or None when the record was deleted. Replayed over the vector files, it gives
+    the current vectors (a metadata-only update leaves the vector as it was)."""
     import numpy as np
 
+    latest: dict[str, np.ndarray | None] = {}
     for operation, record_id, blob, encoding in con.execute(
         "SELECT operation, id, vector, encoding FROM embeddings_queue WHERE topic LIKE ? "
         "ORDER BY seq_id",
         (f"%/{collection_id}",),
     ):
-        vector = None
-        if blob is not None:
+        if operation == OP_DELETE:
+            latest[str(record_id)] = None
+        elif blob is not None and operation in (OP_ADD, OP_UPDATE, OP_UPSERT):
             dtype = "<i4" if str(encoding).upper() == "INT32" else "<f4"
-            vector = np.frombuffer(blob, dtype=dtype).astype(np.float32)
-        yield int(operation), str(record_id), vector
+            latest[str(record_id)] = np.frombuffer(blob, dtype=dtype).astype(np.float32)
+    return latest
 
 
 class _PlainUnpickler(pickle.Unpickler):

@@ -21,10 +21,10 @@ import contextlib
 import sqlite3
 import struct
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from clipseek.store.chroma import (
     COLLECTION_PREFIX,
@@ -37,13 +37,9 @@ from clipseek.store.chroma import (
     where_of,
 )
 from clipseek.store.chromafiles import (
-    OP_ADD,
-    OP_DELETE,
-    OP_UPDATE,
-    OP_UPSERT,
     connect_readonly,
     label_map,
-    queue_ops,
+    logged_vectors,
     read_hnsw_rows,
     read_metadata,
     record_rowids,
@@ -56,6 +52,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from clipseek.lock import DataLock
+
+
+T = TypeVar("T")
 
 
 class DirectUnavailable(Exception):
@@ -98,35 +97,38 @@ def open_direct(
     holds no such collection. Raises :class:`DirectUnavailable` when unsure. ``on_read``
     hears of every read of the files (their fingerprint, and whether it was the first)."""
     name = COLLECTION_PREFIX + collection_slug
-    with _locked(lock):
-        collection = _find_collection(Path(location), name)
-    if collection is None:
-        return None
-    found = str(collection.metadata.get("model_key", ""))
-    if found != model_key:
-        raise DirectUnavailable(f"{name} belongs to {found}")  # Chroma's path says so
-    index = DirectIndex(location, lock, collection, fallback, on_read)
-    index.refresh()
+    with _reading(lock, Path(location)) as con:
+        collection = _find_collection(con, name)
+        if collection is None:
+            return None
+        found = str(collection.metadata.get("model_key", ""))
+        if found != model_key:
+            raise DirectUnavailable(f"{name} belongs to {found}")  # Chroma's path says so
+        index = DirectIndex(location, lock, collection, fallback, on_read)
+        # Read now, in the same look at the files: a query opens the index while its
+        # model's session builds on another thread, and needs the vectors next.
+        index._try(lambda: index._fresh(con), lambda: None)
     return index
 
 
-def _locked(lock: DataLock | None) -> contextlib.AbstractContextManager[None]:
-    return lock.shared() if lock is not None else contextlib.nullcontext()
+@contextlib.contextmanager
+def _reading(lock: DataLock | None, folder: Path) -> Iterator[sqlite3.Connection]:
+    """The shared data lock, and ``chroma.sqlite3`` opened read-only while it is held;
+    SQLite's errors are the reader's ``DirectUnavailable``."""
+    with lock.shared() if lock is not None else contextlib.nullcontext():
+        try:
+            con = connect_readonly(folder / "chroma.sqlite3")
+        except sqlite3.Error as exc:
+            raise DirectUnavailable(str(exc)) from None
+        try:
+            yield con
+        except sqlite3.Error as exc:
+            raise DirectUnavailable(str(exc)) from None
+        finally:
+            con.close()
 
 
-def _find_collection(folder: Path, name: str) -> _Collection | None:
-    database = folder / "chroma.sqlite3"
-    try:
-        con = connect_readonly(database, timeout=5.0)
-    except sqlite3.Error as exc:
-        raise DirectUnavailable(str(exc)) from None
-    try:
-        return _find_collection_in(con, name)
-    finally:
-        con.close()
-
-
-def _find_collection_in(con: sqlite3.Connection, name: str) -> _Collection | None:
+def _find_collection(con: sqlite3.Connection, name: str) -> _Collection | None:
     try:
         rows = con.execute(
             "SELECT c.id FROM collections c JOIN databases d ON c.database_id = d.id "
@@ -205,9 +207,16 @@ class DirectIndex(IndexFacts):
             raise IndexMissingError(f"The index {self.name} at {self.location} is gone.")
         return index
 
-    def _give_up(self, exc: DirectUnavailable) -> None:
-        self.unavailable = str(exc) or type(exc).__name__
-        self._vectors = None
+    def _try(self, direct: Callable[[], T], chroma: Callable[[], T]) -> T:
+        """``direct`` while the files can be read directly; ``chroma`` from the first time
+        they cannot, for good."""
+        if self.unavailable is None:
+            try:
+                return direct()
+            except DirectUnavailable as exc:
+                self.unavailable = str(exc) or type(exc).__name__
+                self._vectors = None
+        return chroma()
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for what this class does not define (entries, failures, writes…).
@@ -216,27 +225,18 @@ class DirectIndex(IndexFacts):
         return getattr(self.chroma(), name)
 
     def refresh(self) -> None:
-        """Read the files now if a writer changed them (or they were never read): a query
-        opens the index while its model's session builds on another thread, and a watcher
-        that saw another process's write reads the new state before the next search."""
-        if self.unavailable is not None:
-            return
-        try:
-            with _locked(self._lock), self._connection() as con:
-                self._fresh(con)
-        except DirectUnavailable as exc:
-            self._give_up(exc)
+        """Read the files now if a writer changed them: a watcher that saw another process's
+        write reads the new state before the next search."""
+        self._try(self._read, lambda: None)
+
+    def _read(self) -> _Vectors:
+        with _reading(self._lock, self._folder) as con:
+            return self._fresh(con)
 
     # -- facts
 
     def count(self) -> int:
-        if self.unavailable is None:
-            try:
-                with _locked(self._lock), self._connection() as con:
-                    return len(self._fresh(con).ids)
-            except DirectUnavailable as exc:
-                self._give_up(exc)
-        return self.chroma().count()
+        return self._try(lambda: len(self._read().ids), lambda: self.chroma().count())
 
     # -- reading
 
@@ -248,29 +248,19 @@ class DirectIndex(IndexFacts):
         clauses: Sequence[Mapping[str, Any]] = (),
     ) -> list[Hit]:
         """The ``n`` nearest images by cosine similarity, exactly, best first."""
-        if self.unavailable is None:
-            try:
-                return self._query(vector, n, under, clauses)
-            except DirectUnavailable as exc:
-                self._give_up(exc)
-        return self.chroma().query(vector, n, under=under, clauses=clauses)
+        return self._try(
+            lambda: self._query(vector, n, under, clauses),
+            lambda: self.chroma().query(vector, n, under=under, clauses=clauses),
+        )
 
     def get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, Mapping[str, Any]]]:
-        if self.unavailable is None:
-            try:
-                return self._get(ids)
-            except DirectUnavailable as exc:
-                self._give_up(exc)
-        return self.chroma().get(ids)
+        return self._try(lambda: self._get(ids), lambda: self.chroma().get(ids))
 
     def lookup(self, ids: Sequence[str]) -> dict[str, StoredEntry]:
-        if self.unavailable is None:
-            try:
-                found = self._get(ids)
-                return {id_: stored_entry(id_, meta) for id_, (_, meta) in found.items()}
-            except DirectUnavailable as exc:
-                self._give_up(exc)
-        return self.chroma().lookup(ids)
+        def direct() -> dict[str, StoredEntry]:
+            return {id_: stored_entry(id_, meta) for id_, (_, meta) in self._get(ids).items()}
+
+        return self._try(direct, lambda: self.chroma().lookup(ids))
 
     def _query(
         self, vector: np.ndarray, n: int, under: str | None, clauses: Sequence[Mapping[str, Any]]
@@ -282,7 +272,7 @@ class DirectIndex(IndexFacts):
         where = where_of(under, clauses, self.schema)
         query = np.asarray(vector, dtype=np.float32).ravel()
         query = query / (float(np.linalg.norm(query)) or 1.0)
-        with _locked(self._lock), self._connection() as con:
+        with _reading(self._lock, self._folder) as con:
             state = self._fresh(con)
             if state.matrix.shape[1] != query.shape[0]:
                 raise DirectUnavailable("a query of another size")  # Chroma says it clearly
@@ -318,7 +308,7 @@ class DirectIndex(IndexFacts):
     def _get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, Mapping[str, Any]]]:
         if not ids:
             return {}
-        with _locked(self._lock), self._connection() as con:
+        with _reading(self._lock, self._folder) as con:
             state = self._fresh(con)
             rows = [state.position[i] for i in dict.fromkeys(ids) if i in state.position]
             metas = self._metadata(con, [int(state.rowids[r]) for r in rows])
@@ -332,19 +322,6 @@ class DirectIndex(IndexFacts):
 
     # -- the files
 
-    @contextlib.contextmanager
-    def _connection(self) -> Any:
-        try:
-            con = connect_readonly(self._folder / "chroma.sqlite3")
-        except sqlite3.Error as exc:
-            raise DirectUnavailable(str(exc)) from None
-        try:
-            yield con
-        except sqlite3.Error as exc:
-            raise DirectUnavailable(str(exc)) from None
-        finally:
-            con.close()
-
     def _metadata(self, con: sqlite3.Connection, rowids: list[int]) -> dict[int, dict[str, Any]]:
         return read_metadata(con, self._collection.metadata_segment, rowids)
 
@@ -357,7 +334,7 @@ class DirectIndex(IndexFacts):
             if state is None or state.fingerprint != current:
                 first = state is None
                 self._vectors = None
-                collection = _find_collection_in(con, self._collection.name)
+                collection = _find_collection(con, self._collection.name)
                 if collection is None or collection.id != self._collection.id:
                     self.replaced = True  # the store opens the new one
                     raise DirectUnavailable("the collection was replaced")
@@ -375,12 +352,7 @@ class DirectIndex(IndexFacts):
 
         collection = self._collection
         rowid_of = record_rowids(con, collection.metadata_segment)
-        logged: dict[str, np.ndarray | None] = {}
-        for operation, record_id, vector in queue_ops(con, collection.id):
-            if operation == OP_DELETE:
-                logged[record_id] = None
-            elif vector is not None and operation in (OP_ADD, OP_UPDATE, OP_UPSERT):
-                logged[record_id] = vector
+        logged = logged_vectors(con, collection.id)
         dim = self.dim
         ids: list[str] = []
         blocks: list[np.ndarray] = []

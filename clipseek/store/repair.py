@@ -32,13 +32,9 @@ from clipseek.errors import DamagedIndexError, StoreError
 from clipseek.lock import LOCK_NAMES
 from clipseek.store.chroma import COLLECTION_PREFIX, FAILURES_PREFIX, collection_metadata
 from clipseek.store.chromafiles import (
-    OP_ADD,
-    OP_DELETE,
-    OP_UPDATE,
-    OP_UPSERT,
     connect_readonly,
     label_map,
-    queue_ops,
+    logged_vectors,
     read_hnsw_rows,
     read_metadata,
     record_rowids,
@@ -168,10 +164,10 @@ def _read_vectors(
             col.vectors.update(vectors)
         except (OSError, ValueError, struct.error) as exc:
             col.vector_problem = f"{segment}: {exc}"
-    for operation, record_id, vector in queue_ops(con, col.collection_id):
-        if operation == OP_DELETE:
+    for record_id, vector in logged_vectors(con, col.collection_id).items():
+        if vector is None:
             col.vectors.pop(record_id, None)
-        elif vector is not None and operation in (OP_ADD, OP_UPDATE, OP_UPSERT):
+        else:
             col.vectors[record_id] = vector
 
 
