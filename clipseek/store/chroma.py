@@ -528,12 +528,12 @@ class Store:
 
     def open_index(self, model_key: str, collection_slug: str) -> ImageIndex | None:
         """The index for ``model_key``, or None if nothing was indexed with that model."""
-        self._check_health()
-        if not self.is_remote and not self.exists:
-            return None
         if self.direct:
             from clipseek.store.direct import DirectUnavailable, open_direct
 
+            self._check_health()
+            if not self.exists:
+                return None
             name = COLLECTION_PREFIX + collection_slug
             kept = self._direct_indexes.get(name)
             if kept is not None and kept.model_key == model_key and not kept.replaced:
@@ -548,11 +548,10 @@ class Store:
                     on_read=self._direct_read,
                 )
             except DirectUnavailable:
-                index = None
+                pass  # Chroma's path opens it (and says what is wrong, if anything)
             else:
-                if index is None:
-                    return None
-                self._direct_indexes[name] = index
+                if index is not None:
+                    self._direct_indexes[name] = index
                 return index  # type: ignore[return-value]
         return self._open_chroma_index(model_key, collection_slug)
 
