@@ -222,6 +222,46 @@ def test_text_query_lengths_and_batches_all_agree(loaded_tiny_model) -> None:
         assert (a * b).sum(1).min() >= 0.9999
 
 
+def test_quick_start_sessions_skip_prepacking_and_give_the_same_vectors(
+    loaded_tiny_model, monkeypatch
+) -> None:
+    """A query's and the app's sessions are built without weight prepacking (a faster
+    start); they must answer as the prepacked ones do, and the option must reach ONNX
+    Runtime (a session built with it is asked for the setting back)."""
+    from clipseek.models import onnx_backend
+    from clipseek.models.export import export_model
+    from clipseek.models.runtime import load_reader_model
+    from clipseek.testing import photo_like
+
+    export = export_model(loaded_tiny_model)
+    spec = loaded_tiny_model.spec
+    built: list[tuple[str, bool]] = []
+    real = onnx_backend.load_session
+
+    def recording(path: str, threads: int, *, prepack: bool = True):
+        session = real(path, threads, prepack=prepack)
+        try:
+            disabled = session.get_session_options().get_session_config_entry(
+                "session.disable_prepacking"
+            )
+        except RuntimeError:  # never set
+            disabled = ""
+        assert (disabled == "1") is (not prepack)
+        built.append((Path(path).name, prepack))
+        return session
+
+    monkeypatch.setattr(onnx_backend, "load_session", recording)
+    quick = load_reader_model(spec, "cpu", "fp32", "auto", quick_start=True)
+    steady = onnx_backend.OnnxModel(spec, export)
+    texts = ["a red circle", "a city at night", ""]
+    a, b = quick.encode_texts(texts).vectors, steady.encode_texts(texts).vectors
+    assert (a * b).sum(1).min() >= 0.9999
+    image = photo_like((96, 64), seed=3)
+    assert float(quick.encode_image(image) @ steady.encode_image(image)) >= 0.9999
+    assert ("text.onnx", False) in built and ("text.onnx", True) in built
+    assert ("image.onnx", False) in built and ("image.onnx", True) in built
+
+
 def test_vit_b32_shaped_standin_exports_and_agrees(isolated_env: Path) -> None:
     """The real architecture (ViT-B/32, QuickGELU, fp16 checkpoint) through the named path."""
     import huggingface_hub.constants as hf
