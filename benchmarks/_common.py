@@ -35,6 +35,15 @@ def cache_root() -> Path:
     return base
 
 
+def compile_sources(code: Path) -> None:
+    """Compile a checkout's ``clipseek`` package, as pip does on install: a checkout run with
+    ``PYTHONDONTWRITEBYTECODE`` (these machines set it) would otherwise compile clipseek's
+    sources again in every fresh process and time that too."""
+    import compileall
+
+    compileall.compile_dir(str(code / "clipseek"), quiet=1)
+
+
 def use_standin_cache() -> Path:
     """Point huggingface_hub at a private cache holding a random ViT-B/32 checkpoint of the
     real shape, so ``ViT-B/32`` loads offline exactly as it would with real weights.

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, cache_root, header, median, use_standin_cache
+from _common import ROOT, cache_root, compile_sources, header, median, use_standin_cache
 
 QUERY = "a dog playing on a beach"
 
@@ -400,11 +400,7 @@ def main() -> None:
         )
 
     if "cold" not in skip:
-        # What pip does on install; a checkout run with PYTHONDONTWRITEBYTECODE would
-        # otherwise compile clipseek's sources in every cold process.
-        import compileall
-
-        compileall.compile_dir(str(ROOT / "clipseek"), quiet=1)
+        compile_sources(ROOT)
         clipseek = [sys.executable, "-m", "clipseek"]
         example = work / "example.jpg"
         if not example.exists():

@@ -44,7 +44,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, cache_root, header, median, temp_dir, use_standin_cache
+from _common import (
+    ROOT,
+    cache_root,
+    compile_sources,
+    header,
+    median,
+    temp_dir,
+    use_standin_cache,
+)
 
 MODEL = "ViT-B/32"
 DISTINCT = 64
@@ -181,6 +189,8 @@ def main() -> None:
         precisions = list(dict.fromkeys(["fp32", resolve_precision("auto", "cpu")]))
     print(f"# {cores} cores, native bf16: {native}, batch {batch_size}, precisions {precisions}")
     codes = [("this", ROOT)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
+    for _name, code in codes:
+        compile_sources(code)
     extra = ["--batch-size", str(batch_size)]
     extra += ["--threads", str(args.threads)] if args.threads else []
     extra += ["--workers", str(args.workers)] if args.workers else []

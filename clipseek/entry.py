@@ -9,6 +9,7 @@ Anything else (or no terminal) goes to the command line in :mod:`clipseek.cli`.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -72,13 +73,30 @@ def open_app(options: dict[str, str] | None = None) -> int:
 
 
 def main() -> None:
-    if sys.stdin.isatty() and sys.stdout.isatty() and "_CLIPSEEK_COMPLETE" not in os.environ:
-        options = app_options(sys.argv[1:])
-        if options is not None:
-            sys.exit(open_app(options))
-    from clipseek.cli import main as cli_main
+    try:
+        if sys.stdin.isatty() and sys.stdout.isatty() and "_CLIPSEEK_COMPLETE" not in os.environ:
+            options = app_options(sys.argv[1:])
+            if options is not None:
+                sys.exit(open_app(options))
+        from clipseek.cli import main as cli_main
 
-    cli_main()
+        cli_main()
+    finally:
+        leave_quickly()
+
+
+def leave_quickly() -> None:
+    """Spare the interpreter's last garbage collections before the process ends.
+
+    At exit Python collects every generation while it tears modules down, walking each
+    object that chromadb, ONNX Runtime, numpy and Textual made: 0.35 s after an index run
+    on two cores, only to free memory the OS takes back anyway. Freezing moves what is
+    alive out of those collections; objects are still freed (and files closed) as their
+    modules go. The young generations are collected first, so what the command has just
+    let go of is finalised as usual.
+    """
+    gc.collect(1)
+    gc.freeze()
 
 
 if __name__ == "__main__":

@@ -52,3 +52,26 @@ def test_bad_config_is_one_line_and_exit_1(
     assert entry.open_app() == 1
     err = capsys.readouterr().err
     assert err.startswith("error: Unknown device 'tpu'") and err.count("\n") == 1
+
+
+def test_leaving_keeps_the_exit_code_and_finalises_what_the_command_let_go() -> None:
+    """The exit skips the interpreter's last full collections (gc.freeze), but garbage
+    the command has just dropped is still finalised and its exit status still stands."""
+    code = (
+        "import atexit, gc, sys\n"
+        "import clipseek.cli\n"
+        "class Cycle:\n"
+        "    def __init__(self): self.me = self\n"
+        "    def __del__(self): print('finalised', flush=True)\n"
+        "def command():\n"
+        "    Cycle()\n"
+        "    sys.exit(3)\n"
+        "clipseek.cli.main = command\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0, flush=True))\n"
+        "sys.argv = ['clipseek', 'query', 'x']\n"
+        "from clipseek.entry import main\n"
+        "main()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 3, out.stderr
+    assert out.stdout.split("\n") == ["finalised", "frozen True", ""]
