@@ -8,9 +8,11 @@ baseline in the same run and prints ratios against it.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -117,3 +119,26 @@ def header(title: str) -> None:
     print(f"# machine: {machine()}")
     print(f"# command: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}")
     sys.stdout.flush()
+
+
+def wall_and_peak(
+    args: list[str], env: dict[str, str], cwd: Path | None = None
+) -> tuple[float, float, str]:
+    """Wall seconds and peak RSS (MB) of one fresh child, and its stdout: a wrapper
+    process runs it alone, so its ``RUSAGE_CHILDREN`` peak is that child's."""
+    wrapper = (
+        "import resource, subprocess, sys, time, json\n"
+        "t = time.perf_counter()\n"
+        "out = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "wall = time.perf_counter() - t\n"
+        "if out.returncode: sys.stderr.write(out.stdout + out.stderr); sys.exit(1)\n"
+        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print(json.dumps([wall, rss, out.stdout[-2000:]]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", wrapper, *args], env=env, cwd=cwd, capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{args} failed:\n{out.stderr[-3000:]}")
+    wall, rss, stdout = json.loads(out.stdout.strip().splitlines()[-1])
+    return float(wall), float(rss), stdout

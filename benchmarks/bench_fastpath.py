@@ -36,29 +36,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, cache_root, compile_sources, header, median, use_standin_cache
+from _common import (
+    ROOT,
+    cache_root,
+    compile_sources,
+    header,
+    median,
+    use_standin_cache,
+    wall_and_peak,
+)
 
 QUERY = "a dog playing on a beach"
-
-
-def _rss_wrapper(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds and peak RSS (MB) of one fresh child, and its stdout."""
-    wrapper = (
-        "import resource, subprocess, sys, time, json\n"
-        "t = time.perf_counter()\n"
-        "out = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-        "wall = time.perf_counter() - t\n"
-        "if out.returncode: sys.stderr.write(out.stdout + out.stderr); sys.exit(1)\n"
-        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-        "print(json.dumps([wall, rss, out.stdout[-2000:]]))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", wrapper, *args], env=env, capture_output=True, text=True
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"{args} failed:\n{out.stderr[-3000:]}")
-    wall, rss, stdout = json.loads(out.stdout.strip().splitlines()[-1])
-    return float(wall), float(rss), stdout
 
 
 def _build_index(db: Path, count: int, photos: Path) -> None:
@@ -176,9 +164,8 @@ def _app_rss(env: dict[str, str], db: Path) -> dict[str, object]:
 
 
 FIRST_ANSWER_CHILD = r"""
-import time
-T0 = time.perf_counter()
-import asyncio, json, sys
+import asyncio, json, sys, time
+LAUNCHED = float(sys.argv[3])  # the parent's clock just before it started this process
 from clipseek.config import load_settings
 from clipseek.tui.app import ClipseekApp
 from clipseek.tui.screens import search as search_screen
@@ -187,7 +174,7 @@ answered = []
 real = search_screen.SearchScreen.on_search_done
 def on_search_done(self, message):
     real(self, message)
-    answered.append(time.perf_counter() - T0)
+    answered.append(time.time() - LAUNCHED)
 search_screen.SearchScreen.on_search_done = on_search_done
 
 async def main():
@@ -213,12 +200,13 @@ asyncio.run(main())
 
 def _first_answers(env: dict[str, str], db: Path, repeat: int) -> dict[str, list[float]]:
     """Launch → first answer of the app (headless) with a query typed at once, reading
-    the files directly (as shipped) and through Chroma's snapshot, interleaved."""
+    the files directly (as shipped) and through Chroma's snapshot, interleaved. Timed
+    from just before the process starts, so the interpreter's own start counts too."""
     times: dict[str, list[float]] = {"direct": [], "snapshot": []}
     for _ in range(repeat):
         for mode in times:
             out = subprocess.run(
-                [sys.executable, "-c", FIRST_ANSWER_CHILD, str(db), mode],
+                [sys.executable, "-c", FIRST_ANSWER_CHILD, str(db), mode, repr(time.time())],
                 env=env,
                 capture_output=True,
                 text=True,
@@ -355,6 +343,7 @@ def main() -> None:
     count = args.images or 3000
     skip = set(filter(None, args.skip.split(",")))
     header("the ONNX fast path against torch (ViT-B/32 stand-in)")
+    compile_sources(ROOT)  # every section below times fresh processes
     from clipseek.models import cpu_has_native_bf16
 
     print(f"native bf16 on this CPU: {cpu_has_native_bf16()}")
@@ -400,7 +389,6 @@ def main() -> None:
         )
 
     if "cold" not in skip:
-        compile_sources(ROOT)
         clipseek = [sys.executable, "-m", "clipseek"]
         example = work / "example.jpg"
         if not example.exists():
@@ -423,7 +411,7 @@ def main() -> None:
         rss: dict[str, list[float]] = {c[0]: [] for c in cases}
         for _ in range(repeat):
             for name, argv, env in cases:
-                w, r, _ = _rss_wrapper(argv, env)
+                w, r, _ = wall_and_peak(argv, env)
                 wall[name].append(w)
                 rss[name].append(r)
         print(f"\ncold commands on {count:,} records, median of {repeat} fresh processes:\n")
