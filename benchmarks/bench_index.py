@@ -114,7 +114,9 @@ def run_index(
         cmd = [sys.executable, "-m", "clipseek", "index", str(folder), "--db", str(db)]
         cmd += ["-m", MODEL, "--device", "cpu", "--precision", precision, *extra]
         start = time.perf_counter()
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+        # Run from the checkout itself: `python -m` puts the working folder first on the
+        # path, so a run started in another checkout would import that one's clipseek.
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=code, timeout=3600)
         wall = time.perf_counter() - start
     line = next((x for x in out.stdout.splitlines() if " in " in x and "images/s" in x), None)
     if out.returncode != 0 or line is None:

@@ -96,6 +96,37 @@ def test_a_new_root_or_a_recorded_failure_falls_through(
     assert len(again.failed) == 1 and again.unchanged == 12
 
 
+def test_a_name_that_is_not_utf8_is_quick_too(indexed, photos: Path) -> None:
+    """Such a path is stored base64-encoded (``path_b64``); the quick look decodes it."""
+    from tests.conftest import make_photo
+
+    make_photo(photos / os.fsdecode(b"odd-\xff-name.png"), seed=97)
+    assert indexed.index([photos]).new == 1
+    summary, _ = _quick(indexed, [photos])
+    assert summary is not None and summary.unchanged == summary.total == 13
+
+
+def test_records_from_before_photo_dates_fall_through_until_the_normal_run(
+    indexed, photos: Path
+) -> None:
+    """An older index lacks a record's photo date: the normal run adds it (no model run),
+    and from then on the quick look is enough."""
+    import sqlite3
+
+    db = Path(indexed.store.location) / "chroma.sqlite3"
+    with sqlite3.connect(db) as con:
+        (rowid,) = con.execute(
+            "SELECT MIN(id) FROM embedding_metadata WHERE key = 'taken_local'"
+        ).fetchone()
+        con.execute("DELETE FROM embedding_metadata WHERE id = ? AND key = 'taken_local'", (rowid,))
+    con.close()
+    assert _quick(indexed, [photos])[0] is None
+    again = indexed.index([photos])
+    assert again.unchanged == 12 and again.new == 0 and not again.model_loaded
+    summary, _ = _quick(indexed, [photos])
+    assert summary is not None and summary.unchanged == 12
+
+
 def test_a_fresh_process_reindex_imports_neither_chromadb_nor_a_model(
     indexed, photos: Path
 ) -> None:
