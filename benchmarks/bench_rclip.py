@@ -168,30 +168,29 @@ def main() -> None:
             with temp_dir("cs-db-") as db, temp_dir("rclip-data-") as data:
                 renv = {**env, "RCLIP_DATADIR": str(rclip_datadir(models, data))}
                 first = ["clipseek", "rclip"] if (r + n) % 2 == 0 else ["rclip", "clipseek"]
-                for tool in first:
-                    if tool == "clipseek":
-                        cmd = [*clipseek, "index", str(folder), "--db", str(db), "-m", MODEL]
-                        w, m, _ = wall_and_peak(cmd, env)
-                    else:
-                        w, m, _ = wall_and_peak([*rclip, "-f", "-t", "1", QUERY], renv, folder)
-                    record("first index", tool, n, w, m)
-                for tool in first:
-                    if tool == "clipseek":
-                        cmd = [*clipseek, "query", QUERY, "--db", str(db), "-m", MODEL]
-                        w, m, out = wall_and_peak([*cmd, "--top-k", "5", "--json"], env)
-                    else:
-                        cmd = [*rclip, "-f", "-t", "5", "--no-indexing", QUERY]
-                        w, m, out = wall_and_peak(cmd, renv, folder)
-                    if not out.strip():
-                        raise SystemExit(f"{tool} answered nothing")
-                    record("cold query", tool, n, w, m)
-                for tool in first:
-                    if tool == "clipseek":
-                        cmd = [*clipseek, "index", str(folder), "--db", str(db), "-m", MODEL]
-                        w, m, _ = wall_and_peak(cmd, env)
-                    else:
-                        w, m, _ = wall_and_peak([*rclip, "-f", "-t", "1", QUERY], renv, folder)
-                    record("unchanged re-run", tool, n, w, m)
+                index_cmds = {  # rclip indexes its working folder before it answers
+                    "clipseek": ([*clipseek, "index", str(folder), "--db", str(db)], env, None),
+                    "rclip": ([*rclip, "-f", "-t", "1", QUERY], renv, folder),
+                }
+                query = [*clipseek, "query", QUERY, "--db", str(db), "--top-k", "5", "--json"]
+                query_cmds = {
+                    "clipseek": (query, env, None),
+                    "rclip": ([*rclip, "-f", "-t", "5", "--no-indexing", QUERY], renv, folder),
+                }
+                steps = [
+                    ("first index", index_cmds),
+                    ("cold query", query_cmds),
+                    ("unchanged re-run", index_cmds),
+                ]
+                for what, cmds in steps:
+                    for tool in first:
+                        cmd, tool_env, cwd = cmds[tool]
+                        if tool == "clipseek":
+                            cmd = [*cmd, "-m", MODEL]
+                        w, m, out = wall_and_peak(cmd, tool_env, cwd)
+                        if what == "cold query" and not out.strip():
+                            raise SystemExit(f"{tool} answered nothing")
+                        record(what, tool, n, w, m)
 
     print(f"\nmedians of {args.repeat}, fresh processes, wall time from outside:\n")
     print("| what | files | clipseek s | rclip s | clipseek ÷ rclip | clipseek MB | rclip MB |")
