@@ -165,6 +165,8 @@ def read_hnsw_rows(segment: Path) -> HnswRows:
     labels = np.empty(count, dtype=np.uint64)
     deleted = np.empty(count, dtype=bool)
     vectors = np.empty((count, head.dim), dtype=np.float32)
+    label = slice(head.label_offset, head.label_offset + 8)
+    vector = slice(head.data_offset, head.label_offset)
     with (segment / "data_level0.bin").open("rb") as fh:
         for start in range(0, count, _CHUNK_ROWS):
             n = min(_CHUNK_ROWS, count - start)
@@ -172,11 +174,10 @@ def read_hnsw_rows(segment: Path) -> HnswRows:
             if rows.size < n * per:
                 raise ValueError("data_level0.bin is truncated")
             rows = rows.reshape(n, per)
-            heads = rows[:, :4].copy().view("<u4").ravel()
-            deleted[start : start + n] = (heads >> 16) & 1
-            end = head.label_offset + 8
-            labels[start : start + n] = rows[:, head.label_offset : end].copy().view("<u8").ravel()
-            vectors[start : start + n] = (
-                rows[:, head.data_offset : head.label_offset].copy().view("<f4")
-            )
+            # Views of each row's bytes (its last axis is contiguous), copied once, into
+            # the arrays kept.
+            chunk = slice(start, start + n)
+            deleted[chunk] = (rows[:, :4].view("<u4")[:, 0] >> 16) & 1
+            labels[chunk] = rows[:, label].view("<u8")[:, 0]
+            vectors[chunk] = rows[:, vector].view("<f4")
     return HnswRows(head, labels, deleted, vectors)
