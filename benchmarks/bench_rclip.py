@@ -30,7 +30,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from _common import (
     ROOT,
@@ -86,6 +85,7 @@ def rclip_models() -> Path:
     from clipseek.models.export import (
         _image_module,
         _onnx_export,
+        _text_module,
         _weights_beside,
         find_export,
     )
@@ -95,19 +95,11 @@ def rclip_models() -> Path:
     models.mkdir(parents=True)
     torch.manual_seed(0)
     model = open_clip.create_model("ViT-B-32-256", pretrained=None).eval()
-
-    class Text(torch.nn.Module):
-        def __init__(self, clip: Any) -> None:
-            super().__init__()
-            self.clip = clip
-
-        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-            return self.clip.encode_text(tokens)
-
+    text, _trimmed = _text_module(model)  # clipseek's own text tower, read at the end marker
     pixels = torch.zeros((2, 3, 256, 256))
     tokens = torch.zeros((2, 77), dtype=torch.long)
     _onnx_export(_image_module(model), pixels, models / "visual.onnx", "input", {0: "batch"})
-    _onnx_export(Text(model), tokens, models / "textual.onnx", "input", {0: "batch"})
+    _onnx_export(text, tokens, models / "textual.onnx", "input", {0: "batch"})
     for name in ("visual.onnx", "textual.onnx"):
         _weights_beside(models / name)
     export = find_export(resolve_model(MODEL))
