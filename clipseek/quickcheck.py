@@ -128,14 +128,9 @@ def _stored(
                 # a record from before ctime, inode and photo dates were kept: the normal
                 # run adds them, from the file's stat and header, without a model run
                 return None
-            names = {"path": path, "path_b64": path_b64}
             size, mtime_ns, ctime_ns, inode = stat
-            out[path_from_meta({k: v for k, v in names.items() if v is not None})] = (
-                size,
-                mtime_ns,
-                ctime_ns,
-                inode,
-            )
+            name = path_from_meta({"path": path or "", "path_b64": path_b64})
+            out[name] = (size, mtime_ns, ctime_ns, inode)
         recorded = json.loads(str(roots_text))
         if not isinstance(recorded, list):
             return None
