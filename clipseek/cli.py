@@ -29,6 +29,7 @@ from clipseek.cli_help import (
     complete_path,
 )
 from clipseek.errors import ClipseekError, ConfigError
+from clipseek.index_report import failure_line, links_line, summary_line
 from clipseek.search import QUERY_HELP
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
     from clipseek.config import Settings
     from clipseek.engine import Engine
-    from clipseek.indexer import IndexEvent, IndexSummary
+    from clipseek.indexer import IndexEvent
     from clipseek.search import SearchResponse
 
 app = typer.Typer(
@@ -370,51 +371,6 @@ def _safe(path: str) -> str:
     return escape(os.fsencode(path).decode("utf-8", "backslashreplace"))
 
 
-def _failure_line(summary: IndexSummary) -> str:
-    folders = len(summary.unreadable_folders)
-    files = len(summary.failed) - folders
-    parts = []
-    if files:
-        parts.append(f"{files} file(s)")
-    if folders:
-        parts.append(f"{folders} folder(s)")
-    return f"{' and '.join(parts)} could not be read; they are listed above."
-
-
-def _links_line(summary: IndexSummary, skipped: bool) -> str:
-    links = summary.outside_links
-    link, target = links[0]
-    example = f"{_safe(link)} → {_safe(target)}"
-    more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
-    if skipped:
-        return (
-            f"{len(links)} link(s) lead outside the indexed folders and were skipped: "
-            f"{example}{more}."
-        )
-    return (
-        f"{len(links)} link(s) lead outside the indexed folders: {example}{more}. What they lead "
-        "to is indexed, but `clipseek serve` does not share it; --skip-outside-links leaves "
-        "such links out."
-    )
-
-
-def _summary_line(summary: IndexSummary) -> str:
-    parts = [
-        f"{summary.new} new",
-        f"{summary.updated} updated",
-        f"{summary.unchanged} unchanged",
-        f"{summary.removed} removed",
-        f"{len(summary.failed) - len(summary.unreadable_folders)} failed",
-    ]
-    if summary.unreadable_folders:
-        parts.append(f"{len(summary.unreadable_folders)} folder(s) unreadable")
-    if summary.reused:  # renamed, moved, copied or touched: stored vectors, no model run
-        parts.insert(2, f"{summary.reused} of them reused")
-    rate = f" ({summary.images_per_second:.1f} images/s)" if summary.embedded else ""
-    head = "Stopped early" if summary.cancelled else "Done"
-    return f"{head} in {summary.elapsed:.1f} s{rate}: " + ", ".join(parts) + "."
-
-
 @contextmanager
 def _cancel_on_interrupt(console: Console) -> Iterator[threading.Event]:
     """First Ctrl-C asks the indexer to stop after the batch in flight; a second one quits."""
@@ -439,6 +395,7 @@ def _cancel_on_interrupt(console: Console) -> Iterator[threading.Event]:
 @app.command()
 @friendly
 def index(
+    ctx: typer.Context,
     folders: Annotated[
         list[Path],
         typer.Argument(
@@ -554,6 +511,8 @@ def index(
         decode_workers=workers,
         torch_threads=threads,
         skip_outside_links=skip_outside_links,
+        # the console script has just compared this tree with the index and found changes
+        quick_check=not (isinstance(ctx.obj, dict) and ctx.obj.get("quick_checked")),
     )
     err = _stderr()
     err.print(
@@ -563,11 +522,11 @@ def index(
         summary = engine.index(
             [str(f) for f in folders], options, on_event=progress, cancel=cancel, wait=not no_wait
         )
-    _stdout().print(_summary_line(summary))
+    _stdout().print(summary_line(summary))
     if summary.failed:
-        err.print(f"[yellow]{_failure_line(summary)}[/]")
+        err.print(f"[yellow]{failure_line(summary)}[/]")
     if summary.outside_links:
-        err.print(f"[cyan]note:[/] {_links_line(summary, skip_outside_links)}")
+        err.print(f"[cyan]note:[/] {links_line(summary, skip_outside_links, _safe)}")
     if summary.cancelled:
         raise typer.Exit(130)
     _export_after_answer(engine, err)
@@ -1184,11 +1143,13 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def main() -> None:
-    """Console-script entry point."""
+def main(*, quick_checked: bool = False) -> None:
+    """Console-script entry point. ``quick_checked``: the tree of an ``index`` command was
+    compared with the index before Typer was imported, and found changed
+    (:mod:`clipseek.cli_quick`)."""
     started = time.perf_counter()
     try:
-        app(prog_name="clipseek")
+        app(prog_name="clipseek", obj={"quick_checked": quick_checked})
     except KeyboardInterrupt:
         _stderr().print(f"[yellow]Interrupted after {time.perf_counter() - started:.1f} s.[/]")
         sys.exit(130)

@@ -235,7 +235,7 @@ class Engine:
                 from clipseek.store.repair import RunMarker
 
                 marker = RunMarker(self.store.location)
-                if not marker.path.exists():  # an interrupted run is checked, not skipped
+                if opts.quick_check:
                     quick = self._quick_unchanged(roots, opts, emit)
                     if quick is not None:
                         return quick
@@ -266,17 +266,48 @@ class Engine:
                 lock.release()
         return summary
 
+    def index_if_unchanged(
+        self, roots: Sequence[str | os.PathLike[str]], options: IndexOptions
+    ) -> IndexSummary | None:
+        """The summary of an index run when the tree has not changed since the last one,
+        else None, having written nothing: :meth:`index` without its waiting, its events or
+        any import it does not need.
+
+        For a face that answers the commonest index run (a scheduled one over an unchanged
+        library) before it has imported its own toolkit; on None it goes on to
+        :meth:`index` with ``quick_check=False``, so differences are not looked for twice.
+        Raises :class:`~clipseek.errors.IndexBusyError` while another run holds the index
+        (the face then waits for it in :meth:`index`, with its message, and checks again).
+        """
+        from clipseek.lock import WriterLock
+
+        if self.store.is_remote or options.rebuild:
+            return None
+        if not os.path.isfile(os.path.join(self.store.location, "chroma.sqlite3")):
+            return None  # nothing indexed here yet (and no folder to create for it)
+        lock = WriterLock(self.store.location)
+        lock.acquire(wait=False)
+        try:
+            return self._quick_unchanged(roots, options, lambda _event: None)
+        finally:
+            lock.release()
+
     def _quick_unchanged(
         self, roots: Sequence[str | os.PathLike[str]], opts: IndexOptions, emit: EventHandler
     ) -> IndexSummary | None:
         """A run over an unchanged tree, decided from the SQLite file without chromadb or
-        a model (see :mod:`clipseek.quickcheck`); None when the normal path must run."""
+        a model (see :mod:`clipseek.quickcheck`); None when the normal path must run. The
+        caller holds the writer lock."""
         if self.store.is_remote or opts.rebuild:
             return None
         from clipseek.quickcheck import quick_unchanged
+        from clipseek.store.repair import RunMarker
 
+        if RunMarker(self.store.location).path.exists():
+            return None  # an interrupted run is checked by the normal path, not skipped
         try:
-            if self.store.damage() is not None:
+            # The writer lock is held, so the graph checks this passes may be remembered.
+            if self.store.damage(remember=True) is not None:
                 return None
             with self.store.reading():
                 return quick_unchanged(self.store.location, self.spec, roots, opts, emit)

@@ -4,7 +4,9 @@
 skips importing Typer and the command-line module entirely, because every
 import before the first paint is time the user watches a blank terminal; so does
 ``clipseek`` with only the app's options (``clipseek --db X --preview unicode``).
-Anything else (or no terminal) goes to the command line in :mod:`clipseek.cli`.
+``clipseek index`` over an unchanged tree is answered before Typer is imported too
+(:mod:`clipseek.cli_quick`). Anything else (or no terminal) goes to the command line in
+:mod:`clipseek.cli`.
 """
 
 from __future__ import annotations
@@ -78,11 +80,34 @@ def main() -> None:
             options = app_options(sys.argv[1:])
             if options is not None:
                 sys.exit(open_app(options))
+        checked = False
+        if sys.argv[1:2] == ["index"] and "_CLIPSEEK_COMPLETE" not in os.environ:
+            answered = quick_index(sys.argv[2:])
+            if answered:
+                return
+            checked = answered is False
         from clipseek.cli import main as cli_main
 
-        cli_main()
+        cli_main(quick_checked=checked)
     finally:
         leave_quickly()
+
+
+def quick_index(args: list[str]) -> bool | None:
+    """An index run over an unchanged tree, answered without the command line's start
+    (see :mod:`clipseek.cli_quick`); anything unexpected there is left to the command line,
+    which reports it properly."""
+    from clipseek.cli_quick import index_if_unchanged
+
+    try:
+        return index_if_unchanged(args)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        sys.exit(130)
+    except Exception:
+        if _debug():
+            raise
+        return None
 
 
 def leave_quickly() -> None:

@@ -170,6 +170,9 @@ class IndexOptions:
     decode_processes: bool | None = None
     #: Write to the index on a thread behind the model; None: on a GPU, not on a CPU.
     write_behind: bool | None = None
+    #: First compare the tree with the index's records without chromadb or a model
+    #: (:mod:`clipseek.quickcheck`); False when the caller has just done so.
+    quick_check: bool = True
 
     def workers(self, device: str = "cpu") -> int:
         return thread_plan(device, self.decode_workers, self.torch_threads)[1]

@@ -14,6 +14,7 @@ The caller holds the index's writer lock, so no other run writes while this read
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -141,6 +142,74 @@ def _stored(
         con.close()
 
 
+#: Where an index run keeps what this check last read from the SQLite file.
+RECORDS_CACHE = "clipseek-records.cache"
+_CACHE_FORMAT = 1
+
+
+def _database_identity(db: Path) -> list[tuple[int, int, int, int] | None] | None:
+    """Size, mtime, ctime and inode of the database and its write-ahead log: any write
+    to the database changes one of them. None while a rollback journal is there (a write
+    in flight, or one to be rolled back), when only SQLite itself can say what is in it."""
+    out: list[tuple[int, int, int, int] | None] = []
+    for suffix in ("", "-wal", "-journal"):
+        try:
+            st = os.stat(f"{db}{suffix}")
+        except FileNotFoundError:
+            if not suffix:
+                return None
+            out.append(None)
+            continue
+        except OSError:
+            return None
+        if suffix == "-journal":
+            return None
+        out.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return out
+
+
+def _stored_or_remembered(
+    db: Path, collection_name: str, failures_name: str
+) -> tuple[dict[str, tuple[int, int, int, int]], list[str]] | None:
+    """:func:`_stored`, kept beside the database for the next run while the database's
+    files are unchanged.
+
+    Reading and pivoting 60,000 metadata rows is the largest part of a re-index with
+    nothing to do (0.13–0.22 s for 10,000 records); a file of the result loads in a few
+    milliseconds. It is used only while the database's files have the identity they had
+    when it was read, so the records it gives are exactly the ones the database holds.
+    The caller holds the writer lock, so writing here is a writer's write.
+    """
+    import marshal
+
+    from clipseek.store.chroma import HNSW_CONFIG
+    from clipseek.store.keys import KEY_SCHEMA
+
+    identity = _database_identity(db)
+    key = repr(
+        (_CACHE_FORMAT, identity, collection_name, failures_name, KEY_SCHEMA, HNSW_CONFIG)
+    )
+    cache = db.with_name(RECORDS_CACHE)
+    if identity is not None:
+        try:
+            saved_key, stored, roots = marshal.loads(cache.read_bytes())
+            if saved_key == key and isinstance(stored, dict) and isinstance(roots, list):
+                return stored, roots
+        except (OSError, ValueError, EOFError, TypeError):
+            pass
+    found = _stored(db, collection_name, failures_name)
+    if found is None or identity is None or _database_identity(db) != identity:
+        return found
+    temp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_bytes(marshal.dumps((key, found[0], found[1])))
+        os.replace(temp, cache)
+    except OSError:  # a cache: the next run reads the database instead
+        with contextlib.suppress(OSError):
+            temp.unlink()
+    return found
+
+
 def _upkeep_due(con: sqlite3.Connection, collection_id: str) -> bool:
     """Whether a writer has work on an unchanged tree: an older key schema to migrate, or
     an ef_search below today's (both done by the normal run's first open)."""
@@ -200,7 +269,7 @@ def quick_unchanged(
     norm = list(dict.fromkeys(normalise_root(r) for r in roots))
     if not all(os.path.isdir(r) for r in norm):
         return None  # the normal path says which folder is missing
-    found = _stored(
+    found = _stored_or_remembered(
         db, COLLECTION_PREFIX + spec.collection_slug, FAILURES_PREFIX + spec.collection_slug
     )
     if found is None:

@@ -63,7 +63,7 @@ def test_leaving_keeps_the_exit_code_and_finalises_what_the_command_let_go() -> 
         "class Cycle:\n"
         "    def __init__(self): self.me = self\n"
         "    def __del__(self): print('finalised', flush=True)\n"
-        "def command():\n"
+        "def command(**_flags):\n"
         "    Cycle()\n"
         "    sys.exit(3)\n"
         "clipseek.cli.main = command\n"

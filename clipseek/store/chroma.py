@@ -191,12 +191,13 @@ class Store:
 
     # -- damage
 
-    def damage(self) -> str | None:
-        """What is structurally wrong with the database files, if anything (local only)."""
+    def damage(self, *, remember: bool = False) -> str | None:
+        """What is structurally wrong with the database files, if anything (local only).
+        ``remember``: the caller holds the writer lock (see :func:`find_damage`)."""
         if self.is_remote:
             return None
         with self.reading():
-            return find_damage(Path(self.location))
+            return find_damage(Path(self.location), remember=remember)
 
     def _check_health(self) -> None:
         """Refuse to work on a damaged database before Chroma reads garbage (or crashes)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import struct
@@ -137,13 +138,17 @@ _HNSW_HEADER = struct.Struct("<I6Q")  # version, offsetLevel0, max, count, size/
 _HNSW_HEADER_SIZE = 100
 
 
-def find_damage(folder: Path) -> str | None:
+def find_damage(folder: Path, *, remember: bool = False) -> str | None:
     """A quick structural check of a Chroma folder: stat calls and two small reads.
 
     Chroma keeps metadata in ``chroma.sqlite3`` and each collection's vectors in a
     folder of hnswlib files it rewrites in place. A missing or truncated file there
     makes Chroma return wrong results or crash the process, so it is caught here
     first. Checks only what is certain for the file versions it knows.
+
+    With ``remember`` (only for a caller holding the writer lock) the graphs whose links
+    passed are noted in :data:`GRAPH_CHECKED`, and a graph whose files are still the
+    ones noted there is not read again (see :class:`_GraphChecks`).
     """
     if not folder.is_dir():
         return None
@@ -165,10 +170,13 @@ def find_damage(folder: Path) -> str | None:
         return f"chroma.sqlite3 cannot be read: {exc.strerror or exc}"
     if head != b"SQLite format 3\x00":
         return "chroma.sqlite3 is not a SQLite database"
+    checked = _GraphChecks(folder) if remember else None
     for seg in persisted:
-        problem = _segment_damage(seg)
+        problem = _segment_damage(seg, checked)
         if problem:
             return f"{seg.name}/{problem}"
+    if checked is not None:
+        checked.save()
     return None
 
 
@@ -179,7 +187,61 @@ def _subfolders(folder: Path) -> list[Path]:
         return []
 
 
-def _segment_damage(seg: Path) -> str | None:
+#: The file in an index folder where writers note the graphs whose links they checked.
+GRAPH_CHECKED = "clipseek-graph-checked.json"
+#: The files of a graph whose identity a note records: its links and its header.
+_GRAPH_FILES = ("header.bin", "data_level0.bin", "link_lists.bin")
+
+
+class _GraphChecks:
+    """Which segments' links were checked, and the identity of their files when they were.
+
+    Reading every link costs numpy's import and a pass over the vector file: 0.1 s of a
+    re-index that finds nothing to do, on every run. A note kept by the writer (under its
+    lock) spares that while the files are the very ones checked: the same size, mtime,
+    ctime and inode. Any write to them (Chroma's, a repair's, a stray one) changes the
+    ctime, which no program can set back, so a changed file is always read again.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / GRAPH_CHECKED
+        self.noted: dict[str, list[list[int]]] = {}
+        self.changed = False
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(self.path.read_text())
+            if isinstance(data, dict) and isinstance(data.get("segments"), dict):
+                self.noted = data["segments"]
+
+    @staticmethod
+    def identity(seg: Path) -> list[list[int]] | None:
+        try:
+            stats = [(seg / name).stat() for name in _GRAPH_FILES]
+        except OSError:
+            return None
+        return [[st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] for st in stats]
+
+    def known(self, seg: Path, identity: list[list[int]] | None) -> bool:
+        return identity is not None and self.noted.get(seg.name) == identity
+
+    def passed(self, seg: Path, identity: list[list[int]] | None) -> None:
+        if identity is not None and self.noted.get(seg.name) != identity:
+            self.noted[seg.name] = identity
+            self.changed = True
+
+    def save(self) -> None:
+        """Write the note whole or not at all; a failure only costs the next run a check."""
+        if not self.changed:
+            return
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            temp.write_text(json.dumps({"version": 1, "segments": self.noted}))
+            os.replace(temp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+
+
+def _segment_damage(seg: Path, checked: _GraphChecks | None = None) -> str | None:
     sizes: dict[str, int] = {}
     for name in (*_HNSW_FILES, "index_metadata.pickle"):
         with contextlib.suppress(OSError):
@@ -207,9 +269,16 @@ def _segment_damage(seg: Path) -> str | None:
         return "length.bin is truncated"
     if count and not sizes.get("index_metadata.pickle"):
         return "index_metadata.pickle is missing"
-    if count:
-        return graph_damage(seg, header)
-    return None
+    if not count:
+        return None
+    # Taken before the check: a file changed after it no longer matches the note.
+    identity = _GraphChecks.identity(seg) if checked is not None else None
+    if checked is not None and checked.known(seg, identity):
+        return None
+    problem = graph_damage(seg, header)
+    if problem is None and checked is not None:
+        checked.passed(seg, identity)
+    return problem
 
 
 #: The whole hnswlib header as Chroma's fork writes it (version 1, 100 bytes): version,

@@ -1,0 +1,154 @@
+"""``clipseek index`` over an unchanged library, answered before Typer is imported.
+
+Most index runs are scheduled ones over a library where nothing changed, and for those
+the command line's own start (Typer building every command's options, rich, the
+search module) was a third of the run. The console script therefore hands an
+``index`` command line to :func:`index_if_unchanged` first: when every argument is one
+it knows, it asks the engine whether the tree is unchanged and, if so, prints what the
+full command would have printed. Anything else (an option it does not know, a value the
+command line would refuse, a change in the tree, another run holding the index) goes to
+:mod:`clipseek.cli`, which does the run and says everything there is to say, so this
+path can only answer runs that had nothing to do.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+#: Options of ``clipseek index`` that take a value, by every name they have.
+_VALUED = {
+    "--exclude": "exclude",
+    "-x": "exclude",
+    "--batch-size": "batch_size",
+    "-b": "batch_size",
+    "--max-megapixels": "max_megapixels",
+    "--workers": "workers",
+    "--threads": "threads",
+    "--backend": "backend",
+    "--model": "model",
+    "-m": "model",
+    "--db": "db",
+    "--device": "device",
+    "--precision": "precision",
+    "--chroma-url": "chroma_url",
+}
+_FLAGS = {
+    "--rebuild": "rebuild",
+    "--include-hidden": "include_hidden",
+    "--skip-outside-links": "skip_outside_links",
+    "--no-wait": "no_wait",
+}
+
+
+def parse(args: list[str]) -> tuple[list[str], dict[str, Any]] | None:
+    """The folders and options of an ``index`` command line, or None for anything this
+    path leaves to the full command line (which also reports what is wrong with it)."""
+    folders: list[str] = []
+    given: dict[str, Any] = {"exclude": []}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if not arg.startswith("-") or arg == "-":
+            folders.append(str(Path(arg)))
+            continue
+        name, eq, value = arg.partition("=")
+        if name in _FLAGS and not eq:
+            given[_FLAGS[name]] = True
+            continue
+        key = _VALUED.get(name)
+        if key is None or (eq and not name.startswith("--")):
+            return None
+        if not eq:
+            if i >= len(args):
+                return None
+            value = args[i]
+            i += 1
+        if key == "exclude":
+            given["exclude"].append(value)
+        else:
+            given[key] = value
+    try:
+        for key in ("batch_size", "workers", "threads"):
+            if key in given:
+                given[key] = int(given[key])
+        if "max_megapixels" in given:
+            given["max_megapixels"] = float(given["max_megapixels"])
+    except ValueError:
+        return None
+    if any(given.get(key, 1) < 1 for key in ("workers", "threads")):
+        return None
+    if given.get("backend", "auto") not in ("auto", "torch", "onnx") or not folders:
+        return None
+    return folders, given
+
+
+def index_if_unchanged(args: list[str]) -> bool | None:
+    """True when the run was answered here (exit 0); False when the tree was compared
+    with the index and found changed; None when it was not compared."""
+    parsed = parse(args)
+    if parsed is None:
+        return None
+    folders, given = parsed
+    if given.get("chroma_url") or os.environ.get("CLIPSEEK_CHROMA_URL"):
+        return None  # a server's records are not in a file here
+    from clipseek.config import load_settings
+    from clipseek.engine import Engine
+    from clipseek.errors import ClipseekError
+    from clipseek.index_report import links_line, summary_line
+    from clipseek.indexer import IndexOptions
+
+    flags = {
+        key: given.get(key)
+        for key in ("model", "device", "precision", "batch_size", "max_megapixels")
+    }
+    if "db" in given:
+        flags["db"] = Path(given["db"])
+    try:
+        settings = load_settings(flags)
+        if settings.problems:
+            return None
+        settings.require("batch_size")
+        engine = Engine(settings)
+        options = IndexOptions(
+            batch_size=settings.explicit_batch_size,
+            include_hidden=bool(given.get("include_hidden")),
+            excludes=tuple(given["exclude"]),
+            max_megapixels=settings.max_megapixels,
+            decode_workers=given.get("workers"),
+            torch_threads=given.get("threads"),
+            skip_outside_links=bool(given.get("skip_outside_links")),
+        )
+        summary = engine.index_if_unchanged(folders, options)
+        name, location = engine.spec.name, engine.store.location
+    except ClipseekError:
+        return None  # the full command line says what is wrong, or waits for the holder
+    if summary is None:
+        return False
+    skipped = bool(given.get("skip_outside_links"))
+    if sys.stdout.isatty() or sys.stderr.isatty():
+        from rich.console import Console
+        from rich.markup import escape
+
+        def show(text: str) -> str:
+            return escape(_printable(text))
+
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        err.print(f"Indexing with [bold]{show(name)}[/] into {show(location)}")
+        Console(highlight=False, soft_wrap=True).print(summary_line(summary))
+        if summary.outside_links:
+            err.print(f"[cyan]note:[/] {links_line(summary, skipped, show)}")
+        return True
+    print(f"Indexing with {_printable(name)} into {_printable(location)}", file=sys.stderr)
+    print(summary_line(summary), flush=True)
+    if summary.outside_links:
+        print(f"note: {links_line(summary, skipped, _printable)}", file=sys.stderr)
+    return True
+
+
+def _printable(text: str) -> str:
+    """Paths with undecodable bytes print with escapes, as the command line prints them."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
