@@ -186,9 +186,7 @@ def _stored_or_remembered(
     from clipseek.store.keys import KEY_SCHEMA
 
     identity = _database_identity(db)
-    key = repr(
-        (_CACHE_FORMAT, identity, collection_name, failures_name, KEY_SCHEMA, HNSW_CONFIG)
-    )
+    key = repr((_CACHE_FORMAT, identity, collection_name, failures_name, KEY_SCHEMA, HNSW_CONFIG))
     cache = db.with_name(RECORDS_CACHE)
     if identity is not None:
         try:

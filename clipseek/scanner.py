@@ -203,7 +203,7 @@ def scan(
     real_roots = [os.path.realpath(r) for r in roots]
     excludes, extensions = opts.excludes, opts.extensions
     pseudo_devices = {dev for dev, kind in pseudo.devices.items() if kind}
-    splitext, S_ISDIR, S_ISREG = os.path.splitext, stat.S_ISDIR, stat.S_ISREG  # noqa: N806
+    splitext, S_ISDIR, S_ISREG = os.path.splitext, stat.S_ISDIR, stat.S_ISREG
 
     for root in roots:
         try:

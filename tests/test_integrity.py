@@ -129,6 +129,38 @@ def test_garbage_in_data_level0_never_crashes_a_command_and_repair_recovers(
     assert len(_engine(db, tiny_model).search("a photo", 3).results) == 3
 
 
+def test_a_writer_skips_reading_links_it_checked_until_their_files_change(
+    library: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unchanged re-index notes the graphs whose links passed (it holds the writer
+    lock) and does not read them again; garbage written over the links afterwards is
+    found all the same, and a reader's check never writes the note."""
+    from clipseek.store import integrity
+
+    db = _copy(library, tmp_path)
+    note = db / integrity.GRAPH_CHECKED
+    assert integrity.find_damage(db) is None and not note.exists()  # a reader writes nothing
+    reads: list[Path] = []
+    real = integrity.graph_damage
+
+    def counted(seg: Path, header: bytes) -> str | None:
+        reads.append(seg)
+        return real(seg, header)
+
+    monkeypatch.setattr(integrity, "graph_damage", counted)
+    assert integrity.find_damage(db, remember=True) is None and len(reads) == 1
+    assert note.exists()
+    assert integrity.find_damage(db, remember=True) is None and len(reads) == 1
+    assert integrity.find_damage(db) is None and len(reads) == 2  # readers always read
+
+    _garble(_segment(db) / "data_level0.bin")  # same size: the ctime tells
+    problem = integrity.find_damage(db, remember=True)
+    assert problem is not None and "data_level0.bin has links out of range" in problem
+    assert len(reads) == 3
+    note.write_text("{not json")  # a damaged note only costs a check
+    assert integrity.find_damage(db, remember=True) == problem and len(reads) == 4
+
+
 @pytest.mark.parametrize("name", ["header.bin", "link_lists.bin", "length.bin"])
 def test_garbage_in_other_vector_files_is_found_and_repaired(
     library: tuple[Path, Path], tmp_path: Path, tiny_model: str, name: str

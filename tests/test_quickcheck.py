@@ -136,3 +136,38 @@ def test_a_fresh_process_reindex_imports_neither_chromadb_nor_a_model(
     modules, output = _modules_after(_cli(["index", str(photos)]), env)
     assert "12 unchanged" in output
     assert not modules & {"chromadb", "torch", "open_clip", "onnxruntime"}
+
+
+def test_the_records_read_are_kept_only_while_the_database_is_unchanged(
+    indexed, photos: Path
+) -> None:
+    """The quick look keeps what it read beside the database and uses it while the
+    database's files are the same; any write to them, or a damaged copy, means reading
+    the database again."""
+    import marshal
+
+    from clipseek.quickcheck import RECORDS_CACHE
+
+    cache = Path(indexed.store.location) / RECORDS_CACHE
+    first, _ = _quick(indexed, [photos])
+    assert first is not None and cache.exists()
+    key, stored, roots = marshal.loads(cache.read_bytes())
+    assert len(stored) == 12
+    # A record taken out of the kept copy shows the copy is what the next look reads...
+    stored.pop(next(iter(stored)))
+    cache.write_bytes(marshal.dumps((key, stored, roots)))
+    assert _quick(indexed, [photos])[0] is None
+    # ...until the database changes (here only its times: any write changes its ctime).
+    db = Path(indexed.store.location) / "chroma.sqlite3"
+    st = db.stat()
+    os.utime(db, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again, _ = _quick(indexed, [photos])
+    assert again is not None and again.unchanged == 12
+    assert len(marshal.loads(cache.read_bytes())[1]) == 12  # kept afresh
+    cache.write_bytes(b"\x00garbage")
+    third, _ = _quick(indexed, [photos])
+    assert third is not None and third.unchanged == 12
+    # A change found in the tree is found with the kept records just the same.
+    (photos / "beach.jpg").unlink()
+    assert _quick(indexed, [photos])[0] is None
+    assert indexed.index([photos]).removed == 1

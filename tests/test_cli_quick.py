@@ -1,0 +1,224 @@
+"""``clipseek index`` over an unchanged tree is answered before Typer is imported; every
+other index command line, and every changed tree, goes to the full command line."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clipseek import entry
+from clipseek.cli_quick import parse
+from tests.reliability_helpers import REPO_ROOT
+
+
+@pytest.fixture
+def indexed(loaded_tiny_model, tiny_model: str, photos: Path, tmp_path: Path) -> dict[str, str]:
+    """The photos indexed, and the environment of a fresh ``clipseek`` process for them."""
+    from clipseek.config import load_settings
+    from clipseek.engine import Engine
+
+    db = tmp_path / "db"
+    settings = load_settings({"model": tiny_model, "db": db})
+    assert Engine(settings, model_loader=lambda *_: loaded_tiny_model).index([photos]).new == 12
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "CLIPSEEK_DB": str(db),
+        "CLIPSEEK_MODEL": tiny_model,
+    }
+
+
+_PROBE = """
+import json, sys
+from clipseek.{module} import main
+sys.argv = ["clipseek", *sys.argv[1:]]
+try:
+    main()
+finally:
+    sys.stdout.flush()
+    names = sorted({{m.split(".")[0] for m in sys.modules}})
+    print("MODULES=" + json.dumps(names), file=sys.stderr)
+"""
+
+
+def _run(module: str, args: list[str], env: dict[str, str]) -> tuple[int, str, str, set[str]]:
+    """``clipseek ARGS`` through ``clipseek.<module>.main`` in a fresh process: exit
+    status, stdout, stderr without the module list, and the top-level modules imported."""
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(module=module), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    err, _, modules = out.stderr.rpartition("MODULES=")
+    return out.returncode, out.stdout, err, set(json.loads(modules))
+
+
+def _timeless(text: str) -> str:
+    return re.sub(r"in \d+\.\d s", "in N s", text)
+
+
+def test_an_unchanged_tree_is_answered_without_typer_in_the_command_lines_words(
+    indexed: dict[str, str], photos: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    from tests.conftest import make_photo
+
+    make_photo(outside / "far.png", seed=50)
+    (photos / "link").symlink_to(outside)
+    args = ["index", str(photos)]
+    code, _, first_err, _ = _run("cli", args, indexed)  # records the link's target
+    assert code == 0, first_err
+    quick = _run("entry", args, indexed)
+    full = _run("cli", args, indexed)
+    assert quick[0] == full[0] == 0, quick[2] + full[2]
+    assert "13 unchanged" in quick[1] and "link(s) lead outside" in quick[2]
+    assert _timeless(quick[1]) == _timeless(full[1])
+    assert _timeless(quick[2]) == _timeless(full[2])
+    assert not quick[3] & {"typer", "click", "rich", "chromadb", "numpy", "torch"}
+    assert {"typer", "rich"} <= full[3]
+
+
+def test_what_it_does_not_know_is_left_to_the_command_line() -> None:
+    folders, given = parse(
+        ["a", "-x", "*.tmp", "--exclude=*.bak", "--db=/d", "-m", "RN50", "--include-hidden", "b"]
+    )
+    assert folders == ["a", "b"]
+    assert given == {
+        "exclude": ["*.tmp", "*.bak"],
+        "db": "/d",
+        "model": "RN50",
+        "include_hidden": True,
+    }
+    assert parse(["a", "--workers", "2", "-b", "8", "--max-megapixels", "50"]) == (
+        ["a"],
+        {"exclude": [], "workers": 2, "batch_size": 8, "max_megapixels": 50.0},
+    )
+    for args in (
+        [],
+        ["--help"],
+        ["a", "--frobnicate"],
+        ["a", "-x*.tmp"],
+        ["a", "-m=RN50"],
+        ["a", "--workers", "0"],
+        ["a", "--threads", "none"],
+        ["a", "--batch-size", "many"],
+        ["a", "--backend", "gpu"],
+        ["a", "--db"],
+        ["a", "--rebuild=yes"],
+    ):
+        assert parse(args) is None, args
+
+
+def test_a_value_the_command_line_refuses_is_refused_as_before(
+    indexed: dict[str, str], photos: Path
+) -> None:
+    code, _, err, _ = _run("entry", ["index", str(photos), "--workers", "0"], indexed)
+    assert code == 2 and "--workers" in err and "Traceback" not in err
+    code, _, err, _ = _run("entry", ["index", str(photos), "--batch-size", "0"], indexed)
+    assert code == 1 and "batch" in err.lower() and "Traceback" not in err
+
+
+def test_a_changed_tree_is_compared_once_then_indexed(
+    indexed: dict[str, str], photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clipseek import quickcheck
+    from tests.conftest import make_photo
+
+    for name in ("CLIPSEEK_DB", "CLIPSEEK_MODEL"):
+        monkeypatch.setenv(name, indexed[name])
+    calls: list[object] = []
+    real = quickcheck.quick_unchanged
+
+    def counted(*args: object, **kwargs: object) -> object:
+        summary = real(*args, **kwargs)
+        calls.append(summary)
+        return summary
+
+    monkeypatch.setattr(quickcheck, "quick_unchanged", counted)
+    monkeypatch.setattr(entry, "leave_quickly", lambda: None)  # not this process's exit
+    monkeypatch.setattr(sys, "argv", ["clipseek", "index", str(photos)])
+    make_photo(photos / "new.png", seed=77)
+    with pytest.raises(SystemExit) as done:
+        entry.main()
+    assert done.value.code in (0, None)
+    assert calls == [None]  # compared before Typer; the command line did not look again
+    calls.clear()
+    entry.main()  # nothing changed now: answered before Typer, and only there
+    assert len(calls) == 1 and calls[0] is not None and calls[0].unchanged == 13
+
+
+def test_a_busy_index_is_left_to_the_command_line(
+    indexed: dict[str, str], photos: Path, tmp_path: Path
+) -> None:
+    """Another run holding the index: the command line waits for it or, with --no-wait,
+    names it, as it always did."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom clipseek.lock import WriterLock\n"
+            "WriterLock(sys.argv[1]).acquire()\nprint('locked', flush=True)\nsys.stdin.read()",
+            indexed["CLIPSEEK_DB"],
+        ],
+        env=indexed,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        code, _, err, _ = _run("entry", ["index", "--no-wait", str(photos)], indexed)
+        assert code == 1 and f"process {holder.pid}" in err and "--no-wait" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    code, out, _, _ = _run("entry", ["index", "--no-wait", str(photos)], indexed)
+    assert code == 0 and "12 unchanged" in out
+
+
+def test_in_a_terminal_it_prints_as_the_command_line_does(
+    indexed: dict[str, str], photos: Path
+) -> None:
+    """With a terminal the lines are drawn by rich, as the command line draws them (the
+    model's name in bold)."""
+    import pty
+    import select
+
+    env = {**indexed, "TERM": "xterm-256color", "COLUMNS": "200"}
+    env.pop("NO_COLOR", None)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clipseek", "index", str(photos)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        if not ready:
+            break
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the other end closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0
+    text = b"".join(chunks).decode()
+    assert f"Indexing with \x1b[1m{indexed['CLIPSEEK_MODEL']}\x1b[0m" in text
+    assert "12 unchanged" in text and "Traceback" not in text
