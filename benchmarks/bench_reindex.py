@@ -10,6 +10,11 @@ Baselines in the same run: the bare directory walk (os.scandir + stat of every f
 and a fresh process importing chromadb (which any CLI re-index pays).
 
     python benchmarks/bench_reindex.py --quick     # 2,000 files, 200 renamed
+    python benchmarks/bench_reindex.py --repeat 8 --baseline /tmp/old-checkout
+
+``--baseline DIR`` also times the fresh-process re-index with another checkout's code,
+interleaved with this one's, each run from its own folder (``python -m clipseek`` imports
+the working folder's package first).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--files", type=int, help="default 10000 (quick 2000)")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--baseline", type=Path, help="another checkout to compare with")
     args = parser.parse_args()
     count = args.files or (2000 if args.quick else 10_000)
     renamed = min(1000, count // 10)
@@ -71,7 +77,8 @@ def main() -> None:
     model_dir = base / "tiny-model"
     if not (model_dir / "open_clip_config.json").exists():
         build_tiny_model(model_dir)
-    make_tree(tree, count)
+    if not (base / "indexed").exists():  # later, the album holds some of these files
+        make_tree(tree, count)
     settings = load_settings({"model": f"local-dir:{model_dir}", "db": db, "device": "cpu"})
     if not (base / "indexed").exists():
         start = time.perf_counter()
@@ -93,11 +100,24 @@ def main() -> None:
         Engine(settings).index([tree])
 
     compile_sources(ROOT)  # the CLI runs below are fresh processes
-    walks, warm, cli, chroma = [], [], [], []
+    baseline = args.baseline.resolve() if args.baseline else None
+    if baseline is not None:
+        compile_sources(baseline)
+    walks, warm, cli, chroma, old = [], [], [], [], []
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "clipseek", "index", str(tree), "--db", str(db)]
     cmd += ["-m", f"local-dir:{model_dir}"]
     for _ in range(args.repeat):
+        if baseline is not None:
+            start = time.perf_counter()
+            subprocess.run(
+                cmd,
+                env={**env, "PYTHONPATH": str(baseline)},
+                cwd=baseline,
+                check=True,
+                capture_output=True,
+            )
+            old.append(time.perf_counter() - start)
         start = time.perf_counter()
         assert walk(tree) >= count
         walks.append(time.perf_counter() - start)
@@ -107,7 +127,7 @@ def main() -> None:
         warm.append(time.perf_counter() - start)
         assert summary.unchanged == count and not summary.model_loaded, summary
         start = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True)
         cli.append(time.perf_counter() - start)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import chromadb"], env=env, check=True)
@@ -131,6 +151,9 @@ def main() -> None:
     c, i = median(cli), median(chroma)
     print(f"| fresh process `import chromadb` (baseline) | {i:.2f} | 1.0 | |")
     print(f"| `clipseek index` CLI, unchanged | {c:.2f} | {c / i:.1f}× import | ≤ 0.5 s |")
+    if old:
+        b = median(old)
+        print(f"| the same with {baseline} | {b:.2f} | this ÷ baseline {c / b:.2f}× | |")
     for summary, seconds in zip(results, rename_times, strict=True):
         print(
             f"| rename of a {renamed:,}-image folder | {seconds:.2f} | "
