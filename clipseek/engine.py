@@ -306,8 +306,8 @@ class Engine:
         if RunMarker(self.store.location).path.exists():
             return None  # an interrupted run is checked by the normal path, not skipped
         try:
-            # The writer lock is held, so the graph checks this passes may be remembered.
-            if self.store.damage(remember=True) is not None:
+            # The writer lock is held, so the graphs this finds sound may be noted.
+            if self.store.damage(keep_notes=True) is not None:
                 return None
             with self.store.reading():
                 return quick_unchanged(self.store.location, self.spec, roots, opts, emit)

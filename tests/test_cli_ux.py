@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -56,6 +57,7 @@ def test_bare_clipseek_takes_the_app_options(monkeypatch) -> None:
     with pytest.raises(SystemExit) as exit_:
         entry.main()
     assert exit_.value.code == 0
+    assert gc.isenabled()  # taken for the start, given back though the app never booted
     ((settings, preview),) = opened
     assert preview == "unicode" and settings.db == Path("/tmp/x")
 

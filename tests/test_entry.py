@@ -75,3 +75,23 @@ def test_leaving_keeps_the_exit_code_and_finalises_what_the_command_let_go() -> 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 3, out.stderr
     assert out.stdout.split("\n") == ["finalised", "frozen True", ""]
+
+
+def test_the_app_starts_without_collections_and_gets_them_back_frozen() -> None:
+    """The console script starts the app with the garbage collector off; the app's boot
+    turns it back on with what start-up made frozen. An app started with it on is left
+    as it is (the freeze count does not move)."""
+    code = (
+        "import gc\n"
+        "from clipseek.entry import start_without_collections\n"
+        "from clipseek.tui.app import start_up_over\n"
+        "start_up_over()\n"
+        "print(gc.isenabled(), gc.get_freeze_count())\n"
+        "start_without_collections()\n"
+        "print(gc.isenabled())\n"
+        "start_up_over()\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 1000)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n") == ["True 0", "False", "True True", ""]

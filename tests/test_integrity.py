@@ -133,13 +133,13 @@ def test_a_writer_skips_reading_links_it_checked_until_their_files_change(
     library: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The unchanged re-index notes the graphs whose links passed (it holds the writer
-    lock) and does not read them again; garbage written over the links afterwards is
-    found all the same, and a reader's check never writes the note."""
+    lock); neither it nor a reader reads them again while their files are the same, and
+    garbage written over the links afterwards is found all the same. Readers never write
+    the note."""
     from clipseek.store import integrity
 
     db = _copy(library, tmp_path)
     note = db / integrity.GRAPH_CHECKED
-    assert integrity.find_damage(db) is None and not note.exists()  # a reader writes nothing
     reads: list[Path] = []
     real = integrity.graph_damage
 
@@ -148,17 +148,21 @@ def test_a_writer_skips_reading_links_it_checked_until_their_files_change(
         return real(seg, header)
 
     monkeypatch.setattr(integrity, "graph_damage", counted)
-    assert integrity.find_damage(db, remember=True) is None and len(reads) == 1
+    assert integrity.find_damage(db, notes="read") is None and len(reads) == 1
+    assert not note.exists()  # a reader writes nothing
+    assert integrity.find_damage(db, notes="keep") is None and len(reads) == 2
     assert note.exists()
-    assert integrity.find_damage(db, remember=True) is None and len(reads) == 1
-    assert integrity.find_damage(db) is None and len(reads) == 2  # readers always read
+    assert integrity.find_damage(db, notes="keep") is None and len(reads) == 2
+    assert integrity.find_damage(db, notes="read") is None and len(reads) == 2
+    assert integrity.find_damage(db) is None and len(reads) == 3  # "ignore" reads them
 
     _garble(_segment(db) / "data_level0.bin")  # same size: the ctime tells
-    problem = integrity.find_damage(db, remember=True)
-    assert problem is not None and "data_level0.bin has links out of range" in problem
-    assert len(reads) == 3
+    for notes in ("read", "keep"):
+        problem = integrity.find_damage(db, notes=notes)
+        assert problem is not None and "data_level0.bin has links out of range" in problem
+    assert len(reads) == 5
     note.write_text("{not json")  # a damaged note only costs a check
-    assert integrity.find_damage(db, remember=True) == problem and len(reads) == 4
+    assert integrity.find_damage(db, notes="keep") == problem and len(reads) == 6
 
 
 @pytest.mark.parametrize("name", ["header.bin", "link_lists.bin", "length.bin"])

@@ -389,10 +389,14 @@ async def test_keys_can_be_remapped_from_the_config_file(
 
 @pytest.mark.parametrize("problem", ["weights", "bug"])
 @pilot_test
-async def test_a_model_that_cannot_load_is_reported_not_fatal(at_home, problem):
+async def test_a_model_that_cannot_load_is_reported_not_fatal(at_home, problem, monkeypatch):
+    import clipseek.tui.app
     from clipseek.engine import Engine
     from clipseek.errors import WeightsUnavailableError
     from clipseek.tui.app import ClipseekApp
+
+    over: list[bool] = []  # the collector comes back even from a boot that failed
+    monkeypatch.setattr(clipseek.tui.app, "start_up_over", lambda: over.append(True))
 
     def loader(*_):
         if problem == "weights":
@@ -412,6 +416,8 @@ async def test_a_model_that_cannot_load_is_reported_not_fatal(at_home, problem):
         assert any(expected in n.message for n in app._notifications)
         assert "not loaded" in text_of(app.search_screen.query_one("#status"))
         assert app.is_running
+        await wait_for(pilot, lambda: over)
+        assert over == [True]
 
 
 @pilot_test

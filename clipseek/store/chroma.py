@@ -191,13 +191,15 @@ class Store:
 
     # -- damage
 
-    def damage(self, *, remember: bool = False) -> str | None:
+    def damage(self, *, keep_notes: bool = False) -> str | None:
         """What is structurally wrong with the database files, if anything (local only).
-        ``remember``: the caller holds the writer lock (see :func:`find_damage`)."""
+        Graphs a writer found sound and that have not changed since are not read again;
+        ``keep_notes``: the caller holds the writer lock and notes the graphs it finds
+        sound (see :func:`find_damage`)."""
         if self.is_remote:
             return None
         with self.reading():
-            return find_damage(Path(self.location), remember=remember)
+            return find_damage(Path(self.location), notes="keep" if keep_notes else "read")
 
     def _check_health(self) -> None:
         """Refuse to work on a damaged database before Chroma reads garbage (or crashes)."""

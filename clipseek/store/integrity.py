@@ -138,7 +138,7 @@ _HNSW_HEADER = struct.Struct("<I6Q")  # version, offsetLevel0, max, count, size/
 _HNSW_HEADER_SIZE = 100
 
 
-def find_damage(folder: Path, *, remember: bool = False) -> str | None:
+def find_damage(folder: Path, *, notes: str = "ignore") -> str | None:
     """A quick structural check of a Chroma folder: stat calls and two small reads.
 
     Chroma keeps metadata in ``chroma.sqlite3`` and each collection's vectors in a
@@ -146,9 +146,10 @@ def find_damage(folder: Path, *, remember: bool = False) -> str | None:
     makes Chroma return wrong results or crash the process, so it is caught here
     first. Checks only what is certain for the file versions it knows.
 
-    With ``remember`` (only for a caller holding the writer lock) the graphs whose links
-    passed are noted in :data:`GRAPH_CHECKED`, and a graph whose files are still the
-    ones noted there is not read again (see :class:`_GraphChecks`).
+    ``notes``: "read" skips the graphs whose files are still the ones a writer noted in
+    :data:`GRAPH_CHECKED` after their links passed (see :class:`_GraphChecks`); "keep"
+    also notes the graphs that pass, for a caller holding the writer lock; "ignore"
+    reads every graph.
     """
     if not folder.is_dir():
         return None
@@ -170,12 +171,12 @@ def find_damage(folder: Path, *, remember: bool = False) -> str | None:
         return f"chroma.sqlite3 cannot be read: {exc.strerror or exc}"
     if head != b"SQLite format 3\x00":
         return "chroma.sqlite3 is not a SQLite database"
-    checked = _GraphChecks(folder) if remember else None
+    checked = _GraphChecks(folder) if notes in ("read", "keep") else None
     for seg in persisted:
         problem = _segment_damage(seg, checked)
         if problem:
             return f"{seg.name}/{problem}"
-    if checked is not None:
+    if checked is not None and notes == "keep":
         checked.save()
     return None
 

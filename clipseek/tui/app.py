@@ -10,6 +10,7 @@ thread workers which report back with messages; errors meant for the user
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -38,6 +39,16 @@ if TYPE_CHECKING:
     from clipseek.indexer import IndexEvent
 
 _UNSET: Any = object()
+
+
+def start_up_over() -> None:
+    """Give the garbage collector back if the console script took it for the start
+    (:func:`clipseek.entry.start_without_collections`). What start-up made is frozen first:
+    it lives as long as the app, and later collections need not walk it again. An app
+    started with the collector on (tests, ``clipseek tui``) is left as it is."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 class ClipseekApp(App[None]):
@@ -101,6 +112,12 @@ class ClipseekApp(App[None]):
 
     def _boot(self) -> None:
         """Create the engine, look at the index, load the model (worker thread)."""
+        try:
+            self._boot_engine()
+        finally:
+            start_up_over()
+
+    def _boot_engine(self) -> None:
         engine = self.engine
         if engine is None:
             from clipseek.engine import Engine
