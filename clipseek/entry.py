@@ -56,7 +56,9 @@ def app_options(args: list[str]) -> dict[str, str] | None:
 def open_app(options: dict[str, str] | None = None) -> int:
     """Open the app with the settings from ``options``, the environment and the config
     file; a :class:`~clipseek.errors.ClipseekError` becomes one line on stderr and exit 1."""
-    start_without_collections()
+    from clipseek.startup import start_without_collections
+
+    start_without_collections()  # given back when the app's boot ends (clipseek.startup)
     try:
         from clipseek.config import load_settings
         from clipseek.errors import ClipseekError
@@ -76,18 +78,6 @@ def open_app(options: dict[str, str] | None = None) -> int:
         return 0
     finally:
         gc.enable()  # an app that never booted (a bad setting, no terminal) gives it back here
-
-
-def start_without_collections() -> None:
-    """Turn the garbage collector off while the app starts.
-
-    The app's start (Textual, its styles and widgets, numpy, the index read) makes a few
-    hundred thousand objects and lets go of few, and the collector walks them again and
-    again as they pile up: 0.2 s of the time to a first answer on two cores (1.80 → 1.61 s,
-    median of 14, interleaved). The app turns it back on when its boot is over, with what
-    start-up made frozen out of later collections (``clipseek.tui.app``).
-    """
-    gc.disable()
 
 
 def main() -> None:

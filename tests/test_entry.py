@@ -83,8 +83,7 @@ def test_the_app_starts_without_collections_and_gets_them_back_frozen() -> None:
     as it is (the freeze count does not move)."""
     code = (
         "import gc\n"
-        "from clipseek.entry import start_without_collections\n"
-        "from clipseek.tui.app import start_up_over\n"
+        "from clipseek.startup import start_up_over, start_without_collections\n"
         "start_up_over()\n"
         "print(gc.isenabled(), gc.get_freeze_count())\n"
         "start_without_collections()\n"

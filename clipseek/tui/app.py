@@ -10,7 +10,6 @@ thread workers which report back with messages; errors meant for the user
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -24,6 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from clipseek.config import Settings, load_settings
 from clipseek.errors import ClipseekError, IndexMissingError
+from clipseek.startup import start_up_over
 from clipseek.tui import messages as msg
 from clipseek.tui.format import display_model, human_path
 from clipseek.tui.jobs import IndexJob
@@ -39,16 +39,6 @@ if TYPE_CHECKING:
     from clipseek.indexer import IndexEvent
 
 _UNSET: Any = object()
-
-
-def start_up_over() -> None:
-    """Give the garbage collector back if the console script took it for the start
-    (:func:`clipseek.entry.start_without_collections`). What start-up made is frozen first:
-    it lives as long as the app, and later collections need not walk it again. An app
-    started with the collector on (tests, ``clipseek tui``) is left as it is."""
-    if not gc.isenabled():
-        gc.freeze()
-        gc.enable()
 
 
 class ClipseekApp(App[None]):
