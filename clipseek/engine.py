@@ -307,7 +307,7 @@ class Engine:
             return None  # an interrupted run is checked by the normal path, not skipped
         try:
             # The writer lock is held, so the graphs this finds sound may be noted.
-            if self.store.damage(keep_notes=True) is not None:
+            if self.store.damage(notes="keep") is not None:
                 return None
             with self.store.reading():
                 return quick_unchanged(self.store.location, self.spec, roots, opts, emit)

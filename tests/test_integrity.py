@@ -7,6 +7,7 @@ code kills the process (exit 139), which an in-process runner could not survive.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -163,6 +164,15 @@ def test_a_writer_skips_reading_links_it_checked_until_their_files_change(
     assert len(reads) == 5
     note.write_text("{not json")  # a damaged note only costs a check
     assert integrity.find_damage(db, notes="keep") == problem and len(reads) == 6
+
+    # Damage no write made (the disk's own): a note still matches the files, and only a
+    # check that reads every link finds it. `clipseek check` and a rebuild are such checks.
+    seg = _segment(db)
+    identity = integrity._GraphChecks.identity(seg)
+    note.write_text(json.dumps({"version": 1, "segments": {seg.name: identity}}))
+    assert integrity.find_damage(db, notes="read") is None
+    report = check(Store(db, create=False))
+    assert not report.healthy and any("links out of range" in p for p in report.problems)
 
 
 @pytest.mark.parametrize("name", ["header.bin", "link_lists.bin", "length.bin"])

@@ -191,15 +191,17 @@ class Store:
 
     # -- damage
 
-    def damage(self, *, keep_notes: bool = False) -> str | None:
+    def damage(self, *, notes: str = "read") -> str | None:
         """What is structurally wrong with the database files, if anything (local only).
-        Graphs a writer found sound and that have not changed since are not read again;
-        ``keep_notes``: the caller holds the writer lock and notes the graphs it finds
-        sound (see :func:`find_damage`)."""
+
+        By default graphs a writer found sound, and whose files have not changed since,
+        are not read again; "keep" (a caller holding the writer lock) also notes the
+        graphs it finds sound; "ignore" reads every graph, as a check the user asked for
+        should (see :func:`find_damage`)."""
         if self.is_remote:
             return None
         with self.reading():
-            return find_damage(Path(self.location), notes="keep" if keep_notes else "read")
+            return find_damage(Path(self.location), notes=notes)
 
     def _check_health(self) -> None:
         """Refuse to work on a damaged database before Chroma reads garbage (or crashes)."""
@@ -219,7 +221,7 @@ class Store:
         if self.is_remote:
             return None
         folder = Path(self.location)
-        problem = self.damage()
+        problem = self.damage(notes="ignore")
         if problem is None:
             try:
                 for col in self._collections_unchecked():
