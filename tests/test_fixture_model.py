@@ -50,7 +50,11 @@ def shapes_engine(
     """Indexed through torch; searched through torch, and through the ONNX export (the
     fast path a cold query takes) which must rank the same."""
     db = tmp_path_factory.mktemp("db")
-    engine = _indexed_engine(fixture_model_spec(), scenes_folder, db)
+    # Module scope runs before each test's private cache is set: without one of its own, an
+    # export of the shapes model in the developer's cache would make this a run through ONNX.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("index-cache")))
+        engine = _indexed_engine(fixture_model_spec(), scenes_folder, db)
     if request.param == "torch":
         return engine
     from clipseek.config import load_settings
