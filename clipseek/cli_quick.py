@@ -18,7 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: Options of ``clipseek index`` that take a value, by every name they have.
+from clipseek.entry import APP_OPTIONS
+
+#: Options of ``clipseek index`` that take a value, by every name they have: its own, and
+#: the settings every command shares with the app (all of the app's but ``--preview``).
 _VALUED = {
     "--exclude": "exclude",
     "-x": "exclude",
@@ -28,12 +31,7 @@ _VALUED = {
     "--workers": "workers",
     "--threads": "threads",
     "--backend": "backend",
-    "--model": "model",
-    "-m": "model",
-    "--db": "db",
-    "--device": "device",
-    "--precision": "precision",
-    "--chroma-url": "chroma_url",
+    **{name: key for name, key in APP_OPTIONS.items() if key != "preview"},
 }
 _FLAGS = {
     "--rebuild": "rebuild",
