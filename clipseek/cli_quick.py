@@ -13,12 +13,16 @@ path can only answer runs that had nothing to do.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clipseek.entry import APP_OPTIONS
+
+if TYPE_CHECKING:
+    from clipseek.indexer import IndexSummary
 
 #: Options of ``clipseek index`` that take a value, by every name they have: its own, and
 #: the settings every command shares with the app (all of the app's but ``--preview``).
@@ -96,7 +100,6 @@ def index_if_unchanged(args: list[str]) -> bool | None:
     from clipseek.config import load_settings
     from clipseek.engine import Engine
     from clipseek.errors import ClipseekError
-    from clipseek.index_report import links_line, summary_line
     from clipseek.indexer import IndexOptions
 
     flags = {
@@ -126,7 +129,20 @@ def index_if_unchanged(args: list[str]) -> bool | None:
         return None  # the full command line says what is wrong, or waits for the holder
     if summary is None:
         return False
-    skipped = bool(given.get("skip_outside_links"))
+    try:
+        _report(summary, name, location, bool(given.get("skip_outside_links")))
+    except BrokenPipeError:
+        # Whoever read the output went away (``| head -0``): the run itself is done, and
+        # must not be run again by the command line. Later writes go nowhere.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return True
+
+
+def _report(summary: IndexSummary, name: str, location: str, skipped: bool) -> None:
+    """The command line's lines for this run: drawn by rich where a terminal shows them."""
+    from clipseek.index_report import links_line, summary_line
+
     if sys.stdout.isatty() or sys.stderr.isatty():
         from rich.console import Console
         from rich.markup import escape
@@ -139,12 +155,11 @@ def index_if_unchanged(args: list[str]) -> bool | None:
         Console(highlight=False, soft_wrap=True).print(summary_line(summary))
         if summary.outside_links:
             err.print(f"[cyan]note:[/] {links_line(summary, skipped, show)}")
-        return True
+        return
     print(f"Indexing with {_printable(name)} into {_printable(location)}", file=sys.stderr)
     print(summary_line(summary), flush=True)
     if summary.outside_links:
         print(f"note: {links_line(summary, skipped, _printable)}", file=sys.stderr)
-    return True
 
 
 def _printable(text: str) -> str:

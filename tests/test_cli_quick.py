@@ -222,3 +222,23 @@ def test_in_a_terminal_it_prints_as_the_command_line_does(
     text = b"".join(chunks).decode()
     assert f"Indexing with \x1b[1m{indexed['CLIPSEEK_MODEL']}\x1b[0m" in text
     assert "12 unchanged" in text and "Traceback" not in text
+
+
+def test_output_nobody_reads_ends_the_run_once(indexed: dict[str, str], photos: Path) -> None:
+    """A pipe closed by its reader (``clipseek index DIR | head -0``) loses the output, not
+    the run: the quick answer is not followed by a second run through the command line."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to stdout now fails with a broken pipe
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "clipseek", "index", str(photos)],
+            env=indexed,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(write_end)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("Indexing with") == 1 and "Traceback" not in out.stderr
