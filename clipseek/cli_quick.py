@@ -95,6 +95,8 @@ def index_if_unchanged(args: list[str]) -> bool | None:
     if parsed is None:
         return None
     folders, given = parsed
+    if given.get("rebuild"):
+        return None  # embeds everything again: nothing to compare
     if given.get("chroma_url") or os.environ.get("CLIPSEEK_CHROMA_URL"):
         return None  # a server's records are not in a file here
     from clipseek.config import load_settings

@@ -152,8 +152,11 @@ def test_a_writer_skips_reading_links_it_checked_until_their_files_change(
     assert integrity.find_damage(db, notes="read") is None and len(reads) == 1
     assert not note.exists()  # a reader writes nothing
     assert integrity.find_damage(db, notes="keep") is None and len(reads) == 2
-    assert note.exists()
+    assert set(json.loads(note.read_text())["segments"]) == {_segment(db).name}
+    noted = json.loads(note.read_text())["segments"]
+    note.write_text(json.dumps({"version": 1, "segments": {**noted, "gone-segment": [[1]]}}))
     assert integrity.find_damage(db, notes="keep") is None and len(reads) == 2
+    assert json.loads(note.read_text())["segments"] == noted  # a segment gone is forgotten
     assert integrity.find_damage(db, notes="read") is None and len(reads) == 2
     assert integrity.find_damage(db) is None and len(reads) == 3  # "ignore" reads them
 

@@ -177,7 +177,7 @@ def find_damage(folder: Path, *, notes: str = "ignore") -> str | None:
         if problem:
             return f"{seg.name}/{problem}"
     if checked is not None and notes == "keep":
-        checked.save()
+        checked.save({seg.name for seg in persisted})
     return None
 
 
@@ -229,9 +229,13 @@ class _GraphChecks:
             self.noted[seg.name] = identity
             self.changed = True
 
-    def save(self) -> None:
-        """Write the note whole or not at all; a failure only costs the next run a check."""
-        if not self.changed:
+    def save(self, present: set[str]) -> None:
+        """Write the note whole or not at all, for the segments ``present`` only (a rebuilt
+        index has new ones); a failure only costs the next run a check."""
+        gone = set(self.noted) - present
+        for name in gone:
+            del self.noted[name]
+        if not (self.changed or gone):
             return
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
