@@ -201,9 +201,7 @@ def scan(
     seen_files: set[str] = set()
     roots = [normalise_root(r) for r in roots]
     real_roots = [os.path.realpath(r) for r in roots]
-    excludes, extensions = opts.excludes, opts.extensions
-    pseudo_devices = {dev for dev, kind in pseudo.devices.items() if kind}
-    splitext, S_ISDIR, S_ISREG = os.path.splitext, stat.S_ISDIR, stat.S_ISREG
+    excludes = opts.excludes
 
     for root in roots:
         try:
@@ -233,8 +231,6 @@ def scan(
                 report_folder(folder, _reason(exc))
                 continue
             subfolders = []
-            # The loop below runs once per file of the library: a re-index with nothing
-            # to do is mostly this walk, so it keeps to local names and plain checks.
             for entry in entries:
                 name = entry.name
                 if _skipped(name, opts) or (excludes and _excluded(entry.path, name, excludes)):
@@ -249,11 +245,10 @@ def scan(
                     if _has_image_ext(name, opts):
                         report(entry.path, _reason(exc))
                     continue
-                if pseudo_devices and entry_st.st_dev in pseudo_devices:
+                if pseudo.kind_of_device(entry_st):
                     continue  # /proc met as a mount, or a link into it: never entered
-                mode = entry_st.st_mode
-                is_dir = S_ISDIR(mode)
-                is_image = not is_dir and S_ISREG(mode) and splitext(name)[1].lower() in extensions
+                is_dir = stat.S_ISDIR(entry_st.st_mode)
+                is_image = stat.S_ISREG(entry_st.st_mode) and _has_image_ext(name, opts)
                 entry_outside = outside
                 if (is_dir or is_image) and entry.is_symlink():
                     target = os.path.realpath(entry.path)
@@ -266,17 +261,9 @@ def scan(
                         entry_outside = True
                 if is_dir:
                     subfolders.append((entry.path, entry_st, entry_outside))
-                elif is_image:
-                    path = entry.path
-                    if path not in seen_files:
-                        seen_files.add(path)
-                        yield FileInfo(
-                            path,
-                            entry_st.st_size,
-                            entry_st.st_mtime_ns,
-                            entry_st.st_ctime_ns,
-                            entry_st.st_ino & _INODE_MASK,
-                        )
+                elif is_image and entry.path not in seen_files:
+                    seen_files.add(entry.path)
+                    yield FileInfo.from_stat(entry.path, entry_st)
             stack.extend(reversed(subfolders))
 
 
