@@ -368,7 +368,9 @@ def _safe(path: str) -> str:
     """Paths with undecodable bytes print with escapes instead of crashing the terminal."""
     from rich.markup import escape
 
-    return escape(os.fsencode(path).decode("utf-8", "backslashreplace"))
+    from clipseek.pathtext import display_path
+
+    return escape(display_path(path))
 
 
 @contextmanager
@@ -499,15 +501,16 @@ def index(
     )
     settings.require("batch_size")
     engine = _engine(settings)
-    if backend not in ("auto", "torch", "onnx"):
+    from clipseek.models.runtime import BACKENDS
+
+    if backend not in BACKENDS:
         raise ConfigError(f"Unknown backend {backend!r}; use auto, torch or onnx.")
     engine.backend = backend
-    options = IndexOptions(
-        batch_size=settings.explicit_batch_size,
+    options = IndexOptions.from_settings(
+        settings,
         include_hidden=include_hidden,
         excludes=tuple(exclude or ()),
         rebuild=rebuild,
-        max_megapixels=settings.max_megapixels,
         decode_workers=workers,
         torch_threads=threads,
         skip_outside_links=skip_outside_links,

@@ -83,7 +83,9 @@ def parse(args: list[str]) -> tuple[list[str], dict[str, Any]] | None:
         return None
     if any(given.get(key, 1) < 1 for key in ("workers", "threads")):
         return None
-    if given.get("backend", "auto") not in ("auto", "torch", "onnx") or not folders:
+    from clipseek.models.runtime import BACKENDS
+
+    if given.get("backend", "auto") not in BACKENDS or not folders:
         return None
     return folders, given
 
@@ -116,11 +118,10 @@ def index_if_unchanged(args: list[str]) -> bool | None:
             return None
         settings.require("batch_size")
         engine = Engine(settings)
-        options = IndexOptions(
-            batch_size=settings.explicit_batch_size,
+        options = IndexOptions.from_settings(
+            settings,
             include_hidden=bool(given.get("include_hidden")),
             excludes=tuple(given["exclude"]),
-            max_megapixels=settings.max_megapixels,
             decode_workers=given.get("workers"),
             torch_threads=given.get("threads"),
             skip_outside_links=bool(given.get("skip_outside_links")),
@@ -144,13 +145,14 @@ def index_if_unchanged(args: list[str]) -> bool | None:
 def _report(summary: IndexSummary, name: str, location: str, skipped: bool) -> None:
     """The command line's lines for this run: drawn by rich where a terminal shows them."""
     from clipseek.index_report import links_line, summary_line
+    from clipseek.pathtext import display_path
 
     if sys.stdout.isatty() or sys.stderr.isatty():
         from rich.console import Console
         from rich.markup import escape
 
         def show(text: str) -> str:
-            return escape(_printable(text))
+            return escape(display_path(text))
 
         err = Console(stderr=True, highlight=False, soft_wrap=True)
         err.print(f"Indexing with [bold]{show(name)}[/] into {show(location)}")
@@ -158,12 +160,7 @@ def _report(summary: IndexSummary, name: str, location: str, skipped: bool) -> N
         if summary.outside_links:
             err.print(f"[cyan]note:[/] {links_line(summary, skipped, show)}")
         return
-    print(f"Indexing with {_printable(name)} into {_printable(location)}", file=sys.stderr)
+    print(f"Indexing with {display_path(name)} into {display_path(location)}", file=sys.stderr)
     print(summary_line(summary), flush=True)
     if summary.outside_links:
-        print(f"note: {links_line(summary, skipped, _printable)}", file=sys.stderr)
-
-
-def _printable(text: str) -> str:
-    """Paths with undecodable bytes print with escapes, as the command line prints them."""
-    return os.fsencode(text).decode("utf-8", "backslashreplace")
+        print(f"note: {links_line(summary, skipped, display_path)}", file=sys.stderr)

@@ -178,10 +178,7 @@ class Engine:
         from clipseek.indexer import Indexer, IndexOptions
 
         self.settings.require("batch_size")
-        opts = options or IndexOptions(
-            batch_size=self.settings.explicit_batch_size,
-            max_megapixels=self.settings.max_megapixels,
-        )
+        opts = options or IndexOptions.from_settings(self.settings)
         return Indexer(self.store.writer(), self.spec, self.index_model, opts)
 
     def index(
@@ -226,10 +223,7 @@ class Engine:
                 emit(IndexFinished(summary))
                 return summary
         try:
-            opts = options or IndexOptions(
-                batch_size=self.settings.explicit_batch_size,
-                max_megapixels=self.settings.max_megapixels,
-            )
+            opts = options or IndexOptions.from_settings(self.settings)
             marker = None
             if not self.store.is_remote:
                 from clipseek.store.repair import RunMarker

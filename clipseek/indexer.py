@@ -31,6 +31,7 @@ from clipseek.schedule import ThreadTuner, thread_plan
 from clipseek.store import ImageIndex, Record, Store, StoredEntry, path_id
 
 if TYPE_CHECKING:
+    from clipseek.config import Settings
     from clipseek.models import Embedder, ModelSpec
 
 
@@ -173,6 +174,16 @@ class IndexOptions:
     #: First compare the tree with the index's records without chromadb or a model
     #: (:mod:`clipseek.quickcheck`); False when the caller has just done so.
     quick_check: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **choices: Any) -> IndexOptions:
+        """Options for a run with ``settings`` (its batch size, if the user set one, and
+        its image size limit) and the run's own ``choices``."""
+        return cls(
+            batch_size=settings.explicit_batch_size,
+            max_megapixels=settings.max_megapixels,
+            **choices,
+        )
 
     def workers(self, device: str = "cpu") -> int:
         return thread_plan(device, self.decode_workers, self.torch_threads)[1]

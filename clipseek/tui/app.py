@@ -272,10 +272,7 @@ class ClipseekApp(App[None]):
         """Run the engine's indexer (worker thread); every event goes back as a message."""
         from clipseek.indexer import BatchDone, IndexOptions
 
-        options = IndexOptions(
-            batch_size=self.settings.explicit_batch_size,
-            max_megapixels=self.settings.max_megapixels,
-        )
+        options = IndexOptions.from_settings(self.settings)
 
         def on_event(event: IndexEvent) -> None:
             # After each batch, wait (briefly) until the screen has taken it in: the
