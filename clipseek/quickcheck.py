@@ -14,7 +14,6 @@ The caller holds the index's writer lock, so no other run writes while this read
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import time
@@ -151,10 +150,12 @@ def _database_identity(db: Path) -> list[tuple[int, int, int, int] | None] | Non
     """Size, mtime, ctime and inode of the database and its write-ahead log: any write
     to the database changes one of them. None while a rollback journal is there (a write
     in flight, or one to be rolled back), when only SQLite itself can say what is in it."""
+    from clipseek.files import identity
+
     out: list[tuple[int, int, int, int] | None] = []
     for suffix in ("", "-wal", "-journal"):
         try:
-            st = os.stat(f"{db}{suffix}")
+            found = identity(f"{db}{suffix}")
         except FileNotFoundError:
             if not suffix:
                 return None
@@ -164,7 +165,7 @@ def _database_identity(db: Path) -> list[tuple[int, int, int, int] | None] | Non
             return None
         if suffix == "-journal":
             return None
-        out.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+        out.append(found)
     return out
 
 
@@ -182,6 +183,7 @@ def _stored_or_remembered(
     """
     import marshal
 
+    from clipseek.files import write_whole
     from clipseek.store.chroma import HNSW_CONFIG
     from clipseek.store.keys import KEY_SCHEMA
 
@@ -198,13 +200,7 @@ def _stored_or_remembered(
     found = _stored(db, collection_name, failures_name)
     if found is None or identity is None or _database_identity(db) != identity:
         return found
-    temp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_bytes(marshal.dumps((key, found[0], found[1])))
-        os.replace(temp, cache)
-    except OSError:  # a cache: the next run reads the database instead
-        with contextlib.suppress(OSError):
-            temp.unlink()
+    write_whole(cache, marshal.dumps((key, found[0], found[1])))  # failing: read next time
     return found
 
 

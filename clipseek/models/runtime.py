@@ -12,6 +12,7 @@ reported once, not on every query, and retried only when the weights change.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import DeviceError
+from clipseek.files import write_whole
 from clipseek.models.catalogue import ModelSpec
 
 if TYPE_CHECKING:
@@ -126,13 +128,10 @@ def _store_choice(spec: ModelSpec, choice: dict[str, Any]) -> None:
     except (OSError, ValueError):
         data = {}
     data[_machine_key(spec)] = choice
-    try:
+    # Not remembering only costs the measurement again next time.
+    with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        pass  # not remembering only costs the measurement again next time
+    write_whole(path, json.dumps(data, indent=2).encode("utf-8"))
 
 
 def images_per_second(model: Embedder, batch: int = 16, rounds: int = 2) -> float:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from clipseek.errors import DamagedIndexError, StoreError
+from clipseek.files import identity, write_whole
 
 
 def _short(exc: BaseException) -> str:
@@ -215,11 +216,10 @@ class _GraphChecks:
 
     @staticmethod
     def identity(seg: Path) -> list[list[int]] | None:
-        try:
-            stats = [(seg / name).stat() for name in _GRAPH_FILES]
+        try:  # lists, as the note's JSON gives them back
+            return [list(identity(seg / name)) for name in _GRAPH_FILES]
         except OSError:
             return None
-        return [[st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] for st in stats]
 
     def known(self, seg: Path, identity: list[list[int]] | None) -> bool:
         return identity is not None and self.noted.get(seg.name) == identity
@@ -235,15 +235,8 @@ class _GraphChecks:
         gone = set(self.noted) - present
         for name in gone:
             del self.noted[name]
-        if not (self.changed or gone):
-            return
-        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            temp.write_text(json.dumps({"version": 1, "segments": self.noted}))
-            os.replace(temp, self.path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                temp.unlink()
+        if self.changed or gone:
+            write_whole(self.path, json.dumps({"version": 1, "segments": self.noted}).encode())
 
 
 def _segment_damage(seg: Path, checked: _GraphChecks | None = None) -> str | None:

@@ -21,7 +21,6 @@ changed. Snapshots of a process that died are removed by the next reader.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import re
@@ -31,6 +30,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from clipseek.files import write_whole
 
 #: The generation marker a writer replaces (atomically) after each committed write.
 GENERATION_NAME = "clipseek-generation"
@@ -47,18 +48,10 @@ def bump_generation(folder: str | os.PathLike[str]) -> None:
     Best effort: on a full disk the marker cannot be written, but readers also compare
     the size and time of Chroma's own files, which every committed write changes.
     """
-    folder = Path(folder)
     with _counter_lock:
         n = next(_counter)
     token = f"{time.time_ns()} {os.getpid()} {n}\n"
-    tmp = folder / f".{GENERATION_NAME}.{os.getpid()}.{n}"
-    try:
-        with open(tmp, "w", encoding="ascii") as fh:
-            fh.write(token)
-        os.replace(tmp, folder / GENERATION_NAME)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    write_whole(Path(folder) / GENERATION_NAME, token.encode("ascii"))
 
 
 def fingerprint(folder: str | os.PathLike[str]) -> tuple:
