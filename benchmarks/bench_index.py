@@ -90,7 +90,8 @@ def model_only(model: Any, items: list[Any], batch_size: int, cores: int) -> flo
 
 
 def decode_cost(model: Any, folder: Path, sample: int) -> tuple[float, list[Any]]:
-    """(core-seconds per file, prepared items): the decoder's work, on this thread."""
+    """(core-seconds per file, prepared items): the decoder's work (hash, decode, metadata,
+    resize, crop), on this thread."""
     from clipseek.imaging import load_for_model
     from clipseek.indexer import content_hash
 
@@ -100,7 +101,8 @@ def decode_cost(model: Any, folder: Path, sample: int) -> tuple[float, list[Any]
     for f in files:
         real = os.path.realpath(f)
         content_hash(real, os.path.getsize(real))
-        item, _dims = load_for_model(real, model.prepare, model.image_size, 200.0)
+        mtime_ns = os.stat(real).st_mtime_ns  # the photo's metadata comes with the decode
+        item, _dims = load_for_model(real, model.prepare, model.image_size, 200.0, mtime_ns)
         items.append(item)
     return (time.thread_time() - cpu) / len(files), items
 

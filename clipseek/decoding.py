@@ -73,8 +73,11 @@ class SharedDecoder:
     def free(self) -> int:
         return len(self._free)
 
-    def submit(self, files: Sequence[tuple[str, int, str | None]]) -> tuple[list[int], Future[Any]]:
-        """Decode ``files`` (path, size, known digest) in one task; returns their slots."""
+    def submit(
+        self, files: Sequence[tuple[str, int, int, str | None]]
+    ) -> tuple[list[int], Future[Any]]:
+        """Decode ``files`` (path, size, mtime_ns, known digest) in one task; returns their
+        slots."""
         slots = [self._free.pop() for _ in files]
         jobs = [(slot, *file) for slot, file in zip(slots, files, strict=True)]
         return slots, self._pool.submit(_decode_many, jobs)
@@ -120,12 +123,11 @@ def _init_worker(
     )
 
 
-def _decode_many(jobs: Sequence[tuple[int, str, int, str | None]]) -> list[Decoded]:
+def _decode_many(jobs: Sequence[tuple[int, str, int, int, str | None]]) -> list[Decoded]:
     from clipseek.errors import ImageReadError
     from clipseek.imaging import load_for_model
     from clipseek.indexer import content_hash
     from clipseek.models.preprocess import prepare_image
-    from clipseek.photometa import read_photo_meta
 
     cfg = _worker["cfg"]
     images = _worker["images"]
@@ -134,20 +136,21 @@ def _decode_many(jobs: Sequence[tuple[int, str, int, str | None]]) -> list[Decod
         return prepare_image(image, cfg)
 
     out = []
-    for slot, path, size, digest in jobs:
+    for slot, path, size, mtime_ns, digest in jobs:
         if digest is None:
             try:
                 digest = content_hash(path, size)
             except OSError:
                 digest = None  # load_for_model reports why the file cannot be read
         try:
-            array, dims = load_for_model(path, prepare, cfg.size, _worker["max_megapixels"])
+            array, dims = load_for_model(
+                path, prepare, cfg.size, _worker["max_megapixels"], mtime_ns
+            )
             images[slot] = array
         except ImageReadError as exc:
             out.append(Decoded(slot, 0, 0, digest, exc.reason or "unreadable"))
         except Exception as exc:  # a decoder bug on one file must not end the run
             out.append(Decoded(slot, 0, 0, digest, f"could not be read ({exc})"))
         else:
-            meta = read_photo_meta(path).metadata()
-            out.append(Decoded(slot, dims.width, dims.height, digest, meta=meta))
+            out.append(Decoded(slot, dims.width, dims.height, digest, meta=dict(dims.meta)))
     return out

@@ -94,12 +94,17 @@ def open_image(
     *,
     max_megapixels: float | None = None,
     min_size: tuple[int, int] | None = None,
+    meta_mtime_ns: int | None = None,
 ) -> Image.Image:
     """Open ``path`` as an upright RGB image, fully decoded.
 
     ``min_size`` allows a reduced decode (JPEG DCT scaling) as long as the result
     still covers that size, which is all a 224-pixel model input needs from a
     12-megapixel photo. The original dimensions stay in ``image.info["clipseek_size"]``.
+    With ``meta_mtime_ns`` (the file's mtime, the date when EXIF has none) the photo's
+    metadata is read from the same open file into ``image.info["clipseek_meta"]``: opening
+    it a second time for that would decode a PNG twice, since Pillow reads every chunk of
+    a PNG to find its EXIF.
     Raises :class:`ImageReadError` with a one-line reason for anything unreadable.
     """
     try:
@@ -107,7 +112,7 @@ def open_image(
             raise ImageReadError(path, "empty file (0 bytes)")
     except OSError as exc:
         raise ImageReadError(path, describe_os_error(exc)) from None
-    return _decode(path, path, max_megapixels, min_size)
+    return _decode(path, path, max_megapixels, min_size, meta_mtime_ns=meta_mtime_ns)
 
 
 def open_image_bytes(
@@ -149,6 +154,7 @@ def _decode(
     max_megapixels: float | None,
     min_size: tuple[int, int] | None,
     head: bytes | None = None,
+    meta_mtime_ns: int | None = None,
 ) -> Image.Image:
     _prepare_pil()
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -172,6 +178,10 @@ def _decode(
                 image = im
             rgb = to_rgb(image)
             rgb.info["clipseek_size"] = (width, height) if _exif_keeps_axes(im) else (height, width)
+            if meta_mtime_ns is not None:
+                from clipseek.photometa import meta_from_image
+
+                rgb.info["clipseek_meta"] = meta_from_image(im, meta_mtime_ns, (width, height))
             return rgb
     except ImageReadError:
         raise
@@ -343,12 +353,17 @@ def load_for_model(
     transform: Callable[[Image.Image], object],
     size: tuple[int, int],
     max_megapixels: float | None,
+    mtime_ns: int | None = None,
 ) -> tuple[object, ImageInfo]:
-    """Read and preprocess one file for the model; the pipeline's per-file unit of work."""
-    image = open_image(path, max_megapixels=max_megapixels, min_size=size)
+    """Read and preprocess one file for the model; the pipeline's per-file unit of work.
+
+    With ``mtime_ns`` the returned :class:`ImageInfo` also carries the photo's metadata
+    (:class:`clipseek.photometa.PhotoMeta`), read while the file is open anyway."""
+    image = open_image(path, max_megapixels=max_megapixels, min_size=size, meta_mtime_ns=mtime_ns)
     width, height = image.info.get("clipseek_size", image.size)
+    photo = image.info.get("clipseek_meta")
     try:
         tensor = transform(image)
     except Exception as exc:  # a transform failure is a property of this file, not a crash
         raise ImageReadError(path, f"could not be preprocessed ({_one_line(exc)})") from None
-    return tensor, ImageInfo(int(width), int(height))
+    return tensor, ImageInfo(int(width), int(height), photo.metadata() if photo else {})

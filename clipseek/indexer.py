@@ -705,7 +705,7 @@ class Indexer:
                     if not files:
                         return
                     slots, future = shared.submit(
-                        [(f.path, f.size, plan.digests.get(f.path)) for f in files]
+                        [(f.path, f.size, f.mtime_ns, plan.digests.get(f.path)) for f in files]
                     )
                     for position, (info, slot) in enumerate(zip(files, slots, strict=True)):
                         pending.append(_Pending(info, future, position, slot))
@@ -1108,9 +1108,10 @@ def _decode(
             digest = content_hash(info.path, info.size)
         except OSError:
             digest = None  # load_for_model reports why the file cannot be read
-    item, dims = load_for_model(info.path, model.prepare, model.image_size, max_megapixels)
-    photo = read_photo_meta(info.path, info.mtime_ns)
-    return item, ImageInfo(dims.width, dims.height, photo.metadata()), digest
+    item, dims = load_for_model(
+        info.path, model.prepare, model.image_size, max_megapixels, info.mtime_ns
+    )
+    return item, dims, digest
 
 
 def _stat_extra(info: FileInfo) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""When and with what a photo was taken, read from its header alone (never a full decode).
+"""When and with what a photo was taken, read from its header (never a decode of its own).
 
 Photo libraries are searched by meaning and by time together ("the beach, last summer"),
 so the index keeps, beside each vector: the date taken (EXIF DateTimeOriginal with its
@@ -71,8 +71,11 @@ META_KEYS = ("taken_local", "taken_utc", "taken_source", "taken", "camera", "cam
 def read_photo_meta(path: str, mtime_ns: int | None = None) -> PhotoMeta:
     """The photo's metadata from its header; a problem there is noted, never raised.
 
-    Opening with Pillow reads the header only; the pixels are not decoded. A file that
-    cannot be opened at all still gets its mtime as the date, with the reason noted.
+    Opening with Pillow reads the header only, except for a PNG, whose EXIF chunk may
+    follow the pixels: Pillow decodes those to reach it. The indexer therefore takes the
+    metadata from the image it decodes anyway (:func:`clipseek.imaging.load_for_model`);
+    this is for files it does not decode. A file that cannot be opened at all still gets
+    its mtime as the date, with the reason noted.
     """
     from PIL import Image
 
@@ -91,9 +94,10 @@ def read_photo_meta(path: str, mtime_ns: int | None = None) -> PhotoMeta:
         return _from_mtime(mtime_ns, 0, 0, "", None, f"header unreadable: {_one_line(exc)}")
 
 
-def meta_from_image(im: Any, mtime_ns: int) -> PhotoMeta:
-    """The metadata of an opened (not necessarily decoded) PIL image."""
-    width, height = im.size
+def meta_from_image(im: Any, mtime_ns: int, size: tuple[int, int] | None = None) -> PhotoMeta:
+    """The metadata of an opened (not necessarily decoded) PIL image; ``size`` is the
+    file's own where ``im`` was decoded at a reduced scale."""
+    width, height = size or im.size
     problem = ""
     try:
         with warnings.catch_warnings():

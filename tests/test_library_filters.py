@@ -130,7 +130,7 @@ def test_cli_filters_json_and_bad_input(library_engine, runner, monkeypatch) -> 
 
 
 def test_older_index_learns_metadata_without_reembedding(tmp_path: Path, monkeypatch) -> None:
-    from clipseek import indexer as ix
+    from clipseek import photometa
     from clipseek.config import load_settings
     from clipseek.engine import Engine
     from clipseek.models.torch_backend import ClipModel
@@ -148,7 +148,7 @@ def test_older_index_learns_metadata_without_reembedding(tmp_path: Path, monkeyp
             return {}
 
     with monkeypatch.context() as patch:  # an index built before clipseek read metadata
-        patch.setattr(ix, "read_photo_meta", lambda *a, **k: Nothing())
+        patch.setattr(photometa, "meta_from_image", lambda *a, **k: Nothing())
         Engine(settings).index([folder])
     engine = Engine(settings)
     assert engine.search("x", 5, filters=make_filters(camera="pixel")).results == []

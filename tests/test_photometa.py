@@ -167,3 +167,61 @@ def test_filter_line() -> None:
     assert filters.camera == "pixel" and (filters.min_width, filters.min_height) == (10, 10)
     with pytest.raises(QueryError, match="not understood"):
         parse_filter_line("when:yesterday")
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_metadata_read_while_decoding_matches_a_header_read(tmp_path: Path, fmt: str) -> None:
+    from clipseek.imaging import load_for_model
+
+    path = exif_photo(
+        tmp_path / f"a.{fmt.lower()}",
+        size=(640, 480),
+        date="2023:01:02 03:04:05",
+        offset="-05:00",
+        make="Canon",
+        model="EOS R6",
+        orientation=6,
+        fmt=fmt,
+    )
+    mtime_ns = os.stat(path).st_mtime_ns
+    _item, dims = load_for_model(str(path), lambda im: im.size, (32, 32), None, mtime_ns)
+    assert dims.meta["taken_source"] == "exif" and dims.meta["camera"] == "Canon EOS R6"
+    assert dims.meta == read_photo_meta(str(path), mtime_ns).metadata()
+    assert (dims.width, dims.height) == (480, 640)  # upright, and the file's own size
+    _item, plain = load_for_model(str(path), lambda im: im.size, (32, 32), None)
+    assert plain.meta == {}
+
+
+def test_indexing_opens_each_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second open for the metadata decoded every PNG twice (Pillow reads all of a PNG's
+    chunks to find its EXIF): the indexer now takes it from the image it decodes."""
+    from PIL import Image as PILImage
+
+    from clipseek.config import load_settings
+    from clipseek.engine import Engine
+    from clipseek.testing import fixture_model_spec
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    exif_photo(folder / "a.png", date="2022:05:06 07:08:09", make="Fuji", fmt="PNG")
+    exif_photo(folder / "b.jpg", date="2021:05:06 07:08:09", make="Sony", fmt="JPEG")
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(folder / "c.png")
+    opened: list[str] = []
+    real_open = PILImage.open
+
+    def counting_open(fp, *args, **kwargs):
+        opened.append(os.path.basename(str(fp)))
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(PILImage, "open", counting_open)
+    settings = load_settings(
+        {"model": fixture_model_spec(), "db": tmp_path / "db", "device": "cpu", "precision": "fp32"}
+    )
+    engine = Engine(settings)
+    summary = engine.index([folder])
+    assert summary.new == 3 and not summary.failed
+    assert sorted(opened) == ["a.png", "b.jpg", "c.png"]
+    stored = {os.path.basename(e.path): e.extra for e in engine.open_index().entries().values()}
+    assert stored["a.png"]["taken_source"] == "exif" and stored["a.png"]["camera"] == "Fuji"
+    assert stored["b.jpg"]["taken"].startswith("2021-05-06")
+    assert stored["c.png"]["taken_source"] == "mtime"
