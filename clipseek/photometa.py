@@ -17,6 +17,7 @@ import calendar
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
@@ -66,6 +67,21 @@ class PhotoMeta:
 
 #: Metadata keys :class:`PhotoMeta` writes; an entry without ``taken_local`` predates them.
 META_KEYS = ("taken_local", "taken_utc", "taken_source", "taken", "camera", "camera_lc", "has_gps")
+#: ...and those it writes only when there is something to say.
+_OPTIONAL_KEYS = ("gps_lat", "gps_lon", "meta_problem")
+
+
+def carried_metadata(stored: Mapping[str, Any], mtime_ns: int) -> dict[str, Any] | None:
+    """The metadata of a file whose bytes are those of an indexed entry (a renamed or copied
+    photo), taken from that entry's ``stored`` fields: the same bytes hold the same EXIF,
+    and reading it again would decode a PNG in full. Only a date that came from the
+    modification time follows the new file's. None where the entry predates metadata."""
+    if META_KEYS[0] not in stored:
+        return None
+    meta = {key: stored[key] for key in (*META_KEYS, *_OPTIONAL_KEYS) if key in stored}
+    if stored.get("taken_source") == "mtime":
+        meta["taken_local"], meta["taken_utc"], meta["taken"] = _mtime_date(mtime_ns)
+    return meta
 
 
 def read_photo_meta(path: str, mtime_ns: int | None = None) -> PhotoMeta:
@@ -130,12 +146,16 @@ def _from_mtime(
     gps: tuple[float, float] | None,
     problem: str,
 ) -> PhotoMeta:
+    local, utc, text = _mtime_date(mtime_ns)
+    return PhotoMeta(local, utc, "mtime", text, camera, width, height, gps, problem)
+
+
+def _mtime_date(mtime_ns: int) -> tuple[int, int, str]:
+    """(local, utc, text) of a modification time, on this machine's clock."""
     utc = int(mtime_ns // 1_000_000_000)
     moment = datetime.fromtimestamp(utc, UTC).astimezone()  # this machine's zone
     offset = moment.utcoffset() or timedelta(0)
-    local = utc + int(offset.total_seconds())
-    text = moment.isoformat(timespec="seconds")
-    return PhotoMeta(local, utc, "mtime", text, camera, width, height, gps, problem)
+    return utc + int(offset.total_seconds()), utc, moment.isoformat(timespec="seconds")
 
 
 def _parse_exif_date(value: Any, offset: Any) -> tuple[int, int, str] | None:

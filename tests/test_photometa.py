@@ -225,3 +225,70 @@ def test_indexing_opens_each_file_once(tmp_path: Path, monkeypatch: pytest.Monke
     assert stored["a.png"]["taken_source"] == "exif" and stored["a.png"]["camera"] == "Fuji"
     assert stored["b.jpg"]["taken"].startswith("2021-05-06")
     assert stored["c.png"]["taken_source"] == "mtime"
+
+
+def test_renamed_and_copied_photos_carry_their_metadata_without_a_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose bytes are indexed reuses the vector and, now, the metadata: reading its
+    header again decoded a whole PNG (a renamed folder of 1,000 PNGs took seconds)."""
+    import shutil
+
+    from PIL import Image as PILImage
+
+    from clipseek.config import load_settings
+    from clipseek.engine import Engine
+    from clipseek.testing import fixture_model_spec
+
+    album = tmp_path / "photos" / "album"
+    album.mkdir(parents=True)
+    exif_photo(album / "a.png", date="2022:05:06 07:08:09", make="Fuji", fmt="PNG")
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(album / "b.png")
+    jan_2020 = calendar.timegm((2020, 1, 1, 12, 0, 0))
+    os.utime(album / "b.png", (jan_2020, jan_2020))
+    settings = load_settings(
+        {"model": fixture_model_spec(), "db": tmp_path / "db", "device": "cpu", "precision": "fp32"}
+    )
+    assert Engine(settings).index([tmp_path / "photos"]).new == 2
+
+    moved = album.rename(tmp_path / "photos" / "renamed")
+    shutil.copyfile(moved / "b.png", moved / "c.png")  # same bytes, its own mtime
+    june_2021 = calendar.timegm((2021, 6, 1, 12, 0, 0))
+    os.utime(moved / "c.png", (june_2021, june_2021))
+    opened: list[str] = []
+    real_open = PILImage.open
+    monkeypatch.setattr(
+        PILImage, "open", lambda fp, *a, **k: opened.append(str(fp)) or real_open(fp, *a, **k)
+    )
+    engine = Engine(settings)
+    summary = engine.index([tmp_path / "photos"])
+    assert summary.reused == 3 and summary.removed == 2 and opened == []
+    stored = {os.path.basename(e.path): e.extra for e in engine.open_index().entries().values()}
+    assert stored["a.png"]["taken_source"] == "exif" and stored["a.png"]["camera"] == "Fuji"
+    assert stored["a.png"]["taken"].startswith("2022-05-06T07:08:09")
+    assert stored["b.png"]["taken_source"] == "mtime" and stored["b.png"]["taken_utc"] == jan_2020
+    assert stored["c.png"]["taken_source"] == "mtime" and stored["c.png"]["taken_utc"] == june_2021
+    assert stored["c.png"]["taken"] != stored["b.png"]["taken"]
+
+
+def test_metadata_is_not_carried_from_an_entry_that_has_none() -> None:
+    from clipseek.photometa import carried_metadata
+
+    assert carried_metadata({"path": "/x.png", "size": 3}, 0) is None
+    kept = carried_metadata(
+        {
+            "path": "/x.jpg",
+            "taken_local": 1,
+            "taken_utc": 1,
+            "taken_source": "exif",
+            "taken": "1970-01-01T00:00:01",
+            "camera": "A",
+            "camera_lc": "a",
+            "has_gps": True,
+            "gps_lat": 1.5,
+            "gps_lon": -2.5,
+        },
+        10**18,
+    )
+    assert kept is not None and "path" not in kept
+    assert (kept["taken_utc"], kept["gps_lat"], kept["camera"]) == (1, 1.5, "A")
