@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import ClipseekError, ImageReadError
 from clipseek.imaging import ImageInfo, load_for_model, worth_retrying
-from clipseek.photometa import META_KEYS, PhotoMeta, read_photo_meta
+from clipseek.photometa import META_KEYS, PhotoMeta, carried_metadata, read_photo_meta
 from clipseek.scanner import FileInfo, PseudoFilesystems, ScanOptions, normalise_root, scan
 from clipseek.schedule import ThreadTuner, thread_plan
 from clipseek.store import ImageIndex, Record, Store, StoredEntry, path_id
@@ -477,16 +477,23 @@ class Indexer:
         photos reads nothing extra here; a renamed folder is all matches and is written
         back from the stored vectors without decoding an image or loading the model.
         """
-        by_size: dict[int, list[StoredEntry]] = {}
+        # Keyed by size and hash, not size alone: files of one size are common (a camera's
+        # uncompressed formats, generated images), and a renamed folder of them compared
+        # each file with every stored one of its size (a thousand with ten thousand: 8 s).
+        by_content: dict[tuple[int, str], list[StoredEntry]] = {}
         for entry in stored.values():
             if entry.extra.get("content_hash"):
-                by_size.setdefault(entry.size, []).append(entry)
-        elsewhere = {f.size for f in plan.to_embed} - set(by_size)
+                key = (entry.size, str(entry.extra["content_hash"]))
+                by_content.setdefault(key, []).append(entry)
+        sizes = {size for size, _ in by_content}
+        elsewhere = {f.size for f in plan.to_embed} - sizes
         if elsewhere:  # the same bytes may be indexed under another root
             for entry in index.entries_with_sizes(sorted(elsewhere)).values():
                 if entry.extra.get("content_hash") and entry.id not in stored:
-                    by_size.setdefault(entry.size, []).append(entry)
-        candidates = [f for f in plan.to_embed if f.size in by_size]
+                    key = (entry.size, str(entry.extra["content_hash"]))
+                    by_content.setdefault(key, []).append(entry)
+                    sizes.add(entry.size)
+        candidates = [f for f in plan.to_embed if f.size in sizes]
         if not candidates:
             return
 
@@ -505,7 +512,7 @@ class Indexer:
             if value is None:
                 continue
             plan.digests[info.path] = value
-            matches = [e for e in by_size[info.size] if e.extra.get("content_hash") == value]
+            matches = list(by_content.get((info.size, value), ()))
             if not matches:
                 continue
             # Prefer the file's own old record, then one that is going away (a rename).
@@ -536,6 +543,9 @@ class Indexer:
                     plan.to_embed.append(item.info)
                     continue
                 vector, meta = found
+                photo = carried_metadata(meta, item.info.mtime_ns)
+                if photo is None:  # the source predates metadata: read this file's header
+                    photo = read_photo_meta(item.info.path, item.info.mtime_ns).metadata()
                 records.append(
                     Record(
                         item.info.path,
@@ -547,7 +557,7 @@ class Indexer:
                         extra={
                             "content_hash": item.digest,
                             **_stat_extra(item.info),
-                            **read_photo_meta(item.info.path, item.info.mtime_ns).metadata(),
+                            **photo,
                         },
                     )
                 )

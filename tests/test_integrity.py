@@ -421,3 +421,25 @@ def _id(path: Path) -> str:
     from clipseek.store.keys import path_id
 
     return path_id(str(path))
+
+
+def test_a_renamed_folder_of_same_sized_files_gives_each_file_its_own_vector(
+    engine: Engine, tmp_path: Path, decode_counter: list[str]
+) -> None:
+    """Files of one size are matched by their hash, each to the record of its own bytes."""
+    album = tmp_path / "photos" / "album"
+    files = [make_photo(album / f"{i}.bmp", seed=10 + i, fmt="BMP") for i in range(6)]
+    assert len({f.stat().st_size for f in files}) == 1
+    engine.index([tmp_path / "photos"])
+    index = engine.open_index()
+    before = {f.name: index.get([_id(f)])[_id(f)][0] for f in files}
+    assert not np.allclose(before["0.bmp"], before["1.bmp"])
+
+    moved = album.rename(tmp_path / "photos" / "moved")
+    decode_counter.clear()
+    summary = Engine(engine.settings).index([tmp_path / "photos"])
+    assert summary.reused == 6 and summary.embedded == 0 and decode_counter == []
+    index = Engine(engine.settings).open_index()
+    for name, vector in before.items():
+        path = moved / name
+        assert np.allclose(index.get([_id(path)])[_id(path)][0], vector), name
