@@ -1,4 +1,5 @@
-"""When and with what a photo was taken, read from its header (never a decode of its own).
+"""When and with what a photo was taken, read from its header (by the indexer, from the image
+it decodes anyway).
 
 Photo libraries are searched by meaning and by time together ("the beach, last summer"),
 so the index keeps, beside each vector: the date taken (EXIF DateTimeOriginal with its
@@ -150,9 +151,16 @@ def _from_mtime(
     return PhotoMeta(local, utc, "mtime", text, camera, width, height, gps, problem)
 
 
+#: The seconds a calendar date can show (years 1 to 9999, a day inside either end so that
+#: any time zone still fits): some file systems (tmpfs, btrfs, XFS) keep mtimes beyond them.
+_FIRST_SECOND = int(datetime(1, 1, 2, tzinfo=UTC).timestamp())
+_LAST_SECOND = int(datetime(9999, 12, 30, tzinfo=UTC).timestamp())
+
+
 def _mtime_date(mtime_ns: int) -> tuple[int, int, str]:
-    """(local, utc, text) of a modification time, on this machine's clock."""
-    utc = int(mtime_ns // 1_000_000_000)
+    """(local, utc, text) of a modification time, on this machine's clock; a time beyond
+    what a date can show is taken as the nearest one that can."""
+    utc = min(max(int(mtime_ns // 1_000_000_000), _FIRST_SECOND), _LAST_SECOND)
     moment = datetime.fromtimestamp(utc, UTC).astimezone()  # this machine's zone
     offset = moment.utcoffset() or timedelta(0)
     return utc + int(offset.total_seconds()), utc, moment.isoformat(timespec="seconds")

@@ -292,3 +292,17 @@ def test_metadata_is_not_carried_from_an_entry_that_has_none() -> None:
     )
     assert kept is not None and "path" not in kept
     assert (kept["taken_utc"], kept["gps_lat"], kept["camera"]) == (1, 1.5, "A")
+
+
+def test_an_mtime_beyond_the_calendar_is_a_date_not_a_failure(tmp_path: Path) -> None:
+    """tmpfs, btrfs and XFS keep mtimes past the year 9999, which datetime cannot show: the
+    date is clamped, and the file is still read and indexed."""
+    from clipseek.imaging import load_for_model
+
+    path = exif_photo(tmp_path / "far.png", fmt="PNG")
+    far_future, far_past = 10**12 * 10**9, -(10**12) * 10**9
+    for mtime_ns in (far_future, far_past):
+        meta = read_photo_meta(str(path), mtime_ns)
+        assert meta.taken_source == "mtime" and meta.taken_text[:4] in ("9999", "0001")
+        _item, dims = load_for_model(str(path), lambda im: im.size, (8, 8), None, mtime_ns)
+        assert dims.meta["taken"] == meta.taken_text
