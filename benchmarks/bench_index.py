@@ -100,9 +100,10 @@ def decode_cost(model: Any, folder: Path, sample: int) -> tuple[float, list[Any]
     cpu = time.thread_time()
     for f in files:
         real = os.path.realpath(f)
-        content_hash(real, os.path.getsize(real))
-        mtime_ns = os.stat(real).st_mtime_ns  # the photo's metadata comes with the decode
-        item, _dims = load_for_model(real, model.prepare, model.image_size, 200.0, mtime_ns)
+        st = os.stat(real)
+        content_hash(real, st.st_size)
+        # The mtime dates a photo without EXIF: its metadata comes with the decode.
+        item, _dims = load_for_model(real, model.prepare, model.image_size, 200.0, st.st_mtime_ns)
         items.append(item)
     return (time.thread_time() - cpu) / len(files), items
 

@@ -11,6 +11,11 @@ import pytest
 from clipseek import entry
 
 
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter, its output captured."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
 def test_bare_clipseek_in_a_terminal_opens_the_app_without_typer() -> None:
     code = (
         "import sys\n"
@@ -24,7 +29,7 @@ def test_bare_clipseek_in_a_terminal_opens_the_app_without_typer() -> None:
         "from clipseek.entry import main\n"
         "main()\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = _python(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "APP ViT-B/32 False False"
 
@@ -72,7 +77,7 @@ def test_leaving_keeps_the_exit_code_and_finalises_what_the_command_let_go() -> 
         "from clipseek.entry import main\n"
         "main()\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = _python(code)
     assert out.returncode == 3, out.stderr
     assert out.stdout.split("\n") == ["finalised", "frozen True", ""]
 
@@ -91,6 +96,6 @@ def test_the_app_starts_without_collections_and_gets_them_back_frozen() -> None:
         "start_up_over()\n"
         "print(gc.isenabled(), gc.get_freeze_count() > 1000)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = _python(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n") == ["True 0", "False", "True True", ""]
