@@ -40,7 +40,7 @@ def run(args: list[str], env: dict[str, str]) -> tuple[float, str]:
 
 def heavy_after(cli_args: list[str], env: dict[str, str]) -> list[str]:
     code = (
-        "import sys\nfrom clipseek.cli import app\n"
+        "import sys\nfrom clipseek.cli.app import app\n"
         f"sys.argv = ['clipseek', *{cli_args!r}]\n"
         "try:\n    app(prog_name='clipseek')\nexcept SystemExit:\n    pass\n"
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"

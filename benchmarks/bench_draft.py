@@ -35,7 +35,7 @@ def reference(path: Path, model: Any) -> Any:
 
 
 def clipseek_input(path: Path, model: Any) -> Any:
-    from clipseek.imaging import load_for_model
+    from clipseek.photos.imaging import load_for_model
 
     item, _ = load_for_model(str(path), model.prepare, model.image_size, None)
     return model.batch_tensor([item])[0]

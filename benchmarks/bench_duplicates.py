@@ -74,8 +74,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from clipseek import duplicates
-    from clipseek.duplicates import find_duplicates
+    from clipseek.search import duplicates
+    from clipseek.search.duplicates import find_duplicates
     from clipseek.store import Record, Store
 
     header(f"duplicates over {args.n} vectors, {args.groups} planted groups of {args.size}")

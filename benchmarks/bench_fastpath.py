@@ -166,7 +166,7 @@ def _app_rss(env: dict[str, str], db: Path) -> dict[str, object]:
 FIRST_ANSWER_CHILD = r"""
 import asyncio, json, sys, time
 LAUNCHED = float(sys.argv[3])  # the parent's clock just before it started this process
-from clipseek.startup import start_without_collections
+from clipseek.gc_pause import start_without_collections
 start_without_collections()  # as the console script starts the app
 from clipseek.config import load_settings
 from clipseek.tui.app import ClipseekApp

@@ -108,13 +108,13 @@ def decode_ceiling(
 ) -> float:
     """Images/s of clipseek's per-file decode work alone, on ``workers`` threads or
     processes (processes: the indexer's own SharedDecoder, shared memory included)."""
-    from clipseek.scanner import FileInfo
+    from clipseek.indexing.scanner import FileInfo
 
     infos = [FileInfo(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     if mode == "threads":
         from concurrent.futures import ThreadPoolExecutor
 
-        from clipseek.indexer import _decode
+        from clipseek.indexing.pipeline import _decode
         from clipseek.models.preprocess import prepare_image
 
         class Shim:
@@ -128,7 +128,7 @@ def decode_ceiling(
             start = time.perf_counter()
             list(pool.map(lambda i: _decode(i, Shim, None, 200.0), infos))
             return len(infos) / (time.perf_counter() - start)
-    from clipseek.decoding import SharedDecoder
+    from clipseek.indexing.decoders import SharedDecoder
 
     chunk = 16
     decoder = SharedDecoder(workers, cfg, slots=workers * chunk * 4, max_megapixels=200.0)
@@ -324,7 +324,7 @@ t0 = float(os.environ["BENCH_T0"])
 marks = {"python_up": time.time() - t0}
 from clipseek.config import load_settings
 from clipseek.engine import Engine
-from clipseek.search import parse_query
+from clipseek.search.query import parse_query
 settings = load_settings({"db": sys.argv[2], "model": "ViT-B/32", "device": sys.argv[3]})
 engine = Engine(settings)
 if sys.argv[1] == "index":

@@ -68,12 +68,12 @@ def child(args: argparse.Namespace) -> None:
 
     sys.meta_path.insert(0, PatchOnImport())
     if args.terminal:
-        from clipseek.cli import app as cli
+        from clipseek.cli.app import app as cli
 
         with contextlib.suppress(SystemExit):
             cli(["tui", "--db", args.db, "--preview", args.preview], prog_name="clipseek")
     else:
-        import clipseek.entry  # noqa: F401 - the same start-up cost as `clipseek` on its own
+        import clipseek.cli.entry  # noqa: F401 - the same start-up cost as `clipseek` on its own
         from clipseek.config import load_settings
         from clipseek.tui import _Background
         from clipseek.tui.preview import prepare

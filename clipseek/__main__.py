@@ -1,3 +1,3 @@
-from clipseek.entry import main
+from clipseek.cli.entry import main
 
 main()

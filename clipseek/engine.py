@@ -23,19 +23,18 @@ from clipseek.errors import (
     StoreError,
 )
 from clipseek.models import Embedder, ModelSpec, resolve_model
-from clipseek.search import Query, Searcher, SearchResponse, check_top_k, encode_image
+from clipseek.search.query import Query, Searcher, SearchResponse, check_top_k, encode_image
 from clipseek.store import ImageIndex, IndexInfo, Store, StoredEntry
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-    from clipseek.duplicates import DuplicateGroup
-    from clipseek.filters import Filters
-
     # Imported when an index run starts: a query does not pay for the indexer.
-    from clipseek.indexer import EventHandler, Indexer, IndexOptions, IndexSummary
+    from clipseek.indexing.pipeline import EventHandler, Indexer, IndexOptions, IndexSummary
     from clipseek.models.runtime import ExportOutcome
+    from clipseek.search.duplicates import DuplicateGroup
+    from clipseek.search.filters import Filters
 
 
 @dataclass(frozen=True)
@@ -175,7 +174,7 @@ class Engine:
     # -- indexing
 
     def indexer(self, options: IndexOptions | None = None) -> Indexer:
-        from clipseek.indexer import Indexer, IndexOptions
+        from clipseek.indexing.pipeline import Indexer, IndexOptions
 
         self.settings.require("batch_size")
         opts = options or IndexOptions.from_settings(self.settings)
@@ -190,15 +189,21 @@ class Engine:
         *,
         wait: bool = True,
     ) -> IndexSummary:
-        """Index ``roots`` while holding the index's writer lock (see :mod:`clipseek.lock`).
+        """Index ``roots`` while holding the index's writer lock (see :mod:`clipseek.store.lock`).
 
         If another process is indexing into the same database, this waits for it (saying
         so through a :class:`Notice`) or, with ``wait=False``, raises
         :class:`~clipseek.errors.IndexBusyError` naming the holder. With ``rebuild``, a
         damaged database is first moved aside so the rebuild starts from a clean one.
         """
-        from clipseek.indexer import Indexer, IndexFinished, IndexOptions, IndexSummary, Notice
-        from clipseek.lock import LockHolder, WriterLock
+        from clipseek.indexing.pipeline import (
+            Indexer,
+            IndexFinished,
+            IndexOptions,
+            IndexSummary,
+            Notice,
+        )
+        from clipseek.store.lock import LockHolder, WriterLock
 
         self.settings.require("batch_size")
         emit: EventHandler = on_event or (lambda _event: None)
@@ -217,7 +222,7 @@ class Engine:
                 )
 
             if not lock.acquire(wait=wait, on_wait=on_wait, cancelled=cancel.is_set):
-                from clipseek.scanner import normalise_root
+                from clipseek.indexing.scanner import normalise_root
 
                 summary = IndexSummary(roots=[normalise_root(r) for r in roots], cancelled=True)
                 emit(IndexFinished(summary))
@@ -273,7 +278,7 @@ class Engine:
         Raises :class:`~clipseek.errors.IndexBusyError` while another run holds the index
         (the face then waits for it in :meth:`index`, with its message, and checks again).
         """
-        from clipseek.lock import WriterLock
+        from clipseek.store.lock import WriterLock
 
         if self.store.is_remote or options.rebuild:
             return None
@@ -290,11 +295,11 @@ class Engine:
         self, roots: Sequence[str | os.PathLike[str]], opts: IndexOptions, emit: EventHandler
     ) -> IndexSummary | None:
         """A run over an unchanged tree, decided from the SQLite file without chromadb or
-        a model (see :mod:`clipseek.quickcheck`); None when the normal path must run. The
+        a model (see :mod:`clipseek.indexing.unchanged`); None when the normal path must run. The
         caller holds the writer lock."""
         if self.store.is_remote or opts.rebuild:
             return None
-        from clipseek.quickcheck import quick_unchanged
+        from clipseek.indexing.unchanged import quick_unchanged
         from clipseek.store.repair import RunMarker
 
         if RunMarker(self.store.location).path.exists():
@@ -311,7 +316,7 @@ class Engine:
     def _after_interruption(self, emit: EventHandler, store: Store) -> None:
         """The last run never finished: check the index before trusting it, and rebuild
         its vector files from the stored vectors if they disagree (no model needed)."""
-        from clipseek.indexer import Notice
+        from clipseek.indexing.pipeline import Notice
         from clipseek.store.repair import check, repair
 
         # Every record against the stored vectors; the self-search on a sample, since a
@@ -402,7 +407,7 @@ class Engine:
         if isinstance(query, str):
             query = Query.text(query)
         elif not isinstance(query, Query):
-            from clipseek.search import parse_query
+            from clipseek.search.query import parse_query
 
             query = parse_query(list(query))
         tower = "text" if any(t.kind == "text" for t in query.terms) else "image"
@@ -420,10 +425,10 @@ class Engine:
         image. Unreadable data is a :class:`QueryError` naming ``label``."""
         model = self.model()
         if not isinstance(image, bytes | bytearray | memoryview):
-            from clipseek.imaging import to_rgb
+            from clipseek.photos.imaging import to_rgb
 
             return encode_image(model, to_rgb(image))
-        from clipseek.imaging import open_image_bytes
+        from clipseek.photos.imaging import open_image_bytes
 
         limit = self.settings.max_megapixels if max_megapixels is None else max_megapixels
         try:
@@ -481,7 +486,7 @@ class Engine:
         self, threshold: float = 0.95, in_dir: str | None = None
     ) -> list[DuplicateGroup]:
         """Groups of near-identical pictures (no model needed: the stored vectors are compared)."""
-        from clipseek.duplicates import existing_only, find_duplicates
+        from clipseek.search.duplicates import existing_only, find_duplicates
 
         folder = None
         if in_dir is not None:

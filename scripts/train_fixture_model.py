@@ -335,8 +335,8 @@ def evaluate(
     import numpy as np
     import torch
 
-    from clipseek.imaging import load_for_model
     from clipseek.models import load_model, resolve_model
+    from clipseek.photos.imaging import load_for_model
 
     clip = load_model(resolve_model(f"local-dir:{model_dir}"), device="cpu", precision="fp32")
     with tempfile.TemporaryDirectory() as tmp:

@@ -171,7 +171,7 @@ def fast_path(tiny_model: str) -> str:
 @pytest.fixture
 def decode_counter(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records every file the indexer decodes."""
-    from clipseek import indexer as ix
+    from clipseek.indexing import pipeline as ix
 
     calls: list[str] = []
     real = ix.load_for_model

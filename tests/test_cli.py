@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from clipseek import __version__
-from clipseek.cli import app
+from clipseek.cli.app import app
 from tests.conftest import make_photo
 
 
@@ -39,7 +39,7 @@ def test_help_lists_commands_and_query_grammar(runner: CliRunner) -> None:
 
 def test_help_does_not_import_heavy_modules() -> None:
     code = (
-        "import sys\nfrom clipseek.cli import app\n"
+        "import sys\nfrom clipseek.cli.app import app\n"
         "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
         "heavy = [m for m in ('torch', 'open_clip', 'chromadb') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from clipseek import entry
-from clipseek.cli_quick import parse
+from clipseek.cli import entry
+from clipseek.cli.quick import parse
 from tests.reliability_helpers import REPO_ROOT
 
 
@@ -131,7 +131,7 @@ def test_a_value_the_command_line_refuses_is_refused_as_before(
 def test_a_changed_tree_is_compared_once_then_indexed(
     indexed: dict[str, str], photos: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from clipseek import quickcheck
+    from clipseek.indexing import unchanged as quickcheck
     from tests.conftest import make_photo
 
     for name in ("CLIPSEEK_DB", "CLIPSEEK_MODEL"):
@@ -166,7 +166,7 @@ def test_a_busy_index_is_left_to_the_command_line(
         [
             sys.executable,
             "-c",
-            "import sys\nfrom clipseek.lock import WriterLock\n"
+            "import sys\nfrom clipseek.store.lock import WriterLock\n"
             "WriterLock(sys.argv[1]).acquire()\nprint('locked', flush=True)\nsys.stdin.read()",
             indexed["CLIPSEEK_DB"],
         ],

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from clipseek import entry
-from clipseek.cli import app
+from clipseek.cli import entry
+from clipseek.cli.app import app
 
 COMMANDS = ["index", "query", "info", "models", "serve", "tui"]
 
@@ -63,7 +63,7 @@ def test_bare_clipseek_takes_the_app_options(monkeypatch) -> None:
 
 
 def test_root_options_reach_the_app_and_the_commands(runner, monkeypatch, tmp_path) -> None:
-    import clipseek.cli as cli
+    import clipseek.cli.app as cli
 
     seen = []
     monkeypatch.setattr(cli, "_run_tui", lambda preview=None, **flags: seen.append(preview))
@@ -134,7 +134,7 @@ def test_models_shows_whole_names_and_errors_name_only_listed_ones(runner) -> No
 )
 def test_query_grammar_says_what_is_wrong(query: str, message: str) -> None:
     from clipseek.errors import QueryError
-    from clipseek.search import parse_query
+    from clipseek.search.query import parse_query
 
     with pytest.raises(QueryError, match=re.escape(message)):
         parse_query([query])

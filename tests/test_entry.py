@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clipseek import entry
+from clipseek.cli import entry
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
@@ -24,9 +24,10 @@ def test_bare_clipseek_in_a_terminal_opens_the_app_without_typer() -> None:
         "sys.stdout.isatty = lambda: True\n"
         "import clipseek.tui\n"
         "def fake_run_tui(settings, preview=None):\n"
-        "    print('APP', settings.model, 'typer' in sys.modules, 'clipseek.cli' in sys.modules)\n"
+        "    print('APP', settings.model, 'typer' in sys.modules,\n"
+        "          'clipseek.cli.app' in sys.modules)\n"
         "clipseek.tui.run_tui = fake_run_tui\n"
-        "from clipseek.entry import main\n"
+        "from clipseek.cli.entry import main\n"
         "main()\n"
     )
     out = _python(code)
@@ -64,17 +65,17 @@ def test_leaving_keeps_the_exit_code_and_finalises_what_the_command_let_go() -> 
     the command has just dropped is still finalised and its exit status still stands."""
     code = (
         "import atexit, gc, sys\n"
-        "import clipseek.cli\n"
+        "import clipseek.cli.app\n"
         "class Cycle:\n"
         "    def __init__(self): self.me = self\n"
         "    def __del__(self): print('finalised', flush=True)\n"
         "def command(**_flags):\n"
         "    Cycle()\n"
         "    sys.exit(3)\n"
-        "clipseek.cli.main = command\n"
+        "clipseek.cli.app.main = command\n"
         "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0, flush=True))\n"
         "sys.argv = ['clipseek', 'query', 'x']\n"
-        "from clipseek.entry import main\n"
+        "from clipseek.cli.entry import main\n"
         "main()\n"
     )
     out = _python(code)
@@ -88,7 +89,7 @@ def test_the_app_starts_without_collections_and_gets_them_back_frozen() -> None:
     as it is (the freeze count does not move)."""
     code = (
         "import gc\n"
-        "from clipseek.startup import start_up_over, start_without_collections\n"
+        "from clipseek.gc_pause import start_up_over, start_without_collections\n"
         "start_up_over()\n"
         "print(gc.isenabled(), gc.get_freeze_count())\n"
         "start_without_collections()\n"

@@ -1,4 +1,4 @@
-"""Writing a file whole or not at all, and a file's identity (clipseek.files)."""
+"""Writing a file whole or not at all, and a file's identity (clipseek.fileio)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clipseek.files import identity, write_whole
+from clipseek.fileio import identity, write_whole
 
 
 def test_a_file_is_replaced_whole_or_left_as_it_was(tmp_path: Path) -> None:

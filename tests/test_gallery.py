@@ -323,7 +323,7 @@ def test_the_caches_stay_within_their_budgets_and_a_broken_cache_costs_only_a_de
 
 
 def _results(paths: list[str]):
-    from clipseek.search import SearchResult
+    from clipseek.search.query import SearchResult
 
     return [
         SearchResult(rank=i + 1, path=p, score=0.9 - i / 1000, id=str(i))

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipseek import indexer as ix
 from clipseek.config import load_settings
 from clipseek.engine import Engine
 from clipseek.errors import ClipseekError
-from clipseek.indexer import IndexOptions
+from clipseek.indexing import pipeline as ix
+from clipseek.indexing.pipeline import IndexOptions
 
 GPU_SHAPED = {"decode_processes": True, "write_behind": True, "decode_workers": 2}
 

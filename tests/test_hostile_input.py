@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from clipseek.cli import app
+from clipseek.cli.app import app
 from clipseek.config import config_file_path, load_settings
 from clipseek.errors import ConfigError, QueryError
 from tests.reliability_helpers import Denier
@@ -140,14 +140,14 @@ def test_a_bad_batch_size_variable_stops_index_but_not_query(
     [f'{NINES}:"x"', '101:"x"', '"a" - 1000:"b"', f'"a" + {NINES}.5:"b"', '1e308:"a" + 1000:"b"'],
 )
 def test_weights_must_be_finite_and_sane(query: str) -> None:
-    from clipseek.search import parse_query
+    from clipseek.search.query import parse_query
 
     with pytest.raises(QueryError, match=r"The weight .* is too large; use a number from -100"):
         parse_query([query])
 
 
 def test_ordinary_weights_still_parse() -> None:
-    from clipseek.search import parse_query
+    from clipseek.search.query import parse_query
 
     weights = [t.weight for t in parse_query(['100:"a" + 0.5:"b" - 2:"c"']).terms]
     assert weights == [100.0, 0.5, -2.0]
@@ -178,7 +178,7 @@ def test_pseudo_file_systems_are_refused(runner: CliRunner, cli_env: Path) -> No
 
 
 def test_pseudo_mounts_are_read_from_the_mount_table(tmp_path: Path) -> None:
-    from clipseek.scanner import pseudo_mounts
+    from clipseek.indexing.scanner import pseudo_mounts
 
     table = tmp_path / "mounts"
     table.write_text(
@@ -233,7 +233,7 @@ def test_links_outside_the_folder_are_reported_and_can_be_skipped(
 
 def test_a_link_to_the_root_does_not_crawl_the_disk(engine, photos: Path) -> None:
     (photos / "everything").symlink_to("/")
-    from clipseek.indexer import IndexOptions
+    from clipseek.indexing.pipeline import IndexOptions
 
     summary = engine.index(
         [str(photos)], IndexOptions(skip_outside_links=True, batch_size=8, max_megapixels=200)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from clipseek.errors import ImageReadError, QueryError
-from clipseek.imaging import open_image, open_image_bytes
-from clipseek.search import parse_query
+from clipseek.photos.imaging import open_image, open_image_bytes
+from clipseek.search.query import parse_query
 from clipseek.store import path_id
 
 

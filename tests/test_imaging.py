@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from clipseek.errors import ImageReadError
-from clipseek.imaging import open_image, to_rgb
+from clipseek.photos.imaging import open_image, to_rgb
 from tests.conftest import make_photo
 
 

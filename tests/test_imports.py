@@ -38,7 +38,7 @@ def _modules_after(code: str, env: dict[str, str] | None = None) -> tuple[set[st
 
 def _cli(args: list[str]) -> str:
     return (
-        "from clipseek.cli import app\n"
+        "from clipseek.cli.app import app\n"
         f"sys.argv = ['clipseek', *{args!r}]\n"
         "try:\n    app(prog_name='clipseek')\nexcept SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
@@ -52,9 +52,10 @@ def test_help_imports_no_torch_open_clip_or_chromadb() -> None:
 
 def test_engine_modules_import_no_face_toolkit() -> None:
     modules, _ = _modules_after(
-        "import clipseek.engine, clipseek.indexer, clipseek.search, clipseek.store, "
+        "import clipseek.engine, clipseek.indexing.pipeline, clipseek.search.query, "
+        "clipseek.store, "
         "clipseek.models, clipseek.models.export, clipseek.models.onnx_backend, "
-        "clipseek.models.runtime, clipseek.models.tokenizer, clipseek.config, clipseek.lock"
+        "clipseek.models.runtime, clipseek.models.tokenizer, clipseek.config, clipseek.store.lock"
     )
     assert not modules & {"typer", "textual", "rich", "fastapi", "uvicorn"}
     assert not modules & {"torch", "open_clip", "chromadb", "onnxruntime"}

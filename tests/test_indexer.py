@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from clipseek import indexer as ix
 from clipseek.engine import Engine
-from clipseek.indexer import IndexOptions
+from clipseek.indexing import pipeline as ix
+from clipseek.indexing.pipeline import IndexOptions
 from clipseek.store import path_id
 from tests.conftest import make_photo
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from clipseek.filters import make_filters
+from clipseek.search.filters import make_filters
 from clipseek.testing import fixture_model_spec, make_scene
 
 #: (file, caption, EXIF date, camera make, camera model)
@@ -100,7 +100,7 @@ def test_sort_by_date_and_dates_in_results(library_engine) -> None:
 
 
 def test_cli_filters_json_and_bad_input(library_engine, runner, monkeypatch) -> None:
-    from clipseek.cli import app
+    from clipseek.cli.app import app
 
     engine, _ = library_engine
     monkeypatch.setenv("CLIPSEEK_DB", engine.store.location)
@@ -130,10 +130,10 @@ def test_cli_filters_json_and_bad_input(library_engine, runner, monkeypatch) -> 
 
 
 def test_older_index_learns_metadata_without_reembedding(tmp_path: Path, monkeypatch) -> None:
-    from clipseek import photometa
     from clipseek.config import load_settings
     from clipseek.engine import Engine
     from clipseek.models.torch_backend import ClipModel
+    from clipseek.photos import metadata as photometa
 
     folder = tmp_path / "library"
     _write_library(folder)
@@ -189,7 +189,7 @@ def _plant_duplicates(folder: Path) -> tuple[list[set[str]], list[str]]:
 
 
 def test_near_duplicates_precision_and_recall(tmp_path: Path, runner, monkeypatch) -> None:
-    from clipseek.cli import app
+    from clipseek.cli.app import app
     from clipseek.config import load_settings
     from clipseek.engine import Engine
 
@@ -214,7 +214,7 @@ def test_near_duplicates_precision_and_recall(tmp_path: Path, runner, monkeypatc
     assert all(g.items[0].width * g.items[0].height >= 320 * 240 for g in groups)
 
     # A large library takes the vector index's neighbour search instead: same groups.
-    from clipseek import duplicates as dup
+    from clipseek.search import duplicates as dup
 
     with monkeypatch.context() as patch:
         patch.setattr(dup, "EXACT_LIMIT", 0)

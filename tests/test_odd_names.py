@@ -1,4 +1,4 @@
-"""File names that are not UTF-8, in every face: one rule (clipseek/pathtext.py).
+"""File names that are not UTF-8, in every face: one rule (clipseek/photos/pathtext.py).
 
 JSON round-trips to the exact bytes, display text escapes visibly, the clipboard gets
 a shell word for the exact bytes, and nothing raises. Three kinds of name: Latin-1,
@@ -53,7 +53,7 @@ def odd_engine(odd_library: Path, settings):
 
 
 def test_rule_round_trips_and_never_raises() -> None:
-    from clipseek.pathtext import (
+    from clipseek.photos.pathtext import (
         display_path,
         dumps,
         json_path_fields,
@@ -93,7 +93,7 @@ def test_rule_round_trips_and_never_raises() -> None:
 def test_query_json_and_save_round_trip_the_exact_bytes(
     runner, cli_env, odd_library: Path, tmp_path: Path
 ) -> None:
-    from clipseek.cli import app
+    from clipseek.cli.app import app
 
     assert runner.invoke(app, ["index", str(odd_library)]).exit_code == 0
     result = runner.invoke(app, ["query", "a photo", "-k", "10", "--json"])
@@ -121,7 +121,7 @@ def test_query_json_and_save_round_trip_the_exact_bytes(
 
 
 def test_contact_sheet_uses_a_font_that_draws_accents() -> None:
-    from clipseek.sheet import _ascii_label, label_font
+    from clipseek.search.contact_sheet import _ascii_label, label_font
 
     font, covers = label_font(14)
     if covers:
@@ -135,7 +135,7 @@ def test_contact_sheet_uses_a_font_that_draws_accents() -> None:
 
 def test_app_copy_and_similar_on_odd_names(odd_engine, monkeypatch) -> None:
     pytest.importorskip("textual")
-    from clipseek.pathtext import shell_path
+    from clipseek.photos.pathtext import shell_path
     from clipseek.tui import system
     from clipseek.tui.app import ClipseekApp
     from tests.test_tui import rows, search, wait_for
@@ -174,7 +174,7 @@ def test_app_copy_and_similar_on_odd_names(odd_engine, monkeypatch) -> None:
             similar = [r.path for r in rows(app)]
             assert target.path not in similar
             # the text in the box reads back as the same image
-            from clipseek.search import parse_query
+            from clipseek.search.query import parse_query
 
             (term,) = parse_query([box.value]).terms
             assert term.kind == "image" and term.value == target.path

@@ -412,7 +412,7 @@ def test_index_run_exports_and_backend_onnx_indexes_like_torch(
 def test_cli_index_exports_once_then_queries_use_it(
     runner, cli_env: Path, photos: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from clipseek.cli import app
+    from clipseek.cli.app import app
 
     monkeypatch.delenv("CLIPSEEK_NO_EXPORT", raising=False)
     first = runner.invoke(app, ["index", str(photos)])
@@ -431,7 +431,7 @@ def test_cli_index_exports_once_then_queries_use_it(
 def test_cli_reports_a_failed_export_once(
     runner, cli_env: Path, photos: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from clipseek.cli import app
+    from clipseek.cli.app import app
     from clipseek.models import export as export_mod
 
     def broken(model, **_kw):
@@ -502,7 +502,7 @@ def test_int8_is_explicit_and_agrees_roughly(loaded_tiny_model) -> None:
 
 
 def test_cli_backend_option_is_checked(runner, cli_env: Path, photos: Path) -> None:
-    from clipseek.cli import app
+    from clipseek.cli.app import app
 
     bad = runner.invoke(app, ["index", str(photos), "--backend", "tpu"])
     assert bad.exit_code == 1 and "Unknown backend 'tpu'" in bad.output
@@ -550,7 +550,7 @@ def test_a_query_that_fails_early_waits_for_the_session_it_was_building(tmp_path
         "    return model\n"
         "engine.Engine.model = slow\n"
         "sys.argv = ['clipseek', 'query', 'a red square']\n"
-        "from clipseek.entry import main\n"
+        "from clipseek.cli.entry import main\n"
         "main()\n"
     )
     result = subprocess.run(

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipseek import indexer as ix
-from clipseek import schedule
 from clipseek.engine import Engine
 from clipseek.errors import DeviceError
+from clipseek.indexing import pipeline as ix
+from clipseek.indexing import threads as schedule
 from clipseek.models import load_model, resolve_model, resolve_precision
 from clipseek.store import path_id
 from tests.conftest import make_photo
@@ -125,7 +125,7 @@ def test_draft_decoding_is_reduced_and_close_to_the_reference(big_jpegs: list[Pa
     from open_clip.transform import image_transform
     from PIL import Image
 
-    from clipseek.imaging import load_for_model, open_image
+    from clipseek.photos.imaging import load_for_model, open_image
     from clipseek.testing import OPENAI_MEAN, OPENAI_STD
 
     transform = image_transform(
@@ -152,7 +152,7 @@ def test_draft_decoding_is_reduced_and_close_to_the_reference(big_jpegs: list[Pa
 def test_draft_decoding_barely_moves_embeddings(big_jpegs: list[Path], loaded_tiny_model) -> None:
     from PIL import Image
 
-    from clipseek.imaging import load_for_model
+    from clipseek.photos.imaging import load_for_model
 
     model = loaded_tiny_model
     reference, fast = [], []
@@ -167,7 +167,7 @@ def test_draft_decoding_barely_moves_embeddings(big_jpegs: list[Path], loaded_ti
 
 
 def test_small_images_are_decoded_in_full(tmp_path: Path) -> None:
-    from clipseek.imaging import open_image
+    from clipseek.photos.imaging import open_image
 
     path = make_photo(tmp_path / "small.jpg", size=(400, 300))
     assert open_image(str(path), min_size=(224, 224)).size == (400, 300)
@@ -360,7 +360,7 @@ _HEAVY = ("torch", "open_clip", "chromadb", "numpy", "PIL")
 def _imported_after(args: list[str], env: dict[str, str]) -> list[str]:
     code = (
         "import sys\n"
-        "from clipseek.cli import app\n"
+        "from clipseek.cli.app import app\n"
         f"sys.argv = ['clipseek', *{args!r}]\n"
         "try:\n    app(prog_name='clipseek')\nexcept SystemExit:\n    pass\n"
         f"print('HEAVY', [m for m in {_HEAVY!r} if m in sys.modules])\n"
@@ -440,7 +440,7 @@ def test_cli_thread_overrides_reach_the_indexer(
 ) -> None:
     from typer.testing import CliRunner
 
-    from clipseek.cli import app
+    from clipseek.cli.app import app
 
     seen: list[tuple[int | None, int | None]] = []
     real = ix.Indexer.run
@@ -461,7 +461,7 @@ def test_cli_thread_overrides_reach_the_indexer(
 def test_cli_summary_names_reused_files(photos: Path, db_path: Path, tiny_model: str) -> None:
     from typer.testing import CliRunner
 
-    from clipseek.cli import app
+    from clipseek.cli.app import app
 
     args = ["index", str(photos), "--db", str(db_path), "-m", tiny_model, "--device", "cpu"]
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from clipseek.errors import QueryError
-from clipseek.filters import make_filters, parse_filter_line, period_start
-from clipseek.photometa import read_photo_meta
+from clipseek.photos.metadata import read_photo_meta
+from clipseek.search.filters import make_filters, parse_filter_line, period_start
 
 
 def exif_photo(
@@ -171,7 +171,7 @@ def test_filter_line() -> None:
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
 def test_metadata_read_while_decoding_matches_a_header_read(tmp_path: Path, fmt: str) -> None:
-    from clipseek.imaging import load_for_model
+    from clipseek.photos.imaging import load_for_model
 
     path = exif_photo(
         tmp_path / f"a.{fmt.lower()}",
@@ -272,7 +272,7 @@ def test_renamed_and_copied_photos_carry_their_metadata_without_a_decode(
 
 
 def test_metadata_is_not_carried_from_an_entry_that_has_none() -> None:
-    from clipseek.photometa import carried_metadata
+    from clipseek.photos.metadata import carried_metadata
 
     assert carried_metadata({"path": "/x.png", "size": 3}, 0) is None
     kept = carried_metadata(
@@ -297,7 +297,7 @@ def test_metadata_is_not_carried_from_an_entry_that_has_none() -> None:
 def test_an_mtime_beyond_the_calendar_is_a_date_not_a_failure(tmp_path: Path) -> None:
     """tmpfs, btrfs and XFS keep mtimes past the year 9999, which datetime cannot show: the
     date is clamped, and the file is still read and indexed."""
-    from clipseek.imaging import load_for_model
+    from clipseek.photos.imaging import load_for_model
 
     path = exif_photo(tmp_path / "far.png", fmt="PNG")
     far_future, far_past = 10**12 * 10**9, -(10**12) * 10**9

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from clipseek.indexer import IndexOptions
+from clipseek.indexing.pipeline import IndexOptions
+from clipseek.indexing.unchanged import quick_unchanged
 from clipseek.models import resolve_model
-from clipseek.quickcheck import quick_unchanged
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ def test_the_records_read_are_kept_only_while_the_database_is_unchanged(
     the database again."""
     import marshal
 
-    from clipseek.quickcheck import RECORDS_CACHE
+    from clipseek.indexing.unchanged import RECORDS_CACHE
 
     cache = Path(indexed.store.location) / RECORDS_CACHE
     first, _ = _quick(indexed, [photos])

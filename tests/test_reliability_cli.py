@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from clipseek.cli import app
+from clipseek.cli.app import app
 from clipseek.config import Settings
 from clipseek.engine import Engine
 from clipseek.errors import IndexBusyError, StoreError
-from clipseek.indexer import Notice
-from clipseek.lock import WriterLock
+from clipseek.indexing.pipeline import Notice
 from clipseek.store import Store
+from clipseek.store.lock import WriterLock
 from tests.conftest import make_photo
 from tests.reliability_helpers import REPO_ROOT, png_bomb, tree_snapshot, truncate_half
 
@@ -135,7 +135,7 @@ def test_names_that_are_not_utf8_print_and_round_trip(
     odd = next(r for r in results if "path_b64" in r)
     raw = base64.b64decode(odd["path_b64"])
     assert raw == os.fsencode(str(root / name)) and os.path.exists(raw)
-    # the JSON rule (clipseek/pathtext.py): `path` loads back to the exact bytes
+    # the JSON rule (clipseek/photos/pathtext.py): `path` loads back to the exact bytes
     assert os.fsencode(odd["path"]) == raw
     assert all("path_b64" not in r for r in results if r["path"].endswith("plain.jpg"))
 
@@ -279,7 +279,7 @@ def test_damaged_database_is_named_and_rebuild_recovers_it(
 
 _HOLD = """
 import sys, time
-from clipseek.lock import {cls}
+from clipseek.store.lock import {cls}
 lock = {cls}(sys.argv[1])
 {take}
 print("locked", flush=True)

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipseek import imaging
-from clipseek import indexer as ix
 from clipseek.engine import Engine
 from clipseek.errors import ImageReadError
-from clipseek.imaging import HEIC_MISSING, open_image
-from clipseek.indexer import IndexOptions
-from clipseek.scanner import scan
+from clipseek.indexing import pipeline as ix
+from clipseek.indexing.pipeline import IndexOptions
+from clipseek.indexing.scanner import scan
+from clipseek.photos import imaging
+from clipseek.photos.imaging import HEIC_MISSING, open_image
 from clipseek.store import path_id
 from tests.conftest import make_photo
 from tests.reliability_helpers import Denier, denier, noise_png, png_bomb, truncate_half

@@ -335,7 +335,7 @@ def _change(photos: Path, rng: random.Random, next_id: int) -> int:
 
 def _wait_for_writer(proc: Proc, db: Path, timeout: float = 120.0) -> None:
     """Until ``proc`` holds the writer lock (it is about to write), or has exited."""
-    from clipseek.lock import WriterLock
+    from clipseek.store.lock import WriterLock
 
     lock = WriterLock(db)
     deadline = time.monotonic() + timeout

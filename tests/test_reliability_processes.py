@@ -66,7 +66,7 @@ def index_state(db: Path, model: str) -> tuple[list[str], dict[str, int], set[st
 
 def wait_for_lock(proc: Proc, db: Path, timeout: float = 120.0) -> None:
     """Block until ``proc`` holds the writer lock (its pid is in the lock file)."""
-    from clipseek.lock import WriterLock
+    from clipseek.store.lock import WriterLock
 
     lock = WriterLock(db)
     deadline = time.monotonic() + timeout

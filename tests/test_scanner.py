@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from clipseek.scanner import ScanOptions, scan
+from clipseek.indexing.scanner import ScanOptions, scan
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from clipseek import indexer as ix
-from clipseek import schedule
 from clipseek.engine import Engine
+from clipseek.indexing import pipeline as ix
+from clipseek.indexing import threads as schedule
 
 
 @dataclass
@@ -207,7 +207,7 @@ def test_indexer_feeds_the_tuner_and_obeys_it(
 def test_a_costly_thread_switch_is_not_tried_near_the_end_of_a_run() -> None:
     """ONNX Runtime builds a new session for another thread count (about a second): a
     trial the rest of the run cannot repay is skipped; a long run still tries it."""
-    from clipseek.schedule import ThreadTuner
+    from clipseek.indexing.threads import ThreadTuner
 
     def first_decision(remaining: int) -> tuple[int, list[str]]:
         tuner = ThreadTuner([1, 2], cores=2, start=1)

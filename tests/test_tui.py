@@ -236,7 +236,7 @@ async def test_compound_query_and_find_similar(at_home, loaded_tiny_model):
     async with app.run_test() as pilot:
         await wait_for(pilot, lambda: app.model_ready)
         await search(pilot, '"a cat" + "a hat" - "blurry"')
-        from clipseek.search import parse_query
+        from clipseek.search.query import parse_query
 
         expected = app.engine.search(parse_query(['"a cat" + "a hat" - "blurry"']), 5)
         assert [r.path for r in rows(app)] == [r.path for r in expected.results]
@@ -251,7 +251,7 @@ async def test_compound_query_and_find_similar(at_home, loaded_tiny_model):
         assert len(similar) == 5
         query_box = app.search_screen.query_one("#query")
         assert query_box.value.startswith("~/Pictures/")
-        from clipseek.search import Query
+        from clipseek.search.query import Query
 
         direct = app.engine.search(Query.image(first.path), 6)
         assert [r.path for r in similar] == [
@@ -548,7 +548,7 @@ async def test_leaving_the_indexing_screen_keeps_the_run_going(
     tiny_model_dir, tmp_path, loaded_tiny_model, at_home
 ):
     """While a run goes on, the search screen shows it and searching still works."""
-    from clipseek import indexer as ev
+    from clipseek.indexing import pipeline as ev
     from clipseek.tui.jobs import IndexJob
 
     app = make_app(at_home, loaded_tiny_model)
@@ -576,7 +576,7 @@ async def test_leaving_the_indexing_screen_keeps_the_run_going(
 def test_cli_rejects_an_unknown_preview_mode():
     from typer.testing import CliRunner
 
-    from clipseek.cli import app
+    from clipseek.cli.app import app
 
     result = CliRunner().invoke(app, ["tui", "--preview", "ascii-art"])
     assert result.exit_code == 1
@@ -587,7 +587,7 @@ def test_cli_rejects_an_unknown_preview_mode():
 def test_cli_without_a_terminal_explains_instead_of_drawing():
     from typer.testing import CliRunner
 
-    from clipseek.cli import app
+    from clipseek.cli.app import app
 
     result = CliRunner().invoke(app, ["tui"])
     assert result.exit_code == 1
@@ -690,7 +690,7 @@ def test_snapshot_empty_state(snap_compare, tiny_model_dir, library, monkeypatch
 def test_snapshot_indexing_mid_run(snap_compare, at_home, loaded_tiny_model, size):
     """Driven with synthetic engine events, so the numbers on screen are fixed; at 60×15 the
     blank lines go and the buttons take one line, above the footer."""
-    from clipseek import indexer as ev
+    from clipseek.indexing import pipeline as ev
     from clipseek.tui.jobs import IndexJob
 
     clock = [1000.0]

@@ -21,24 +21,24 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from clipseek.cli_help import (
+from clipseek.cli.help import (
     PlainGroup,
     complete_choices,
     complete_folder,
     complete_model,
     complete_path,
 )
+from clipseek.cli.report import failure_line, links_line, summary_line
 from clipseek.errors import ClipseekError, ConfigError
-from clipseek.index_report import failure_line, links_line, summary_line
-from clipseek.search import QUERY_HELP
+from clipseek.search.query import QUERY_HELP
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from clipseek.config import Settings
     from clipseek.engine import Engine
-    from clipseek.indexer import IndexEvent
-    from clipseek.search import SearchResponse
+    from clipseek.indexing.pipeline import IndexEvent
+    from clipseek.search.query import SearchResponse
 
 app = typer.Typer(
     name="clipseek",
@@ -326,7 +326,7 @@ class _IndexProgress:
         self.progress.stop()
 
     def __call__(self, event: IndexEvent) -> None:
-        from clipseek import indexer as ev
+        from clipseek.indexing import pipeline as ev
 
         p = self.progress
         if isinstance(event, ev.ScanProgress):
@@ -368,7 +368,7 @@ def _safe(path: str) -> str:
     """Paths with undecodable bytes print with escapes instead of crashing the terminal."""
     from rich.markup import escape
 
-    from clipseek.pathtext import display_path
+    from clipseek.photos.pathtext import display_path
 
     return escape(display_path(path))
 
@@ -488,7 +488,7 @@ def index(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Embed the images under FOLDERS; later runs only touch what changed."""
-    from clipseek.indexer import IndexOptions
+    from clipseek.indexing.pipeline import IndexOptions
 
     settings = _settings(
         model=model,
@@ -617,8 +617,8 @@ def query(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Search the index by text, by example image, or both."""
-    from clipseek.filters import make_filters
-    from clipseek.search import Query, QueryTerm, check_sort, check_top_k, parse_query
+    from clipseek.search.filters import make_filters
+    from clipseek.search.query import Query, QueryTerm, check_sort, check_top_k, parse_query
 
     check_top_k(top_k)
     check_sort(sort)
@@ -649,13 +649,13 @@ def query(
     for note in response.notes:
         _stderr().print(f"[cyan]note:[/] {_safe(note)}")
     if as_json:
-        from clipseek.pathtext import dumps
+        from clipseek.photos.pathtext import dumps
 
         sys.stdout.write(dumps(response.to_json()) + "\n")
     else:
         _print_results(response)
     if save is not None:
-        from clipseek.sheet import save_results
+        from clipseek.search.contact_sheet import save_results
 
         saved = save_results(response, save)
         _stderr().print(
@@ -746,7 +746,7 @@ def duplicates(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """List groups of near-duplicate pictures (bursts, resized copies, edits); deletes nothing."""
-    from clipseek.duplicates import check_threshold
+    from clipseek.search.duplicates import check_threshold
 
     check_threshold(threshold)
     engine = _engine(_settings(model=model, db=db, chroma_url=chroma_url))
@@ -825,7 +825,7 @@ def info(
                 for i in facts.indexes
             ],
         }
-        from clipseek.pathtext import dumps
+        from clipseek.photos.pathtext import dumps
 
         sys.stdout.write(dumps(payload) + "\n")
         return
@@ -1149,7 +1149,7 @@ def _exit_now(code: int) -> None:
 def main(*, quick_checked: bool = False) -> None:
     """Console-script entry point. ``quick_checked``: the tree of an ``index`` command was
     compared with the index before Typer was imported, and found changed
-    (:mod:`clipseek.cli_quick`)."""
+    (:mod:`clipseek.cli.quick`)."""
     started = time.perf_counter()
     try:
         app(prog_name="clipseek", obj={"quick_checked": quick_checked})

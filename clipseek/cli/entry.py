@@ -5,8 +5,8 @@ skips importing Typer and the command-line module entirely, because every
 import before the first paint is time the user watches a blank terminal; so does
 ``clipseek`` with only the app's options (``clipseek --db X --preview unicode``).
 ``clipseek index`` over an unchanged tree is answered before Typer is imported too
-(:mod:`clipseek.cli_quick`). Anything else (or no terminal) goes to the command line in
-:mod:`clipseek.cli`.
+(:mod:`clipseek.cli.quick`). Anything else (or no terminal) goes to the command line in
+:mod:`clipseek.cli.app`.
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ def app_options(args: list[str]) -> dict[str, str] | None:
 def open_app(options: dict[str, str] | None = None) -> int:
     """Open the app with the settings from ``options``, the environment and the config
     file; a :class:`~clipseek.errors.ClipseekError` becomes one line on stderr and exit 1."""
-    from clipseek.startup import start_without_collections
+    from clipseek.gc_pause import start_without_collections
 
-    start_without_collections()  # given back when the app's boot ends (clipseek.startup)
+    start_without_collections()  # given back when the app's boot ends (clipseek.gc_pause)
     try:
         from clipseek.config import load_settings
         from clipseek.errors import ClipseekError
@@ -92,7 +92,7 @@ def main() -> None:
             if answered:
                 return
             checked = answered is False
-        from clipseek.cli import main as cli_main
+        from clipseek.cli.app import main as cli_main
 
         cli_main(quick_checked=checked)
     finally:
@@ -101,9 +101,9 @@ def main() -> None:
 
 def quick_index(args: list[str]) -> bool | None:
     """An index run over an unchanged tree, answered without the command line's start
-    (see :mod:`clipseek.cli_quick`); anything unexpected there is left to the command line,
+    (see :mod:`clipseek.cli.quick`); anything unexpected there is left to the command line,
     which reports it properly."""
-    from clipseek.cli_quick import index_if_unchanged
+    from clipseek.cli.quick import index_if_unchanged
 
     try:
         return index_if_unchanged(args)

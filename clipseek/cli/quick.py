@@ -7,7 +7,7 @@ search module) was a third of the run. The console script therefore hands an
 it knows, it asks the engine whether the tree is unchanged and, if so, prints what the
 full command would have printed. Anything else (an option it does not know, a value the
 command line would refuse, a change in the tree, another run holding the index) goes to
-:mod:`clipseek.cli`, which does the run and says everything there is to say, so this
+:mod:`clipseek.cli.app`, which does the run and says everything there is to say, so this
 path can only answer runs that had nothing to do.
 """
 
@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clipseek.entry import APP_OPTIONS
+from clipseek.cli.entry import APP_OPTIONS
 
 if TYPE_CHECKING:
-    from clipseek.indexer import IndexSummary
+    from clipseek.indexing.pipeline import IndexSummary
 
 #: Options of ``clipseek index`` that take a value, by every name they have: its own, and
 #: the settings every command shares with the app (all of the app's but ``--preview``).
@@ -104,7 +104,7 @@ def index_if_unchanged(args: list[str]) -> bool | None:
     from clipseek.config import load_settings
     from clipseek.engine import Engine
     from clipseek.errors import ClipseekError
-    from clipseek.indexer import IndexOptions
+    from clipseek.indexing.pipeline import IndexOptions
 
     flags = {
         key: given.get(key)
@@ -144,8 +144,8 @@ def index_if_unchanged(args: list[str]) -> bool | None:
 
 def _report(summary: IndexSummary, name: str, location: str, skipped: bool) -> None:
     """The command line's lines for this run: drawn by rich where a terminal shows them."""
-    from clipseek.index_report import links_line, summary_line
-    from clipseek.pathtext import display_path
+    from clipseek.cli.report import links_line, summary_line
+    from clipseek.photos.pathtext import display_path
 
     if sys.stdout.isatty() or sys.stderr.isatty():
         from rich.console import Console

@@ -1,5 +1,5 @@
 """The lines an index run ends with, shared by the command line and its quick path
-(:mod:`clipseek.cli_quick`), so both say the same thing in the same words."""
+(:mod:`clipseek.cli.quick`), so both say the same thing in the same words."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from clipseek.indexer import IndexSummary
+    from clipseek.indexing.pipeline import IndexSummary
 
 
 def summary_line(summary: IndexSummary) -> str:

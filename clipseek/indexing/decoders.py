@@ -4,7 +4,7 @@ On a GPU machine the model outruns Python's image decoding: decoder *threads* sh
 GIL, and measured on 16 cores they decode 640×480 JPEGs at about a third of the rate of
 16 processes (docs/PERFORMANCE.md). Each worker process here reads, fingerprints,
 decodes and resizes files with the same torch-free code as the thread path
-(:func:`clipseek.imaging.load_for_model` with
+(:func:`clipseek.photos.imaging.load_for_model` with
 :func:`clipseek.models.preprocess.prepare_image`) and writes the uint8 result straight
 into a slot of one shared-memory block. The indexer reads the slot in place (no pickling
 of pixels, no copy until the batch is staged for the model) and gives the slot back once
@@ -35,7 +35,7 @@ class Decoded:
     height: int
     digest: str | None
     reason: str | None = None
-    #: Header metadata for the index (:meth:`clipseek.photometa.PhotoMeta.metadata`).
+    #: Header metadata for the index (:meth:`clipseek.photos.metadata.PhotoMeta.metadata`).
     meta: dict[str, Any] | None = None
 
 
@@ -125,9 +125,9 @@ def _init_worker(
 
 def _decode_many(jobs: Sequence[tuple[int, str, int, int, str | None]]) -> list[Decoded]:
     from clipseek.errors import ImageReadError
-    from clipseek.imaging import load_for_model
-    from clipseek.indexer import content_hash
+    from clipseek.indexing.pipeline import content_hash
     from clipseek.models.preprocess import prepare_image
+    from clipseek.photos.imaging import load_for_model
 
     cfg = _worker["cfg"]
     images = _worker["images"]

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import ClipseekError, ImageReadError
-from clipseek.imaging import ImageInfo, load_for_model, worth_retrying
-from clipseek.photometa import META_KEYS, PhotoMeta, carried_metadata, read_photo_meta
-from clipseek.scanner import FileInfo, PseudoFilesystems, ScanOptions, normalise_root, scan
-from clipseek.schedule import ThreadTuner, thread_plan
+from clipseek.indexing.scanner import FileInfo, PseudoFilesystems, ScanOptions, normalise_root, scan
+from clipseek.indexing.threads import ThreadTuner, thread_plan
+from clipseek.photos.imaging import ImageInfo, load_for_model, worth_retrying
+from clipseek.photos.metadata import META_KEYS, PhotoMeta, carried_metadata, read_photo_meta
 from clipseek.store import ImageIndex, Record, Store, StoredEntry, path_id
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ class IndexOptions:
     #: Write to the index on a thread behind the model; None: on a GPU, not on a CPU.
     write_behind: bool | None = None
     #: First compare the tree with the index's records without chromadb or a model
-    #: (:mod:`clipseek.quickcheck`); False when the caller has just done so.
+    #: (:mod:`clipseek.indexing.unchanged`); False when the caller has just done so.
     quick_check: bool = True
 
     @classmethod
@@ -825,7 +825,7 @@ class Indexer:
         model.set_threads(threads)
         try:
             if processes:
-                from clipseek.decoding import SharedDecoder
+                from clipseek.indexing.decoders import SharedDecoder
 
                 shared = SharedDecoder(
                     workers, model.preprocess_cfg, lookahead + batch_size + chunk, max_mp

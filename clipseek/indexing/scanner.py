@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from clipseek.imaging import IMAGE_EXTENSIONS
+from clipseek.photos.imaging import IMAGE_EXTENSIONS
 
 #: Folder and file names that hold no user photos: thumbnails, metadata, dependencies.
 JUNK_NAMES: frozenset[str] = frozenset(

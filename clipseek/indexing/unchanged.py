@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from clipseek.indexer import EventHandler, IndexOptions, IndexSummary
+    from clipseek.indexing.pipeline import EventHandler, IndexOptions, IndexSummary
     from clipseek.models.catalogue import ModelSpec
 
 _NEEDED = {
@@ -150,7 +150,7 @@ def _database_identity(db: Path) -> list[tuple[int, int, int, int] | None] | Non
     """Size, mtime, ctime and inode of the database and its write-ahead log: any write
     to the database changes one of them. None while a rollback journal is there (a write
     in flight, or one to be rolled back), when only SQLite itself can say what is in it."""
-    from clipseek.files import identity
+    from clipseek.fileio import identity
 
     out: list[tuple[int, int, int, int] | None] = []
     for suffix in ("", "-wal", "-journal"):
@@ -183,7 +183,7 @@ def _stored_or_remembered(
     """
     import marshal
 
-    from clipseek.files import write_whole
+    from clipseek.fileio import write_whole
     from clipseek.store.chroma import HNSW_CONFIG
     from clipseek.store.keys import KEY_SCHEMA
 
@@ -250,8 +250,8 @@ def quick_unchanged(
     emit: EventHandler,
 ) -> IndexSummary | None:
     """The summary of a run with nothing to do, or None when the normal path must run."""
-    from clipseek.indexer import IndexFinished, IndexSummary, PlanReady, ScanProgress
-    from clipseek.scanner import PseudoFilesystems, ScanOptions, normalise_root, scan
+    from clipseek.indexing.pipeline import IndexFinished, IndexSummary, PlanReady, ScanProgress
+    from clipseek.indexing.scanner import PseudoFilesystems, ScanOptions, normalise_root, scan
     from clipseek.store.chroma import COLLECTION_PREFIX, FAILURES_PREFIX
 
     if options.rebuild:

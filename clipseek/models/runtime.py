@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import DeviceError
-from clipseek.files import write_whole
+from clipseek.fileio import write_whole
 from clipseek.models.catalogue import ModelSpec
 
 if TYPE_CHECKING:

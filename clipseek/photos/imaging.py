@@ -85,7 +85,7 @@ def is_image_name(name: str) -> bool:
 class ImageInfo:
     width: int
     height: int
-    #: Header metadata for the index (:meth:`clipseek.photometa.PhotoMeta.metadata`).
+    #: Header metadata for the index (:meth:`clipseek.photos.metadata.PhotoMeta.metadata`).
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -179,7 +179,7 @@ def _decode(
             rgb = to_rgb(image)
             rgb.info["clipseek_size"] = (width, height) if _exif_keeps_axes(im) else (height, width)
             if meta_mtime_ns is not None:
-                from clipseek.photometa import meta_from_image
+                from clipseek.photos.metadata import meta_from_image
 
                 rgb.info["clipseek_meta"] = meta_from_image(im, meta_mtime_ns, (width, height))
             return rgb
@@ -358,7 +358,7 @@ def load_for_model(
     """Read and preprocess one file for the model; the pipeline's per-file unit of work.
 
     With ``mtime_ns`` the returned :class:`ImageInfo` also carries the photo's metadata
-    (:class:`clipseek.photometa.PhotoMeta`), read while the file is open anyway."""
+    (:class:`clipseek.photos.metadata.PhotoMeta`), read while the file is open anyway."""
     image = open_image(path, max_megapixels=max_megapixels, min_size=size, meta_mtime_ns=mtime_ns)
     width, height = image.info.get("clipseek_size", image.size)
     photo = image.info.get("clipseek_meta")

@@ -90,7 +90,7 @@ def read_photo_meta(path: str, mtime_ns: int | None = None) -> PhotoMeta:
 
     Opening with Pillow reads the header only, except for a PNG, whose EXIF chunk may
     follow the pixels: Pillow decodes those to reach it. The indexer therefore takes the
-    metadata from the image it decodes anyway (:func:`clipseek.imaging.load_for_model`);
+    metadata from the image it decodes anyway (:func:`clipseek.photos.imaging.load_for_model`);
     this is for files it does not decode. A file that cannot be opened at all still gets
     its mtime as the date, with the reason noted.
     """

@@ -13,9 +13,9 @@ from datetime import datetime
 from pathlib import Path
 
 from clipseek.errors import ClipseekError, ImageReadError
-from clipseek.imaging import open_image
-from clipseek.pathtext import display_path, dumps
-from clipseek.search import SearchResponse
+from clipseek.photos.imaging import open_image
+from clipseek.photos.pathtext import display_path, dumps
+from clipseek.search.query import SearchResponse
 
 THUMB = 256
 LABEL_H = 40

@@ -51,7 +51,7 @@ class DuplicateGroup:
     items: list[DuplicateItem] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        from clipseek.pathtext import json_path_fields
+        from clipseek.photos.pathtext import json_path_fields
 
         return {
             "count": len(self.items),

@@ -3,7 +3,7 @@
 They become part of Chroma's ``where`` clause, so the top-k is exact among the matching
 pictures rather than a filtered top-k of everything. Dates are partial ("2024",
 "2024-06", "2024-06-15") and compare with the wall-clock time the picture was taken
-(see :mod:`clipseek.photometa`): ``after`` includes its whole period's start onward,
+(see :mod:`clipseek.photos.metadata`): ``after`` includes its whole period's start onward,
 ``before`` stops at the start of its period, so ``--after 2024-06 --before 2024-09``
 is June, July and August.
 """

@@ -16,16 +16,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from clipseek.errors import ImageReadError, QueryError
-from clipseek.imaging import is_image_name, open_image
-from clipseek.pathtext import display_path, json_path_fields, unescape_display
+from clipseek.photos.imaging import is_image_name, open_image
+from clipseek.photos.pathtext import display_path, json_path_fields, unescape_display
 from clipseek.store import Hit, ImageIndex, path_id
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-    from clipseek.filters import Filters
     from clipseek.models import Embedder
+    from clipseek.search.filters import Filters
 
 QUERY_HELP = """\
 A query is one or more terms joined by + and -, each term optionally weighted:

@@ -34,7 +34,7 @@ from clipseek.errors import (
     QueryError,
     StoreError,
 )
-from clipseek.pathtext import display_path, display_text, dumps, json_path_fields
+from clipseek.photos.pathtext import display_path, display_text, dumps, json_path_fields
 from clipseek.server.files import FileRefused, OpenedImage, changed, open_indexed
 from clipseek.server.security import HostCheck, Limits, allowed_hosts
 from clipseek.server.thumbs import ThumbnailCache, render_jpeg
@@ -49,8 +49,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
 
     from clipseek.engine import Engine
-    from clipseek.search import SearchResponse
-    from clipseek.search import SearchResult as SearchHitSource
+    from clipseek.search.query import SearchResponse
+    from clipseek.search.query import SearchResult as SearchHitSource
 
 log = logging.getLogger("clipseek.server")
 
@@ -497,7 +497,7 @@ def create_app(
         responses={k: ERRORS[k] for k in (409, 413, 422, 503)},
     )
     def search(body: SearchRequest) -> Response:
-        from clipseek.search import parse_query
+        from clipseek.search.query import parse_query
 
         query = parse_query([body.query], allow_images=False)
         folder = search_folder(body.in_, roots()) if body.in_ is not None else None

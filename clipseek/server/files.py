@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from clipseek.pathtext import display_path
+from clipseek.photos.pathtext import display_path
 
 #: Pillow formats every current browser shows, and the type they are sent as.
 BROWSER_FORMATS: dict[str, str] = {
@@ -188,7 +188,7 @@ def _identify(file: BinaryIO) -> str | None:
     """The image format of an open file from its header, or None if it is not an image."""
     from PIL import Image, UnidentifiedImageError
 
-    from clipseek.imaging import prepare_pillow
+    from clipseek.photos.imaging import prepare_pillow
 
     prepare_pillow()
     try:

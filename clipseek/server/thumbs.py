@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, BinaryIO
 
-from clipseek.imaging import open_image_file
+from clipseek.photos.imaging import open_image_file
 
 if TYPE_CHECKING:
     from clipseek.server.files import OpenedImage

@@ -10,7 +10,7 @@ from clipseek.errors import QueryError
 from clipseek.server.files import is_inside
 
 if TYPE_CHECKING:
-    from clipseek.filters import Filters
+    from clipseek.search.filters import Filters
 
 
 def no_bool(value: Any) -> Any:
@@ -54,8 +54,8 @@ def search_filters(
 ) -> tuple[Filters | None, str]:
     """The photo filters and sort order of a search request, checked by the same rules as
     the CLI; the error names the JSON/form field (``after``), not the CLI option."""
-    from clipseek.filters import make_filters
-    from clipseek.search import check_sort
+    from clipseek.search.filters import make_filters
+    from clipseek.search.query import check_sort
 
     try:
         filters = make_filters(after, before, camera, min_size)
@@ -78,7 +78,7 @@ def _field_names(message: str) -> str:
 
 
 def duplicate_threshold(threshold: float) -> float:
-    from clipseek.duplicates import check_threshold
+    from clipseek.search.duplicates import check_threshold
 
     try:
         return check_threshold(threshold)

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from clipseek.errors import DamagedIndexError, IndexMissingError, StoreError
-from clipseek.lock import LOCK_NAMES, DataLock, data_lock
 from clipseek.store.integrity import (
     _chroma_errors,
     _short,
@@ -40,6 +39,7 @@ from clipseek.store.keys import (
     path_id,
     path_to_meta,
 )
+from clipseek.store.lock import LOCK_NAMES, DataLock, data_lock
 from clipseek.store.snapshot import bump_generation, fingerprint, remove_snapshot, take_snapshot
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ class Store:
         #: The fingerprint of the files the direct indexes last read.
         self._direct_print: tuple | None = None
 
-    # -- locking (see clipseek.lock): readers share, writers exclude
+    # -- locking (see clipseek.store.lock): readers share, writers exclude
 
     def reading(self) -> contextlib.AbstractContextManager[None]:
         return self._lock.shared() if self._lock else contextlib.nullcontext()
@@ -958,7 +958,7 @@ class ImageIndex(IndexFacts):
         clauses: Sequence[Mapping[str, Any]] = (),
     ) -> list[Hit]:
         """The ``n`` nearest images by cosine similarity, best first; ``clauses`` are more
-        ``where`` conditions (:meth:`clipseek.filters.Filters.clauses`), all to hold.
+        ``where`` conditions (:meth:`clipseek.search.filters.Filters.clauses`), all to hold.
 
         HNSW is approximate: for a large ``n`` (or a folder filter that keeps few records)
         it can return fewer than it should. A short answer is therefore checked against an
@@ -1339,8 +1339,9 @@ def folder_where(under: str | None, schema: int) -> dict[str, Any] | None:
 def where_of(
     under: str | None, clauses: Sequence[Mapping[str, Any]], schema: int
 ) -> dict[str, Any] | None:
-    """One ``where`` for a folder and more clauses (:meth:`clipseek.filters.Filters.clauses`),
-    all to hold; None when nothing is filtered."""
+    """One ``where`` for a folder and more clauses
+    (:meth:`clipseek.search.filters.Filters.clauses`), all to hold; None when nothing is
+    filtered."""
     parts = [*([folder_where(under, schema)] if under else []), *clauses]
     if not parts:
         return None

@@ -51,7 +51,7 @@ from clipseek.store.snapshot import fingerprint
 if TYPE_CHECKING:
     import numpy as np
 
-    from clipseek.lock import DataLock
+    from clipseek.store.lock import DataLock
 
 
 T = TypeVar("T")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from clipseek.errors import DamagedIndexError, StoreError
-from clipseek.files import identity, write_whole
+from clipseek.fileio import identity, write_whole
 
 
 def _short(exc: BaseException) -> str:

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import DamagedIndexError, StoreError
-from clipseek.lock import LOCK_NAMES
 from clipseek.store.chroma import COLLECTION_PREFIX, FAILURES_PREFIX, collection_metadata
 from clipseek.store.chromafiles import (
     connect_readonly,
@@ -41,6 +40,7 @@ from clipseek.store.chromafiles import (
 )
 from clipseek.store.integrity import _UUID
 from clipseek.store.keys import ancestors, meta_text, path_from_meta, path_id
+from clipseek.store.lock import LOCK_NAMES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -463,8 +463,8 @@ def repair(
     as new files and embeds them. Holds the writer lock unless ``locked`` says the
     caller holds it.
     """
-    from clipseek.lock import WriterLock
     from clipseek.store.chroma import Store
+    from clipseek.store.lock import WriterLock
 
     say = on_progress or (lambda _text: None)
     if store.reader:  # a repair writes: it opens the folder itself, never a reader's snapshot

@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from clipseek.files import write_whole
+from clipseek.fileio import write_whole
 
 #: The generation marker a writer replaces (atomically) after each committed write.
 GENERATION_NAME = "clipseek-generation"

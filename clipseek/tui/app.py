@@ -23,7 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from clipseek.config import Settings, load_settings
 from clipseek.errors import ClipseekError, IndexMissingError
-from clipseek.startup import start_up_over
+from clipseek.gc_pause import start_up_over
 from clipseek.tui import messages as msg
 from clipseek.tui.format import display_model, human_path
 from clipseek.tui.jobs import IndexJob
@@ -36,7 +36,7 @@ from clipseek.tui.thumbnails import ThumbnailCache
 
 if TYPE_CHECKING:
     from clipseek.engine import Engine
-    from clipseek.indexer import IndexEvent
+    from clipseek.indexing.pipeline import IndexEvent
 
 _UNSET: Any = object()
 
@@ -270,7 +270,7 @@ class ClipseekApp(App[None]):
 
     def _index(self, engine: Engine, job: IndexJob) -> None:
         """Run the engine's indexer (worker thread); every event goes back as a message."""
-        from clipseek.indexer import BatchDone, IndexOptions
+        from clipseek.indexing.pipeline import BatchDone, IndexOptions
 
         options = IndexOptions.from_settings(self.settings)
 
@@ -299,7 +299,7 @@ class ClipseekApp(App[None]):
 
     def apply_index_event(self, job: IndexJob, event: IndexEvent) -> None:
         """Fold one engine event into ``job`` and redraw what shows it."""
-        from clipseek.indexer import IndexFinished, ModelReady
+        from clipseek.indexing.pipeline import IndexFinished, ModelReady
 
         job.apply(event)
         if isinstance(event, ModelReady) and self.model_state != "ready":
@@ -340,7 +340,7 @@ class ClipseekApp(App[None]):
     def notify(self, message: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         """Every message (many quote a path) is made drawable first: a file name that is
         not UTF-8 would otherwise stop the app when the terminal is written to."""
-        from clipseek.pathtext import display_text
+        from clipseek.photos.pathtext import display_text
 
         super().notify(display_text(str(message)), *args, **kwargs)
 

@@ -190,7 +190,7 @@ class GalleryThumbnails:
     def _decode(self, path: str, file_size: int, mtime_ns: int, size: Size) -> Thumbnail:
         from PIL import Image
 
-        from clipseek.imaging import open_image
+        from clipseek.photos.imaging import open_image
 
         try:
             image = open_image(path, max_megapixels=self.max_megapixels, min_size=size)

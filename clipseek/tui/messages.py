@@ -14,8 +14,8 @@ from textual.message import Message
 if TYPE_CHECKING:
     from clipseek.engine import Engine
     from clipseek.errors import ClipseekError
-    from clipseek.indexer import IndexEvent
-    from clipseek.search import SearchResponse
+    from clipseek.indexing.pipeline import IndexEvent
+    from clipseek.search.query import SearchResponse
     from clipseek.tui.jobs import IndexJob
     from clipseek.tui.thumbnails import Thumbnail
 

@@ -31,7 +31,7 @@ def launch(path: str, *, reveal: bool = False, timeout: float = 10.0) -> None:
     cannot be done. Blocks up to ``timeout`` seconds (call it from a worker thread).
 
     With ``reveal`` the messages name the folder, since that is what was being opened."""
-    from clipseek.pathtext import display_path
+    from clipseek.photos.pathtext import display_path
 
     if not os.path.exists(path):
         raise ClipseekError(f"{display_path(path)} is no longer on disk.")

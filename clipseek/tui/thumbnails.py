@@ -72,7 +72,7 @@ class ThumbnailCache:
         return self._store(self._make(path, st.st_size, st.st_mtime_ns))
 
     def _make(self, path: str, size: int, mtime_ns: int) -> Thumbnail:
-        from clipseek.imaging import open_image
+        from clipseek.photos.imaging import open_image
 
         try:
             image = open_image(

@@ -133,7 +133,7 @@ def test_search_answers_the_original_shape_with_thumbnails(client, served):
 
 def test_search_ranks_like_the_engine(client, served):
     """The API is a face, not a second search: the same query ranks the same ids."""
-    from clipseek.search import parse_query
+    from clipseek.search.query import parse_query
 
     query = '"a cat" + 2:"a hat" - "blurry"'
     body = search(client, query=query, top_k=len(PHOTOS)).json()

@@ -23,7 +23,7 @@ import pytest
 from serve_support import counting_loader, draw_photo, free_port, make_settings
 from typer.testing import CliRunner
 
-from clipseek.cli import app
+from clipseek.cli.app import app
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 from serve_support import counting_loader, free_port, make_settings, serve_env, start_serve
 from typer.testing import CliRunner
 
-from clipseek.cli import app
+from clipseek.cli.app import app
 
 
 def _run(*args: str):

@@ -29,8 +29,8 @@ from clipseek.tui.widgets.footer import FittingFooter
 from clipseek.tui.widgets.preview import PreviewPane
 
 if TYPE_CHECKING:
-    from clipseek.duplicates import DuplicateGroup, DuplicateItem
-    from clipseek.search import SearchResult
+    from clipseek.search.duplicates import DuplicateGroup, DuplicateItem
+    from clipseek.search.query import SearchResult
     from clipseek.tui.app import ClipseekApp
 
 #: Cosine similarity above which two pictures count as the same (as `clipseek duplicates`).
@@ -47,7 +47,7 @@ class DuplicatesFound(Message):
 def as_result(item: DuplicateItem, rank: int) -> SearchResult:
     """A duplicate as the preview pane's result: the score is its similarity to the
     group's first picture (the largest), the rank its place in the group."""
-    from clipseek.search import SearchResult
+    from clipseek.search.query import SearchResult
 
     return SearchResult(
         rank=rank,
@@ -196,6 +196,6 @@ class DuplicatesScreen(Screen[None]):
 def _escape(text: str) -> str:
     from textual.markup import escape
 
-    from clipseek.pathtext import display_text
+    from clipseek.photos.pathtext import display_text
 
     return escape(display_text(text))

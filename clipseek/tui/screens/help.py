@@ -65,7 +65,7 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
 
 
 def _query_help() -> str:
-    from clipseek.search import QUERY_HELP
+    from clipseek.search.query import QUERY_HELP
 
     return QUERY_HELP
 

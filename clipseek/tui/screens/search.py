@@ -29,8 +29,8 @@ from clipseek.tui.widgets.results import ResultsList
 from clipseek.tui.widgets.topk import TopKInput
 
 if TYPE_CHECKING:
-    from clipseek.filters import Filters
-    from clipseek.search import Query, SearchResponse, SearchResult
+    from clipseek.search.filters import Filters
+    from clipseek.search.query import Query, SearchResponse, SearchResult
     from clipseek.tui.app import ClipseekApp
     from clipseek.tui.gallery_thumbs import GalleryThumbnails
 
@@ -257,7 +257,7 @@ class SearchScreen(Screen[None]):
 
     def _read_filters(self) -> bool:
         """Parse the filter line into :attr:`filters`; on a mistake say so and return False."""
-        from clipseek.filters import parse_filter_line
+        from clipseek.search.filters import parse_filter_line
 
         text = self.query_one("#filters", Input).value
         try:
@@ -287,7 +287,7 @@ class SearchScreen(Screen[None]):
         self.query_text = text
         self._token += 1  # whatever was in flight is now stale
         self._notice = None
-        from clipseek.search import parse_query
+        from clipseek.search.query import parse_query
 
         if not self._read_filters():
             return
@@ -302,7 +302,7 @@ class SearchScreen(Screen[None]):
 
     def search_similar(self, path: str) -> None:
         """Image-to-image search from ``path``, leaving the image itself out."""
-        from clipseek.search import Query
+        from clipseek.search.query import Query
 
         text = query_for_path(path)
         self.query_one("#query", Input).value = text
@@ -539,7 +539,7 @@ class SearchScreen(Screen[None]):
         SSH may drop it silently, so the message says so unless a desktop clipboard
         tool also took the text; the path stays on screen, selectable, either way.
         """
-        from clipseek.pathtext import shell_path
+        from clipseek.photos.pathtext import shell_path
         from clipseek.tui.system import clipboard_command, copy_with_tool
 
         text = shell_path(path)
@@ -710,6 +710,6 @@ def _escape(text: str) -> str:
     ``\\xHH`` instead of breaking the terminal's output."""
     from textual.markup import escape
 
-    from clipseek.pathtext import display_text
+    from clipseek.photos.pathtext import display_text
 
     return escape(display_text(text))

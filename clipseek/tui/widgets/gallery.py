@@ -29,7 +29,7 @@ from textual.widgets import Static
 from clipseek.tui.format import ellipsize_end, human_path
 
 if TYPE_CHECKING:
-    from clipseek.search import SearchResult
+    from clipseek.search.query import SearchResult
     from clipseek.tui.gallery_thumbs import GalleryThumbnails
     from clipseek.tui.thumbnails import Thumbnail
 

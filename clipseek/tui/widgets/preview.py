@@ -21,7 +21,7 @@ from textual.widgets import Static
 from clipseek.tui.format import human_date, human_path, human_size
 
 if TYPE_CHECKING:
-    from clipseek.search import SearchResult
+    from clipseek.search.query import SearchResult
     from clipseek.tui.thumbnails import Thumbnail
 
 

@@ -21,7 +21,7 @@ from textual.widgets.option_list import Option
 from clipseek.tui.format import ellipsize_end, ellipsize_middle, ellipsize_start, human_path
 
 if TYPE_CHECKING:
-    from clipseek.search import SearchResult
+    from clipseek.search.query import SearchResult
 
 BAR_CELLS = 8
 #: Cells a name needs before the score bar is drawn beside it.

@@ -1,0 +1,1 @@
+"""Searching: queries and their terms, filters, near-duplicates and contact sheets."""
