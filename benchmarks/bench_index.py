@@ -92,7 +92,7 @@ def model_only(model: Any, items: list[Any], batch_size: int, cores: int) -> flo
 def decode_cost(model: Any, folder: Path, sample: int) -> tuple[float, list[Any]]:
     """(core-seconds per file, prepared items): the decoder's work (hash, decode, metadata,
     resize, crop), on this thread."""
-    from clipseek.indexing.pipeline import content_hash
+    from clipseek.indexing.fingerprint import content_hash
     from clipseek.photos.imaging import load_for_model
 
     files = sorted(folder.iterdir())[:sample]

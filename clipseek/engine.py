@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
     # Imported when an index run starts: a query does not pay for the indexer.
-    from clipseek.indexing.pipeline import EventHandler, Indexer, IndexOptions, IndexSummary
+    from clipseek.indexing.events import EventHandler, IndexSummary
+    from clipseek.indexing.options import IndexOptions
+    from clipseek.indexing.pipeline import Indexer
     from clipseek.models.runtime import ExportOutcome
     from clipseek.search.duplicates import DuplicateGroup
     from clipseek.search.filters import Filters
@@ -174,7 +176,8 @@ class Engine:
     # -- indexing
 
     def indexer(self, options: IndexOptions | None = None) -> Indexer:
-        from clipseek.indexing.pipeline import Indexer, IndexOptions
+        from clipseek.indexing.options import IndexOptions
+        from clipseek.indexing.pipeline import Indexer
 
         self.settings.require("batch_size")
         opts = options or IndexOptions.from_settings(self.settings)
@@ -196,13 +199,9 @@ class Engine:
         :class:`~clipseek.errors.IndexBusyError` naming the holder. With ``rebuild``, a
         damaged database is first moved aside so the rebuild starts from a clean one.
         """
-        from clipseek.indexing.pipeline import (
-            Indexer,
-            IndexFinished,
-            IndexOptions,
-            IndexSummary,
-            Notice,
-        )
+        from clipseek.indexing.events import IndexFinished, IndexSummary, Notice
+        from clipseek.indexing.options import IndexOptions
+        from clipseek.indexing.pipeline import Indexer
         from clipseek.store.lock import LockHolder, WriterLock
 
         self.settings.require("batch_size")
@@ -316,7 +315,7 @@ class Engine:
     def _after_interruption(self, emit: EventHandler, store: Store) -> None:
         """The last run never finished: check the index before trusting it, and rebuild
         its vector files from the stored vectors if they disagree (no model needed)."""
-        from clipseek.indexing.pipeline import Notice
+        from clipseek.indexing.events import Notice
         from clipseek.store.repair import check, repair
 
         # Every record against the stored vectors; the self-search on a sample, since a

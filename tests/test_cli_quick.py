@@ -76,10 +76,10 @@ def test_an_unchanged_tree_is_answered_without_typer_in_the_command_lines_words(
     make_photo(outside / "far.png", seed=50)
     (photos / "link").symlink_to(outside)
     args = ["index", str(photos)]
-    code, _, first_err, _ = _run("cli", args, indexed)  # records the link's target
+    code, _, first_err, _ = _run("cli.app", args, indexed)  # records the link's target
     assert code == 0, first_err
-    quick = _run("entry", args, indexed)
-    full = _run("cli", args, indexed)
+    quick = _run("cli.entry", args, indexed)
+    full = _run("cli.app", args, indexed)
     assert quick[0] == full[0] == 0, quick[2] + full[2]
     assert "13 unchanged" in quick[1] and "link(s) lead outside" in quick[2]
     assert _timeless(quick[1]) == _timeless(full[1])
@@ -122,9 +122,9 @@ def test_what_it_does_not_know_is_left_to_the_command_line() -> None:
 def test_a_value_the_command_line_refuses_is_refused_as_before(
     indexed: dict[str, str], photos: Path
 ) -> None:
-    code, _, err, _ = _run("entry", ["index", str(photos), "--workers", "0"], indexed)
+    code, _, err, _ = _run("cli.entry", ["index", str(photos), "--workers", "0"], indexed)
     assert code == 2 and "--workers" in err and "Traceback" not in err
-    code, _, err, _ = _run("entry", ["index", str(photos), "--batch-size", "0"], indexed)
+    code, _, err, _ = _run("cli.entry", ["index", str(photos), "--batch-size", "0"], indexed)
     assert code == 1 and "batch" in err.lower() and "Traceback" not in err
 
 
@@ -177,12 +177,12 @@ def test_a_busy_index_is_left_to_the_command_line(
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        code, _, err, _ = _run("entry", ["index", "--no-wait", str(photos)], indexed)
+        code, _, err, _ = _run("cli.entry", ["index", "--no-wait", str(photos)], indexed)
         assert code == 1 and f"process {holder.pid}" in err and "--no-wait" in err
     finally:
         holder.kill()
         holder.wait()
-    code, out, _, _ = _run("entry", ["index", "--no-wait", str(photos)], indexed)
+    code, out, _, _ = _run("cli.entry", ["index", "--no-wait", str(photos)], indexed)
     assert code == 0 and "12 unchanged" in out
 
 

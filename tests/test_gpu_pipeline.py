@@ -18,7 +18,7 @@ from clipseek.config import load_settings
 from clipseek.engine import Engine
 from clipseek.errors import ClipseekError
 from clipseek.indexing import pipeline as ix
-from clipseek.indexing.pipeline import IndexOptions
+from clipseek.indexing.options import IndexOptions
 
 GPU_SHAPED = {"decode_processes": True, "write_behind": True, "decode_workers": 2}
 
@@ -141,7 +141,7 @@ def test_writes_behind_the_model_coalesce_into_larger_writes(
         return real(self, records)
 
     monkeypatch.setattr(ImageIndex, "upsert", slow)
-    real_put = ix._Writer.put
+    real_put = ix.BatchWriter.put
     puts: list[int] = []
 
     def counting_put(self, job):
@@ -150,7 +150,7 @@ def test_writes_behind_the_model_coalesce_into_larger_writes(
             gate.set()
         return real_put(self, job)
 
-    monkeypatch.setattr(ix._Writer, "put", counting_put)
+    monkeypatch.setattr(ix.BatchWriter, "put", counting_put)
     summary = engine.index([photos], IndexOptions(batch_size=2, **GPU_SHAPED))
     assert summary.new == 12 and sum(sizes) == 12
     assert len(sizes) < len(puts)  # queued batches went out together

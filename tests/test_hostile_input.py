@@ -233,7 +233,7 @@ def test_links_outside_the_folder_are_reported_and_can_be_skipped(
 
 def test_a_link_to_the_root_does_not_crawl_the_disk(engine, photos: Path) -> None:
     (photos / "everything").symlink_to("/")
-    from clipseek.indexing.pipeline import IndexOptions
+    from clipseek.indexing.options import IndexOptions
 
     summary = engine.index(
         [str(photos)], IndexOptions(skip_outside_links=True, batch_size=8, max_megapixels=200)

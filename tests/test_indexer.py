@@ -8,7 +8,7 @@ import pytest
 
 from clipseek.engine import Engine
 from clipseek.indexing import pipeline as ix
-from clipseek.indexing.pipeline import IndexOptions
+from clipseek.indexing.options import IndexOptions
 from clipseek.store import path_id
 from tests.conftest import make_photo
 

@@ -262,7 +262,7 @@ def test_a_resumed_run_checks_the_index_and_repairs_an_unfindable_vector(
     by the self-check that follows an interrupted run, and the same run re-embeds it."""
     import sqlite3
 
-    from clipseek.indexing.pipeline import Notice
+    from clipseek.indexing.events import Notice
     from clipseek.store.keys import path_id
     from clipseek.store.repair import RUN_MARKER
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clipseek.indexing.pipeline import IndexOptions
+from clipseek.indexing.options import IndexOptions
 from clipseek.indexing.unchanged import quick_unchanged
 from clipseek.models import resolve_model
 

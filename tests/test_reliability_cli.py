@@ -23,7 +23,7 @@ from clipseek.cli.app import app
 from clipseek.config import Settings
 from clipseek.engine import Engine
 from clipseek.errors import IndexBusyError, StoreError
-from clipseek.indexing.pipeline import Notice
+from clipseek.indexing.events import Notice
 from clipseek.store import Store
 from clipseek.store.lock import WriterLock
 from tests.conftest import make_photo

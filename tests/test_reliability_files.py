@@ -16,7 +16,7 @@ from PIL import Image
 from clipseek.engine import Engine
 from clipseek.errors import ImageReadError
 from clipseek.indexing import pipeline as ix
-from clipseek.indexing.pipeline import IndexOptions
+from clipseek.indexing.options import IndexOptions
 from clipseek.indexing.scanner import scan
 from clipseek.photos import imaging
 from clipseek.photos.imaging import HEIC_MISSING, open_image

@@ -548,7 +548,7 @@ async def test_leaving_the_indexing_screen_keeps_the_run_going(
     tiny_model_dir, tmp_path, loaded_tiny_model, at_home
 ):
     """While a run goes on, the search screen shows it and searching still works."""
-    from clipseek.indexing import pipeline as ev
+    from clipseek.indexing import events as ev
     from clipseek.tui.jobs import IndexJob
 
     app = make_app(at_home, loaded_tiny_model)
@@ -690,7 +690,7 @@ def test_snapshot_empty_state(snap_compare, tiny_model_dir, library, monkeypatch
 def test_snapshot_indexing_mid_run(snap_compare, at_home, loaded_tiny_model, size):
     """Driven with synthetic engine events, so the numbers on screen are fixed; at 60×15 the
     blank lines go and the buttons take one line, above the footer."""
-    from clipseek.indexing import pipeline as ev
+    from clipseek.indexing import events as ev
     from clipseek.tui.jobs import IndexJob
 
     clock = [1000.0]

@@ -81,7 +81,7 @@ async def test_typing_a_query_with_no_index_stays_in_the_query_box(
 
 @pilot_test
 async def test_indexing_counts_read_as_planned_while_running(at_home, loaded_tiny_model):
-    from clipseek.indexing import pipeline as ev
+    from clipseek.indexing import events as ev
     from clipseek.tui.jobs import IndexJob
 
     app = make_app(at_home, loaded_tiny_model)
@@ -256,7 +256,7 @@ async def test_a_run_on_a_60x15_terminal_keeps_its_buttons_on_screen(at_home, lo
 
     from textual.widgets import Footer
 
-    from clipseek.indexing import pipeline as ev
+    from clipseek.indexing import events as ev
     from clipseek.tui.jobs import IndexJob
 
     app = make_app(at_home, loaded_tiny_model)

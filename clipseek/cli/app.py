@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from clipseek.config import Settings
     from clipseek.engine import Engine
-    from clipseek.indexing.pipeline import IndexEvent
+    from clipseek.indexing.events import IndexEvent
     from clipseek.search.query import SearchResponse
 
 app = typer.Typer(
@@ -326,7 +326,7 @@ class _IndexProgress:
         self.progress.stop()
 
     def __call__(self, event: IndexEvent) -> None:
-        from clipseek.indexing import pipeline as ev
+        from clipseek.indexing import events as ev
 
         p = self.progress
         if isinstance(event, ev.ScanProgress):
@@ -488,7 +488,7 @@ def index(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Embed the images under FOLDERS; later runs only touch what changed."""
-    from clipseek.indexing.pipeline import IndexOptions
+    from clipseek.indexing.options import IndexOptions
 
     settings = _settings(
         model=model,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from clipseek.cli.entry import APP_OPTIONS
 
 if TYPE_CHECKING:
-    from clipseek.indexing.pipeline import IndexSummary
+    from clipseek.indexing.events import IndexSummary
 
 #: Options of ``clipseek index`` that take a value, by every name they have: its own, and
 #: the settings every command shares with the app (all of the app's but ``--preview``).
@@ -104,7 +104,7 @@ def index_if_unchanged(args: list[str]) -> bool | None:
     from clipseek.config import load_settings
     from clipseek.engine import Engine
     from clipseek.errors import ClipseekError
-    from clipseek.indexing.pipeline import IndexOptions
+    from clipseek.indexing.options import IndexOptions
 
     flags = {
         key: given.get(key)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from clipseek.indexing.pipeline import IndexSummary
+    from clipseek.indexing.events import IndexSummary
 
 
 def summary_line(summary: IndexSummary) -> str:

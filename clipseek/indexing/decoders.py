@@ -125,7 +125,7 @@ def _init_worker(
 
 def _decode_many(jobs: Sequence[tuple[int, str, int, int, str | None]]) -> list[Decoded]:
     from clipseek.errors import ImageReadError
-    from clipseek.indexing.pipeline import content_hash
+    from clipseek.indexing.fingerprint import content_hash
     from clipseek.models.preprocess import prepare_image
     from clipseek.photos.imaging import load_for_model
 

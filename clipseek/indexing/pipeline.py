@@ -12,8 +12,6 @@ is the caller's business.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import threading
 import time
@@ -24,188 +22,42 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import ClipseekError, ImageReadError
+from clipseek.indexing.events import (
+    BatchDone,
+    EventHandler,
+    FileFailed,
+    IndexFinished,
+    IndexSummary,
+    ModelLoading,
+    ModelReady,
+    Notice,
+    PlanReady,
+    ScanProgress,
+)
+from clipseek.indexing.fingerprint import (
+    content_hash,
+    identity_changed,
+    identity_unknown,
+    same_stat,
+    stat_extra,
+)
+from clipseek.indexing.model_loading import BackgroundLoad, warm_image_tower
+from clipseek.indexing.options import (
+    CPU_BATCH_SIZE,
+    WRITE_BATCH,
+    IndexOptions,
+    decode_in_processes,
+    default_batch_size,
+)
 from clipseek.indexing.scanner import FileInfo, PseudoFilesystems, ScanOptions, normalise_root, scan
 from clipseek.indexing.threads import ThreadTuner, thread_plan
+from clipseek.indexing.writer import BatchWriter, WriteJob
 from clipseek.photos.imaging import ImageInfo, load_for_model, worth_retrying
 from clipseek.photos.metadata import META_KEYS, PhotoMeta, carried_metadata, read_photo_meta
 from clipseek.store import ImageIndex, Record, Store, StoredEntry, path_id
 
 if TYPE_CHECKING:
-    from clipseek.config import Settings
     from clipseek.models import Embedder, ModelSpec
-
-
-# --------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True)
-class ScanProgress:
-    """Emitted every few hundred files while walking the folders."""
-
-    found: int
-
-
-@dataclass(frozen=True)
-class PlanReady:
-    """The scan is done and the work is known."""
-
-    total: int
-    new: int
-    changed: int
-    unchanged: int
-    removed: int
-    #: Of ``new + changed``, how many take a stored vector (same bytes) without a model run.
-    reused: int = 0
-
-    @property
-    def to_embed(self) -> int:
-        return self.new + self.changed
-
-
-@dataclass(frozen=True)
-class ModelLoading:
-    model: str
-
-
-@dataclass(frozen=True)
-class ModelReady:
-    model: str
-    device: str
-    precision: str
-
-
-@dataclass(frozen=True)
-class BatchDone:
-    """One batch is embedded and written: ``done`` of ``total`` files are dealt with."""
-
-    number: int
-    size: int
-    done: int
-    total: int
-    embedded: int
-    failed: int
-    images_per_second: float
-
-
-@dataclass(frozen=True)
-class FileFailed:
-    path: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Notice:
-    """Something the user should know that is not an error (a root kept as it was, say)."""
-
-    message: str
-
-
-@dataclass(frozen=True)
-class IndexFinished:
-    summary: IndexSummary
-
-
-IndexEvent = (
-    ScanProgress
-    | PlanReady
-    | ModelLoading
-    | ModelReady
-    | BatchDone
-    | FileFailed
-    | Notice
-    | IndexFinished
-)
-EventHandler = Callable[[IndexEvent], None]
-
-
-@dataclass
-class IndexSummary:
-    roots: list[str]
-    total: int = 0
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    failed: list[FileFailed] = field(default_factory=list)
-    cancelled: bool = False
-    model_loaded: bool = False
-    elapsed: float = 0.0
-    embed_seconds: float = 0.0
-    #: Of ``new + updated``, files whose stored vector was reused (same bytes elsewhere).
-    reused: int = 0
-    #: Model forward passes (batches) this run; 0 when everything was reused or unchanged.
-    model_batches: int = 0
-    #: torch intra-op threads in use when embedding ended (0: no embedding this run).
-    torch_threads: int = 0
-    #: Links that lead outside the indexed folders: (link, real target). Followed unless
-    #: ``IndexOptions.skip_outside_links``; ``clipseek serve`` does not share what is behind.
-    outside_links: list[tuple[str, str]] = field(default_factory=list)
-    #: Of ``failed``, the folders that could not be read (not files).
-    unreadable_folders: list[str] = field(default_factory=list)
-
-    @property
-    def embedded(self) -> int:
-        """Files that went through the model in this run."""
-        return self.new + self.updated - self.reused
-
-    @property
-    def images_per_second(self) -> float:
-        return self.embedded / self.embed_seconds if self.embed_seconds > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class IndexOptions:
-    #: Images per model batch; None chooses by device (:func:`default_batch_size`).
-    batch_size: int | None = None
-    include_hidden: bool = False
-    excludes: tuple[str, ...] = ()
-    rebuild: bool = False
-    max_megapixels: float | None = 200.0
-    #: Decoder threads; None chooses from the machine (see :func:`thread_plan`).
-    decode_workers: int | None = None
-    #: torch intra-op threads while indexing; None chooses from the machine.
-    torch_threads: int | None = None
-    #: Leave out links that lead outside the indexed folders (they are reported either way).
-    skip_outside_links: bool = False
-    #: Decode in processes (shared memory) rather than threads; None: by device.
-    decode_processes: bool | None = None
-    #: Write to the index on a thread behind the model; None: on a GPU, not on a CPU.
-    write_behind: bool | None = None
-    #: First compare the tree with the index's records without chromadb or a model
-    #: (:mod:`clipseek.indexing.unchanged`); False when the caller has just done so.
-    quick_check: bool = True
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **choices: Any) -> IndexOptions:
-        """Options for a run with ``settings`` (its batch size, if the user set one, and
-        its image size limit) and the run's own ``choices``."""
-        return cls(
-            batch_size=settings.explicit_batch_size,
-            max_megapixels=settings.max_megapixels,
-            **choices,
-        )
-
-    def workers(self, device: str = "cpu") -> int:
-        return thread_plan(device, self.decode_workers, self.torch_threads)[1]
-
-
-#: Bytes hashed at each end of a file to recognise it under another name.
-HASH_SPAN = 1 << 20
-
-
-def content_hash(path: str, size: int) -> str:
-    """A fingerprint of a file's bytes: its size and the SHA-256 of its first and last MiB.
-
-    Reading 2 MiB costs a few milliseconds, against tens for decoding a photo; a match
-    needs equal sizes *and* equal ends, which different photos do not share.
-    """
-    digest = hashlib.sha256(b"%d:" % size)
-    with open(path, "rb") as fh:
-        digest.update(fh.read(HASH_SPAN))
-        if size > HASH_SPAN:
-            fh.seek(max(HASH_SPAN, size - HASH_SPAN))
-            digest.update(fh.read(HASH_SPAN))
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- indexer
@@ -293,20 +145,20 @@ class Indexer:
         progress = _Progress(total=len(plan.to_embed) + len(plan.reuse))
 
         stale: list[str] = []
-        loading: _BackgroundLoad | None = None
+        loading: BackgroundLoad | None = None
         if plan.to_embed and not cancel.is_set():
             # The model loads (imports, weights) while stored vectors are copied and the
             # first files are fingerprinted; CUDA itself waits for the first batch.
-            loading = _BackgroundLoad(self._load_model)
+            loading = BackgroundLoad(self._load_model)
         if plan.reuse and index is not None and not cancel.is_set():
             self._reuse(plan, index, emit, summary, progress)
         if plan.to_embed and not cancel.is_set():
             emit(ModelLoading(self.spec.name))
             if loading is None:  # files whose stored vector vanished meanwhile
-                loading = _BackgroundLoad(self._load_model)
+                loading = BackgroundLoad(self._load_model)
             self._hash_ahead(plan, loading, cancel)
             model = loading.result()
-            _warm_image_tower(model)
+            warm_image_tower(model)
             summary.model_loaded = True
             emit(ModelReady(self.spec.name, model.device, model.precision))
             if index is None:
@@ -324,7 +176,7 @@ class Indexer:
             # Files that changed and can no longer be read must not keep their old vector.
             index.delete([*plan.removed_ids, *stale])
             index.forget_failures(plan.gone_failures)
-            index.record_file_ids([(path_id(f.path), _stat_extra(f)) for f in plan.restat])
+            index.record_file_ids([(path_id(f.path), stat_extra(f)) for f in plan.restat])
             summary.removed = len(plan.removed_ids)
             index.add_roots(norm_roots)
             if plan.backfill and not cancel.is_set():
@@ -433,7 +285,7 @@ class Indexer:
                 self.options.rebuild
                 or entry.size != info.size
                 or entry.mtime_ns != info.mtime_ns
-                or _identity_changed(entry, info)
+                or identity_changed(entry, info)
             ):
                 # A new ctime or inode with the same size and mtime is confirmed by the
                 # content hash (_find_reusable): same bytes keep their vector, no model run.
@@ -441,7 +293,7 @@ class Indexer:
                 changed.add(id_)
             else:
                 unchanged += 1
-                if _identity_unknown(entry, info):
+                if identity_unknown(entry, info):
                     restat.append(info)
                 if META_KEYS[0] not in entry.extra:
                     backfill.append((id_, info))
@@ -459,7 +311,7 @@ class Indexer:
         gone_failures = [
             id_
             for id_ in failures
-            if id_ not in on_disk or (id_ in stored and _same_stat(stored[id_], on_disk[id_]))
+            if id_ not in on_disk or (id_ in stored and same_stat(stored[id_], on_disk[id_]))
         ]
         plan = _Plan(to_embed, changed, removed, unchanged, known_failures, gone_failures)
         plan.restat = restat
@@ -556,7 +408,7 @@ class Indexer:
                         int(meta.get("height", 0) or 0),
                         extra={
                             "content_hash": item.digest,
-                            **_stat_extra(item.info),
+                            **stat_extra(item.info),
                             **photo,
                         },
                     )
@@ -582,7 +434,7 @@ class Indexer:
                 )
             )
 
-    def _hash_ahead(self, plan: _Plan, loading: _BackgroundLoad, cancel: threading.Event) -> None:
+    def _hash_ahead(self, plan: _Plan, loading: BackgroundLoad, cancel: threading.Event) -> None:
         """Fingerprint files to embed until the model is ready (decoders would otherwise
         do it); the reads also bring the files into the page cache for decoding."""
         todo = [f for f in plan.to_embed if f.path not in plan.digests]
@@ -659,7 +511,7 @@ class Indexer:
         memory on a GPU machine, where the GIL would cap decoding far below the model
         (:func:`decode_in_processes`). The calling thread hands each batch to the model
         while the decoders work on the next two. Batches are written in order by
-        :class:`_Writer`: inline on a CPU, on a writer thread while the model works on
+        :class:`BatchWriter`: inline on a CPU, on a writer thread while the model works on
         a GPU. Memory stays a few batches either way.
         """
         device = model.device
@@ -696,7 +548,7 @@ class Indexer:
         write_behind = self.options.write_behind
         if write_behind is None:
             write_behind = device != "cpu"
-        writer = _Writer(
+        writer = BatchWriter(
             index,
             asynchronous=write_behind,
             coalesce=max(batch_size, WRITE_BATCH),
@@ -770,7 +622,7 @@ class Indexer:
             nonlocal cycle_start, waited, cycled
             if not batch:
                 if new_failures:
-                    writer.put(_WriteJob([], list(new_failures)))
+                    writer.put(WriteJob([], list(new_failures)))
                     new_failures.clear()
                 report()
                 return
@@ -792,7 +644,7 @@ class Indexer:
             new = updated = 0
             for (info, _item, dims, digest, _slot), vector in zip(batch, vectors, strict=True):
                 extra = {"content_hash": digest} if digest else {}
-                extra.update(_stat_extra(info))
+                extra.update(stat_extra(info))
                 extra.update(dims.meta)
                 records.append(
                     Record(
@@ -811,7 +663,7 @@ class Indexer:
                     new += 1
             size = len(batch)
             batch.clear()
-            writer.put(_WriteJob(records, list(new_failures), new=new, updated=updated))
+            writer.put(WriteJob(records, list(new_failures), new=new, updated=updated))
             new_failures.clear()
             now = time.perf_counter()
             if tuner is not None:
@@ -875,35 +727,6 @@ class Indexer:
         return stale
 
 
-#: Images per batch when neither the user nor the device says otherwise. A GPU needs large
-#: batches to be busy (ViT-B/32 fp16 on an H200: 6,638 img/s at 32, 9,670 at 256); on a
-#: CPU, larger batches bought nothing measurable and cost memory (docs/PERFORMANCE.md).
-CPU_BATCH_SIZE = 32
-GPU_BATCH_SIZE = 256
-
-#: Records per Chroma write when writes run behind the model: Chroma's insert rate grows
-#: with the write size (20,000 × 512-d: 3,236/s at 256, 3,714/s at 2,048).
-WRITE_BATCH = 2048
-
-
-def default_batch_size(device: str) -> int:
-    return GPU_BATCH_SIZE if device.startswith("cuda") else CPU_BATCH_SIZE
-
-
-def decode_in_processes(device: str, workers: int) -> bool:
-    """Whether decoders should be processes rather than threads.
-
-    On a GPU machine every core decodes and the GIL is the limit (16 threads: 1,385
-    640×480 JPEGs/s, 16 processes: 3,952, docs/PERFORMANCE.md). On a CPU the model
-    shares the cores and threads keep the memory and start-up small.
-    ``CLIPSEEK_DECODE=threads|processes`` overrides (for measuring).
-    """
-    forced = os.environ.get("CLIPSEEK_DECODE", "").strip().lower()
-    if forced in ("threads", "processes"):
-        return forced == "processes"
-    return device != "cpu" and workers >= 4
-
-
 def _shared_memory_ok(model: Embedder) -> bool:
     """Processes decode with the torch-free preprocessing, so only where it is exact."""
     from clipseek.models.preprocess import pil_supported
@@ -923,176 +746,6 @@ class _Pending:
 
 
 @dataclass
-class _WriteJob:
-    """One embedded batch and the failures met since the last one, written together."""
-
-    records: list[Record]
-    failures: list[tuple[str, int, int, str]]
-    new: int = 0
-    updated: int = 0
-
-
-class _Writer:
-    """Writes batches to the index in order: at once, or on a thread behind the model.
-
-    Each write stores the vectors, then clears the files' old failure records and
-    records new ones, as the inline path always did; a job is only reported (and
-    counted in the summary) once written. Behind the model, jobs that queued up while a
-    write was running go to Chroma as one larger write (Chroma inserts faster in large
-    batches); the queue is short, so a killed run loses at most the few batches that
-    were embedded but not yet written, and the next run embeds them again.
-    """
-
-    def __init__(
-        self, index: ImageIndex, *, asynchronous: bool, coalesce: int, queued: int
-    ) -> None:
-        self._index = index
-        self._done: deque[_WriteJob] = deque()
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        self._coalesce = coalesce
-        if asynchronous:
-            import queue as queue_module
-
-            self._queue: Any = queue_module.Queue(maxsize=queued)
-            self._thread = threading.Thread(target=self._loop, name="clipseek-write", daemon=True)
-            self._thread.start()
-
-    def put(self, job: _WriteJob) -> None:
-        if self._thread is None:
-            self._write([job])
-            self._done.append(job)
-            return
-        import queue as queue_module
-
-        while True:
-            self._raise()
-            try:
-                self._queue.put(job, timeout=0.2)
-                return
-            except queue_module.Full:
-                continue
-
-    def completed(self) -> list[_WriteJob]:
-        out = []
-        while self._done:
-            out.append(self._done.popleft())
-        self._raise()
-        return out
-
-    def finish(self) -> None:
-        """Wait until everything queued is written; raise what a write raised."""
-        self.close()
-        self._raise()
-
-    def close(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            while self._thread.is_alive():
-                try:
-                    self._queue.put(None, timeout=0.2)
-                    break
-                except Exception:
-                    continue
-            self._thread.join()
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    def _loop(self) -> None:
-        import queue as queue_module
-
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            jobs, count, stop = [job], len(job.records), False
-            while count < self._coalesce:
-                try:
-                    more = self._queue.get_nowait()
-                except queue_module.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                jobs.append(more)
-                count += len(more.records)
-            try:
-                self._write(jobs)
-            except BaseException as exc:
-                self._error = exc
-                while True:  # unblock a producer waiting on a full queue
-                    try:
-                        self._queue.get_nowait()
-                    except queue_module.Empty:
-                        return
-            self._done.extend(jobs)
-            if stop:
-                return
-
-    def _write(self, jobs: list[_WriteJob]) -> None:
-        records = [r for job in jobs for r in job.records]
-        failures = [f for job in jobs for f in job.failures]
-        if records:
-            self._index.upsert(records)
-            self._index.forget_failures([path_id(r.path) for r in records])
-        self._index.record_failures(failures)
-
-
-class _BackgroundLoad:
-    """Runs the model loader on its own thread; :meth:`result` waits and re-raises."""
-
-    def __init__(self, load: Callable[[], Embedder]) -> None:
-        self._future: Future[Embedder] = Future()
-        # The loader imports numpy (through onnxruntime or torch) while this thread may import
-        # it through chromadb; a first import of numpy on two threads at once can fail half
-        # initialised ("cannot import name '__cpu_features__'"), so it happens here first.
-        import numpy  # noqa: F401
-
-        thread = threading.Thread(
-            target=self._run, args=(load,), name="clipseek-model-load", daemon=True
-        )
-        thread.start()
-
-    def _run(self, load: Callable[[], Embedder]) -> None:
-        try:
-            self._future.set_result(load())
-        except BaseException as exc:
-            self._future.set_exception(exc)
-
-    def done(self) -> bool:
-        return self._future.done()
-
-    def result(self) -> Embedder:
-        return self._future.result()
-
-
-def _warm_image_tower(model: Embedder) -> None:
-    """Build an ONNX image session (about a second) while the first batch decodes, not
-    after it: an ONNX model loads lazily, so its first encode used to wait for it.
-
-    Not a daemon thread: a run that ends before its first batch waits for the session
-    instead of tearing ONNX Runtime down under it (which aborts the process)."""
-    warm = getattr(model, "warm", None)
-    if warm is None:
-        return
-
-    def run() -> None:
-        with contextlib.suppress(Exception):  # the first encode meets it and reports it
-            warm("image")
-
-    threading.Thread(target=run, name="clipseek-warm-image").start()
-
-
-def _digest_or_none(info: FileInfo) -> str | None:
-    try:
-        return content_hash(info.path, info.size)
-    except OSError:
-        return None  # the decoder meets the same problem and reports it
-
-
-@dataclass
 class _Progress:
     """Counters shared by the reuse and embedding steps, for one stream of BatchDone events."""
 
@@ -1100,6 +753,13 @@ class _Progress:
     number: int = 0
     done: int = 0
     failed: int = 0
+
+
+def _digest_or_none(info: FileInfo) -> str | None:
+    try:
+        return content_hash(info.path, info.size)
+    except OSError:
+        return None  # the decoder meets the same problem and reports it
 
 
 def _decode(
@@ -1122,28 +782,6 @@ def _decode(
         info.path, model.prepare, model.image_size, max_megapixels, info.mtime_ns
     )
     return item, dims, digest
-
-
-def _stat_extra(info: FileInfo) -> dict[str, int]:
-    """The identity fields stored with a record (absent when the platform has none)."""
-    return {"ctime_ns": info.ctime_ns, "inode": info.inode} if info.ctime_ns else {}
-
-
-def _identity_changed(entry: StoredEntry, info: FileInfo) -> bool:
-    """Whether the file was replaced or rewritten although size and mtime match."""
-    ctime = entry.extra.get("ctime_ns")
-    inode = entry.extra.get("inode")
-    if ctime is None or not info.ctime_ns:
-        return False
-    return int(ctime) != info.ctime_ns or int(inode or 0) != info.inode
-
-
-def _identity_unknown(entry: StoredEntry, info: FileInfo) -> bool:
-    return bool(info.ctime_ns) and entry.extra.get("ctime_ns") is None
-
-
-def _same_stat(entry: StoredEntry, info: FileInfo) -> bool:
-    return (entry.size, entry.mtime_ns) == (info.size, info.mtime_ns)
 
 
 def _is_under(path: str, root: str) -> bool:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from clipseek.indexing.pipeline import EventHandler, IndexOptions, IndexSummary
+    from clipseek.indexing.events import EventHandler, IndexSummary
+    from clipseek.indexing.options import IndexOptions
     from clipseek.models.catalogue import ModelSpec
 
 _NEEDED = {
@@ -250,7 +251,7 @@ def quick_unchanged(
     emit: EventHandler,
 ) -> IndexSummary | None:
     """The summary of a run with nothing to do, or None when the normal path must run."""
-    from clipseek.indexing.pipeline import IndexFinished, IndexSummary, PlanReady, ScanProgress
+    from clipseek.indexing.events import IndexFinished, IndexSummary, PlanReady, ScanProgress
     from clipseek.indexing.scanner import PseudoFilesystems, ScanOptions, normalise_root, scan
     from clipseek.store.chroma import COLLECTION_PREFIX, FAILURES_PREFIX
 

@@ -36,7 +36,7 @@ from clipseek.tui.thumbnails import ThumbnailCache
 
 if TYPE_CHECKING:
     from clipseek.engine import Engine
-    from clipseek.indexing.pipeline import IndexEvent
+    from clipseek.indexing.events import IndexEvent
 
 _UNSET: Any = object()
 
@@ -270,7 +270,8 @@ class ClipseekApp(App[None]):
 
     def _index(self, engine: Engine, job: IndexJob) -> None:
         """Run the engine's indexer (worker thread); every event goes back as a message."""
-        from clipseek.indexing.pipeline import BatchDone, IndexOptions
+        from clipseek.indexing.events import BatchDone
+        from clipseek.indexing.options import IndexOptions
 
         options = IndexOptions.from_settings(self.settings)
 
@@ -299,7 +300,7 @@ class ClipseekApp(App[None]):
 
     def apply_index_event(self, job: IndexJob, event: IndexEvent) -> None:
         """Fold one engine event into ``job`` and redraw what shows it."""
-        from clipseek.indexing.pipeline import IndexFinished, ModelReady
+        from clipseek.indexing.events import IndexFinished, ModelReady
 
         job.apply(event)
         if isinstance(event, ModelReady) and self.model_state != "ready":

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from clipseek.indexing import pipeline as ev
+    from clipseek.indexing import events as ev
 #: At most this many failures are kept for display; the count stays exact.
 MAX_FAILURES_SHOWN = 1000
 
@@ -63,7 +63,7 @@ class IndexJob:
     # -- events
 
     def apply(self, event: ev.IndexEvent) -> None:
-        from clipseek.indexing import pipeline as ev
+        from clipseek.indexing import events as ev
 
         if isinstance(event, ev.ScanProgress):
             self.found = event.found

@@ -14,7 +14,7 @@ from textual.message import Message
 if TYPE_CHECKING:
     from clipseek.engine import Engine
     from clipseek.errors import ClipseekError
-    from clipseek.indexing.pipeline import IndexEvent
+    from clipseek.indexing.events import IndexEvent
     from clipseek.search.query import SearchResponse
     from clipseek.tui.jobs import IndexJob
     from clipseek.tui.thumbnails import Thumbnail
