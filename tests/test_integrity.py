@@ -21,7 +21,7 @@ from clipseek.config import Settings
 from clipseek.engine import Engine
 from clipseek.errors import DamagedIndexError
 from clipseek.store import Store
-from clipseek.store import chroma as chroma_store
+from clipseek.store import records as chroma_store
 from clipseek.store.repair import check, read_stored, repair
 from tests.conftest import make_photo
 from tests.reliability_helpers import cli_env

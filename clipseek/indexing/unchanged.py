@@ -185,8 +185,8 @@ def _stored_or_remembered(
     import marshal
 
     from clipseek.fileio import write_whole
-    from clipseek.store.chroma import HNSW_CONFIG
     from clipseek.store.keys import KEY_SCHEMA
+    from clipseek.store.records import HNSW_CONFIG
 
     identity = _database_identity(db)
     key = repr((_CACHE_FORMAT, identity, collection_name, failures_name, KEY_SCHEMA, HNSW_CONFIG))
@@ -210,8 +210,8 @@ def _upkeep_due(con: sqlite3.Connection, collection_id: str) -> bool:
     an ef_search below today's (both done by the normal run's first open)."""
     import json
 
-    from clipseek.store.chroma import HNSW_CONFIG
     from clipseek.store.keys import KEY_SCHEMA
+    from clipseek.store.records import HNSW_CONFIG
 
     row = con.execute(
         "SELECT int_value FROM collection_metadata WHERE collection_id = ? "
@@ -253,7 +253,7 @@ def quick_unchanged(
     """The summary of a run with nothing to do, or None when the normal path must run."""
     from clipseek.indexing.events import IndexFinished, IndexSummary, PlanReady, ScanProgress
     from clipseek.indexing.scanner import PseudoFilesystems, ScanOptions, normalise_root, scan
-    from clipseek.store.chroma import COLLECTION_PREFIX, FAILURES_PREFIX
+    from clipseek.store.records import COLLECTION_PREFIX, FAILURES_PREFIX
 
     if options.rebuild:
         return None

@@ -26,16 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from clipseek.store.chroma import (
-    COLLECTION_PREFIX,
-    Hit,
-    ImageIndex,
-    IndexFacts,
-    StoredEntry,
-    collection_metadata,
-    stored_entry,
-    where_of,
-)
+from clipseek.store.chroma import collection_metadata
 from clipseek.store.chromafiles import (
     connect_readonly,
     label_map,
@@ -44,9 +35,12 @@ from clipseek.store.chromafiles import (
     read_metadata,
     record_rowids,
 )
+from clipseek.store.image_index import ImageIndex, IndexFacts
 from clipseek.store.integrity import _UUID
 from clipseek.store.keys import path_from_meta
+from clipseek.store.records import COLLECTION_PREFIX, Hit, StoredEntry, stored_entry
 from clipseek.store.snapshot import fingerprint
+from clipseek.store.where import where_of
 
 if TYPE_CHECKING:
     import numpy as np

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import DamagedIndexError, StoreError
-from clipseek.store.chroma import COLLECTION_PREFIX, FAILURES_PREFIX, collection_metadata
+from clipseek.store.chroma import collection_metadata
 from clipseek.store.chromafiles import (
     connect_readonly,
     label_map,
@@ -41,6 +41,7 @@ from clipseek.store.chromafiles import (
 from clipseek.store.integrity import _UUID
 from clipseek.store.keys import ancestors, meta_text, path_from_meta, path_id
 from clipseek.store.lock import LOCK_NAMES
+from clipseek.store.records import COLLECTION_PREFIX, FAILURES_PREFIX
 
 if TYPE_CHECKING:
     import numpy as np
@@ -558,7 +559,7 @@ def _restore(
 ) -> tuple[int, int]:
     import numpy as np
 
-    from clipseek.store.chroma import Record
+    from clipseek.store.records import Record
 
     dim = int(col.metadata.get("dim", 0) or 0)
     model_key = str(col.metadata.get("model_key", ""))
