@@ -20,7 +20,7 @@ import pytest
 from clipseek.config import Settings
 from clipseek.engine import Engine
 from clipseek.errors import DamagedIndexError
-from clipseek.store import Store
+from clipseek.store import Store, chroma, image_index
 from clipseek.store import records as chroma_store
 from clipseek.store.repair import check, read_stored, repair
 from tests.conftest import make_photo
@@ -346,9 +346,11 @@ def test_an_index_with_the_old_keys_is_read_as_it_is_and_migrated_by_the_next_ru
     root = tmp_path / "photos"
     literal, raw = _colliding_folders(root)
     with monkeypatch.context() as old:  # what clipseek before key schema 2 wrote
-        old.setattr(chroma_store, "SCHEMA_VERSION", 1)
-        old.setattr(chroma_store, "path_to_meta", lambda p: keys.path_to_meta(p, 1))
-        old.setattr(chroma_store, "ancestors", lambda p: keys.ancestors(p, 1))
+        old.setattr(chroma, "SCHEMA_VERSION", 1)
+        for module in (chroma_store, image_index):
+            old.setattr(module, "SCHEMA_VERSION", 1)
+            old.setattr(module, "path_to_meta", lambda p: keys.path_to_meta(p, 1))
+            old.setattr(module, "ancestors", lambda p: keys.ancestors(p, 1))
         engine.index([root])
     db = Path(engine.store.location)
     assert read_stored(db)[0].metadata["clipseek_schema"] == 1
