@@ -15,23 +15,12 @@ import gc
 import os
 import sys
 
+from clipseek.cli import APP_OPTIONS
 from clipseek.errors import ClipseekError
 
 
 def _debug() -> bool:
     return os.environ.get("CLIPSEEK_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-#: The app's options (as ``clipseek tui`` takes them) and the settings each one sets.
-APP_OPTIONS = {
-    "--preview": "preview",
-    "--model": "model",
-    "-m": "model",
-    "--db": "db",
-    "--device": "device",
-    "--precision": "precision",
-    "--chroma-url": "chroma_url",
-}
 
 
 def app_options(args: list[str]) -> dict[str, str] | None:

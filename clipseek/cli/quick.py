@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clipseek.cli.entry import APP_OPTIONS
+from clipseek.cli import APP_OPTIONS
 from clipseek.cli.report import links_line, summary_line
 from clipseek.config import load_settings
 from clipseek.engine import Engine

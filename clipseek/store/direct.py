@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from clipseek.errors import IndexMissingError
-from clipseek.store.chroma import collection_metadata
 from clipseek.store.chromafiles import (
+    collection_metadata,
     connect_readonly,
     label_map,
     logged_vectors,

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import ClipseekError, DamagedIndexError, StoreError
-from clipseek.store.chroma import Store, collection_metadata
+from clipseek.store.chroma import Store
 from clipseek.store.chromafiles import (
+    collection_metadata,
     connect_readonly,
     label_map,
     logged_vectors,
