@@ -29,8 +29,17 @@ from clipseek.cli.help import (
     complete_path,
 )
 from clipseek.cli.report import failure_line, links_line, summary_line
-from clipseek.errors import ClipseekError, ConfigError
-from clipseek.search.query import QUERY_HELP
+from clipseek.errors import (
+    ClipseekError,
+    ConfigError,
+    DamagedIndexError,
+    IndexMissingError,
+    ModelError,
+    QueryError,
+    StoreError,
+)
+from clipseek.photos.pathtext import display_path, dumps
+from clipseek.search.query import QUERY_HELP, Query, QueryTerm, check_sort, check_top_k, parse_query
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -166,6 +175,7 @@ ChromaOpt = Annotated[
 
 
 def _settings(**flags: Any) -> Settings:
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.config import load_settings
 
     given = dict(_root_flags)
@@ -175,6 +185,7 @@ def _settings(**flags: Any) -> Settings:
 
 def _engine(settings: Settings, *, interactive: bool = False) -> Engine:
     """``interactive``: one answer, as soon as possible (see Engine's direct, quick_start)."""
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.engine import Engine
 
     return Engine(settings, direct=interactive, quick_start=interactive)
@@ -185,6 +196,7 @@ def _engine(settings: Settings, *, interactive: bool = False) -> Engine:
 
 def _version(value: bool) -> None:
     if value:
+        # Lazy: reading the installed metadata costs every other command its start.
         from clipseek import __version__
 
         typer.echo(f"clipseek {__version__}")
@@ -253,6 +265,7 @@ def root(
 
 @friendly
 def _run_tui(preview: str | None = None, **flags: Any) -> None:
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.tui import run_tui
 
     settings = _settings(**flags)
@@ -326,6 +339,7 @@ class _IndexProgress:
         self.progress.stop()
 
     def __call__(self, event: IndexEvent) -> None:
+        # Lazy: only this command needs it; --help imports none of these (test_imports).
         from clipseek.indexing import events as ev
 
         p = self.progress
@@ -367,8 +381,6 @@ class _IndexProgress:
 def _safe(path: str) -> str:
     """Paths with undecodable bytes print with escapes instead of crashing the terminal."""
     from rich.markup import escape
-
-    from clipseek.photos.pathtext import display_path
 
     return escape(display_path(path))
 
@@ -488,6 +500,7 @@ def index(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Embed the images under FOLDERS; later runs only touch what changed."""
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.indexing.options import IndexOptions
 
     settings = _settings(
@@ -501,6 +514,7 @@ def index(
     )
     settings.require("batch_size")
     engine = _engine(settings)
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.models.runtime import BACKENDS
 
     if backend not in BACKENDS:
@@ -617,16 +631,14 @@ def query(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Search the index by text, by example image, or both."""
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.search.filters import make_filters
-    from clipseek.search.query import Query, QueryTerm, check_sort, check_top_k, parse_query
 
     check_top_k(top_k)
     check_sort(sort)
     filters = make_filters(after, before, camera, min_size)
     parts = list(terms or [])
     if image is None and not parts:
-        from clipseek.errors import QueryError
-
         raise QueryError(
             'Give a text to search for, e.g. clipseek query "a red car", or --image PATH.'
         )
@@ -649,12 +661,11 @@ def query(
     for note in response.notes:
         _stderr().print(f"[cyan]note:[/] {_safe(note)}")
     if as_json:
-        from clipseek.photos.pathtext import dumps
-
         sys.stdout.write(dumps(response.to_json()) + "\n")
     else:
         _print_results(response)
     if save is not None:
+        # Lazy: only this command needs it; --help imports none of these (test_imports).
         from clipseek.search.contact_sheet import save_results
 
         saved = save_results(response, save)
@@ -746,6 +757,7 @@ def duplicates(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """List groups of near-duplicate pictures (bursts, resized copies, edits); deletes nothing."""
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.search.duplicates import check_threshold
 
     check_threshold(threshold)
@@ -800,6 +812,7 @@ def info(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Where the index lives, which models built it, how many images, which folders."""
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.config import config_file_path
 
     settings = _settings(model=model, db=db, chroma_url=chroma_url)
@@ -825,7 +838,6 @@ def info(
                 for i in facts.indexes
             ],
         }
-        from clipseek.photos.pathtext import dumps
 
         sys.stdout.write(dumps(payload) + "\n")
         return
@@ -860,7 +872,6 @@ def info(
 
 
 def _local_store(db: str | None, chroma_url: str | None) -> Any:
-    from clipseek.errors import IndexMissingError, StoreError
 
     store = _engine(_settings(db=db, chroma_url=chroma_url)).store
     if store.is_remote:
@@ -884,7 +895,7 @@ def check(
 ) -> None:
     """Check the index without the model: records, vector files and metadata agree, and
     every image's vector finds itself. Exit 1 when damaged."""
-    from clipseek.errors import DamagedIndexError
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.store.repair import check as check_index
 
     report = check_index(_local_store(db, chroma_url))
@@ -917,7 +928,7 @@ def repair(
 ) -> None:
     """Rebuild the vector files from the vectors the index stored, without the model or
     your images; the old files are moved aside, never deleted."""
-    from clipseek.errors import DamagedIndexError
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.store.repair import repair as repair_index
 
     err = _stderr()
@@ -941,7 +952,7 @@ def _fast_path_cell(ready: bool, size: int) -> str:
 
 def _fast_paths(indexes: list[Any]) -> dict[str, tuple[bool, int]]:
     """Each index's model: is its ONNX export ready, and its size on disk."""
-    from clipseek.errors import ModelError
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.models import resolve_model
     from clipseek.models.export import export_status
 
@@ -960,6 +971,7 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
 ) -> None:
     """Supported models: what they cost, how good they are, which work offline."""
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.models import (
         CATALOG,
         CLASSIC_MODELS,
@@ -967,6 +979,8 @@ def models(
         resolve_model,
         weights_available,
     )
+
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.models.export import export_status
 
     rows = []
@@ -1069,9 +1083,11 @@ def serve(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Serve the REST API and the web page (needs: pip install 'clipseek\\[serve]')."""
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek import server
 
     server.check_installed()
+    # Lazy: FastAPI; only `serve` needs it.
     from clipseek.server.app import ServerOptions
 
     settings = _settings(

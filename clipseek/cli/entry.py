@@ -15,21 +15,12 @@ import gc
 import os
 import sys
 
+from clipseek.cli import APP_OPTIONS
+from clipseek.errors import ClipseekError
+
 
 def _debug() -> bool:
     return os.environ.get("CLIPSEEK_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-#: The app's options (as ``clipseek tui`` takes them) and the settings each one sets.
-APP_OPTIONS = {
-    "--preview": "preview",
-    "--model": "model",
-    "-m": "model",
-    "--db": "db",
-    "--device": "device",
-    "--precision": "precision",
-    "--chroma-url": "chroma_url",
-}
 
 
 def app_options(args: list[str]) -> dict[str, str] | None:
@@ -56,12 +47,12 @@ def app_options(args: list[str]) -> dict[str, str] | None:
 def open_app(options: dict[str, str] | None = None) -> int:
     """Open the app with the settings from ``options``, the environment and the config
     file; a :class:`~clipseek.errors.ClipseekError` becomes one line on stderr and exit 1."""
+    # Lazy: only the app's path needs these; --help and the quick index path do not.
     from clipseek.gc_pause import start_without_collections
 
     start_without_collections()  # given back when the app's boot ends (clipseek.gc_pause)
     try:
         from clipseek.config import load_settings
-        from clipseek.errors import ClipseekError
         from clipseek.tui import run_tui
 
         flags: dict[str, object] = dict(options or {})
@@ -92,6 +83,7 @@ def main() -> None:
             if answered:
                 return
             checked = answered is False
+        # Lazy: Typer; the app and the quick index path never import it.
         from clipseek.cli.app import main as cli_main
 
         cli_main(quick_checked=checked)
@@ -103,6 +95,7 @@ def quick_index(args: list[str]) -> bool | None:
     """An index run over an unchanged tree, answered without the command line's start
     (see :mod:`clipseek.cli.quick`); anything unexpected there is left to the command line,
     which reports it properly."""
+    # Lazy: the engine; the app and --help do not import it.
     from clipseek.cli.quick import index_if_unchanged
 
     try:

@@ -19,7 +19,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clipseek.cli.entry import APP_OPTIONS
+from clipseek.cli import APP_OPTIONS
+from clipseek.cli.report import links_line, summary_line
+from clipseek.config import load_settings
+from clipseek.engine import Engine
+from clipseek.errors import ClipseekError
+from clipseek.indexing.options import IndexOptions
+from clipseek.models.runtime import BACKENDS
+from clipseek.photos.pathtext import display_path
 
 if TYPE_CHECKING:
     from clipseek.indexing.events import IndexSummary
@@ -83,7 +90,6 @@ def parse(args: list[str]) -> tuple[list[str], dict[str, Any]] | None:
         return None
     if any(given.get(key, 1) < 1 for key in ("workers", "threads")):
         return None
-    from clipseek.models.runtime import BACKENDS
 
     if given.get("backend", "auto") not in BACKENDS or not folders:
         return None
@@ -101,10 +107,6 @@ def index_if_unchanged(args: list[str]) -> bool | None:
         return None  # embeds everything again: nothing to compare
     if given.get("chroma_url") or os.environ.get("CLIPSEEK_CHROMA_URL"):
         return None  # a server's records are not in a file here
-    from clipseek.config import load_settings
-    from clipseek.engine import Engine
-    from clipseek.errors import ClipseekError
-    from clipseek.indexing.options import IndexOptions
 
     flags = {
         key: given.get(key)
@@ -144,9 +146,6 @@ def index_if_unchanged(args: list[str]) -> bool | None:
 
 def _report(summary: IndexSummary, name: str, location: str, skipped: bool) -> None:
     """The command line's lines for this run: drawn by rich where a terminal shows them."""
-    from clipseek.cli.report import links_line, summary_line
-    from clipseek.photos.pathtext import display_path
-
     if sys.stdout.isatty() or sys.stderr.isatty():
         from rich.console import Console
         from rich.markup import escape

@@ -20,6 +20,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from clipseek.errors import ImageReadError
+from clipseek.indexing.fingerprint import content_hash
+from clipseek.models.preprocess import prepare_image
+from clipseek.photos.imaging import load_for_model
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -124,10 +129,6 @@ def _init_worker(
 
 
 def _decode_many(jobs: Sequence[tuple[int, str, int, int, str | None]]) -> list[Decoded]:
-    from clipseek.errors import ImageReadError
-    from clipseek.indexing.fingerprint import content_hash
-    from clipseek.models.preprocess import prepare_image
-    from clipseek.photos.imaging import load_for_model
 
     cfg = _worker["cfg"]
     images = _worker["images"]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import ClipseekError, ImageReadError
+from clipseek.indexing.decoders import SharedDecoder
 from clipseek.indexing.events import (
     BatchDone,
     EventHandler,
@@ -52,6 +53,7 @@ from clipseek.indexing.options import (
 from clipseek.indexing.scanner import FileInfo, PseudoFilesystems, ScanOptions, normalise_root, scan
 from clipseek.indexing.threads import ThreadTuner, thread_plan
 from clipseek.indexing.writer import BatchWriter, WriteJob
+from clipseek.models.preprocess import pil_supported
 from clipseek.photos.imaging import ImageInfo, load_for_model, worth_retrying
 from clipseek.photos.metadata import META_KEYS, PhotoMeta, carried_metadata, read_photo_meta
 from clipseek.store import ImageIndex, Record, Store, StoredEntry, path_id
@@ -677,8 +679,6 @@ class Indexer:
         model.set_threads(threads)
         try:
             if processes:
-                from clipseek.indexing.decoders import SharedDecoder
-
                 shared = SharedDecoder(
                     workers, model.preprocess_cfg, lookahead + batch_size + chunk, max_mp
                 )
@@ -729,8 +729,6 @@ class Indexer:
 
 def _shared_memory_ok(model: Embedder) -> bool:
     """Processes decode with the torch-free preprocessing, so only where it is exact."""
-    from clipseek.models.preprocess import pil_supported
-
     cfg = getattr(model, "preprocess_cfg", None)
     return cfg is not None and pil_supported(cfg)
 

@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from clipseek.models import cpu_has_native_bf16, physical_cores
+
 
 def thread_plan(
     device: str,
@@ -47,8 +49,6 @@ def thread_plan(
     may use all of them, while :class:`ThreadTuner` decides how many it really gets.
     Either number can be fixed by the caller.
     """
-    from clipseek.models import physical_cores
-
     n = cores or physical_cores()
     # Each decoder may hold a full-size image (a 12 MP PNG is 36 MB decoded): a cap keeps
     # memory bounded on many-core machines, where a GPU still needs many decoders.
@@ -362,8 +362,6 @@ class ThreadTuner:
         say: time-sliced on the cores other work leaves free, unless the predicted
         costs favour a split. ``other_load`` -1 means measure it."""
         if native_bf16 is None:
-            from clipseek.models import cpu_has_native_bf16
-
             native_bf16 = cpu_has_native_bf16()
         if other_load is not None and other_load < 0:
             other_load = other_load_now()

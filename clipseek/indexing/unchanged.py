@@ -21,8 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clipseek.fileio import identity, write_whole
+from clipseek.indexing.events import IndexFinished, IndexSummary, PlanReady, ScanProgress
+from clipseek.indexing.scanner import PseudoFilesystems, ScanOptions, normalise_root, scan
+from clipseek.store.keys import KEY_SCHEMA, path_from_meta
+from clipseek.store.records import COLLECTION_PREFIX, FAILURES_PREFIX, HNSW_CONFIG
+
 if TYPE_CHECKING:
-    from clipseek.indexing.events import EventHandler, IndexSummary
+    from clipseek.indexing.events import EventHandler
     from clipseek.indexing.options import IndexOptions
     from clipseek.models.catalogue import ModelSpec
 
@@ -44,8 +50,6 @@ def _stored(
     """path → (size, mtime_ns, ctime_ns, inode) of every record, and the roots the index
     recorded; None if anything is not as expected."""
     import json
-
-    from clipseek.store.keys import path_from_meta
 
     con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
     try:
@@ -151,8 +155,6 @@ def _database_identity(db: Path) -> list[tuple[int, int, int, int] | None] | Non
     """Size, mtime, ctime and inode of the database and its write-ahead log: any write
     to the database changes one of them. None while a rollback journal is there (a write
     in flight, or one to be rolled back), when only SQLite itself can say what is in it."""
-    from clipseek.fileio import identity
-
     out: list[tuple[int, int, int, int] | None] = []
     for suffix in ("", "-wal", "-journal"):
         try:
@@ -184,14 +186,12 @@ def _stored_or_remembered(
     """
     import marshal
 
-    from clipseek.fileio import write_whole
-    from clipseek.store.keys import KEY_SCHEMA
-    from clipseek.store.records import HNSW_CONFIG
-
-    identity = _database_identity(db)
-    key = repr((_CACHE_FORMAT, identity, collection_name, failures_name, KEY_SCHEMA, HNSW_CONFIG))
+    db_identity = _database_identity(db)
+    key = repr(
+        (_CACHE_FORMAT, db_identity, collection_name, failures_name, KEY_SCHEMA, HNSW_CONFIG)
+    )
     cache = db.with_name(RECORDS_CACHE)
-    if identity is not None:
+    if db_identity is not None:
         try:
             saved_key, stored, roots = marshal.loads(cache.read_bytes())
             if saved_key == key and isinstance(stored, dict) and isinstance(roots, list):
@@ -199,7 +199,7 @@ def _stored_or_remembered(
         except (OSError, ValueError, EOFError, TypeError):
             pass
     found = _stored(db, collection_name, failures_name)
-    if found is None or identity is None or _database_identity(db) != identity:
+    if found is None or db_identity is None or _database_identity(db) != db_identity:
         return found
     write_whole(cache, marshal.dumps((key, found[0], found[1])))  # failing: read next time
     return found
@@ -209,9 +209,6 @@ def _upkeep_due(con: sqlite3.Connection, collection_id: str) -> bool:
     """Whether a writer has work on an unchanged tree: an older key schema to migrate, or
     an ef_search below today's (both done by the normal run's first open)."""
     import json
-
-    from clipseek.store.keys import KEY_SCHEMA
-    from clipseek.store.records import HNSW_CONFIG
 
     row = con.execute(
         "SELECT int_value FROM collection_metadata WHERE collection_id = ? "
@@ -251,10 +248,6 @@ def quick_unchanged(
     emit: EventHandler,
 ) -> IndexSummary | None:
     """The summary of a run with nothing to do, or None when the normal path must run."""
-    from clipseek.indexing.events import IndexFinished, IndexSummary, PlanReady, ScanProgress
-    from clipseek.indexing.scanner import PseudoFilesystems, ScanOptions, normalise_root, scan
-    from clipseek.store.records import COLLECTION_PREFIX, FAILURES_PREFIX
-
     if options.rebuild:
         return None
     started = time.perf_counter()

@@ -27,9 +27,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clipseek.config import cache_dir
 from clipseek.errors import ClipseekError
 from clipseek.models.base import PreprocessConfig
 from clipseek.models.catalogue import ModelSpec
+from clipseek.models.tokenizer import default_bpe_path, supported
+from clipseek.models.torch_backend import _encode_text_trimmed, load_model
+from clipseek.models.weights import _short, cached_weights
 
 if TYPE_CHECKING:
     from clipseek.models.torch_backend import ClipModel
@@ -87,7 +91,6 @@ class Export:
 
 
 def exports_root() -> Path:
-    from clipseek.config import cache_dir
 
     return cache_dir() / "onnx"
 
@@ -175,8 +178,6 @@ def _text_module(model: Any) -> tuple[Any, bool]:
     accepts a sequence cut after the last end marker (CLIP's causal tower does: the
     ONNX path then runs only as many positions as the longest query needs)."""
     import torch
-
-    from clipseek.models.torch_backend import _encode_text_trimmed
 
     class Trimmed(torch.nn.Module):
         def __init__(self, clip: Any) -> None:
@@ -345,7 +346,6 @@ def _cpu_fp32(model: ClipModel) -> ClipModel:
     """The model as fp32 on the CPU: the export is fp32 whatever the index run used."""
     if model.device == "cpu" and model.precision == "fp32":
         return model
-    from clipseek.models.torch_backend import load_model
 
     return load_model(model.spec, device="cpu", precision="fp32")
 
@@ -356,9 +356,6 @@ def export_model(model: ClipModel, *, quantize: bool = False) -> Export:
     Raises :class:`ExportError` with one sentence when it cannot (no ``onnx`` package,
     a tower of an unsupported design, a full disk); nothing half-written is left in use.
     """
-    from clipseek.models.tokenizer import default_bpe_path, supported
-    from clipseek.models.weights import cached_weights
-
     spec = model.spec
     why = supported(model._tokenizer)
     if why is not None:
@@ -446,7 +443,6 @@ def export_model(model: ClipModel, *, quantize: bool = False) -> Export:
         raise
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        from clipseek.models.weights import _short
 
         raise ExportError(f"Could not export {spec.name} to ONNX: {_short(exc)}") from exc
     found = find_export(spec)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import QueryError
+from clipseek.photos.pathtext import json_path_fields
+from clipseek.store import path_from_meta
 
 if TYPE_CHECKING:
     from clipseek.store import ImageIndex
@@ -51,7 +53,6 @@ class DuplicateGroup:
     items: list[DuplicateItem] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        from clipseek.photos.pathtext import json_path_fields
 
         return {
             "count": len(self.items),
@@ -158,13 +159,11 @@ def _sort_key(meta: Any) -> tuple[int, str]:
     """Largest picture first: the one a person most likely keeps."""
     width = int(meta.get("width", 0) or 0)
     height = int(meta.get("height", 0) or 0)
-    from clipseek.store import path_from_meta
 
     return (-(width * height), path_from_meta(meta))
 
 
 def _item(id_: str, meta: Any, similarity: float) -> DuplicateItem:
-    from clipseek.store import path_from_meta
 
     def number(key: str) -> int | None:
         value = meta.get(key)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from clipseek.errors import ClipseekError
+from clipseek.server.security import uvicorn_config
 
 if TYPE_CHECKING:
     from clipseek.engine import Engine
@@ -115,8 +116,8 @@ def serve(
     """
     import uvicorn
 
+    # Lazy: fastapi and uvicorn load only when a server starts.
     from clipseek.server.app import ServerOptions, create_app
-    from clipseek.server.security import uvicorn_config
 
     opts = options or ServerOptions()
     app = create_app(engine, opts, on_startup=lambda: on_ready and on_ready(url_for(sock)))

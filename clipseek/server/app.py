@@ -35,6 +35,7 @@ from clipseek.errors import (
     StoreError,
 )
 from clipseek.photos.pathtext import display_path, display_text, dumps, json_path_fields
+from clipseek.search.query import parse_query
 from clipseek.server.files import FileRefused, OpenedImage, changed, open_indexed
 from clipseek.server.security import HostCheck, Limits, allowed_hosts
 from clipseek.server.thumbs import ThumbnailCache, render_jpeg
@@ -497,7 +498,6 @@ def create_app(
         responses={k: ERRORS[k] for k in (409, 413, 422, 503)},
     )
     def search(body: SearchRequest) -> Response:
-        from clipseek.search.query import parse_query
 
         query = parse_query([body.query], allow_images=False)
         folder = search_folder(body.in_, roots()) if body.in_ is not None else None

@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import QueryError
+from clipseek.search.duplicates import check_threshold
+from clipseek.search.filters import make_filters
+from clipseek.search.query import check_sort
 from clipseek.server.files import is_inside
 
 if TYPE_CHECKING:
@@ -54,9 +57,6 @@ def search_filters(
 ) -> tuple[Filters | None, str]:
     """The photo filters and sort order of a search request, checked by the same rules as
     the CLI; the error names the JSON/form field (``after``), not the CLI option."""
-    from clipseek.search.filters import make_filters
-    from clipseek.search.query import check_sort
-
     try:
         filters = make_filters(after, before, camera, min_size)
         order = check_sort(sort or "score")
@@ -78,7 +78,6 @@ def _field_names(message: str) -> str:
 
 
 def duplicate_threshold(threshold: float) -> float:
-    from clipseek.search.duplicates import check_threshold
 
     try:
         return check_threshold(threshold)

@@ -571,6 +571,9 @@ _PEEK_COLUMNS = {
 
 
 def _peek_sqlite(path: Path) -> list[IndexInfo] | None:
+    # Lazy: --help and the app import this module but read no files (test_imports).
+    from clipseek.store.chromafiles import collection_metadata
+
     uri = f"{path.resolve().as_uri()}?mode=ro"
     con = sqlite3.connect(uri, uri=True, timeout=1.0)
     try:
@@ -676,18 +679,6 @@ def _snapshot_error(location: str, exc: OSError) -> StoreError:
         f"Cannot read the index at {location}: making a reading copy failed "
         f"({exc.strerror or exc}). Point CLIPSEEK_SNAPSHOT_DIR at a writable folder."
     )
-
-
-def collection_metadata(con: sqlite3.Connection, collection_id: str) -> dict[str, Any]:
-    """A collection's metadata read from Chroma's SQLite file (typed as Chroma stores it)."""
-    meta: dict[str, Any] = {}
-    for key, text, integer, real in con.execute(
-        "SELECT key, str_value, int_value, float_value FROM collection_metadata "
-        "WHERE collection_id = ?",
-        (collection_id,),
-    ):
-        meta[key] = text if text is not None else integer if integer is not None else real
-    return meta
 
 
 def _raise_ef_search(collection: Any) -> bool:

@@ -51,6 +51,18 @@ def metadata_value(text: Any, integer: Any, real: Any, boolean: Any) -> Any:
     return bool(boolean) if boolean is not None else None
 
 
+def collection_metadata(con: sqlite3.Connection, collection_id: str) -> dict[str, Any]:
+    """A collection's metadata read from Chroma's SQLite file (typed as Chroma stores it)."""
+    meta: dict[str, Any] = {}
+    for key, text, integer, real in con.execute(
+        "SELECT key, str_value, int_value, float_value FROM collection_metadata "
+        "WHERE collection_id = ?",
+        (collection_id,),
+    ):
+        meta[key] = text if text is not None else integer if integer is not None else real
+    return meta
+
+
 def record_rowids(con: sqlite3.Connection, segment: str) -> dict[str, int]:
     """Record id → SQLite row id, for every record of a metadata segment."""
     return dict(

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from clipseek.store.chroma import collection_metadata
+from clipseek.errors import IndexMissingError
 from clipseek.store.chromafiles import (
+    collection_metadata,
     connect_readonly,
     label_map,
     logged_vectors,
@@ -196,8 +197,6 @@ class DirectIndex(IndexFacts):
         is replaced when another process writes."""
         index = self._fallback_factory()
         if index is None:
-            from clipseek.errors import IndexMissingError
-
             raise IndexMissingError(f"The index {self.name} at {self.location} is gone.")
         return index
 

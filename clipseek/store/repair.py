@@ -28,9 +28,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clipseek.errors import DamagedIndexError, StoreError
-from clipseek.store.chroma import collection_metadata
+from clipseek.errors import ClipseekError, DamagedIndexError, StoreError
+from clipseek.store.chroma import Store
 from clipseek.store.chromafiles import (
+    collection_metadata,
     connect_readonly,
     label_map,
     logged_vectors,
@@ -40,13 +41,12 @@ from clipseek.store.chromafiles import (
 )
 from clipseek.store.integrity import _UUID
 from clipseek.store.keys import ancestors, meta_text, path_from_meta, path_id
-from clipseek.store.lock import LOCK_NAMES
-from clipseek.store.records import COLLECTION_PREFIX, FAILURES_PREFIX
+from clipseek.store.lock import LOCK_NAMES, WriterLock
+from clipseek.store.records import COLLECTION_PREFIX, FAILURES_PREFIX, Record
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from clipseek.store.chroma import Store
 #: Left in the database folder while an index run writes; found at the next run's start,
 #: it says the last run was interrupted, and the index is checked before it is used.
 RUN_MARKER = "clipseek-run.marker"
@@ -371,9 +371,6 @@ def _self_search_child(location: str, sample: int = 0) -> dict[str, Any]:
     themselves among their exact equals."""
     import numpy as np
 
-    from clipseek.errors import ClipseekError
-    from clipseek.store.chroma import Store
-
     store = Store(location, create=False)
     found = 0
     lost = 0
@@ -464,9 +461,6 @@ def repair(
     as new files and embeds them. Holds the writer lock unless ``locked`` says the
     caller holds it.
     """
-    from clipseek.store.chroma import Store
-    from clipseek.store.lock import WriterLock
-
     say = on_progress or (lambda _text: None)
     if store.reader:  # a repair writes: it opens the folder itself, never a reader's snapshot
         store = store.writer()
@@ -558,8 +552,6 @@ def _restore(
     store: Store, col: StoredCollection, everything: Iterable[StoredCollection]
 ) -> tuple[int, int]:
     import numpy as np
-
-    from clipseek.store.records import Record
 
     dim = int(col.metadata.get("dim", 0) or 0)
     model_key = str(col.metadata.get("model_key", ""))

@@ -24,6 +24,7 @@ from textual.worker import Worker, WorkerState
 from clipseek.config import Settings, load_settings
 from clipseek.errors import ClipseekError, IndexMissingError
 from clipseek.gc_pause import start_up_over
+from clipseek.photos.pathtext import display_text
 from clipseek.tui import messages as msg
 from clipseek.tui.format import display_model, human_path
 from clipseek.tui.jobs import IndexJob
@@ -110,6 +111,7 @@ class ClipseekApp(App[None]):
     def _boot_engine(self) -> None:
         engine = self.engine
         if engine is None:
+            # Lazy: the engine's modules load after the first paint.
             from clipseek.engine import Engine
 
             engine = Engine(self.settings, direct=True, quick_start=True)
@@ -270,6 +272,7 @@ class ClipseekApp(App[None]):
 
     def _index(self, engine: Engine, job: IndexJob) -> None:
         """Run the engine's indexer (worker thread); every event goes back as a message."""
+        # Lazy: the engine's modules load after the first paint.
         from clipseek.indexing.events import BatchDone
         from clipseek.indexing.options import IndexOptions
 
@@ -300,6 +303,7 @@ class ClipseekApp(App[None]):
 
     def apply_index_event(self, job: IndexJob, event: IndexEvent) -> None:
         """Fold one engine event into ``job`` and redraw what shows it."""
+        # Lazy: the engine's modules load after the first paint.
         from clipseek.indexing.events import IndexFinished, ModelReady
 
         job.apply(event)
@@ -341,8 +345,6 @@ class ClipseekApp(App[None]):
     def notify(self, message: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         """Every message (many quote a path) is made drawable first: a file name that is
         not UTF-8 would otherwise stop the app when the terminal is written to."""
-        from clipseek.photos.pathtext import display_text
-
         super().notify(display_text(str(message)), *args, **kwargs)
 
     # -- actions
