@@ -8,7 +8,7 @@ second and ranks exactly (no HNSW approximation) in milliseconds.
 It reads under the shared data lock, so it sees a committed state, and opens SQLite
 read-only: a reader never writes. It keeps the vectors between searches and reads the
 files again when a writer committed (the same fingerprint the snapshots use). It knows
-Chroma's layout (:mod:`clipseek.store.chromafiles`) and nothing more: anything it does
+Chroma's layout (:mod:`clipseek.store.chroma_format`) and nothing more: anything it does
 not recognise (another layout, a ``where`` form it does not translate, a record it cannot
 find a vector for) raises :class:`DirectUnavailable` inside, and from then on the index
 answers through Chroma: slower, never wrong. ``clipseek serve`` keeps Chroma, whose graph
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from clipseek.store.chroma import collection_metadata
-from clipseek.store.chromafiles import (
+from clipseek.store.chroma_format import (
     connect_readonly,
     label_map,
     logged_vectors,

@@ -1,7 +1,7 @@
 """Checking an index without the model, and rebuilding its vector files from what it stored.
 
 Where Chroma keeps what (``chroma.sqlite3`` and the hnswlib files) is described, and
-read, in :mod:`clipseek.store.chromafiles`.
+read, in :mod:`clipseek.store.chroma_format`.
 
 ``collection.get(include=["embeddings"])`` answers from the loaded vector files plus
 the log, so it needs the files that may be damaged. Here both are read directly
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import DamagedIndexError, StoreError
 from clipseek.store.chroma import collection_metadata
-from clipseek.store.chromafiles import (
+from clipseek.store.chroma_format import (
     connect_readonly,
     label_map,
     logged_vectors,
