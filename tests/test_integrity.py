@@ -201,6 +201,46 @@ def test_garbage_in_other_vector_files_is_found_and_repaired(
     assert len(_engine(db, tiny_model).search("a photo", 3).results) == 3
 
 
+def _truncate(seg: Path, name: str) -> None:
+    """Cut 4 bytes off a vector file, from what its header says it holds (the vector
+    and norm files are allocated for more elements than they have; cutting spare room is
+    harmless)."""
+    from clipseek.store.chroma_format import parse_header
+
+    path = seg / name
+    size = path.stat().st_size
+    head = parse_header((seg / "header.bin").read_bytes())
+    assert not isinstance(head, str)
+    if name == "data_level0.bin":
+        size = head.count * head.per_element
+    elif name == "length.bin":
+        size = head.count * 4
+    os.truncate(path, size - 4)
+
+
+@pytest.mark.parametrize(
+    "name", ["link_lists.bin", "data_level0.bin", "length.bin", "index_metadata.pickle"]
+)
+def test_a_truncated_vector_file_is_named_and_repair_recovers(
+    library: tuple[Path, Path], tmp_path: Path, tiny_model: str, name: str
+) -> None:
+    """Issue 25, item 3: four bytes cut off link_lists.bin made every command, repair
+    and `index --rebuild` included, fail with "IndexError: index 4177 is out of bounds"."""
+    photos, _ = library
+    db = _copy(library, tmp_path)
+    _truncate(_segment(db), name)
+    report = check(Store(db, create=False))
+    assert not report.healthy and report.repairable, report.problems
+    assert name in report.problems[0], report.problems
+    with pytest.raises(DamagedIndexError, match=name.replace(".", r"\.")):
+        _engine(db, tiny_model).search("a photo", 3)
+    result = repair(Store(db))
+    assert result is not None and result.after is not None and result.after.healthy
+    assert result.restored + result.dropped == 40
+    again = _engine(db, tiny_model).index([photos])
+    assert again.new == result.dropped and again.unchanged == result.restored
+
+
 def test_a_repair_that_dies_midway_leaves_the_index_as_it_found_it(
     library: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -587,19 +587,26 @@ def graph_damage(seg: Path, header_bytes: bytes) -> str | None:
     if _links_damaged(np, links, head.max_m0, count):
         return "data_level0.bin has links out of range"
     del links, level0
-    return link_lists_damage(seg, head)
+    problem = link_lists_damage(seg, head)
+    if problem is None and count and label_map(seg) is None:
+        return "index_metadata.pickle cannot be read"
+    return problem
 
 
 def link_lists_damage(seg: Path, head: HnswHeader) -> str | None:
     """Check ``link_lists.bin``: each element's word (its upper lists' size in bytes), then
-    those lists, every link naming an element that exists."""
+    those lists, every link naming an element that exists. Lengths are checked before
+    anything is read past them."""
     import numpy as np
 
     count = head.count
     try:
         upper = np.fromfile(seg / "link_lists.bin", dtype="<u4")
+        whole_words = (seg / "link_lists.bin").stat().st_size % 4 == 0
     except (OSError, ValueError) as exc:
         return f"link_lists.bin cannot be read: {_short(exc)}"
+    if not whole_words:
+        return "link_lists.bin is truncated"
     per_level = 1 + head.max_m  # uint32 words per upper-level list
     # Most elements have no upper lists (a zero word), so the walk jumps from one nonzero
     # word to the next instead of visiting every element in Python.
@@ -617,6 +624,8 @@ def link_lists_damage(seg: Path, head: HnswHeader) -> str | None:
             break
         element += nxt - pos
         pos = nxt
+        if pos >= total:  # elements left, words not: checked before reading past the end
+            return "link_lists.bin is truncated"
         size = int(upper[pos])
         if size % (4 * per_level):
             return "link_lists.bin is garbled"
