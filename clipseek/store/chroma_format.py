@@ -466,9 +466,11 @@ def parse_header(header: bytes) -> HnswHeader | str:
     """The header's fields, or why they cannot describe a real index."""
     if len(header) < HNSW_HEADER_FULL.size:
         return "header.bin is truncated"
-    (_version, offset0, _max, count, per, label_off, data_off, max_level, entry, max_m, max_m0) = (
+    (version, offset0, _max, count, per, label_off, data_off, max_level, entry, max_m, max_m0) = (
         HNSW_HEADER_FULL.unpack_from(header)[:11]
     )
+    if version != HNSW_VERSION:
+        return f"header.bin has an unknown version ({version})"
     if (
         offset0 != 0
         or not 0 < max_m <= 4096

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from clipseek.errors import DamagedIndexError, StoreError
 from clipseek.fileio import identity, write_whole
@@ -25,6 +26,8 @@ from clipseek.store.chroma_format import (
     SEGMENT_NAME,
     graph_damage,
     header_fields,
+    parse_header,
+    release_known,
 )
 
 
@@ -103,10 +106,26 @@ def _human(size: int | None) -> str:
     return f"{value:.1f} GB"
 
 
+#: Damage to the database itself: its records are lost, so only the images can rebuild it.
+_DATABASE_DAMAGE = re.compile(
+    r"chroma\.sqlite3|malformed|not a database|disk image|no such table|file is not a database",
+    re.I,
+)
+
+
 def damaged_message(location: str | os.PathLike[str], detail: str) -> str:
+    """What is damaged and the least the user must do: `clipseek repair` rebuilds the vector
+    files from the stored vectors (no model), unless the database itself is damaged."""
+    if _DATABASE_DAMAGE.search(detail):
+        return (
+            f"The index at {location} is damaged ({detail}). Rebuild it from your images "
+            "with `clipseek index --rebuild FOLDER...`; your images are never modified."
+        )
     return (
-        f"The index at {location} is damaged ({detail}). Rebuild it from your images with "
-        "`clipseek index --rebuild FOLDER...`; your images are never modified."
+        f"The index at {location} is damaged ({detail}). Run `clipseek repair`: it rebuilds "
+        "the vector files from the stored vectors without the model (pictures whose vector "
+        "is lost are embedded again by the next `clipseek index`); your images are never "
+        "modified."
     )
 
 
@@ -172,7 +191,7 @@ def find_damage(folder: Path, *, notes: str = "ignore") -> str | None:
         return f"chroma.sqlite3 cannot be read: {exc.strerror or exc}"
     if head != b"SQLite format 3\x00":
         return "chroma.sqlite3 is not a SQLite database"
-    checked = _GraphChecks(folder) if notes in ("read", "keep") else None
+    checked = _GraphChecks(folder, keeping=notes == "keep") if notes in ("read", "keep") else None
     for seg in persisted:
         problem = _segment_damage(seg, checked)
         if problem:
@@ -191,28 +210,54 @@ def _subfolders(folder: Path) -> list[Path]:
 
 #: The file in an index folder where writers note the graphs whose links they checked.
 GRAPH_CHECKED = "clipseek-graph-checked.json"
-#: The files of a graph whose identity a note records: its links and its header.
-_GRAPH_FILES = ("header.bin", "data_level0.bin", "link_lists.bin")
+#: The files of a graph a note vouches for: what hnswlib follows, and the label map.
+_GRAPH_FILES = ("header.bin", "data_level0.bin", "link_lists.bin", "index_metadata.pickle")
+_NOTE_VERSION = 2
+
+
+def _digests(seg: Path) -> list[int] | None:
+    """A CRC-32 of each of a graph's files: what a note vouches for, read in full."""
+    import zlib
+
+    out = []
+    try:
+        for name in _GRAPH_FILES:
+            crc = 0
+            with (seg / name).open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    crc = zlib.crc32(chunk, crc)
+            out.append(crc)
+    except OSError:
+        return None
+    return out
 
 
 class _GraphChecks:
-    """Which segments' links were checked, and the identity of their files when they were.
+    """Which segments' links were checked, and the identity and contents of their files
+    when they were.
 
-    Reading every link costs numpy's import and a pass over the vector file: 0.1 s of a
-    re-index that finds nothing to do, on every run. A note kept by the writer (under its
-    lock) spares that while the files are the very ones checked: the same size, mtime,
-    ctime and inode. Any write to them (Chroma's, a repair's, a stray one) changes the
-    ctime, which no program can set back, so a changed file is always read again.
+    Reading every link costs numpy's import and a pass over the vector file, on every
+    re-index that finds nothing to do. A note kept by the writer (under its lock) spares
+    the import and the checks while the files are the very ones checked: the same size,
+    mtime, ctime and inode, and the same bytes. Only what it hashed is vouched for: the
+    disk's own damage (bit rot) changes no identity, only the bytes. The header's fields
+    and the files' sizes are checked whatever a note says.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, keeping: bool = False) -> None:
         self.path = folder / GRAPH_CHECKED
-        self.noted: dict[str, list[list[int]]] = {}
+        self.noted: dict[str, dict[str, Any]] = {}
         self.changed = False
+        #: Whether passing graphs are noted (a caller holding the writer lock).
+        self.keeping = keeping
         with contextlib.suppress(OSError, ValueError):
             data = json.loads(self.path.read_text())
-            if isinstance(data, dict) and isinstance(data.get("segments"), dict):
-                self.noted = data["segments"]
+            if (
+                isinstance(data, dict)
+                and data.get("version") == _NOTE_VERSION
+                and isinstance(data.get("segments"), dict)
+            ):
+                self.noted = {k: v for k, v in data["segments"].items() if isinstance(v, dict)}
 
     @staticmethod
     def identity(seg: Path) -> list[list[int]] | None:
@@ -222,11 +267,15 @@ class _GraphChecks:
             return None
 
     def known(self, seg: Path, identity: list[list[int]] | None) -> bool:
-        return identity is not None and self.noted.get(seg.name) == identity
+        noted = self.noted.get(seg.name)
+        if identity is None or noted is None or noted.get("identity") != identity:
+            return False
+        return noted.get("crc32") == _digests(seg)
 
-    def passed(self, seg: Path, identity: list[list[int]] | None) -> None:
-        if identity is not None and self.noted.get(seg.name) != identity:
-            self.noted[seg.name] = identity
+    def passed(self, seg: Path, identity: list[list[int]] | None, digests: list[int]) -> None:
+        entry = {"identity": identity, "crc32": digests}
+        if identity is not None and self.noted.get(seg.name) != entry:
+            self.noted[seg.name] = entry
             self.changed = True
 
     def save(self, present: set[str]) -> None:
@@ -236,7 +285,8 @@ class _GraphChecks:
         for name in gone:
             del self.noted[name]
         if self.changed or gone:
-            write_whole(self.path, json.dumps({"version": 1, "segments": self.noted}).encode())
+            note = {"version": _NOTE_VERSION, "segments": self.noted}
+            write_whole(self.path, json.dumps(note).encode())
 
 
 def _segment_damage(seg: Path, checked: _GraphChecks | None = None) -> str | None:
@@ -257,11 +307,16 @@ def _segment_damage(seg: Path, checked: _GraphChecks | None = None) -> str | Non
         return "header.bin is truncated"
     version, max_elements, count, per_element = fields
     if version != HNSW_VERSION:
-        return None  # a layout this check does not know; leave it to Chroma
+        # On a chromadb release this module was tested with, a header it does not know is
+        # damage (every query would fail); on another, a layout to leave to Chroma.
+        return f"header.bin has an unknown version ({version})" if release_known() else None
     if len(header) != HNSW_HEADER_SIZE:
         return "header.bin has the wrong size"
     if not 0 < per_element < 1 << 24 or count > max_elements:
         return "header.bin is garbled"
+    head = parse_header(header)  # the graph's bounds, cheap, whatever a note says
+    if isinstance(head, str):
+        return head
     if sizes["data_level0.bin"] < count * per_element:
         return "data_level0.bin is truncated"
     if sizes["length.bin"] < 4 * count:
@@ -274,7 +329,8 @@ def _segment_damage(seg: Path, checked: _GraphChecks | None = None) -> str | Non
     identity = _GraphChecks.identity(seg) if checked is not None else None
     if checked is not None and checked.known(seg, identity):
         return None
+    digests = _digests(seg) if checked is not None and checked.keeping else None
     problem = graph_damage(seg, header)
-    if problem is None and checked is not None:
-        checked.passed(seg, identity)
+    if problem is None and checked is not None and digests is not None:
+        checked.passed(seg, identity, digests)
     return problem
