@@ -12,6 +12,9 @@ from clipseek.indexing.options import IndexOptions
 from clipseek.indexing.unchanged import quick_unchanged
 from clipseek.models import resolve_model
 
+#: CI runs these at both ends of the tested chromadb range (.ci/run).
+pytestmark = pytest.mark.chroma_format
+
 
 @pytest.fixture
 def indexed(loaded_tiny_model, tiny_model: str, photos: Path, tmp_path: Path):
@@ -171,3 +174,14 @@ def test_the_records_read_are_kept_only_while_the_database_is_unchanged(
     (photos / "beach.jpg").unlink()
     assert _quick(indexed, [photos])[0] is None
     assert indexed.index([photos]).removed == 1
+
+
+def test_an_untested_chromadb_release_takes_the_normal_path(
+    indexed, photos: Path, monkeypatch
+) -> None:
+    from clipseek.store import chroma_format
+
+    monkeypatch.setattr(chroma_format, "_release", [])
+    monkeypatch.setattr(chroma_format, "installed_chromadb", lambda: "2.0.0")
+    assert _quick(indexed, [photos])[0] is None
+    assert indexed.index([photos]).unchanged == 12

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from clipseek.cli.entry import show_debug_lines
 from clipseek.cli.help import (
     PlainGroup,
     complete_choices,
@@ -246,6 +247,8 @@ def root(
     them, and ``clipseek --db X query ...`` searches that index."""
     global _debug_flag
     _debug_flag = debug
+    if _debug_enabled():
+        show_debug_lines()
     _root_flags.clear()
     _root_flags.update(
         {

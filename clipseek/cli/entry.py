@@ -23,6 +23,20 @@ def _debug() -> bool:
     return os.environ.get("CLIPSEEK_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def show_debug_lines() -> None:
+    """With ``--debug``, the engine's debug lines (the ``clipseek`` logger: e.g. a chromadb
+    release its file readers were not tested with) go to stderr."""
+    import logging
+
+    log = logging.getLogger("clipseek")
+    if not any(getattr(h, "_clipseek", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("debug: %(message)s"))
+        handler._clipseek = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+
+
 def app_options(args: list[str]) -> dict[str, str] | None:
     """``args`` read as the app's options (``--db X``, ``--preview=unicode``), or None
     when they hold anything else (a command, ``--help``), which is the CLI's to read."""
@@ -72,6 +86,8 @@ def open_app(options: dict[str, str] | None = None) -> int:
 
 
 def main() -> None:
+    if _debug():
+        show_debug_lines()
     try:
         if sys.stdin.isatty() and sys.stdout.isatty() and "_CLIPSEEK_COMPLETE" not in os.environ:
             options = app_options(sys.argv[1:])

@@ -3,11 +3,13 @@
 Most index runs after the first find nothing changed. Deciding that through chromadb
 costs its import (over a second on a small machine) before a single file is compared.
 Here the index's records are read straight from Chroma's SQLite file, read-only, the
-way ``clipseek info`` reads its numbers, and compared with a scan of the folders: when
-every file is there with the size, mtime, ctime and inode the index recorded, and nothing else is,
-the run is over. Anything different or not understood (another Chroma layout, writes
-not yet applied, a recorded failure, a scan error, a new root, ``--rebuild``) returns
-None and the normal path runs, so this can only skip work that had none to do.
+way ``clipseek info`` reads its numbers (:mod:`clipseek.store.chroma_format`), and
+compared with a scan of the folders: when every file is there with the size, mtime, ctime
+and inode the index recorded, and nothing else is, the run is over. Anything different
+or not understood (a chromadb release that reading was not tested with, another Chroma
+layout, writes not yet applied, a recorded failure, a scan error, a new root,
+``--rebuild``) returns None and the normal path runs, so this can only skip work that
+had none to do.
 
 The caller holds the index's writer lock, so no other run writes while this reads.
 """
@@ -24,6 +26,8 @@ from typing import TYPE_CHECKING
 from clipseek.fileio import identity, write_whole
 from clipseek.indexing.events import IndexFinished, IndexSummary, PlanReady, ScanProgress
 from clipseek.indexing.scanner import PseudoFilesystems, ScanOptions, normalise_root, scan
+from clipseek.store import chroma_format as chroma
+from clipseek.store.chroma_format import DATABASE, release_known
 from clipseek.store.keys import KEY_SCHEMA, path_from_meta
 from clipseek.store.records import COLLECTION_PREFIX, FAILURES_PREFIX, HNSW_CONFIG
 
@@ -32,16 +36,16 @@ if TYPE_CHECKING:
     from clipseek.indexing.options import IndexOptions
     from clipseek.models.catalogue import ModelSpec
 
-_NEEDED = {
-    "collections": {"id", "name", "database_id"},
-    "collection_metadata": {"collection_id", "key", "str_value"},
-    "segments": {"id", "scope", "collection"},
-    "embeddings": {"id", "segment_id", "embedding_id"},
-    "embedding_metadata": {"id", "key", "string_value", "int_value"},
-    "embeddings_queue": {"seq_id", "topic", "operation"},
-    "max_seq_id": {"segment_id", "seq_id"},
-    "databases": {"id", "name", "tenant_id"},
-}
+#: The metadata of each record this check compares, with the column that holds it.
+_COMPARED = (
+    ("path", "string"),
+    ("path_b64", "string"),
+    ("size", "int"),
+    ("mtime_ns", "int"),
+    ("ctime_ns", "int"),
+    ("inode", "int"),
+    ("taken_local", "present"),
+)
 
 
 def _stored(
@@ -51,81 +55,37 @@ def _stored(
     recorded; None if anything is not as expected."""
     import json
 
-    con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+    con = chroma.connect_readonly(db, timeout=1.0)
     try:
-        for table, columns in _NEEDED.items():
-            have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
-            if not columns <= have:
-                return None
+        if not chroma.has_columns(con, chroma.QUICK_COLUMNS):
+            return None
 
         def collection(name: str, deletes_may_wait: bool = False) -> tuple[str, str] | None:
-            row = con.execute(
-                "SELECT c.id FROM collections c JOIN databases d ON c.database_id = d.id "
-                "WHERE d.name = 'default_database' AND d.tenant_id = 'default_tenant' "
-                "AND c.name = ?",
-                (name,),
-            ).fetchone()
-            if row is None:
+            found = chroma.collections(con, name=name)
+            if not found:
                 return None
-            segments = con.execute(
-                "SELECT id FROM segments WHERE collection = ? AND scope = 'METADATA'", (row[0],)
-            ).fetchall()
-            if len(segments) != 1:
-                raise ValueError("unexpected segments")
-            segment = segments[0][0]
+            collection_id = found[0][0]
+            segment = chroma.metadata_segment(con, collection_id)
             # Writes still in Chroma's log and not yet in the metadata tables: unknown.
-            applied = con.execute(
-                "SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment,)
-            ).fetchone()
             # (Chroma leaves deletes of records that were never there in its log: for the
             # failures collection those cannot add a failure, so only other writes count.)
-            skip = " AND operation != 3" if deletes_may_wait else ""
-            (logged,) = con.execute(
-                f"SELECT MAX(seq_id) FROM embeddings_queue WHERE topic LIKE ?{skip}",
-                (f"%/{row[0]}",),
-            ).fetchone()
-            done = int(applied[0]) if applied is not None and applied[0] is not None else -1
-            if logged is not None and done < int(logged):
+            if chroma.writes_pending(
+                con, collection_id, segment, count_deletes=not deletes_may_wait
+            ):
                 raise ValueError("unapplied writes")
-            return row[0], segment
+            return collection_id, segment
 
         found = collection(collection_name)
         if found is None:
             return None
         failures = collection(failures_name, deletes_may_wait=True)
-        if failures is not None:
-            (count,) = con.execute(
-                "SELECT COUNT(*) FROM embeddings WHERE segment_id = ?", (failures[1],)
-            ).fetchone()
-            if count:
-                return None  # the normal path reports known failures again
-        if _upkeep_due(con, found[0]):
+        if failures is not None and chroma.record_count(con, failures[1]):
+            return None  # the normal path reports known failures again
+        meta = chroma.collection_metadata(con, found[0])
+        if _upkeep_due(meta, chroma.collection_configuration(con, found[0])):
             return None  # the normal run brings an older index up to date
-        (roots_text,) = con.execute(
-            "SELECT str_value FROM collection_metadata WHERE collection_id = ? AND key = 'roots'",
-            (found[0],),
-        ).fetchone() or ("[]",)
-        # One row per record, pivoted by SQLite: scanning the metadata table once beats
-        # seven index lookups per record, and Python then sees 10,000 rows, not 60,000
-        # (0.35 → 0.18 s for 10,000 records).
-        rows = con.execute(
-            "SELECT m.id, "
-            "MAX(CASE WHEN m.key = 'path' THEN m.string_value END), "
-            "MAX(CASE WHEN m.key = 'path_b64' THEN m.string_value END), "
-            "MAX(CASE WHEN m.key = 'size' THEN m.int_value END), "
-            "MAX(CASE WHEN m.key = 'mtime_ns' THEN m.int_value END), "
-            "MAX(CASE WHEN m.key = 'ctime_ns' THEN m.int_value END), "
-            "MAX(CASE WHEN m.key = 'inode' THEN m.int_value END), "
-            "MAX(m.key = 'taken_local') "
-            "FROM embedding_metadata m NOT INDEXED JOIN embeddings e ON e.id = m.id "
-            "WHERE e.segment_id = ? AND m.key IN ('path', 'path_b64', 'size', 'mtime_ns', "
-            "'ctime_ns', 'inode', 'taken_local') GROUP BY m.id",
-            (found[1],),
-        ).fetchall()
-        (count,) = con.execute(
-            "SELECT COUNT(*) FROM embeddings WHERE segment_id = ?", (found[1],)
-        ).fetchone()
-        if count != len(rows):
+        rows = chroma.metadata_table(con, found[1], _COMPARED)
+        if chroma.record_count(con, found[1]) != len(rows):
             return None
         out: dict[str, tuple[int, int, int, int]] = {}
         for _rowid, path, path_b64, *stat, dated in rows:
@@ -136,7 +96,7 @@ def _stored(
             size, mtime_ns, ctime_ns, inode = stat
             name = path_from_meta({"path": path or "", "path_b64": path_b64})
             out[name] = (size, mtime_ns, ctime_ns, inode)
-        recorded = json.loads(str(roots_text))
+        recorded = json.loads(str(meta.get("roots", "[]")))
         if not isinstance(recorded, list):
             return None
         return out, [str(r) for r in recorded]
@@ -205,21 +165,14 @@ def _stored_or_remembered(
     return found
 
 
-def _upkeep_due(con: sqlite3.Connection, collection_id: str) -> bool:
+def _upkeep_due(meta: dict[str, object], configuration: str) -> bool:
     """Whether a writer has work on an unchanged tree: an older key schema to migrate, or
     an ef_search below today's (both done by the normal run's first open)."""
     import json
 
-    row = con.execute(
-        "SELECT int_value FROM collection_metadata WHERE collection_id = ? "
-        "AND key = 'clipseek_schema'",
-        (collection_id,),
-    ).fetchone()
-    if row is None or not isinstance(row[0], int) or row[0] < KEY_SCHEMA:
+    schema = meta.get("clipseek_schema")
+    if not isinstance(schema, int) or schema < KEY_SCHEMA:
         return True
-    (schema_text,) = con.execute(
-        "SELECT schema_str FROM collections WHERE id = ?", (collection_id,)
-    ).fetchone() or ("",)
     found: list[int] = []
 
     def walk(node: object) -> None:
@@ -232,7 +185,7 @@ def _upkeep_due(con: sqlite3.Connection, collection_id: str) -> bool:
             for value in node:
                 walk(value)
 
-    walk(json.loads(schema_text or "{}"))
+    walk(json.loads(configuration or "{}"))
     return any(value < int(HNSW_CONFIG["ef_search"]) for value in found)
 
 
@@ -248,10 +201,10 @@ def quick_unchanged(
     emit: EventHandler,
 ) -> IndexSummary | None:
     """The summary of a run with nothing to do, or None when the normal path must run."""
-    if options.rebuild:
+    if options.rebuild or not release_known():
         return None
     started = time.perf_counter()
-    db = Path(location) / "chroma.sqlite3"
+    db = Path(location) / DATABASE
     if not db.is_file():
         return None
     norm = list(dict.fromkeys(normalise_root(r) for r in roots))

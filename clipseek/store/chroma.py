@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from clipseek.errors import DamagedIndexError, IndexMissingError, StoreError
+from clipseek.store import chroma_format
 from clipseek.store.image_index import ImageIndex
 from clipseek.store.integrity import (
     _chroma_errors,
@@ -299,7 +300,7 @@ class Store:
     @property
     def exists(self) -> bool:
         """Whether there is anything to open (always assumed for a server)."""
-        return self.is_remote or (Path(self.location) / "chroma.sqlite3").exists()
+        return self.is_remote or (Path(self.location) / chroma_format.DATABASE).exists()
 
     def _connect(self) -> Any:
         if self._client is not None and not (self.reader and self._stale()):
@@ -444,12 +445,13 @@ class Store:
         first paint should not pay to show a few numbers. The file is opened read-only
         and only tables and columns that are checked first are read; anything
         unexpected (another Chroma layout, a server, a locked or damaged file) returns
-        None and the caller asks chromadb instead.
+        None and the caller asks chromadb instead (as it does on a chromadb release the
+        reading was not tested with, :func:`~clipseek.store.chroma_format.release_known`).
         """
-        if self.is_remote:
+        if self.is_remote or not chroma_format.release_known():
             return None
         self._check_health()  # a damaged database is reported as :meth:`indexes` would
-        path = Path(self.location) / "chroma.sqlite3"
+        path = Path(self.location) / chroma_format.DATABASE
         if not path.is_file():
             return []
         try:
@@ -460,7 +462,7 @@ class Store:
 
     def open_index(self, model_key: str, collection_slug: str) -> ImageIndex | None:
         """The index for ``model_key``, or None if nothing was indexed with that model."""
-        if self.direct:
+        if self.direct and chroma_format.release_known():
             from clipseek.store.direct import DirectUnavailable, open_direct
 
             self._check_health()
@@ -560,45 +562,19 @@ class Store:
             self._committed()
 
 
-#: What :func:`_peek_sqlite` reads from Chroma's SQLite schema (checked before reading).
-_PEEK_COLUMNS = {
-    "collections": {"id", "name", "database_id"},
-    "collection_metadata": {"collection_id", "key", "str_value", "int_value", "float_value"},
-    "segments": {"id", "scope", "collection"},
-    "embeddings": {"segment_id"},
-    "databases": {"id", "name", "tenant_id"},
-}
-
-
 def _peek_sqlite(path: Path) -> list[IndexInfo] | None:
-    # Lazy: --help and the app import this module but read no files (test_imports).
-    from clipseek.store.chromafiles import collection_metadata
-
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    con = sqlite3.connect(uri, uri=True, timeout=1.0)
+    con = chroma_format.connect_readonly(path, timeout=1.0)
     try:
-        for table, needed in _PEEK_COLUMNS.items():
-            have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
-            if not needed <= have:
-                return None
-        rows = con.execute(
-            "SELECT c.id, c.name FROM collections c JOIN databases d ON c.database_id = d.id "
-            "WHERE d.name = 'default_database' AND d.tenant_id = 'default_tenant' "
-            "AND substr(c.name, 1, ?) = ? ORDER BY c.name",
-            (len(COLLECTION_PREFIX), COLLECTION_PREFIX),
-        ).fetchall()
+        if not chroma_format.has_columns(con, chroma_format.PEEK_COLUMNS):
+            return None
         out = []
-        for collection_id, name in rows:
-            meta = collection_metadata(con, collection_id)
-            segments = con.execute(
-                "SELECT id FROM segments WHERE collection = ? AND scope = 'METADATA'",
-                (collection_id,),
-            ).fetchall()
-            if len(segments) != 1:
+        for collection_id, name in chroma_format.collections(con, prefixes=[COLLECTION_PREFIX]):
+            meta = chroma_format.collection_metadata(con, collection_id)
+            try:
+                segment = chroma_format.metadata_segment(con, collection_id)
+            except ValueError:
                 return None
-            (count,) = con.execute(
-                "SELECT COUNT(*) FROM embeddings WHERE segment_id = ?", (segments[0][0],)
-            ).fetchone()
+            count = chroma_format.record_count(con, segment)
             model_key = str(meta.get("model_key", ""))
             try:
                 roots = tuple(json.loads(str(meta.get("roots", "[]"))))
@@ -609,7 +585,7 @@ def _peek_sqlite(path: Path) -> list[IndexInfo] | None:
                     model_key=model_key,
                     model_name=str(meta.get("model_name", model_key)),
                     dim=int(meta.get("dim", 0) or 0),
-                    count=int(count),
+                    count=count,
                     roots=roots,
                     collection=str(name),
                     created=str(meta.get("created", "")),
@@ -659,8 +635,12 @@ def _drop_system(path: Path) -> None:
         from chromadb.api.shared_system_client import SharedSystemClient
     except ImportError:  # pragma: no cover - layout of another chromadb release
         return
-    system = SharedSystemClient._identifier_to_system.pop(str(path), None)
-    SharedSystemClient._identifier_to_refcount.pop(str(path), None)
+    # Private tables of chromadb's: the refcounts arrived after 1.5.0.
+    systems = getattr(SharedSystemClient, "_identifier_to_system", None)
+    refcounts = getattr(SharedSystemClient, "_identifier_to_refcount", None)
+    system = systems.pop(str(path), None) if isinstance(systems, dict) else None
+    if isinstance(refcounts, dict):
+        refcounts.pop(str(path), None)
     if system is not None:
         with contextlib.suppress(Exception):
             system.stop()

@@ -8,7 +8,7 @@ second and ranks exactly (no HNSW approximation) in milliseconds.
 It reads under the shared data lock, so it sees a committed state, and opens SQLite
 read-only: a reader never writes. It keeps the vectors between searches and reads the
 files again when a writer committed (the same fingerprint the snapshots use). It knows
-Chroma's layout (:mod:`clipseek.store.chromafiles`) and nothing more: anything it does
+Chroma's layout (:mod:`clipseek.store.chroma_format`) and nothing more: anything it does
 not recognise (another layout, a ``where`` form it does not translate, a record it cannot
 find a vector for) raises :class:`DirectUnavailable` inside, and from then on the index
 answers through Chroma: slower, never wrong. ``clipseek serve`` keeps Chroma, whose graph
@@ -27,17 +27,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from clipseek.errors import IndexMissingError
-from clipseek.store.chromafiles import (
+from clipseek.store.chroma_format import (
+    COMPARE,
+    DATABASE,
+    HNSW_SEGMENT,
+    SEGMENT_NAME,
     collection_metadata,
+    collections,
     connect_readonly,
     label_map,
     logged_vectors,
     read_hnsw_rows,
     read_metadata,
     record_rowids,
+    rows_compared,
+    rows_containing,
+    rows_in,
+    segments,
+    stored_as_scalar,
+    value_column,
 )
 from clipseek.store.image_index import ImageIndex, IndexFacts
-from clipseek.store.integrity import _UUID
 from clipseek.store.keys import path_from_meta
 from clipseek.store.records import COLLECTION_PREFIX, Hit, StoredEntry, stored_entry
 from clipseek.store.snapshot import fingerprint
@@ -54,10 +64,6 @@ T = TypeVar("T")
 
 class DirectUnavailable(Exception):
     """The files are not in a shape this reader knows for certain: ask Chroma."""
-
-
-#: Comparison operators of a ``where`` clause, as SQL, on a typed metadata column.
-_COMPARE = {"$eq": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
 
 @dataclass
@@ -112,7 +118,7 @@ def _reading(lock: DataLock | None, folder: Path) -> Iterator[sqlite3.Connection
     SQLite's errors are the reader's ``DirectUnavailable``."""
     with lock.shared() if lock is not None else contextlib.nullcontext():
         try:
-            con = connect_readonly(folder / "chroma.sqlite3")
+            con = connect_readonly(folder / DATABASE)
         except sqlite3.Error as exc:
             raise DirectUnavailable(str(exc)) from None
         try:
@@ -125,23 +131,16 @@ def _reading(lock: DataLock | None, folder: Path) -> Iterator[sqlite3.Connection
 
 def _find_collection(con: sqlite3.Connection, name: str) -> _Collection | None:
     try:
-        rows = con.execute(
-            "SELECT c.id FROM collections c JOIN databases d ON c.database_id = d.id "
-            "WHERE d.name = 'default_database' AND d.tenant_id = 'default_tenant' "
-            "AND c.name = ?",
-            (name,),
-        ).fetchall()
+        rows = collections(con, name=name)
         if not rows:
             return None
-        (collection_id,) = rows[0]
-        segments = con.execute(
-            "SELECT scope, id, type FROM segments WHERE collection = ?", (collection_id,)
-        ).fetchall()
+        collection_id = rows[0][0]
+        found = segments(con, collection_id)
         metadata = collection_metadata(con, collection_id)
     except sqlite3.Error as exc:
         raise DirectUnavailable(str(exc)) from None
     by_scope: dict[str, list[tuple[str, str]]] = {}
-    for scope, segment_id, kind in segments:
+    for scope, segment_id, kind in found:
         by_scope.setdefault(str(scope), []).append((str(segment_id), str(kind)))
     meta_segments = by_scope.get("METADATA", [])
     vector_segments = by_scope.get("VECTOR", [])
@@ -150,7 +149,7 @@ def _find_collection(con: sqlite3.Connection, name: str) -> _Collection | None:
     vector = None
     if vector_segments:
         vector, kind = vector_segments[0]
-        if kind != "urn:chroma:segment/vector/hnsw-local-persisted" or not _UUID.match(vector):
+        if kind != HNSW_SEGMENT or not SEGMENT_NAME.match(vector):
             raise DirectUnavailable(f"a vector segment of kind {kind}")
     return _Collection(str(collection_id), name, metadata, meta_segments[0][0], vector)
 
@@ -421,49 +420,27 @@ class DirectIndex(IndexFacts):
         ((operator, value),) = condition.items()
         segment = self._collection.metadata_segment
         if operator == "$contains":
-            column = _column(value)
-            sql = (
-                "SELECT a.id FROM embedding_metadata_array a JOIN embeddings e ON e.id = a.id "
-                f"WHERE e.segment_id = ? AND a.key = ? AND a.{column} = ?"
-            )
-            scalar = con.execute(
-                "SELECT 1 FROM embedding_metadata WHERE key = ? LIMIT 1", (key,)
-            ).fetchone()
-            if scalar is not None:
+            _column(value)
+            if stored_as_scalar(con, key):
                 raise DirectUnavailable(f"{key} is stored as a single value")
-            return {int(r) for (r,) in con.execute(sql, (segment, key, value))}
+            return rows_containing(con, segment, key, value)
         if operator == "$in":
             if not isinstance(value, list) or not value:
                 raise DirectUnavailable("an $in without values")
-            columns = {_column(v) for v in value}
-            if len(columns) != 1:
+            if len({_column(v) for v in value}) != 1:
                 raise DirectUnavailable("an $in of mixed types")
-            marks = ",".join("?" * len(value))
-            sql = (
-                "SELECT m.id FROM embedding_metadata m JOIN embeddings e ON e.id = m.id "
-                f"WHERE e.segment_id = ? AND m.key = ? AND m.{columns.pop()} IN ({marks})"
-            )
-            return {int(r) for (r,) in con.execute(sql, (segment, key, *value))}
-        if operator in _COMPARE:
+            return rows_in(con, segment, key, value)
+        if operator in COMPARE:
             column = _column(value)
             if operator != "$eq" and column in ("string_value", "bool_value"):
                 raise DirectUnavailable("an ordering comparison of text")
-            sql = (
-                "SELECT m.id FROM embedding_metadata m JOIN embeddings e ON e.id = m.id "
-                f"WHERE e.segment_id = ? AND m.key = ? AND m.{column} {_COMPARE[operator]} ?"
-            )
-            return {int(r) for (r,) in con.execute(sql, (segment, key, value))}
+            return rows_compared(con, segment, key, operator, value)
         raise DirectUnavailable(f"the operator {operator}")
 
 
 def _column(value: Any) -> str:
     """The typed metadata column Chroma compares a filter value with."""
-    if isinstance(value, bool):
-        return "bool_value"
-    if isinstance(value, int):
-        return "int_value"
-    if isinstance(value, float):
-        return "float_value"
-    if isinstance(value, str):
-        return "string_value"
-    raise DirectUnavailable(f"a filter value of type {type(value).__name__}")
+    column = value_column(value)
+    if column is None:
+        raise DirectUnavailable(f"a filter value of type {type(value).__name__}")
+    return column

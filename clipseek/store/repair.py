@@ -1,7 +1,9 @@
 """Checking an index without the model, and rebuilding its vector files from what it stored.
 
 Where Chroma keeps what (``chroma.sqlite3`` and the hnswlib files) is described, and
-read, in :mod:`clipseek.store.chromafiles`.
+read, in :mod:`clipseek.store.chroma_format`; repair reads them whatever chromadb's release
+(it is there for when chromadb cannot be trusted with them) and checks its result with
+chromadb.
 
 ``collection.get(include=["embeddings"])`` answers from the loaded vector files plus
 the log, so it needs the files that may be damaged. Here both are read directly
@@ -30,16 +32,20 @@ from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import ClipseekError, DamagedIndexError, StoreError
 from clipseek.store.chroma import Store
-from clipseek.store.chromafiles import (
+from clipseek.store.chroma_format import (
+    DATABASE,
+    SEGMENT_NAME,
     collection_metadata,
+    collections,
     connect_readonly,
     label_map,
     logged_vectors,
     read_hnsw_rows,
     read_metadata,
     record_rowids,
+    segments,
+    stored_norms,
 )
-from clipseek.store.integrity import _UUID
 from clipseek.store.keys import ancestors, meta_text, path_from_meta, path_id
 from clipseek.store.lock import LOCK_NAMES, WriterLock
 from clipseek.store.records import COLLECTION_PREFIX, FAILURES_PREFIX, Record
@@ -91,7 +97,7 @@ def read_stored(location: str | os.PathLike[str]) -> list[StoredCollection]:
     nothing can be recovered without the images.
     """
     folder = Path(location)
-    path = folder / "chroma.sqlite3"
+    path = folder / DATABASE
     if not path.is_file():
         return []
     try:
@@ -115,22 +121,11 @@ def _unreadable(folder: Path, exc: BaseException) -> str:
 
 def _read_collections(con: sqlite3.Connection, folder: Path) -> list[StoredCollection]:
     out = []
-    rows = con.execute(
-        "SELECT id, name FROM collections WHERE substr(name, 1, ?) = ? OR substr(name, 1, ?) = ?"
-        " ORDER BY name",
-        (len(COLLECTION_PREFIX), COLLECTION_PREFIX, len(FAILURES_PREFIX), FAILURES_PREFIX),
-    ).fetchall()
-    for collection_id, name in rows:
-        col = StoredCollection(
-            str(name), str(collection_id), collection_metadata(con, collection_id)
-        )
-        segments = dict(
-            con.execute(
-                "SELECT scope, id FROM segments WHERE collection = ?", (collection_id,)
-            ).fetchall()
-        )
-        rowids = _read_records(con, segments.get("METADATA"), col)
-        _read_vectors(con, folder, segments.get("VECTOR"), rowids, col)
+    for collection_id, name in collections(con, prefixes=[COLLECTION_PREFIX, FAILURES_PREFIX]):
+        col = StoredCollection(name, collection_id, collection_metadata(con, collection_id))
+        scopes = {scope: segment for scope, segment, _ in segments(con, collection_id)}
+        rowids = _read_records(con, scopes.get("METADATA"), col)
+        _read_vectors(con, folder, scopes.get("VECTOR"), rowids, col)
         out.append(col)
     return out
 
@@ -159,7 +154,7 @@ def _read_vectors(
     col: StoredCollection,
 ) -> None:
     """The persisted vectors (vector files), then the write log replayed over them in order."""
-    if segment is not None and _UUID.match(segment) and (folder / segment).is_dir():
+    if segment is not None and SEGMENT_NAME.match(segment) and (folder / segment).is_dir():
         try:
             vectors, col.norm_problem = _hnsw_vectors(folder / segment, rowids)
             col.vectors.update(vectors)
@@ -195,7 +190,7 @@ def _hnsw_vectors(seg: Path, rowids: dict[int, str]) -> tuple[dict[str, np.ndarr
             out[record_id] = vectors[i]
     # Chroma keeps each vector's norm there to give back what was stored; clipseek
     # stores unit vectors, so anything else is damage (a reused vector would carry it).
-    norms = np.fromfile(seg / "length.bin", dtype="<f4")[:count]
+    norms = stored_norms(seg, count)
     if norms.size < count or not (np.abs(norms[~rows.deleted] - 1.0) < 1e-3).all():
         return out, "length.bin holds norms that are not those of the stored vectors"
     return out, None
