@@ -108,8 +108,11 @@ def friendly(func: F) -> F:
 
 
 def _printable(text: str) -> str:
-    """Text as a terminal can take it: file names with undecodable bytes show escaped."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """Text as a terminal can take it: undecodable bytes and control characters in the
+    file names it quotes show escaped (clipseek.photos.pathtext's one rule)."""
+    from clipseek.photos.pathtext import display_text
+
+    return display_text(text)
 
 
 # --------------------------------------------------------------------------- shared options
@@ -336,7 +339,7 @@ class _IndexProgress:
             if event.to_embed == 0:
                 p.update(self.task, description="Up to date", completed=1)
         elif isinstance(event, ev.ModelLoading):
-            p.update(self.task, description=f"Loading {event.model}")
+            p.update(self.task, description=f"Loading {_safe(event.model)}")
         elif isinstance(event, ev.ModelReady):
             p.update(self.task, description=f"Embedding ({event.device}, {event.precision})")
         elif isinstance(event, ev.BatchDone):
@@ -359,18 +362,26 @@ class _IndexProgress:
                     )
                 p.console.print(line)
         elif isinstance(event, ev.FileFailed):
-            p.console.print(f"[yellow]skipped[/] {_safe(event.path)}: {_safe(event.reason)}")
+            p.console.print(f"[yellow]skipped[/] {_safe(event.path)}: {_safe_text(event.reason)}")
         elif isinstance(event, ev.Notice):
-            p.console.print(f"[cyan]note:[/] {_safe(event.message)}")
+            p.console.print(f"[cyan]note:[/] {_safe_text(event.message)}")
 
 
 def _safe(path: str) -> str:
-    """Paths with undecodable bytes print with escapes instead of crashing the terminal."""
+    """A path for rich: undecodable bytes and controls escaped under the one rule of
+    clipseek.photos.pathtext (a name cannot drive the terminal), and no markup."""
     from rich.markup import escape
 
     from clipseek.photos.pathtext import display_path
 
     return escape(display_path(path))
+
+
+def _safe_text(text: str) -> str:
+    """A message for rich (it may quote paths, shown or not): controls escaped, no markup."""
+    from rich.markup import escape
+
+    return escape(_printable(text))
 
 
 @contextmanager
@@ -647,7 +658,7 @@ def query(
         sort=sort,
     )
     for note in response.notes:
-        _stderr().print(f"[cyan]note:[/] {_safe(note)}")
+        _stderr().print(f"[cyan]note:[/] {_safe_text(note)}")
     if as_json:
         from clipseek.photos.pathtext import dumps
 
@@ -678,7 +689,7 @@ def _export_after_answer(engine: Engine, err: Console | None = None) -> None:
         err.print(f"[dim]Fast path ready ({outcome.exported:.0f} s, once per model).[/]")
     elif outcome.error:
         err.print(
-            f"[yellow]The fast path could not be prepared: {_safe(outcome.error)} "
+            f"[yellow]The fast path could not be prepared: {_safe_text(outcome.error)} "
             "Queries keep working (more slowly).[/]"
         )
         if _debug_enabled() and outcome.detail:
@@ -696,7 +707,7 @@ def _print_results(response: SearchResponse) -> None:
         return
     shown_query = response.query if len(response.query) <= 120 else response.query[:117] + "..."
     table = Table(
-        title=f"{_safe(shown_query)}  [dim]({_safe(response.model)})[/]",
+        title=f"{_safe_text(shown_query)}  [dim]({_safe(response.model)})[/]",
         title_justify="left",
         expand=False,
     )
@@ -833,11 +844,11 @@ def info(
 
     out = _stdout()
     out.print(
-        f"[bold]Index[/]        {_human_path(facts.location)}"
+        f"[bold]Index[/]        {_safe(_human_path(facts.location))}"
         + (" (Chroma server)" if facts.remote else "")
     )
-    out.print(f"[bold]Config file[/]  {_human_path(str(config_file_path()))}")
-    out.print(f"[bold]Model[/]        {facts.model} [dim]({facts.model_source})[/]")
+    out.print(f"[bold]Config file[/]  {_safe(_human_path(str(config_file_path())))}")
+    out.print(f"[bold]Model[/]        {_safe(facts.model)} [dim]({facts.model_source})[/]")
     if not facts.indexes:
         out.print("\nNothing indexed yet. Run [bold]clipseek index FOLDER[/] to start.")
         return
@@ -849,11 +860,11 @@ def info(
     table.add_column("folders")
     for i in facts.indexes:
         table.add_row(
-            i.model_name,
+            _safe(i.model_name),
             str(i.dim),
             f"{i.count:,}",
             _fast_path_cell(*fast[i.model_key]),
-            "\n".join(_human_path(r) for r in i.roots) or "—",
+            "\n".join(_safe(_human_path(r)) for r in i.roots) or "—",
         )
     out.print()
     out.print(table)
@@ -903,7 +914,7 @@ def check(
         return
     if not report.healthy:
         raise DamagedIndexError(report.sentence())
-    _stdout().print(report.sentence(), highlight=False)
+    _stdout().print(_safe_text(report.sentence()), highlight=False)
 
 
 @app.command()
@@ -922,7 +933,9 @@ def repair(
 
     err = _stderr()
     report = repair_index(
-        _local_store(db, chroma_url), force=force, on_progress=lambda text: err.print(text)
+        _local_store(db, chroma_url),
+        force=force,
+        on_progress=lambda text: err.print(_safe_text(text)),
     )
     if report is None:
         _stdout().print(
@@ -930,7 +943,7 @@ def repair(
             highlight=False,
         )
         return
-    _stdout().print(report.sentence(), highlight=False)
+    _stdout().print(_safe_text(report.sentence()), highlight=False)
     if report.after is not None and not report.after.healthy:
         raise DamagedIndexError(report.after.sentence())
 
@@ -1089,21 +1102,20 @@ def serve(
         # uploads come from anyone who can reach the port: a lower cap unless one is given
         upload_max_megapixels=settings.max_megapixels if max_megapixels is not None else None,
     )
-    from rich.markup import escape
 
     err = _stderr()
     sock = server.bind(host, port)
     try:
-        err.print(f"Loading [bold]{escape(engine.spec.name)}[/]…")
+        err.print(f"Loading [bold]{_safe(engine.spec.name)}[/]…")
         engine.model()
         if engine.fast_path_pending():  # exported beside serving; the next start is fast
             threading.Thread(target=engine.export_fast_path, daemon=True).start()
         facts = engine.info()
         count = sum(i.count for i in facts.indexes if i.model_key == engine.spec.key)
-        err.print(f"Index: {escape(_human_path(facts.location))} ({count:,} images)")
+        err.print(f"Index: {_safe(_human_path(facts.location))} ({count:,} images)")
         if not count:
             err.print(
-                f"[yellow]Nothing is indexed with {escape(engine.spec.name)} yet, so searches "
+                f"[yellow]Nothing is indexed with {_safe(engine.spec.name)} yet, so searches "
                 "find nothing: run [bold]clipseek index FOLDER[/] (with the same --db and "
                 "--model); this server sees the new images at its next start.[/]"
             )
