@@ -248,6 +248,10 @@ class Engine:
                                 f"to {moved} and is rebuilt from your images."
                             )
                         )
+                if marker is not None:
+                    from clipseek.indexing.pipeline import check_roots
+
+                    check_roots(roots)  # a mistyped folder: an error, not an interrupted run
                 if marker is not None and marker.begin() and not opts.rebuild and writer.exists:
                     self._after_interruption(emit, writer)
                 summary = Indexer(writer, self.spec, self.index_model, opts).run(
