@@ -30,3 +30,74 @@ def test_a_mistyped_folder_does_not_mark_the_index_interrupted(
     assert again.exit_code == 0, again.output
     assert "interrupted" not in again.output
     assert "12 unchanged" in again.stdout
+
+
+# --------------------------------------------------------------------------- 11
+
+
+@pytest.mark.parametrize("flag", ["--threads", "--workers"])
+@pytest.mark.parametrize("value", ["99999999999999999999", "0", "-2", "100000"])
+def test_thread_counts_out_of_range_are_refused_in_a_sentence(
+    runner: CliRunner, cli_env: Path, photos: Path, flag: str, value: str
+) -> None:
+    result = runner.invoke(app, ["index", str(photos), flag, value])
+    assert_one_clear_line(result, f"{flag} {value}: ", "must be a whole number from 1 to")
+    assert not (cli_env / "chroma.sqlite3").exists()  # refused before anything was written
+
+
+def test_thread_counts_out_of_range_are_refused_by_the_quick_path_too() -> None:
+    from clipseek.cli.quick import parse
+
+    assert parse(["/x", "--threads", "99999999999999999999"]) is None
+    assert parse(["/x", "--workers=100000"]) is None
+    assert parse(["/x", "--threads", "4"]) is not None
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc", "ftp://host/x", "localhost:8000", "http://", "http://host:notaport"]
+)
+def test_a_chroma_url_must_be_an_http_url(runner: CliRunner, cli_env: Path, url: str) -> None:
+    from clipseek.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="http:// or https:// URL"):
+        from clipseek.config import load_settings
+
+        load_settings({"chroma_url": url})
+    result = runner.invoke(app, ["info", "--chroma-url", url])
+    assert_one_clear_line(result, "http:// or https:// URL")
+    assert not Path("file:").exists() and not Path("localhost:8000").exists()
+
+
+def test_chroma_urls_that_are_http_urls_are_kept() -> None:
+    from clipseek.config import load_settings
+
+    for url in ("http://localhost:8000", "https://chroma.example.org", "http://[::1]:8000"):
+        assert load_settings({"chroma_url": url}).chroma_url == url
+
+
+@pytest.fixture
+def shm_photos() -> Path:
+    import shutil
+    import tempfile
+
+    if not os.path.isdir("/dev/shm") or not os.access("/dev/shm", os.W_OK):
+        pytest.skip("no writable /dev/shm")
+    root = Path(tempfile.mkdtemp(prefix="clipseek-test-", dir="/dev/shm"))
+    try:
+        make_photo(root / "photos" / "a.jpg", seed=1)
+        make_photo(root / "photos" / "b.png", seed=2)
+        yield root / "photos"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_an_ordinary_tmpfs_under_dev_can_be_indexed(
+    runner: CliRunner, cli_env: Path, shm_photos: Path
+) -> None:
+    result = runner.invoke(app, ["index", str(shm_photos)])
+    assert result.exit_code == 0, result.output
+    assert "2 new" in result.stdout
+    for folder in ("/dev", "/dev/pts", "/proc/self"):  # the real ones stay refused
+        if os.path.isdir(folder):
+            refused = runner.invoke(app, ["index", folder])
+            assert_one_clear_line(refused, "pseudo file system", "nothing was indexed")

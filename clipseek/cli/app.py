@@ -454,7 +454,6 @@ def index(
         int | None,
         typer.Option(
             "--workers",
-            min=1,
             help="Decoder threads (default: one per core).",
             show_default=False,
         ),
@@ -463,7 +462,6 @@ def index(
         int | None,
         typer.Option(
             "--threads",
-            min=1,
             help="Model (torch) threads on a CPU (default: tuned while indexing).",
             show_default=False,
         ),
@@ -499,6 +497,7 @@ def index(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Embed the images under FOLDERS; later runs only touch what changed."""
+    from clipseek.config import thread_count
     from clipseek.indexing.options import IndexOptions
 
     settings = _settings(
@@ -522,8 +521,8 @@ def index(
         include_hidden=include_hidden,
         excludes=tuple(exclude or ()),
         rebuild=rebuild,
-        decode_workers=workers,
-        torch_threads=threads,
+        decode_workers=thread_count(workers, "--workers"),
+        torch_threads=thread_count(threads, "--threads"),
         skip_outside_links=skip_outside_links,
         # the console script has just compared this tree with the index and found changes
         quick_check=not (isinstance(ctx.obj, dict) and ctx.obj.get("quick_checked")),

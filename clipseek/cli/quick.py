@@ -81,8 +81,10 @@ def parse(args: list[str]) -> tuple[list[str], dict[str, Any]] | None:
             given["max_megapixels"] = float(given["max_megapixels"])
     except ValueError:
         return None
-    if any(given.get(key, 1) < 1 for key in ("workers", "threads")):
-        return None
+    from clipseek.config import MAX_THREADS
+
+    if any(not 1 <= given.get(key, 1) <= MAX_THREADS for key in ("workers", "threads")):
+        return None  # the command line says which numbers it takes
     from clipseek.models.runtime import BACKENDS
 
     if given.get("backend", "auto") not in BACKENDS or not folders:
