@@ -101,3 +101,50 @@ def test_an_ordinary_tmpfs_under_dev_can_be_indexed(
         if os.path.isdir(folder):
             refused = runner.invoke(app, ["index", folder])
             assert_one_clear_line(refused, "pseudo file system", "nothing was indexed")
+
+
+# --------------------------------------------------------------------------- 19
+
+
+def test_nothing_to_do_stays_quick_when_the_index_holds_a_failed_file(
+    runner: CliRunner, cli_env: Path, photos: Path, tmp_path: Path, capsys
+) -> None:
+    from clipseek.cli.quick import index_if_unchanged
+    from clipseek.config import load_settings
+    from clipseek.engine import Engine
+    from clipseek.indexing.options import IndexOptions
+
+    other = tmp_path / "other"
+    make_photo(other / "x.jpg", seed=40)
+    (other / "broken.jpg").write_bytes(b"not a jpeg")
+    (photos / "broken.jpg").write_bytes(b"not a jpeg either")
+    for folder in (photos, other):
+        assert runner.invoke(app, ["index", str(folder)]).exit_code == 0
+    settings = load_settings()
+    engine = Engine(settings)
+
+    def facts(summary):
+        failed = sorted((f.path, f.reason) for f in summary.failed)
+        return summary.total, summary.unchanged, summary.new, summary.removed, failed
+
+    for roots in ([photos], [other], [photos, other], [photos / "sub"]):
+        if roots == [photos / "sub"]:  # no failure in it, one elsewhere in the index
+            assert runner.invoke(app, ["index", str(photos / "sub")]).exit_code == 0
+        options = IndexOptions.from_settings(settings)
+        quick = engine.index_if_unchanged([str(r) for r in roots], options)
+        assert quick is not None, roots  # answered from the SQLite file
+        normal = engine.index(
+            [str(r) for r in roots], IndexOptions.from_settings(settings, quick_check=False)
+        )
+        assert facts(quick) == facts(normal)
+
+    # The console script's quick answer names the failed file as the full run does.
+    capsys.readouterr()
+    assert index_if_unchanged([str(photos)]) is True
+    err = capsys.readouterr().err
+    assert f"skipped {photos / 'broken.jpg'}: " in err
+    assert "1 file(s) could not be read" in err
+
+    # A failed file that is gone, or worth another try, is the normal path's to handle.
+    (other / "broken.jpg").unlink()
+    assert engine.index_if_unchanged([str(other)], IndexOptions.from_settings(settings)) is None

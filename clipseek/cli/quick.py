@@ -146,8 +146,8 @@ def index_if_unchanged(args: list[str]) -> bool | None:
 
 def _report(summary: IndexSummary, name: str, location: str, skipped: bool) -> None:
     """The command line's lines for this run: drawn by rich where a terminal shows them."""
-    from clipseek.cli.report import links_line, summary_line
-    from clipseek.photos.pathtext import display_path
+    from clipseek.cli.report import failure_line, links_line, summary_line
+    from clipseek.photos.pathtext import display_path, display_text
 
     if sys.stdout.isatty() or sys.stderr.isatty():
         from rich.console import Console
@@ -158,11 +158,24 @@ def _report(summary: IndexSummary, name: str, location: str, skipped: bool) -> N
 
         err = Console(stderr=True, highlight=False, soft_wrap=True)
         err.print(f"Indexing with [bold]{show(name)}[/] into {show(location)}")
+        for failure in summary.failed:  # unreadable and untouched since: named every run
+            err.print(
+                f"[yellow]skipped[/] {show(failure.path)}: {escape(display_text(failure.reason))}"
+            )
         Console(highlight=False, soft_wrap=True).print(summary_line(summary))
+        if summary.failed:
+            err.print(f"[yellow]{failure_line(summary)}[/]")
         if summary.outside_links:
             err.print(f"[cyan]note:[/] {links_line(summary, skipped, show)}")
         return
     print(f"Indexing with {display_path(name)} into {display_path(location)}", file=sys.stderr)
+    for failure in summary.failed:
+        print(
+            f"skipped {display_path(failure.path)}: {display_text(failure.reason)}",
+            file=sys.stderr,
+        )
     print(summary_line(summary), flush=True)
+    if summary.failed:
+        print(failure_line(summary), file=sys.stderr)
     if summary.outside_links:
         print(f"note: {links_line(summary, skipped, display_path)}", file=sys.stderr)
