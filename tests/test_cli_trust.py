@@ -148,3 +148,83 @@ def test_nothing_to_do_stays_quick_when_the_index_holds_a_failed_file(
     # A failed file that is gone, or worth another try, is the normal path's to handle.
     (other / "broken.jpg").unlink()
     assert engine.index_if_unchanged([str(other)], IndexOptions.from_settings(settings)) is None
+
+
+# --------------------------------------------------------------------------- 21
+
+
+def test_save_to_a_png_name_writes_that_file_and_its_json_beside(
+    runner: CliRunner, cli_env: Path, photos: Path, tmp_path: Path
+) -> None:
+    assert runner.invoke(app, ["index", str(photos)]).exit_code == 0
+    target = tmp_path / "results" / "sheet.png"
+    saved = runner.invoke(app, ["query", "a photo", "--save", str(target)])
+    assert saved.exit_code == 0, saved.output
+    assert target.is_file() and target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = json.loads(target.with_suffix(".json").read_text(encoding="utf-8"))["results"]
+    assert len(results) == 5
+    assert str(target) in saved.stderr
+    # a folder is still a folder: stamped names inside it
+    folder = tmp_path / "sheets"
+    assert runner.invoke(app, ["query", "a photo", "--save", str(folder)]).exit_code == 0
+    assert len(list(folder.glob("*-results.png"))) == 1
+    wrong = runner.invoke(app, ["query", "a photo", "--save", str(tmp_path / "sheet.jpg")])
+    assert_one_clear_line(wrong, "PNG", ".png")
+    assert not (tmp_path / "sheet.jpg").exists()
+
+
+def test_duplicates_show_small_files_in_kb(
+    runner: CliRunner, cli_env: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from clipseek.cli.app import _file_size
+
+    assert [_file_size(n) for n in (512, 13_400, 45_000, 999_499, 2_500_000, 3_200_000_000)] == [
+        "512 B",
+        "13 KB",
+        "45 KB",
+        "999 KB",
+        "2.5 MB",
+        "3.2 GB",
+    ]
+    monkeypatch.setenv("COLUMNS", "200")
+    make_photo(tmp_path / "lib" / "a.jpg", seed=3)
+    make_photo(tmp_path / "lib" / "b.jpg", seed=3)
+    assert runner.invoke(app, ["index", str(tmp_path / "lib")]).exit_code == 0
+    table = runner.invoke(app, ["duplicates"])
+    assert table.exit_code == 0, table.output
+    assert "0.0 MB" not in table.stdout and " KB" in table.stdout
+
+
+def test_the_weight_zero_error_says_which_weights_are_valid() -> None:
+    from clipseek.errors import QueryError
+    from clipseek.search.query import parse_query
+
+    with pytest.raises(QueryError) as caught:
+        parse_query(["0:red"])
+    message = str(caught.value)
+    assert "above 0" not in message
+    assert "-100 to 100" in message and "negative" in message
+    assert parse_query(['-1:"red" + "blue"']).terms[0].weight == -1.0  # as the message says
+
+
+def test_serve_on_an_empty_index_says_new_images_come_within_seconds(
+    runner: CliRunner, cli_env: Path, monkeypatch
+) -> None:
+    pytest.importorskip("fastapi")
+    import typer
+
+    from clipseek import server
+    from clipseek.cli import app as cli_app
+
+    served: list[object] = []
+    monkeypatch.setattr(server, "serve", lambda engine, *a, **k: served.append(engine))
+
+    def leave(code: int) -> None:
+        raise typer.Exit(code)
+
+    monkeypatch.setattr(cli_app, "_exit_now", leave)
+    result = runner.invoke(app, ["serve", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    assert served
+    assert "Nothing is indexed" in result.stderr
+    assert "within seconds" in result.stderr and "next start" not in result.stderr

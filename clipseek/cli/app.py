@@ -582,7 +582,8 @@ def query(
         Path | None,
         typer.Option(
             "--save",
-            help="Also write a contact sheet PNG and the JSON into this folder.",
+            help="Also write a contact sheet PNG and the JSON into this folder, or to "
+            "this .png file (the JSON beside it).",
             show_default=False,
             autocompletion=complete_folder,
         ),
@@ -782,7 +783,7 @@ def duplicates(
         table.add_column("path", overflow="fold")
         for item in group.items:
             pixels = f"{item.width}×{item.height}" if item.width and item.height else ""
-            size = f"{item.size / 1e6:.1f} MB" if item.size else ""
+            size = _file_size(item.size) if item.size else ""
             table.add_row(
                 f"{item.similarity:.3f}",
                 size,
@@ -791,6 +792,18 @@ def duplicates(
                 _safe(item.path),
             )
         out.print(table)
+
+
+def _file_size(size: int) -> str:
+    """A file size in the unit that reads best (13 KB, not 0.0 MB); decimal units, as the
+    rest of the command line uses."""
+    if size < 1000:
+        return f"{size} B"
+    if size < 999_500:
+        return f"{size / 1e3:.0f} KB"
+    if size < 999_950_000:
+        return f"{size / 1e6:.1f} MB"
+    return f"{size / 1e9:.1f} GB"
 
 
 # --------------------------------------------------------------------------- info / models
@@ -1116,7 +1129,8 @@ def serve(
             err.print(
                 f"[yellow]Nothing is indexed with {_safe(engine.spec.name)} yet, so searches "
                 "find nothing: run [bold]clipseek index FOLDER[/] (with the same --db and "
-                "--model); this server sees the new images at its next start.[/]"
+                "--model); this server picks up new images within seconds, no restart "
+                "needed.[/]"
             )
         if not server.is_loopback(host):
             err.print(

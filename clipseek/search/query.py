@@ -141,8 +141,8 @@ def parse_query(parts: Sequence[str], *, allow_images: bool = True) -> Query:
             raise QueryError('A weighted term needs something after the colon, e.g. 2:"beach".')
         if weight == 0:
             raise QueryError(
-                f"The term {raw!r} has weight 0, which leaves it out; give it a weight above 0 "
-                "or drop it."
+                f"The term {raw!r} has weight 0, which leaves it out; give it a weight from "
+                "-100 to 100 other than 0 (a negative one steers away from it) or drop it."
             )
         if allow_images and _looks_like_image(raw):
             terms.append(_image_term(raw, sign * weight))
