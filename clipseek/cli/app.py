@@ -454,7 +454,7 @@ def index(
         int | None,
         typer.Option(
             "--workers",
-            help="Decoder threads (default: one per core).",
+            help="Decoder threads, 1 to 1024 (default: one per core).",
             show_default=False,
         ),
     ] = None,
@@ -462,7 +462,7 @@ def index(
         int | None,
         typer.Option(
             "--threads",
-            help="Model (torch) threads on a CPU (default: tuned while indexing).",
+            help="Model (torch) threads on a CPU, 1 to 1024 (default: tuned while indexing).",
             show_default=False,
         ),
     ] = None,
