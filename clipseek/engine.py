@@ -490,13 +490,16 @@ class Engine:
     ) -> list[DuplicateGroup]:
         """Groups of near-identical pictures (no model needed: the stored vectors are compared)."""
         from clipseek.search.duplicates import existing_only, find_duplicates
+        from clipseek.search.query import in_folder
 
-        folder = None
-        if in_dir is not None:
-            folder = os.path.abspath(os.path.expanduser(in_dir))
-            if not os.path.isdir(folder):
-                raise QueryError(f"--in {in_dir}: no such folder.")
-        return existing_only(find_duplicates(self.open_index(), threshold, under=folder))
+        index = self.open_index()
+        folder = in_folder(in_dir, index) if in_dir is not None else None
+        return existing_only(find_duplicates(index, threshold, under=folder))
+
+    def holds_pictures_under(self, folder: str) -> bool:
+        """Whether the index holds any picture inside ``folder`` (by the path it was
+        indexed under); the disk is not looked at."""
+        return bool(self.open_index().entries(under=folder))
 
     # -- facts
 
