@@ -673,7 +673,19 @@ def query(
             f"Saved the contact sheet to {_safe(str(saved.sheet))} "
             f"and the results to {_safe(str(saved.json))}"
         )
+    _sweep_snapshots()
     _export_after_answer(engine)
+
+
+def _sweep_snapshots() -> None:
+    """Remove the snapshots of reader processes that are gone (a server killed, an app
+    that crashed): a query reads the index files directly and takes none, so without this
+    they would wait in memory for the next reader that does."""
+    from clipseek.store.snapshot import snapshot_bases, sweep
+
+    sys.stdout.flush()  # the answer first
+    for base in snapshot_bases():
+        sweep(base)
 
 
 def _export_after_answer(engine: Engine, err: Console | None = None) -> None:
@@ -1117,6 +1129,9 @@ def serve(
 
     err = _stderr()
     sock = server.bind(host, port)
+    previous_term = None
+    if threading.current_thread() is threading.main_thread():
+        previous_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         err.print(f"Loading [bold]{_safe(engine.spec.name)}[/]…")
         engine.model()
@@ -1156,10 +1171,33 @@ def serve(
             code = 130
         else:
             code = 0
+    except _Terminated:  # while loading, or raised again by uvicorn once it has stopped
+        code = 128 + signal.SIGTERM
     finally:
         sock.close()
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+        _remove_own_snapshots()
     err.print("Stopped.")
     _exit_now(code)
+
+
+class _Terminated(Exception):
+    """SIGTERM, as ``clipseek serve`` receives it: uvicorn stops gracefully, then raises
+    the signal again once its own handler is gone, which without this handler would end
+    the process before it removed its snapshot."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _remove_own_snapshots() -> None:
+    """The snapshots this process read through; :func:`_exit_now` skips the exit handler
+    that would remove them."""
+    chroma = sys.modules.get("clipseek.store.chroma")
+    if chroma is not None:
+        chroma.remove_own_snapshots()
 
 
 def _exit_now(code: int) -> None:
