@@ -259,6 +259,10 @@ class Engine:
                                 f"to {moved} and is rebuilt from your images."
                             )
                         )
+                if marker is not None:
+                    from clipseek.indexing.pipeline import check_roots
+
+                    check_roots(roots)  # a mistyped folder: an error, not an interrupted run
                 if marker is not None and marker.begin() and not opts.rebuild and writer.exists:
                     self._after_interruption(emit, writer)
                 summary = Indexer(writer, self.spec, self.index_model, opts).run(
@@ -493,13 +497,16 @@ class Engine:
         """Groups of near-identical pictures (no model needed: the stored vectors are compared)."""
         # Lazy: a query does not import the duplicate finder.
         from clipseek.search.duplicates import existing_only, find_duplicates
+        from clipseek.search.query import in_folder
 
-        folder = None
-        if in_dir is not None:
-            folder = os.path.abspath(os.path.expanduser(in_dir))
-            if not os.path.isdir(folder):
-                raise QueryError(f"--in {in_dir}: no such folder.")
-        return existing_only(find_duplicates(self.open_index(), threshold, under=folder))
+        index = self.open_index()
+        folder = in_folder(in_dir, index) if in_dir is not None else None
+        return existing_only(find_duplicates(index, threshold, under=folder))
+
+    def holds_pictures_under(self, folder: str) -> bool:
+        """Whether the index holds any picture inside ``folder`` (by the path it was
+        indexed under); the disk is not looked at."""
+        return bool(self.open_index().entries(under=folder))
 
     # -- facts
 

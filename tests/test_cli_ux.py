@@ -26,7 +26,7 @@ def test_help_pages_name_values_not_python_types(runner, command) -> None:
     for leak in ("<bool>", "<str>", "<int>", "<path>", "<float>", "list[", "range>", "x>="):
         assert leak not in text, (command, leak)
     if command == ["index"]:
-        assert re.search(r"--workers\s+N \[at least 1\]", text)
+        assert re.search(r"--workers\s+N\s+Decoder threads, 1 to 1024", text)
         assert "Usage: clipseek index [OPTIONS] FOLDERS..." in text
         assert re.search(r"--db\s+FOLDER", text)
 

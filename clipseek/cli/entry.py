@@ -76,7 +76,9 @@ def open_app(options: dict[str, str] | None = None) -> int:
         except ClipseekError as exc:
             if _debug():
                 raise
-            print(f"error: {exc}", file=sys.stderr)
+            from clipseek.photos.pathtext import display_text
+
+            print(f"error: {display_text(str(exc))}", file=sys.stderr)
             return 1
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 1

@@ -190,21 +190,7 @@ class Indexer:
     # -- steps
 
     def _check_roots(self, roots: Sequence[str | os.PathLike[str]]) -> list[str]:
-        if not roots:
-            raise ClipseekError("Name at least one folder to index.")
-        out = []
-        pseudo = PseudoFilesystems()
-        for root in roots:
-            norm = normalise_root(root)
-            why = pseudo.describe(norm) if os.path.exists(norm) else None
-            if why:
-                raise ClipseekError(f"{why}, not a folder of pictures; nothing was indexed.")
-            if not os.path.exists(norm):
-                raise ClipseekError(f"{norm} does not exist; nothing was indexed.")
-            if not os.path.isdir(norm):
-                raise ClipseekError(f"{norm} is not a folder; `clipseek index` takes folders.")
-            out.append(norm)
-        return list(dict.fromkeys(out))
+        return check_roots(roots)
 
     def _scan(
         self,
@@ -784,3 +770,23 @@ def _decode(
 
 def _is_under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def check_roots(roots: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """The folders to index, normalised, or the error that says why one cannot be: before
+    a run marks the index as being written (a typo is not an interruption)."""
+    if not roots:
+        raise ClipseekError("Name at least one folder to index.")
+    out = []
+    pseudo = PseudoFilesystems()
+    for root in roots:
+        norm = normalise_root(root)
+        why = pseudo.describe(norm) if os.path.exists(norm) else None
+        if why:
+            raise ClipseekError(f"{why}, not a folder of pictures; nothing was indexed.")
+        if not os.path.exists(norm):
+            raise ClipseekError(f"{norm} does not exist; nothing was indexed.")
+        if not os.path.isdir(norm):
+            raise ClipseekError(f"{norm} is not a folder; `clipseek index` takes folders.")
+        out.append(norm)
+    return list(dict.fromkeys(out))

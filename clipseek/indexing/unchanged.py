@@ -7,9 +7,10 @@ way ``clipseek info`` reads its numbers (:mod:`clipseek.store.chroma_format`), a
 compared with a scan of the folders: when every file is there with the size, mtime, ctime
 and inode the index recorded, and nothing else is, the run is over. Anything different
 or not understood (a chromadb release that reading was not tested with, another Chroma
-layout, writes not yet applied, a recorded failure, a scan error, a new root,
-``--rebuild``) returns None and the normal path runs, so this can only skip work that
-had none to do.
+layout, writes not yet applied, a recorded failure whose file changed or went, a scan
+error, a new root, ``--rebuild``) returns None and the normal path runs, so this can only
+skip work that had none to do. Files that failed to read and have not changed since are
+named again, as the normal path names them.
 
 The caller holds the index's writer lock, so no other run writes while this reads.
 """
@@ -24,8 +25,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clipseek.fileio import identity, write_whole
-from clipseek.indexing.events import IndexFinished, IndexSummary, PlanReady, ScanProgress
+from clipseek.indexing.events import (
+    FileFailed,
+    IndexFinished,
+    IndexSummary,
+    PlanReady,
+    ScanProgress,
+)
 from clipseek.indexing.scanner import PseudoFilesystems, ScanOptions, normalise_root, scan
+from clipseek.photos.imaging import worth_retrying
 from clipseek.store import chroma_format as chroma
 from clipseek.store.chroma_format import DATABASE, release_known
 from clipseek.store.keys import KEY_SCHEMA, path_from_meta
@@ -48,11 +56,24 @@ _COMPARED = (
 )
 
 
+#: The metadata of each recorded failure this check reads.
+_FAILURE_COLUMNS = (
+    ("path", "string"),
+    ("path_b64", "string"),
+    ("size", "int"),
+    ("mtime_ns", "int"),
+    ("reason", "string"),
+)
+
+#: path → (size, mtime_ns, reason) of every file the index records as unreadable.
+Failures = dict[str, tuple[int, int, str]]
+
+
 def _stored(
     db: Path, collection_name: str, failures_name: str
-) -> tuple[dict[str, tuple[int, int, int, int]], list[str]] | None:
-    """path → (size, mtime_ns, ctime_ns, inode) of every record, and the roots the index
-    recorded; None if anything is not as expected."""
+) -> tuple[dict[str, tuple[int, int, int, int]], list[str], Failures] | None:
+    """path → (size, mtime_ns, ctime_ns, inode) of every record, the roots the index
+    recorded, and the recorded failures; None if anything is not as expected."""
     import json
 
     con = chroma.connect_readonly(db, timeout=1.0)
@@ -79,8 +100,15 @@ def _stored(
         if found is None:
             return None
         failures = collection(failures_name, deletes_may_wait=True)
-        if failures is not None and chroma.record_count(con, failures[1]):
-            return None  # the normal path reports known failures again
+        failed: Failures = {}
+        if failures is not None:
+            for _rowid, path, path_b64, size, mtime_ns, reason in chroma.metadata_table(
+                con, failures[1], _FAILURE_COLUMNS
+            ):
+                if not (isinstance(size, int) and isinstance(mtime_ns, int) and path):
+                    return None
+                name = path_from_meta({"path": path, "path_b64": path_b64})
+                failed[name] = (size, mtime_ns, str(reason or "unreadable"))
         meta = chroma.collection_metadata(con, found[0])
         if _upkeep_due(meta, chroma.collection_configuration(con, found[0])):
             return None  # the normal run brings an older index up to date
@@ -99,7 +127,7 @@ def _stored(
         recorded = json.loads(str(meta.get("roots", "[]")))
         if not isinstance(recorded, list):
             return None
-        return out, [str(r) for r in recorded]
+        return out, [str(r) for r in recorded], failed
     except (sqlite3.Error, ValueError, TypeError):
         return None
     finally:
@@ -108,7 +136,7 @@ def _stored(
 
 #: Where an index run keeps what this check last read from the SQLite file.
 RECORDS_CACHE = "clipseek-records.cache"
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 
 def _database_identity(db: Path) -> list[tuple[int, int, int, int] | None] | None:
@@ -134,7 +162,7 @@ def _database_identity(db: Path) -> list[tuple[int, int, int, int] | None] | Non
 
 def _stored_or_remembered(
     db: Path, collection_name: str, failures_name: str
-) -> tuple[dict[str, tuple[int, int, int, int]], list[str]] | None:
+) -> tuple[dict[str, tuple[int, int, int, int]], list[str], Failures] | None:
     """:func:`_stored`, kept beside the database for the next run while the database's
     files are unchanged.
 
@@ -153,15 +181,20 @@ def _stored_or_remembered(
     cache = db.with_name(RECORDS_CACHE)
     if db_identity is not None:
         try:
-            saved_key, stored, roots = marshal.loads(cache.read_bytes())
-            if saved_key == key and isinstance(stored, dict) and isinstance(roots, list):
-                return stored, roots
+            saved_key, stored, roots, failed = marshal.loads(cache.read_bytes())
+            if (
+                saved_key == key
+                and isinstance(stored, dict)
+                and isinstance(roots, list)
+                and isinstance(failed, dict)
+            ):
+                return stored, roots, failed
         except (OSError, ValueError, EOFError, TypeError):
             pass
     found = _stored(db, collection_name, failures_name)
     if found is None or db_identity is None or _database_identity(db) != db_identity:
         return found
-    write_whole(cache, marshal.dumps((key, found[0], found[1])))  # failing: read next time
+    write_whole(cache, marshal.dumps((key, *found)))  # failing: read next time
     return found
 
 
@@ -215,7 +248,7 @@ def quick_unchanged(
     )
     if found is None:
         return None
-    stored, known_roots = found
+    stored, known_roots, failed = found
     if not set(norm) <= set(known_roots):
         return None  # a new root is recorded by the normal path
     pseudo = PseudoFilesystems()
@@ -240,15 +273,32 @@ def quick_unchanged(
     if errors:
         return None
     under = {p: st for p, st in stored.items() if any(_under(p, r) for r in norm)}
-    if len(under) != len(files):
+    failed_under = {p: f for p, f in failed.items() if any(_under(p, r) for r in norm)}
+    if len(under) + len(failed_under) != len(files):
         return None
+    known: list[FileFailed] = []
     for info in files:
-        if under.get(info.path) != (info.size, info.mtime_ns, info.ctime_ns, info.inode):
+        if under.get(info.path) == (info.size, info.mtime_ns, info.ctime_ns, info.inode):
+            continue
+        failure = failed_under.get(info.path)
+        # Unreadable last time and untouched since: named again, not tried again (as the
+        # normal path decides); anything else is the normal path's to handle.
+        if (
+            failure is None
+            or info.path in under
+            or failure[:2] != (info.size, info.mtime_ns)
+            or worth_retrying(failure[2])
+        ):
             return None
-    summary = IndexSummary(roots=norm, total=len(files), unchanged=len(files))
+        known.append(FileFailed(info.path, failure[2]))
+    unchanged = len(files) - len(known)
+    summary = IndexSummary(roots=norm, total=len(files), unchanged=unchanged)
+    summary.failed = known
     summary.outside_links = links  # listed on every run, as the normal path does
     emit(ScanProgress(len(files)))
-    emit(PlanReady(total=len(files), new=0, changed=0, unchanged=len(files), removed=0, reused=0))
+    for failure in known:
+        emit(failure)
+    emit(PlanReady(total=len(files), new=0, changed=0, unchanged=unchanged, removed=0, reused=0))
     summary.elapsed = time.perf_counter() - started
     emit(IndexFinished(summary))
     return summary

@@ -500,7 +500,11 @@ def create_app(
     def search(body: SearchRequest) -> Response:
 
         query = parse_query([body.query], allow_images=False)
-        folder = search_folder(body.in_, roots()) if body.in_ is not None else None
+        folder = (
+            search_folder(body.in_, roots(), engine.holds_pictures_under)
+            if body.in_ is not None
+            else None
+        )
         filters, order = search_filters(
             body.after, body.before, body.camera, body.min_size, body.sort
         )
@@ -527,7 +531,9 @@ def create_app(
         data = file.file.read(opts.max_upload_bytes + 1)
         name = os.path.basename(file.filename or "") or "image"
         label = f"the uploaded image {name}"
-        folder = search_folder(in_, roots()) if in_ is not None else None
+        folder = (
+            search_folder(in_, roots(), engine.holds_pictures_under) if in_ is not None else None
+        )
         filters, order = search_filters(after, before, camera, min_size, sort)
         response = engine.search_image(
             data,
@@ -563,7 +569,9 @@ def create_app(
         ] = None,
     ) -> Response:
         limit = duplicate_threshold(threshold)
-        folder = search_folder(in_, roots()) if in_ is not None else None
+        folder = (
+            search_folder(in_, roots(), engine.holds_pictures_under) if in_ is not None else None
+        )
         groups = []
         for group in engine.duplicates(limit, in_dir=folder):
             data = group.to_json()

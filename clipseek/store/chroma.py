@@ -601,8 +601,9 @@ _live_snapshots: set[Path] = set()
 
 
 @atexit.register
-def _remove_snapshots() -> None:
-    """Remove this process's snapshots when it exits normally (a killed one's are swept)."""
+def remove_own_snapshots() -> None:
+    """Remove this process's snapshots when it exits normally (a killed one's are swept);
+    also called by a face that leaves with ``os._exit`` (``clipseek serve``)."""
     for snapshot in list(_live_snapshots):
         _drop_system(snapshot)
         remove_snapshot(snapshot)

@@ -95,17 +95,34 @@ def _stat(path: Path) -> tuple[int, int, int] | None:
 # --------------------------------------------------------------------------- snapshots
 
 
+#: The largest share of memory (``/dev/shm``'s size) one snapshot may take there; a larger
+#: one goes to the temporary folder on disk.
+MEMORY_SHARE = 8
+
+
+def snapshot_bases() -> list[Path]:
+    """Every folder :func:`snapshot_base` may choose, for sweeping."""
+    chosen = os.environ.get("CLIPSEEK_SNAPSHOT_DIR")
+    if chosen:
+        return [Path(chosen)]
+    return [Path("/dev/shm"), Path(tempfile.gettempdir())]
+
+
 def snapshot_base(needed: int) -> Path:
     """Where snapshots go: ``CLIPSEEK_SNAPSHOT_DIR``, else memory (``/dev/shm``) when it has
-    room, else the temporary folder. Memory first also keeps queries working while the disk
-    that holds the index (and often ``/tmp``) is full."""
+    room and the snapshot takes at most 1/:data:`MEMORY_SHARE` of it, else the temporary
+    folder. Memory first also keeps queries working while the disk that holds the index
+    (and often ``/tmp``) is full."""
     chosen = os.environ.get("CLIPSEEK_SNAPSHOT_DIR")
     if chosen:
         return Path(chosen)
     for candidate in ("/dev/shm", tempfile.gettempdir()):
         path = Path(candidate)
         try:
-            roomy = shutil.disk_usage(path).free > 2 * needed + (64 << 20)
+            usage = shutil.disk_usage(path)
+            roomy = usage.free > 2 * needed + (64 << 20)
+            if candidate == "/dev/shm":
+                roomy = roomy and needed * MEMORY_SHARE <= usage.total
             if roomy and path.is_dir() and os.access(path, os.W_OK):
                 return path
         except OSError:
