@@ -259,6 +259,8 @@ class Engine:
                 # Chroma caches what it loaded per path: the next run, after other processes
                 # may have written, must load the folder afresh.
                 writer._forget_client()
+            if not self.store.is_remote:
+                _refresh_vector_cache(self.store)
         finally:
             if lock is not None:
                 lock.release()
@@ -514,3 +516,15 @@ class Engine:
         and choosing a model do not import chromadb (over a second on a small machine)."""
         peeked = self.store.peek_indexes()
         return peeked if peeked is not None else self.store.indexes()
+
+
+def _refresh_vector_cache(store: Store) -> None:
+    """After an index run, under its writer lock: build the vector cache where it is
+    missing or stale (store/vector_cache.py). A cache only saves readers time, so a
+    failure here costs them that, never the run."""
+    import contextlib
+
+    from clipseek.store.vector_cache import refresh_caches
+
+    with contextlib.suppress(Exception):
+        refresh_caches(store.location, store._lock)

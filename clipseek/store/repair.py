@@ -217,6 +217,13 @@ class CheckReport:
     repairable: bool = True
     #: The self-search could not run at all (no verdict on the vector files).
     inconclusive: bool = False
+    #: Of ``problems``, those of the vector cache beside the index (a rebuild of the
+    #: cache fixes them; searches meanwhile read Chroma's files, never the cache).
+    cache_problems: list[str] = field(default_factory=list)
+
+    @property
+    def only_cache(self) -> bool:
+        return bool(self.problems) and self.problems == self.cache_problems
 
     @property
     def healthy(self) -> bool:
@@ -229,7 +236,9 @@ class CheckReport:
                 "record has its vector and every vector finds itself."
             )
         fix = (
-            "Run `clipseek repair` to rebuild the vector files from the stored vectors "
+            "Run `clipseek repair` to rebuild it from the index (no model needed)."
+            if self.only_cache
+            else "Run `clipseek repair` to rebuild the vector files from the stored vectors "
             "(no model needed)."
             if self.repairable
             else "Rebuild it from your images with `clipseek index --rebuild FOLDER...`."
@@ -265,9 +274,47 @@ def check(store: Store, *, self_search: bool = True, sample: int | None = None) 
     schemas = {c.slug: _schema(c) for c in collections if not c.is_failures}
     for col in collections:
         _check_collection(col, report, schemas.get(col.slug, _schema(col)))
+    if not report.problems:
+        _check_caches(store, collections, report)
     if not report.problems and self_search:
         _self_search(store.location, report, sample)
     return report
+
+
+def _check_caches(store: Store, collections: list[StoredCollection], report: CheckReport) -> None:
+    """The vector cache of each index against what the index holds (vector_cache.py)."""
+    from clipseek.store.chromafiles import record_rowids
+    from clipseek.store.vector_cache import verify_against
+
+    with store.reading():
+        con = connect_readonly(Path(store.location) / "chroma.sqlite3")
+        try:
+            for col in collections:
+                if col.is_failures:
+                    continue
+                row = con.execute(
+                    "SELECT id FROM segments WHERE collection = ? AND scope = 'METADATA'",
+                    (col.collection_id,),
+                ).fetchone()
+                if row is None:
+                    continue
+                segment = str(row[0])
+                problem = verify_against(
+                    store.location,
+                    col.collection_id,
+                    segment,
+                    int(col.metadata.get("dim", 0) or 0),
+                    con,
+                    record_rowids(con, segment),
+                    col.vectors,
+                )
+                if problem:
+                    report.problems.append(f"{problem}.")
+                    report.cache_problems.append(f"{problem}.")
+        except sqlite3.Error:
+            pass  # the checks before read the same file; they say what is wrong
+        finally:
+            con.close()
 
 
 def _schema(col: StoredCollection) -> int:
@@ -432,8 +479,15 @@ class RepairReport:
     #: Records without a usable vector: the next ``clipseek index`` embeds them again.
     dropped: int = 0
     after: CheckReport | None = None
+    #: Only the vector cache beside the index was rebuilt.
+    cache_only: bool = False
 
     def sentence(self) -> str:
+        if self.cache_only:
+            return (
+                f"Rebuilt the vector cache of the index at {self.location} from the index; "
+                "the index itself needed no repair."
+            )
         text = (
             f"Repaired the index at {self.location}: {self.restored} images restored from "
             "their stored vectors without the model"
@@ -483,6 +537,11 @@ def repair(
             return None
         if not before.repairable:
             raise DamagedIndexError(before.sentence())
+        if before.only_cache and not force:
+            _rebuild_caches(store)
+            report = RepairReport(store.location, None, cache_only=True)
+            report.after = check(store)
+            return report
         with store.reading():
             collections = read_stored(store.location)
         # The repaired index is written beside the old one and swapped in only when complete:
@@ -500,6 +559,7 @@ def repair(
         say("Moving the old files aside")
         moved = move_aside(store, replacement=staging)
         store._committed()  # readers take the repaired index
+        _rebuild_caches(store)
         report = RepairReport(store.location, moved)
         report.restored, report.dropped = restored_total, dropped_total
         report.after = check(store)
@@ -507,6 +567,15 @@ def repair(
     finally:
         if lock is not None:
             lock.release()
+
+
+def _rebuild_caches(store: Store) -> None:
+    """Write every index's vector cache anew from the index (the caller holds the
+    writer lock)."""
+    from clipseek.store.vector_cache import cache_root, refresh_caches
+
+    shutil.rmtree(cache_root(store.location), ignore_errors=True)
+    refresh_caches(store.location, store._lock)
 
 
 STAGING_SUFFIX = ".repairing"
