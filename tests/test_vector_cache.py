@@ -139,6 +139,7 @@ def cached(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     index.add_roots(["/photos"])
     assert vc.refresh_caches(db) == [COLLECTION_PREFIX + SLUG]
     assert vc.refresh_caches(db) == []  # current: nothing to write
+    assert len(vc.cached_collections(db)) == 1
     replaced = _unit(rng, 40)
     index.upsert([_record(i, replaced[n]) for n, i in enumerate(range(100, 140))])
     vectors[100:140] = replaced
@@ -166,9 +167,13 @@ def _readers(db: Path) -> tuple[DirectIndex, DirectIndex, Any]:
     return cached, files, chroma
 
 
+def _files(db: Path) -> vc.CacheFiles:
+    (collection_id,) = vc.cached_collections(db)
+    return vc.cache_folder(db, collection_id)
+
+
 def _manifest(db: Path) -> vc.Manifest:
-    (folder,) = [p for p in vc.cache_root(db).iterdir() if p.is_dir()]
-    return vc.read_manifest(folder)
+    return vc.read_manifest(_files(db))
 
 
 def test_the_writer_keeps_the_cache_current_by_appending(cached) -> None:
@@ -231,7 +236,7 @@ def test_a_reader_never_writes_the_cache(cached) -> None:
     assert through_cache.from_cache and state() == before
 
 
-def _damage(folder: Path, how: str) -> None:
+def _damage(folder: vc.CacheFiles, how: str) -> None:
     if how == "flipped":
         path = folder / "vectors.f32"
         data = bytearray(path.read_bytes())
@@ -248,13 +253,13 @@ def _damage(folder: Path, how: str) -> None:
         data[8 * 7] ^= 0x01  # row 7 now names another record
         path.write_bytes(bytes(data))
     elif how == "missing":
-        shutil.rmtree(folder)
+        vc.drop_cache(folder.base, folder.stem[len(vc.CACHE_PREFIX) :])
 
 
 @pytest.mark.parametrize("how", ["flipped", "truncated", "manifest", "rowids", "missing"])
 def test_a_damaged_or_missing_cache_is_passed_over(cached, tmp_path: Path, how: str) -> None:
     db, vectors = _copy(cached[0], tmp_path), cached[1]
-    (folder,) = [p for p in vc.cache_root(db).iterdir() if p.is_dir()]
+    folder = _files(db)
     _damage(folder, how)
     through_cache, _, chroma = _readers(db)
     for i in (3, 7, 120, 915):
@@ -272,7 +277,7 @@ def test_check_finds_a_damaged_cache_and_repair_rebuilds_only_it(cached, tmp_pat
     db = _copy(cached[0], tmp_path)
     store = Store(db)
     assert check(store, self_search=False).healthy
-    (folder,) = [p for p in vc.cache_root(db).iterdir() if p.is_dir()]
+    folder = _files(db)
     _damage(folder, "flipped")
     report = check(store, self_search=False)
     assert not report.healthy and report.only_cache, report.problems
@@ -333,7 +338,7 @@ def test_a_reader_follows_the_writer_reading_only_what_was_appended(
     target.upsert([_record(6000 + n, v) for n, v in enumerate(fresh)])
     writer.close()
     # As if the files were not the writer's own (a copied folder): their checksum counts.
-    (folder,) = [p for p in vc.cache_root(db).iterdir() if p.is_dir()]
+    folder = _files(db)
     manifest = vc.read_manifest(folder)
     manifest.identities = [[0, 0, 0, 0]] * 3
     (folder / vc.MANIFEST).write_bytes(manifest.encode())

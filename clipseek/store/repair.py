@@ -572,9 +572,9 @@ def repair(
 def _rebuild_caches(store: Store) -> None:
     """Write every index's vector cache anew from the index (the caller holds the
     writer lock)."""
-    from clipseek.store.vector_cache import cache_root, refresh_caches
+    from clipseek.store.vector_cache import drop_all_caches, refresh_caches
 
-    shutil.rmtree(cache_root(store.location), ignore_errors=True)
+    drop_all_caches(store.location)
     refresh_caches(store.location, store._lock)
 
 

@@ -24,10 +24,12 @@ It is a cache, never the record:
   keeping it current costs what changed, and a reader that already read it reads only
   what was appended. When a quarter of the rows are dead it is written anew.
 
-Layout, in ``<database>/clipseek-vectors/<collection id>/``: ``vectors.f32`` (rows x dim,
-little-endian float32, unit length), ``rowids.i64`` (each row's ``embeddings.id``),
-``dead.i64`` (positions no longer live), and ``manifest.json``, replaced whole after the
-others are written: the commit point.
+Layout: four files beside Chroma's in the database folder, named
+``clipseek-vectors-<collection id>.<part>`` (files, not a folder: a folder there would
+look like one of Chroma's own): ``vectors.f32`` (rows x dim, little-endian float32, unit
+length), ``rowids.i64`` (each row's ``embeddings.id``), ``dead.i64`` (positions no longer
+live), and ``manifest.json``, replaced whole after the others are written: the commit
+point. They move with the folder (``repair`` moves them aside with Chroma's files).
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sqlite3
 import uuid
 import zlib
@@ -57,8 +58,9 @@ if TYPE_CHECKING:
 
     from clipseek.store.lock import DataLock
 
-#: The folder beside Chroma's files (not a UUID, so snapshots and damage checks skip it).
-CACHE_DIR = "clipseek-vectors"
+#: How the cache's files are named in the database folder (snapshots, damage checks and
+#: the readers' change fingerprint look at Chroma's own files only).
+CACHE_PREFIX = "clipseek-vectors-"
 FORMAT = 1
 MANIFEST = "manifest.json"
 _FILES = ("vectors.f32", "rowids.i64", "dead.i64")
@@ -76,12 +78,35 @@ class CacheUnusable(Exception):
     """The cache is missing, stale or damaged: read Chroma's files instead."""
 
 
-def cache_root(location: str | os.PathLike[str]) -> Path:
-    return Path(location) / CACHE_DIR
+class CacheFiles:
+    """The files of one collection's cache: ``files / "vectors.f32"`` is its path."""
+
+    def __init__(self, location: str | os.PathLike[str], collection_id: str) -> None:
+        self.base = Path(location)
+        self.stem = f"{CACHE_PREFIX}{collection_id}"
+
+    def __truediv__(self, part: str) -> Path:
+        return self.base / f"{self.stem}.{part}"
+
+    def temp(self, part: str, token: str) -> Path:
+        return self.base / f".{self.stem}.{part}.{token}.tmp"
+
+    def exists(self) -> bool:
+        return (self / MANIFEST).exists()
 
 
-def cache_folder(location: str | os.PathLike[str], collection_id: str) -> Path:
-    return cache_root(location) / collection_id
+def cache_folder(location: str | os.PathLike[str], collection_id: str) -> CacheFiles:
+    return CacheFiles(location, collection_id)
+
+
+def cached_collections(location: str | os.PathLike[str]) -> set[str]:
+    """Collection ids that have (some of) a cache in the database folder."""
+    out = set()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(location):
+            if entry.name.startswith(CACHE_PREFIX):
+                out.add(entry.name[len(CACHE_PREFIX) :].split(".", 1)[0])
+    return out
 
 
 @dataclass
@@ -111,7 +136,7 @@ class Manifest:
         return json.dumps({"format": FORMAT, **asdict(self)}).encode()
 
 
-def read_manifest(folder: Path) -> Manifest:
+def read_manifest(folder: CacheFiles) -> Manifest:
     try:
         data = json.loads((folder / MANIFEST).read_bytes())
     except FileNotFoundError:
@@ -147,7 +172,7 @@ def _int(value: Any) -> int:
     return value
 
 
-def _identities(folder: Path) -> list[list[int]]:
+def _identities(folder: CacheFiles) -> list[list[int]]:
     return [list(identity(folder / name)) for name in _FILES]
 
 
@@ -160,7 +185,7 @@ class CacheView:
 
     def __init__(
         self,
-        folder: Path,
+        folder: CacheFiles,
         manifest: Manifest,
         rowids: np.ndarray,
         alive: np.ndarray,
@@ -387,11 +412,10 @@ def write_cache(
     import numpy as np
 
     folder = cache_folder(location, collection_id)
-    folder.mkdir(parents=True, exist_ok=True)
     epoch = uuid.uuid4().hex
     matrix = np.ascontiguousarray(matrix, dtype="<f4")
     ids = np.ascontiguousarray(rowids, dtype="<i8")
-    temps = [folder / f".{name}.{epoch}.tmp" for name in _FILES]
+    temps = [folder.temp(name, epoch) for name in _FILES]
     try:
         crc = _write_array(temps[0], matrix)
         crc_rowids = _write_array(temps[1], ids)
@@ -432,9 +456,14 @@ def _write_array(path: Path, array: np.ndarray) -> int:
 def drop_cache(location: str | os.PathLike[str], collection_id: str) -> None:
     """Forget a collection's cache (its manifest first: readers stop using it at once)."""
     folder = cache_folder(location, collection_id)
-    with contextlib.suppress(OSError):
-        (folder / MANIFEST).unlink()
-    shutil.rmtree(folder, ignore_errors=True)
+    for part in (MANIFEST, *_FILES):
+        with contextlib.suppress(OSError):
+            (folder / part).unlink()
+
+
+def drop_all_caches(location: str | os.PathLike[str]) -> None:
+    for collection_id in cached_collections(location):
+        drop_cache(location, collection_id)
 
 
 @dataclass
@@ -698,10 +727,8 @@ def refresh_caches(location: str | os.PathLike[str], lock: DataLock | None = Non
         finally:
             con.close()
     present = {c.id for c in collections}
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(cache_root(location)):
-            if entry.name not in present:
-                drop_cache(location, entry.name)
+    for collection_id in cached_collections(location) - present:
+        drop_cache(location, collection_id)
     for collection in collections:
         if _refresh_one(location, collection, lock):
             written.append(collection.name)
