@@ -494,7 +494,16 @@ class Engine:
             folder = os.path.abspath(os.path.expanduser(in_dir))
             if not os.path.isdir(folder):
                 raise QueryError(f"--in {in_dir}: no such folder.")
-        return existing_only(find_duplicates(self.open_index(), threshold, under=folder))
+        index: ImageIndex | None = None
+        if not self.store.is_remote and not self.store.direct:
+            # The stored vectors straight from the files (their cache when current): no
+            # snapshot, and no Python object per picture for the whole library.
+            spec = self.spec
+            index = Store(self.store.location, reader=True, direct=True).open_index(
+                spec.key, spec.collection_slug
+            )
+        index = index or self.open_index()
+        return existing_only(find_duplicates(index, threshold, under=folder))
 
     # -- facts
 
