@@ -409,3 +409,15 @@ def test_duplicates_through_the_cache_equal_chromas(cached, tmp_path: Path) -> N
         want = dup.find_duplicates(chroma, 0.9, under=under)
         assert [[i.id for i in g.items] for g in got] == [[i.id for i in g.items] for g in want]
         assert got and all(len(g.items) >= 2 for g in got)
+
+
+def test_check_searches_a_stated_sample_unless_asked_for_everything(cached, tmp_path) -> None:
+    from clipseek.store.repair import check
+
+    db = _copy(cached[0], tmp_path)
+    sampled = check(Store(db, create=False), sample=50)
+    assert sampled.healthy and sampled.sampled, sampled.problems
+    assert sampled.found_self == 50 and sampled.records == 905
+    assert "50 vectors chosen at random" in sampled.sentence() and "--full" in sampled.sentence()
+    everything = check(Store(db, create=False))
+    assert everything.healthy and not everything.sampled and everything.found_self == 905
