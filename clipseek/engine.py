@@ -274,6 +274,8 @@ class Engine:
                 # Chroma caches what it loaded per path: the next run, after other processes
                 # may have written, must load the folder afresh.
                 writer._forget_client()
+            if not self.store.is_remote:
+                _refresh_vector_cache(self.store)
         finally:
             if lock is not None:
                 lock.release()
@@ -499,7 +501,15 @@ class Engine:
         from clipseek.search.duplicates import existing_only, find_duplicates
         from clipseek.search.query import in_folder
 
-        index = self.open_index()
+        index: ImageIndex | None = None
+        if not self.store.is_remote and not self.store.direct:
+            # The stored vectors straight from the files (their cache when current): no
+            # snapshot, and no Python object per picture for the whole library.
+            spec = self.spec
+            index = Store(self.store.location, reader=True, direct=True).open_index(
+                spec.key, spec.collection_slug
+            )
+        index = index or self.open_index()
         folder = in_folder(in_dir, index) if in_dir is not None else None
         return existing_only(find_duplicates(index, threshold, under=folder))
 
@@ -528,3 +538,15 @@ class Engine:
         and choosing a model do not import chromadb (over a second on a small machine)."""
         peeked = self.store.peek_indexes()
         return peeked if peeked is not None else self.store.indexes()
+
+
+def _refresh_vector_cache(store: Store) -> None:
+    """After an index run, under its writer lock: build the vector cache where it is
+    missing or stale (store/vector_cache.py). A cache only saves readers time, so a
+    failure here costs them that, never the run."""
+    import contextlib
+
+    from clipseek.store.vector_cache import refresh_caches
+
+    with contextlib.suppress(Exception):
+        refresh_caches(store.location, store._lock)

@@ -928,15 +928,21 @@ def _local_store(db: str | None, chroma_url: str | None) -> Any:
 @friendly
 def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full", help="Search for every vector, not 2,000 chosen at random (slow when large)."
+        ),
+    ] = False,
     db: DbOpt = None,
     chroma_url: ChromaOpt = None,
 ) -> None:
-    """Check the index without the model: records, vector files and metadata agree, and
-    every image's vector finds itself. Exit 1 when damaged."""
-    # Lazy: only this command needs it; --help imports none of these (test_imports).
+    """Check the index without the model: records, vector files, metadata and the vector
+    cache agree, and vectors find themselves. Exit 1 when damaged."""
+    from clipseek.store.repair import CHECK_SAMPLE
     from clipseek.store.repair import check as check_index
 
-    report = check_index(_local_store(db, chroma_url))
+    report = check_index(_local_store(db, chroma_url), sample=None if full else CHECK_SAMPLE)
     if as_json:
         payload = {
             "location": report.location,

@@ -414,6 +414,10 @@ class Store:
         if self.reader and collection_slug is not None:
             slug = collection_slug
             redirect = lambda: self._write_through(slug)  # noqa: E731
+        if not self.reader and not self.is_remote:
+            from clipseek.store.vector_cache import JournaledCollection
+
+            col = JournaledCollection(col, self.location)  # keeps the vector cache current
         return ImageIndex(
             col,
             failures,

@@ -661,3 +661,60 @@ def _links_damaged(np: Any, lists: Any, width: int, count: int) -> bool:
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 160 else text[:157] + "..."
+
+
+# ------------------------------------------------------------- what the vector cache reads
+# (clipseek/store/vector_cache.py keeps a copy of the vectors beside Chroma; these are the
+# few facts of Chroma's tables it needs to know whether that copy is current.)
+
+
+def applied_seq(con: sqlite3.Connection, segment: str) -> int | None:
+    """The last write (Chroma's sequence number) a metadata segment has applied: every
+    record added, updated or deleted moves it on by one, whoever wrote it."""
+    row = con.execute("SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment,)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    value = row[0]
+    if isinstance(value, bytes):  # older Chroma kept it as a big-endian blob
+        return int.from_bytes(value, "big")
+    return int(value)
+
+
+def rowids_of(con: sqlite3.Connection, segment: str, ids: Iterable[str]) -> dict[str, int]:
+    """Record id → SQLite row id, for those of ``ids`` the segment holds."""
+    wanted = list(dict.fromkeys(ids))
+    out: dict[str, int] = {}
+    for start in range(0, len(wanted), _SQL_BATCH):
+        chunk = wanted[start : start + _SQL_BATCH]
+        out.update(
+            con.execute(
+                "SELECT embedding_id, id FROM embeddings WHERE segment_id = ? "
+                f"AND embedding_id IN ({','.join('?' * len(chunk))})",
+                [segment, *chunk],
+            ).fetchall()
+        )
+    return out
+
+
+def ids_of(con: sqlite3.Connection, segment: str, rowids: Iterable[int]) -> dict[int, str]:
+    """SQLite row id → record id, for those of ``rowids`` the segment holds."""
+    wanted = sorted({int(r) for r in rowids})
+    out: dict[int, str] = {}
+    for start in range(0, len(wanted), _SQL_BATCH):
+        chunk = wanted[start : start + _SQL_BATCH]
+        out.update(
+            con.execute(
+                "SELECT id, embedding_id FROM embeddings WHERE segment_id = ? "
+                f"AND id IN ({','.join('?' * len(chunk))})",
+                [segment, *chunk],
+            ).fetchall()
+        )
+    return out
+
+
+def all_rowids(con: sqlite3.Connection, segment: str) -> np.ndarray:
+    """Every record's SQLite row id in a segment, ascending, as one array."""
+    import numpy as np
+
+    cursor = con.execute("SELECT id FROM embeddings WHERE segment_id = ? ORDER BY id", (segment,))
+    return np.fromiter((r for (r,) in cursor), dtype=np.int64)

@@ -13,6 +13,12 @@ not recognise (another layout, a ``where`` form it does not translate, a record 
 find a vector for) raises :class:`DirectUnavailable` inside, and from then on the index
 answers through Chroma: slower, never wrong. ``clipseek serve`` keeps Chroma, whose graph
 answers a busy server's many searches faster on large indexes once loaded.
+
+When the index has a current vector cache (:mod:`clipseek.store.vector_cache`, written by
+the indexer), the vectors come from there instead: one pass of numpy over a flat file,
+and the metadata of the top answers only from SQLite, so a query builds no Python object
+per picture. A missing, stale or damaged cache is passed over silently: the files are
+read as described above.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from clipseek.store.chroma_format import (
     collection_metadata,
     collections,
     connect_readonly,
+    ids_of,
     label_map,
     logged_vectors,
     read_hnsw_rows,
@@ -47,15 +54,20 @@ from clipseek.store.chroma_format import (
     stored_as_scalar,
     value_column,
 )
+from clipseek.store.chroma_format import (
+    rowids_of as record_rowids_of,
+)
 from clipseek.store.image_index import ImageIndex, IndexFacts
 from clipseek.store.keys import path_from_meta
 from clipseek.store.records import COLLECTION_PREFIX, Hit, StoredEntry, stored_entry
 from clipseek.store.snapshot import fingerprint
+from clipseek.store.vector_cache import CacheUnusable, CacheView, open_view
 from clipseek.store.where import where_of
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from clipseek.search.duplicates import VectorSource
     from clipseek.store.lock import DataLock
 
 
@@ -77,13 +89,88 @@ class _Collection:
 
 @dataclass
 class _Vectors:
-    """Every record's vector, row-aligned with its SQLite row id and record id."""
+    """Every record's vector, row-aligned with its SQLite row id and record id: read
+    from Chroma's files, when there is no current cache."""
 
     fingerprint: tuple
     rowids: np.ndarray
     ids: list[str]
     matrix: np.ndarray
     position: dict[str, int]
+    #: Every row is a live record.
+    alive = None
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    @property
+    def width(self) -> int:
+        return int(self.matrix.shape[1])
+
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        return self.matrix @ query
+
+    def ids_for(self, con: sqlite3.Connection, segment: str, rows: Sequence[int]) -> list[str]:
+        return [self.ids[r] for r in rows]
+
+    def rows_for(self, con: sqlite3.Connection, segment: str, ids: Sequence[str]) -> list[int]:
+        return [self.position[i] for i in dict.fromkeys(ids) if i in self.position]
+
+    def row(self, position: int) -> np.ndarray:
+        return self.matrix[position].copy()
+
+    def all_rows(self) -> np.ndarray:
+        return self.matrix
+
+
+@dataclass
+class _Cached:
+    """The vectors from the index's vector cache: rows are positions in its file, some
+    of them dead (replaced or deleted since it was written); record ids come from SQLite."""
+
+    fingerprint: tuple
+    view: CacheView
+
+    @property
+    def rowids(self) -> np.ndarray:
+        return self.view.rowids
+
+    @property
+    def alive(self) -> np.ndarray | None:
+        return self.view.alive if self.view.manifest.dead else None
+
+    @property
+    def count(self) -> int:
+        return self.view.count
+
+    @property
+    def width(self) -> int:
+        return self.view.dim
+
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        return self.view.scores(query)
+
+    def ids_for(self, con: sqlite3.Connection, segment: str, rows: Sequence[int]) -> list[str]:
+        rowids = [int(self.view.rowids[r]) for r in rows]
+        named = ids_of(con, segment, rowids)
+        if len(named) != len(set(rowids)):
+            raise CacheUnusable("a row of the cache names no record")
+        return [named[r] for r in rowids]
+
+    def rows_for(self, con: sqlite3.Connection, segment: str, ids: Sequence[str]) -> list[int]:
+        rowid_of = record_rowids_of(con, segment, ids)
+        wanted = [i for i in dict.fromkeys(ids) if i in rowid_of]
+        places = self.view.positions_of([rowid_of[i] for i in wanted])
+        if (places < 0).any():
+            raise CacheUnusable("a record the cache does not hold")
+        return [int(p) for p in places]
+
+    def row(self, position: int) -> np.ndarray:
+        return self.view.row(position)
+
+    def all_rows(self) -> np.ndarray:
+        return self.view.matrix()
 
 
 def open_direct(
@@ -175,7 +262,11 @@ class DirectIndex(IndexFacts):
         self.unavailable: str | None = None
         #: The collection was dropped or made anew (``--rebuild`` in another process).
         self.replaced = False
-        self._vectors: _Vectors | None = None
+        #: Why the vector cache is not read (None while it is, or has not been looked at).
+        self.cache_note: str | None = None
+        #: The cache turned out damaged while being read: Chroma's files are read instead.
+        self.cache_refused: str | None = None
+        self._vectors: _Vectors | _Cached | None = None
         self._load_lock = threading.Lock()
         self._set_collection(collection)
 
@@ -204,7 +295,13 @@ class DirectIndex(IndexFacts):
         they cannot, for good."""
         if self.unavailable is None:
             try:
-                return direct()
+                try:
+                    return direct()
+                except CacheUnusable as exc:
+                    # Damage found while reading the cache: Chroma's files from now on.
+                    self.cache_refused = self.cache_note = str(exc)
+                    self._vectors = None
+                    return direct()
             except DirectUnavailable as exc:
                 self.unavailable = str(exc) or type(exc).__name__
                 self._vectors = None
@@ -221,14 +318,19 @@ class DirectIndex(IndexFacts):
         write reads the new state before the next search."""
         self._try(self._read, lambda: None)
 
-    def _read(self) -> _Vectors:
+    @property
+    def from_cache(self) -> bool:
+        """Whether the last read of the vectors came from the vector cache."""
+        return isinstance(self._vectors, _Cached)
+
+    def _read(self) -> _Vectors | _Cached:
         with _reading(self._lock, self._folder) as con:
             return self._fresh(con)
 
     # -- facts
 
     def count(self) -> int:
-        return self._try(lambda: len(self._read().ids), lambda: self.chroma().count())
+        return self._try(lambda: self._read().count, lambda: self.chroma().count())
 
     # -- reading
 
@@ -264,53 +366,100 @@ class DirectIndex(IndexFacts):
         where = where_of(under, clauses, self.schema)
         query = np.asarray(vector, dtype=np.float32).ravel()
         query = query / (float(np.linalg.norm(query)) or 1.0)
+        segment = self._collection.metadata_segment
         with _reading(self._lock, self._folder) as con:
             state = self._fresh(con)
-            if state.matrix.shape[1] != query.shape[0]:
+            if state.width != query.shape[0]:
                 raise DirectUnavailable("a query of another size")  # Chroma says it clearly
-            scores = state.matrix @ query if len(state.ids) else np.zeros(0, np.float32)
+            scores = state.scores(query) if len(state.rowids) else np.zeros(0, np.float32)
             if where is not None:
-                allowed = self._matching(con, where)
-                keep = np.isin(state.rowids, np.fromiter(allowed, dtype=np.int64))
+                keep = np.isin(state.rowids, self._matching(con, where))
+                if state.alive is not None:
+                    keep &= state.alive
                 scores = np.where(keep, scores, -np.inf)
                 available = int(keep.sum())
             else:
-                available = len(state.ids)
+                available = state.count  # dead rows of a cache score -inf
             k = min(n, available)
             if k == 0:
                 return []
             top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(k)
             top = top[np.lexsort((top, -scores[top]))]
-            metas = self._metadata(con, [int(state.rowids[i]) for i in top])
+            rows = top.tolist()
+            ids = state.ids_for(con, segment, rows)
+            metas = self._metadata(con, [int(state.rowids[i]) for i in rows])
         hits = []
-        for i in top:
+        for i, id_ in zip(rows, ids, strict=True):
             meta = metas.get(int(state.rowids[i]))
             if meta is None:
                 raise DirectUnavailable("a record without metadata")
             hits.append(
-                Hit(
-                    id=state.ids[i],
-                    path=path_from_meta(meta),
-                    score=float(scores[i]),
-                    metadata=meta,
-                )
+                Hit(id=id_, path=path_from_meta(meta), score=float(scores[i]), metadata=meta)
             )
         return hits
 
     def _get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, Mapping[str, Any]]]:
         if not ids:
             return {}
+        segment = self._collection.metadata_segment
         with _reading(self._lock, self._folder) as con:
             state = self._fresh(con)
-            rows = [state.position[i] for i in dict.fromkeys(ids) if i in state.position]
+            rows = state.rows_for(con, segment, ids)
+            names = state.ids_for(con, segment, rows)
             metas = self._metadata(con, [int(state.rowids[r]) for r in rows])
+            vectors = [state.row(r) for r in rows]
         out = {}
-        for r in rows:
+        for r, name, vector in zip(rows, names, vectors, strict=True):
             meta = metas.get(int(state.rowids[r]))
             if meta is None:
                 raise DirectUnavailable("a record without metadata")
-            out[state.ids[r]] = (state.matrix[r].copy(), meta)
+            out[name] = (vector, meta)
         return out
+
+    def vector_source(self, under: str | None = None) -> VectorSource:
+        """The vectors for near-duplicates (optionally only inside ``under``), named
+        on demand: only the pictures that have a close pair are ever looked up."""
+        from clipseek.search.duplicates import vector_source
+
+        return self._try(lambda: self._source(under), lambda: vector_source(self.chroma(), under))
+
+    def _source(self, under: str | None) -> VectorSource:
+        import numpy as np
+
+        from clipseek.search.duplicates import VectorSource
+        from clipseek.store.where import folder_where
+
+        segment = self._collection.metadata_segment
+        with _reading(self._lock, self._folder) as con:
+            state = self._fresh(con)
+            where = folder_where(under, self.schema)
+            keep = None if state.alive is None else state.alive.copy()
+            if where is not None:
+                inside = np.isin(state.rowids, self._matching(con, where))
+                keep = inside if keep is None else keep & inside
+            matrix = state.all_rows()
+            if keep is None:
+                places = np.arange(len(state.rowids))
+                vectors = matrix
+            else:
+                places = np.flatnonzero(keep)
+                vectors = np.asarray(matrix[places], dtype=np.float32)
+        rowids = state.rowids
+
+        def describe(rows: Sequence[int]) -> list[tuple[str, Mapping[str, Any]]]:
+            wanted = [int(rowids[places[r]]) for r in rows]
+            with _reading(self._lock, self._folder) as con:
+                named = ids_of(con, segment, wanted)
+                metas = self._metadata(con, wanted)
+            return [(named.get(r, ""), metas.get(r, {})) for r in wanted]
+
+        def positions(ids: Sequence[str]) -> list[int | None]:
+            with _reading(self._lock, self._folder) as con:
+                found = record_rowids_of(con, segment, ids)
+            at = {int(rowids[p]): n for n, p in enumerate(places.tolist())}
+            return [at.get(found[i]) if i in found else None for i in ids]
+
+        return VectorSource(vectors, describe, positions)
 
     # -- the files
 
@@ -325,94 +474,63 @@ class DirectIndex(IndexFacts):
             state = self._vectors
             if state is None or state.fingerprint != current:
                 first = state is None
+                previous = state
                 self._vectors = None
                 collection = _find_collection(con, self._collection.name)
                 if collection is None or collection.id != self._collection.id:
                     self.replaced = True  # the store opens the new one
                     raise DirectUnavailable("the collection was replaced")
                 self._set_collection(collection)
-                state = self._vectors = self._load(con, current)
+                state = self._vectors = self._state(con, current, previous)
                 if self._on_read is not None:
                     self._on_read(current, first)
             return state
 
-    def _load(self, con: sqlite3.Connection, stamp: tuple) -> _Vectors:
-        """The vector files, with the write log replayed over them; every record must end
-        up with exactly one vector, or Chroma is asked instead. Rows keep the files' order,
-        so the vectors are used where they were read, not copied again."""
-        import numpy as np
-
-        collection = self._collection
-        rowid_of = record_rowids(con, collection.metadata_segment)
-        logged = logged_vectors(con, collection.id)
-        dim = self.dim
-        ids: list[str] = []
-        blocks: list[np.ndarray] = []
-        segment = collection.vector_segment
-        if segment is not None and (self._folder / segment / "header.bin").exists():
+    def _state(
+        self, con: sqlite3.Connection, stamp: tuple, previous: _Vectors | _Cached | None
+    ) -> _Vectors | _Cached:
+        """The vector cache when it copies the files' current state, else the files."""
+        if self.cache_refused is None:
             try:
-                rows = read_hnsw_rows(self._folder / segment)
-            except (OSError, ValueError, struct.error) as exc:
-                raise DirectUnavailable(str(exc)) from None
-            if rows.header.count:
-                labels = label_map(self._folder / segment)
-                if labels is None:
-                    raise DirectUnavailable("index_metadata.pickle cannot be read")
-                if dim and rows.vectors.shape[1] != dim:
-                    raise DirectUnavailable("vectors of another size")
-                named = list(map(labels.get, rows.labels.tolist()))
-                keep = [
-                    i
-                    for i, (record_id, gone) in enumerate(
-                        zip(named, rows.deleted.tolist(), strict=True)
-                    )
-                    if not gone
-                    and record_id is not None
-                    and record_id in rowid_of
-                    and record_id not in logged
-                ]
-                ids = [named[i] for i in keep]  # type: ignore[misc]
-                everything = len(keep) == rows.header.count
-                blocks.append(rows.vectors if everything else rows.vectors[np.asarray(keep)])
-            del rows
-        from_log = [r for r, v in logged.items() if v is not None and r in rowid_of]
-        if from_log:
-            extra = np.stack([logged[r] for r in from_log])  # type: ignore[misc]
-            if dim and extra.shape[1] != dim:
-                raise DirectUnavailable("vectors of another size")
-            blocks.append(extra.astype(np.float32, copy=False))
-            ids.extend(from_log)
-        if len(ids) != len(rowid_of) or len(set(ids)) != len(ids):
-            raise DirectUnavailable("records and vectors that do not match")
-        if not blocks:
-            matrix = np.zeros((0, dim), dtype=np.float32)
-        else:
-            matrix = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-        del blocks
-        # Chroma stores unit vectors for a cosine index, and clipseek writes unit vectors;
-        # anything else is divided by its norm, so the scores are cosines whatever was stored.
-        norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
-        off = np.flatnonzero(np.abs(norms - 1.0) > 1e-5)
-        if off.size:
-            norms[norms == 0] = 1.0
-            matrix[off] /= norms[off, None]
-        rowids = np.array(list(map(rowid_of.__getitem__, ids)), dtype=np.int64)
+                view = open_view(
+                    self.location,
+                    self._collection.id,
+                    self._collection.metadata_segment,
+                    self.dim,
+                    con,
+                    previous.view if isinstance(previous, _Cached) else None,
+                )
+            except CacheUnusable as exc:
+                self.cache_note = str(exc)
+            else:
+                self.cache_note = None
+                return _Cached(stamp, view)
+        return self._load(con, stamp)
+
+    def _load(self, con: sqlite3.Connection, stamp: tuple) -> _Vectors:
+        ids, rowids, matrix = load_vectors(con, self._folder, self._collection, self.dim)
         position = dict(zip(ids, range(len(ids)), strict=True))
         return _Vectors(stamp, rowids, ids, matrix, position)
 
     # -- filters
 
-    def _matching(self, con: sqlite3.Connection, where: Mapping[str, Any]) -> set[int]:
+    def _matching(self, con: sqlite3.Connection, where: Mapping[str, Any]) -> np.ndarray:
         """Row ids of the records that satisfy a ``where`` clause of the forms clipseek
         writes (:func:`~clipseek.store.chroma.where_of`); any other form is Chroma's."""
         if len(where) != 1:
             raise DirectUnavailable("a where clause with several keys")
         ((key, condition),) = where.items()
         if key in ("$and", "$or"):
+            import numpy as np
+
             parts = [self._matching(con, part) for part in condition]
             if not parts:
                 raise DirectUnavailable(f"an empty {key}")
-            return set.intersection(*parts) if key == "$and" else set.union(*parts)
+            combine = np.intersect1d if key == "$and" else np.union1d
+            out = parts[0]
+            for part in parts[1:]:
+                out = combine(out, part)
+            return out
         if not isinstance(condition, Mapping):
             condition = {"$eq": condition}
         if len(condition) != 1:
@@ -423,18 +541,18 @@ class DirectIndex(IndexFacts):
             _column(value)
             if stored_as_scalar(con, key):
                 raise DirectUnavailable(f"{key} is stored as a single value")
-            return rows_containing(con, segment, key, value)
+            return _rowid_array(rows_containing(con, segment, key, value))
         if operator == "$in":
             if not isinstance(value, list) or not value:
                 raise DirectUnavailable("an $in without values")
             if len({_column(v) for v in value}) != 1:
                 raise DirectUnavailable("an $in of mixed types")
-            return rows_in(con, segment, key, value)
+            return _rowid_array(rows_in(con, segment, key, value))
         if operator in COMPARE:
             column = _column(value)
             if operator != "$eq" and column in ("string_value", "bool_value"):
                 raise DirectUnavailable("an ordering comparison of text")
-            return rows_compared(con, segment, key, operator, value)
+            return _rowid_array(rows_compared(con, segment, key, operator, value))
         raise DirectUnavailable(f"the operator {operator}")
 
 
@@ -444,3 +562,86 @@ def _column(value: Any) -> str:
     if column is None:
         raise DirectUnavailable(f"a filter value of type {type(value).__name__}")
     return column
+
+
+def load_vectors(
+    con: sqlite3.Connection, folder: Path, collection: _Collection, dim: int
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Every record's id, row id and vector, from the vector files with the write log
+    replayed over them; every record must end up with exactly one vector, or
+    DirectUnavailable is raised. Rows keep the files' order, so the vectors are used
+    where they were read, not copied again."""
+    import numpy as np
+
+    rowid_of = record_rowids(con, collection.metadata_segment)
+    logged = logged_vectors(con, collection.id)
+    ids: list[str] = []
+    blocks: list[np.ndarray] = []
+    segment = collection.vector_segment
+    if segment is not None and (folder / segment / "header.bin").exists():
+        try:
+            rows = read_hnsw_rows(folder / segment)
+        except (OSError, ValueError, struct.error) as exc:
+            raise DirectUnavailable(str(exc)) from None
+        if rows.header.count:
+            labels = label_map(folder / segment)
+            if labels is None:
+                raise DirectUnavailable("index_metadata.pickle cannot be read")
+            if dim and rows.vectors.shape[1] != dim:
+                raise DirectUnavailable("vectors of another size")
+            named = list(map(labels.get, rows.labels.tolist()))
+            keep = [
+                i
+                for i, (record_id, gone) in enumerate(
+                    zip(named, rows.deleted.tolist(), strict=True)
+                )
+                if not gone
+                and record_id is not None
+                and record_id in rowid_of
+                and record_id not in logged
+            ]
+            ids = [named[i] for i in keep]  # type: ignore[misc]
+            everything = len(keep) == rows.header.count
+            blocks.append(rows.vectors if everything else rows.vectors[np.asarray(keep)])
+        del rows
+    from_log = [r for r, v in logged.items() if v is not None and r in rowid_of]
+    if from_log:
+        extra = np.stack([logged[r] for r in from_log])  # type: ignore[misc]
+        if dim and extra.shape[1] != dim:
+            raise DirectUnavailable("vectors of another size")
+        blocks.append(extra.astype(np.float32, copy=False))
+        ids.extend(from_log)
+    if len(ids) != len(rowid_of) or len(set(ids)) != len(ids):
+        raise DirectUnavailable("records and vectors that do not match")
+    if not blocks:
+        matrix = np.zeros((0, dim), dtype=np.float32)
+    else:
+        matrix = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    del blocks
+    # Chroma stores unit vectors for a cosine index, and clipseek writes unit vectors;
+    # anything else is divided by its norm, so the scores are cosines whatever was stored.
+    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
+    off = np.flatnonzero(np.abs(norms - 1.0) > 1e-5)
+    if off.size:
+        norms[norms == 0] = 1.0
+        matrix[off] /= norms[off, None]
+    rowids = np.array(list(map(rowid_of.__getitem__, ids)), dtype=np.int64)
+    return ids, rowids, matrix
+
+
+def clipseek_collections(con: sqlite3.Connection) -> list[_Collection]:
+    """Every clipseek index (main collections only) in the database."""
+    out = []
+    for _id, name in collections(con, prefixes=[COLLECTION_PREFIX]):
+        with contextlib.suppress(DirectUnavailable):
+            found = _find_collection(con, str(name))
+            if found is not None:
+                out.append(found)
+    return out
+
+
+def _rowid_array(rows: set[int]) -> np.ndarray:
+    """Row ids as one sorted array (numpy masks, not Python sets, filter a large index)."""
+    import numpy as np
+
+    return np.sort(np.fromiter(rows, dtype=np.int64, count=len(rows)))
