@@ -3,7 +3,7 @@
 On POSIX a file name is bytes; Python hands such a name over as text in which each
 byte that is not UTF-8 becomes a lone surrogate (``b"\\xe9"`` → ``"\\udce9"``,
 PEP 383). That text is exact but cannot be written to a terminal, a clipboard or a
-UTF-8 file. Every face applies the same rule:
+UTF-8 file. Every front end applies the same rule:
 
 * **JSON** (``query --json``, ``--save``, the HTTP API): ``path`` keeps the surrogate
   text, written as the JSON escape ``\\udce9``; ``os.fsencode(json.loads(s)["path"])``

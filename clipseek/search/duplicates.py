@@ -4,7 +4,7 @@ deletes a file.
 
 In a large library each picture asks the vector index for its few nearest neighbours
 (a batched HNSW search, growing linearly with the library); up to :data:`EXACT_LIMIT`
-pictures an exact blocked scan is faster (measured) and misses nothing. Pairs closer than
+pictures an exact blocked scan is faster and misses nothing. Pairs closer than
 the threshold are joined, and the connected groups are reported largest first.
 """
 
@@ -23,10 +23,9 @@ if TYPE_CHECKING:
     from clipseek.store import ImageIndex
 
 #: Up to this many pictures the pairs are found exactly, by blocked matrix products; above
-#: it, by the vector index's neighbour search. Measured by benchmarks/bench_duplicates.py on
-#: 2 cores: at 10k vectors the exact scan took 2.6 s against 63 s for Chroma's batched
-#: neighbour search (about 6 ms a query), and the exact scan grows with the square of the
-#: count, the search linearly: they cross near 250k; the limit stays well below that.
+#: it, by the vector index's neighbour search. The exact scan grows with the square of the
+#: count and the search linearly; where they cross (benchmarks/bench_duplicates.py,
+#: docs/PERFORMANCE.md "Near-duplicates") is well above this limit.
 EXACT_LIMIT = 100_000
 _EXACT_BLOCK = 512
 

@@ -1,9 +1,8 @@
 """Searching an index straight from Chroma's files, without chromadb.
 
-Importing chromadb takes about a second on a small machine: most of a cold
-``clipseek query``, and of the app's first answer. Searching needs none of Chroma's
-machinery: the vectors of 10,000 images are 20 MB that numpy reads in a tenth of a
-second and ranks exactly (no HNSW approximation) in milliseconds.
+Importing chromadb is most of a cold ``clipseek query``, and of the app's first answer.
+Searching needs none of Chroma's machinery: numpy reads the vectors (2 KB an image) quickly
+and ranks them exactly (no HNSW approximation); docs/PERFORMANCE.md, "The fast path".
 
 It reads under the shared data lock, so it sees a committed state, and opens SQLite
 read-only: a reader never writes. It keeps the vectors between searches and reads the

@@ -198,8 +198,8 @@ _GRAPH_FILES = ("header.bin", "data_level0.bin", "link_lists.bin")
 class _GraphChecks:
     """Which segments' links were checked, and the identity of their files when they were.
 
-    Reading every link costs numpy's import and a pass over the vector file: 0.1 s of a
-    re-index that finds nothing to do, on every run. A note kept by the writer (under its
+    Reading every link costs numpy's import and a pass over the vector file: a large part of
+    a re-index that finds nothing to do, on every run. A note kept by the writer (under its
     lock) spares that while the files are the very ones checked: the same size, mtime,
     ctime and inode. Any write to them (Chroma's, a repair's, a stray one) changes the
     ctime, which no program can set back, so a changed file is always read again.

@@ -19,11 +19,10 @@ COLLECTION_PREFIX = "clipseek-"
 #: collection, so an unchanged broken file is not decoded again on every run.
 FAILURES_PREFIX = "clipseekfail-"
 
-#: HNSW parameters, cosine space. Measured by benchmarks/bench_hnsw.py on 100k CLIP-like
-#: vectors (docs/PERFORMANCE.md): with max_neighbors 32 and ef_construction 200,
-#: recall@10 against an exact scan is 0.9995 at ef_search 100 and 1.0 at 200, for about
-#: 1.5 ms a query; Chroma's defaults (16, 100, 100) give 0.990. ef_search is the one
-#: value an existing index can take on later (see _raise_ef_search).
+#: HNSW parameters, cosine space: chosen with benchmarks/bench_hnsw.py for a recall@10
+#: against an exact scan of about 1.0 at a query cost still in milliseconds, above
+#: Chroma's defaults (docs/PERFORMANCE.md, "Vector search"). ef_search is the one value an
+#: existing index can take on later (see _raise_ef_search).
 HNSW_CONFIG: dict[str, Any] = {
     "space": "cosine",
     "ef_construction": 200,
