@@ -1,4 +1,4 @@
-"""Settings: one place that decides what every face runs with.
+"""Settings: one place that decides what every front end runs with.
 
 Precedence is flags > environment > config file > built-in defaults, so that a
 user can keep their usual choices in a file, override them per shell session,

@@ -1,4 +1,4 @@
-"""The engine: the one object every face (CLI, TUI, server) drives.
+"""The engine: the one object every front end (CLI, TUI, server) drives.
 
 It owns the settings, the store and the lazily loaded model, and decides which
 model an operation uses: the one the user named, or, when they named none, the
@@ -79,7 +79,7 @@ class Engine:
         #: store/direct.py and store/snapshot.py). :meth:`index` writes through its own
         #: store on the folder itself.
         self.store = Store(settings.store_location, reader=True, direct=direct)
-        #: A face where the first answer matters more than a few milliseconds on each later
+        #: A front end where the first answer matters more than a few milliseconds on each later
         #: one (a query, the app) builds its ONNX sessions for a quick start
         #: (see OnnxModel.prepack).
         self.quick_start = quick_start
@@ -288,11 +288,11 @@ class Engine:
         else None, having written nothing: :meth:`index` without its waiting, its events or
         any import it does not need.
 
-        For a face that answers the commonest index run (a scheduled one over an unchanged
+        For a front end that answers the commonest index run (a scheduled one over an unchanged
         library) before it has imported its own toolkit; on None it goes on to
         :meth:`index` with ``quick_check=False``, so differences are not looked for twice.
         Raises :class:`~clipseek.errors.IndexBusyError` while another run holds the index
-        (the face then waits for it in :meth:`index`, with its message, and checks again).
+        (the front end then waits for it in :meth:`index`, with its message, and checks again).
         """
         if self.store.is_remote or options.rebuild:
             return None
@@ -546,7 +546,7 @@ def _refresh_vector_cache(store: Store) -> None:
     failure here costs them that, never the run."""
     import contextlib
 
-    from clipseek.store.vector_cache import refresh_caches
+    from clipseek.store.cache_build import refresh_caches
 
     with contextlib.suppress(Exception):
         refresh_caches(store.location, store._lock)

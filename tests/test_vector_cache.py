@@ -119,6 +119,7 @@ from pathlib import Path  # noqa: E402
 
 from clipseek.store import COLLECTION_PREFIX, Store  # noqa: E402
 from clipseek.store import vector_cache as vc  # noqa: E402
+from clipseek.store.cache_build import refresh_caches  # noqa: E402
 from clipseek.store.direct import DirectIndex  # noqa: E402
 from clipseek.store.keys import path_id  # noqa: E402
 from clipseek.store.where import where_of  # noqa: E402
@@ -137,8 +138,8 @@ def cached(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     for start in range(0, 900, 150):
         index.upsert([_record(i, vectors[i]) for i in range(start, start + 150)])
     index.add_roots(["/photos"])
-    assert vc.refresh_caches(db) == [COLLECTION_PREFIX + SLUG]
-    assert vc.refresh_caches(db) == []  # current: nothing to write
+    assert refresh_caches(db) == [COLLECTION_PREFIX + SLUG]
+    assert refresh_caches(db) == []  # current: nothing to write
     assert len(vc.cached_collections(db)) == 1
     replaced = _unit(rng, 40)
     index.upsert([_record(i, replaced[n]) for n, i in enumerate(range(100, 140))])
@@ -308,7 +309,7 @@ def test_a_stale_cache_is_passed_over_and_the_next_refresh_catches_up(
     top = reader.query(fresh, 1)[0]
     assert top.path.endswith("img_05000.jpg") and top.score == pytest.approx(1.0, abs=1e-5)
     assert not reader.from_cache and reader.cache_note == "the cache is behind the index"
-    assert vc.refresh_caches(db) == [COLLECTION_PREFIX + SLUG]
+    assert refresh_caches(db) == [COLLECTION_PREFIX + SLUG]
     again = Store(db, reader=True, direct=True).open_index(KEY, SLUG)
     assert isinstance(again, DirectIndex)
     assert again.query(fresh, 1)[0].path.endswith("img_05000.jpg") and again.from_cache

@@ -1,4 +1,4 @@
-"""The command line: a thin Typer face over :class:`clipseek.engine.Engine`.
+"""The command line: a thin Typer front end over :class:`clipseek.engine.Engine`.
 
 It turns flags into settings, engine events into a rich progress bar, and
 results into a table or JSON. Anything heavier than rich is imported inside the
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from clipseek.cli.entry import show_debug_lines
+from clipseek.cli.debug import show_debug_lines
 from clipseek.cli.help import (
     PlainGroup,
     complete_choices,
@@ -96,7 +96,7 @@ def friendly(func: F) -> F:
         except ClipseekError as exc:
             if _debug_enabled():
                 raise
-            from rich.markup import escape  # only now: rich costs a cold query 50 ms
+            from rich.markup import escape  # only now: a cold query does not import rich
 
             # escaped: messages hold paths and hints like clipseek[serve], not markup
             _stderr().print(f"[bold red]error:[/] {escape(_printable(str(exc)))}", highlight=False)

@@ -16,25 +16,12 @@ import os
 import sys
 
 from clipseek.cli import APP_OPTIONS
+from clipseek.cli.debug import show_debug_lines
 from clipseek.errors import ClipseekError
 
 
 def _debug() -> bool:
     return os.environ.get("CLIPSEEK_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def show_debug_lines() -> None:
-    """With ``--debug``, the engine's debug lines (the ``clipseek`` logger: e.g. a chromadb
-    release its file readers were not tested with) go to stderr."""
-    import logging
-
-    log = logging.getLogger("clipseek")
-    if not any(getattr(h, "_clipseek", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("debug: %(message)s"))
-        handler._clipseek = True  # type: ignore[attr-defined]
-        log.addHandler(handler)
-    log.setLevel(logging.DEBUG)
 
 
 def app_options(args: list[str]) -> dict[str, str] | None:
@@ -64,7 +51,7 @@ def open_app(options: dict[str, str] | None = None) -> int:
     # Lazy: only the app's path needs these; --help and the quick index path do not.
     from clipseek.gc_pause import start_without_collections
 
-    start_without_collections()  # given back when the app's boot ends (clipseek.gc_pause)
+    start_without_collections()  # turned back on when the app's boot ends (clipseek.gc_pause)
     try:
         from clipseek.config import load_settings
         from clipseek.tui import run_tui
@@ -84,7 +71,7 @@ def open_app(options: dict[str, str] | None = None) -> int:
             return exc.code if isinstance(exc.code, int) else 1
         return 0
     finally:
-        gc.enable()  # an app that never booted (a bad setting, no terminal) gives it back here
+        gc.enable()  # an app that never booted (a bad setting, no terminal): back on here
 
 
 def main() -> None:
@@ -131,11 +118,11 @@ def leave_quickly() -> None:
     """Spare the interpreter's last garbage collections before the process ends.
 
     At exit Python collects every generation while it tears modules down, walking each
-    object that chromadb, ONNX Runtime, numpy and Textual made: 0.35 s after an index run
-    on two cores, only to free memory the OS takes back anyway. Freezing moves what is
-    alive out of those collections; objects are still freed (and files closed) as their
-    modules go. The young generations are collected first, so what the command has just
-    let go of is finalised as usual.
+    object that chromadb, ONNX Runtime, numpy and Textual made, only to free memory the OS
+    takes back anyway (most of an index run's exit; docs/PERFORMANCE.md, "Start-up").
+    Freezing moves what is alive out of those collections; objects are still freed (and
+    files closed) as their modules go. The young generations are collected first, so what
+    the command has just let go of is finalised as usual.
     """
     gc.collect(1)
     gc.freeze()

@@ -319,7 +319,7 @@ class Indexer:
         """
         # Keyed by size and hash, not size alone: files of one size are common (a camera's
         # uncompressed formats, generated images), and a renamed folder of them compared
-        # each file with every stored one of its size (a thousand with ten thousand: 8 s).
+        # each file with every stored one of its size: quadratic (docs/PERFORMANCE.md).
         by_content: dict[tuple[int, str], list[StoredEntry]] = {}
         for entry in stored.values():
             if entry.extra.get("content_hash"):

@@ -166,11 +166,11 @@ def _stored_or_remembered(
     """:func:`_stored`, kept beside the database for the next run while the database's
     files are unchanged.
 
-    Reading and pivoting 60,000 metadata rows is the largest part of a re-index with
-    nothing to do (0.13–0.22 s for 10,000 records); a file of the result loads in a few
-    milliseconds. It is used only while the database's files have the identity they had
-    when it was read, so the records it gives are exactly the ones the database holds.
-    The caller holds the writer lock, so writing here is a writer's write.
+    Reading and pivoting the metadata rows is the largest part of a re-index with nothing to
+    do; a file of the result loads many times faster (docs/PERFORMANCE.md). It is used only
+    while the database's files have the identity they had when it was read, so the records
+    it gives are exactly the ones the database holds. The caller holds the writer lock, so
+    writing here is a writer's write.
     """
     import marshal
 

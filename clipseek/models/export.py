@@ -4,7 +4,7 @@ A process that has the model in torch anyway (an index run, or a query that foun
 export) writes ``text.onnx``, ``image.onnx``, the tokenizer's vocabulary and a
 ``manifest.json`` into ``<cache>/onnx/<model>-<digest of the weights>/``. Everything a
 later process needs is in that folder, so queries, the app and the server load it with
-onnxruntime alone and never import torch or open_clip (over 5 s on a small machine).
+onnxruntime alone and never import torch or open_clip (seconds on a small machine).
 
 The folder is written under a temporary name and renamed into place only when complete:
 a half-written export (a crash, a full disk) is never seen under the final name, and
@@ -323,10 +323,10 @@ def _onnx_export(module: Any, example: Any, path: Path, name_in: str, axes: dict
 def _weights_beside(path: Path) -> str:
     """Move an ONNX file's weights into ``<name>.data`` beside it; returns that name.
 
-    ONNX Runtime maps such a file rather than copying every weight out of the model: for
-    ViT-B/32's text tower a session built in 0.32–0.35 s with a 215 MB peak, against
-    1.10–1.26 s and 399–403 MB from one file (same outputs; docs/PERFORMANCE.md). Both
-    layouts load, so exports made before this keep working."""
+    ONNX Runtime maps such a file rather than copying every weight out of the model, so a
+    session builds in a fraction of the time and memory, with the same outputs
+    (docs/PERFORMANCE.md, "The fast path"). Both layouts load, so exports made before this
+    keep working."""
     import onnx
 
     data = f"{path.name}.data"

@@ -62,9 +62,8 @@ class OnnxModel:
         self.spec = spec
         #: Whether sessions repack the weights for faster matrix products when built.
         #: Worth it for indexing and a busy server; a query, or the app's first answer,
-        #: waits for the session instead. For ViT-B/32 skipping it builds the text tower
-        #: in 0.1 s instead of 0.35 s (25 ms more per text) and the image tower in 0.13 s
-        #: instead of 0.94 s (40 ms more per image).
+        #: waits for the session instead: skipping it builds a session several times
+        #: faster for a little more time per encode (docs/PERFORMANCE.md, "The fast path").
         self.prepack = prepack
         self.export = export
         self.precision = precision

@@ -5,7 +5,7 @@ byte that is not UTF-8 becomes a lone surrogate (``b"\\xe9"`` → ``"\\udce9"``,
 PEP 383). That text is exact but cannot be written to a terminal, a clipboard or a
 UTF-8 file. A name may also hold control characters (an escape sequence that
 recolours the terminal or sets its title, a bell, a newline) or bidi overrides that
-reorder what a reader sees. Every face applies the same rule:
+reorder what a reader sees. Every front end applies the same rule:
 
 * **JSON** (``query --json``, ``--save``, the HTTP API): ``path`` keeps the surrogate
   text, written as the JSON escape ``\\udce9``; ``os.fsencode(json.loads(s)["path"])``

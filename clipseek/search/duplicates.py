@@ -20,13 +20,14 @@ the grouping costs little beside the scan.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import QueryError
 from clipseek.photos.pathtext import json_path_fields
 from clipseek.store import path_from_meta
+from clipseek.store.records import VectorSource
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,18 +79,6 @@ class DuplicateGroup:
         }
 
 
-@dataclass
-class VectorSource:
-    """The stored vectors (one row per picture, unit length) and how to name rows: what
-    the grouping needs, without a Python object per picture for the whole library."""
-
-    vectors: np.ndarray
-    #: Row positions -> (record id, metadata) of each.
-    describe: Callable[[Sequence[int]], list[tuple[str, Mapping[str, Any]]]]
-    #: Record ids -> row positions (None for an id not among the rows).
-    positions: Callable[[Sequence[str]], list[int | None]]
-
-
 def check_threshold(threshold: float) -> float:
     import math
 
@@ -106,13 +95,7 @@ def vector_source(index: ImageIndex, under: str | None = None) -> VectorSource:
     own = getattr(type(index), "vector_source", None)
     if callable(own):
         return own(index, under)  # type: ignore[no-any-return]
-    ids, vectors, metas = index.all_vectors(under=under)
-    where = {id_: i for i, id_ in enumerate(ids)}
-    return VectorSource(
-        vectors,
-        lambda rows: [(ids[r], metas[r]) for r in rows],
-        lambda wanted: [where.get(i) for i in wanted],
-    )
+    return VectorSource.from_arrays(*index.all_vectors(under=under))
 
 
 def find_duplicates(

@@ -140,7 +140,7 @@ def _tokens(parts: Sequence[str]) -> list[str]:
 def parse_query(parts: Sequence[str], *, allow_images: bool = True) -> Query:
     """Parse a query given as one string or as separate command-line words.
 
-    ``allow_images=False`` keeps every term text: a face that takes queries from other
+    ``allow_images=False`` keeps every term text: a front end that takes queries from other
     people (the web server) must not let them name files on its machine, nor learn from
     the answer whether a path exists.
     """

@@ -1,4 +1,4 @@
-"""``clipseek serve``: the REST API and web page, one more face over the engine.
+"""``clipseek serve``: the REST API and web page, one more front end over the engine.
 
 This module imports nothing heavy at import time; FastAPI and uvicorn come from the
 optional extra ``clipseek[serve]`` and are only imported once a server starts.

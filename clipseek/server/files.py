@@ -1,4 +1,4 @@
-"""Opening an indexed file for the web face, so that only what was indexed is ever served.
+"""Opening an indexed file for the web front end, so that only what was indexed is ever served.
 
 Whoever can write into an indexed folder could otherwise replace a photo with a link to
 ``/etc/shadow`` and fetch it by the photo's id. So a file is opened once, without

@@ -1,9 +1,8 @@
 """Searching an index straight from Chroma's files, without chromadb.
 
-Importing chromadb takes about a second on a small machine: most of a cold
-``clipseek query``, and of the app's first answer. Searching needs none of Chroma's
-machinery: the vectors of 10,000 images are 20 MB that numpy reads in a tenth of a
-second and ranks exactly (no HNSW approximation) in milliseconds.
+Importing chromadb is most of a cold ``clipseek query``, and of the app's first answer.
+Searching needs none of Chroma's machinery: numpy reads the vectors (2 KB an image) quickly
+and ranks them exactly (no HNSW approximation); docs/PERFORMANCE.md, "The fast path".
 
 It reads under the shared data lock, so it sees a committed state, and opens SQLite
 read-only: a reader never writes. It keeps the vectors between searches and reads the
@@ -59,15 +58,20 @@ from clipseek.store.chroma_format import (
 )
 from clipseek.store.image_index import ImageIndex, IndexFacts
 from clipseek.store.keys import path_from_meta
-from clipseek.store.records import COLLECTION_PREFIX, Hit, StoredEntry, stored_entry
+from clipseek.store.records import (
+    COLLECTION_PREFIX,
+    Hit,
+    StoredEntry,
+    VectorSource,
+    stored_entry,
+)
 from clipseek.store.snapshot import fingerprint
 from clipseek.store.vector_cache import CacheUnusable, CacheView, open_view
-from clipseek.store.where import where_of
+from clipseek.store.where import folder_where, where_of
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from clipseek.search.duplicates import VectorSource
     from clipseek.store.lock import DataLock
 
 
@@ -419,15 +423,13 @@ class DirectIndex(IndexFacts):
     def vector_source(self, under: str | None = None) -> VectorSource:
         """The vectors for near-duplicates (optionally only inside ``under``), named
         on demand: only the pictures that have a close pair are ever looked up."""
-        from clipseek.search.duplicates import vector_source
-
-        return self._try(lambda: self._source(under), lambda: vector_source(self.chroma(), under))
+        return self._try(
+            lambda: self._source(under),
+            lambda: VectorSource.from_arrays(*self.chroma().all_vectors(under=under)),
+        )
 
     def _source(self, under: str | None) -> VectorSource:
         import numpy as np
-
-        from clipseek.search.duplicates import VectorSource
-        from clipseek.store.where import folder_where
 
         segment = self._collection.metadata_segment
         with _reading(self._lock, self._folder) as con:

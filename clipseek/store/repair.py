@@ -647,7 +647,8 @@ def repair(
 def _rebuild_caches(store: Store) -> None:
     """Write every index's vector cache anew from the index (the caller holds the
     writer lock)."""
-    from clipseek.store.vector_cache import drop_all_caches, refresh_caches
+    from clipseek.store.cache_build import refresh_caches
+    from clipseek.store.vector_cache import drop_all_caches
 
     drop_all_caches(store.location)
     refresh_caches(store.location, store._lock)

@@ -1,4 +1,4 @@
-"""The clipseek app: a Textual face over the same :class:`~clipseek.engine.Engine` as the CLI.
+"""The clipseek app: a Textual front end over the same :class:`~clipseek.engine.Engine` as the CLI.
 
 First paint comes before anything heavy: the engine, chromadb and torch are
 imported by a worker thread that starts once the search screen is on display, so
