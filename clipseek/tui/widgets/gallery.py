@@ -76,6 +76,9 @@ class GalleryCell(Container):
         self.result: SearchResult | None = None
         self.thumbnail: Thumbnail | None = None
         self.best = 0.0
+        #: Composed and still in the grid's pool. A cell is bound only while this holds:
+        #: a cell dropped by a shrinking reflow loses its children before it is gone.
+        self.ready = False
 
     def compose(self) -> ComposeResult:
         with Container(classes="gallery-picture"):
@@ -86,12 +89,15 @@ class GalleryCell(Container):
 
     def on_mount(self) -> None:
         # A cell added by a reflow is bound once it is composed (see GalleryGrid._bind).
+        self.ready = True
         grid = self.parent
         if isinstance(grid, GalleryGrid):
             grid.call_after_refresh(grid._bind)
 
     def bind(self, result: SearchResult | None, thumb: Thumbnail | None, selected: bool) -> None:
         """Show ``result`` (None: an empty slot past the last result)."""
+        if not self.ready:
+            return
         self.set_class(selected, "-selected")
         changed = result is not self.result
         self.result = result
@@ -108,7 +114,7 @@ class GalleryCell(Container):
             self._caption()
 
     def on_resize(self) -> None:
-        if self.result is not None:
+        if self.ready and self.result is not None:
             self._caption()
 
     def _caption(self) -> None:
@@ -128,6 +134,8 @@ class GalleryCell(Container):
         self.query_one(".gallery-caption", Static).update(text)
 
     def show_thumbnail(self, thumb: Thumbnail | None) -> None:
+        if not self.ready:
+            return
         self.thumbnail = thumb
         if self._image_class is None:  # previews off: rank, score and name only
             self._picture(None, "")
@@ -154,7 +162,7 @@ class GalleryCell(Container):
 
     @property
     def showing_image(self) -> bool:
-        if self._image_class is None or self.result is None:
+        if not self.ready or self._image_class is None or self.result is None:
             return False
         widget = self.query_one(".gallery-image")
         return bool(widget.display and getattr(widget, "image", None) is not None)
@@ -225,6 +233,9 @@ class GalleryGrid(Widget, can_focus=True):
         self.rows = 0
         self.pixels: tuple[int, int] = (0, 0)
         self._best = 0.0
+        #: The pool of cells, in slot order; a cell leaves it as soon as a reflow drops
+        #: it, before Textual has finished removing it.
+        self._pool: list[GalleryCell] = []
 
     # -- data
 
@@ -249,7 +260,7 @@ class GalleryGrid(Widget, can_focus=True):
 
     @property
     def cells(self) -> list[GalleryCell]:
-        return list(self.query_children(GalleryCell))
+        return list(self._pool)
 
     @property
     def visible_range(self) -> range:
@@ -278,13 +289,18 @@ class GalleryGrid(Widget, can_focus=True):
         self.columns, self.rows = columns, rows
         self.styles.grid_size_columns = columns
         self.styles.grid_size_rows = rows
-        cells = self.cells
+        pool = self._pool
         want = columns * rows
-        if len(cells) > want:
-            for cell in cells[want:]:
-                cell.remove()
-        elif len(cells) < want:
-            self.mount_all(GalleryCell(i, self._image_class) for i in range(len(cells), want))
+        if len(pool) > want:
+            dropped = pool[want:]
+            del pool[want:]
+            for cell in dropped:
+                cell.ready = False
+            self.remove_children(dropped)
+        elif len(pool) < want:
+            added = [GalleryCell(i, self._image_class) for i in range(len(pool), want)]
+            pool.extend(added)
+            self.mount_all(added)
         self._scroll_to_selection()
         self.call_after_refresh(self._bind)
         if self.results:  # the position shown beside the grid changed
@@ -295,8 +311,8 @@ class GalleryGrid(Widget, can_focus=True):
         if not self.is_mounted:
             return
         first = self.top_row * max(1, self.columns)
-        for cell in self.cells:
-            if not cell.is_mounted:  # not composed yet (a reflow just added it): it asks
+        for cell in self._pool:
+            if not cell.ready:  # not composed yet (a reflow just added it): it asks
                 continue  # for this again from its on_mount
             i = first + cell.slot
             result = self.results[i] if i < len(self.results) else None
