@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests import test_tui
-from tests.test_tui import make_app, pilot_test, search, wait_for
+from tests.test_tui import make_app, pilot_test, rows, search, wait_for
 
 library = test_tui.library
 at_home = test_tui.at_home
@@ -77,3 +77,51 @@ async def test_shrinking_the_terminal_under_a_full_gallery_does_not_crash(
         await pilot.pause()
         await wait_for(pilot, lambda: grid.complete)
         assert app.is_running and len(grid.cells) == grid.columns * grid.rows
+
+
+# ----------------------------------------------------------------- 13: the Top box
+
+
+@pilot_test
+async def test_top_k_runs_the_text_now_in_the_query_box(at_home, loaded_tiny_model):
+    """A description typed (no Enter) and then a new count: the count applies to what the
+    box says, not to the search shown before."""
+    from clipseek.tui.widgets.topk import TopKInput
+
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a red circle")
+        screen = app.search_screen
+        query = screen.query_one("#query")
+        query.focus()
+        query.value = ""
+        await pilot.press(*"a blue square")
+        await pilot.press("escape", "plus")  # leave the box, one more result
+        await wait_for(pilot, lambda: len(rows(app)) == 6)
+        expected = app.engine.search("a blue square", 6).results
+        red = app.engine.search("a red circle", 6).results
+        assert [r.path for r in expected] != [r.path for r in red]
+        assert [r.path for r in rows(app)] == [r.path for r in expected]
+        assert screen.query_text == "a blue square"
+
+        # The Top box itself, typed into and left with Enter.
+        query.value = "a green forest"
+        top_k = screen.query_one(TopKInput)
+        top_k.focus()
+        await pilot.press("backspace", "3", "enter")
+        await wait_for(pilot, lambda: len(rows(app)) == 3)
+        expected = app.engine.search("a green forest", 3).results
+        assert [r.path for r in rows(app)] == [r.path for r in expected]
+
+        # A similar-pictures search shows a path in the box; a new count keeps it.
+        await pilot.press("escape")
+        screen.query_one("#results").focus()
+        first = rows(app)[0].path
+        token = screen._token
+        await pilot.press("s")
+        await wait_for(pilot, lambda: screen._token > token and rows(app))
+        await wait_for(pilot, lambda: first not in [r.path for r in rows(app)])
+        await pilot.press("plus")
+        await wait_for(pilot, lambda: len(rows(app)) == 4)
+        assert first not in [r.path for r in rows(app)]

@@ -241,8 +241,18 @@ class SearchScreen(Screen[None]):
 
     @on(TopKInput.CountChanged)
     def _top_k_changed(self) -> None:
-        if self._last is not None:
+        self._search_again()
+
+    def _search_again(self) -> None:
+        """Run the search again (a new count, a new filter) for what the query box says
+        now: text typed there since the last search is what the user sees and means."""
+        text = self.query_one("#query", Input).value
+        if text.strip() and text != self.query_text:
+            self.search(text)
+        elif self._last is not None:
             self._run(*self._last)
+        elif text.strip():
+            self.search(text)
 
     @on(Input.Submitted, "#filters")
     def _filters_submitted(self) -> None:
@@ -250,10 +260,7 @@ class SearchScreen(Screen[None]):
         The focus stays here, so a mistyped filter can be put right at once."""
         if not self._read_filters():
             return
-        if self._last is not None:
-            self._run(*self._last)
-        elif self.query_one("#query", Input).value.strip():
-            self.search(self.query_one("#query", Input).value)
+        self._search_again()
 
     def _read_filters(self) -> bool:
         """Parse the filter line into :attr:`filters`; on a mistake say so and return False."""
