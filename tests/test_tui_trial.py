@@ -125,3 +125,103 @@ async def test_top_k_runs_the_text_now_in_the_query_box(at_home, loaded_tiny_mod
         await pilot.press("plus")
         await wait_for(pilot, lambda: len(rows(app)) == 4)
         assert first not in [r.path for r in rows(app)]
+
+
+# ----------------------------------------------------------------- 14: the gallery's size and keys
+
+
+@pilot_test
+async def test_the_grid_at_80x24_shows_six_pictures(at_home, loaded_tiny_model):
+    """80×24 leaves about 50×17 for the grid: compact cells, three across and two down,
+    not one row of two tall cells."""
+    from dataclasses import replace
+
+    from tests.test_gallery import grid_search
+
+    app = make_app(replace(at_home, view="grid"), loaded_tiny_model)
+    async with app.run_test(size=(80, 24)) as pilot:
+        grid = await grid_search(pilot, top_k=12)
+        assert app.search_screen.grid_active
+        assert (grid.columns, grid.rows) == (3, 2)
+        shown = [c for c in grid.cells if c.result is not None]
+        assert len(shown) == 6 and all(c.showing_image for c in shown)
+        assert all(c.size.height <= 9 for c in grid.cells)
+        # Larger windows keep the regular cells.
+        await pilot.resize_terminal(120, 40)
+        await wait_for(pilot, lambda: (grid.columns, grid.rows) == (4, 3))
+        await wait_for(pilot, lambda: grid.complete)
+        assert all(c.showing_image for c in grid.cells if c.result is not None)
+
+
+@pilot_test
+async def test_the_grid_without_previews_is_a_grid_of_names_and_says_why(
+    at_home, loaded_tiny_model
+):
+    from dataclasses import replace
+
+    from tests.test_gallery import grid_search
+
+    app = make_app(replace(at_home, view="grid"), loaded_tiny_model, preview="none")
+    async with app.run_test(size=(100, 30)) as pilot:
+        grid = await grid_search(pilot, top_k=12)
+        screen = app.search_screen
+        assert screen.grid_active
+        # A cell is its caption and border: three rows (four where the rows stretch).
+        assert all(c.size.height <= 4 for c in grid.cells)
+        assert grid.columns * grid.rows >= 12
+        assert "names only (previews off)" in screen.query_one("#results-pane").border_subtitle
+        caption = str(grid.cells[0].query_one(".gallery-caption").render())
+        assert caption.startswith("1 ") and (".bmp" in caption or caption.endswith("…"))
+
+
+@pilot_test
+async def test_paging_through_cached_thumbnails_redraws_nothing_twice(tmp_path):
+    """Each page asks the decoder pool again for three screenfuls (to re-check the files);
+    when nothing changed no message comes back, so a key costs one redraw, not one per
+    picture (what made PgDn/PgUp/Home/End lag in the grid)."""
+    from textual.app import App
+
+    from clipseek.tui.gallery_thumbs import GalleryThumbnails
+    from clipseek.tui.preview import prepare
+    from clipseek.tui.widgets.gallery import GalleryGrid
+    from tests.conftest import make_photo
+
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    paths = [str(make_photo(folder / f"{i:02d}.png", size=(64, 48), seed=i)) for i in range(48)]
+    thumbs = GalleryThumbnails(tmp_path / "cache", workers=2)
+    made: list[str] = []
+
+    class GridApp(App[None]):
+        CSS_PATH = Path(__file__).parents[1] / "clipseek" / "tui" / "app.tcss"
+
+        def compose(self):
+            yield GalleryGrid(thumbs, prepare("halfcell"), id="gallery")
+
+        def on_mount(self):
+            grid = self.query_one(GalleryGrid)
+            grid.show_results(_results(paths))
+            grid.focus()
+
+        def on_gallery_grid_thumbnail_made(self, message) -> None:
+            made.append(message.thumbnail.path)
+
+    app = GridApp()
+    async with app.run_test(size=(80, 30)) as pilot:
+        grid = app.query_one(GalleryGrid)
+        await wait_for(pilot, lambda: grid.cells and grid.complete)
+        # Visit every page once so that every thumbnail is made and in memory.
+        for _ in range(4):
+            await pilot.press("pagedown")
+        await pilot.press("end", "home")
+        await wait_for(pilot, lambda: not thumbs.busy)
+        await wait_for(pilot, lambda: all(thumbs.peek(p, grid.pixels) for p in paths))
+        await pilot.pause()
+        made.clear()
+        for key in ["pagedown"] * 3 + ["pageup"] * 3 + ["end", "home"]:
+            await pilot.press(key)
+            await wait_for(pilot, lambda: grid.complete and not thumbs.busy)
+        await pilot.pause()
+        assert grid.index == 0 and grid.complete
+        assert made == []
+    thumbs.close()

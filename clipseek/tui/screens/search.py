@@ -34,8 +34,11 @@ if TYPE_CHECKING:
     from clipseek.tui.app import ClipseekApp
     from clipseek.tui.gallery_thumbs import GalleryThumbnails
 
-#: Width of the details pane beside the grid.
+#: Width of the details pane beside the grid; below DETAILS_ROOMY_AT columns it takes
+#: less, so that 80 columns give the grid three columns of cells rather than two.
 DETAILS_WIDTH = 36
+DETAILS_NARROW_WIDTH = 28
+DETAILS_ROOMY_AT = 100
 
 
 class SearchScreen(Screen[None]):
@@ -634,6 +637,12 @@ class SearchScreen(Screen[None]):
                 "The window is too small for the grid; showing the list until it grows.",
                 timeout=5,
             )
+        elif self.grid_active and self.app.image_class is None:
+            self.notify(
+                "Previews are off (--preview none), so the grid shows names only. "
+                "Start clipseek with --preview auto to see the pictures.",
+                timeout=8,
+            )
 
     def on_resize(self) -> None:
         self._apply_view()
@@ -642,14 +651,22 @@ class SearchScreen(Screen[None]):
         """Lay out for the view chosen, falling back to the list when the grid does not fit;
         the selection and the focus carry over between the two."""
         width, height = self.size
+        details = DETAILS_WIDTH if width >= DETAILS_ROOMY_AT else DETAILS_NARROW_WIDTH
         # The grid gets the width left by the padding, the details pane and the borders,
-        # and the height left by the query bar, status line and footer.
-        space = (width - 2 - 2 - DETAILS_WIDTH, height - 3 - 1 - 1 - 2)
-        grid_on = self.view == "grid" and gallery.fits(*space)
+        # and the height left by the query bar, status line and footer. Below 70 columns
+        # the details pane is hidden, and the list (with its full-screen view) serves.
+        space = (width - 2 - 2 - details, height - 3 - 1 - 1 - 2)
+        pictures = self.app.image_class is not None
+        grid_on = (
+            self.view == "grid"
+            and width >= self.HORIZONTAL_BREAKPOINTS[1][0]
+            and gallery.fits(*space, pictures=pictures)
+        )
         was = self.has_class("-grid")
         pane = self.query_one(PreviewPane)
         pane.pictures = not grid_on
         pane.border_title = "Details" if grid_on else "Preview"
+        pane.styles.width = details if grid_on else None
         if grid_on == was:
             return
         focused = self.focused
@@ -695,6 +712,8 @@ class SearchScreen(Screen[None]):
             text += f" · {where}" if where else ""
         elif self.view == "grid":
             text += " · list (too small for the grid)"
+        if self.grid_active and self.app.image_class is None:
+            text += " · names only (previews off)"
         self.query_one("#results-pane").border_subtitle = text
 
     @on(GalleryGrid.Highlighted, "#gallery")
@@ -708,8 +727,14 @@ class SearchScreen(Screen[None]):
 
     def on_gallery_grid_thumbnail_made(self, message: GalleryGrid.ThumbnailMade) -> None:
         selected = self.selected
-        if self.grid_active and selected is not None and selected.path == message.thumbnail.path:
-            self.query_one(PreviewPane).show(selected, message.thumbnail)
+        pane = self.query_one(PreviewPane)
+        if (
+            self.grid_active
+            and selected is not None
+            and selected.path == message.thumbnail.path
+            and pane.thumbnail is not message.thumbnail
+        ):
+            pane.show(selected, message.thumbnail)
 
 
 def _escape(text: str) -> str:
