@@ -225,3 +225,94 @@ async def test_paging_through_cached_thumbnails_redraws_nothing_twice(tmp_path):
         assert grid.index == 0 and grid.complete
         assert made == []
     thumbs.close()
+
+
+# ----------------------------------------------------------------- 15: focus
+
+
+@pilot_test
+async def test_keys_stay_keys_after_leaving_the_indexing_and_duplicates_screens(
+    at_home, loaded_tiny_model
+):
+    """Esc from the indexing or duplicates screen, and Enter in the filter line, hand the
+    keys back to the results: the next d, g or f acts, it is not typed into a box."""
+    from textual.widgets import Input
+
+    from clipseek.tui.screens.duplicates import DuplicatesScreen
+    from clipseek.tui.screens.indexing import IndexingScreen
+
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        screen = app.search_screen
+        query = screen.query_one("#query", Input)
+        results = screen.query_one("#results")
+
+        # Before any search: nothing to go back to, so no box takes the keys either.
+        await pilot.press("escape", "i")
+        assert isinstance(app.screen, IndexingScreen)
+        await pilot.press("escape")
+        assert app.screen is screen and not isinstance(app.focused, Input)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, DuplicatesScreen))
+        await pilot.press("escape")
+        assert app.screen is screen and not isinstance(app.focused, Input)
+        assert query.value == ""
+
+        await search(pilot, "a red square")
+        assert app.focused is results
+        for key in ("i", "d"):
+            await pilot.press(key)
+            await wait_for(pilot, lambda: app.screen is not screen)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is screen)
+            assert app.focused is results, (key, app.focused)
+        assert query.value == "a red square"
+
+        # The filter line: Enter applies it and hands the keys back to the results.
+        await pilot.press("f")
+        filters = screen.query_one("#filters", Input)
+        assert app.focused is filters
+        await pilot.press(*"after:2000")
+        token = screen._token
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen._token > token and rows(app))
+        await pilot.pause()
+        assert app.focused is results
+        assert filters.value == "after:2000"
+        await pilot.press("g")
+        await pilot.pause()
+        assert screen.view == "grid" and query.value == "a red square"
+
+
+@pilot_test
+async def test_a_mistyped_filter_keeps_the_focus_in_the_filter_line(at_home, loaded_tiny_model):
+    from textual.widgets import Input
+
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a red square")
+        screen = app.search_screen
+        await pilot.press("f", *"after:2024-13", "enter")
+        await pilot.pause()
+        assert app.focused is screen.query_one("#filters", Input)
+
+
+@pilot_test
+async def test_tab_in_the_folder_box_accepts_the_suggestion(at_home, loaded_tiny_model):
+    from textual.widgets import Input
+
+    app = make_app(at_home, loaded_tiny_model)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await pilot.press("escape", "i")
+        folder = app.screen.query_one("#folder", Input)
+        assert app.focused is folder
+        await pilot.press(*"~/Pic")
+        await wait_for(pilot, lambda: folder._suggestion == "~/Pictures/")
+        await pilot.press("tab")
+        assert folder.value == "~/Pictures/" and app.focused is folder
+        # With nothing to complete, Tab moves on as everywhere else.
+        await pilot.press("tab")
+        assert app.focused is not folder

@@ -62,6 +62,11 @@ class SearchScreen(Screen[None]):
         Binding("escape", "leave_query", show=False),
     ]
 
+    #: No widget takes the focus by itself when this screen comes back (from indexing,
+    #: duplicates, help): Textual would give it to the query box, and the next key
+    #: (d, g, f...) would be typed there. See on_screen_resume.
+    AUTO_FOCUS = ""
+
     #: Actions that need a selected result; hidden from the footer while there is none.
     RESULT_ACTIONS: ClassVar[frozenset[str]] = frozenset({"open", "copy", "similar", "reveal"})
 
@@ -246,24 +251,32 @@ class SearchScreen(Screen[None]):
     def _top_k_changed(self) -> None:
         self._search_again()
 
-    def _search_again(self) -> None:
+    def _search_again(self, *, focus_results: bool = False) -> bool:
         """Run the search again (a new count, a new filter) for what the query box says
-        now: text typed there since the last search is what the user sees and means."""
+        now: text typed there since the last search is what the user sees and means.
+        False when there is nothing to search for."""
         text = self.query_one("#query", Input).value
-        if text.strip() and text != self.query_text:
-            self.search(text)
+        if text.strip() and (text != self.query_text or self._last is None):
+            self.search(text, focus_results=focus_results)
         elif self._last is not None:
+            self._focus_results_on_answer = focus_results
             self._run(*self._last)
-        elif text.strip():
-            self.search(text)
+        else:
+            return False
+        return True
 
     @on(Input.Submitted, "#filters")
     def _filters_submitted(self) -> None:
-        """Apply the filter line; the search on screen (or the one typed) runs again with it.
-        The focus stays here, so a mistyped filter can be put right at once."""
+        """Apply the filter line; the search on screen (or the one typed) runs again with it,
+        and the keys go back to the results. A mistyped filter keeps the focus here, so it
+        can be put right at once."""
         if not self._read_filters():
             return
-        self._search_again()
+        searching = self._search_again(focus_results=True)
+        if self.response is not None:
+            self._results_widget().focus()
+        elif not searching:
+            self.set_focus(None)
 
     def _read_filters(self) -> bool:
         """Parse the filter line into :attr:`filters`; on a mistake say so and return False."""
@@ -600,6 +613,8 @@ class SearchScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         self.refresh_status()
+        if self.focused is None and self.response is not None:
+            self._results_widget().focus()
 
     # -- gallery (grid) view
 
