@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests import test_tui
-from tests.test_tui import make_app, pilot_test, rows, search, wait_for
+from tests.test_tui import make_app, pilot_test, rows, search, text_of, wait_for
 
 library = test_tui.library
 at_home = test_tui.at_home
@@ -316,3 +316,75 @@ async def test_tab_in_the_folder_box_accepts_the_suggestion(at_home, loaded_tiny
         # With nothing to complete, Tab moves on as everywhere else.
         await pilot.press("tab")
         assert app.focused is not folder
+
+
+# ----------------------------------------------------------------- 16: the filter line's words
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("after:2024-13", "after:2024-13: no such month or year."),
+        ("before:2023-02-29", "before:2023-02-29: 2023-02 has no day 29."),
+        ("after:last summer", "after:last summer is not a date: write after:YYYY, after:YYYY-MM"),
+        ("after:June", "after:June is not a date"),
+        ("after:2024-09 before:2024-06", "after:2024-09 is not before before:2024-06"),
+        ("size:big", "size:big is not a size: write size:WIDTHxHEIGHT"),
+        ("colour:red", "Filter 'colour:red' not understood"),
+        ('camera:"canon eos', "A quote is not closed"),
+    ],
+)
+def test_filter_line_messages_use_the_filter_lines_words(line, says):
+    from clipseek.errors import QueryError
+    from clipseek.search.filters import parse_filter_line
+
+    with pytest.raises(QueryError) as caught:
+        parse_filter_line(line)
+    message = str(caught.value)
+    assert says in message
+    assert "--" not in message and "min_size" not in message
+
+
+def test_a_camera_name_with_a_space_can_be_written():
+    from clipseek.search.filters import make_filters, parse_filter_line
+
+    assert parse_filter_line('camera:"canon eos"').camera == "canon eos"
+    assert parse_filter_line("camera:canon eos after:2024").camera == "canon eos"
+    quoted = parse_filter_line('after:2024-06 camera:"Canon EOS R5" size:10x10')
+    assert quoted.camera == "Canon EOS R5" and (quoted.min_width, quoted.min_height) == (10, 10)
+    assert quoted.clauses(["Canon EOS R5", "Canon EOS 5D"]) is not None
+    assert {"camera": "Canon EOS R5"} in quoted.clauses(["Canon EOS R5", "Canon EOS 5D"])
+    # The command line keeps its own words.
+    with pytest.raises(Exception, match="--after 2024-13: no such month"):
+        make_filters("2024-13")
+
+
+@pilot_test
+async def test_the_filter_line_in_the_app_speaks_its_own_words(tmp_path):
+    from textual.widgets import Input
+
+    from tests.test_library_filters import _write_library
+    from tests.test_tui_library import _app, _names
+
+    folder = tmp_path / "library"
+    _write_library(folder)
+    app = _app(tmp_path, folder)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        screen = app.search_screen
+        await search(pilot, "a yellow circle")
+        line = screen.query_one("#filters", Input)
+        await pilot.press("f")
+        line.value = "after:last summer"
+        await pilot.press("enter")
+        await pilot.pause()
+        message = text_of(screen.query_one("#results-message"))
+        assert "after:last summer is not a date" in " ".join(message.split())
+        assert "--after" not in message and "'summer'" not in message
+
+        line.value = 'camera:"canon eos"'
+        token = screen._token
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen._token > token and rows(app))
+        await pilot.pause()
+        assert _names(app) == {"winter.jpg", "old.jpg"}
