@@ -112,9 +112,9 @@ async def test_grid_reflows_on_resize_and_falls_back_to_the_list_when_small(
         assert len(grid.cells) == grid.columns * grid.rows
         assert screen.selected.path == chosen  # the selection survives a re-flow
 
-        # Too small for two columns of cells: the list takes over, same selection, and
-        # the grid comes back when the window grows again.
-        await pilot.resize_terminal(70, 24)
+        # Below 70 columns (no room for the details pane): the list takes over, same
+        # selection, and the grid comes back when the window grows again.
+        await pilot.resize_terminal(69, 24)
         await pilot.pause()
         results = screen.query_one("#results")
         assert not screen.grid_active and screen.view == "grid"

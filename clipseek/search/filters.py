@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import calendar
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,11 +76,23 @@ class Filters:
         return out
 
 
+def _spelled(option: str, value: str) -> str:
+    """``--after 2024-13`` on the command line, ``after:2024-13`` on the filter line: a
+    message quotes what the user wrote, in the words of the place they wrote it."""
+    return f"{option}{value}" if option.endswith(":") else f"{option} {value}"
+
+
 def period_start(text: str, option: str, *, end: bool = False) -> int:
     """The first second of a partial date ("2024", "2024-06", "2024-06-15") as wall-clock
-    seconds; with ``end``, the first second after it."""
+    seconds; with ``end``, the first second after it. ``option`` is how the user named
+    the date (``--after``, or ``after:`` on the filter line), for messages."""
     match = _DATE.match(text or "")
     if not match:
+        if option.endswith(":"):
+            raise QueryError(
+                f"{_spelled(option, text)} is not a date: write {option}YYYY, {option}YYYY-MM "
+                f"or {option}YYYY-MM-DD (e.g. {option}2024-06)."
+            )
         raise QueryError(
             f"{option} takes a date as YYYY, YYYY-MM or YYYY-MM-DD (e.g. 2024-06), not {text!r}."
         )
@@ -87,9 +100,9 @@ def period_start(text: str, option: str, *, end: bool = False) -> int:
     month = int(match.group(2) or 1)
     day = int(match.group(3) or 1)
     if not 1 <= month <= 12 or not 1970 <= year <= 9998:
-        raise QueryError(f"{option} {text}: no such month or year.")
+        raise QueryError(f"{_spelled(option, text)}: no such month or year.")
     if not 1 <= day <= calendar.monthrange(year, month)[1]:
-        raise QueryError(f"{option} {text}: {year}-{month:02d} has no day {day}.")
+        raise QueryError(f"{_spelled(option, text)}: {year}-{month:02d} has no day {day}.")
     if end:
         if match.group(3):
             return calendar.timegm((year, month, day, 0, 0, 0)) + 86_400
@@ -101,10 +114,15 @@ def period_start(text: str, option: str, *, end: bool = False) -> int:
     return calendar.timegm((year, month, day, 0, 0, 0))
 
 
-def parse_min_size(text: str) -> tuple[int, int]:
+def parse_min_size(text: str, option: str = "--min-size") -> tuple[int, int]:
     match = _SIZE.match(text or "")
     if not match:
-        raise QueryError(f"--min-size takes WIDTHxHEIGHT in pixels (e.g. 1000x800), not {text!r}.")
+        if option.endswith(":"):
+            raise QueryError(
+                f"{_spelled(option, text)} is not a size: write {option}WIDTHxHEIGHT in pixels "
+                f"(e.g. {option}1000x800)."
+            )
+        raise QueryError(f"{option} takes WIDTHxHEIGHT in pixels (e.g. 1000x800), not {text!r}.")
     return int(match.group(1)), int(match.group(2))
 
 
@@ -113,40 +131,75 @@ def make_filters(
     before: str | None = None,
     camera: str | None = None,
     min_size: str | None = None,
+    *,
+    line: bool = False,
 ) -> Filters:
-    """Filters from what a user typed (CLI options, JSON fields, the app's filter line)."""
+    """Filters from what a user typed (CLI options, JSON fields, the app's filter line);
+    with ``line``, messages name them as the filter line does (``after:2024-13``)."""
+    after_name, before_name, size_name = (
+        ("after:", "before:", "size:") if line else ("--after", "--before", "--min-size")
+    )
     labels: list[str] = []
     start = end = None
     if after:
-        start = period_start(after, "--after")
+        start = period_start(after, after_name)
         labels.append(f"taken in or after {after.strip()}")
     if before:
-        end = period_start(before, "--before")
+        end = period_start(before, before_name)
         labels.append(f"taken before {before.strip()}")
     if start is not None and end is not None and start >= end:
-        raise QueryError(f"--after {after} is not before --before {before}; no picture can match.")
+        raise QueryError(
+            f"{_spelled(after_name, after or '')} is not before "
+            f"{_spelled(before_name, before or '')}; no picture can match."
+        )
     cam = (camera or "").strip() or None
     if cam:
         labels.append(f"camera matching {cam!r}")
     width = height = 0
     if min_size:
-        width, height = parse_min_size(min_size)
+        width, height = parse_min_size(min_size, size_name)
         labels.append(f"at least {width}×{height}")
     return Filters(start, end, cam, width, height, tuple(labels))
 
 
+_LINE_KEYS = ("after", "before", "camera", "size")
+_LINE_HELP = (
+    'use after:YYYY-MM, before:YYYY-MM, camera:NAME (camera:"canon eos" for a name with '
+    "a space) or size:WxH."
+)
+
+
 def parse_filter_line(text: str) -> Filters:
-    """The app's filter line: ``after:2024-06 before:2024-09 camera:pixel size:1000x800``."""
+    """The app's filter line: ``after:2024-06 before:2024-09 camera:pixel size:1000x800``.
+
+    Quotes group words (``camera:"canon eos"``), and words with no ``key:`` belong to the
+    filter before them (``camera:canon eos``), so ``after:last summer`` is explained as a
+    date that is not one rather than as a stray ``summer``. Messages use these words,
+    not the command line's flags.
+    """
+    try:
+        parts = shlex.split(text or "")
+    except ValueError:
+        raise QueryError(f"A quote is not closed in the filter line; {_LINE_HELP}") from None
     values: dict[str, str] = {}
-    for part in (text or "").split():
-        key, sep, value = part.partition(":")
-        key = key.lower()
-        if not sep or key not in ("after", "before", "camera", "size") or not value:
-            raise QueryError(
-                f"Filter {part!r} not understood; use after:YYYY-MM, before:YYYY-MM, "
-                "camera:NAME or size:WxH."
-            )
-        values[key] = value if key != "camera" else " ".join([values.get(key, ""), value]).strip()
+    key = ""
+    for part in parts:
+        name, sep, value = part.partition(":")
+        name = name.lower()
+        if sep and name in _LINE_KEYS:
+            key = name
+            if not value.strip():
+                raise QueryError(f"Filter {part!r} has nothing after the colon; {_LINE_HELP}")
+            value = value.strip()
+            values[key] = f"{values[key]} {value}" if key == "camera" and key in values else value
+        elif key and not sep:
+            values[key] = f"{values[key]} {part}"
+        else:
+            raise QueryError(f"Filter {part!r} not understood; {_LINE_HELP}")
     return make_filters(
-        values.get("after"), values.get("before"), values.get("camera"), values.get("size")
+        values.get("after"),
+        values.get("before"),
+        values.get("camera"),
+        values.get("size"),
+        line=True,
     )

@@ -177,6 +177,8 @@ class GalleryThumbnails:
                 if stale or key in self._inflight:
                     continue
                 self._inflight.add(key)
+            with self._lock:
+                before = self._items.get(key)
             try:
                 thumb = self.load(path, size)
             except Exception as exc:  # a thumbnail is never worth a crash
@@ -184,6 +186,10 @@ class GalleryThumbnails:
             finally:
                 with self._lock:
                     self._inflight.discard(key)
+            if thumb is before:
+                # The file is as it was: whoever wants it has it from peek(). Paging asks
+                # again for three screenfuls, and a message each would redraw them all.
+                continue
             with contextlib.suppress(Exception):
                 on_ready(thumb, size)
 

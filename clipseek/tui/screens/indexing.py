@@ -28,7 +28,7 @@ from textual.widgets import (
 )
 
 from clipseek.tui.format import human_duration, human_path
-from clipseek.tui.widgets.folders import FolderSuggester, FolderTree
+from clipseek.tui.widgets.folders import FolderInput, FolderSuggester, FolderTree
 from clipseek.tui.widgets.footer import FittingFooter
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class IndexingScreen(Screen[None]):
         with ContentSwitcher(initial="index-setup", id="index-switcher"):
             with Vertical(id="index-setup"):
                 with Horizontal(id="folder-row"):
-                    yield Input(
+                    yield FolderInput(
                         placeholder="Folder of pictures, e.g. ~/Pictures",
                         suggester=FolderSuggester(skip=[str(self.app.settings.db)]),
                         id="folder",

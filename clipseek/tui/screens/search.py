@@ -36,8 +36,11 @@ if TYPE_CHECKING:
     from clipseek.search.query import Query, SearchResponse, SearchResult
     from clipseek.tui.app import ClipseekApp
 
-#: Width of the details pane beside the grid.
+#: Width of the details pane beside the grid; below DETAILS_ROOMY_AT columns it takes
+#: less, so that 80 columns give the grid three columns of cells rather than two.
 DETAILS_WIDTH = 36
+DETAILS_NARROW_WIDTH = 28
+DETAILS_ROOMY_AT = 100
 
 
 class SearchScreen(Screen[None]):
@@ -60,6 +63,11 @@ class SearchScreen(Screen[None]):
         Binding("down", "focus_results", show=False),
         Binding("escape", "leave_query", show=False),
     ]
+
+    #: No widget takes the focus by itself when this screen comes back (from indexing,
+    #: duplicates, help): Textual would give it to the query box, and the next key
+    #: (d, g, f...) would be typed there. See on_screen_resume.
+    AUTO_FOCUS = ""
 
     #: Actions that need a selected result; hidden from the footer while there is none.
     RESULT_ACTIONS: ClassVar[frozenset[str]] = frozenset({"open", "copy", "similar", "reveal"})
@@ -243,19 +251,34 @@ class SearchScreen(Screen[None]):
 
     @on(TopKInput.CountChanged)
     def _top_k_changed(self) -> None:
-        if self._last is not None:
+        self._search_again()
+
+    def _search_again(self, *, focus_results: bool = False) -> bool:
+        """Run the search again (a new count, a new filter) for what the query box says
+        now: text typed there since the last search is what the user sees and means.
+        False when there is nothing to search for."""
+        text = self.query_one("#query", Input).value
+        if text.strip() and (text != self.query_text or self._last is None):
+            self.search(text, focus_results=focus_results)
+        elif self._last is not None:
+            self._focus_results_on_answer = focus_results
             self._run(*self._last)
+        else:
+            return False
+        return True
 
     @on(Input.Submitted, "#filters")
     def _filters_submitted(self) -> None:
-        """Apply the filter line; the search on screen (or the one typed) runs again with it.
-        The focus stays here, so a mistyped filter can be put right at once."""
+        """Apply the filter line; the search on screen (or the one typed) runs again with it,
+        and the keys go back to the results. A mistyped filter keeps the focus here, so it
+        can be put right at once."""
         if not self._read_filters():
             return
-        if self._last is not None:
-            self._run(*self._last)
-        elif self.query_one("#query", Input).value.strip():
-            self.search(self.query_one("#query", Input).value)
+        searching = self._search_again(focus_results=True)
+        if self.response is not None:
+            self._results_widget().focus()
+        elif not searching:
+            self.set_focus(None)
 
     def _read_filters(self) -> bool:
         """Parse the filter line into :attr:`filters`; on a mistake say so and return False."""
@@ -596,6 +619,8 @@ class SearchScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         self.refresh_status()
+        if self.focused is None and self.response is not None:
+            self._results_widget().focus()
 
     # -- gallery (grid) view
 
@@ -630,6 +655,12 @@ class SearchScreen(Screen[None]):
                 "The window is too small for the grid; showing the list until it grows.",
                 timeout=5,
             )
+        elif self.grid_active and self.app.image_class is None:
+            self.notify(
+                "Previews are off (--preview none), so the grid shows names only. "
+                "Start clipseek with --preview auto to see the pictures.",
+                timeout=8,
+            )
 
     def on_resize(self) -> None:
         self._apply_view()
@@ -638,14 +669,22 @@ class SearchScreen(Screen[None]):
         """Lay out for the view chosen, falling back to the list when the grid does not fit;
         the selection and the focus carry over between the two."""
         width, height = self.size
+        details = DETAILS_WIDTH if width >= DETAILS_ROOMY_AT else DETAILS_NARROW_WIDTH
         # The grid gets the width left by the padding, the details pane and the borders,
-        # and the height left by the query bar, status line and footer.
-        space = (width - 2 - 2 - DETAILS_WIDTH, height - 3 - 1 - 1 - 2)
-        grid_on = self.view == "grid" and gallery.fits(*space)
+        # and the height left by the query bar, status line and footer. Below 70 columns
+        # the details pane is hidden, and the list (with its full-screen view) serves.
+        space = (width - 2 - 2 - details, height - 3 - 1 - 1 - 2)
+        pictures = self.app.image_class is not None
+        grid_on = (
+            self.view == "grid"
+            and width >= self.HORIZONTAL_BREAKPOINTS[1][0]
+            and gallery.fits(*space, pictures=pictures)
+        )
         was = self.has_class("-grid")
         pane = self.query_one(PreviewPane)
         pane.pictures = not grid_on
         pane.border_title = "Details" if grid_on else "Preview"
+        pane.styles.width = details if grid_on else None
         if grid_on == was:
             return
         focused = self.focused
@@ -691,6 +730,8 @@ class SearchScreen(Screen[None]):
             text += f" · {where}" if where else ""
         elif self.view == "grid":
             text += " · list (too small for the grid)"
+        if self.grid_active and self.app.image_class is None:
+            text += " · names only (previews off)"
         self.query_one("#results-pane").border_subtitle = text
 
     @on(GalleryGrid.Highlighted, "#gallery")
@@ -704,8 +745,14 @@ class SearchScreen(Screen[None]):
 
     def on_gallery_grid_thumbnail_made(self, message: GalleryGrid.ThumbnailMade) -> None:
         selected = self.selected
-        if self.grid_active and selected is not None and selected.path == message.thumbnail.path:
-            self.query_one(PreviewPane).show(selected, message.thumbnail)
+        pane = self.query_one(PreviewPane)
+        if (
+            self.grid_active
+            and selected is not None
+            and selected.path == message.thumbnail.path
+            and pane.thumbnail is not message.thumbnail
+        ):
+            pane.show(selected, message.thumbnail)
 
 
 def _escape(text: str) -> str:

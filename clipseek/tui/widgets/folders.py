@@ -13,7 +13,7 @@ from pathlib import Path
 
 from textual.binding import Binding
 from textual.suggester import Suggester
-from textual.widgets import DirectoryTree
+from textual.widgets import DirectoryTree, Input
 
 
 class FolderSuggester(Suggester):
@@ -43,6 +43,22 @@ class FolderSuggester(Suggester):
         if not names:
             return None
         return value + names[0][len(prefix) :] + os.sep
+
+
+class FolderInput(Input):
+    """The folder box: Tab takes the folder suggested, as in a shell; with nothing to
+    complete it moves on as Tab does everywhere else."""
+
+    BINDINGS = [  # noqa: RUF012 - Textual's declared ClassVar
+        Binding("tab", "complete", "Complete", show=False),
+    ]
+
+    def action_complete(self) -> None:
+        suggestion = self._suggestion
+        if suggestion and len(suggestion) > len(self.value) and self.cursor_at_end:
+            self.action_cursor_right()  # takes the suggestion, as the right arrow does
+        else:
+            self.screen.focus_next()
 
 
 class FolderTree(DirectoryTree):

@@ -33,37 +33,52 @@ if TYPE_CHECKING:
     from clipseek.tui.gallery_thumbs import GalleryThumbnails
     from clipseek.tui.thumbnails import Thumbnail
 
-#: Narrowest cell (border included); the grid fits as many of these as it can.
-CELL_MIN_WIDTH = 20
-#: Lowest cell (border, picture rows, caption); cells stretch to fill the grid.
-CELL_HEIGHT = 10
-#: The largest picture a cell may get before another column or row fits: the pixel box
-#: thumbnails are made for, so that a re-flow does not make them all again.
-PICTURE_MAX_COLUMNS = 2 * CELL_MIN_WIDTH - 3
-PICTURE_MAX_ROWS = 2 * CELL_HEIGHT - 4
+#: Smallest cell (border, picture rows, caption) as (columns, rows); cells stretch to
+#: fill the grid. The regular size is used where it gives at least REGULAR_AT cells
+#: across and down; smaller spaces (80×24 leaves about 50×17) take compact cells,
+#: so that a small terminal shows six pictures rather than two tall ones.
+REGULAR_CELL = (20, 10)
+COMPACT_CELL = (16, 8)
+REGULAR_AT = (3, 2)
+#: With previews off a cell is its caption and border: a grid of names.
+TEXT_CELL = (20, 3)
 #: Below this many columns and rows of cells the list serves better than a grid.
 MIN_COLUMNS = 2
 MIN_ROWS = 1
 
 
-def grid_shape(width: int, height: int) -> tuple[int, int]:
+def cell_size(width: int, height: int, *, pictures: bool = True) -> tuple[int, int]:
+    """The smallest cell (columns, rows) to lay ``width`` × ``height`` out with."""
+    if not pictures:
+        return TEXT_CELL
+    columns, rows = width // REGULAR_CELL[0], height // REGULAR_CELL[1]
+    if columns >= REGULAR_AT[0] and rows >= REGULAR_AT[1]:
+        return REGULAR_CELL
+    return COMPACT_CELL
+
+
+def grid_shape(width: int, height: int, *, pictures: bool = True) -> tuple[int, int]:
     """(columns, rows) of cells that fit in ``width`` × ``height`` terminal cells."""
-    return max(0, width // CELL_MIN_WIDTH), max(0, height // CELL_HEIGHT)
+    cell_w, cell_h = cell_size(width, height, pictures=pictures)
+    return max(0, width // cell_w), max(0, height // cell_h)
 
 
-def fits(width: int, height: int) -> bool:
+def fits(width: int, height: int, *, pictures: bool = True) -> bool:
     """Whether a grid is worth showing in this much space."""
-    columns, rows = grid_shape(width, height)
+    columns, rows = grid_shape(width, height, pictures=pictures)
     return columns >= MIN_COLUMNS and rows >= MIN_ROWS
 
 
-def picture_pixels() -> tuple[int, int]:
-    """The pixel box a cell's picture is decoded to: its cells times the terminal's
-    cell size, so a Sixel or kitty picture is sharp and a half-cell one is cheap."""
+def picture_pixels(cell: tuple[int, int] = REGULAR_CELL) -> tuple[int, int]:
+    """The pixel box a cell's picture is decoded to: the largest picture a cell of at
+    least ``cell`` gets before another column or row fits, times the terminal's cell
+    size, so a Sixel or kitty picture is sharp and a half-cell one is cheap. One box
+    per cell size: a re-flow within it does not make the thumbnails again."""
     from textual_image._terminal import get_cell_size
 
-    cell = get_cell_size()
-    return PICTURE_MAX_COLUMNS * cell.width, PICTURE_MAX_ROWS * cell.height
+    size = get_cell_size()
+    columns, rows = 2 * cell[0] - 3, 2 * cell[1] - 4
+    return columns * size.width, rows * size.height
 
 
 class GalleryCell(Container):
@@ -76,6 +91,9 @@ class GalleryCell(Container):
         self.result: SearchResult | None = None
         self.thumbnail: Thumbnail | None = None
         self.best = 0.0
+        #: Composed and still in the grid's pool. A cell is bound only while this holds:
+        #: a cell dropped by a shrinking reflow loses its children before it is gone.
+        self.ready = False
 
     def compose(self) -> ComposeResult:
         with Container(classes="gallery-picture"):
@@ -86,12 +104,15 @@ class GalleryCell(Container):
 
     def on_mount(self) -> None:
         # A cell added by a reflow is bound once it is composed (see GalleryGrid._bind).
+        self.ready = True
         grid = self.parent
         if isinstance(grid, GalleryGrid):
             grid.call_after_refresh(grid._bind)
 
     def bind(self, result: SearchResult | None, thumb: Thumbnail | None, selected: bool) -> None:
         """Show ``result`` (None: an empty slot past the last result)."""
+        if not self.ready:
+            return
         self.set_class(selected, "-selected")
         changed = result is not self.result
         self.result = result
@@ -100,7 +121,7 @@ class GalleryCell(Container):
         if result is None:
             self.thumbnail = None
             self._picture(None, "")
-            self.query_one(".gallery-caption", Static).update("")
+            self.query_one(".gallery-caption", Static).update("", layout=False)
             return
         if changed or thumb is not self.thumbnail:
             self.show_thumbnail(thumb)
@@ -108,14 +129,14 @@ class GalleryCell(Container):
             self._caption()
 
     def on_resize(self) -> None:
-        if self.result is not None:
+        if self.ready and self.result is not None:
             self._caption()
 
     def _caption(self) -> None:
         result = self.result
         if result is None:
             return
-        width = max(0, self.content_size.width or (CELL_MIN_WIDTH - 2))
+        width = max(0, self.content_size.width or (COMPACT_CELL[0] - 2))
         head = f"{result.rank} "
         score = f"{result.score:.3f}"
         name = human_path(os.path.basename(result.path) or result.path)
@@ -125,9 +146,12 @@ class GalleryCell(Container):
         room = width - len(head) - len(score) - 1
         if room >= 4:
             text.append(" " + ellipsize_end(name, room))
-        self.query_one(".gallery-caption", Static).update(text)
+        # One row, as wide as the cell: no layout is needed for a new caption.
+        self.query_one(".gallery-caption", Static).update(text, layout=False)
 
     def show_thumbnail(self, thumb: Thumbnail | None) -> None:
+        if not self.ready:
+            return
         self.thumbnail = thumb
         if self._image_class is None:  # previews off: rank, score and name only
             self._picture(None, "")
@@ -144,7 +168,8 @@ class GalleryCell(Container):
         placeholder = self.query_one(".gallery-placeholder", Static)
         placeholder.display = message is not None
         placeholder.set_class(warning, "-warning")
-        placeholder.update(message or "")
+        if str(placeholder.content) != (message or ""):
+            placeholder.update(message or "", layout=False)  # one row, the cell's width
         if self._image_class is None:
             return
         widget = self.query_one(".gallery-image")
@@ -154,7 +179,7 @@ class GalleryCell(Container):
 
     @property
     def showing_image(self) -> bool:
-        if self._image_class is None or self.result is None:
+        if not self.ready or self._image_class is None or self.result is None:
             return False
         widget = self.query_one(".gallery-image")
         return bool(widget.display and getattr(widget, "image", None) is not None)
@@ -225,6 +250,9 @@ class GalleryGrid(Widget, can_focus=True):
         self.rows = 0
         self.pixels: tuple[int, int] = (0, 0)
         self._best = 0.0
+        #: The pool of cells, in slot order; a cell leaves it as soon as a reflow drops
+        #: it, before Textual has finished removing it.
+        self._pool: list[GalleryCell] = []
 
     # -- data
 
@@ -249,7 +277,7 @@ class GalleryGrid(Widget, can_focus=True):
 
     @property
     def cells(self) -> list[GalleryCell]:
-        return list(self.query_children(GalleryCell))
+        return list(self._pool)
 
     @property
     def visible_range(self) -> range:
@@ -261,6 +289,7 @@ class GalleryGrid(Widget, can_focus=True):
 
     def on_mount(self) -> None:
         self.pixels = picture_pixels() if self._image_class is not None else (0, 0)
+        self.set_class(self._image_class is None, "-names")
 
     def on_unmount(self) -> None:
         self.thumbnails.cancel()
@@ -271,20 +300,27 @@ class GalleryGrid(Widget, can_focus=True):
     def reflow(self) -> None:
         """Fit the pool of cells to the space the grid has now."""
         width, height = self.content_size
-        columns, rows = grid_shape(width, height)
+        pictures = self._image_class is not None
+        columns, rows = grid_shape(width, height, pictures=pictures)
         columns, rows = max(1, columns), max(1, rows)
-        if (columns, rows) == (self.columns, self.rows):
+        pixels = picture_pixels(cell_size(width, height)) if pictures else (0, 0)
+        if (columns, rows, pixels) == (self.columns, self.rows, self.pixels):
             return
-        self.columns, self.rows = columns, rows
+        self.columns, self.rows, self.pixels = columns, rows, pixels
         self.styles.grid_size_columns = columns
         self.styles.grid_size_rows = rows
-        cells = self.cells
+        pool = self._pool
         want = columns * rows
-        if len(cells) > want:
-            for cell in cells[want:]:
-                cell.remove()
-        elif len(cells) < want:
-            self.mount_all(GalleryCell(i, self._image_class) for i in range(len(cells), want))
+        if len(pool) > want:
+            dropped = pool[want:]
+            del pool[want:]
+            for cell in dropped:
+                cell.ready = False
+            self.remove_children(dropped)
+        elif len(pool) < want:
+            added = [GalleryCell(i, self._image_class) for i in range(len(pool), want)]
+            pool.extend(added)
+            self.mount_all(added)
         self._scroll_to_selection()
         self.call_after_refresh(self._bind)
         if self.results:  # the position shown beside the grid changed
@@ -295,8 +331,8 @@ class GalleryGrid(Widget, can_focus=True):
         if not self.is_mounted:
             return
         first = self.top_row * max(1, self.columns)
-        for cell in self.cells:
-            if not cell.is_mounted:  # not composed yet (a reflow just added it): it asks
+        for cell in self._pool:
+            if not cell.ready:  # not composed yet (a reflow just added it): it asks
                 continue  # for this again from its on_mount
             i = first + cell.slot
             result = self.results[i] if i < len(self.results) else None
@@ -330,7 +366,11 @@ class GalleryGrid(Widget, can_focus=True):
         if message.size != self.pixels:
             return
         for cell in self.cells:
-            if cell.result is not None and cell.result.path == message.thumbnail.path:
+            if (
+                cell.result is not None
+                and cell.result.path == message.thumbnail.path
+                and cell.thumbnail is not message.thumbnail
+            ):
                 cell.show_thumbnail(message.thumbnail)
 
     @property
