@@ -57,6 +57,7 @@ from clipseek.photos.metadata import META_KEYS, PhotoMeta, carried_metadata, rea
 from clipseek.store import ImageIndex, Record, Store, StoredEntry, path_id
 
 if TYPE_CHECKING:
+    from clipseek.indexing.decoders import ImagePrep
     from clipseek.models import Embedder, ModelSpec
 
 
@@ -566,9 +567,7 @@ class Indexer:
                     files = [f for f in (next(queue, None) for _ in range(chunk)) if f]
                     if not files:
                         return
-                    slots, future = shared.submit(
-                        [(f.path, f.size, f.mtime_ns, plan.digests.get(f.path)) for f in files]
-                    )
+                    slots, future = shared.submit(files, [plan.digests.get(f.path) for f in files])
                     for position, (info, slot) in enumerate(zip(files, slots, strict=True)):
                         pending.append(_Pending(info, future, position, slot))
                     continue
@@ -577,7 +576,7 @@ class Indexer:
                     return
                 assert pool is not None
                 future = pool.submit(
-                    _decode, info, model, plan.digests.get(info.path), max_mp, gate
+                    decode_file, info, model, plan.digests.get(info.path), max_mp, gate
                 )
                 pending.append(_Pending(info, future))
 
@@ -762,15 +761,16 @@ def _digest_or_none(info: FileInfo) -> str | None:
         return None  # the decoder meets the same problem and reports it
 
 
-def _decode(
+def decode_file(
     info: FileInfo,
-    model: Embedder,
+    model: Embedder | ImagePrep,
     digest: str | None,
     max_megapixels: float | None,
     gate: threading.Event | None = None,
 ) -> tuple[Any, ImageInfo, str | None]:
     """One file's work on a decoder thread: fingerprint, decode (reduced when the format
-    allows), resize and crop for the model; starts only while ``gate`` is open."""
+    allows), resize and crop for the model; starts only while ``gate`` is open. Public so
+    that benchmarks/bench_gpu.py times this very work."""
     if gate is not None:
         gate.wait()
     if digest is None:
