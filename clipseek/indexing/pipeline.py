@@ -97,11 +97,12 @@ class Indexer:
         self,
         store: Store,
         spec: ModelSpec,
-        load_model: Callable[[], Embedder],
+        load_model: Callable[[int], Embedder],
         options: IndexOptions | None = None,
     ) -> None:
         self.store = store
         self.spec = spec
+        #: Called with the number of images to embed: the runtime is chosen for the run.
         self._load_model = load_model
         self.options = options or IndexOptions()
 
@@ -147,16 +148,20 @@ class Indexer:
 
         stale: list[str] = []
         loading: BackgroundLoad | None = None
+
+        def load() -> Embedder:
+            return self._load_model(len(plan.to_embed))
+
         if plan.to_embed and not cancel.is_set():
             # The model loads (imports, weights) while stored vectors are copied and the
             # first files are fingerprinted; CUDA itself waits for the first batch.
-            loading = BackgroundLoad(self._load_model)
+            loading = BackgroundLoad(load)
         if plan.reuse and index is not None and not cancel.is_set():
             self._reuse(plan, index, emit, summary, progress)
         if plan.to_embed and not cancel.is_set():
             emit(ModelLoading(self.spec.name))
             if loading is None:  # files whose stored vector vanished meanwhile
-                loading = BackgroundLoad(self._load_model)
+                loading = BackgroundLoad(load)
             self._hash_ahead(plan, loading, cancel)
             model = loading.result()
             warm_image_tower(model)
