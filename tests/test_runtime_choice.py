@@ -139,3 +139,19 @@ def test_the_indexer_tells_the_loader_how_many_images_it_will_embed(
     monkeypatch.setattr(runtime, "load_index_model", spy)
     summary = Engine(settings).index([photos])
     assert asked == [summary.embedded + len(summary.failed)] and summary.embedded > 0
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_triton_is_kept_out_only_where_no_gpu_could_use_it(
+    monkeypatch: pytest.MonkeyPatch, gpu: bool
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "triton", None)  # restored, whatever it was, after
+    del sys.modules["triton"]
+    monkeypatch.setattr(hardware, "surely_no_gpu", lambda: not gpu)
+    hardware.keep_triton_out()
+    assert ("triton" in sys.modules) is (not gpu)
+    if not gpu:
+        with pytest.raises(ImportError):
+            import triton  # noqa: F401
