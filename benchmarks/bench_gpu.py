@@ -16,6 +16,11 @@ Prints, all measured in the same run on the same machine:
     python benchmarks/bench_gpu.py                   # on the GPU machine (< 5 min)
     python benchmarks/bench_gpu.py --quick --device cpu   # a smoke run anywhere
 
+The per-file work, the decoder processes and the runs all go through the indexer's own
+functions (``decode_file``, ``ImagePrep``, ``SharedDecoder``, ``clipseek index``), so a
+change there that breaks this script fails ``tests/test_benchmarks.py``, which runs
+``--quick --device cpu`` on the test model. The exit status is 1 when any section failed.
+
 Every copy of a corpus image gets unique trailing bytes, so content reuse cannot kick in.
 ``--json PATH`` also writes every figure as JSON.
 """
@@ -37,7 +42,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, cache_root, header, use_standin_cache
 
-MODEL = "ViT-B/32"
+MODEL = "ViT-B/32"  # --model changes it (the test runs the tiny test model)
+BACKEND = "auto"  # --backend: what `clipseek index` is given
 RESULTS: dict[str, Any] = {}
 
 
@@ -103,39 +109,37 @@ def files_of(folder: Path) -> list[Path]:
 # --------------------------------------------------------------------------- ceilings
 
 
-def decode_ceiling(
-    files: list[Path], cfg: Any, workers: int, mode: str, repeat_until: float = 2.0
-) -> float:
+def file_infos(folder: Path, limit: int) -> list[Any]:
+    """The first ``limit`` files under ``folder`` as the indexer's scanner records them."""
+    from clipseek.indexing.scanner import scan
+
+    return sorted(scan([str(folder)]), key=lambda info: info.path)[:limit]
+
+
+def decode_ceiling(infos: list[Any], cfg: Any, workers: int, mode: str) -> float:
     """Images/s of clipseek's per-file decode work alone, on ``workers`` threads or
     processes (processes: the indexer's own SharedDecoder, shared memory included)."""
-    from clipseek.indexing.scanner import FileInfo
+    from clipseek.indexing.decoders import ImagePrep, SharedDecoder
+    from clipseek.indexing.options import IndexOptions
+    from clipseek.indexing.pipeline import decode_file
 
-    infos = [FileInfo(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    prep = ImagePrep(cfg)
+    max_mp = IndexOptions().max_megapixels
     if mode == "threads":
         from concurrent.futures import ThreadPoolExecutor
 
-        from clipseek.indexing.pipeline import _decode
-        from clipseek.models.preprocess import prepare_image
-
-        class Shim:
-            image_size = cfg.size
-
-            @staticmethod
-            def prepare(image: Any) -> Any:
-                return prepare_image(image, cfg)
-
         with ThreadPoolExecutor(workers) as pool:
             start = time.perf_counter()
-            list(pool.map(lambda i: _decode(i, Shim, None, 200.0), infos))
+            list(pool.map(lambda i: decode_file(i, prep, None, max_mp), infos))
             return len(infos) / (time.perf_counter() - start)
-    from clipseek.indexing.decoders import SharedDecoder
-
     chunk = 16
-    decoder = SharedDecoder(workers, cfg, slots=workers * chunk * 4, max_megapixels=200.0)
+    decoder = SharedDecoder(workers, cfg, slots=workers * chunk * 4, max_megapixels=max_mp)
     try:
         # Start the processes (spawn + imports) before timing, as the indexer overlaps it.
-        slots, fut = decoder.submit([(str(files[0]), infos[0].size, None)] * 1)
-        fut.result()
+        slots, fut = decoder.submit(infos[:1])
+        for decoded in fut.result():
+            if decoded.reason is not None:
+                raise RuntimeError(f"{infos[0].path}: {decoded.reason}")
         decoder.release(slots)
         start = time.perf_counter()
         inflight: list[tuple[list[int], Any]] = []
@@ -144,9 +148,11 @@ def decode_ceiling(
             while position < len(infos) and decoder.free >= chunk:
                 part = infos[position : position + chunk]
                 position += len(part)
-                inflight.append(decoder.submit([(i.path, i.size, None) for i in part]))
+                inflight.append(decoder.submit(part))
             slots, fut = inflight.pop(0)
-            fut.result()
+            failed = [d.reason for d in fut.result() if d.reason is not None]
+            if failed:
+                raise RuntimeError(f"decoder processes failed: {failed[:3]}")
             decoder.release(slots)
         return len(infos) / (time.perf_counter() - start)
     finally:
@@ -186,16 +192,21 @@ def chroma_ceiling(count: int, batch: int, tmp: Path) -> float:
 # --------------------------------------------------------------------------- model only
 
 
-def model_only(device: str, batches: list[int], seconds: float = 1.5) -> None:
-    import numpy as np
-    import torch
-
+def load_bench_model(device: str) -> Any:
+    """The model as ``clipseek index`` loads it on a GPU (torch, precision auto)."""
     from clipseek.models import load_model, resolve_model
 
     start = time.perf_counter()
     model = load_model(resolve_model(MODEL), device=device, precision="auto")
     say(f"model load ({model.device}, {model.precision}): {time.perf_counter() - start:.2f} s")
     RESULTS["model_load_s"] = time.perf_counter() - start
+    return model
+
+
+def model_only(model: Any, batches: list[int], seconds: float = 1.5) -> None:
+    import numpy as np
+    import torch
+
     height, width = model.image_size
     rng = np.random.default_rng(0)
     sync = torch.cuda.synchronize if model.device.startswith("cuda") else (lambda: None)
@@ -278,7 +289,7 @@ class GpuSampler:
 def run_index(folder: Path, db: Path, device: str, env_extra: dict[str, str] | None = None) -> dict:
     env = {**os.environ, **(env_extra or {})}
     cmd = [sys.executable, "-m", "clipseek", "index", str(folder), "--db", str(db)]
-    cmd += ["--model", MODEL, "--device", device]
+    cmd += ["--model", MODEL, "--device", device, "--backend", BACKEND]
     with GpuSampler() as sampler:
         start = time.perf_counter()
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -301,7 +312,9 @@ def end_to_end(
 ) -> float:
     a = run_index(small, tmp / f"db-{name}{label}-small", device, env_extra)
     b = run_index(large, tmp / f"db-{name}{label}-large", device, env_extra)
-    rate = (n_large - n_small) / max(b["seconds"] - a["seconds"], 1e-9)
+    # The difference cancels start-up; on runs too short for that (--quick) it is noise.
+    extra = b["seconds"] - a["seconds"]
+    rate = (n_large - n_small) / extra if extra > 0 else 0.0
     say(
         f"{name}{label}: {n_small} files {a['seconds']:.1f} s, "
         f"{n_large} files {b['seconds']:.1f} s "
@@ -325,8 +338,8 @@ marks = {"python_up": time.time() - t0}
 from clipseek.config import load_settings
 from clipseek.engine import Engine
 from clipseek.search.query import parse_query
-settings = load_settings({"db": sys.argv[2], "model": "ViT-B/32", "device": sys.argv[3]})
-engine = Engine(settings)
+settings = load_settings({"db": sys.argv[2], "model": sys.argv[5], "device": sys.argv[3]})
+engine = Engine(settings, backend=sys.argv[6])
 if sys.argv[1] == "index":
     def on(event):
         name = type(event).__name__
@@ -359,7 +372,8 @@ def driver(args: list[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- main
 
 
-def main() -> None:
+def main() -> int:
+    global MODEL, BACKEND
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--device", default="auto")
@@ -368,15 +382,19 @@ def main() -> None:
     parser.add_argument("--mp-small", type=int, default=300, help="12 MP JPEGs, small run")
     parser.add_argument("--mp-large", type=int, default=1200, help="12 MP JPEGs, large run")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--model", default=MODEL, help="default: the ViT-B/32 stand-in")
+    parser.add_argument("--backend", default=BACKEND, choices=("auto", "torch", "onnx"))
     parser.add_argument(
         "--only", default="decode,chroma,e2e,startup,model", help="comma-separated sections"
     )
     args = parser.parse_args()
+    MODEL, BACKEND = args.model, args.backend
     if args.quick:
-        args.small, args.large, args.mp_small, args.mp_large = 16, 48, 2, 6
+        args.small, args.large, args.mp_small, args.mp_large = 16, 32, 2, 4
     only = set(args.only.split(","))
     header("GPU indexing: end to end against the decode, Chroma and model ceilings")
-    use_standin_cache()
+    if MODEL == "ViT-B/32":
+        use_standin_cache()
     import torch
 
     from clipseek.models import physical_cores, resolve_device
@@ -405,20 +423,20 @@ def main() -> None:
             say(f"{name}: {small} + {large} files in {time.perf_counter() - start:.1f} s")
 
     section("corpora", build)
-    from clipseek.models.base import PreprocessConfig
+    # The model's own preprocessing, as the decoders get it from the indexer.
+    model = load_bench_model(device)
+    cfg = model.preprocess_cfg
+    if BACKEND == "onnx" and device == "cpu":
+        from clipseek.models import load_model
+        from clipseek.models.export import export_model, find_export
 
-    cfg = PreprocessConfig(
-        (224, 224),
-        (0.48145466, 0.4578275, 0.40821073),
-        (0.26862954, 0.26130258, 0.27577711),
-        "bicubic",
-        "shortest",
-    )
+        if find_export(model.spec) is None:  # once, here, rather than in the first run
+            export_model(load_model(model.spec, device="cpu", precision="fp32"))
     ceilings: dict[str, float] = {}
 
     def decode() -> None:
         for name, (_small, large) in corpora.items():
-            files = files_of(large)[: (4000 if name == "640x480" else 600)]
+            files = file_infos(large, 4000 if name == "640x480" else 600)
             for mode in ("threads", "processes"):
                 rate = decode_ceiling(files, cfg, cores, mode)
                 say(f"decode {name}, {cores} {mode}: {rate:,.0f} img/s ({len(files)} files)")
@@ -439,6 +457,10 @@ def main() -> None:
         for name, (small, large) in corpora.items():
             n_small, n_large = len(files_of(small)), len(files_of(large))
             rates[name] = end_to_end(name, small, large, n_small, n_large, device, tmp)
+            if args.quick:  # one pair of runs shows the code works; each costs an import
+                break
+        if args.quick:
+            return
         small, large = corpora["640x480"]
         end_to_end(
             "640x480",
@@ -454,10 +476,11 @@ def main() -> None:
 
     def startup() -> None:
         small, _ = corpora["640x480"]
-        marks = driver(["index", str(tmp / "db-startup"), device, str(small)])
+        db = str(tmp / "db-startup")
+        marks = driver(["index", db, device, str(small), MODEL, BACKEND])
         say("start-up (s since process start): " + json.dumps(marks))
         RESULTS["startup"] = marks
-        q = driver(["query", str(tmp / "db-startup"), device])
+        q = driver(["query", db, device, "-", MODEL, BACKEND])
         say("one-shot text query: " + json.dumps(q))
         RESULTS["query"] = q
 
@@ -472,7 +495,9 @@ def main() -> None:
     if "model" in only:
         section(
             "model only",
-            lambda: model_only(device, [32, 128, 256, 512] if not args.quick else [8]),
+            lambda: model_only(
+                model, [8] if args.quick else [32, 128, 256, 512], 0.2 if args.quick else 1.5
+            ),
         )
 
     say("\n## goals")
@@ -495,8 +520,12 @@ def main() -> None:
         args.json.write_text(json.dumps(RESULTS, indent=1, default=str))
     if os.environ.get("CLIPSEEK_BENCH_KEEP") != "1":
         shutil.rmtree(tmp, ignore_errors=True)
+    errors = RESULTS.get("errors", [])
+    if errors:
+        say(f"\n{len(errors)} section(s) failed: " + "; ".join(errors))
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONPATH", str(ROOT))
-    main()
+    sys.exit(main())

@@ -129,7 +129,7 @@ def run_index(
     return wall, float(found.group(1)), float(found.group(2))
 
 
-def prepare_fast_path(model: Any, folders: dict[tuple[str, int], Path]) -> Any:
+def prepare_fast_path(model: Any, folders: dict[tuple[str, int], Path], precision: str) -> Any:
     """Export ``model`` if needed and let one untimed ``clipseek index`` of a few files make
     the runtime choice, as a user's first run does; the ONNX embedder (None if it failed)."""
     from clipseek.models.export import export_model, find_export
@@ -140,12 +140,11 @@ def prepare_fast_path(model: Any, folders: dict[tuple[str, int], Path]) -> Any:
     if find_export(spec) is None:
         print("  exporting the stand-in to ONNX (once; not timed)…", flush=True)
         export_model(model)
-    if cached_choice(spec) is None:
-        with temp_dir("warm-") as few:
-            source = next(iter(folders.values()))
-            for f in sorted(source.iterdir())[:4]:
-                (few / f.name).symlink_to(os.path.realpath(f))
-            run_index(ROOT, few, "fp32", [])
+    with temp_dir("warm-") as few:  # measures only where nothing (or too little) is kept
+        source = next(iter(folders.values()))
+        for f in sorted(source.iterdir())[:4]:
+            (few / f.name).symlink_to(os.path.realpath(f))
+        run_index(ROOT, few, precision, [])
     print(f"  runtime choice for index runs: {cached_choice(spec)}", flush=True)
     return load_onnx_model(spec)
 
@@ -160,7 +159,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="50 files of each kind, once")
     parser.add_argument("--sizes", default="50,500", help="comma-separated file counts")
     parser.add_argument("--kinds", default="jpeg,png", help="jpeg, png or both")
-    parser.add_argument("--precision", default=None, help="fp32, bf16 (default: fp32 + auto)")
+    parser.add_argument(
+        "--precision",
+        default=None,
+        help="fp32, bf16 or auto, comma-separated (default: fp32 + what auto resolves to); "
+        "auto runs as a user's default run does: --backend auto chooses the runtime per run",
+    )
     parser.add_argument("--repeat", type=int, default=2, help="repeats; medians are reported")
     parser.add_argument("--baseline", type=Path, help="another checkout to compare with")
     parser.add_argument("--loaded", action="store_true", help="also with one core kept busy")
@@ -211,10 +215,15 @@ def main() -> None:
     # Model-only and decode costs, measured again before every repeat (the machine drifts).
     models = {p: load_model(resolve_model(MODEL), device="cpu", precision=p) for p in precisions}
     runtimes: dict[str, dict[str, Any]] = {p: {"torch": m} for p, m in models.items()}
-    if "fp32" in models:
-        fast = prepare_fast_path(models["fp32"], folders)
+    if "fp32" in models or "auto" in models:
+        # The export is made from fp32 weights; the choice is measured at the precision a
+        # default run uses when auto is among the cases.
+        source = models.get("fp32") or load_model(resolve_model(MODEL), "cpu", "fp32")
+        fast = prepare_fast_path(source, folders, "auto" if "auto" in models else "fp32")
         if fast is not None:
-            runtimes["fp32"]["onnx"] = fast
+            for p in ("fp32", "auto"):
+                if p in runtimes:
+                    runtimes[p]["onnx"] = fast
     costs: dict[tuple[str, str], list[tuple[float, float]]] = {}
     results: dict[tuple[str, int, str, bool, str], list[tuple[float, float, float]]] = {}
 

@@ -240,8 +240,8 @@ def evict(folder: Path) -> None:
 
 def build(folder: Path, n: int, centres: int, time_limit: float | None) -> dict:
     from clipseek.store import Store
+    from clipseek.store.cache_build import refresh_caches
     from clipseek.store.chroma import HNSW_CONFIG
-    from clipseek.store.vector_cache import refresh_caches
 
     shutil.rmtree(folder, ignore_errors=True)
     store = Store(str(folder))

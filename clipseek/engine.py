@@ -139,9 +139,10 @@ class Engine:
                     )
             return self._model
 
-    def index_model(self) -> Embedder:
-        """The model for indexing: a GPU when there is one, else the faster CPU runtime
-        (see :mod:`clipseek.models.runtime`). Replaces a reader's model once loaded."""
+    def index_model(self, files: int | None = None) -> Embedder:
+        """The model for indexing: a GPU when there is one, else the CPU runtime that
+        embeds ``files`` images soonest (see :mod:`clipseek.models.runtime`). Replaces a
+        reader's model once loaded."""
         with self._model_lock:
             if self._model_loader is not None:
                 if self._model is None:
@@ -152,7 +153,7 @@ class Engine:
             if self._model is None or not self._for_indexing:
                 self._model = None  # the reader's model is dropped before the next loads
                 self._model = load_index_model(
-                    self.spec, self.settings.device, self.settings.precision, self.backend
+                    self.spec, self.settings.device, self.settings.precision, self.backend, files
                 )
                 self._for_indexing = True
             return self._model

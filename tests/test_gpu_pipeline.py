@@ -41,10 +41,9 @@ def test_processes_and_write_behind_store_what_threads_store(
     threaded.index([photos], IndexOptions(batch_size=4))
     expected = stored(threaded)
 
-    # fp32 on both sides: on a CPU with native bf16, "auto" would compare bf16 with fp32.
-    other = Engine(
-        load_settings({"db": str(tmp_path / "db2"), "model": settings.model, "precision": "fp32"})
-    )
+    # The same precision as ``settings`` (fp32): on a CPU with native bf16, auto means bf16.
+    same = {"model": settings.model, "device": "cpu", "precision": settings.precision}
+    other = Engine(load_settings({"db": str(tmp_path / "db2"), **same}))
     events: list[object] = []
     summary = other.index(
         [photos], IndexOptions(batch_size=4, **GPU_SHAPED), on_event=events.append

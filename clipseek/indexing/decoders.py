@@ -28,7 +28,22 @@ from clipseek.photos.imaging import load_for_model
 if TYPE_CHECKING:
     import numpy as np
 
+    from clipseek.indexing.scanner import FileInfo
     from clipseek.models.base import PreprocessConfig
+
+
+class ImagePrep:
+    """The torch-free resize and crop of a model's preprocessing, standing in for the model
+    where only its ``prepare`` and ``image_size`` are needed (decoder processes, the
+    decode ceiling of benchmarks/bench_gpu.py)."""
+
+    def __init__(self, cfg: PreprocessConfig) -> None:
+        self.cfg = cfg
+        self.image_size = cfg.size
+
+    def prepare(self, image: Any) -> Any:
+
+        return prepare_image(image, self.cfg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +94,16 @@ class SharedDecoder:
         return len(self._free)
 
     def submit(
-        self, files: Sequence[tuple[str, int, int, str | None]]
+        self, files: Sequence[FileInfo], digests: Sequence[str | None] | None = None
     ) -> tuple[list[int], Future[Any]]:
-        """Decode ``files`` (path, size, mtime_ns, known digest) in one task; returns their
-        slots."""
+        """Decode ``files`` in one task, with their content hashes where already known;
+        returns their slots."""
+        known = list(digests) if digests is not None else [None] * len(files)
         slots = [self._free.pop() for _ in files]
-        jobs = [(slot, *file) for slot, file in zip(slots, files, strict=True)]
+        jobs = [
+            (slot, f.path, f.size, f.mtime_ns, digest)
+            for slot, f, digest in zip(slots, files, known, strict=True)
+        ]
         return slots, self._pool.submit(_decode_many, jobs)
 
     def image(self, slot: int) -> np.ndarray:
@@ -132,9 +151,7 @@ def _decode_many(jobs: Sequence[tuple[int, str, int, int, str | None]]) -> list[
 
     cfg = _worker["cfg"]
     images = _worker["images"]
-
-    def prepare(image: Any) -> Any:
-        return prepare_image(image, cfg)
+    prepare = ImagePrep(cfg).prepare
 
     out = []
     for slot, path, size, mtime_ns, digest in jobs:

@@ -59,6 +59,7 @@ from clipseek.photos.metadata import META_KEYS, PhotoMeta, carried_metadata, rea
 from clipseek.store import ImageIndex, Record, Store, StoredEntry, path_id
 
 if TYPE_CHECKING:
+    from clipseek.indexing.decoders import ImagePrep
     from clipseek.models import Embedder, ModelSpec
 
 
@@ -98,11 +99,12 @@ class Indexer:
         self,
         store: Store,
         spec: ModelSpec,
-        load_model: Callable[[], Embedder],
+        load_model: Callable[[int], Embedder],
         options: IndexOptions | None = None,
     ) -> None:
         self.store = store
         self.spec = spec
+        #: Called with the number of images to embed: the runtime is chosen for the run.
         self._load_model = load_model
         self.options = options or IndexOptions()
 
@@ -148,16 +150,20 @@ class Indexer:
 
         stale: list[str] = []
         loading: BackgroundLoad | None = None
+
+        def load() -> Embedder:
+            return self._load_model(len(plan.to_embed))
+
         if plan.to_embed and not cancel.is_set():
             # The model loads (imports, weights) while stored vectors are copied and the
             # first files are fingerprinted; CUDA itself waits for the first batch.
-            loading = BackgroundLoad(self._load_model)
+            loading = BackgroundLoad(load)
         if plan.reuse and index is not None and not cancel.is_set():
             self._reuse(plan, index, emit, summary, progress)
         if plan.to_embed and not cancel.is_set():
             emit(ModelLoading(self.spec.name))
             if loading is None:  # files whose stored vector vanished meanwhile
-                loading = BackgroundLoad(self._load_model)
+                loading = BackgroundLoad(load)
             self._hash_ahead(plan, loading, cancel)
             model = loading.result()
             warm_image_tower(model)
@@ -554,9 +560,7 @@ class Indexer:
                     files = [f for f in (next(queue, None) for _ in range(chunk)) if f]
                     if not files:
                         return
-                    slots, future = shared.submit(
-                        [(f.path, f.size, f.mtime_ns, plan.digests.get(f.path)) for f in files]
-                    )
+                    slots, future = shared.submit(files, [plan.digests.get(f.path) for f in files])
                     for position, (info, slot) in enumerate(zip(files, slots, strict=True)):
                         pending.append(_Pending(info, future, position, slot))
                     continue
@@ -565,7 +569,7 @@ class Indexer:
                     return
                 assert pool is not None
                 future = pool.submit(
-                    _decode, info, model, plan.digests.get(info.path), max_mp, gate
+                    decode_file, info, model, plan.digests.get(info.path), max_mp, gate
                 )
                 pending.append(_Pending(info, future))
 
@@ -746,15 +750,16 @@ def _digest_or_none(info: FileInfo) -> str | None:
         return None  # the decoder meets the same problem and reports it
 
 
-def _decode(
+def decode_file(
     info: FileInfo,
-    model: Embedder,
+    model: Embedder | ImagePrep,
     digest: str | None,
     max_megapixels: float | None,
     gate: threading.Event | None = None,
 ) -> tuple[Any, ImageInfo, str | None]:
     """One file's work on a decoder thread: fingerprint, decode (reduced when the format
-    allows), resize and crop for the model; starts only while ``gate`` is open."""
+    allows), resize and crop for the model; starts only while ``gate`` is open. Public so
+    that benchmarks/bench_gpu.py times this very work."""
     if gate is not None:
         gate.wait()
     if digest is None:

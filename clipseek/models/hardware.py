@@ -18,6 +18,21 @@ def surely_no_gpu() -> bool:
     return sys.platform.startswith("linux") and not any(os.path.exists(n) for n in _GPU_NODES)
 
 
+def keep_triton_out() -> None:
+    """On a machine with no GPU driver, make ``import triton`` fail before torch is imported.
+
+    The CUDA builds of torch bring triton, a GPU compiler, and importing open_clip imports
+    it (torchvision imports torch._dynamo, which looks for it): 83 MB of resident memory in
+    a CPU index run (docs/PERFORMANCE.md, "Memory of a torch bf16 run"), for a compiler
+    that needs a GPU and that clipseek never calls (no torch.compile). torch then sees no
+    triton, as on its CPU builds. Nothing changes where a GPU driver exists or triton is
+    already imported."""
+    import sys
+
+    if "triton" not in sys.modules and surely_no_gpu():
+        sys.modules["triton"] = None  # type: ignore[assignment]
+
+
 def resolve_device(device: str) -> str:
     """Pick a torch device; asking for one that is absent is a user error, not a crash.
 

@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any
 from clipseek.errors import DeviceError, ModelError, WeightsUnavailableError
 from clipseek.models.base import PreprocessConfig, TextEncoding
 from clipseek.models.catalogue import ModelSpec
-from clipseek.models.hardware import resolve_device, resolve_precision, set_torch_threads
+from clipseek.models.hardware import (
+    keep_triton_out,
+    resolve_device,
+    resolve_precision,
+    set_torch_threads,
+)
 from clipseek.models.weights import (
     _check_local_dir,
     _download_weights,
@@ -362,6 +367,7 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -
     making any network request: huggingface_hub would otherwise ask the Hub whether a
     newer revision exists on every start, which hangs on machines without a network.
     """
+    keep_triton_out()
     import open_clip
 
     resolved_device = resolve_device(device)
