@@ -571,7 +571,7 @@ _PEEK_COLUMNS = {
 
 
 def _peek_sqlite(path: Path) -> list[IndexInfo] | None:
-    # Lazy: --help and the app import this module but read no files (test_imports).
+    # Lazy: --help imports this module but reads no index files (tests/test_imports.py).
     from clipseek.store.chromafiles import collection_metadata
 
     uri = f"{path.resolve().as_uri()}?mode=ro"
