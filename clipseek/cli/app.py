@@ -180,7 +180,7 @@ ChromaOpt = Annotated[
 
 
 def _settings(**flags: Any) -> Settings:
-    # Lazy: only this command needs it; --help imports none of these (test_imports).
+    # Lazy: --help does not import this (tests/test_imports.py).
     from clipseek.config import load_settings
 
     given = dict(_root_flags)
@@ -190,7 +190,7 @@ def _settings(**flags: Any) -> Settings:
 
 def _engine(settings: Settings, *, interactive: bool = False) -> Engine:
     """``interactive``: one answer, as soon as possible (see Engine's direct, quick_start)."""
-    # Lazy: only this command needs it; --help imports none of these (test_imports).
+    # Lazy: --help does not import this (tests/test_imports.py).
     from clipseek.engine import Engine
 
     return Engine(settings, direct=interactive, quick_start=interactive)
@@ -272,7 +272,7 @@ def root(
 
 @friendly
 def _run_tui(preview: str | None = None, **flags: Any) -> None:
-    # Lazy: only this command needs it; --help imports none of these (test_imports).
+    # Lazy: --help does not import this (tests/test_imports.py).
     from clipseek.tui import run_tui
 
     settings = _settings(**flags)
@@ -346,7 +346,7 @@ class _IndexProgress:
         self.progress.stop()
 
     def __call__(self, event: IndexEvent) -> None:
-        # Lazy: only this command needs it; --help imports none of these (test_imports).
+        # Lazy: --help does not import this (tests/test_imports.py).
         from clipseek.indexing import events as ev
 
         p = self.progress
@@ -513,7 +513,7 @@ def index(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Embed the images under FOLDERS; later runs only touch what changed."""
-    # Lazy: only this command needs it; --help imports none of these (test_imports).
+    # Lazy: --help does not import this (tests/test_imports.py).
     from clipseek.indexing.options import IndexOptions
 
     settings = _settings(
@@ -527,7 +527,7 @@ def index(
     )
     settings.require("batch_size")
     engine = _engine(settings)
-    # Lazy: only this command needs it; --help imports none of these (test_imports).
+    # Lazy: --help does not import this (tests/test_imports.py).
     from clipseek.models.runtime import BACKENDS
 
     if backend not in BACKENDS:
@@ -645,7 +645,7 @@ def query(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Search the index by text, by example image, or both."""
-    # Lazy: only this command needs it; --help imports none of these (test_imports).
+    # Lazy: --help does not import this (tests/test_imports.py).
     from clipseek.search.filters import make_filters
 
     check_top_k(top_k)
@@ -679,7 +679,7 @@ def query(
     else:
         _print_results(response)
     if save is not None:
-        # Lazy: only this command needs it; --help imports none of these (test_imports).
+        # Lazy: --help does not import this (tests/test_imports.py).
         from clipseek.search.contact_sheet import save_results
 
         saved = save_results(response, save)
@@ -783,7 +783,7 @@ def duplicates(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """List groups of near-duplicate pictures (bursts, resized copies, edits); deletes nothing."""
-    # Lazy: only this command needs it; --help imports none of these (test_imports).
+    # Lazy: --help does not import this (tests/test_imports.py).
     from clipseek.search.duplicates import check_threshold
 
     check_threshold(threshold)
@@ -850,7 +850,7 @@ def info(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Where the index lives, which models built it, how many images, which folders."""
-    # Lazy: only this command needs it; --help imports none of these (test_imports).
+    # Lazy: --help does not import this (tests/test_imports.py).
     from clipseek.config import config_file_path
 
     settings = _settings(model=model, db=db, chroma_url=chroma_url)
@@ -939,6 +939,7 @@ def check(
 ) -> None:
     """Check the index without the model: records, vector files, metadata and the vector
     cache agree, and vectors find themselves. Exit 1 when damaged."""
+    # Lazy: --help does not import this (tests/test_imports.py).
     from clipseek.store.repair import CHECK_SAMPLE
     from clipseek.store.repair import check as check_index
 
@@ -972,7 +973,7 @@ def repair(
 ) -> None:
     """Rebuild the vector files from the vectors the index stored, without the model or
     your images; the old files are moved aside, never deleted."""
-    # Lazy: only this command needs it; --help imports none of these (test_imports).
+    # Lazy: --help does not import this (tests/test_imports.py).
     from clipseek.store.repair import repair as repair_index
 
     err = _stderr()
@@ -998,7 +999,7 @@ def _fast_path_cell(ready: bool, size: int) -> str:
 
 def _fast_paths(indexes: list[Any]) -> dict[str, tuple[bool, int]]:
     """Each index's model: is its ONNX export ready, and its size on disk."""
-    # Lazy: only this command needs it; --help imports none of these (test_imports).
+    # Lazy: --help does not import this (tests/test_imports.py).
     from clipseek.models import resolve_model
     from clipseek.models.export import export_status
 
@@ -1017,7 +1018,7 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
 ) -> None:
     """Supported models: what they cost, how good they are, which work offline."""
-    # Lazy: only this command needs it; --help imports none of these (test_imports).
+    # Lazy: --help does not import this (tests/test_imports.py).
     from clipseek.models import (
         CATALOG,
         CLASSIC_MODELS,
@@ -1026,7 +1027,7 @@ def models(
         weights_available,
     )
 
-    # Lazy: only this command needs it; --help imports none of these (test_imports).
+    # Lazy: --help does not import this (tests/test_imports.py).
     from clipseek.models.export import export_status
 
     rows = []
@@ -1129,7 +1130,7 @@ def serve(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Serve the REST API and the web page (needs: pip install 'clipseek\\[serve]')."""
-    # Lazy: only this command needs it; --help imports none of these (test_imports).
+    # Lazy: --help does not import this (tests/test_imports.py).
     from clipseek import server
 
     server.check_installed()
