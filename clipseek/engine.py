@@ -18,6 +18,7 @@ from clipseek.config import Settings
 from clipseek.errors import (
     ImageReadError,
     IndexMissingError,
+    ModelError,
     ModelMismatchError,
     QueryError,
     StoreError,
@@ -75,6 +76,8 @@ class Engine:
         self._model: Embedder | None = None
         self._model_lock = threading.Lock()
         self._spec: ModelSpec | None = None
+        #: The index whose model was taken because none was named (see _choose_spec).
+        self._adopted: IndexInfo | None = None
         self._for_indexing = False
 
     # -- model choice
@@ -87,6 +90,9 @@ class Engine:
         return self._spec
 
     def _choose_spec(self) -> ModelSpec:
+        """The named model; when none was named, the default if the index holds it, else
+        the model the index holds (a previous default first, then the largest), so that
+        an index is never abandoned or mixed because clipseek's default changed."""
         requested = resolve_model(self.settings.model)
         if self.settings.model_explicit:
             return requested
@@ -96,9 +102,52 @@ class Engine:
             return requested
         if not indexes or any(i.model_key == requested.key for i in indexes):
             return requested
-        if len(indexes) == 1:
-            return resolve_model(indexes[0].model_name)
-        return requested
+        from clipseek.models.catalogue import PREVIOUS_DEFAULTS
+
+        def rank(i: IndexInfo) -> tuple[bool, int]:
+            return (i.model_name in PREVIOUS_DEFAULTS, i.count)
+
+        chosen = max(indexes, key=rank)
+        try:
+            adopted = resolve_model(chosen.model_name)
+        except ModelError:  # an index of a name this version no longer knows
+            return requested
+        self._adopted = chosen
+        return adopted
+
+    def model_notice(self, *, remember: bool = True) -> str | None:
+        """One sentence when the model was taken from the index rather than named (the
+        default may have changed since the index was built); said once per index and
+        model on this machine, and shown by :meth:`info` always."""
+        spec = self.spec
+        adopted = self._adopted
+        if adopted is None:
+            return None
+        if remember and not _first_time(f"adopted|{self.store.location}|{spec.key}"):
+            return None
+        default = self.settings.model
+        return (
+            f"Using {spec.name}, the model the index at {self.store.location} was built with "
+            f"(clipseek's default is {default}; `clipseek models` says how to move to it, "
+            "or name a model with --model)."
+        )
+
+    def index_plan(self) -> str | None:
+        """Before indexing with a model the index does not hold (while it holds others):
+        what will happen, in one sentence, so that nothing is re-embedded by surprise."""
+        spec = self.spec
+        try:
+            indexes = self._known_indexes() if self.store.exists else []
+        except StoreError:
+            return None
+        if not indexes or any(i.model_key == spec.key for i in indexes):
+            return None
+        held = ", ".join(f"{i.model_name} ({i.count:,} images)" for i in indexes)
+        return (
+            f"The index at {self.store.location} holds {held}; {spec.name} is another model, "
+            f"so every image is embedded again into a separate index beside it (about as "
+            "long as the first run), and the existing one stays as it is."
+        )
 
     @property
     def model_loaded(self) -> bool:
@@ -499,8 +548,8 @@ class Engine:
     def info(self) -> EngineInfo:
         source = self.settings.sources.get("model", "default")
         spec = self.spec
-        if not self.settings.model_explicit and spec.name != self.settings.model:
-            source = "adopted from the index"
+        if self._adopted is not None:
+            source = f"the index's model; the default is {self.settings.model}"
         return EngineInfo(
             location=self.store.location,
             remote=self.store.is_remote,
@@ -514,3 +563,29 @@ class Engine:
         and choosing a model do not import chromadb (over a second on a small machine)."""
         peeked = self.store.peek_indexes()
         return peeked if peeked is not None else self.store.indexes()
+
+
+def _first_time(what: str) -> bool:
+    """Whether ``what`` is said for the first time on this machine (then remembered in the
+    cache: forgetting it only means saying it once more)."""
+    import hashlib
+    import json
+
+    from clipseek.config import cache_dir
+    from clipseek.fileio import write_whole
+
+    path = cache_dir() / "said.json"
+    key = hashlib.sha1(what.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    try:
+        said = json.loads(path.read_text(encoding="utf-8"))
+        said = said if isinstance(said, list) else []
+    except (OSError, ValueError):
+        said = []
+    if key in said:
+        return False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_whole(path, json.dumps([*said, key][-200:]).encode("utf-8"))
+    except OSError:
+        pass
+    return True

@@ -521,6 +521,9 @@ def index(
     err.print(
         f"Indexing with [bold]{_safe(engine.spec.name)}[/] into {_safe(engine.store.location)}"
     )
+    for note in (engine.model_notice(), engine.index_plan()):
+        if note:
+            err.print(f"[cyan]note:[/] {_safe(note)}")
     with _cancel_on_interrupt(err) as cancel, _IndexProgress(err) as progress:
         summary = engine.index(
             [str(f) for f in folders], options, on_event=progress, cancel=cancel, wait=not no_wait
@@ -646,8 +649,9 @@ def query(
         filters=filters,
         sort=sort,
     )
-    for note in response.notes:
-        _stderr().print(f"[cyan]note:[/] {_safe(note)}")
+    for note in [engine.model_notice(), *response.notes]:
+        if note:
+            _stderr().print(f"[cyan]note:[/] {_safe(note)}")
     if as_json:
         from clipseek.photos.pathtext import dumps
 
@@ -811,6 +815,7 @@ def info(
             "remote": facts.remote,
             "config_file": str(config_file_path()),
             "model": facts.model,
+            "model_source": facts.model_source,
             "indexes": [
                 {
                     "model": i.model_name,

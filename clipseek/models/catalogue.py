@@ -30,6 +30,11 @@ CLASSIC_MODELS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Defaults of earlier versions: an index built with one, when no model is named, keeps
+#: being answered by it (see Engine._choose_spec) rather than by today's default.
+PREVIOUS_DEFAULTS: tuple[str, ...] = ("ViT-B/32",)
+
+
 @dataclass(frozen=True)
 class CatalogEntry:
     """A model worth suggesting, with published figures to choose by."""
