@@ -72,14 +72,27 @@ def install_hf_standin(
     tag: str = "openai",
     seed: int = 0,
     dtype: str = "float16",
+    *,
+    model: str | None = None,
 ) -> Path:
     """Place a correctly shaped random checkpoint where huggingface_hub's cache expects
-    the real one, so the named-model path (e.g. ``--model ViT-B/32``) loads offline."""
+    the real one, so the named-model path (e.g. ``--model ViT-B/32``) loads offline.
+
+    ``model`` names it as a user would (``"ViT-B-32:laion2b_s34b_b79k"``, the default,
+    ``DEFAULT_MODEL``) instead of ``arch`` and ``tag``; the hub repo and file name come
+    from open_clip's table, as the real download's do."""
     import open_clip
     import torch
     from open_clip.pretrained import get_pretrained_cfg
     from safetensors.torch import save_file
 
+    if model is not None:
+        from clipseek.models.catalogue import resolve_model
+
+        spec = resolve_model(model)
+        if spec.kind != "pretrained" or spec.pretrained is None:
+            raise ValueError(f"{model!r} is not a MODEL:PRETRAINED name with hub weights.")
+        arch, tag = spec.arch, spec.pretrained
     cfg = get_pretrained_cfg(arch, tag)
     hub = cfg["hf_hub"].rstrip("/")
     repo = "/".join(hub.split("/")[:2])

@@ -119,8 +119,9 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="CLIP model: ViT-B/32 (default), ViT-B/16, ViT-L/14, RN50, an open_clip "
-        "MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH. \\[env: CLIPSEEK_MODEL]",
+        help="CLIP model: ViT-B-32:laion2b_s34b_b79k (default; an index keeps the model it "
+        "was built with), a name `clipseek models` lists, an open_clip MODEL:PRETRAINED pair, "
+        "hf-hub:ORG/REPO or local-dir:PATH. \\[env: CLIPSEEK_MODEL]",
         show_default=False,
         autocompletion=complete_model,
     ),
@@ -963,75 +964,32 @@ def _fast_paths(indexes: list[Any]) -> dict[str, tuple[bool, int]]:
 @friendly
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+    model: ModelOpt = None,
+    db: DbOpt = None,
+    chroma_url: ChromaOpt = None,
 ) -> None:
-    """Supported models: what they cost, how good they are, which work offline."""
-    from clipseek.models import (
-        CATALOG,
-        CLASSIC_MODELS,
-        hf_cache_dir,
-        resolve_model,
-        weights_available,
-    )
-    from clipseek.models.export import export_status
+    """Suggested models: how well they find pictures, what they cost here, their licence
+    and languages, which are on this machine, and which one is in use (and why)."""
+    from clipseek.cli.models_table import model_rows, render, rows_json
+    from clipseek.config import DEFAULT_MODEL
+    from clipseek.errors import ClipseekError
+    from clipseek.models.weights import hf_cache_dir
 
-    rows = []
-    fast: dict[str, tuple[bool, int]] = {}
-    for entry in CATALOG:
-        spec = resolve_model(entry.name)
-        rows.append((entry, spec, weights_available(spec)))
-        fast[entry.name] = export_status(spec)
+    settings = _settings(model=model, db=db, chroma_url=chroma_url)
+    try:
+        facts = _engine(settings).info()
+        in_use, source = facts.model, facts.model_source
+        from clipseek.models import resolve_model
+
+        in_use_key: str | None = resolve_model(in_use).key
+    except ClipseekError:  # a damaged index or a bad name: the table is still worth showing
+        in_use, source, in_use_key = settings.model, "could not be checked", None
+    rows = model_rows(in_use_key)
     if as_json:
-        payload = [
-            {
-                "name": e.name,
-                "open_clip": spec.key,
-                "recall_at_1": e.recall_at_1,
-                "gflops": e.gflops,
-                "download_mb": e.download_mb,
-                "offline": ok,
-                "fast_path": fast[e.name][0],
-                "fast_path_bytes": fast[e.name][1],
-            }
-            for e, spec, ok in rows
-        ]
-        sys.stdout.write(json.dumps(payload) + "\n")
+        sys.stdout.write(json.dumps(rows_json(rows, source), ensure_ascii=False) + "\n")
         return
-    from rich.table import Table
-
-    table = Table(title="Models", title_justify="left")
-    # The name is what a user types: never cut; the notes wrap instead.
-    table.add_column(
-        "name", style="bold", no_wrap=True, min_width=max(len(e.name) for e in CATALOG)
-    )
-    table.add_column("open_clip", style="dim", overflow="fold")
-    table.add_column("R@1", justify="right")
-    table.add_column("GFLOPs", justify="right")
-    table.add_column("download", justify="right")
-    table.add_column("offline", justify="center")
-    table.add_column("fast path", justify="right")
-    table.add_column("")
-    for e, spec, ok in rows:
-        table.add_row(
-            e.name,
-            spec.key,
-            f"{e.recall_at_1:.1f}" if e.recall_at_1 is not None else "—",
-            f"{e.gflops:g}" if e.gflops is not None else "—",
-            f"{e.download_mb:,} MB",
-            "[green]✓[/]" if ok else "[dim]✗[/]",
-            _fast_path_cell(*fast[e.name]),
-            e.note,
-        )
-    out = _stdout()
-    out.print(table)
-    out.print(
-        "[dim]R@1: Flickr30k text→image Recall@1 (%). GFLOPs: image encoder, per image.\n"
-        f"Offline ✓: weights already in {_human_path(str(hf_cache_dir()))}.\n"
-        "Fast path: the ONNX export queries load without torch (made by the first index "
-        "run or query).\n"
-        "Also accepted: the OpenAI names "
-        f"{', '.join(n for n in CLASSIC_MODELS if n not in {e.name for e in CATALOG})}; any "
-        "open_clip MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH.[/]"
-    )
+    lines = render(rows, in_use, source, DEFAULT_MODEL, _human_path(str(hf_cache_dir())))
+    sys.stdout.write("\n".join(_printable(line) for line in lines) + "\n")
 
 
 # --------------------------------------------------------------------------- serve
