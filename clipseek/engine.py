@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from clipseek.indexing.events import EventHandler, IndexSummary
     from clipseek.indexing.options import IndexOptions
     from clipseek.indexing.pipeline import Indexer
+    from clipseek.models.calibration import Calibration
     from clipseek.models.runtime import ExportOutcome
     from clipseek.search.duplicates import DuplicateGroup
     from clipseek.search.filters import Filters
@@ -530,11 +531,28 @@ class Engine:
         Faces serve files by id through this, never by a path a client names."""
         return self.open_index().lookup([image_id]).get(image_id)
 
+    def calibration(self) -> Calibration:
+        """What this model's cosines mean (its family's thresholds and match scale); read
+        from the export's manifest when there is one, without loading the model."""
+        from clipseek.models.calibration import calibration_for, model_family
+        from clipseek.models.export import find_export
+
+        try:
+            export = find_export(self.spec)
+        except OSError:
+            export = None
+        manifest = export.manifest if export is not None else None
+        return calibration_for(model_family(self.spec, manifest), manifest)
+
     def duplicates(
-        self, threshold: float = 0.95, in_dir: str | None = None
+        self, threshold: float | None = None, in_dir: str | None = None
     ) -> list[DuplicateGroup]:
-        """Groups of near-identical pictures (no model needed: the stored vectors are compared)."""
+        """Groups of near-identical pictures (no model needed: the stored vectors are
+        compared); without a threshold, the model family's (see :meth:`calibration`)."""
         from clipseek.search.duplicates import existing_only, find_duplicates
+
+        if threshold is None:
+            threshold = self.calibration().duplicate_threshold
 
         folder = None
         if in_dir is not None:

@@ -199,3 +199,57 @@ def test_siglip_without_a_tokenizer_file_or_transformers_is_one_clear_sentence(
     with pytest.raises(ModelError) as err:
         load_model(resolve_model(f"local-dir:{folder}"), device="cpu", precision="fp32")
     assert "transformers" in str(err.value) and "\n" not in str(err.value)
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def test_each_family_reads_its_cosines_on_its_own_scale(tiny_siglip: Path, tiny_model: str):
+    from clipseek.models.calibration import calibration_for, model_family
+
+    assert model_family(resolve_model(f"local-dir:{tiny_siglip}")) == "siglip"
+    assert model_family(resolve_model(tiny_model)) == "clip"
+    assert model_family(resolve_model("ViT-B-32-SigLIP2-256:webli")) == "siglip"
+    assert model_family(resolve_model("ViT-B-32:laion2b_s34b_b79k")) == "clip"
+    clip = calibration_for("clip")
+    assert clip.good(0.30) and not clip.good(0.18)
+    siglip = calibration_for("siglip", {"logit_scale": 100.0, "logit_bias": -10.0})
+    assert siglip.match(0.1) == pytest.approx(0.5) and siglip.good(0.15)
+    assert not siglip.good(0.05) and 0.0 < siglip.match(-0.5) < 1e-6
+    # The same cosine is a good CLIP match and a poor SigLIP one on these scales.
+    assert clip.good(0.25) != calibration_for("siglip").good(0.12)
+
+
+def test_duplicates_finds_the_same_planted_copies_with_each_family(
+    tiny_siglip: Path, tiny_model: str, tmp_path: Path
+) -> None:
+    import io
+
+    from PIL import Image
+
+    from clipseek.config import load_settings
+    from clipseek.engine import Engine
+    from clipseek.testing import make_scene
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    captions = ["a red circle", "a blue star", "a green square", "a yellow cross", "white stripes"]
+    for i, caption in enumerate(captions):
+        picture = make_scene(caption, size=(320, 240), seed=i)
+        picture.save(folder / f"{i}.png")
+        if i < 2:  # a smaller re-encoded copy of the first two
+            data = io.BytesIO()
+            picture.resize((240, 180)).save(data, "JPEG", quality=85)
+            Image.open(data).convert("RGB").save(folder / f"{i}-copy.png")
+    expected = [{"0.png", "0-copy.png"}, {"1.png", "1-copy.png"}]
+    for name, model in (("clip", tiny_model), ("siglip", f"local-dir:{tiny_siglip}")):
+        settings = load_settings(
+            {"model": model, "db": tmp_path / f"db-{name}", "device": "cpu", "precision": "fp32"}
+        )
+        engine = Engine(settings)
+        engine.index([folder])
+        assert engine.calibration().family == name
+        # Random weights put unrelated scenes closer than trained ones would, hence 0.995.
+        groups = engine.duplicates(0.995)
+        found = sorted(({Path(i.path).name for i in g.items} for g in groups), key=sorted)
+        assert found == expected, name

@@ -740,11 +740,14 @@ def duplicates(
         typer.Option("--in", help="Only pictures inside this folder.", show_default=False),
     ] = None,
     threshold: Annotated[
-        float,
+        float | None,
         typer.Option(
-            "--threshold", help="How alike two pictures must be (cosine similarity, up to 1)."
+            "--threshold",
+            help="How alike two pictures must be (cosine similarity, up to 1) "
+            "\\[default: the model family's, 0.95 for CLIP and SigLIP].",
+            show_default=False,
         ),
-    ] = 0.95,
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, for scripts.")] = False,
     model: ModelOpt = None,
     db: DbOpt = None,
@@ -753,8 +756,10 @@ def duplicates(
     """List groups of near-duplicate pictures (bursts, resized copies, edits); deletes nothing."""
     from clipseek.search.duplicates import check_threshold
 
-    check_threshold(threshold)
     engine = _engine(_settings(model=model, db=db, chroma_url=chroma_url))
+    if threshold is None:
+        threshold = engine.calibration().duplicate_threshold
+    check_threshold(threshold)
     groups = engine.duplicates(threshold, in_dir=str(in_dir) if in_dir is not None else None)
     if as_json:
         payload = {"threshold": threshold, "groups": [g.to_json() for g in groups]}
