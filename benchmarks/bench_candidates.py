@@ -130,7 +130,7 @@ def main() -> None:
         spec = resolve_model(name)
         marker = hub / f".ready-{_slug(name)}"
         if not marker.exists():
-            install_hf_standin(hub, model=name)
+            install_hf_standin(hub, model=name, full_tokenizer=True)
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text("ok")
         row: dict[str, float] = {}

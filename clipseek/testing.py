@@ -228,13 +228,16 @@ def install_hf_standin(
     dtype: str = "float16",
     *,
     model: str | None = None,
+    full_tokenizer: bool = False,
 ) -> Path:
     """Place a correctly shaped random checkpoint where huggingface_hub's cache expects
     the real one, so the named-model path (e.g. ``--model ViT-B/32``) loads offline.
 
     ``model`` names it as a user would (``"ViT-B-32:laion2b_s34b_b79k"``, the default,
     ``DEFAULT_MODEL``) instead of ``arch`` and ``tag``; the hub repo and file name come
-    from open_clip's table, as the real download's do."""
+    from open_clip's table, as the real download's do. SigLIP-family models also get a
+    ``tokenizer.json``: a small trained one, or with ``full_tokenizer`` one of the real
+    vocabulary's size (for measuring what loading it costs)."""
     import open_clip
     import torch
     from open_clip.pretrained import get_pretrained_cfg
@@ -274,6 +277,43 @@ def install_hf_standin(
         # (ids within the model's vocabulary) stands in for it, Gemma-style for SigLIP 2.
         style = "bos" if "siglip2" in arch.lower() else "eos"
         train_hub_tokenizer(snapshot, specials=style, seed=seed)
+        if full_tokenizer:
+            write_full_size_bpe(snapshot / "tokenizer.json", int(text_cfg["vocab_size"]), seed)
+    return path
+
+
+def write_full_size_bpe(path: str | Path, vocab_size: int, seed: int = 0) -> Path:
+    """Replace a trained stand-in ``tokenizer.json`` by a BPE of the real vocabulary size
+    (SigLIP 2's Gemma tokenizer has 256,000 tokens): random merges over Latin, Cyrillic,
+    kana and 8,000 CJK characters, keeping the file's normaliser, pre-tokeniser and special
+    tokens. What loading the real tokenizer costs a cold query depends on that size."""
+    from tokenizers import Tokenizer, models
+
+    path = Path(path)
+    small = Tokenizer.from_file(str(path))
+    specials = ["<pad>", "</s>", "<unk>", "<bos>"]
+    vocab = {token: small.token_to_id(token) for token in specials}
+    rng = random.Random(f"bpe:{seed}")
+    chars = [chr(c) for c in range(0x21, 0x7F)] + [chr(c) for c in range(0xE0, 0x17F)]
+    chars += [chr(c) for c in range(0x430, 0x450)] + [chr(c) for c in range(0x3041, 0x3097)]
+    short = ["\u2581", *chars]
+    chars += [chr(c) for c in range(0x4E00, 0x4E00 + 8000)]
+    for ch in ["\u2581", *chars]:
+        vocab.setdefault(ch, len(vocab))
+    tokens, merges = list(vocab)[len(specials) :], []
+    while len(vocab) < vocab_size:
+        a = rng.choice(tokens if rng.random() < 0.5 else short)
+        b = rng.choice(short if rng.random() < 0.7 else tokens)
+        if len(a) + len(b) <= 12 and a + b not in vocab:
+            vocab[a + b] = len(vocab)
+            tokens.append(a + b)
+            merges.append((a, b))
+    big = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
+    big.normalizer = small.normalizer
+    big.pre_tokenizer = small.pre_tokenizer
+    big.post_processor = small.post_processor
+    big.decoder = small.decoder
+    big.save(str(path))
     return path
 
 
