@@ -19,7 +19,10 @@ from typing import Any
 from clipseek.errors import ConfigError
 
 APP_NAME = "clipseek"
-DEFAULT_MODEL = "ViT-B/32"
+#: Chosen by the rule in docs/MODELS.md: the best published English retrieval among models
+#: as cheap as OpenAI's ViT-B/32 on a CPU, with a licence that allows any use. Indexes built
+#: with an earlier default keep their model (see models.catalogue.PREVIOUS_DEFAULTS).
+DEFAULT_MODEL = "ViT-B-32:laion2b_s34b_b79k"
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_TOP_K = 5
 DEFAULT_MAX_MEGAPIXELS = 200.0

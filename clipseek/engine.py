@@ -18,6 +18,7 @@ from clipseek.config import Settings
 from clipseek.errors import (
     ImageReadError,
     IndexMissingError,
+    ModelError,
     ModelMismatchError,
     QueryError,
     StoreError,
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from clipseek.indexing.events import EventHandler, IndexSummary
     from clipseek.indexing.options import IndexOptions
     from clipseek.indexing.pipeline import Indexer
+    from clipseek.models.calibration import Calibration
+    from clipseek.models.runtime import ExportOutcome
     from clipseek.search.duplicates import DuplicateGroup
     from clipseek.search.filters import Filters
 
@@ -90,6 +93,8 @@ class Engine:
         self._model: Embedder | None = None
         self._model_lock = threading.Lock()
         self._spec: ModelSpec | None = None
+        #: The index whose model was taken because none was named (see _choose_spec).
+        self._adopted: IndexInfo | None = None
         self._for_indexing = False
 
     # -- model choice
@@ -102,6 +107,9 @@ class Engine:
         return self._spec
 
     def _choose_spec(self) -> ModelSpec:
+        """The named model; when none was named, the default if the index holds it, else
+        the model the index holds (a previous default first, then the largest), so that
+        an index is never abandoned or mixed because clipseek's default changed."""
         requested = resolve_model(self.settings.model)
         if self.settings.model_explicit:
             return requested
@@ -111,9 +119,52 @@ class Engine:
             return requested
         if not indexes or any(i.model_key == requested.key for i in indexes):
             return requested
-        if len(indexes) == 1:
-            return resolve_model(indexes[0].model_name)
-        return requested
+        from clipseek.models.catalogue import PREVIOUS_DEFAULTS
+
+        def rank(i: IndexInfo) -> tuple[bool, int]:
+            return (i.model_name in PREVIOUS_DEFAULTS, i.count)
+
+        chosen = max(indexes, key=rank)
+        try:
+            adopted = resolve_model(chosen.model_name)
+        except ModelError:  # an index of a name this version no longer knows
+            return requested
+        self._adopted = chosen
+        return adopted
+
+    def model_notice(self, *, remember: bool = True) -> str | None:
+        """One sentence when the model was taken from the index rather than named (the
+        default may have changed since the index was built); said once per index and
+        model on this machine, and shown by :meth:`info` always."""
+        spec = self.spec
+        adopted = self._adopted
+        if adopted is None:
+            return None
+        if remember and not _first_time(f"adopted|{self.store.location}|{spec.key}"):
+            return None
+        default = self.settings.model
+        return (
+            f"Using {spec.name}, the model the index at {self.store.location} was built with "
+            f"(clipseek's default is {default}; `clipseek models` says how to move to it, "
+            "or name a model with --model)."
+        )
+
+    def index_plan(self) -> str | None:
+        """Before indexing with a model the index does not hold (while it holds others):
+        what will happen, in one sentence, so that nothing is re-embedded by surprise."""
+        spec = self.spec
+        try:
+            indexes = self._known_indexes() if self.store.exists else []
+        except StoreError:
+            return None
+        if not indexes or any(i.model_key == spec.key for i in indexes):
+            return None
+        held = ", ".join(f"{i.model_name} ({i.count:,} images)" for i in indexes)
+        return (
+            f"The index at {self.store.location} holds {held}; {spec.name} is another model, "
+            f"so every image is embedded again into a separate index beside it (about as "
+            "long as the first run), and the existing one stays as it is."
+        )
 
     @property
     def model_loaded(self) -> bool:
@@ -494,14 +545,30 @@ class Engine:
         Faces serve files by id through this, never by a path a client names."""
         return self.open_index().lookup([image_id]).get(image_id)
 
+    def calibration(self) -> Calibration:
+        """What this model's cosines mean (its family's thresholds and match scale); read
+        from the export's manifest when there is one, without loading the model."""
+        from clipseek.models.calibration import calibration_for, model_family
+        from clipseek.models.export import find_export
+
+        try:
+            export = find_export(self.spec)
+        except OSError:
+            export = None
+        manifest = export.manifest if export is not None else None
+        return calibration_for(model_family(self.spec, manifest), manifest)
+
     def duplicates(
-        self, threshold: float = 0.95, in_dir: str | None = None
+        self, threshold: float | None = None, in_dir: str | None = None
     ) -> list[DuplicateGroup]:
-        """Groups of near-identical pictures (no model needed: the stored vectors are compared)."""
+        """Groups of near-identical pictures (no model needed: the stored vectors are
+        compared); without a threshold, the model family's (see :meth:`calibration`)."""
         # Lazy: a query does not import the duplicate finder.
         from clipseek.search.duplicates import existing_only, find_duplicates
         from clipseek.search.query import in_folder
 
+        if threshold is None:
+            threshold = self.calibration().duplicate_threshold
         index: ImageIndex | None = None
         if not self.store.is_remote and not self.store.direct:
             # The stored vectors straight from the files (their cache when current): no
@@ -524,8 +591,8 @@ class Engine:
     def info(self) -> EngineInfo:
         source = self.settings.sources.get("model", "default")
         spec = self.spec
-        if not self.settings.model_explicit and spec.name != self.settings.model:
-            source = "adopted from the index"
+        if self._adopted is not None:
+            source = f"the index's model; the default is {self.settings.model}"
         return EngineInfo(
             location=self.store.location,
             remote=self.store.is_remote,
@@ -551,3 +618,29 @@ def _refresh_vector_cache(store: Store) -> None:
 
     with contextlib.suppress(Exception):
         refresh_caches(store.location, store._lock)
+
+
+def _first_time(what: str) -> bool:
+    """Whether ``what`` is said for the first time on this machine (then remembered in the
+    cache: forgetting it only means saying it once more)."""
+    import hashlib
+    import json
+
+    from clipseek.config import cache_dir
+    from clipseek.fileio import write_whole
+
+    path = cache_dir() / "said.json"
+    key = hashlib.sha1(what.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    try:
+        said = json.loads(path.read_text(encoding="utf-8"))
+        said = said if isinstance(said, list) else []
+    except (OSError, ValueError):
+        said = []
+    if key in said:
+        return False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_whole(path, json.dumps([*said, key][-200:]).encode("utf-8"))
+    except OSError:
+        pass
+    return True

@@ -66,20 +66,190 @@ def build_tiny_model(
     return folder
 
 
+#: Text for training small SentencePiece-style tokenizers and for comparing tokenisers:
+#: English, accented Latin, German compounds, Cyrillic, Greek, Arabic, Hebrew, Devanagari,
+#: Thai, Chinese, Japanese, Korean, emoji, HTML entities, odd spacing and punctuation.
+MULTILINGUAL_SAMPLES: tuple[str, ...] = (
+    "a dog playing on the beach at sunset",
+    "Two children riding bicycles down a rainy street.",
+    "ein Hund spielt am Strand bei Sonnenuntergang",
+    "Straßenbahnhaltestelle im Schnee, Größe & Übermaß",
+    "un café au lait sur une table en bois à Montréal",
+    "niños jugando al fútbol en la plaza mayor, ¿verdad?",
+    "uma criança comendo açaí na praia de São Paulo",
+    "собака играет на пляже на закате",
+    "ο σκύλος παίζει στην παραλία",
+    "كلب يلعب على الشاطئ عند غروب الشمس",
+    "כלב משחק על החוף בשקיעה",
+    "समुद्र तट पर खेलता हुआ कुत्ता",
+    "สุนัขเล่นบนชายหาดตอนพระอาทิตย์ตก",
+    "一只狗在日落时分在海滩上玩耍",
+    "夕暮れのビーチで遊ぶ犬と東京タワー",
+    "해질녘 해변에서 노는 개",
+    "Ærøskøbing, Þórsmörk, Łódź, Škoda, Ñandú, İstanbul",
+    "naïve café résumé coöperate façade",
+    "fish &amp; chips &lt;3 &quot;quoted&quot;",
+    "🐶 on the 🏖️ at 🌅 — so cute!!! #dogs @home",
+    "  lots   of\tspaces\nand_underscores_here  ",
+    "C'est l'été; don't stop — it's 100% (really) [ok] {fine}",
+)
+
+
+def train_hub_tokenizer(
+    folder: str | Path,
+    *,
+    vocab_size: int = 1200,
+    specials: str = "eos",
+    padding_side: str = "right",
+    seed: int = 0,
+) -> Path:
+    """Train a small SentencePiece-style (Unigram, metaspace) tokenizer and write it as a
+    Hugging Face snapshot would hold it: ``tokenizer.json`` and ``tokenizer_config.json``.
+
+    ``specials="eos"`` ends each text with ``</s>`` as SigLIP's T5 tokenizer does;
+    ``"bos"`` starts it with ``<bos>`` as SigLIP 2's Gemma tokenizer does."""
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(f"tokenizer:{seed}")
+    words = " ".join(MULTILINGUAL_SAMPLES).split()
+    corpus = list(MULTILINGUAL_SAMPLES) * 20
+    corpus += [" ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) for _ in range(3000)]
+    special_tokens = ["<pad>", "</s>", "<unk>", "<bos>"]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=special_tokens, unk_token="<unk>"
+    )
+    tok.train_from_iterator(corpus, trainer)
+    marker = "</s>" if specials == "eos" else "<bos>"
+    template = "$A </s>" if specials == "eos" else "<bos> $A"
+    tok.post_processor = processors.TemplateProcessing(
+        single=template, special_tokens=[(marker, tok.token_to_id(marker))]
+    )
+    tok.save(str(folder / "tokenizer.json"))
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "pad_token": "<pad>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "bos_token": "<bos>",
+        "padding_side": padding_side,
+        "model_max_length": 64,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    return folder / "tokenizer.json"
+
+
+def tiny_siglip_cfg(vocab_size: int, context_length: int = 16) -> dict[str, Any]:
+    """A reduced SigLIP: timm's smallest ViT with SigLIP's attention-pool head, squash
+    resize and 0.5 mean/std, and a bidirectional text tower read at its last position."""
+    return {
+        "embed_dim": 192,
+        "init_logit_bias": -10,
+        "custom_text": True,
+        "vision_cfg": {
+            "image_size": 224,
+            "timm_model_name": "vit_tiny_patch16_224",
+            "timm_model_pretrained": False,
+            "timm_pool": "map",
+            "timm_proj": "none",
+        },
+        "text_cfg": {
+            "context_length": context_length,
+            "vocab_size": vocab_size,
+            "hf_tokenizer_name": "local",
+            "tokenizer_kwargs": {"clean": "canonicalize"},
+            "width": 64,
+            "heads": 2,
+            "layers": 2,
+            "no_causal_mask": True,
+            "proj_bias": True,
+            "pool_type": "last",
+            "norm_kwargs": {"eps": 1e-06},
+            "act_kwargs": {"approximate": "tanh"},
+        },
+    }
+
+
+SIGLIP_PREPROCESS: dict[str, Any] = {
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.5, 0.5, 0.5],
+    "interpolation": "bicubic",
+    "resize_mode": "squash",
+}
+
+
+def build_tiny_siglip(
+    folder: str | Path, seed: int = 0, *, specials: str = "bos", padding_side: str = "right"
+) -> Path:
+    """A small random SigLIP-family model with a trained tokenizer, for ``local-dir:``."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    train_hub_tokenizer(folder, specials=specials, padding_side=padding_side, seed=seed)
+    from tokenizers import Tokenizer
+
+    vocab = Tokenizer.from_file(str(folder / "tokenizer.json")).get_vocab_size()
+    cfg = tiny_siglip_cfg(vocab)
+    torch.manual_seed(seed)
+    model = open_clip.CustomTextCLIP(
+        cfg["embed_dim"],
+        cfg["vision_cfg"],
+        cfg["text_cfg"],
+        init_logit_bias=cfg["init_logit_bias"],
+    )
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "open_clip_model.safetensors"))
+    (folder / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": cfg, "preprocess_cfg": SIGLIP_PREPROCESS}, indent=2)
+    )
+    return folder
+
+
 def install_hf_standin(
     cache_dir: str | Path,
     arch: str = "ViT-B-32-quickgelu",
     tag: str = "openai",
     seed: int = 0,
     dtype: str = "float16",
+    *,
+    model: str | None = None,
+    full_tokenizer: bool = False,
 ) -> Path:
     """Place a correctly shaped random checkpoint where huggingface_hub's cache expects
-    the real one, so the named-model path (e.g. ``--model ViT-B/32``) loads offline."""
+    the real one, so the named-model path (e.g. ``--model ViT-B/32``) loads offline.
+
+    ``model`` names it as a user would (``"ViT-B-32:laion2b_s34b_b79k"``, the default,
+    ``DEFAULT_MODEL``) instead of ``arch`` and ``tag``; the hub repo and file name come
+    from open_clip's table, as the real download's do. SigLIP-family models also get a
+    ``tokenizer.json``: a small trained one, or with ``full_tokenizer`` one of the real
+    vocabulary's size (for measuring what loading it costs)."""
     import open_clip
     import torch
     from open_clip.pretrained import get_pretrained_cfg
     from safetensors.torch import save_file
 
+    if model is not None:
+        from clipseek.models.catalogue import resolve_model
+
+        spec = resolve_model(model)
+        if spec.kind != "pretrained" or spec.pretrained is None:
+            raise ValueError(f"{model!r} is not a MODEL:PRETRAINED name with hub weights.")
+        arch, tag = spec.arch, spec.pretrained
     cfg = get_pretrained_cfg(arch, tag)
     hub = cfg["hf_hub"].rstrip("/")
     repo = "/".join(hub.split("/")[:2])
@@ -101,6 +271,49 @@ def install_hf_standin(
     }
     path = snapshot / filename
     save_file(state, str(path))
+    text_cfg = (open_clip.get_model_config(arch) or {}).get("text_cfg", {})
+    if text_cfg.get("hf_tokenizer_name"):
+        # SigLIP's hub repos carry the tokenizer beside the weights; a small trained one
+        # (ids within the model's vocabulary) stands in for it, Gemma-style for SigLIP 2.
+        style = "bos" if "siglip2" in arch.lower() else "eos"
+        train_hub_tokenizer(snapshot, specials=style, seed=seed)
+        if full_tokenizer:
+            write_full_size_bpe(snapshot / "tokenizer.json", int(text_cfg["vocab_size"]), seed)
+    return path
+
+
+def write_full_size_bpe(path: str | Path, vocab_size: int, seed: int = 0) -> Path:
+    """Replace a trained stand-in ``tokenizer.json`` by a BPE of the real vocabulary size
+    (SigLIP 2's Gemma tokenizer has 256,000 tokens): random merges over Latin, Cyrillic,
+    kana and 8,000 CJK characters, keeping the file's normaliser, pre-tokeniser and special
+    tokens. What loading the real tokenizer costs a cold query depends on that size."""
+    from tokenizers import Tokenizer, models
+
+    path = Path(path)
+    small = Tokenizer.from_file(str(path))
+    specials = ["<pad>", "</s>", "<unk>", "<bos>"]
+    vocab = {token: small.token_to_id(token) for token in specials}
+    rng = random.Random(f"bpe:{seed}")
+    chars = [chr(c) for c in range(0x21, 0x7F)] + [chr(c) for c in range(0xE0, 0x17F)]
+    chars += [chr(c) for c in range(0x430, 0x450)] + [chr(c) for c in range(0x3041, 0x3097)]
+    short = ["\u2581", *chars]
+    chars += [chr(c) for c in range(0x4E00, 0x4E00 + 8000)]
+    for ch in ["\u2581", *chars]:
+        vocab.setdefault(ch, len(vocab))
+    tokens, merges = list(vocab)[len(specials) :], []
+    while len(vocab) < vocab_size:
+        a = rng.choice(tokens if rng.random() < 0.5 else short)
+        b = rng.choice(short if rng.random() < 0.7 else tokens)
+        if len(a) + len(b) <= 12 and a + b not in vocab:
+            vocab[a + b] = len(vocab)
+            tokens.append(a + b)
+            merges.append((a, b))
+    big = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
+    big.normalizer = small.normalizer
+    big.pre_tokenizer = small.pre_tokenizer
+    big.post_processor = small.post_processor
+    big.decoder = small.decoder
+    big.save(str(path))
     return path
 
 

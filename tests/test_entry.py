@@ -32,7 +32,9 @@ def test_bare_clipseek_in_a_terminal_opens_the_app_without_typer() -> None:
     )
     out = _python(code)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "APP ViT-B/32 False False"
+    from clipseek.config import DEFAULT_MODEL
+
+    assert out.stdout.strip() == f"APP {DEFAULT_MODEL} False False"
 
 
 def test_arguments_or_no_terminal_go_to_the_cli() -> None:

@@ -113,12 +113,17 @@ def test_a_cpu_index_run_on_the_fast_path_imports_no_torch(
     from PIL import Image
 
     from clipseek.models import resolve_model
-    from clipseek.models.hardware import surely_no_gpu
-    from clipseek.models.runtime import _store_choice
+    from clipseek.models.hardware import resolve_precision, surely_no_gpu
+    from clipseek.models.runtime import STARTUP_KEYS, _store_choice
 
     if device == "auto" and not surely_no_gpu():
         pytest.skip("this machine has a GPU driver: auto asks torch")
-    _store_choice(resolve_model(tiny_model), {"backend": "onnx", "precision": "fp32"})
+    # ONNX Runtime measured faster, start-up included (a CPU with native bf16 weighs both).
+    measured = resolve_precision("auto", "cpu")
+    choice = {"backend": "onnx", "precision": "fp32", "torch_precision": measured}
+    choice |= {"onnx_fp32_images_per_s": 50.0, f"torch_{measured}_images_per_s": 10.0}
+    choice |= dict.fromkeys(STARTUP_KEYS, 1.0)
+    _store_choice(resolve_model(tiny_model), choice)
     Image.new("RGB", (40, 30), (10, 200, 30)).save(photos / "new-green.png")
     env = {**fast_index, "CLIPSEEK_DEVICE": device}
     modules, output = _modules_after(_cli(["index", str(photos)]), env)

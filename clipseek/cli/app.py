@@ -133,8 +133,9 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="CLIP model: ViT-B/32 (default), ViT-B/16, ViT-L/14, RN50, an open_clip "
-        "MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH. \\[env: CLIPSEEK_MODEL]",
+        help="CLIP model: ViT-B-32:laion2b_s34b_b79k (default; an index keeps the model it "
+        "was built with), a name `clipseek models` lists, an open_clip MODEL:PRETRAINED pair, "
+        "hf-hub:ORG/REPO or local-dir:PATH. \\[env: CLIPSEEK_MODEL]",
         show_default=False,
         autocompletion=complete_model,
     ),
@@ -548,6 +549,9 @@ def index(
     err.print(
         f"Indexing with [bold]{_safe(engine.spec.name)}[/] into {_safe(engine.store.location)}"
     )
+    for note in (engine.model_notice(), engine.index_plan()):
+        if note:
+            err.print(f"[cyan]note:[/] {_safe(note)}")
     with _cancel_on_interrupt(err) as cancel, _IndexProgress(err) as progress:
         summary = engine.index(
             [str(f) for f in folders], options, on_event=progress, cancel=cancel, wait=not no_wait
@@ -672,8 +676,9 @@ def query(
         filters=filters,
         sort=sort,
     )
-    for note in response.notes:
-        _stderr().print(f"[cyan]note:[/] {_safe_text(note)}")
+    for note in [engine.model_notice(), *response.notes]:
+        if note:
+            _stderr().print(f"[cyan]note:[/] {_safe_text(note)}")
     if as_json:
         sys.stdout.write(dumps(response.to_json()) + "\n")
     else:
@@ -772,11 +777,14 @@ def duplicates(
         typer.Option("--in", help="Only pictures inside this folder.", show_default=False),
     ] = None,
     threshold: Annotated[
-        float,
+        float | None,
         typer.Option(
-            "--threshold", help="How alike two pictures must be (cosine similarity, up to 1)."
+            "--threshold",
+            help="How alike two pictures must be (cosine similarity, up to 1) "
+            "\\[default: the model family's, 0.95 for CLIP and SigLIP].",
+            show_default=False,
         ),
-    ] = 0.95,
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, for scripts.")] = False,
     model: ModelOpt = None,
     db: DbOpt = None,
@@ -786,8 +794,10 @@ def duplicates(
     # Lazy: --help does not import this (tests/test_imports.py).
     from clipseek.search.duplicates import check_threshold
 
-    check_threshold(threshold)
     engine = _engine(_settings(model=model, db=db, chroma_url=chroma_url))
+    if threshold is None:
+        threshold = engine.calibration().duplicate_threshold
+    check_threshold(threshold)
     groups = engine.duplicates(threshold, in_dir=str(in_dir) if in_dir is not None else None)
     if as_json:
         payload = {"threshold": threshold, "groups": [g.to_json() for g in groups]}
@@ -862,6 +872,7 @@ def info(
             "remote": facts.remote,
             "config_file": str(config_file_path()),
             "model": facts.model,
+            "model_source": facts.model_source,
             "indexes": [
                 {
                     "model": i.model_name,
@@ -1016,78 +1027,33 @@ def _fast_paths(indexes: list[Any]) -> dict[str, tuple[bool, int]]:
 @friendly
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+    model: ModelOpt = None,
+    db: DbOpt = None,
+    chroma_url: ChromaOpt = None,
 ) -> None:
-    """Supported models: what they cost, how good they are, which work offline."""
-    # Lazy: --help does not import this (tests/test_imports.py).
-    from clipseek.models import (
-        CATALOG,
-        CLASSIC_MODELS,
-        hf_cache_dir,
-        resolve_model,
-        weights_available,
-    )
+    """Suggested models: how well they find pictures, what they cost here, their licence
+    and languages, which are on this machine, and which one is in use (and why)."""
+    # Lazy: --help does not import these (tests/test_imports.py).
+    from clipseek.cli.models_table import model_rows, render, rows_json
+    from clipseek.config import DEFAULT_MODEL
+    from clipseek.errors import ClipseekError
+    from clipseek.models.weights import hf_cache_dir
 
-    # Lazy: --help does not import this (tests/test_imports.py).
-    from clipseek.models.export import export_status
+    settings = _settings(model=model, db=db, chroma_url=chroma_url)
+    try:
+        facts = _engine(settings).info()
+        in_use, source = facts.model, facts.model_source
+        from clipseek.models import resolve_model
 
-    rows = []
-    fast: dict[str, tuple[bool, int]] = {}
-    for entry in CATALOG:
-        spec = resolve_model(entry.name)
-        rows.append((entry, spec, weights_available(spec)))
-        fast[entry.name] = export_status(spec)
+        in_use_key: str | None = resolve_model(in_use).key
+    except ClipseekError:  # a damaged index or a bad name: the table is still worth showing
+        in_use, source, in_use_key = settings.model, "could not be checked", None
+    rows = model_rows(in_use_key)
     if as_json:
-        payload = [
-            {
-                "name": e.name,
-                "open_clip": spec.key,
-                "recall_at_1": e.recall_at_1,
-                "gflops": e.gflops,
-                "download_mb": e.download_mb,
-                "offline": ok,
-                "fast_path": fast[e.name][0],
-                "fast_path_bytes": fast[e.name][1],
-            }
-            for e, spec, ok in rows
-        ]
-        sys.stdout.write(json.dumps(payload) + "\n")
+        sys.stdout.write(json.dumps(rows_json(rows, source), ensure_ascii=False) + "\n")
         return
-    from rich.table import Table
-
-    table = Table(title="Models", title_justify="left")
-    # The name is what a user types: never cut; the notes wrap instead.
-    table.add_column(
-        "name", style="bold", no_wrap=True, min_width=max(len(e.name) for e in CATALOG)
-    )
-    table.add_column("open_clip", style="dim", overflow="fold")
-    table.add_column("R@1", justify="right")
-    table.add_column("GFLOPs", justify="right")
-    table.add_column("download", justify="right")
-    table.add_column("offline", justify="center")
-    table.add_column("fast path", justify="right")
-    table.add_column("")
-    for e, spec, ok in rows:
-        table.add_row(
-            e.name,
-            spec.key,
-            f"{e.recall_at_1:.1f}" if e.recall_at_1 is not None else "—",
-            f"{e.gflops:g}" if e.gflops is not None else "—",
-            f"{e.download_mb:,} MB",
-            "[green]✓[/]" if ok else "[dim]✗[/]",
-            _fast_path_cell(*fast[e.name]),
-            e.note,
-        )
-    out = _stdout()
-    out.print(table)
-    out.print(
-        "[dim]R@1: Flickr30k text→image Recall@1 (%). GFLOPs: image encoder, per image.\n"
-        f"Offline ✓: weights already in {_human_path(str(hf_cache_dir()))}.\n"
-        "Fast path: the ONNX export queries load without torch (made by the first index "
-        "run or query).\n"
-        "Also accepted: the OpenAI names "
-        f"{', '.join(n for n in CLASSIC_MODELS if n not in {e.name for e in CATALOG})}; any "
-        "open_clip MODEL:PRETRAINED pair, hf-hub:ORG/REPO or local-dir:PATH.[/]"
-    )
+    lines = render(rows, in_use, source, DEFAULT_MODEL, _human_path(str(hf_cache_dir())))
+    sys.stdout.write("\n".join(_printable(line) for line in lines) + "\n")
 
 
 # --------------------------------------------------------------------------- serve

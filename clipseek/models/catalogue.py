@@ -7,6 +7,7 @@ ONNX path found) before anything heavy is imported.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,24 +31,228 @@ CLASSIC_MODELS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Defaults of earlier versions: an index built with one, when no model is named, keeps
+#: being answered by it (see Engine._choose_spec) rather than by today's default.
+PREVIOUS_DEFAULTS: tuple[str, ...] = ("ViT-B/32",)
+
+
+#: Where the published figures come from (docs/MODELS.md quotes both tables).
+SOURCES: dict[str, str] = {
+    "xm3600": "Immich's model table (docs.immich.app, Searching: CLIP models): "
+    "Crossmodal-3600, mean of text→image R@1/5/10, English; CPU ms per image on a "
+    "Ryzen 7800X3D, fp32",
+    "flickr": "open_clip's docs/openclip_retrieval_results.csv: Flickr30k text→image R@1",
+    "coco": "open_clip's docs/openclip_retrieval_results.csv: MSCOCO text→image R@1",
+}
+
+
 @dataclass(frozen=True)
 class CatalogEntry:
-    """A model worth suggesting, with published figures to choose by."""
+    """A model worth suggesting, with published figures to choose by (None: not published).
+
+    ``hub`` and ``files`` say where huggingface_hub keeps the weights, so that
+    ``clipseek models`` can tell which are on this machine without importing open_clip
+    (whose import brings in torch).
+    """
 
     name: str
-    recall_at_1: float | None  # Flickr30k text→image Recall@1, percent
-    gflops: float | None  # image encoder GFLOPs per image
-    download_mb: int  # approximate size of the weights file
+    xm3600: float | None  # Crossmodal-3600 English, mean of R@1/5/10 (Immich)
+    flickr_r1: float | None  # Flickr30k text→image Recall@1, percent (open_clip)
+    coco_r1: float | None  # MSCOCO text→image Recall@1, percent (open_clip)
+    cpu_ms: float | None  # Immich's CPU ms per image (7800X3D, fp32)
+    download_mb: int  # fp32 checkpoint: 4 bytes per parameter of the architecture
+    licence: str
+    languages: str  # "en", or "multi" (trained on many languages)
+    family: str  # "clip" or "siglip": the scale its cosines live on
+    hub: str  # the Hugging Face repo open_clip fetches the weights from
     note: str
+    gflops: float | None = None  # image encoder GFLOPs per image (kept for --json)
+    files: tuple[str, ...] = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+    @property
+    def recall_at_1(self) -> float | None:
+        """The Flickr30k figure under its former name (``clipseek models --json``)."""
+        return self.flickr_r1
 
 
 CATALOG: tuple[CatalogEntry, ...] = (
-    CatalogEntry("ViT-B/32", 58.8, 8.8, 605, "default: fast on a CPU"),
-    CatalogEntry("ViT-B/16", 62.2, 35.1, 599, "better detail, 4× the compute"),
-    CatalogEntry("ViT-L/14", 65.0, 162.0, 1711, "best OpenAI model; wants a GPU"),
-    CatalogEntry("RN50", None, None, 408, "OpenAI ResNet-50"),
-    CatalogEntry("ViT-B-32:laion2b_s34b_b79k", 66.8, 8.8, 605, "LAION-2B: best at B/32 cost"),
+    CatalogEntry(
+        "ViT-B-32:laion2b_s34b_b79k",
+        68.8,
+        66.8,
+        39.3,
+        2.29,
+        605,
+        "MIT",
+        "en",
+        "clip",
+        "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+        "default: best at ViT-B/32's cost",
+        8.8,
+    ),
+    CatalogEntry(
+        "ViT-B/32",
+        59.4,
+        58.8,
+        30.4,
+        2.26,
+        605,
+        "MIT",
+        "en",
+        "clip",
+        "timm/vit_base_patch32_clip_224.openai",
+        "OpenAI; the default until 0.x",
+        8.8,
+    ),
+    CatalogEntry(
+        "ViT-B-32-256:datacomp_s34b_b86k",
+        None,
+        64.9,
+        39.9,
+        None,
+        605,
+        "MIT",
+        "en",
+        "clip",
+        "laion/CLIP-ViT-B-32-256x256-DataComp-s34B-b86K",
+        "rclip's default; 256 px",
+    ),
+    CatalogEntry(
+        "ViT-B-32-SigLIP2-256:webli",
+        73.2,
+        None,
+        None,
+        3.31,
+        1507,
+        "Apache-2.0",
+        "multi",
+        "siglip",
+        "timm/ViT-B-32-SigLIP2-256",
+        "multilingual; 256k-token vocabulary",
+    ),
+    CatalogEntry(
+        "ViT-B-16-SigLIP2:webli",
+        75.2,
+        None,
+        None,
+        5.81,
+        1501,
+        "Apache-2.0",
+        "multi",
+        "siglip",
+        "timm/ViT-B-16-SigLIP2",
+        "best here; 2.5× B/32's cost",
+    ),
+    CatalogEntry(
+        "ViT-B-16-SigLIP:webli",
+        71.6,
+        74.7,
+        47.8,
+        5.77,
+        813,
+        "Apache-2.0",
+        "en",
+        "siglip",
+        "timm/ViT-B-16-SigLIP",
+        "English SigLIP",
+    ),
+    CatalogEntry(
+        "ViT-B/16",
+        58.3,
+        62.2,
+        33.1,
+        5.03,
+        598,
+        "MIT",
+        "en",
+        "clip",
+        "timm/vit_base_patch16_clip_224.openai",
+        "OpenAI; 4× the compute",
+        35.1,
+    ),
+    CatalogEntry(
+        "ViT-L/14",
+        60.1,
+        65.0,
+        36.5,
+        19.91,
+        1710,
+        "MIT",
+        "en",
+        "clip",
+        "timm/vit_large_patch14_clip_224.openai",
+        "OpenAI; wants a GPU",
+        162.0,
+    ),
+    CatalogEntry(
+        "RN50",
+        58.3,
+        57.4,
+        28.5,
+        2.39,
+        408,
+        "MIT",
+        "en",
+        "clip",
+        "timm/resnet50_clip.openai",
+        "OpenAI ResNet-50",
+    ),
 )
+
+
+def catalogue_entry(name: str) -> CatalogEntry | None:
+    """The entry a name (or its open_clip pair, e.g. ``ViT-B-32:openai``) refers to."""
+    try:
+        key = resolve_model(name).key
+    except ModelError:
+        return None
+    return next((e for e in CATALOG if resolve_model(e.name).key == key), None)
+
+
+def family_of(name: str) -> str:
+    """ "siglip" or "clip": SigLIP's sigmoid loss puts its cosines on another scale."""
+    entry = catalogue_entry(name)
+    if entry is not None:
+        return entry.family
+    return "siglip" if "siglip" in name.lower() else "clip"
+
+
+def pareto_optimal(
+    entries: tuple[CatalogEntry, ...] | list[CatalogEntry],
+    cost: dict[str, float] | None = None,
+) -> dict[str, bool]:
+    """Which entries no other entry beats: at least as good on every figure both publish
+    (Crossmodal-3600, Flickr30k, MSCOCO, CPU cost, download, sizes within about 15% counting
+    as equal) and better on one.
+
+    ``cost`` (ms per image measured here, by name) replaces Immich's published CPU figure
+    where every entry has one, so the mark follows this machine when it is known."""
+    measured = cost if cost and all(e.name in cost for e in entries) else None
+
+    def figures(e: CatalogEntry) -> list[float | None]:
+        ms = measured[e.name] if measured else e.cpu_ms
+        # Larger is better everywhere: costs are negated.
+        return [
+            e.xm3600,
+            e.flickr_r1,
+            e.coco_r1,
+            None if ms is None else -ms,
+            -round(math.log(e.download_mb) / math.log(1.15)),  # sizes within ~15% tie
+        ]
+
+    def beats(a: CatalogEntry, b: CatalogEntry) -> bool:
+        pairs = [(x, y) for x, y in zip(figures(a), figures(b), strict=True) if None not in (x, y)]
+        quality_shared = any(
+            x is not None and y is not None
+            for x, y in zip(figures(a)[:3], figures(b)[:3], strict=True)
+        )
+        return (
+            quality_shared
+            and all(x >= y for x, y in pairs)  # type: ignore[operator]
+            and any(x > y for x, y in pairs)  # type: ignore[operator]
+        )
+
+    return {e.name: not any(beats(o, e) for o in entries if o is not e) for e in entries}
 
 
 @dataclass(frozen=True)

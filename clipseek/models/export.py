@@ -45,6 +45,11 @@ TEXT_FILE = "text.onnx"
 IMAGE_FILE = "image.onnx"
 IMAGE_INT8_FILE = "image.int8.onnx"
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
+#: Hub-tokenizer families (SigLIP): the tokenizer, and the token table kept out of the text
+#: graph as a plain array that queries memory-map (a query reads its own tokens' rows only;
+#: SigLIP 2's table is 256,000 × 768 floats, 787 MB).
+HUB_TOKENIZER_FILE = "tokenizer.json"
+TOKEN_TABLE_FILE = "token_embedding.npy"
 OPSET = 17
 
 
@@ -222,6 +227,58 @@ def _encode_text_trimmed_dynamic(model: Any, tokens: Any) -> Any:
     return proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
 
 
+def _text_from_embeddings(model: Any) -> Any | None:
+    """A module turning token *embeddings* (N×L×width, looked up by the runtime from the
+    memory-mapped table) into text features, for open_clip's ``TextTransformer`` towers
+    read at a fixed position (SigLIP's "last"); None for other designs."""
+    import torch
+    from open_clip.transformer import TextTransformer
+
+    text = getattr(model, "text", None)
+    if (
+        not isinstance(text, TextTransformer)
+        or getattr(text, "cls_emb", None) is not None
+        or getattr(text, "use_pad_mask", False)
+        or getattr(text, "pool_type", None) not in ("last", "first")
+        or getattr(text, "output_tokens", False)
+    ):
+        return None
+
+    class FromEmbeddings(torch.nn.Module):
+        def __init__(self, tower: Any) -> None:
+            super().__init__()
+            self.tower = tower
+
+        def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+            t = self.tower
+            length = embeddings.shape[1]
+            cast = t.transformer.get_cast_dtype()
+            x = embeddings.to(cast) + t.positional_embedding[:length].to(cast)
+            mask = t.attn_mask
+            if mask is not None:
+                mask = mask[:length, :length]
+            x = t.ln_final(t.transformer(x, attn_mask=mask))
+            pooled = x[:, -1] if t.pool_type == "last" else x[:, 0]
+            proj = t.text_projection
+            if proj is None:
+                return pooled
+            return proj(pooled) if isinstance(proj, torch.nn.Linear) else pooled @ proj
+
+    return FromEmbeddings(text)
+
+
+def _scale_and_bias(model: Any) -> dict[str, float]:
+    """The model's learned logit scale (and SigLIP's bias): what its cosines mean."""
+    out: dict[str, float] = {}
+    scale = getattr(model, "logit_scale", None)
+    if scale is not None:
+        out["logit_scale"] = float(scale.detach().float().exp())
+    bias = getattr(model, "logit_bias", None)
+    if bias is not None:
+        out["logit_bias"] = float(bias.detach().float())
+    return out
+
+
 def _image_module(model: Any) -> Any:
     import torch
 
@@ -356,10 +413,15 @@ def export_model(model: ClipModel, *, quantize: bool = False) -> Export:
     Raises :class:`ExportError` with one sentence when it cannot (no ``onnx`` package,
     a tower of an unsupported design, a full disk); nothing half-written is left in use.
     """
+    from clipseek.models.tokenizer import hub_tokenizer_of
+
     spec = model.spec
-    why = supported(model._tokenizer)
+    hub = hub_tokenizer_of(model._tokenizer)
+    why = supported(model._tokenizer) if hub is None else None
     if why is not None:
         raise ExportError(f"{spec.name} has no fast path: {why}.")
+    if hub is not None and _text_from_embeddings(model._model) is None:
+        raise ExportError(f"{spec.name} has no fast path: its text tower is of another design.")
     try:
         import onnx  # noqa: F401  (torch.onnx.export needs it)
     except ImportError as exc:
@@ -384,23 +446,47 @@ def export_model(model: ClipModel, *, quantize: bool = False) -> Export:
         import torch
 
         torch_model = source._model
-        text_module, dynamic = _text_module(torch_model)
         ctx = source.context_length
-        tokens = torch.zeros((2, ctx if not dynamic else 8), dtype=torch.long)
-        tokens[:, 0] = 49406
-        tokens[:, 1:4] = 320
-        tokens[:, 4] = 49407
-        seq_axis = {0: "batch", 1: "length"} if dynamic else {0: "batch"}
-        _onnx_export(text_module, tokens, tmp / TEXT_FILE, "tokens", seq_axis)
+        if hub is None:
+            text_module, dynamic = _text_module(torch_model)
+            tokens = torch.zeros((2, ctx if not dynamic else 8), dtype=torch.long)
+            tokens[:, 0] = 49406
+            tokens[:, 1:4] = 320
+            tokens[:, 4] = 49407
+            seq_axis = {0: "batch", 1: "length"} if dynamic else {0: "batch"}
+            _onnx_export(text_module, tokens, tmp / TEXT_FILE, "tokens", seq_axis)
+            tokenizer_record: dict[str, Any] = {
+                "kind": "clip-bpe",
+                "file": VOCAB_FILE,
+                "clean": "lower",
+            }
+        else:
+            import numpy as np
+
+            dynamic = False
+            table = torch_model.text.token_embedding.weight.detach().float().cpu().numpy()
+            np.save(tmp / TOKEN_TABLE_FILE, np.ascontiguousarray(table, dtype=np.float32))
+            example = torch.zeros((2, ctx, table.shape[1]), dtype=torch.float32)
+            _onnx_export(
+                _text_from_embeddings(torch_model),
+                example,
+                tmp / TEXT_FILE,
+                "embeddings",
+                {0: "batch"},
+            )
+            (tmp / HUB_TOKENIZER_FILE).write_text(hub.to_str(), encoding="utf-8")
+            tokenizer_record = {"kind": "hub", "file": HUB_TOKENIZER_FILE, **hub.settings()}
         h, w = source.preprocess_cfg.size
         pixels = torch.zeros((2, 3, h, w), dtype=torch.float32)
         _onnx_export(_image_module(torch_model), pixels, tmp / IMAGE_FILE, "pixels", {0: "batch"})
-        files = [TEXT_FILE, IMAGE_FILE, VOCAB_FILE]
+        files = [TEXT_FILE, IMAGE_FILE]
+        files += [VOCAB_FILE] if hub is None else [HUB_TOKENIZER_FILE, TOKEN_TABLE_FILE]
         files += [_weights_beside(tmp / TEXT_FILE), _weights_beside(tmp / IMAGE_FILE)]
         if quantize:
             quantize_image(tmp / IMAGE_FILE, tmp / IMAGE_INT8_FILE)
             files.append(IMAGE_INT8_FILE)
-        shutil.copyfile(default_bpe_path(), tmp / VOCAB_FILE)
+        if hub is None:
+            shutil.copyfile(default_bpe_path(), tmp / VOCAB_FILE)
         manifest: dict[str, Any] = {
             "format": FORMAT,
             "key": spec.key,
@@ -413,7 +499,9 @@ def export_model(model: ClipModel, *, quantize: bool = False) -> Export:
                 **asdict(source.preprocess_cfg),
                 "size": list(source.preprocess_cfg.size),
             },
-            "tokenizer": {"kind": "clip-bpe", "file": VOCAB_FILE, "clean": "lower"},
+            "tokenizer": tokenizer_record,
+            "text_input": "tokens" if hub is None else "embeddings",
+            **_scale_and_bias(torch_model),
             "weights": {**record, "sha256": digest},
             "files": {name: (tmp / name).stat().st_size for name in files},
             "opset": OPSET,

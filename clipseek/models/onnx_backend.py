@@ -31,7 +31,6 @@ from clipseek.models.export import (
     find_export,
 )
 from clipseek.models.hardware import physical_cores
-from clipseek.models.tokenizer import ClipTokenizer
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,6 +74,7 @@ class OnnxModel:
         self._sessions: dict[tuple[str, int], Any] = {}
         self._threads = _default_threads()
         self._tokenizer: Any = None
+        self._table: Any = None  # a hub-tokenizer family's memory-mapped token table
         self._tokenizer_lock = threading.Lock()
 
     # -- sessions and threads
@@ -156,8 +156,21 @@ class OnnxModel:
         # session lock, and two threads must not both build it.
         with self._tokenizer_lock:
             if self._tokenizer is None:
-                vocab = self.export.path(self.export.manifest["tokenizer"]["file"])
-                self._tokenizer = ClipTokenizer(vocab, self.context_length)
+                record = dict(self.export.manifest["tokenizer"])
+                vocab = self.export.path(str(record.pop("file")))
+                if record.pop("kind", "clip-bpe") == "hub":
+                    import numpy as np
+
+                    from clipseek.models.export import TOKEN_TABLE_FILE
+                    from clipseek.models.tokenizer import HubTokenizer
+
+                    # Mapped, not read: a query touches its own tokens' rows only.
+                    self._table = np.load(self.export.path(TOKEN_TABLE_FILE), mmap_mode="r")
+                    self._tokenizer = HubTokenizer(vocab, self.context_length, **record)
+                else:
+                    from clipseek.models.tokenizer import ClipTokenizer
+
+                    self._tokenizer = ClipTokenizer(vocab, self.context_length)
             return self._tokenizer
 
     def token_count(self, text: str) -> int:
@@ -170,9 +183,15 @@ class OnnxModel:
             # one cannot change the result, so a short query runs a few positions only.
             length = int(tokens.argmax(axis=-1).max()) + 1
             tokens = tokens[:, :length]
+        if self._table is not None:  # the graph starts after the token lookup
+            import numpy as np
+
+            feed = {"embeddings": np.ascontiguousarray(self._table[tokens], dtype=np.float32)}
+        else:
+            feed = {"tokens": tokens}
         with self._lock:
             session = self._session("text")
-            (features,) = session.run(None, {"tokens": tokens})
+            (features,) = session.run(None, feed)
         return TextEncoding(_normalised(features), truncated)
 
 

@@ -192,3 +192,194 @@ def default_bpe_path() -> Path:
     from open_clip.tokenizer import default_bpe
 
     return Path(default_bpe())
+
+
+# --------------------------------------------------------------------------- hub tokenizers
+#
+# SigLIP, SigLIP 2 (and other open_clip models whose text_cfg names an ``hf_tokenizer_name``)
+# tokenise with a Hugging Face tokenizer: open_clip's HFTokenizer cleans the text, then calls
+# transformers' fast tokenizer with ``max_length=context_length, padding="max_length",
+# truncation=True``. A fast tokenizer is the ``tokenizers`` library's model (the
+# ``tokenizer.json`` of the model's snapshot) plus four settings from
+# ``tokenizer_config.json``: the pad token and the padding and truncation sides. The same
+# steps here need neither transformers nor torch; a test compares the ids with open_clip's
+# over thousands of varied strings.
+
+HUB_TOKENIZER_FILE = "tokenizer.json"
+HUB_TOKENIZER_CONFIG = "tokenizer_config.json"
+
+
+def _basic_clean(text: str) -> str:
+    """open_clip's ``basic_clean``: ftfy, a double HTML unescape, stripped."""
+    if not _FTFY_IDENTITY.fullmatch(text):
+        import ftfy
+
+        text = ftfy.fix_text(text)
+    return html.unescape(html.unescape(text)).strip()
+
+
+#: str.translate table of open_clip's ``canonicalize_text``: ASCII punctuation removed.
+_PUNCTUATION = str.maketrans("", "", "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def clean_text(text: str, how: str) -> str:
+    """open_clip's clean functions by name: ``canonicalize`` (SigLIP: punctuation removed,
+    lower case), ``whitespace`` or ``lower``."""
+    text = _basic_clean(text)
+    if how == "canonicalize":
+        text = text.replace("_", " ").translate(_PUNCTUATION).lower()
+    elif how == "lower":
+        text = text.lower()
+    elif how != "whitespace":
+        raise ValueError(f"unknown clean function {how!r}")
+    return " ".join(text.split()).strip()
+
+
+def _token_name(value: object) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def hub_tokenizer_settings(folder: str | Path) -> dict[str, object]:
+    """The settings transformers would read from a snapshot's tokenizer_config.json (and
+    special_tokens_map.json): pad token, padding and truncation sides."""
+    import json
+
+    folder = Path(folder)
+    config: dict[str, object] = {}
+    for name in ("special_tokens_map.json", HUB_TOKENIZER_CONFIG):
+        try:
+            loaded = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(loaded, dict):
+            config.update(loaded)
+    return {
+        "pad_token": _token_name(config.get("pad_token")),
+        "sep_token": _token_name(config.get("sep_token")),
+        "padding_side": str(config.get("padding_side") or "right"),
+        "truncation_side": str(config.get("truncation_side") or "right"),
+    }
+
+
+class HubTokenizer:
+    """Token ids equal to open_clip's ``HFTokenizer`` for a ``tokenizer.json``, without
+    transformers: ``(ids N×context_length int64, truncated)`` like :class:`ClipTokenizer`."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        context_length: int,
+        *,
+        clean: str = "whitespace",
+        pad_token: str | None = None,
+        padding_side: str = "right",
+        truncation_side: str = "right",
+        sep_token: str | None = None,
+        strip_sep_token: bool = False,
+    ) -> None:
+        from tokenizers import Tokenizer
+
+        # A path, or the file's JSON itself (open_clip's own tokenizer, when exporting).
+        if isinstance(path, str) and path.lstrip().startswith("{"):
+            self._tok = Tokenizer.from_str(path)
+        else:
+            self._tok = Tokenizer.from_file(str(path))
+        self._tok.no_padding()
+        self._tok.no_truncation()
+        self.context_length = int(context_length)
+        self.clean = clean
+        pad_id = self._tok.token_to_id(pad_token) if pad_token else None
+        self.pad_id = int(pad_id) if pad_id is not None else 0
+        self.padding_side = padding_side
+        self.truncation_side = truncation_side
+        self._specials = int(self._tok.num_special_tokens_to_add(False))
+        sep = self._tok.token_to_id(sep_token) if strip_sep_token and sep_token else None
+        self._sep_id = sep
+        self._sep_token = sep_token
+
+    @classmethod
+    def from_folder(
+        cls, folder: str | Path, context_length: int, **overrides: object
+    ) -> HubTokenizer:
+        """The tokenizer of a snapshot or model folder (``tokenizer.json`` and config)."""
+        settings = {**hub_tokenizer_settings(folder), **overrides}
+        return cls(Path(folder) / HUB_TOKENIZER_FILE, context_length, **settings)  # type: ignore[arg-type]
+
+    def settings(self) -> dict[str, object]:
+        """What an export records beside the tokenizer file to rebuild this tokenizer."""
+        return {
+            "clean": self.clean,
+            "pad_token": self._tok.id_to_token(self.pad_id),
+            "padding_side": self.padding_side,
+            "truncation_side": self.truncation_side,
+            "sep_token": self._sep_token,
+            "strip_sep_token": self._sep_id is not None,
+        }
+
+    def to_str(self) -> str:
+        return self._tok.to_str()
+
+    def _encode(self, text: str) -> tuple[list[int], bool]:
+        encoding = self._tok.encode(clean_text(text, self.clean), add_special_tokens=False)
+        room = max(0, self.context_length - self._specials)
+        cut = len(encoding.ids) > room
+        if cut:
+            encoding.truncate(room, direction=self.truncation_side)
+        ids = list(self._tok.post_process(encoding).ids)[: self.context_length]
+        return ids, cut
+
+    def token_count(self, text: str) -> int:
+        """Tokens the text needs, special tokens included."""
+        encoding = self._tok.encode(clean_text(text, self.clean), add_special_tokens=True)
+        return len(encoding.ids)
+
+    def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
+        import numpy as np
+
+        length = self.context_length
+        out = np.full((len(texts), length), self.pad_id, dtype=np.int64)
+        truncated: list[bool] = []
+        for row, text in enumerate(texts):
+            ids, cut = self._encode(text)
+            truncated.append(cut)
+            if self.padding_side == "left":
+                out[row, length - len(ids) :] = ids
+            else:
+                out[row, : len(ids)] = ids
+        if self._sep_id is not None:  # open_clip zeroes the separator (strip_sep_token)
+            out[out == self._sep_id] = 0
+        return out, truncated
+
+
+_CLEAN_NAMES = {
+    "_clean_canonicalize": "canonicalize",
+    "_clean_whitespace": "whitespace",
+    "_clean_lower": "lower",
+}
+
+
+def hub_tokenizer_of(tokenizer: object) -> HubTokenizer | None:
+    """A :class:`HubTokenizer` equal to ``tokenizer``: clipseek's own (as the torch runtime
+    holds it) or open_clip's ``HFTokenizer`` over a fast transformers tokenizer; else None."""
+    own = getattr(tokenizer, "hub", None)
+    if isinstance(own, HubTokenizer):
+        return own
+    if type(tokenizer).__name__ != "HFTokenizer" or getattr(tokenizer, "tokenizer_mode", ""):
+        return None
+    inner = getattr(tokenizer, "tokenizer", None)
+    backend = getattr(inner, "backend_tokenizer", None)
+    clean = _CLEAN_NAMES.get(getattr(getattr(tokenizer, "clean_fn", None), "__name__", ""))
+    if backend is None or clean is None:
+        return None
+    return HubTokenizer(
+        backend.to_str(),
+        int(getattr(tokenizer, "context_length", 0) or 64),
+        clean=clean,
+        pad_token=getattr(inner, "pad_token", None),
+        padding_side=str(getattr(inner, "padding_side", "right")),
+        truncation_side=str(getattr(inner, "truncation_side", "right")),
+        sep_token=getattr(inner, "sep_token", None),
+        strip_sep_token=bool(getattr(tokenizer, "strip_sep_token", False)),
+    )

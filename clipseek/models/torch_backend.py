@@ -5,12 +5,14 @@ torch and open_clip are imported inside functions, so importing this module cost
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import DeviceError, ModelError, WeightsUnavailableError
@@ -77,8 +79,8 @@ class ClipModel:
         self._weights_device = _module_device(model)
         self._pinned: Any = None  # reusable page-locked uint8 staging buffer (CUDA only)
         self._device_norm: tuple[Any, Any] | None = None
-        self.dim = int(self._probe_dim())
         self.context_length = int(getattr(tokenizer, "context_length", 77) or 77)
+        self.dim = int(self._probe_dim())
 
     # -- preprocessing
 
@@ -240,6 +242,9 @@ class ClipModel:
 
     def token_count(self, text: str) -> int:
         """Tokens the text needs, start and end markers included (CLIP keeps 77)."""
+        own = getattr(self._tokenizer, "token_count", None)
+        if own is not None:
+            return int(own(text))
         encoder = getattr(self._tokenizer, "encode", None)
         if encoder is None:  # HF tokenizers: count after tokenizing without truncation
             inner = getattr(self._tokenizer, "tokenizer", None)
@@ -398,14 +403,14 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -
                 )
             if not _stream_safetensors(model, checkpoint):
                 open_clip.load_checkpoint(model, checkpoint, strict=True)
-            tokenizer = open_clip.get_tokenizer(spec.arch)
+            tokenizer = _tokenizer_for(spec, checkpoint)
         else:
             if spec.kind == "local-dir":
                 _check_local_dir(spec)
             elif cached_weights(spec) is None and os.environ.get("HF_HUB_OFFLINE"):
                 raise WeightsUnavailableError(_offline_message(spec, "HF_HUB_OFFLINE is set"))
             model = open_clip.create_model(spec.arch, precision=oc_precision, device=build_device)
-            tokenizer = open_clip.get_tokenizer(spec.arch)
+            tokenizer = _tokenizer_for(spec, cached_weights(spec))
     except (ModelError, DeviceError):
         raise
     except Exception as exc:
@@ -425,6 +430,102 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -
         fill_color=int(pp.get("fill_color", 0)),
     )
     return ClipModel(spec, model, tokenizer, preprocess, resolved_device, resolved_precision)
+
+
+class _TorchTokens:
+    """A :class:`~clipseek.models.tokenizer.HubTokenizer` as open_clip's tokenizers are
+    called (a tensor of ids), so the torch runtime and the fast path share one tokenizer."""
+
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+        self.context_length = hub.context_length
+
+    def __call__(self, texts: Sequence[str]) -> Any:
+        import torch
+
+        ids, _ = self.hub(list(texts))
+        return torch.from_numpy(ids)
+
+    def token_count(self, text: str) -> int:
+        return int(self.hub.token_count(text))
+
+
+def _text_cfg(spec: ModelSpec, weights: str | None) -> dict[str, Any]:
+    """The model's text_cfg, from open_clip's table or the model's own config file."""
+    if spec.kind == "pretrained":
+        from open_clip import get_model_config
+
+        return dict((get_model_config(spec.arch) or {}).get("text_cfg") or {})
+    folder = (
+        Path(spec.arch.removeprefix("local-dir:"))
+        if spec.kind == "local-dir"
+        else (Path(weights).parent if weights else None)
+    )
+    try:
+        config = json.loads((folder / "open_clip_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return {}
+    return dict(config.get("model_cfg", {}).get("text_cfg") or {})
+
+
+def _tokenizer_folder(
+    spec: ModelSpec, weights: str | None, text_cfg: dict[str, Any]
+) -> Path | None:
+    """Where the model's tokenizer.json is: its own folder, or the snapshot of the hub repo
+    the weights came from (fetched beside them on first use when the network allows)."""
+    from clipseek.models.tokenizer import HUB_TOKENIZER_CONFIG, HUB_TOKENIZER_FILE
+
+    if spec.kind == "local-dir":
+        folder = Path(spec.arch.removeprefix("local-dir:"))
+        return folder if (folder / HUB_TOKENIZER_FILE).is_file() else None
+    if weights and (Path(weights).parent / HUB_TOKENIZER_FILE).is_file():
+        return Path(weights).parent
+    repo = str(text_cfg.get("hf_tokenizer_name") or "")
+    if "/" not in repo:
+        return None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        found = Path(hf_hub_download(repo, HUB_TOKENIZER_FILE))
+        with contextlib.suppress(Exception):
+            hf_hub_download(repo, HUB_TOKENIZER_CONFIG)
+        with contextlib.suppress(Exception):
+            hf_hub_download(repo, "special_tokens_map.json")
+    except Exception:  # offline, or a repo without tokenizer.json (then open_clip's own)
+        return None
+    return found.parent
+
+
+def _tokenizer_for(spec: ModelSpec, weights: str | None) -> Any:
+    """open_clip's tokenizer for CLIP's BPE; for models that name a Hugging Face tokenizer
+    (SigLIP, SigLIP 2), clipseek's own over the model's tokenizer.json, which needs neither
+    transformers nor, on the fast path, torch. Without a tokenizer.json, open_clip's
+    (which needs the transformers package)."""
+    import open_clip
+
+    text_cfg = _text_cfg(spec, weights)
+    if not text_cfg.get("hf_tokenizer_name") or text_cfg.get("tokenizer_mode"):
+        return open_clip.get_tokenizer(spec.arch)
+    folder = _tokenizer_folder(spec, weights, text_cfg)
+    if folder is None:
+        try:
+            return open_clip.get_tokenizer(spec.arch)
+        except ImportError as exc:
+            raise ModelError(
+                f"{spec.name} tokenises with a Hugging Face tokenizer that was not found "
+                "beside its weights; install the transformers package (pip install "
+                "transformers) or connect once so clipseek can fetch its tokenizer.json."
+            ) from exc
+    from clipseek.models.tokenizer import HubTokenizer
+
+    kwargs = dict(text_cfg.get("tokenizer_kwargs") or {})
+    hub = HubTokenizer.from_folder(
+        folder,
+        int(text_cfg.get("context_length", 64)),
+        clean=str(kwargs.get("clean", "whitespace")),
+        strip_sep_token=bool(kwargs.get("strip_sep_token", False)),
+    )
+    return _TorchTokens(hub)
 
 
 #: safetensors dtype names and their torch equivalents.

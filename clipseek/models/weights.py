@@ -98,11 +98,12 @@ def weights_available(spec: ModelSpec) -> bool:
 
 def _offline_message(spec: ModelSpec, detail: str = "") -> str:
     where = hf_cache_dir()
-    why = f" ({detail})" if detail else ""
+    why = f"{detail}; " if detail else ""
     return (
-        f"The weights for {spec.name} are not on this machine and could not be downloaded{why}; "
-        f"clipseek looked in {where}. Connect to the internet once so clipseek can fetch them, "
-        "or point it at a folder holding an open_clip model with --model local-dir:PATH."
+        f"The weights for {spec.name} are not on this machine and could not be downloaded "
+        f"({why}clipseek looked in {where}): connect to the internet once so clipseek can "
+        "fetch them, or point it at a folder holding an open_clip model with --model "
+        "local-dir:PATH."
     )
 
 
