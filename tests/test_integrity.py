@@ -333,6 +333,50 @@ def test_a_header_of_an_unknown_version_is_damage_index_notices(
     assert again.new + again.unchanged == 40 and again.removed == 0
 
 
+@pytest.mark.parametrize("value", [463.6, float("nan")])
+def test_a_garbled_stored_vector_is_ranked_by_no_face_and_repair_fixes_it(
+    library: tuple[Path, Path], tmp_path: Path, tiny_model: str, value: float
+) -> None:
+    """Issue 25, item 2: one element's vector overwritten with huge values ranked first for
+    any text (score 463.6), with NaN first with score 0.0, and `index` said unchanged."""
+    from clipseek.store.chroma_format import parse_header
+
+    photos, _ = library
+    db = _copy(library, tmp_path)
+    seg = _segment(db)
+    head = parse_header((seg / "header.bin").read_bytes())
+    assert not isinstance(head, str)
+    with (seg / "data_level0.bin").open("r+b") as fh:
+        fh.seek(5 * head.per_element + head.data_offset)
+        fh.write(np.full(head.dim, value, dtype="<f4").tobytes())
+    (garbled,) = [
+        path
+        for col in read_stored(db)
+        for id_, vec in col.vectors.items()
+        if not col.is_failures and not np.isclose(np.linalg.norm(vec), 1.0)
+        for path in [col.records[id_]["path"]]
+    ]
+    report = check(Store(db, create=False))
+    assert not report.healthy and report.repairable
+    assert any(garbled in p for p in report.problems), report.problems
+    for direct in (False, True):  # serve's path (Chroma), and the query's (the files)
+        engine = Engine(
+            Settings(db=str(db), model=tiny_model, device="cpu", precision="fp32"), direct=direct
+        )
+        with pytest.raises(DamagedIndexError, match="clipseek repair"):
+            engine.search("a photo", 3)
+    env = cli_env(tmp_path, tiny_model, db)
+    result = _run(env, "index", str(photos))
+    assert result.returncode == 1 and "data_level0.bin" in result.stderr, result.stderr
+    fixed = repair(Store(db))
+    assert fixed is not None and fixed.after is not None and fixed.after.healthy
+    assert (fixed.restored, fixed.dropped) == (39, 1)
+    again = _engine(db, tiny_model).index([photos])
+    assert (again.new, again.unchanged) == (1, 39)
+    results = _engine(db, tiny_model).search("a photo", 40).results
+    assert len(results) == 40 and all(-1.0 <= r.score <= 1.0 for r in results)
+
+
 def test_a_repair_that_dies_midway_leaves_the_index_as_it_found_it(
     library: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

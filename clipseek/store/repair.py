@@ -39,11 +39,13 @@ from clipseek.store.chroma_format import (
     connect_readonly,
     label_map,
     logged_vectors,
+    not_unit,
     read_hnsw_rows,
     read_metadata,
     record_rowids,
     segments,
     stored_norms,
+    unit_rows,
 )
 from clipseek.store.keys import ancestors, meta_text, path_from_meta, path_id
 from clipseek.store.lock import LOCK_NAMES
@@ -270,7 +272,6 @@ def _schema(col: StoredCollection) -> int:
 
 
 def _check_collection(col: StoredCollection, report: CheckReport, schema: int) -> None:
-    import numpy as np
 
     if col.norm_problem and not col.is_failures:  # failure records hold a zero vector
         report.problems.append(f"{col.norm_problem}.")
@@ -289,16 +290,14 @@ def _check_collection(col: StoredCollection, report: CheckReport, schema: int) -
         if extra:
             report.problems.append(f"{len(extra)} stored vectors belong to no record.")
         dim = int(col.metadata.get("dim", 0) or 0)
-        bad = 0
-        for id_, vec in col.vectors.items():
-            if id_ in col.records and (
-                (dim and vec.shape[0] != dim)
-                or not np.isfinite(vec).all()
-                or abs(float(np.dot(vec, vec)) - 1.0) > 1e-3
-            ):
-                bad += 1
+        bad = [
+            path_from_meta(col.records[id_])
+            for id_, vec in col.vectors.items()
+            if id_ in col.records and not _usable(vec, dim)
+        ]
         if bad:
-            report.problems.append(f"{bad} stored vectors are garbled (not unit length).")
+            names = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+            report.problems.append(f"{not_unit(len(bad))} ({names}).")
     wrong = 0
     for id_, meta in col.records.items():
         path = path_from_meta(meta)
@@ -315,6 +314,13 @@ def _check_collection(col: StoredCollection, report: CheckReport, schema: int) -
         report.problems.append(
             f"{wrong} records of {col.name} have metadata that does not match their path."
         )
+
+
+def _usable(vec: np.ndarray, dim: int) -> bool:
+    """A stored vector of the collection's size, finite and of unit length."""
+    import numpy as np
+
+    return (not dim or vec.shape[0] == dim) and bool(unit_rows(np, vec.reshape(1, -1))[0])
 
 
 def _self_search(location: str, report: CheckReport, sample: int | None = None) -> None:
@@ -545,14 +551,13 @@ def move_aside(store: Store, replacement: Path | None = None) -> str:
                 f"({exc.strerror or exc}); move it by hand, then run `clipseek repair` on "
                 "the moved copy with --db."
             ) from None
-    store._health_checked = False
+    store._health_checked = store._structure_checked = False
     return str(target)
 
 
 def _restore(
     store: Store, col: StoredCollection, everything: Iterable[StoredCollection]
 ) -> tuple[int, int]:
-    import numpy as np
 
     from clipseek.store.records import Record
 
@@ -577,14 +582,7 @@ def _restore(
     for id_, meta in col.records.items():
         vec = col.vectors.get(id_)
         path = path_from_meta(meta)
-        if (
-            vec is None
-            or not path
-            or path_id(path) != id_
-            or (dim and vec.shape[0] != dim)
-            or not np.isfinite(vec).all()
-            or abs(float(np.dot(vec, vec)) - 1.0) > 1e-3
-        ):
+        if vec is None or not path or path_id(path) != id_ or not _usable(vec, dim):
             dropped += 1
             continue
         extra = {
