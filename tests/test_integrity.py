@@ -408,6 +408,26 @@ def test_a_repair_that_dies_midway_leaves_the_index_as_it_found_it(
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".repairing")] == []
 
 
+def test_repairs_keep_a_bounded_number_of_old_copies_and_say_where(
+    library: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Issue 25, item 10: interrupted runs and repairs left a copy of the whole index each
+    time (9 in one afternoon)."""
+    db = _copy(library, tmp_path)
+    older = [tmp_path / f"db.damaged-2020010{i}-120000" for i in range(1, 5)]
+    for folder in older:
+        folder.mkdir()
+        (folder / "chroma.sqlite3").write_bytes(b"old")
+    (tmp_path / "db.damaged-notes").mkdir()  # not a copy clipseek made: left alone
+    result = repair(Store(db), force=True)
+    assert result is not None and result.moved_to is not None
+    kept = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("db.damaged-2"))
+    assert kept == sorted([older[2].name, older[3].name, Path(result.moved_to).name])
+    assert (tmp_path / "db.damaged-notes").is_dir()
+    text = result.sentence()
+    assert result.moved_to in text and "3 newest" in text and "db.damaged-*" in text, text
+
+
 def test_repair_of_a_healthy_index_changes_nothing(
     library: tuple[Path, Path], tmp_path: Path
 ) -> None:

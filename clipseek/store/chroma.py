@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 from clipseek.errors import DamagedIndexError, IndexMissingError, StoreError
 from clipseek.store import chroma_format
+from clipseek.store.aside import aside_folder, prune_aside
 from clipseek.store.image_index import ImageIndex
 from clipseek.store.integrity import (
     _chroma_errors,
@@ -154,8 +155,9 @@ class Store:
     def recover(self) -> str | None:
         """Move a damaged database aside so a rebuild can start afresh; returns where it went.
 
-        Nothing is deleted: the damaged files move to a sibling folder the user may
-        inspect or remove. The lock files stay, since the caller holds them.
+        Nothing of this index is deleted: the damaged files move to a sibling folder the user
+        may inspect or remove (the newest few such copies are kept,
+        :mod:`clipseek.store.aside`). The lock files stay, since the caller holds them.
         """
         if self.is_remote:
             return None
@@ -172,10 +174,7 @@ class Store:
         if problem is None:
             return None
         self._forget_client()
-        from datetime import datetime
-
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        target = folder.with_name(f"{folder.name}.damaged-{stamp}")
+        target = aside_folder(folder)
         with self.writing():
             try:
                 target.mkdir(parents=True, exist_ok=False)
@@ -191,6 +190,7 @@ class Store:
         _process_writes[0] += 1
         bump_generation(folder)
         self._health_checked = self._structure_checked = False
+        prune_aside(folder)
         return str(target)
 
     def _forget_client(self) -> None:

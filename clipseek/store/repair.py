@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import DamagedIndexError, StoreError
+from clipseek.store.aside import aside_folder, kept_sentence, prune_aside
 from clipseek.store.chroma_format import (
     DATABASE,
     SEGMENT_NAME,
@@ -445,7 +446,11 @@ class RepairReport:
                 "`clipseek index` run"
             )
         if self.moved_to:
-            text += f". The old files were moved to {self.moved_to}"
+            moved = Path(self.moved_to)
+            text += (
+                f". The old files were moved to {moved} "
+                f"({kept_sentence(moved.parent / Path(self.location).name)})"
+            )
         return text + "."
 
 
@@ -525,15 +530,11 @@ def _fresh_staging(store: Store) -> Path:
 
 def move_aside(store: Store, replacement: Path | None = None) -> str:
     """Move everything but the lock files to ``<db>.damaged-<time>``; returns where.
-    With ``replacement``, that folder's files then take their place (a few renames)."""
+    With ``replacement``, that folder's files then take their place (a few renames).
+    Only the newest few such copies are kept (:mod:`clipseek.store.aside`)."""
     folder = Path(store.location)
     store._forget_client()
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    target = folder.with_name(f"{folder.name}.damaged-{stamp}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = folder.with_name(f"{folder.name}.damaged-{stamp}-{n}")
+    target = aside_folder(folder)
     with store.writing():
         try:
             target.mkdir(parents=True)
@@ -552,6 +553,7 @@ def move_aside(store: Store, replacement: Path | None = None) -> str:
                 "the moved copy with --db."
             ) from None
     store._health_checked = store._structure_checked = False
+    prune_aside(folder)
     return str(target)
 
 
