@@ -99,6 +99,29 @@ def test_a_healthy_index_checks_clean(library: tuple[Path, Path], tmp_path: Path
     assert "healthy" in report.sentence()
 
 
+def _state(folder: Path) -> list[tuple[str, str]]:
+    import hashlib
+
+    return sorted(
+        (str(p.relative_to(folder)), hashlib.sha1(p.read_bytes()).hexdigest())
+        for p in folder.rglob("*")
+        if p.is_file() and p.name not in ("clipseek-data.lock", "clipseek-writer.lock")
+    )
+
+
+def test_check_is_a_reader_that_never_writes_the_index(
+    library: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Issue 25, item 4: `check` rewrote chroma.sqlite3, data_level0.bin and length.bin
+    (its self-search opened Chroma on the index itself), so on a read-only mount it called
+    a healthy index damaged, and beside a running index it saw a writer's work in flight."""
+    db = _copy(library, tmp_path)
+    before = _state(db)
+    report = check(Store(db, create=False, reader=True))
+    assert report.healthy and report.records == report.found_self == 40, report.problems
+    assert _state(db) == before
+
+
 def test_garbage_in_data_level0_never_crashes_a_command_and_repair_recovers(
     library: tuple[Path, Path], tmp_path: Path, tiny_model: str
 ) -> None:

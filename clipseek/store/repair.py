@@ -48,9 +48,11 @@ from clipseek.store.chroma_format import (
     stored_norms,
     unit_rows,
 )
+from clipseek.store.integrity import find_damage
 from clipseek.store.keys import ancestors, meta_text, path_from_meta, path_id
 from clipseek.store.lock import LOCK_NAMES
 from clipseek.store.records import COLLECTION_PREFIX, FAILURES_PREFIX
+from clipseek.store.snapshot import remove_snapshot, take_snapshot
 
 if TYPE_CHECKING:
     import numpy as np
@@ -238,33 +240,50 @@ class CheckReport:
 def check(store: Store, *, self_search: bool = True, sample: int | None = None) -> CheckReport:
     """Whether records, vector files and metadata agree, and every vector finds itself.
 
-    Reads only; takes the shared data lock. The self-search loads Chroma in a child
-    process, so that a crash there (a garbled file the structural check missed) is
-    reported as damage and not as the death of this process. ``sample`` limits the
-    self-search to that many vectors per collection, chosen at random (the automatic
-    check after an interrupted run); every other check always covers every record.
+    A reader: it never writes the index (Chroma writes whatever folder it opens, so the
+    self-search opens a private snapshot), and it sees only committed states (the shared
+    data lock is held from the structural check to the end of the self-search, so a
+    writer's work in flight is never taken for damage; a writer waits meanwhile). The
+    self-search loads Chroma in a child process, so that a crash there (a garbled file the
+    structural check missed) is reported as damage and not as the death of this process.
+    ``sample`` limits the self-search to that many vectors per collection, chosen at
+    random (the automatic check after an interrupted run); every other check always
+    covers every record.
     """
     report = CheckReport(store.location)
     if store.is_remote:
         report.problems.append("a Chroma server cannot be checked from here.")
         report.repairable = False
         return report
-    damage = store.damage(notes="ignore")  # asked for: every link is read, notes or not
-    if damage:
-        report.problems.append(f"{damage}.")
-    try:
-        with store.reading():
-            collections = read_stored(store.location)
-    except DamagedIndexError as exc:
-        report.problems.append(str(exc).split(" (", 1)[0] + ".")
-        report.repairable = False
-        return report
-    # A failures collection follows the key schema of its main collection (migrated with it).
-    schemas = {c.slug: _schema(c) for c in collections if not c.is_failures}
-    for col in collections:
-        _check_collection(col, report, schemas.get(col.slug, _schema(col)))
-    if not report.problems and self_search:
-        _self_search(store.location, report, sample)
+    folder = Path(store.location)
+    with store.reading():
+        # Asked for: every link is read, notes or not.
+        damage = find_damage(folder, notes="ignore")
+        if damage:
+            report.problems.append(f"{damage}.")
+        try:
+            collections = read_stored(folder)
+        except DamagedIndexError as exc:
+            report.problems.append(str(exc).split(" (", 1)[0] + ".")
+            report.repairable = False
+            return report
+        # A failures collection follows the key schema of its main collection.
+        schemas = {c.slug: _schema(c) for c in collections if not c.is_failures}
+        for col in collections:
+            _check_collection(col, report, schemas.get(col.slug, _schema(col)))
+        if report.problems or not self_search or not (folder / DATABASE).is_file():
+            return report
+        try:
+            snapshot = take_snapshot(folder)
+        except OSError as exc:
+            report.problems.append(f"the self-search could not run ({exc}).")
+            report.inconclusive = True
+            report.repairable = False
+            return report
+        try:
+            _self_search(str(snapshot), report, sample)
+        finally:
+            remove_snapshot(snapshot)
     return report
 
 
