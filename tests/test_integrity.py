@@ -513,6 +513,43 @@ def test_a_resumed_run_checks_the_index_and_repairs_an_unfindable_vector(
     assert not (db / RUN_MARKER).exists()
 
 
+def test_writes_still_only_in_chromas_log_are_not_damage(engine: Engine, tmp_path: Path) -> None:
+    """Issue 25, item 10: a run cut short between Chroma's log and its metadata left
+    vectors "that belong to no record" (and deletes whose records "have no vector"), and
+    the next run repaired an index Chroma would have completed by itself."""
+    import sqlite3
+
+    photos = tmp_path / "photos"
+    for i in range(6):
+        make_photo(photos / f"p{i}.jpg", seed=i)
+    engine.index([photos])
+    db = Path(engine.store.location)
+    con = sqlite3.connect(db / "chroma.sqlite3")
+    with con:
+        (segment,) = con.execute(
+            "SELECT s.id FROM segments s JOIN collections c ON c.id = s.collection "
+            "WHERE s.scope = 'METADATA' AND c.name LIKE 'clipseek_%' "
+            "AND c.name NOT LIKE 'clipseek_failures%'"
+        ).fetchone()
+        seq, record = con.execute(
+            "SELECT seq_id, id FROM embeddings_queue WHERE vector IS NOT NULL "
+            "ORDER BY seq_id DESC LIMIT 1"
+        ).fetchone()
+        # The last add, written to the log but not yet applied to the metadata tables.
+        (rowid,) = con.execute(
+            "SELECT id FROM embeddings WHERE embedding_id = ?", (record,)
+        ).fetchone()
+        con.execute("DELETE FROM embedding_metadata WHERE id = ?", (rowid,))
+        con.execute("DELETE FROM embedding_metadata_array WHERE id = ?", (rowid,))
+        con.execute("DELETE FROM embeddings WHERE id = ?", (rowid,))
+        con.execute("UPDATE max_seq_id SET seq_id = ? WHERE segment_id = ?", (seq - 1, segment))
+    con.close()
+    report = check(Store(db, create=False))
+    assert report.healthy, report.problems
+    assert repair(Store(db)) is None  # nothing to repair
+    assert not [p for p in tmp_path.iterdir() if ".damaged-" in p.name]
+
+
 # --------------------------------------------------------------------------- one-to-one names
 
 

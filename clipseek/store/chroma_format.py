@@ -245,6 +245,22 @@ def writes_pending(
     return logged is not None and done < int(logged)
 
 
+def pending_writes(con: sqlite3.Connection, collection_id: str, segment: str) -> dict[str, bool]:
+    """Record id → whether it is being added (True) or deleted (False), for the writes in
+    the log a metadata segment has not applied yet: a writer's work in flight (or cut
+    short), which Chroma applies when it next opens the collection."""
+    row = con.execute("SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment,)).fetchone()
+    applied = int(row[0]) if row is not None and row[0] is not None else -1
+    out: dict[str, bool] = {}
+    for operation, record_id in con.execute(
+        "SELECT operation, id FROM embeddings_queue WHERE topic LIKE ? AND seq_id > ? "
+        "ORDER BY seq_id",
+        (f"%/{collection_id}", applied),
+    ):
+        out[str(record_id)] = operation != OP_DELETE
+    return out
+
+
 def settled_vector_segments(con: sqlite3.Connection) -> set[str]:
     """Vector segments whose files hold every logged write (Chroma loads them as they are
     and never rewrites them)."""
