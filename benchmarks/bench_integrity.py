@@ -43,6 +43,7 @@ def main() -> None:
         t = time.perf_counter()
         find_damage(folder)
         print(f"structural check {time.perf_counter() - t:.3f}s", flush=True)
+    fresh_process_checks(folder)
     t = time.perf_counter()
     collections = read_stored(folder)
     print(f"read_stored {time.perf_counter() - t:.2f}s ({len(collections[0].vectors)} vectors)")
@@ -53,6 +54,34 @@ def main() -> None:
     repaired = repair(Store(folder), force=True)
     assert repaired is not None and repaired.after is not None
     print(f"repair --force {time.perf_counter() - t:.1f}s healthy={repaired.after.healthy}")
+
+
+def fresh_process_checks(folder: Path) -> None:
+    """The structural check as a fresh process pays for it (numpy's import included), with
+    the graph note a writer keeps and without: what an unchanged re-index and a query
+    spend before their work. Medians of 5; each against ``python -c pass`` run alike."""
+    import os
+    import statistics
+    import subprocess
+
+    find_damage(folder, notes="keep")  # the note an unchanged re-index keeps
+    code = (
+        "import sys; from pathlib import Path; from clipseek.store.integrity import find_damage; "
+    )
+    cases = {
+        "python -c pass (baseline)": "pass",
+        "every link read (notes='ignore')": code + "find_damage(Path(sys.argv[1]))",
+        "with the writer's note (notes='read')": code
+        + "find_damage(Path(sys.argv[1]), notes='read')",
+    }
+    env = dict(os.environ)
+    for name, snippet in cases.items():
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-c", snippet, str(folder)], check=True, env=env)
+            times.append(time.perf_counter() - t)
+        print(f"fresh process, {name}: {statistics.median(times):.3f}s", flush=True)
 
 
 if __name__ == "__main__":

@@ -35,11 +35,14 @@ def main() -> None:
         rng = np.random.default_rng(0)
         started = time.perf_counter()
         for start in range(0, args.count, 500):
+            # clipseek stores unit vectors: any other stored vector is damage.
+            unit = rng.normal(size=(min(args.count, start + 500) - start, args.dim))
+            unit = (unit / np.linalg.norm(unit, axis=1, keepdims=True)).astype(np.float32)
             index.upsert(
                 [
                     Record(
                         path=f"/home/me/Pictures/{i // 200:03d}/IMG_{i:06d}.jpg",
-                        embedding=rng.normal(size=args.dim).astype(np.float32),
+                        embedding=unit[i - start],
                         size=1000 + i,
                         mtime_ns=i,
                         width=4000,

@@ -293,8 +293,15 @@ def test_a_query_of_another_size_is_chromas_to_refuse(built) -> None:
         direct.query(np.ones(DIM + 3, dtype=np.float32), 3)
 
 
-def test_scores_are_cosines_whatever_length_was_stored(built, tmp_path: Path) -> None:
+@pytest.mark.parametrize("scale", [3.0, 0.5])
+def test_a_stored_vector_not_of_unit_length_is_named_never_renormalised(
+    built, tmp_path: Path, scale: float
+) -> None:
+    """Issue 25, item 2: the direct reader divided a garbled vector by its norm and ranked
+    it among the real ones; clipseek writes unit vectors, so any other is damage."""
     import shutil
+
+    from clipseek.errors import DamagedIndexError
 
     db, _ = built
     copy = tmp_path / "db"
@@ -303,12 +310,13 @@ def test_scores_are_cosines_whatever_length_was_stored(built, tmp_path: Path) ->
     index = writer.open_index(KEY, SLUG)
     assert index is not None
     direction = _unit(np.random.default_rng(21), 1)[0]
-    index.upsert([_record(8000, 3.0 * direction)])  # in the write log as written
+    index.upsert([_record(8000, scale * direction)])  # in the write log as written
     writer.close()
-    direct, chroma = _direct_and_chroma(copy)
-    got, want = direct.query(direction, 3), chroma._exact(direction, 3, None)
-    assert got[0].path.endswith("img_08000.jpg") and got[0].score == pytest.approx(1.0, abs=1e-5)
-    assert [h.id for h in got] == [h.id for h in want]
+    direct = Store(copy, reader=True, direct=True)
+    with pytest.raises(DamagedIndexError, match=r"img_08000\.jpg.*clipseek repair"):
+        index = direct.open_index(KEY, SLUG)
+        assert index is not None
+        index.query(direction, 3)
 
 
 # --------------------------------------------------------------------------- the tested range

@@ -99,6 +99,29 @@ def test_a_healthy_index_checks_clean(library: tuple[Path, Path], tmp_path: Path
     assert "healthy" in report.sentence()
 
 
+def _state(folder: Path) -> list[tuple[str, str]]:
+    import hashlib
+
+    return sorted(
+        (str(p.relative_to(folder)), hashlib.sha1(p.read_bytes()).hexdigest())
+        for p in folder.rglob("*")
+        if p.is_file() and p.name not in ("clipseek-data.lock", "clipseek-writer.lock")
+    )
+
+
+def test_check_is_a_reader_that_never_writes_the_index(
+    library: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Issue 25, item 4: `check` rewrote chroma.sqlite3, data_level0.bin and length.bin
+    (its self-search opened Chroma on the index itself), so on a read-only mount it called
+    a healthy index damaged, and beside a running index it saw a writer's work in flight."""
+    db = _copy(library, tmp_path)
+    before = _state(db)
+    report = check(Store(db, create=False, reader=True))
+    assert report.healthy and report.records == report.found_self == 40, report.problems
+    assert _state(db) == before
+
+
 def test_garbage_in_data_level0_never_crashes_a_command_and_repair_recovers(
     library: tuple[Path, Path], tmp_path: Path, tiny_model: str
 ) -> None:
@@ -107,6 +130,12 @@ def test_garbage_in_data_level0_never_crashes_a_command_and_repair_recovers(
     db = _copy(library, tmp_path)
     _garble(_segment(db) / "data_level0.bin")
     env = cli_env(tmp_path, tiny_model, db)
+    # The vector cache holds the vectors as written, so a query answers from it...
+    cached = _run(env, "query", "a photo", "--top-k", "3")
+    assert cached.returncode == 0 and "Traceback" not in cached.stderr, cached.stderr
+    # ...and without it the garbage is named, never ranked.
+    for part in db.glob("clipseek-vectors-*"):
+        part.unlink()
     for args in (["query", "a photo", "--top-k", "3"], ["index", str(photos)], ["check"]):
         result = _run(env, *args)
         assert result.returncode == 1, (args, result.returncode, result.stderr[-2000:])
@@ -333,6 +362,56 @@ def test_a_header_of_an_unknown_version_is_damage_index_notices(
     assert again.new + again.unchanged == 40 and again.removed == 0
 
 
+@pytest.mark.parametrize("value", [463.6, float("nan")])
+def test_a_garbled_stored_vector_is_ranked_by_no_face_and_repair_fixes_it(
+    library: tuple[Path, Path], tmp_path: Path, tiny_model: str, value: float
+) -> None:
+    """Issue 25, item 2: one element's vector overwritten with huge values ranked first for
+    any text (score 463.6), with NaN first with score 0.0, and `index` said unchanged."""
+    from clipseek.store.chroma_format import parse_header
+
+    photos, _ = library
+    db = _copy(library, tmp_path)
+    seg = _segment(db)
+    head = parse_header((seg / "header.bin").read_bytes())
+    assert not isinstance(head, str)
+    with (seg / "data_level0.bin").open("r+b") as fh:
+        fh.seek(5 * head.per_element + head.data_offset)
+        fh.write(np.full(head.dim, value, dtype="<f4").tobytes())
+    (garbled,) = [
+        path
+        for col in read_stored(db)
+        for id_, vec in col.vectors.items()
+        if not col.is_failures and not np.isclose(np.linalg.norm(vec), 1.0)
+        for path in [col.records[id_]["path"]]
+    ]
+    report = check(Store(db, create=False))
+    assert not report.healthy and report.repairable
+    assert any(garbled in p for p in report.problems), report.problems
+    settings = Settings(db=str(db), model=tiny_model, device="cpu", precision="fp32")
+    # The vector cache holds the vectors as written: the query's path answers from it, and
+    # every score is a cosine...
+    cached = Engine(settings, direct=True).search("a photo", 40).results
+    assert len(cached) == 40 and all(-1.0 <= r.score <= 1.0 for r in cached)
+    for part in db.glob("clipseek-vectors-*"):
+        part.unlink()
+    # ...and without it, serve's path (Chroma) and the query's (the files) name the damage.
+    for direct in (False, True):
+        engine = Engine(settings, direct=direct)
+        with pytest.raises(DamagedIndexError, match="clipseek repair"):
+            engine.search("a photo", 3)
+    env = cli_env(tmp_path, tiny_model, db)
+    result = _run(env, "index", str(photos))
+    assert result.returncode == 1 and "data_level0.bin" in result.stderr, result.stderr
+    fixed = repair(Store(db))
+    assert fixed is not None and fixed.after is not None and fixed.after.healthy
+    assert (fixed.restored, fixed.dropped) == (39, 1)
+    again = _engine(db, tiny_model).index([photos])
+    assert (again.new, again.unchanged) == (1, 39)
+    results = _engine(db, tiny_model).search("a photo", 40).results
+    assert len(results) == 40 and all(-1.0 <= r.score <= 1.0 for r in results)
+
+
 def test_a_repair_that_dies_midway_leaves_the_index_as_it_found_it(
     library: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -362,6 +441,26 @@ def test_a_repair_that_dies_midway_leaves_the_index_as_it_found_it(
     assert result is not None and result.after is not None and result.after.healthy
     assert result.restored + result.dropped == 40
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".repairing")] == []
+
+
+def test_repairs_keep_a_bounded_number_of_old_copies_and_say_where(
+    library: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Issue 25, item 10: interrupted runs and repairs left a copy of the whole index each
+    time (9 in one afternoon)."""
+    db = _copy(library, tmp_path)
+    older = [tmp_path / f"db.damaged-2020010{i}-120000" for i in range(1, 5)]
+    for folder in older:
+        folder.mkdir()
+        (folder / "chroma.sqlite3").write_bytes(b"old")
+    (tmp_path / "db.damaged-notes").mkdir()  # not a copy clipseek made: left alone
+    result = repair(Store(db), force=True)
+    assert result is not None and result.moved_to is not None
+    kept = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("db.damaged-2"))
+    assert kept == sorted([older[2].name, older[3].name, Path(result.moved_to).name])
+    assert (tmp_path / "db.damaged-notes").is_dir()
+    text = result.sentence()
+    assert result.moved_to in text and "3 newest" in text and "db.damaged-*" in text, text
 
 
 def test_repair_of_a_healthy_index_changes_nothing(
@@ -424,6 +523,43 @@ def test_a_resumed_run_checks_the_index_and_repairs_an_unfindable_vector(
     assert summary.new == 1 and summary.unchanged == 5
     assert check(Store(db, create=False)).healthy
     assert not (db / RUN_MARKER).exists()
+
+
+def test_writes_still_only_in_chromas_log_are_not_damage(engine: Engine, tmp_path: Path) -> None:
+    """Issue 25, item 10: a run cut short between Chroma's log and its metadata left
+    vectors "that belong to no record" (and deletes whose records "have no vector"), and
+    the next run repaired an index Chroma would have completed by itself."""
+    import sqlite3
+
+    photos = tmp_path / "photos"
+    for i in range(6):
+        make_photo(photos / f"p{i}.jpg", seed=i)
+    engine.index([photos])
+    db = Path(engine.store.location)
+    con = sqlite3.connect(db / "chroma.sqlite3")
+    with con:
+        (segment,) = con.execute(
+            "SELECT s.id FROM segments s JOIN collections c ON c.id = s.collection "
+            "WHERE s.scope = 'METADATA' AND c.name LIKE 'clipseek_%' "
+            "AND c.name NOT LIKE 'clipseek_failures%'"
+        ).fetchone()
+        seq, record = con.execute(
+            "SELECT seq_id, id FROM embeddings_queue WHERE vector IS NOT NULL "
+            "ORDER BY seq_id DESC LIMIT 1"
+        ).fetchone()
+        # The last add, written to the log but not yet applied to the metadata tables.
+        (rowid,) = con.execute(
+            "SELECT id FROM embeddings WHERE embedding_id = ?", (record,)
+        ).fetchone()
+        con.execute("DELETE FROM embedding_metadata WHERE id = ?", (rowid,))
+        con.execute("DELETE FROM embedding_metadata_array WHERE id = ?", (rowid,))
+        con.execute("DELETE FROM embeddings WHERE id = ?", (rowid,))
+        con.execute("UPDATE max_seq_id SET seq_id = ? WHERE segment_id = ?", (seq - 1, segment))
+    con.close()
+    report = check(Store(db, create=False))
+    assert report.healthy, report.problems
+    assert repair(Store(db)) is None  # nothing to repair
+    assert not [p for p in tmp_path.iterdir() if ".damaged-" in p.name]
 
 
 # --------------------------------------------------------------------------- one-to-one names

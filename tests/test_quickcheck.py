@@ -149,18 +149,17 @@ def test_the_records_read_are_kept_only_while_the_database_is_unchanged(
     """The quick look keeps what it read beside the database and uses it while the
     database's files are the same; any write to them, or a damaged copy, means reading
     the database again."""
-    import marshal
+    from clipseek.indexing import unchanged
 
-    from clipseek.indexing.unchanged import RECORDS_CACHE
-
-    cache = Path(indexed.store.location) / RECORDS_CACHE
+    cache = Path(indexed.store.location) / unchanged.RECORDS_CACHE
     first, _ = _quick(indexed, [photos])
     assert first is not None and cache.exists()
-    key, stored, roots, failed = marshal.loads(cache.read_bytes())
+    key, stored, roots, failed, _offset = _payload(cache)
     assert len(stored) == 12
-    # A record taken out of the kept copy shows the copy is what the next look reads...
+    # A record taken out of the kept copy (by clipseek's own hand, signed) shows the copy is
+    # what the next look reads...
     stored.pop(next(iter(stored)))
-    cache.write_bytes(marshal.dumps((key, stored, roots, failed)))
+    unchanged.save_cache(cache, key, stored, roots, failed)
     assert _quick(indexed, [photos])[0] is None
     # ...until the database changes (here only its times: any write changes its ctime).
     db = Path(indexed.store.location) / "chroma.sqlite3"
@@ -168,7 +167,7 @@ def test_the_records_read_are_kept_only_while_the_database_is_unchanged(
     os.utime(db, ns=(st.st_atime_ns, st.st_mtime_ns))
     again, _ = _quick(indexed, [photos])
     assert again is not None and again.unchanged == 12
-    assert len(marshal.loads(cache.read_bytes())[1]) == 12  # kept afresh
+    assert len(_payload(cache)[1]) == 12  # kept afresh
     cache.write_bytes(b"\x00garbage")
     third, _ = _quick(indexed, [photos])
     assert third is not None and third.unchanged == 12
@@ -187,3 +186,51 @@ def test_an_untested_chromadb_release_takes_the_normal_path(
     monkeypatch.setattr(chroma_format, "installed_chromadb", lambda: "2.0.0")
     assert _quick(indexed, [photos])[0] is None
     assert indexed.index([photos]).unchanged == 12
+
+
+def _payload(cache: Path) -> tuple:
+    """What a records cache holds, and where, whatever header its format puts first."""
+    import marshal
+
+    data = cache.read_bytes()
+    for offset in range(len(data)):
+        try:
+            found = marshal.loads(data[offset:])
+        except (ValueError, EOFError, TypeError):
+            continue
+        if isinstance(found, tuple) and len(found) == 4:
+            return (*found, offset)  # type: ignore[return-value]
+    raise AssertionError("no records in the cache")
+
+
+def _forge(cache: Path, stored: object) -> None:
+    """The cache rewritten by someone who knows its format but not this user's key."""
+    import marshal
+
+    key, _stored, roots, failed, offset = _payload(cache)
+    data = cache.read_bytes()
+    cache.write_bytes(data[:offset] + marshal.dumps((key, stored, roots, failed)))
+
+
+def test_a_malformed_or_forged_records_cache_is_ignored(indexed, photos: Path) -> None:
+    """Issue 25, item 9: a cache with tuple keys crashed `index` (AttributeError); a
+    well-formed forged one made it call new files unchanged, so they were never embedded."""
+    import shutil
+
+    from clipseek.indexing.unchanged import RECORDS_CACHE
+
+    cache = Path(indexed.store.location) / RECORDS_CACHE
+    assert _quick(indexed, [photos])[0] is not None and cache.exists()
+    _key, stored, _roots, _failed, _offset = _payload(cache)
+    _forge(cache, {(path,): stat for path, stat in stored.items()})
+    summary, _ = _quick(indexed, [photos])
+    assert summary is not None and summary.unchanged == 12  # read from the database
+
+    added = photos / "added.jpg"
+    shutil.copyfile(next(photos.glob("*.jpg")), added)
+    st = added.stat()
+    forged = dict(stored)
+    forged[str(added)] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    _forge(cache, forged)
+    assert _quick(indexed, [photos])[0] is None  # the new file is new
+    assert indexed.index([photos]).new == 1

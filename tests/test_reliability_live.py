@@ -31,16 +31,18 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes
 
 def _records(paths: list[str], dim: int = 16, seed: int = 0) -> list[Record]:
     rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(len(paths), dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)  # as clipseek writes them
     return [
         Record(
             path=p,
-            embedding=rng.normal(size=dim).astype(np.float32),
+            embedding=vectors[i],
             size=1,
             mtime_ns=1,
             width=1,
             height=1,
         )
-        for p in paths
+        for i, p in enumerate(paths)
     ]
 
 

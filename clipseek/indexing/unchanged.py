@@ -136,7 +136,7 @@ def _stored(
 
 #: Where an index run keeps what this check last read from the SQLite file.
 RECORDS_CACHE = "clipseek-records.cache"
-_CACHE_FORMAT = 2
+_CACHE_FORMAT = 3
 
 
 def _database_identity(db: Path) -> list[tuple[int, int, int, int] | None] | None:
@@ -166,36 +166,125 @@ def _stored_or_remembered(
     """:func:`_stored`, kept beside the database for the next run while the database's
     files are unchanged.
 
-    Reading and pivoting the metadata rows is the largest part of a re-index with nothing to
-    do; a file of the result loads many times faster (docs/PERFORMANCE.md). It is used only
-    while the database's files have the identity they had when it was read, so the records
-    it gives are exactly the ones the database holds. The caller holds the writer lock, so
-    writing here is a writer's write.
+    Reading and pivoting 60,000 metadata rows is the largest part of a re-index with
+    nothing to do (docs/PERFORMANCE.md); a file of the result loads in a few milliseconds.
+    It is used only while the database's files have the identity they had when it was
+    read (the key names them), so the records it gives are exactly the ones the database
+    holds, and only when it proves it was written by clipseek for that database (see
+    :func:`load_cache`). The caller holds the writer lock, so writing here is a writer's
+    write.
     """
+    identity = _database_identity(db)
+    key = repr((_CACHE_FORMAT, identity, collection_name, failures_name, KEY_SCHEMA, HNSW_CONFIG))
+    cache = db.with_name(RECORDS_CACHE)
+    if identity is not None:
+        remembered = load_cache(cache, key)
+        if remembered is not None:
+            return remembered
+    found = _stored(db, collection_name, failures_name)
+    if found is None or identity is None or _database_identity(db) != identity:
+        return found
+    save_cache(cache, key, *found)  # failing: read next time
+    return found
+
+
+_CACHE_MAGIC = b"clipseek-records 2\n"
+
+
+def _cache_secret() -> bytes | None:
+    """This user's key for the records cache (made on first use, readable by the user
+    only): whoever can write the index folder but is not this user cannot make a cache
+    that passes for clipseek's. None when it cannot be read or made: no cache then."""
+    from clipseek.config import data_dir
+
+    path = data_dir() / "records-cache.key"
+    try:
+        secret = path.read_bytes()
+        if len(secret) == 32:
+            return secret
+    except OSError:
+        pass
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_whole(path, os.urandom(32))
+        os.chmod(path, 0o600)
+        secret = path.read_bytes()
+    except OSError:
+        return None
+    return secret if len(secret) == 32 else None
+
+
+def _mac(secret: bytes, payload: bytes) -> bytes:
+    import hashlib
+    import hmac
+
+    return hmac.new(secret, payload, hashlib.sha256).digest()
+
+
+def save_cache(
+    cache: Path,
+    key: str,
+    stored: dict[str, tuple[int, int, int, int]],
+    roots: list[str],
+    failed: Failures,
+) -> None:
+    """Write the records cache, signed with this user's key (best effort)."""
     import marshal
 
-    db_identity = _database_identity(db)
-    key = repr(
-        (_CACHE_FORMAT, db_identity, collection_name, failures_name, KEY_SCHEMA, HNSW_CONFIG)
-    )
-    cache = db.with_name(RECORDS_CACHE)
-    if db_identity is not None:
-        try:
-            saved_key, stored, roots, failed = marshal.loads(cache.read_bytes())
-            if (
-                saved_key == key
-                and isinstance(stored, dict)
-                and isinstance(roots, list)
-                and isinstance(failed, dict)
-            ):
-                return stored, roots, failed
-        except (OSError, ValueError, EOFError, TypeError):
-            pass
-    found = _stored(db, collection_name, failures_name)
-    if found is None or db_identity is None or _database_identity(db) != db_identity:
-        return found
-    write_whole(cache, marshal.dumps((key, *found)))  # failing: read next time
-    return found
+    secret = _cache_secret()
+    if secret is None:
+        return
+    payload = marshal.dumps((key, stored, roots, failed))
+    write_whole(cache, _CACHE_MAGIC + _mac(secret, payload) + payload)
+
+
+def load_cache(
+    cache: Path, key: str
+) -> tuple[dict[str, tuple[int, int, int, int]], list[str], Failures] | None:
+    """The records a cache holds for ``key`` (the database's identity among it), or None:
+    unsigned, signed by another key, for another database, or not of the shape written
+    (a damaged or forged file is never trusted, and never crashes the run)."""
+    import hmac
+    import marshal
+
+    try:
+        data = cache.read_bytes()
+    except OSError:
+        return None
+    head = len(_CACHE_MAGIC) + 32
+    secret = _cache_secret()
+    if secret is None or not data.startswith(_CACHE_MAGIC) or len(data) < head:
+        return None
+    payload = data[head:]
+    if not hmac.compare_digest(data[len(_CACHE_MAGIC) : head], _mac(secret, payload)):
+        return None
+    try:
+        saved_key, stored, roots, failed = marshal.loads(payload)
+    except (ValueError, EOFError, TypeError):
+        return None
+    if saved_key != key or not isinstance(stored, dict) or not isinstance(roots, list):
+        return None
+    if not isinstance(failed, dict) or not all(
+        isinstance(path, str)
+        and isinstance(f, tuple)
+        and len(f) == 3
+        and type(f[0]) is int
+        and type(f[1]) is int
+        and isinstance(f[2], str)
+        for path, f in failed.items()
+    ):
+        return None
+    if not all(isinstance(r, str) for r in roots):
+        return None
+    for path, stat in stored.items():
+        if not (
+            isinstance(path, str)
+            and isinstance(stat, tuple)
+            and len(stat) == 4
+            and all(type(v) is int for v in stat)
+        ):
+            return None
+    return stored, roots, failed
 
 
 def _upkeep_due(meta: dict[str, object], configuration: str) -> bool:

@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 from clipseek.errors import DamagedIndexError, IndexMissingError, StoreError
 from clipseek.store import chroma_format
+from clipseek.store.aside import aside_folder, prune_aside
 from clipseek.store.image_index import ImageIndex
 from clipseek.store.integrity import (
     _chroma_errors,
@@ -92,6 +93,7 @@ class Store:
         self._client: Any = None
         self._lock: DataLock | None = None if self.is_remote else data_lock(self.location)
         self._health_checked = False
+        self._structure_checked = False
         self.reader = reader and not self.is_remote
         self._snapshot: Path | None = None
         self._snapshot_print: tuple | None = None
@@ -119,7 +121,7 @@ class Store:
 
     # -- damage
 
-    def damage(self, *, notes: str = "read") -> str | None:
+    def damage(self, *, notes: str = "read", graphs: bool = True) -> str | None:
         """What is structurally wrong with the database files, if anything (local only).
 
         By default graphs a writer found sound, and whose files have not changed since,
@@ -129,7 +131,17 @@ class Store:
         if self.is_remote:
             return None
         with self.reading():
-            return find_damage(Path(self.location), notes=notes)
+            return find_damage(Path(self.location), notes=notes, graphs=graphs)
+
+    def _check_structure(self) -> None:
+        """:meth:`_check_health` for a reader that never hands the graph to hnswlib (the
+        direct reader, ``info``'s peek): headers and sizes only, no pass over the links."""
+        if self._health_checked or self._structure_checked or self.is_remote:
+            return
+        problem = self.damage(graphs=False)
+        if problem:
+            raise DamagedIndexError(damaged_message(self.location, problem))
+        self._structure_checked = True
 
     def _check_health(self) -> None:
         """Refuse to work on a damaged database before Chroma reads garbage (or crashes)."""
@@ -143,8 +155,9 @@ class Store:
     def recover(self) -> str | None:
         """Move a damaged database aside so a rebuild can start afresh; returns where it went.
 
-        Nothing is deleted: the damaged files move to a sibling folder the user may
-        inspect or remove. The lock files stay, since the caller holds them.
+        Nothing of this index is deleted: the damaged files move to a sibling folder the user
+        may inspect or remove (the newest few such copies are kept,
+        :mod:`clipseek.store.aside`). The lock files stay, since the caller holds them.
         """
         if self.is_remote:
             return None
@@ -161,10 +174,7 @@ class Store:
         if problem is None:
             return None
         self._forget_client()
-        from datetime import datetime
-
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        target = folder.with_name(f"{folder.name}.damaged-{stamp}")
+        target = aside_folder(folder)
         with self.writing():
             try:
                 target.mkdir(parents=True, exist_ok=False)
@@ -179,7 +189,8 @@ class Store:
                 ) from None
         _process_writes[0] += 1
         bump_generation(folder)
-        self._health_checked = False
+        self._health_checked = self._structure_checked = False
+        prune_aside(folder)
         return str(target)
 
     def _forget_client(self) -> None:
@@ -454,7 +465,7 @@ class Store:
         """
         if self.is_remote or not chroma_format.release_known():
             return None
-        self._check_health()  # a damaged database is reported as :meth:`indexes` would
+        self._check_structure()  # a damaged database is reported as :meth:`indexes` would
         path = Path(self.location) / chroma_format.DATABASE
         if not path.is_file():
             return []
@@ -469,7 +480,7 @@ class Store:
         if self.direct and chroma_format.release_known():
             from clipseek.store.direct import DirectUnavailable, open_direct
 
-            self._check_health()
+            self._check_structure()
             if not self.exists:
                 return None
             name = COLLECTION_PREFIX + collection_slug

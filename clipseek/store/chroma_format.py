@@ -245,6 +245,22 @@ def writes_pending(
     return logged is not None and done < int(logged)
 
 
+def pending_writes(con: sqlite3.Connection, collection_id: str, segment: str) -> dict[str, bool]:
+    """Record id → whether it is being added (True) or deleted (False), for the writes in
+    the log a metadata segment has not applied yet: a writer's work in flight (or cut
+    short), which Chroma applies when it next opens the collection."""
+    row = con.execute("SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment,)).fetchone()
+    applied = int(row[0]) if row is not None and row[0] is not None else -1
+    out: dict[str, bool] = {}
+    for operation, record_id in con.execute(
+        "SELECT operation, id FROM embeddings_queue WHERE topic LIKE ? AND seq_id > ? "
+        "ORDER BY seq_id",
+        (f"%/{collection_id}", applied),
+    ):
+        out[str(record_id)] = operation != OP_DELETE
+    return out
+
+
 def settled_vector_segments(con: sqlite3.Connection) -> set[str]:
     """Vector segments whose files hold every logged write (Chroma loads them as they are
     and never rewrites them)."""
@@ -435,6 +451,8 @@ HNSW_HEADER_FULL = struct.Struct("<I6QiIQQQdQ")
 HNSW_HEADER_SIZE = 100
 #: The one header version this module knows.
 HNSW_VERSION = 1
+#: Stored vectors of a cosine index are unit vectors: a norm further from 1 is damage.
+NORM_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -558,12 +576,28 @@ def read_hnsw_rows(segment: Path) -> HnswRows:
     return HnswRows(head, labels, deleted, vectors)
 
 
+def unit_rows(np: Any, vectors: Any) -> Any:
+    """Which rows are finite vectors of unit length (within :data:`NORM_TOLERANCE`)."""
+    with np.errstate(all="ignore"):
+        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
+    return np.isfinite(norms) & (np.abs(norms - 1.0) <= NORM_TOLERANCE)
+
+
+def not_unit(n: int) -> str:
+    """``n`` stored vectors that are not finite unit vectors, in words."""
+    if n == 1:
+        return "1 stored vector that is not a finite unit vector"
+    return f"{n} stored vectors that are not finite unit vectors"
+
+
 def graph_damage(seg: Path, header_bytes: bytes) -> str | None:
-    """Check every neighbour link of the HNSW graph against the element count.
+    """Check every neighbour link of the HNSW graph against the element count, and that
+    every stored vector of a cosine index is a finite unit vector.
 
     hnswlib follows links without bounds checks, so one garbled link in
     ``data_level0.bin`` or ``link_lists.bin`` makes the first search that reaches it
-    read outside the index and crash the process (exit 139, no message). This reads the
+    read outside the index and crash the process (exit 139, no message); a garbled vector
+    ranks first for any query, with a score no cosine has. This reads the
     files with numpy, without Chroma: about as much reading as Chroma's own load of them,
     which the operating system then has cached.
     """
@@ -588,6 +622,23 @@ def graph_damage(seg: Path, header_bytes: bytes) -> str | None:
     )
     if _links_damaged(np, links, head.max_m0, count):
         return "data_level0.bin has links out of range"
+    # Vectors of dimension 1 are the failures collection's placeholders (l2, zeros).
+    if head.dim > 1:
+        vectors = np.ndarray(
+            shape=(count, head.dim),
+            dtype="<f4",
+            buffer=level0,
+            offset=head.data_offset,
+            strides=(head.per_element, 4),
+        )
+        flags = np.ndarray(
+            shape=(count,), dtype="<u4", buffer=level0, offset=0, strides=(head.per_element,)
+        )
+        live = ((flags >> 16) & 1) == 0
+        bad = int((~unit_rows(np, vectors) & live).sum())
+        del vectors, flags
+        if bad:
+            return f"data_level0.bin holds {not_unit(bad)}"
     del links, level0
     problem = link_lists_damage(seg, head)
     if problem is None and count and label_map(seg) is None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from clipseek.errors import IndexMissingError
+from clipseek.errors import DamagedIndexError, IndexMissingError
 from clipseek.store.chroma_format import (
     COMPARE,
     DATABASE,
@@ -43,6 +43,7 @@ from clipseek.store.chroma_format import (
     ids_of,
     label_map,
     logged_vectors,
+    not_unit,
     read_hnsw_rows,
     read_metadata,
     record_rowids,
@@ -51,12 +52,14 @@ from clipseek.store.chroma_format import (
     rows_in,
     segments,
     stored_as_scalar,
+    unit_rows,
     value_column,
 )
 from clipseek.store.chroma_format import (
     rowids_of as record_rowids_of,
 )
 from clipseek.store.image_index import ImageIndex, IndexFacts
+from clipseek.store.integrity import damaged_message
 from clipseek.store.keys import path_from_meta
 from clipseek.store.records import (
     COLLECTION_PREFIX,
@@ -613,6 +616,7 @@ def load_vectors(
             raise DirectUnavailable("vectors of another size")
         blocks.append(extra.astype(np.float32, copy=False))
         ids.extend(from_log)
+    from_files = len(ids) - len(from_log)
     if len(ids) != len(rowid_of) or len(set(ids)) != len(ids):
         raise DirectUnavailable("records and vectors that do not match")
     if not blocks:
@@ -620,14 +624,18 @@ def load_vectors(
     else:
         matrix = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
     del blocks
-    # Chroma stores unit vectors for a cosine index, and clipseek writes unit vectors;
-    # anything else is divided by its norm, so the scores are cosines whatever was stored.
-    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
-    off = np.flatnonzero(np.abs(norms - 1.0) > 1e-5)
-    if off.size:
-        norms[norms == 0] = 1.0
-        matrix[off] /= norms[off, None]
     rowids = np.array(list(map(rowid_of.__getitem__, ids)), dtype=np.int64)
+    # Chroma stores unit vectors for a cosine index, and clipseek writes unit vectors:
+    # anything else is damage, which would rank first (or NaN) for every query. It is
+    # named, never divided into shape: repair (or a re-index) gives those images theirs.
+    bad = np.flatnonzero(~unit_rows(np, matrix))
+    if bad.size:
+        metas = read_metadata(con, collection.metadata_segment, rowids[bad[:3]].tolist())
+        names = ", ".join(path_from_meta(m) for m in metas.values())
+        where = "data_level0.bin" if bad[0] < from_files else "Chroma's write log"
+        detail = f"{where} holds {not_unit(int(bad.size))}: {names}"
+        detail += ", ..." if bad.size > 3 else ""
+        raise DamagedIndexError(damaged_message(str(folder), detail))
     return ids, rowids, matrix
 
 

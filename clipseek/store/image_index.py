@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import DamagedIndexError, StoreError
+from clipseek.store.chroma_format import NORM_TOLERANCE, not_unit, unit_rows
 from clipseek.store.integrity import (
     _chroma_errors,
     damaged_message,
@@ -402,7 +403,17 @@ class ImageIndex(IndexFacts):
             hits.append(
                 Hit(id=id_, path=path_from_meta(meta), score=1.0 - float(dist), metadata=meta)
             )
+        # No cosine of unit vectors is above 1 or NaN: a garbled stored vector (bit rot the
+        # structural check could not see, a write log's garbage) ranks first with such a
+        # score, so it is named instead of being answered.
+        wrong = [h.path for h in hits if not abs(h.score) <= 1.0 + NORM_TOLERANCE]
+        if wrong:
+            self._garbled(wrong, len(wrong))
         return hits
+
+    def _garbled(self, paths: Sequence[str], count: int) -> None:
+        names = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+        raise DamagedIndexError(damaged_message(self.location, f"{not_unit(count)}: {names}"))
 
     def _matching(self, where: dict[str, Any]) -> int:
         """How many records match ``where`` (ids only, from SQLite)."""
@@ -433,11 +444,12 @@ class ImageIndex(IndexFacts):
         if not ids:
             return []
         matrix = np.stack(blocks)
-        norms = np.linalg.norm(matrix, axis=1)
-        norms[norms == 0] = 1.0
+        bad = np.flatnonzero(~unit_rows(np, matrix))
+        if bad.size:  # damage, never divided into shape (it would rank as anything)
+            self._garbled([path_from_meta(metas[i]) for i in bad], int(bad.size))
         q = np.asarray(vector, dtype=np.float32)
         q = q / (np.linalg.norm(q) or 1.0)
-        scores = (matrix @ q) / norms
+        scores = matrix @ q
         order = np.argsort(-scores, kind="stable")[:n]
         return [
             Hit(id=ids[i], path=path_from_meta(metas[i]), score=float(scores[i]), metadata=metas[i])

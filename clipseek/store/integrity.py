@@ -158,7 +158,7 @@ def store_error(location: str, doing: str, exc: BaseException) -> StoreError:
 # --------------------------------------------------------------------------- damage
 
 
-def find_damage(folder: Path, *, notes: str = "ignore") -> str | None:
+def find_damage(folder: Path, *, notes: str = "ignore", graphs: bool = True) -> str | None:
     """A quick structural check of a Chroma folder: stat calls and two small reads.
 
     Chroma keeps metadata in ``chroma.sqlite3`` and each collection's vectors in a
@@ -169,7 +169,9 @@ def find_damage(folder: Path, *, notes: str = "ignore") -> str | None:
     ``notes``: "read" skips the graphs whose files are still the ones a writer noted in
     :data:`GRAPH_CHECKED` after their links passed (see :class:`_GraphChecks`); "keep"
     also notes the graphs that pass, for a caller holding the writer lock; "ignore"
-    reads every graph.
+    reads every graph. ``graphs`` False checks only the headers and sizes: enough for a
+    reader that never hands the links to hnswlib (the direct reader checks the vectors
+    it reads itself).
     """
     if not folder.is_dir():
         return None
@@ -193,10 +195,10 @@ def find_damage(folder: Path, *, notes: str = "ignore") -> str | None:
         return "chroma.sqlite3 is not a SQLite database"
     checked = _GraphChecks(folder, keeping=notes == "keep") if notes in ("read", "keep") else None
     for seg in persisted:
-        problem = _segment_damage(seg, checked)
+        problem = _segment_damage(seg, checked, graphs)
         if problem:
             return f"{seg.name}/{problem}"
-    if checked is not None and notes == "keep":
+    if checked is not None and notes == "keep" and graphs:
         checked.save({seg.name for seg in persisted})
     return None
 
@@ -289,7 +291,9 @@ class _GraphChecks:
             write_whole(self.path, json.dumps(note).encode())
 
 
-def _segment_damage(seg: Path, checked: _GraphChecks | None = None) -> str | None:
+def _segment_damage(
+    seg: Path, checked: _GraphChecks | None = None, graphs: bool = True
+) -> str | None:
     sizes: dict[str, int] = {}
     for name in (*HNSW_FILES, "index_metadata.pickle"):
         with contextlib.suppress(OSError):
@@ -323,7 +327,7 @@ def _segment_damage(seg: Path, checked: _GraphChecks | None = None) -> str | Non
         return "length.bin is truncated"
     if count and not sizes.get("index_metadata.pickle"):
         return "index_metadata.pickle is missing"
-    if not count:
+    if not count or not graphs:
         return None
     # Taken before the check: a file changed after it no longer matches the note.
     identity = _GraphChecks.identity(seg) if checked is not None else None

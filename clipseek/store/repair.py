@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import ClipseekError, DamagedIndexError, StoreError
+from clipseek.store.aside import aside_folder, kept_sentence, prune_aside
 from clipseek.store.chroma import Store
 from clipseek.store.chroma_format import (
     DATABASE,
@@ -40,15 +41,20 @@ from clipseek.store.chroma_format import (
     connect_readonly,
     label_map,
     logged_vectors,
+    not_unit,
+    pending_writes,
     read_hnsw_rows,
     read_metadata,
     record_rowids,
     segments,
     stored_norms,
+    unit_rows,
 )
+from clipseek.store.integrity import find_damage
 from clipseek.store.keys import ancestors, meta_text, path_from_meta, path_id
 from clipseek.store.lock import LOCK_NAMES, WriterLock
 from clipseek.store.records import COLLECTION_PREFIX, FAILURES_PREFIX, Record
+from clipseek.store.snapshot import remove_snapshot, take_snapshot
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,6 +90,9 @@ class StoredCollection:
     vector_problem: str | None = None
     #: Stored vector norms (``length.bin``) that are not those of unit vectors.
     norm_problem: str | None = None
+    #: Writes in Chroma's log its metadata has not applied yet (id → added, or deleted):
+    #: in flight, not damage.
+    pending: dict[str, bool] = field(default_factory=dict)
 
     @property
     def is_failures(self) -> bool:
@@ -130,6 +139,8 @@ def _read_collections(con: sqlite3.Connection, folder: Path) -> list[StoredColle
         col = StoredCollection(name, collection_id, collection_metadata(con, collection_id))
         scopes = {scope: segment for scope, segment, _ in segments(con, collection_id)}
         rowids = _read_records(con, scopes.get("METADATA"), col)
+        if scopes.get("METADATA") is not None:
+            col.pending = pending_writes(con, collection_id, scopes["METADATA"])
         _read_vectors(con, folder, scopes.get("VECTOR"), rowids, col)
         out.append(col)
     return out
@@ -257,35 +268,52 @@ class CheckReport:
 def check(store: Store, *, self_search: bool = True, sample: int | None = None) -> CheckReport:
     """Whether records, vector files and metadata agree, and every vector finds itself.
 
-    Reads only; takes the shared data lock. The self-search loads Chroma in a child
-    process, so that a crash there (a garbled file the structural check missed) is
-    reported as damage and not as the death of this process. ``sample`` limits the
-    self-search to that many vectors per collection, chosen at random (the automatic
-    check after an interrupted run); every other check always covers every record.
+    A reader: it never writes the index (Chroma writes whatever folder it opens, so the
+    self-search opens a private snapshot), and it sees only committed states (the shared
+    data lock is held from the structural check to the end of the self-search, so a
+    writer's work in flight is never taken for damage; a writer waits meanwhile). The
+    self-search loads Chroma in a child process, so that a crash there (a garbled file the
+    structural check missed) is reported as damage and not as the death of this process.
+    ``sample`` limits the self-search to that many vectors per collection, chosen at
+    random (the automatic check after an interrupted run); every other check always
+    covers every record.
     """
     report = CheckReport(store.location)
     if store.is_remote:
         report.problems.append("a Chroma server cannot be checked from here.")
         report.repairable = False
         return report
-    damage = store.damage(notes="ignore")  # asked for: every link is read, notes or not
-    if damage:
-        report.problems.append(f"{damage}.")
-    try:
-        with store.reading():
-            collections = read_stored(store.location)
-    except DamagedIndexError as exc:
-        report.problems.append(str(exc).split(" (", 1)[0] + ".")
-        report.repairable = False
-        return report
-    # A failures collection follows the key schema of its main collection (migrated with it).
-    schemas = {c.slug: _schema(c) for c in collections if not c.is_failures}
-    for col in collections:
-        _check_collection(col, report, schemas.get(col.slug, _schema(col)))
-    if not report.problems:
-        _check_caches(store, collections, report)
-    if not report.problems and self_search:
-        _self_search(store.location, report, sample, collections)
+    folder = Path(store.location)
+    with store.reading():
+        # Asked for: every link is read, notes or not.
+        damage = find_damage(folder, notes="ignore")
+        if damage:
+            report.problems.append(f"{damage}.")
+        try:
+            collections = read_stored(folder)
+        except DamagedIndexError as exc:
+            report.problems.append(str(exc).split(" (", 1)[0] + ".")
+            report.repairable = False
+            return report
+        # A failures collection follows the key schema of its main collection.
+        schemas = {c.slug: _schema(c) for c in collections if not c.is_failures}
+        for col in collections:
+            _check_collection(col, report, schemas.get(col.slug, _schema(col)))
+        if not report.problems:
+            _check_caches(store, collections, report)
+        if report.problems or not self_search or not (folder / DATABASE).is_file():
+            return report
+        try:
+            snapshot = take_snapshot(folder)
+        except OSError as exc:
+            report.problems.append(f"the self-search could not run ({exc}).")
+            report.inconclusive = True
+            report.repairable = False
+            return report
+        try:
+            _self_search(str(snapshot), report, sample, collections)
+        finally:
+            remove_snapshot(snapshot)
     return report
 
 
@@ -340,26 +368,34 @@ def _check_collection(col: StoredCollection, report: CheckReport, schema: int) -
         )
     if not col.is_failures:
         report.records += len(col.records)
-        missing = [i for i in col.records if i not in col.vectors]
+        # A record whose delete, or a vector whose record, is still only in Chroma's
+        # write log is a writer's work in flight, which Chroma completes: not damage.
+        missing = [i for i in col.records if i not in col.vectors and i not in col.pending]
         if missing:
             report.problems.append(
                 f"{len(missing)} of {len(col.records)} records have no stored vector."
             )
-        extra = [i for i in col.vectors if i not in col.records]
+        extra = [i for i in col.vectors if i not in col.records and not col.pending.get(i)]
         if extra:
             report.problems.append(f"{len(extra)} stored vectors belong to no record.")
         dim = int(col.metadata.get("dim", 0) or 0)
-        kept = [vec for id_, vec in col.vectors.items() if id_ in col.records]
-        sized = [vec for vec in kept if not dim or vec.shape == (dim,)]
-        bad = len(kept) - len(sized)
+        bad: list[str] = []
+        sized: list[tuple[str, np.ndarray]] = []
+        for id_, vec in col.vectors.items():
+            if id_ not in col.records:
+                continue
+            if dim and vec.shape != (dim,):
+                bad.append(path_from_meta(col.records[id_]))
+            else:
+                sized.append((id_, vec))
         # numpy over blocks of vectors, not a call per vector
         for start in range(0, len(sized), 65536):
-            block = np.stack(sized[start : start + 65536])
-            with np.errstate(all="ignore"):
-                norms = np.einsum("ij,ij->i", block, block)
-            bad += int((~(np.abs(norms - 1.0) <= 1e-3)).sum())  # NaN and inf count too
+            chunk = sized[start : start + 65536]
+            off = np.flatnonzero(~unit_rows(np, np.stack([vec for _, vec in chunk])))
+            bad.extend(path_from_meta(col.records[chunk[j][0]]) for j in off.tolist())
         if bad:
-            report.problems.append(f"{bad} stored vectors are garbled (not unit length).")
+            names = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+            report.problems.append(f"{not_unit(len(bad))} ({names}).")
     wrong = 0
     for id_, meta in col.records.items():
         path = path_from_meta(meta)
@@ -415,7 +451,7 @@ def _write_sample(path: Path, collections: list[StoredCollection], sample: int) 
             ids = random.Random(0).sample(ids, sample)
             sampled = True
         arrays[f"name{n}"] = np.array(col.name)
-        arrays[f"records{n}"] = np.array(len(col.records))
+        arrays[f"records{n}"] = np.array(_record_counts(col))
         arrays[f"ids{n}"] = np.array(ids, dtype=str)
         dim = int(col.metadata.get("dim", 0) or 0) or 1
         arrays[f"vectors{n}"] = (
@@ -471,8 +507,8 @@ def _run_self_search(
         report.problems.append(str(problem))
 
 
-def _sample_from(payload: str) -> dict[str, tuple[int, list[str], Any]]:
-    """Collection name -> (records, ids, vectors) from :func:`_write_sample`'s file."""
+def _sample_from(payload: str) -> dict[str, tuple[tuple[int, ...], list[str], Any]]:
+    """Collection name -> (record counts, ids, vectors) from :func:`_write_sample`'s file."""
     import numpy as np
 
     out = {}
@@ -480,9 +516,25 @@ def _sample_from(payload: str) -> dict[str, tuple[int, list[str], Any]]:
         n = 0
         while f"name{n}" in data:
             ids = [str(i) for i in data[f"ids{n}"].tolist()]
-            out[str(data[f"name{n}"])] = (int(data[f"records{n}"]), ids, data[f"vectors{n}"])
+            counts = tuple(int(c) for c in data[f"records{n}"].tolist())
+            out[str(data[f"name{n}"])] = (counts, ids, data[f"vectors{n}"])
             n += 1
     return out
+
+
+def _usable(vec: np.ndarray, dim: int) -> bool:
+    """A stored vector of the collection's size, finite and of unit length."""
+    import numpy as np
+
+    return (not dim or vec.shape[0] == dim) and bool(unit_rows(np, vec.reshape(1, -1))[0])
+
+
+def _record_counts(col: StoredCollection) -> tuple[int, int]:
+    """The records a collection lists, and as many once Chroma applies the writes still in
+    its log (a writer's work in flight, not damage: see StoredCollection)."""
+    applied = {i for i in col.records if col.pending.get(i) is not False}
+    applied |= {i for i, added in col.pending.items() if added}
+    return len(col.records), len(applied)
 
 
 def _self_search_child(
@@ -508,17 +560,17 @@ def _self_search_child(
 
                         ids = random.Random(0).sample(ids, sample)
                     vectors = np.stack([c.vectors[i] for i in ids]) if ids else None
-                    wanted[c.name] = (len(c.records), ids, vectors)
+                    wanted[c.name] = (_record_counts(c), ids, vectors)
         for col in store._collections():
             if col.name not in wanted:
                 continue
-            records, ids, vectors = wanted[col.name]
+            counts, ids, vectors = wanted[col.name]
             total = int(col.count())
-            if total != records:
+            if total not in counts:
                 return {
                     "found": found,
                     "problem": f"Chroma counts {total} records in {col.name}, "
-                    f"the database lists {records}.",
+                    f"the database lists {counts[0]}.",
                 }
             k = min(_SELF_K, total)
             for start in range(0, len(ids), 256):
@@ -576,7 +628,11 @@ class RepairReport:
                 "`clipseek index` run"
             )
         if self.moved_to:
-            text += f". The old files were moved to {self.moved_to}"
+            moved = Path(self.moved_to)
+            text += (
+                f". The old files were moved to {moved} "
+                f"({kept_sentence(moved.parent / Path(self.location).name)})"
+            )
         return text + "."
 
 
@@ -669,15 +725,11 @@ def _fresh_staging(store: Store) -> Path:
 
 def move_aside(store: Store, replacement: Path | None = None) -> str:
     """Move everything but the lock files to ``<db>.damaged-<time>``; returns where.
-    With ``replacement``, that folder's files then take their place (a few renames)."""
+    With ``replacement``, that folder's files then take their place (a few renames).
+    Only the newest few such copies are kept (:mod:`clipseek.store.aside`)."""
     folder = Path(store.location)
     store._forget_client()
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    target = folder.with_name(f"{folder.name}.damaged-{stamp}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = folder.with_name(f"{folder.name}.damaged-{stamp}-{n}")
+    target = aside_folder(folder)
     with store.writing():
         try:
             target.mkdir(parents=True)
@@ -695,14 +747,14 @@ def move_aside(store: Store, replacement: Path | None = None) -> str:
                 f"({exc.strerror or exc}); move it by hand, then run `clipseek repair` on "
                 "the moved copy with --db."
             ) from None
-    store._health_checked = False
+    store._health_checked = store._structure_checked = False
+    prune_aside(folder)
     return str(target)
 
 
 def _restore(
     store: Store, col: StoredCollection, everything: Iterable[StoredCollection]
 ) -> tuple[int, int]:
-    import numpy as np
 
     dim = int(col.metadata.get("dim", 0) or 0)
     model_key = str(col.metadata.get("model_key", ""))
@@ -725,14 +777,7 @@ def _restore(
     for id_, meta in col.records.items():
         vec = col.vectors.get(id_)
         path = path_from_meta(meta)
-        if (
-            vec is None
-            or not path
-            or path_id(path) != id_
-            or (dim and vec.shape[0] != dim)
-            or not np.isfinite(vec).all()
-            or abs(float(np.dot(vec, vec)) - 1.0) > 1e-3
-        ):
+        if vec is None or not path or path_id(path) != id_ or not _usable(vec, dim):
             dropped += 1
             continue
         extra = {
