@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,28 @@ def test_serve_on_an_empty_index_says_new_images_come_within_seconds(
     assert served
     assert "Nothing is indexed" in result.stderr
     assert "within seconds" in result.stderr and "next start" not in result.stderr
+
+
+# --------------------------------------------------------------------------- 20
+
+
+def test_sort_by_date_shows_dates_and_marks_file_times(
+    runner: CliRunner, cli_env: Path, photos: Path, monkeypatch
+) -> None:
+    import time
+
+    monkeypatch.setenv("COLUMNS", "200")
+    for i, path in enumerate(sorted(p for p in photos.rglob("*") if p.is_file())):
+        stamp = time.mktime((2020 + i, 1, 2, 3, 4, 0, 0, 0, -1))
+        os.utime(path, (stamp, stamp))
+    assert runner.invoke(app, ["index", str(photos)]).exit_code == 0
+    by_date = runner.invoke(app, ["query", "a photo", "-k", "12", "--sort", "date"])
+    assert by_date.exit_code == 0, by_date.output
+    assert "taken" in by_date.stdout
+    lines = [line for line in by_date.stdout.splitlines() if "file time" in line]
+    assert len(lines) == 12, by_date.stdout
+    years = [int(re.search(r"(\d{4})-\d\d-\d\d \d\d:\d\d file time", ln)[1]) for ln in lines]
+    assert years == sorted(years)  # the order the column explains
+    # by score, file times alone take no column (they stay in --json)
+    by_score = runner.invoke(app, ["query", "a photo", "-k", "12"])
+    assert "file time" not in by_score.stdout
