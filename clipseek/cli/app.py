@@ -777,8 +777,10 @@ def duplicates(
     engine = _engine(_settings(model=model, db=db, chroma_url=chroma_url))
     groups = engine.duplicates(threshold, in_dir=str(in_dir) if in_dir is not None else None)
     if as_json:
+        from clipseek.photos.pathtext import dumps
+
         payload = {"threshold": threshold, "groups": [g.to_json() for g in groups]}
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        sys.stdout.write(dumps(payload) + "\n")  # exact names, as query --json writes them
         return
     out = _stdout()
     if not groups:
