@@ -10,6 +10,7 @@ Baselines in the same run: the bare directory walk (os.scandir + stat of every f
 and a fresh process importing chromadb (which any CLI re-index pays).
 
     python benchmarks/bench_reindex.py --quick     # 2,000 files, 200 renamed
+    python benchmarks/bench_reindex.py --quick --failed   # plus one file that fails to read
     python benchmarks/bench_reindex.py --repeat 8 --baseline /tmp/old-checkout
 
 ``--baseline DIR`` also times the fresh-process re-index with another checkout's code,
@@ -63,6 +64,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, help="default 10000 (quick 2000)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--baseline", type=Path, help="another checkout to compare with")
+    parser.add_argument(
+        "--failed", action="store_true", help="the tree also holds a file that fails to read"
+    )
     args = parser.parse_args()
     count = args.files or (2000 if args.quick else 10_000)
     renamed = min(1000, count // 10)
@@ -72,13 +76,15 @@ def main() -> None:
     from clipseek.engine import Engine
     from clipseek.testing import build_tiny_model
 
-    base = cache_root() / f"reindex-{count}"
+    base = cache_root() / f"reindex-{count}{'-failed' if args.failed else ''}"
     tree, db = base / "tree", base / "db"
     model_dir = base / "tiny-model"
     if not (model_dir / "open_clip_config.json").exists():
         build_tiny_model(model_dir)
     if not (base / "indexed").exists():  # later, the album holds some of these files
         make_tree(tree, count)
+        if args.failed:  # the index records it as unreadable; every run names it again
+            (tree / "folder000" / "broken.jpg").write_bytes(b"not a picture")
     settings = load_settings({"model": f"local-dir:{model_dir}", "db": db, "device": "cpu"})
     if not (base / "indexed").exists():
         start = time.perf_counter()

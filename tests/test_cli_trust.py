@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,78 @@ def test_serve_on_an_empty_index_says_new_images_come_within_seconds(
     assert served
     assert "Nothing is indexed" in result.stderr
     assert "within seconds" in result.stderr and "next start" not in result.stderr
+
+
+# --------------------------------------------------------------------------- 20
+
+
+def test_sort_by_date_shows_dates_and_marks_file_times(
+    runner: CliRunner, cli_env: Path, photos: Path, monkeypatch
+) -> None:
+    import time
+
+    monkeypatch.setenv("COLUMNS", "200")
+    for i, path in enumerate(sorted(p for p in photos.rglob("*") if p.is_file())):
+        stamp = time.mktime((2020 + i, 1, 2, 3, 4, 0, 0, 0, -1))
+        os.utime(path, (stamp, stamp))
+    assert runner.invoke(app, ["index", str(photos)]).exit_code == 0
+    by_date = runner.invoke(app, ["query", "a photo", "-k", "12", "--sort", "date"])
+    assert by_date.exit_code == 0, by_date.output
+    assert "taken" in by_date.stdout
+    lines = [line for line in by_date.stdout.splitlines() if "file time" in line]
+    assert len(lines) == 12, by_date.stdout
+    years = [int(re.search(r"(\d{4})-\d\d-\d\d \d\d:\d\d file time", ln)[1]) for ln in lines]
+    assert years == sorted(years)  # the order the column explains
+    # by score, file times alone take no column (they stay in --json)
+    by_score = runner.invoke(app, ["query", "a photo", "-k", "12"])
+    assert "file time" not in by_score.stdout
+
+
+# --------------------------------------------------------------------------- 7
+
+
+def test_the_thumbnail_cache_is_private_and_knows_a_replaced_picture(tmp_path: Path) -> None:
+    import stat
+
+    from clipseek.tui.gallery_thumbs import GalleryThumbnails
+
+    photo = make_photo(tmp_path / "pics" / "p.bmp", size=(400, 300), seed=1)
+    cache = tmp_path / "cache" / "thumbnails"
+    cache.parent.mkdir()
+    old = os.umask(0o022)  # a usual umask: what is not asked for is 0755/0644
+    try:
+        first = GalleryThumbnails(cache)
+        before = first.load(str(photo), (200, 150))
+    finally:
+        os.umask(old)
+    assert before.image is not None
+    files = list(cache.rglob("*.jpg"))
+    assert len(files) == 1
+    for folder in (cache, files[0].parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
+
+    # Another picture of the same size put in its place with the same mtime: after a
+    # restart (a new cache object), the new picture is shown, not the old thumbnail.
+    st = photo.stat()
+    replacement = tmp_path / "other.bmp"
+    make_photo(replacement, size=(400, 300), seed=9)  # a BMP: the same size in bytes
+    data = replacement.read_bytes()
+    assert len(data) == st.st_size and data != photo.read_bytes()
+    photo.write_bytes(data)
+    os.utime(photo, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (photo.stat().st_size, photo.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    second = GalleryThumbnails(cache)
+    after = second.load(str(photo), (200, 150))
+    assert second.disk_hits == 0 and second.decoded == 1
+    assert after.image is not None and after.image.tobytes() != before.image.tobytes()
+
+    # A cache folder made before this (0755) is made private when next written, which
+    # also closes the way to the older thumbnails inside it.
+    open_cache = tmp_path / "old-cache"
+    (open_cache / "ab").mkdir(parents=True, mode=0o755)
+    os.chmod(open_cache, 0o755)
+    GalleryThumbnails(open_cache).load(str(photo), (100, 75))
+    assert stat.S_IMODE(open_cache.stat().st_mode) == 0o700
+    (written,) = open_cache.rglob("*.jpg")
+    assert stat.S_IMODE(written.parent.stat().st_mode) == 0o700

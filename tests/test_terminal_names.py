@@ -144,3 +144,39 @@ def test_duplicates_and_info_show_hostile_names_escaped(
     assert info.exit_code == 0, info.output
     assert b"\x1b" not in info.stdout_bytes and b"\x07" not in info.stdout_bytes
     assert b"lib\\x1b]0;T\\x07" in info.stdout_bytes
+
+
+def test_the_quick_unchanged_answer_shows_hostile_names_escaped(
+    runner, cli_env, hostile_library: Path, capfd
+) -> None:
+    """The console script answers an unchanged tree before Typer (cli/quick.py); it names
+    the unreadable file and the links there, under the same rule."""
+    from clipseek.cli.app import app
+    from clipseek.cli.quick import index_if_unchanged
+
+    (hostile_library / "link\x1b]0;L\x07").symlink_to(hostile_library.parent)
+    assert runner.invoke(app, ["index", str(hostile_library)]).exit_code == 0
+    capfd.readouterr()
+    assert index_if_unchanged([str(hostile_library)]) is True
+    out, err = capfd.readouterr()
+    both = (out + err).encode("utf-8", "surrogateescape")
+    _name_bytes_absent(both, terminal=False)
+    assert b"\x1b]0;L" not in both
+    assert b"bad\\x1b[2J\\x0aname.jpg" in both  # the skipped-file line
+    assert b"link\\x1b]0;L\\x07" in both  # the links note
+
+
+def test_duplicates_json_keeps_names_that_are_not_utf8_exact(runner, cli_env, tmp_path) -> None:
+    from clipseek.cli.app import app
+
+    root = tmp_path / "lib"
+    odd = os.fsdecode(os.path.join(os.fsencode(root), b"latin1_\xe9.jpg"))
+    make_photo(Path(odd), seed=2, fmt="JPEG")
+    make_photo(root / f"copy{NEWLINE}", seed=2, fmt="JPEG")
+    assert runner.invoke(app, ["index", str(root)]).exit_code == 0
+    result = runner.invoke(app, ["duplicates", "--json"])
+    assert result.exit_code == 0, result.output
+    (group,) = json.loads(result.stdout)["groups"]
+    paths = {os.fsencode(item["path"]) for item in group["items"]}
+    assert os.fsencode(odd) in paths
+    assert os.fsencode(str(root / f"copy{NEWLINE}")) in paths

@@ -682,7 +682,7 @@ def query(
     if as_json:
         sys.stdout.write(dumps(response.to_json()) + "\n")
     else:
-        _print_results(response)
+        _print_results(response, by_date=sort == "date")
     if save is not None:
         # Lazy: --help does not import this (tests/test_imports.py).
         from clipseek.search.contact_sheet import save_results
@@ -727,7 +727,7 @@ def _export_after_answer(engine: Engine, err: Console | None = None) -> None:
             err.print(outcome.detail, markup=False, highlight=False)
 
 
-def _print_results(response: SearchResponse) -> None:
+def _print_results(response: SearchResponse, *, by_date: bool = False) -> None:
     from urllib.parse import quote
 
     from rich.table import Table
@@ -744,9 +744,10 @@ def _print_results(response: SearchResponse) -> None:
     )
     table.add_column("#", justify="right", style="dim")
     table.add_column("score", justify="right", style="bold cyan")
-    # Only when a camera recorded a date: file times alone would take a path's width for
-    # little (they stay in --json, and results can still be sorted by them).
-    dated = any(r.taken_source == "exif" for r in response.results)
+    # When a camera recorded a date, or the results are in date order (the column is what
+    # explains that order): file times alone sorted by score would take a path's width for
+    # little (they stay in --json).
+    dated = by_date or any(r.taken_source == "exif" for r in response.results)
     if dated:
         table.add_column("taken", no_wrap=True)
     table.add_column("path", overflow="fold")
@@ -761,9 +762,10 @@ def _print_results(response: SearchResponse) -> None:
 
 
 def _taken_cell(taken: str, source: str) -> str:
-    """The date taken, to the minute; a file time (no EXIF date) is shown dimmed."""
+    """The date taken, to the minute; a file time (no date in the photo) says so, dimmed,
+    in the words the app and the web page use."""
     text = taken[:16].replace("T", " ") if taken else ""
-    return f"[dim]{text}[/]" if source == "mtime" else text
+    return f"[dim]{text} file time[/]" if text and source != "exif" else text
 
 
 # --------------------------------------------------------------------------- duplicates
@@ -800,8 +802,10 @@ def duplicates(
     check_threshold(threshold)
     groups = engine.duplicates(threshold, in_dir=str(in_dir) if in_dir is not None else None)
     if as_json:
+        from clipseek.photos.pathtext import dumps
+
         payload = {"threshold": threshold, "groups": [g.to_json() for g in groups]}
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        sys.stdout.write(dumps(payload) + "\n")  # exact names, as query --json writes them
         return
     out = _stdout()
     if not groups:

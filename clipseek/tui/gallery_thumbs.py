@@ -10,9 +10,11 @@ hundred pixels wide, from files that may be 12-megapixel photos. So:
   skipped rather than done late;
 * finished thumbnails stay in memory (a bounded LRU) and on disk under
   ``cache_dir()/thumbnails`` as small JPEGs, keyed by path, size, modification
-  time and pixel box, so that a second search of the same pictures, even in a
-  new session, needs no decode. The disk cache is a cache: it is bounded, pruned
-  oldest-first, and any failure to read or write it only costs a decode.
+  and change times, inode and pixel box (a picture replaced by another of the same
+  size and mtime gets a new thumbnail), so that a second search of the same
+  pictures, even in a new session, needs no decode. The disk cache is a cache: it
+  is bounded, pruned oldest-first, and any failure to read or write it only costs a
+  decode. Thumbnails of private photos are private: folders 0700, files 0600.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ MEMORY_BYTES = 96 * 1024 * 1024
 #: Disk budget; pruned to three quarters of it, oldest first, when exceeded.
 DISK_BYTES = 128 * 1024 * 1024
 #: Bumped when the stored format changes, so old files are simply not found.
-_FORMAT = b"clipseek-gallery-1"
+_FORMAT = b"clipseek-gallery-2"
 
 Size = tuple[int, int]
 
@@ -47,6 +49,14 @@ Size = tuple[int, int]
 def default_cache_folder() -> Path:
 
     return cache_dir() / "thumbnails"
+
+
+def _private_folder(folder: Path) -> None:
+    """``folder`` made (with its parents) and readable by its owner only, as the index is;
+    one made 0755 by an older version is tightened."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_mode & 0o077:
+        os.chmod(folder, 0o700)
 
 
 def worker_count() -> int:
@@ -149,7 +159,7 @@ class GalleryThumbnails:
         cached = self.peek(path, size)
         if cached is not None and (cached.size, cached.mtime_ns) == (st.st_size, st.st_mtime_ns):
             return cached
-        key = self._disk_key(path, st.st_size, st.st_mtime_ns, size)
+        key = self._disk_key(path, st.st_size, st.st_mtime_ns, size, st.st_ctime_ns, st.st_ino)
         thumb = self._read_disk(key, path, st.st_size, st.st_mtime_ns)
         if thumb is None:
             thumb = self._decode(path, st.st_size, st.st_mtime_ns, size)
@@ -224,10 +234,14 @@ class GalleryThumbnails:
     # -- disk cache
 
     @staticmethod
-    def _disk_key(path: str, file_size: int, mtime_ns: int, size: Size) -> str:
+    def _disk_key(
+        path: str, file_size: int, mtime_ns: int, size: Size, ctime_ns: int = 0, inode: int = 0
+    ) -> str:
         digest = hashlib.sha1(_FORMAT)
         digest.update(os.fsencode(path))
-        digest.update(f"\0{file_size}\0{mtime_ns}\0{size[0]}x{size[1]}".encode())
+        digest.update(
+            f"\0{file_size}\0{mtime_ns}\0{ctime_ns}\0{inode}\0{size[0]}x{size[1]}".encode()
+        )
         return digest.hexdigest()
 
     def _file(self, key: str) -> Path | None:
@@ -257,12 +271,15 @@ class GalleryThumbnails:
         file = self._file(key)
         if file is None or thumb.image is None:
             return
+        tmp = file.with_name(f".{file.name}.{os.getpid()}.{threading.get_ident()}")
         try:
-            file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = file.with_name(f".{file.name}.{os.getpid()}.{threading.get_ident()}")
-            thumb.image.save(
-                tmp, "JPEG", quality=88, comment=f"{thumb.width}x{thumb.height}".encode()
-            )
+            _private_folder(file.parent.parent)
+            _private_folder(file.parent)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                thumb.image.save(
+                    out, "JPEG", quality=88, comment=f"{thumb.width}x{thumb.height}".encode()
+                )
             os.replace(tmp, file)
         except Exception:  # read-only or full disk: the cache is optional
             with contextlib.suppress(Exception):

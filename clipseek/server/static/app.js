@@ -306,7 +306,12 @@
       const taken = document.createElement("span");
       taken.className = "taken";
       taken.textContent = takenDate(result.taken, false);
-      if (result.taken_source !== "exif") taken.title = "The file's date (no date in the photo)";
+      if (result.taken_source !== "exif") {
+        // the file's time, not the camera's: said on the label, as the app and CLI say it
+        taken.textContent += " · file time";
+        taken.classList.add("file-time");
+        taken.title = "The file's time (no date in the photo)";
+      }
       thumb.append(taken);
     }
 
@@ -357,7 +362,7 @@
       result.width && result.height ? `· ${result.width} × ${result.height}` : "";
     const when = takenDate(result.taken, true);
     $("modal-taken").textContent = when
-      ? `Taken ${when}${result.taken_source === "exif" ? "" : " (file date)"}`
+      ? `Taken ${when}${result.taken_source === "exif" ? "" : " (file time)"}`
       : "";
     $("modal-camera").textContent = result.camera ? `· ${result.camera}` : "";
     $("modal-path").textContent = shownPath(result.path);
