@@ -388,3 +388,88 @@ async def test_the_filter_line_in_the_app_speaks_its_own_words(tmp_path):
         await wait_for(pilot, lambda: screen._token > token and rows(app))
         await pilot.pause()
         assert _names(app) == {"winter.jpg", "old.jpg"}
+
+
+# ----------------------------------------------------------------- 17: narrow terminals, scores
+
+
+@pilot_test
+async def test_below_70_columns_without_a_viewer_the_picture_is_shown_in_the_app(
+    at_home, loaded_tiny_model, monkeypatch, tmp_path
+):
+    from clipseek.tui.screens.viewer import ViewerScreen
+
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # no xdg-open, no open, no explorer
+    app = make_app(at_home, loaded_tiny_model, opener=None)
+    async with app.run_test(size=(60, 20), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a red square")
+        screen = app.search_screen
+        assert not screen.query_one("#preview").display
+        shown = rows(app)
+
+        await pilot.press("o")  # nothing to open it with: it is shown here instead
+        await wait_for(pilot, lambda: isinstance(app.screen, ViewerScreen))
+        viewer = app.screen
+        await wait_for(pilot, lambda: viewer.pane.showing_image)
+        assert viewer.pane.result.path == shown[0].path
+        assert any("showing it in clipseek" in n.message for n in app._notifications)
+        await pilot.press("right")
+        await wait_for(pilot, lambda: viewer.pane.result.path == shown[1].path)
+        await wait_for(pilot, lambda: viewer.pane.showing_image)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert screen.selected.path == shown[1].path  # the one seen last stays selected
+
+        await pilot.press("v")
+        await wait_for(pilot, lambda: isinstance(app.screen, ViewerScreen))
+        assert app.screen.pane.result.path == shown[1].path
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
+
+
+async def _copy_note(settings, model, size: tuple[int, int]) -> str:
+    app = make_app(settings, model)
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a dog")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: any("clipboard" in n.message for n in app._notifications))
+        return next(n.message for n in app._notifications if "clipboard" in n.message)
+
+
+@pilot_test
+async def test_the_copy_message_points_at_a_preview_that_is_on_screen(
+    at_home, loaded_tiny_model, monkeypatch
+):
+    from clipseek.tui import system
+
+    monkeypatch.setattr(system, "clipboard_command", lambda *a, **k: None)
+    narrow = await _copy_note(at_home, loaded_tiny_model, (60, 20))
+    assert "select the path in the full-screen preview (v)." in narrow
+    wide = await _copy_note(at_home, loaded_tiny_model, (100, 30))
+    assert "select the path in the preview." in wide
+
+
+def test_negative_scores_keep_the_name_column_in_place():
+    from rich.console import Console
+
+    from clipseek.search.query import SearchResult
+    from clipseek.tui.widgets.results import ResultRow, score_width
+
+    results = [
+        SearchResult(rank=1, path="/p/first.jpg", score=0.123, id="1"),
+        SearchResult(rank=2, path="/p/second.jpg", score=-0.045, id="2"),
+        SearchResult(rank=10, path="/p/third.jpg", score=-0.5, id="3"),
+    ]
+    width = score_width(results)
+    console = Console(width=60, file=None)
+    starts = []
+    for result in results:
+        row = ResultRow(result, 0.123, "#ffffff", "#888888", width)
+        lines = console.render_lines(row, pad=False)
+        first = "".join(seg.text for seg in lines[0])
+        starts.append(first.index(result.path.rsplit("/", 1)[1]))
+    assert len(set(starts)) == 1, starts

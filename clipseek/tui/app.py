@@ -32,6 +32,7 @@ from clipseek.tui.screens.duplicates import DuplicatesScreen
 from clipseek.tui.screens.help import HelpScreen
 from clipseek.tui.screens.indexing import IndexingScreen
 from clipseek.tui.screens.search import SearchScreen
+from clipseek.tui.screens.viewer import ViewerScreen
 from clipseek.tui.thumbnails import ThumbnailCache
 
 if TYPE_CHECKING:
@@ -402,6 +403,9 @@ class ClipseekApp(App[None]):
             "Open in viewer", "Open the selected image in the system viewer", search.action_open
         )
         yield SystemCommand(
+            "View full screen", "See the selected image full screen in clipseek", search.action_view
+        )
+        yield SystemCommand(
             "Copy path", "Copy the selected image's path to the clipboard", search.action_copy
         )
         yield SystemCommand(
@@ -464,7 +468,8 @@ class ClipseekApp(App[None]):
 def all_bindings() -> list[Binding]:
     """Every binding of the app and its screens (for the key map, help and checks)."""
     out: list[Binding] = []
-    for owner in (ClipseekApp, SearchScreen, IndexingScreen, DuplicatesScreen, HelpScreen):
+    owners = (ClipseekApp, SearchScreen, IndexingScreen, DuplicatesScreen, ViewerScreen, HelpScreen)
+    for owner in owners:
         for item in owner.BINDINGS:
             if isinstance(item, Binding):
                 out.append(item)
