@@ -7,6 +7,7 @@ Driven headless with Pilot against the small library of tests/test_tui.py.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -473,3 +474,136 @@ def test_negative_scores_keep_the_name_column_in_place():
         first = "".join(seg.text for seg in lines[0])
         starts.append(first.index(result.path.rsplit("/", 1)[1]))
     assert len(set(starts)) == 1, starts
+
+
+# ----------------------------------------------------------------- 1: names on screen
+
+
+def _screen_text(app) -> str:
+    """Every character the terminal would be sent for the screen now (toasts included)."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(segment.text for segment in strip) for strip in strips)
+
+
+def _shows(screen_text: str, name: str) -> bool:
+    """``name`` is on screen, perhaps wrapped over lines of a bordered box."""
+    flat = re.sub(r"[\s│]", "", screen_text)
+    return re.sub(r"\s", "", name) in flat
+
+
+@pilot_test
+async def test_every_name_the_app_shows_goes_through_the_display_rule(tmp_path, monkeypatch):
+    """File and folder names holding escape sequences, a bell and Textual markup: every
+    screen (indexing problems, the folder tree, results, preview, grid, full-screen view,
+    duplicates, notifications) shows them under pathtext's display rule, as plain text.
+
+    The rule itself is pathtext's (and its own tests'); here it is wrapped so that what
+    the app draws can be told apart: ESC and BEL shown as ``<ESC>``/``<BEL>``."""
+    import shutil
+
+    from textual.widgets import Input
+
+    from clipseek.config import load_settings
+    from clipseek.engine import Engine
+    from clipseek.photos import pathtext
+    from clipseek.testing import fixture_model_spec
+    from clipseek.tui.app import ClipseekApp
+    from clipseek.tui.screens.duplicates import DuplicatesScreen
+    from clipseek.tui.screens.viewer import ViewerScreen
+    from tests.conftest import make_photo
+
+    real_path, real_text = pathtext.display_path, pathtext.display_text
+
+    def marked(text: str) -> str:
+        return text.replace("\x1b", "<ESC>").replace("\x07", "<BEL>")
+
+    monkeypatch.setattr(pathtext, "display_path", lambda p: marked(real_path(p)))
+    monkeypatch.setattr(pathtext, "display_text", lambda t: marked(real_text(t)))
+
+    folder = tmp_path / "library"
+    odd = "a\x1b[31mRED\x1b]0;TITLE\x07[b]b.png"
+    make_photo(folder / odd, size=(96, 64), seed=1)
+    shutil.copy(folder / odd, folder / "copy [b]bold\x1b[2J.png")  # a duplicate pair
+    make_photo(folder / "plain.png", size=(96, 64), seed=2)
+    (folder / "bad\x1b[2J[red].jpg").write_bytes(b"not a picture")
+    sub = folder / "[b]sub\x1b[31m"
+    make_photo(sub / "inside.png", size=(96, 64), seed=3)
+
+    settings = load_settings(
+        {"model": fixture_model_spec(), "db": tmp_path / "db", "device": "cpu", "precision": "fp32"}
+    )
+    opened: list[str] = []
+    app = ClipseekApp(
+        engine=Engine(settings),
+        preview="halfcell",
+        clock=lambda: 1000.0,
+        opener=lambda path, reveal: opened.append(path),
+    )
+
+    def clean(where: str) -> str:
+        text = _screen_text(app)
+        assert "\x1b" not in text and "\x07" not in text, where
+        return text
+
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await pilot.press("escape", "i")
+        box = app.screen.query_one("#folder", Input)
+        box.value = str(folder)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.index_job is not None and not app.index_job.running)
+        await pilot.pause()
+        assert [f.path for f in app.index_job.failures] == [str(folder / "bad\x1b[2J[red].jpg")]
+        text = clean("indexing problems")
+        assert _shows(text, "bad<ESC>[2J[red].jpg")
+
+        # The folder tree, rooted at the library.
+        await pilot.press("n")
+        box.value = str(folder) + os.sep
+        await pilot.pause()
+        tree = app.screen.query_one("#folder-tree")
+        await wait_for(pilot, lambda: _shows(_screen_text(app), "[b]sub<ESC>[31m"))
+        clean("folder tree")
+        assert tree.is_mounted
+
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.search_screen)
+        await search(pilot, "a picture")
+        assert len(rows(app)) >= 3
+        text = clean("results and preview")
+        assert _shows(text, "a<ESC>[31mRED") and _shows(text, "[b]sub<ESC>[31m")
+        screen = app.search_screen
+        odd_row = next(i for i, r in enumerate(rows(app)) if r.path == str(folder / odd))
+        screen.query_one("#results").highlighted = odd_row
+        await pilot.pause()
+        pane = screen.query_one("#preview")
+        await wait_for(pilot, lambda: pane.result.path == str(folder / odd))
+        text = clean("the preview of the odd name")
+        assert _shows(text, "a<ESC>[31mRED<ESC>]0;TITLE<BEL>[b]b.png")  # path, unabridged
+        for key in ("o", "c"):  # notifications quote the name
+            await pilot.press(key)
+            await pilot.pause()
+            clean(f"after {key}")
+        assert opened == [str(folder / odd)] and app.is_running
+
+        await pilot.press("g")
+        await wait_for(pilot, lambda: screen.grid_active)
+        await wait_for(pilot, lambda: screen.query_one("#gallery").complete)
+        clean("grid")
+        await pilot.press("v")
+        await wait_for(pilot, lambda: isinstance(app.screen, ViewerScreen))
+        for _ in range(4):
+            await pilot.press("right")
+            await pilot.pause()
+            clean("full-screen view")
+        await pilot.press("escape", "g")
+        await wait_for(pilot, lambda: app.screen is screen and not screen.grid_active)
+
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, DuplicatesScreen))
+        dups = app.screen
+        await wait_for(pilot, lambda: dups.groups)
+        await pilot.pause()
+        text = clean("duplicates")
+        assert _shows(text, "copy [b]bold<ESC>[2J.png")
+        assert app.is_running and app.return_code is None

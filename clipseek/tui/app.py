@@ -339,12 +339,18 @@ class ClipseekApp(App[None]):
         self.search_screen.refresh_status()
         return True
 
-    def notify(self, message: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        """Every message (many quote a path) is made drawable first: a file name that is
-        not UTF-8 would otherwise stop the app when the terminal is written to."""
+    def notify(  # type: ignore[override]
+        self, message: str, *, title: str = "", markup: bool = False, **kwargs: Any
+    ) -> None:
+        """Every message (many quote a path) is made drawable first, under the display
+        rule (undecodable bytes and control characters escaped), and is plain text
+        unless ``markup`` is asked for: a file name such as ``[b]x.jpg`` or ``a[/]b.jpg``
+        is not markup. Callers that pass ``markup=True`` escape what they quote."""
         from clipseek.photos.pathtext import display_text
 
-        super().notify(display_text(str(message)), *args, **kwargs)
+        super().notify(
+            display_text(str(message)), title=display_text(title), markup=markup, **kwargs
+        )
 
     # -- actions
 

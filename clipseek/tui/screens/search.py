@@ -607,13 +607,13 @@ class SearchScreen(Screen[None]):
         def work() -> None:
             if argv is not None and copy_with_tool(text, argv):
                 note = f"Copied {shown} [dim](clipboard via {argv[0]})[/dim]"
-                app.call_from_thread(app.notify, note, timeout=4)
+                app.call_from_thread(app.notify, note, timeout=4, markup=True)
                 return
             note = (
                 f"Sent {shown} to the terminal's clipboard. [dim]If it does not paste "
                 f"(tmux, screen or SSH can block it), select the path in {where}.[/dim]"
             )
-            app.call_from_thread(app.notify, note, timeout=10)
+            app.call_from_thread(app.notify, note, timeout=10, markup=True)
 
         self.run_worker(work, group="copy", thread=True, exit_on_error=False)
 
