@@ -1,16 +1,28 @@
-"""The store at a million images: insert rate, warm and cold queries, memory, disk, recall.
+"""The store at 10k, 100k, a million images: every read path a user takes, against a baseline.
 
 Synthetic 512-d unit vectors (clustered like photo embeddings: a few thousand centres
-plus noise, which is harder for HNSW than it looks and easier than uniform noise) go in
-through clipseek's own ``ImageIndex.upsert`` with realistic metadata (path, size, mtime,
-dimensions, content hash, folder list), so the figures are clipseek's, not bare Chroma's.
-Then, in a fresh process: the cold first query (opening the store and loading the HNSW
-index), warm query p50/p95, peak RSS; recall@10 against an exact scan of every vector.
+plus noise, with a near-copy planted every 500 records) go in through clipseek's own
+``ImageIndex.upsert`` with realistic metadata (path, size, mtime, dimensions, content
+hash, folder list), so the figures are clipseek's, not bare Chroma's. Then the index's
+vector cache is built as an index run ends (``refresh_caches``), and each read path runs
+in fresh processes, for this checkout and for ``--baseline`` (another checkout's code
+over the same index files, in the same run):
 
-    python benchmarks/bench_store_million.py              # 1,000,000 vectors
-    python benchmarks/bench_store_million.py --n 100000   # ~3 min on 2 cores
+- cold query: a new process opens the index as ``clipseek query`` does (the direct
+  reader) and answers one query, plain and filtered to one folder; with the index files
+  in the page cache, and with them evicted (``posix_fadvise(DONTNEED)`` on the index's
+  files only: dropping every cache would slow the other jobs on a shared machine). The
+  text encoder is not included: it costs the same whatever the library's size;
+- ``clipseek check`` (``repair.check``), ``clipseek duplicates`` (``find_duplicates``
+  through the engine's reader), ``clipseek info`` (``Store.peek_indexes``): time and peak
+  RSS of each, one process each;
+- with ``--serve``: Chroma's HNSW (what ``clipseek serve`` searches): cold first query,
+  warm p50/p95 over 200 queries, recall@10 against an exact scan.
 
-Goals (issue 11): warm p50 <= 50 ms, cold first query <= 3 s, recall@10 >= 0.99.
+    python benchmarks/bench_store_million.py --n 10000 --baseline /tmp/base
+    python benchmarks/bench_store_million.py --n 100000 --baseline /tmp/base --dir /tmp/s100k
+    python benchmarks/bench_store_million.py --n 100000 --dir /tmp/s100k --reuse   # no insert
+
 ``--time-limit`` stops inserting after that many seconds and measures what is in.
 """
 
@@ -21,20 +33,23 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cache_root, header, percentile
+from _common import ROOT, cache_root, compile_sources, header, percentile
 
 DIM = 512
 CHUNK = 5000
+KEY, SLUG = "bench:million", "bench-million"
 
 
 def vectors(start: int, count: int, centres: int, seed: int = 0):
-    """Rows ``start .. start+count`` of the synthetic corpus, the same on every call."""
+    """Rows ``start .. start+count`` of the synthetic corpus, the same on every call; a
+    row at 1 past a multiple of 500 is a near-copy (cosine ~0.99) of the row before."""
     import numpy as np
 
     centre_rng = np.random.default_rng(seed)
@@ -43,6 +58,10 @@ def vectors(start: int, count: int, centres: int, seed: int = 0):
     pick = rng.integers(0, centres, count)
     out = means[pick] + 0.6 * rng.standard_normal((count, DIM)).astype(np.float32)
     out /= np.linalg.norm(out, axis=1, keepdims=True)
+    for j in range(count):
+        if (start + j) % 500 == 1 and j > 0:
+            near = out[j - 1] + 0.004 * rng.standard_normal(DIM).astype(np.float32)
+            out[j] = near / np.linalg.norm(near)
     return out
 
 
@@ -94,13 +113,88 @@ def exact_top(qs, n: int, centres: int, k: int = 10):
     return [set(row.tolist()) for row in best_ids]
 
 
-_QUERY_PROCESS = r"""
+def _number(path: str) -> int:
+    return int(path.rsplit("_", 1)[1].split(".")[0])
+
+
+# Each child prints one line: RESULT {json}. ``rss_mb`` is the child's own peak (VmHWM:
+# ru_maxrss would count the parent's memory at the fork, before the child's exec).
+_PEAK = r"""
+def peak_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+"""
+
+_COLD = r"""
+import json, resource, sys, time
+start = time.perf_counter()
+import numpy as np
+from clipseek.store import Store
+store = Store(sys.argv[1], reader=True, direct=True)
+index = store.open_index(sys.argv[3], sys.argv[4])
+q = np.load(sys.argv[2])[int(sys.argv[5])]
+hits = index.query(q, 10)
+cold = time.perf_counter() - start
+t = time.perf_counter()
+inside = index.query(q, 10, under="/photos/2003")
+filtered = time.perf_counter() - t
+print("RESULT " + json.dumps({
+    "s": cold, "filtered_s": filtered,
+    "paths": [h.path for h in hits], "inside": [h.path for h in inside],
+    "from_cache": getattr(index, "from_cache", None),
+    "rss_mb": peak_mb(),
+}))
+"""
+
+_CHECK = r"""
+import json, resource, sys, time
+start = time.perf_counter()
+from clipseek.store import Store
+from clipseek.store.repair import check
+report = check(Store(sys.argv[1], create=False))
+print("RESULT " + json.dumps({
+    "s": time.perf_counter() - start, "healthy": report.healthy, "problems": report.problems,
+    "found_self": report.found_self, "records": report.records,
+    "rss_mb": peak_mb(),
+}))
+"""
+
+_DUPLICATES = r"""
+import json, resource, sys, time
+start = time.perf_counter()
+from clipseek.store import Store
+from clipseek.search.duplicates import find_duplicates
+index = Store(sys.argv[1], reader=True, direct=True).open_index(sys.argv[3], sys.argv[4])
+groups = find_duplicates(index, 0.95)
+print("RESULT " + json.dumps({
+    "s": time.perf_counter() - start, "groups": len(groups),
+    "largest": max((len(g.items) for g in groups), default=0),
+    "from_cache": getattr(index, "from_cache", None),
+    "rss_mb": peak_mb(),
+}))
+"""
+
+_INFO = r"""
+import json, resource, sys, time
+start = time.perf_counter()
+from clipseek.store import Store
+infos = Store(sys.argv[1], reader=True).peek_indexes()
+print("RESULT " + json.dumps({
+    "s": time.perf_counter() - start, "count": sum(i.count for i in infos or []),
+    "rss_mb": peak_mb(),
+}))
+"""
+
+_SERVE = r"""
 import json, resource, sys, time
 import numpy as np
 start = time.perf_counter()
 from clipseek.store import Store
-store = Store(sys.argv[1], create=False)
-index = store.open_index("bench:million", "bench-million")
+store = Store(sys.argv[1], reader=True)
+index = store.open_index(sys.argv[3], sys.argv[4])
 qs = np.load(sys.argv[2])
 first = index.query(qs[0], 10)
 cold = time.perf_counter() - start
@@ -109,12 +203,109 @@ for q in qs:
     t = time.perf_counter()
     hits = index.query(q, 10)
     times.append(time.perf_counter() - t)
-    found.append([int(h.path.rsplit("_", 1)[1].split(".")[0]) for h in hits])
+    found.append([h.path for h in hits])
 print("RESULT " + json.dumps({
     "cold_s": cold, "times": times, "found": found,
-    "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "rss_mb": peak_mb(),
 }))
 """
+
+
+def child(code: Path, script: str, *args: str, timeout: float = 3600) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(code), "ANONYMIZED_TELEMETRY": "False"}
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK + script, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=str(code),
+    )
+    lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    if not lines:
+        raise SystemExit(f"child failed in {code}:\n{out.stdout[-2000:]}{out.stderr[-4000:]}")
+    return json.loads(lines[-1][7:])
+
+
+def evict(folder: Path) -> None:
+    """Drop the index's files from the page cache (only those: the machine is shared)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def build(folder: Path, n: int, centres: int, time_limit: float | None) -> dict:
+    from clipseek.store import Store
+    from clipseek.store.chroma import HNSW_CONFIG
+    from clipseek.store.vector_cache import refresh_caches
+
+    shutil.rmtree(folder, ignore_errors=True)
+    store = Store(str(folder))
+    index = store.create_index(KEY, "bench", SLUG, DIM)
+    print(f"HNSW settings: {json.dumps(HNSW_CONFIG)}; write chunk {index._max_batch()}", flush=True)
+    start = time.perf_counter()
+    inserted, checkpoint, at_checkpoint = 0, start, 0
+    for first in range(0, n, CHUNK):
+        block = vectors(first, min(CHUNK, n - first), centres)
+        index.upsert([record(first + j, v) for j, v in enumerate(block)])
+        inserted = first + len(block)
+        if inserted % 100_000 == 0 or inserted == n:
+            now = time.perf_counter()
+            rate = (inserted - at_checkpoint) / max(now - checkpoint, 1e-9)
+            print(f"  {inserted:>9,} in {now - start:7.1f} s (last {rate:,.0f}/s)", flush=True)
+            checkpoint, at_checkpoint = now, inserted
+        if time_limit and time.perf_counter() - start > time_limit:
+            print(f"  time limit: stopping at {inserted:,}", flush=True)
+            break
+    insert_s = time.perf_counter() - start
+    store.close()
+    t = time.perf_counter()
+    refresh_caches(folder)  # what the end of an index run does
+    cache_s = time.perf_counter() - t
+    return {
+        "n": inserted,
+        "insert_s": insert_s,
+        "insert_per_s": inserted / insert_s,
+        "cache_build_s": cache_s,
+        "peak_rss_writer_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def measure(code: Path, folder: Path, qfile: Path, n: int, args: argparse.Namespace) -> dict:
+    """Every read path of one checkout's code over the index in ``folder``."""
+    compile_sources(code)
+    out: dict = {}
+    db = str(folder)
+    warm, dropped = [], []
+    for i in range(args.repeat):
+        child(code, _COLD, db, str(qfile), KEY, SLUG, str(i))  # files into the page cache
+        warm.append(child(code, _COLD, db, str(qfile), KEY, SLUG, str(i)))
+        evict(folder)
+        dropped.append(child(code, _COLD, db, str(qfile), KEY, SLUG, str(i)))
+    out["cold_query_s"] = [r["s"] for r in warm]
+    out["cold_query_dropped_s"] = [r["s"] for r in dropped]
+    out["filtered_s"] = [r["filtered_s"] for r in warm]
+    out["cold_query_rss_mb"] = max(r["rss_mb"] for r in warm + dropped)
+    out["from_cache"] = warm[0]["from_cache"]
+    out["answers"] = [r["paths"] for r in warm]
+    out["inside"] = [r["inside"] for r in warm]
+    for name, script, wanted in (
+        ("info", _INFO, True),
+        ("check", _CHECK, "check" not in args.skip),
+        ("duplicates", _DUPLICATES, "duplicates" not in args.skip),
+    ):
+        if not wanted:
+            continue
+        t = time.perf_counter()
+        res = child(code, script, db, str(qfile), KEY, SLUG)
+        res["wall_s"] = time.perf_counter() - t
+        out[name] = res
+        print(f"    {name}: {res['s']:.2f} s, {res['rss_mb']:,.0f} MB", flush=True)
+    return out
 
 
 def main() -> None:
@@ -122,85 +313,92 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--centres", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=3, help="cold queries of each kind")
     parser.add_argument("--time-limit", type=float, default=None, help="seconds of inserting")
-    parser.add_argument("--dir", type=Path, default=None, help="where the store goes")
+    parser.add_argument("--dir", type=Path, default=None, help="where the store goes (kept)")
+    parser.add_argument("--reuse", action="store_true", help="measure the store in --dir as is")
+    parser.add_argument("--baseline", type=Path, default=None, help="a checkout to compare")
+    parser.add_argument("--skip", default="", help="comma list of: check,duplicates")
+    parser.add_argument("--serve", action="store_true", help="also Chroma's HNSW and recall")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    header(f"Chroma store at {args.n:,} vectors ({DIM}-d), through clipseek's ImageIndex")
+    args.skip = set(filter(None, args.skip.split(",")))
+    header(f"The store at {args.n:,} vectors ({DIM}-d), through clipseek's ImageIndex")
     import numpy as np
 
-    from clipseek.store import Store
-    from clipseek.store.chroma import HNSW_CONFIG
-
     folder = args.dir or cache_root() / f"store-{args.n}"
-    shutil.rmtree(folder, ignore_errors=True)
-    store = Store(str(folder))
-    index = store.create_index("bench:million", "bench", "bench-million", DIM)
-    print(f"HNSW settings: {json.dumps(HNSW_CONFIG)}; write chunk {index._max_batch()}", flush=True)
-    start = time.perf_counter()
-    inserted, checkpoint, at_checkpoint = 0, start, 0
-    for first in range(0, args.n, CHUNK):
-        block = vectors(first, min(CHUNK, args.n - first), args.centres)
-        index.upsert([record(first + j, v) for j, v in enumerate(block)])
-        inserted = first + len(block)
-        if inserted % 100_000 == 0 or inserted == args.n:
-            now = time.perf_counter()
-            print(
-                f"  {inserted:>9,} in {now - start:7.1f} s "
-                f"(last stretch {(inserted - at_checkpoint) / max(now - checkpoint, 1e-9):,.0f}/s)",
-                flush=True,
-            )
-            checkpoint, at_checkpoint = now, inserted
-        if args.time_limit and time.perf_counter() - start > args.time_limit:
-            print(f"  time limit: stopping at {inserted:,}", flush=True)
-            break
-    insert_s = time.perf_counter() - start
-    writer_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    store.close()
-    disk = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    n = inserted
+    figures: dict = {}
+    if args.reuse:
+        from clipseek.store import Store
 
-    qs = queries(args.queries, n, args.centres)
+        infos = Store(str(folder), reader=True).peek_indexes() or []
+        figures["n"] = sum(i.count for i in infos)
+    else:
+        figures.update(build(folder, args.n, args.centres, args.time_limit))
+        print(
+            f"insert {figures['insert_per_s']:,.0f}/s ({figures['insert_s']:.0f} s); "
+            f"vector cache built in {figures['cache_build_s']:.1f} s",
+            flush=True,
+        )
+    n = figures["n"]
+    figures["disk_mb"] = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+    qs = queries(max(args.queries, args.repeat), n, args.centres)
     qfile = cache_root() / "million-queries.npy"
     np.save(qfile, qs)
-    out = subprocess.run(
-        [sys.executable, "-c", _QUERY_PROCESS, str(folder), str(qfile)],
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-        timeout=1800,
-    )
-    lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
-    if not lines:
-        raise SystemExit(out.stdout[-2000:] + out.stderr[-4000:])
-    res = json.loads(lines[-1][7:])
-    truth = exact_top(qs, n, args.centres)
-    recall = float(
-        np.mean([len(set(f) & t) / 10 for f, t in zip(res["found"], truth, strict=True)])
-    )
-    times_ms = [t * 1000 for t in res["times"]]
-    figures = {
-        "n": n,
-        "insert_per_s": n / insert_s,
-        "insert_s": insert_s,
-        "cold_first_query_s": res["cold_s"],
-        "warm_p50_ms": percentile(times_ms, 50),
-        "warm_p95_ms": percentile(times_ms, 95),
-        "recall_at_10": recall,
-        "peak_rss_writer_mb": writer_rss,
-        "peak_rss_reader_mb": res["rss_mb"],
-        "disk_mb": disk / 1e6,
-        "hnsw": HNSW_CONFIG,
-    }
-    print(
-        f"n={n:,}: insert {figures['insert_per_s']:,.0f}/s ({insert_s:.0f} s); "
-        f"cold first query {res['cold_s']:.2f} s (goal <= 3); "
-        f"warm p50 {figures['warm_p50_ms']:.1f} ms / p95 {figures['warm_p95_ms']:.1f} ms "
-        f"(goal p50 <= 50); recall@10 {recall:.3f} (goal >= 0.99); "
-        f"peak RSS writer {writer_rss:,.0f} MB, reader {res['rss_mb']:,.0f} MB; "
-        f"disk {disk / 1e6:,.0f} MB",
-        flush=True,
-    )
+
+    codes = [("this", ROOT)] + ([("baseline", args.baseline)] if args.baseline else [])
+    for label, code in codes:
+        print(f"  {label} ({code}):", flush=True)
+        figures[label] = measure(code, folder, qfile, n, args)
+    truth = exact_top(qs[: args.repeat], n, args.centres)
+    for label, _ in codes:
+        got = figures[label].pop("answers")
+        pairs = zip(got, truth, strict=False)
+        figures[label]["recall_at_10"] = float(
+            np.mean([len({_number(p) for p in a} & t) / 10 for a, t in pairs])
+        )
+        inside = figures[label].pop("inside")
+        figures[label]["filtered_all_inside"] = all(
+            p.startswith("/photos/2003/") for answer in inside for p in answer
+        )
+
+    if args.serve:
+        res = child(ROOT, _SERVE, str(folder), str(qfile), KEY, SLUG)
+        truth = exact_top(qs, n, args.centres)
+        found = [[_number(p) for p in f] for f in res["found"]]
+        times_ms = [t * 1000 for t in res["times"]]
+        figures["serve"] = {
+            "cold_first_query_s": res["cold_s"],
+            "warm_p50_ms": percentile(times_ms, 50),
+            "warm_p95_ms": percentile(times_ms, 95),
+            "recall_at_10": float(
+                np.mean([len(set(f) & t) / 10 for f, t in zip(found, truth, strict=True)])
+            ),
+            "rss_mb": res["rss_mb"],
+        }
+
+    print(f"\nn = {n:,}; disk {figures['disk_mb']:,.0f} MB")
+    for label, _ in codes:
+        f = figures[label]
+        line = (
+            f"  {label:>8}: cold query {statistics.median(f['cold_query_s']):.2f} s "
+            f"(runs {', '.join(f'{x:.2f}' for x in f['cold_query_s'])}), files evicted "
+            f"{statistics.median(f['cold_query_dropped_s']):.2f} s, filtered +"
+            f"{statistics.median(f['filtered_s']) * 1000:.0f} ms, peak RSS "
+            f"{f['cold_query_rss_mb']:,.0f} MB, recall@10 {f['recall_at_10']:.3f}, "
+            f"cache {f['from_cache']}"
+        )
+        for name in ("info", "check", "duplicates"):
+            if name in f:
+                line += f"; {name} {f[name]['s']:.1f} s / {f[name]['rss_mb']:,.0f} MB"
+        print(line)
+    if "serve" in figures:
+        s = figures["serve"]
+        print(
+            f"  serve (HNSW): cold first {s['cold_first_query_s']:.2f} s, warm p50 "
+            f"{s['warm_p50_ms']:.1f} ms / p95 {s['warm_p95_ms']:.1f} ms, recall@10 "
+            f"{s['recall_at_10']:.3f}, {s['rss_mb']:,.0f} MB"
+        )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
     if not args.dir:

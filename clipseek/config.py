@@ -1,4 +1,4 @@
-"""Settings: one place that decides what every face runs with.
+"""Settings: one place that decides what every front end runs with.
 
 Precedence is flags > environment > config file > built-in defaults, so that a
 user can keep their usual choices in a file, override them per shell session,
@@ -172,6 +172,45 @@ def _batch_size(value: Any, source: str | None) -> int:
     return value
 
 
+#: The most threads a command line may ask for (model threads, decoder threads): far above
+#: any machine's cores, far below what makes ONNX Runtime or torch fail or crash.
+MAX_THREADS = 1024
+
+
+def thread_count(value: int | None, flag: str) -> int | None:
+    """A thread count given as ``flag`` (None: not given), or the :class:`ConfigError`
+    that says which numbers it takes."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
+        raise ConfigError(
+            f"{flag} {value}: the number of threads must be a whole number from 1 to {MAX_THREADS}."
+        )
+    return value
+
+
+def _chroma_url(value: Any, source: str | None) -> str | None:
+    """A Chroma server's address: an http(s) URL with a host, never anything else (a
+    ``file:`` URL used to become an index folder named ``file:`` in the current folder)."""
+    from urllib.parse import urlsplit
+
+    text = _text("chroma_url", value, source).strip()
+    if not text:
+        return None
+    problem = (
+        f"{_shown('chroma_url', value, source)}: the Chroma server's address must be an "
+        "http:// or https:// URL, e.g. http://localhost:8000."
+    )
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ConfigError(problem) from None
+    if url.scheme.lower() not in ("http", "https") or not url.hostname:
+        raise ConfigError(problem)
+    return text
+
+
 def _megapixels(value: Any, source: str | None) -> float:
     problem = (
         f"{_shown('max_megapixels', value, source)}: the megapixel limit must be a positive "
@@ -211,7 +250,7 @@ def _checked(
         raise ConfigError(f"{_shown('db', db, src('db'))}: db must be a folder path (in quotes).")
     out["db"] = Path(str(db)).expanduser()
     if out.get("chroma_url") is not None:
-        out["chroma_url"] = _text("chroma_url", out["chroma_url"], src("chroma_url")) or None
+        out["chroma_url"] = _chroma_url(out["chroma_url"], src("chroma_url"))
     try:
         out["batch_size"] = _batch_size(out["batch_size"], src("batch_size"))
     except ConfigError as exc:

@@ -1,4 +1,4 @@
-"""The engine: the one object every face (CLI, TUI, server) drives.
+"""The engine: the one object every front end (CLI, TUI, server) drives.
 
 It owns the settings, the store and the lazily loaded model, and decides which
 model an operation uses: the one the user named, or, when they named none, the
@@ -23,8 +23,24 @@ from clipseek.errors import (
     StoreError,
 )
 from clipseek.models import Embedder, ModelSpec, resolve_model
-from clipseek.search.query import Query, Searcher, SearchResponse, check_top_k, encode_image
+from clipseek.models.runtime import (
+    ExportOutcome,
+    export_after_use,
+    load_index_model,
+    load_reader_model,
+    needs_export,
+)
+from clipseek.photos.imaging import open_image_bytes, to_rgb
+from clipseek.search.query import (
+    Query,
+    Searcher,
+    SearchResponse,
+    check_top_k,
+    encode_image,
+    parse_query,
+)
 from clipseek.store import ImageIndex, IndexInfo, Store, StoredEntry
+from clipseek.store.lock import LockHolder, WriterLock
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,7 +50,6 @@ if TYPE_CHECKING:
     from clipseek.indexing.events import EventHandler, IndexSummary
     from clipseek.indexing.options import IndexOptions
     from clipseek.indexing.pipeline import Indexer
-    from clipseek.models.runtime import ExportOutcome
     from clipseek.search.duplicates import DuplicateGroup
     from clipseek.search.filters import Filters
 
@@ -64,7 +79,7 @@ class Engine:
         #: store/direct.py and store/snapshot.py). :meth:`index` writes through its own
         #: store on the folder itself.
         self.store = Store(settings.store_location, reader=True, direct=direct)
-        #: A face where the first answer matters more than a few milliseconds on each later
+        #: A front end where the first answer matters more than a few milliseconds on each later
         #: one (a query, the app) builds its ONNX sessions for a quick start
         #: (see OnnxModel.prepack).
         self.quick_start = quick_start
@@ -115,8 +130,6 @@ class Engine:
                         self.spec, self.settings.device, self.settings.precision
                     )
                 else:
-                    from clipseek.models.runtime import load_reader_model
-
                     self._model = load_reader_model(
                         self.spec,
                         self.settings.device,
@@ -137,8 +150,6 @@ class Engine:
                     )
                 return self._model
             if self._model is None or not self._for_indexing:
-                from clipseek.models.runtime import load_index_model
-
                 self._model = None  # the reader's model is dropped before the next loads
                 self._model = load_index_model(
                     self.spec, self.settings.device, self.settings.precision, self.backend
@@ -148,14 +159,13 @@ class Engine:
 
     def fast_path_ready(self) -> bool:
         """Whether this engine's model has a ready ONNX export (no torch imported)."""
+        # Lazy: an unchanged re-index does not import the export module.
         from clipseek.models.export import find_export
 
         return find_export(self.spec) is not None
 
     def fast_path_pending(self) -> bool:
         """Whether :meth:`export_fast_path` has work to do (a torch model without export)."""
-        from clipseek.models.runtime import needs_export
-
         model = self._model
         return model is not None and self._model_loader is None and needs_export(model)
 
@@ -166,8 +176,6 @@ class Engine:
         later ones load in a fraction of the time); it never raises, and a failure is
         remembered so that it is reported once (see :mod:`clipseek.models.runtime`).
         """
-        from clipseek.models.runtime import ExportOutcome, export_after_use
-
         model = self._model
         if model is None or self._model_loader is not None:
             return ExportOutcome()
@@ -176,6 +184,7 @@ class Engine:
     # -- indexing
 
     def indexer(self, options: IndexOptions | None = None) -> Indexer:
+        # Lazy: a query does not import the indexer's modules.
         from clipseek.indexing.options import IndexOptions
         from clipseek.indexing.pipeline import Indexer
 
@@ -199,10 +208,10 @@ class Engine:
         :class:`~clipseek.errors.IndexBusyError` naming the holder. With ``rebuild``, a
         damaged database is first moved aside so the rebuild starts from a clean one.
         """
+        # Lazy: a query does not import the indexer's modules.
         from clipseek.indexing.events import IndexFinished, IndexSummary, Notice
         from clipseek.indexing.options import IndexOptions
         from clipseek.indexing.pipeline import Indexer
-        from clipseek.store.lock import LockHolder, WriterLock
 
         self.settings.require("batch_size")
         emit: EventHandler = on_event or (lambda _event: None)
@@ -221,6 +230,7 @@ class Engine:
                 )
 
             if not lock.acquire(wait=wait, on_wait=on_wait, cancelled=cancel.is_set):
+                # Lazy: a query does not import the indexer's modules.
                 from clipseek.indexing.scanner import normalise_root
 
                 summary = IndexSummary(roots=[normalise_root(r) for r in roots], cancelled=True)
@@ -230,6 +240,7 @@ class Engine:
             opts = options or IndexOptions.from_settings(self.settings)
             marker = None
             if not self.store.is_remote:
+                # Lazy: a query does not import the repair module.
                 from clipseek.store.repair import RunMarker
 
                 marker = RunMarker(self.store.location)
@@ -248,6 +259,10 @@ class Engine:
                                 f"to {moved} and is rebuilt from your images."
                             )
                         )
+                if marker is not None:
+                    from clipseek.indexing.pipeline import check_roots
+
+                    check_roots(roots)  # a mistyped folder: an error, not an interrupted run
                 if marker is not None and marker.begin() and not opts.rebuild and writer.exists:
                     self._after_interruption(emit, writer)
                 summary = Indexer(writer, self.spec, self.index_model, opts).run(
@@ -259,6 +274,8 @@ class Engine:
                 # Chroma caches what it loaded per path: the next run, after other processes
                 # may have written, must load the folder afresh.
                 writer._forget_client()
+            if not self.store.is_remote:
+                _refresh_vector_cache(self.store)
         finally:
             if lock is not None:
                 lock.release()
@@ -271,14 +288,12 @@ class Engine:
         else None, having written nothing: :meth:`index` without its waiting, its events or
         any import it does not need.
 
-        For a face that answers the commonest index run (a scheduled one over an unchanged
+        For a front end that answers the commonest index run (a scheduled one over an unchanged
         library) before it has imported its own toolkit; on None it goes on to
         :meth:`index` with ``quick_check=False``, so differences are not looked for twice.
         Raises :class:`~clipseek.errors.IndexBusyError` while another run holds the index
-        (the face then waits for it in :meth:`index`, with its message, and checks again).
+        (the front end then waits for it in :meth:`index`, with its message, and checks again).
         """
-        from clipseek.store.lock import WriterLock
-
         if self.store.is_remote or options.rebuild:
             return None
         if not os.path.isfile(os.path.join(self.store.location, "chroma.sqlite3")):
@@ -298,6 +313,7 @@ class Engine:
         caller holds the writer lock."""
         if self.store.is_remote or opts.rebuild:
             return None
+        # Lazy: a query does not import the indexer's modules.
         from clipseek.indexing.unchanged import quick_unchanged
         from clipseek.store.repair import RunMarker
 
@@ -315,6 +331,7 @@ class Engine:
     def _after_interruption(self, emit: EventHandler, store: Store) -> None:
         """The last run never finished: check the index before trusting it, and rebuild
         its vector files from the stored vectors if they disagree (no model needed)."""
+        # Lazy: a query does not import the indexer's modules.
         from clipseek.indexing.events import Notice
         from clipseek.store.repair import check, repair
 
@@ -406,8 +423,6 @@ class Engine:
         if isinstance(query, str):
             query = Query.text(query)
         elif not isinstance(query, Query):
-            from clipseek.search.query import parse_query
-
             query = parse_query(list(query))
         tower = "text" if any(t.kind == "text" for t in query.terms) else "image"
         return self.searcher(warm=tower).search(
@@ -424,10 +439,7 @@ class Engine:
         image. Unreadable data is a :class:`QueryError` naming ``label``."""
         model = self.model()
         if not isinstance(image, bytes | bytearray | memoryview):
-            from clipseek.photos.imaging import to_rgb
-
             return encode_image(model, to_rgb(image))
-        from clipseek.photos.imaging import open_image_bytes
 
         limit = self.settings.max_megapixels if max_megapixels is None else max_megapixels
         try:
@@ -485,14 +497,26 @@ class Engine:
         self, threshold: float = 0.95, in_dir: str | None = None
     ) -> list[DuplicateGroup]:
         """Groups of near-identical pictures (no model needed: the stored vectors are compared)."""
+        # Lazy: a query does not import the duplicate finder.
         from clipseek.search.duplicates import existing_only, find_duplicates
+        from clipseek.search.query import in_folder
 
-        folder = None
-        if in_dir is not None:
-            folder = os.path.abspath(os.path.expanduser(in_dir))
-            if not os.path.isdir(folder):
-                raise QueryError(f"--in {in_dir}: no such folder.")
-        return existing_only(find_duplicates(self.open_index(), threshold, under=folder))
+        index: ImageIndex | None = None
+        if not self.store.is_remote and not self.store.direct:
+            # The stored vectors straight from the files (their cache when current): no
+            # snapshot, and no Python object per picture for the whole library.
+            spec = self.spec
+            index = Store(self.store.location, reader=True, direct=True).open_index(
+                spec.key, spec.collection_slug
+            )
+        index = index or self.open_index()
+        folder = in_folder(in_dir, index) if in_dir is not None else None
+        return existing_only(find_duplicates(index, threshold, under=folder))
+
+    def holds_pictures_under(self, folder: str) -> bool:
+        """Whether the index holds any picture inside ``folder`` (by the path it was
+        indexed under); the disk is not looked at."""
+        return bool(self.open_index().entries(under=folder))
 
     # -- facts
 
@@ -514,3 +538,15 @@ class Engine:
         and choosing a model do not import chromadb (over a second on a small machine)."""
         peeked = self.store.peek_indexes()
         return peeked if peeked is not None else self.store.indexes()
+
+
+def _refresh_vector_cache(store: Store) -> None:
+    """After an index run, under its writer lock: build the vector cache where it is
+    missing or stale (store/vector_cache.py). A cache only saves readers time, so a
+    failure here costs them that, never the run."""
+    import contextlib
+
+    from clipseek.store.cache_build import refresh_caches
+
+    with contextlib.suppress(Exception):
+        refresh_caches(store.location, store._lock)

@@ -1,6 +1,6 @@
 """Errors that carry a message meant for the person at the keyboard.
 
-Every face (CLI, TUI, server) shows a :class:`ClipseekError` as its message
+Every front end (CLI, TUI, server) shows a :class:`ClipseekError` as its message
 alone, without a traceback: the message must already say what went wrong and
 what to do about it. Anything else escaping the engine is a bug.
 """

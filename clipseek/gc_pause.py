@@ -1,10 +1,10 @@
 """A process's start without the garbage collector, and its return.
 
-A face's start (Textual, its styles and widgets; chromadb; numpy; the model's runtime)
-makes a few hundred thousand objects and lets go of few, and the collector walks them
-again and again as they pile up. Measured on two cores: 0.2 s of the app's time to a
-first answer (1.80 → 1.61 s, median of 14, interleaved). So a face turns the collector
-off for its start and gives it back when the start is over, with what the start made
+A front end's start (Textual, its styles and widgets; chromadb; numpy; the model's
+runtime) makes a few hundred thousand objects and lets go of few, and the collector walks
+them again and again as they pile up: a noticeable part of the app's time to a first answer
+(docs/PERFORMANCE.md, "The fast path"). So a front end turns the collector off for its
+start and turns it back on when the start is over, with what the start made
 frozen: those objects live as long as the process, and later collections need not walk
 them again (the few thousand the start dropped in cycles, about a megabyte, stay).
 """

@@ -123,7 +123,7 @@ def test_a_value_the_command_line_refuses_is_refused_as_before(
     indexed: dict[str, str], photos: Path
 ) -> None:
     code, _, err, _ = _run("cli.entry", ["index", str(photos), "--workers", "0"], indexed)
-    assert code == 2 and "--workers" in err and "Traceback" not in err
+    assert code == 1 and "--workers 0: " in err and "Traceback" not in err
     code, _, err, _ = _run("cli.entry", ["index", str(photos), "--batch-size", "0"], indexed)
     assert code == 1 and "batch" in err.lower() and "Traceback" not in err
 

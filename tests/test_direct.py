@@ -10,8 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from clipseek.store import Record, Store
+from clipseek.store import Record, Store, chroma_format
 from clipseek.store.direct import DirectIndex
+
+#: CI runs these at both ends of the tested chromadb range (.ci/run).
+pytestmark = pytest.mark.chroma_format
 
 DIM = 24
 KEY, NAME, SLUG = "test-model-key", "test-model", "test-slug"
@@ -95,7 +98,7 @@ FILTERS: list[tuple[str | None, list[dict[str, Any]]]] = [
 
 @pytest.mark.parametrize(("under", "clauses"), FILTERS)
 def test_answers_equal_chromas_exact_scan(built, under, clauses) -> None:
-    from clipseek.store.chroma import where_of
+    from clipseek.store.where import where_of
 
     db, vectors = built
     direct, chroma = _direct_and_chroma(db)
@@ -306,3 +309,65 @@ def test_scores_are_cosines_whatever_length_was_stored(built, tmp_path: Path) ->
     got, want = direct.query(direction, 3), chroma._exact(direction, 3, None)
     assert got[0].path.endswith("img_08000.jpg") and got[0].score == pytest.approx(1.0, abs=1e-5)
     assert [h.id for h in got] == [h.id for h in want]
+
+
+# --------------------------------------------------------------------------- the tested range
+
+
+def test_the_tested_range_is_pyprojects_and_holds_the_installed_chromadb() -> None:
+    """One range, written twice (the requirement pip reads, the gate clipseek reads), and
+    the suite runs on a release inside it, so these tests test the files' reading."""
+    import tomllib
+    from importlib.metadata import version
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    wanted = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    assert chroma_format.TESTED_REQUIREMENT in wanted
+    assert chroma_format.installed_chromadb() == version("chromadb")
+    assert chroma_format.release_known()
+
+
+def test_an_untested_chromadb_is_read_through_its_own_api_and_said_once(
+    built, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    """Outside the tested range nothing reads Chroma's files for an answer: the direct
+    reader, ``info``'s peek and the snapshot's links give way to chromadb, with one debug
+    line that says why."""
+    import logging
+    import shutil
+
+    from clipseek.store import snapshot
+
+    db, vectors = built
+    copy = tmp_path / "db"
+    shutil.copytree(db, copy)
+    # (this index's log is not all applied: pretend a segment is, to see the gate)
+    monkeypatch.setattr(snapshot, "settled_vector_segments", lambda _con: {"segment"})
+    assert snapshot._settled_segments(copy / "chroma.sqlite3") == {"segment"}  # linked
+    monkeypatch.setattr(chroma_format, "_release", [])
+    monkeypatch.setattr(chroma_format, "_told", [])
+    monkeypatch.setattr(chroma_format, "installed_chromadb", lambda: "1.6.0")
+    caplog.set_level(logging.DEBUG, logger="clipseek")
+    reader = Store(copy, reader=True, direct=True)
+    index = reader.open_index(KEY, SLUG)
+    assert index is not None and not isinstance(index, DirectIndex)
+    assert index.query(vectors[2], 1)[0].path.endswith("img_00002.jpg")
+    assert reader.peek_indexes() is None
+    assert snapshot._settled_segments(copy / "chroma.sqlite3") == set()
+    Store(copy, reader=True, direct=True).open_index(KEY, SLUG)
+    said = [r.getMessage() for r in caplog.records if "outside the range" in r.getMessage()]
+    assert len(said) == 1 and "chromadb 1.6.0" in said[0], said
+    assert chroma_format.TESTED_REQUIREMENT in said[0]
+    reader.close()
+
+
+@pytest.mark.parametrize(
+    ("found", "known"),
+    [("1.5.0", True), ("1.5.9", True), ("1.4.1", False), ("1.6.0", False), ("1.6.0rc1", False)],
+)
+def test_the_range_compares_release_numbers(monkeypatch, found: str, known: bool) -> None:
+    monkeypatch.setattr(chroma_format, "_release", [])
+    monkeypatch.setattr(chroma_format, "_told", [])
+    monkeypatch.setattr(chroma_format, "TESTED_RANGE", ("1.5.0", "1.6"))
+    monkeypatch.setattr(chroma_format, "installed_chromadb", lambda: found)
+    assert chroma_format.release_known() is known

@@ -41,7 +41,10 @@ def test_processes_and_write_behind_store_what_threads_store(
     threaded.index([photos], IndexOptions(batch_size=4))
     expected = stored(threaded)
 
-    other = Engine(load_settings({"db": str(tmp_path / "db2"), "model": settings.model}))
+    # fp32 on both sides: on a CPU with native bf16, "auto" would compare bf16 with fp32.
+    other = Engine(
+        load_settings({"db": str(tmp_path / "db2"), "model": settings.model, "precision": "fp32"})
+    )
     events: list[object] = []
     summary = other.index(
         [photos], IndexOptions(batch_size=4, **GPU_SHAPED), on_event=events.append

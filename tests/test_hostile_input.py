@@ -196,8 +196,7 @@ def test_pseudo_mounts_are_read_from_the_mount_table(tmp_path: Path) -> None:
         "/sys": "sysfs",
         "/srv/my proc": "proc",
         "/dev": "tmpfs",
-        "/dev/shm": "tmpfs",
-    }
+    }  # /dev/shm, a tmpfs below /dev, holds ordinary files (issue 25 item 11)
 
 
 def test_links_into_pseudo_file_systems_are_never_followed(engine, photos: Path) -> None:

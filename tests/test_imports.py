@@ -1,9 +1,9 @@
-"""Which heavy modules each face imports (checked in fresh processes via sys.modules).
+"""Which heavy modules each front end imports (checked in fresh processes via sys.modules).
 
 Importing torch and open_clip costs seconds and over a gigabyte; chromadb over a second.
 A cold query through the ONNX fast path must import none of torch, open_clip and
 chromadb (it reads the index files itself, see store/direct.py), the
-help must import none of the three, and the engine must not drag in a face's toolkit.
+help must import none of the three, and the engine must not drag in a front end's toolkit.
 """
 
 from __future__ import annotations

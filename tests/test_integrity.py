@@ -20,7 +20,7 @@ import pytest
 from clipseek.config import Settings
 from clipseek.engine import Engine
 from clipseek.errors import DamagedIndexError
-from clipseek.store import Store
+from clipseek.store import Store, chroma, image_index
 from clipseek.store import records as chroma_store
 from clipseek.store.repair import check, read_stored, repair
 from tests.conftest import make_photo
@@ -154,7 +154,8 @@ def test_a_writer_skips_reading_links_it_checked_until_their_files_change(
     assert integrity.find_damage(db, notes="keep") is None and len(reads) == 2
     assert set(json.loads(note.read_text())["segments"]) == {_segment(db).name}
     noted = json.loads(note.read_text())["segments"]
-    note.write_text(json.dumps({"version": 1, "segments": {**noted, "gone-segment": [[1]]}}))
+    gone = {"identity": [[1]], "crc32": [1]}
+    note.write_text(json.dumps({"version": 2, "segments": {**noted, "gone-segment": gone}}))
     assert integrity.find_damage(db, notes="keep") is None and len(reads) == 2
     assert json.loads(note.read_text())["segments"] == noted  # a segment gone is forgotten
     assert integrity.find_damage(db, notes="read") is None and len(reads) == 2
@@ -168,14 +169,11 @@ def test_a_writer_skips_reading_links_it_checked_until_their_files_change(
     note.write_text("{not json")  # a damaged note only costs a check
     assert integrity.find_damage(db, notes="keep") == problem and len(reads) == 6
 
-    # Damage no write made (the disk's own): a note still matches the files, and only a
-    # check that reads every link finds it. `clipseek check` and a rebuild are such checks.
+    # A note of the old kind (identity only, no hash of the contents) vouches for nothing.
     seg = _segment(db)
     identity = integrity._GraphChecks.identity(seg)
     note.write_text(json.dumps({"version": 1, "segments": {seg.name: identity}}))
-    assert integrity.find_damage(db, notes="read") is None
-    report = check(Store(db, create=False))
-    assert not report.healthy and any("links out of range" in p for p in report.problems)
+    assert integrity.find_damage(db, notes="read") == problem and len(reads) == 7
 
 
 @pytest.mark.parametrize("name", ["header.bin", "link_lists.bin", "length.bin"])
@@ -199,6 +197,140 @@ def test_garbage_in_other_vector_files_is_found_and_repaired(
     assert again.new == result.dropped and again.unchanged == result.restored
     assert check(Store(db, create=False)).healthy
     assert len(_engine(db, tiny_model).search("a photo", 3).results) == 3
+
+
+def _truncate(seg: Path, name: str) -> None:
+    """Cut 4 bytes off a vector file, from what its header says it holds (the vector
+    and norm files are allocated for more elements than they have; cutting spare room is
+    harmless)."""
+    from clipseek.store.chroma_format import parse_header
+
+    path = seg / name
+    size = path.stat().st_size
+    head = parse_header((seg / "header.bin").read_bytes())
+    assert not isinstance(head, str)
+    if name == "data_level0.bin":
+        size = head.count * head.per_element
+    elif name == "length.bin":
+        size = head.count * 4
+    os.truncate(path, size - 4)
+
+
+@pytest.mark.parametrize(
+    "name", ["link_lists.bin", "data_level0.bin", "length.bin", "index_metadata.pickle"]
+)
+def test_a_truncated_vector_file_is_named_and_repair_recovers(
+    library: tuple[Path, Path], tmp_path: Path, tiny_model: str, name: str
+) -> None:
+    """Issue 25, item 3: four bytes cut off link_lists.bin made every command, repair
+    and `index --rebuild` included, fail with "IndexError: index 4177 is out of bounds"."""
+    photos, _ = library
+    db = _copy(library, tmp_path)
+    _truncate(_segment(db), name)
+    report = check(Store(db, create=False))
+    assert not report.healthy and report.repairable, report.problems
+    assert name in report.problems[0], report.problems
+    with pytest.raises(DamagedIndexError, match=name.replace(".", r"\.")):
+        _engine(db, tiny_model).search("a photo", 3)
+    result = repair(Store(db))
+    assert result is not None and result.after is not None and result.after.healthy
+    assert result.restored + result.dropped == 40
+    again = _engine(db, tiny_model).index([photos])
+    assert again.new == result.dropped and again.unchanged == result.restored
+
+
+def _rot_behind_the_note(db: Path, name: str, data: bytes, offset: int) -> None:
+    """Change bytes of a graph file as the disk itself would: the note the writer left still
+    names the files' size, mtime, ctime and inode (rewritten here to the new ctime, which no
+    program can set back, but bit rot never changes)."""
+    from clipseek.fileio import identity
+    from clipseek.store import integrity
+
+    seg = _segment(db)
+    path = seg / name
+    before = [list(identity(p)) for p in sorted(seg.iterdir())]
+    st = path.stat()
+    with path.open("r+b") as fh:
+        fh.seek(offset)
+        fh.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = [list(identity(p)) for p in sorted(seg.iterdir())]
+    note = db / integrity.GRAPH_CHECKED
+    text = note.read_text()
+    for old, new in zip(before, after, strict=True):
+        text = text.replace(json.dumps(old), json.dumps(new))
+    note.write_text(text)
+
+
+_CHROMA_SEARCH = (
+    "import sys; from clipseek.config import Settings; from clipseek.engine import Engine; "
+    "Engine(Settings(db=sys.argv[1], model=sys.argv[2], device='cpu', precision='fp32'))"
+    ".search('a photo', 3)"
+)
+
+
+def test_bit_rot_behind_a_graph_note_is_found_and_crashes_nothing(
+    library: tuple[Path, Path], tmp_path: Path, tiny_model: str
+) -> None:
+    """Issue 25, item 5: links garbled behind a note that matches the files' identity
+    crashed the Chroma path (SIGSEGV) and left `index` saying "unchanged"."""
+    from clipseek.store import integrity
+    from clipseek.store.chroma_format import parse_header
+
+    photos, _ = library
+    db = _copy(library, tmp_path)
+    env = cli_env(tmp_path, tiny_model, db)
+    assert _run(env, "index", str(photos)).returncode == 0  # a writer notes the graph
+    assert (db / integrity.GRAPH_CHECKED).exists()
+    seg = _segment(db)
+    head = parse_header((seg / "header.bin").read_bytes())
+    assert not isinstance(head, str)
+    # Every level-0 link of the first elements names an element far past the end.
+    links = np.full(head.max_m0, 0x7FFF_FFF0, dtype="<u4").tobytes()
+    for element in range(head.count):
+        _rot_behind_the_note(db, "data_level0.bin", links, element * head.per_element + 4)
+    assert integrity.find_damage(db, notes="read") == (
+        f"{seg.name}/data_level0.bin has links out of range"
+    )
+    search = subprocess.run(
+        [sys.executable, "-c", _CHROMA_SEARCH, str(db), tiny_model],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert search.returncode == 1, (search.returncode, search.stderr[-2000:])
+    assert "data_level0.bin has links out of range" in search.stderr
+    result = _run(env, "index", str(photos))
+    assert result.returncode == 1 and "unchanged" not in result.stdout, result.stdout
+    assert "data_level0.bin" in result.stderr and "clipseek repair" in result.stderr
+    assert "--rebuild" not in result.stderr  # repair suffices
+    assert _run(env, "repair").returncode == 0
+    assert _run(env, "index", str(photos)).returncode == 0
+
+
+def test_a_header_of_an_unknown_version_is_damage_index_notices(
+    library: tuple[Path, Path], tmp_path: Path, tiny_model: str
+) -> None:
+    """Issue 25, item 5: a header.bin of another version was invisible to `index` (exit 0,
+    "unchanged") while every query failed."""
+    import struct
+
+    photos, _ = library
+    db = _copy(library, tmp_path)
+    env = cli_env(tmp_path, tiny_model, db)
+    assert _run(env, "index", str(photos)).returncode == 0
+    header = _segment(db) / "header.bin"
+    header.write_bytes(struct.pack("<I", 7) + header.read_bytes()[4:])
+    result = _run(env, "index", str(photos))
+    assert result.returncode == 1, result.stdout
+    text = " ".join(result.stderr.split())
+    assert "header.bin has an unknown version (7)" in text and "clipseek repair" in text, text
+    fixed = repair(Store(db))
+    assert fixed is not None and fixed.after is not None and fixed.after.healthy
+    again = _engine(db, tiny_model).index([photos])
+    assert again.new + again.unchanged == 40 and again.removed == 0
 
 
 def test_a_repair_that_dies_midway_leaves_the_index_as_it_found_it(
@@ -346,9 +478,11 @@ def test_an_index_with_the_old_keys_is_read_as_it_is_and_migrated_by_the_next_ru
     root = tmp_path / "photos"
     literal, raw = _colliding_folders(root)
     with monkeypatch.context() as old:  # what clipseek before key schema 2 wrote
-        old.setattr(chroma_store, "SCHEMA_VERSION", 1)
-        old.setattr(chroma_store, "path_to_meta", lambda p: keys.path_to_meta(p, 1))
-        old.setattr(chroma_store, "ancestors", lambda p: keys.ancestors(p, 1))
+        old.setattr(chroma, "SCHEMA_VERSION", 1)
+        for module in (chroma_store, image_index):
+            old.setattr(module, "SCHEMA_VERSION", 1)
+            old.setattr(module, "path_to_meta", lambda p: keys.path_to_meta(p, 1))
+            old.setattr(module, "ancestors", lambda p: keys.ancestors(p, 1))
         engine.index([root])
     db = Path(engine.store.location)
     assert read_stored(db)[0].metadata["clipseek_schema"] == 1

@@ -368,13 +368,15 @@ def test_query_exports_after_answering_then_uses_onnx(
     db = tmp_path / "db"
     Engine(_settings(tiny_model, db, device="cpu", precision="fp32")).index([photos])
     monkeypatch.delenv("CLIPSEEK_NO_EXPORT", raising=False)
-    first = Engine(_settings(tiny_model, db))
+    # fp32: on a CPU with native bf16, "auto" answers in bf16, which ONNX's fp32 cannot match
+    # to 1e-4.
+    first = Engine(_settings(tiny_model, db, precision="fp32"))
     answer = first.search("a red circle", top_k=3)
     assert first.model().backend == "torch" and first.model().device == "cpu"
     assert first.fast_path_pending()
     outcome = first.export_fast_path()
     assert outcome.exported is not None and not first.fast_path_pending()
-    second = Engine(_settings(tiny_model, db))
+    second = Engine(_settings(tiny_model, db, precision="fp32"))
     again = second.search("a red circle", top_k=3)
     assert second.model().backend == "onnx"
     assert [r.path for r in again.results] == [r.path for r in answer.results]

@@ -21,6 +21,7 @@ from clipseek.engine import Engine
 from clipseek.errors import DeviceError
 from clipseek.indexing import pipeline as ix
 from clipseek.indexing import threads as schedule
+from clipseek.indexing.fingerprint import HASH_SPAN
 from clipseek.models import load_model, resolve_model, resolve_precision
 from clipseek.store import path_id
 from tests.conftest import make_photo
@@ -294,7 +295,7 @@ def test_stored_hash_is_the_file_fingerprint(engine: Engine, photos: Path) -> No
 
 
 def test_content_hash_reads_both_ends(tmp_path: Path) -> None:
-    size = 3 * ix.HASH_SPAN
+    size = 3 * HASH_SPAN
     data = bytearray(os.urandom(size))
     path = tmp_path / "blob.jpg"
     path.write_bytes(bytes(data))

@@ -12,6 +12,9 @@ from clipseek.indexing.options import IndexOptions
 from clipseek.indexing.unchanged import quick_unchanged
 from clipseek.models import resolve_model
 
+#: CI runs these at both ends of the tested chromadb range (.ci/run).
+pytestmark = pytest.mark.chroma_format
+
 
 @pytest.fixture
 def indexed(loaded_tiny_model, tiny_model: str, photos: Path, tmp_path: Path):
@@ -82,7 +85,7 @@ def test_any_difference_falls_through(indexed, photos: Path, change: str) -> Non
     assert summary is None and events == []
 
 
-def test_a_new_root_or_a_recorded_failure_falls_through(
+def test_a_new_root_falls_through_and_a_recorded_failure_is_named(
     indexed, photos: Path, tmp_path: Path
 ) -> None:
     other = tmp_path / "other"
@@ -91,9 +94,11 @@ def test_a_new_root_or_a_recorded_failure_falls_through(
     (photos / "broken.jpg").write_bytes(b"not a jpeg")
     summary = indexed.index([photos])
     assert len(summary.failed) == 1
-    assert _quick(indexed, [photos])[0] is None  # the failure is reported by the normal path
+    quick, events = _quick(indexed, [photos])  # named again, as the normal path does
+    assert quick is not None and [f.path for f in quick.failed] == [str(photos / "broken.jpg")]
+    assert [type(e).__name__ for e in events].count("FileFailed") == 1
     again = indexed.index([photos])
-    assert len(again.failed) == 1 and again.unchanged == 12
+    assert len(again.failed) == 1 and again.unchanged == 12 == quick.unchanged
 
 
 def test_a_name_that_is_not_utf8_is_quick_too(indexed, photos: Path) -> None:
@@ -151,11 +156,11 @@ def test_the_records_read_are_kept_only_while_the_database_is_unchanged(
     cache = Path(indexed.store.location) / RECORDS_CACHE
     first, _ = _quick(indexed, [photos])
     assert first is not None and cache.exists()
-    key, stored, roots = marshal.loads(cache.read_bytes())
+    key, stored, roots, failed = marshal.loads(cache.read_bytes())
     assert len(stored) == 12
     # A record taken out of the kept copy shows the copy is what the next look reads...
     stored.pop(next(iter(stored)))
-    cache.write_bytes(marshal.dumps((key, stored, roots)))
+    cache.write_bytes(marshal.dumps((key, stored, roots, failed)))
     assert _quick(indexed, [photos])[0] is None
     # ...until the database changes (here only its times: any write changes its ctime).
     db = Path(indexed.store.location) / "chroma.sqlite3"
@@ -171,3 +176,14 @@ def test_the_records_read_are_kept_only_while_the_database_is_unchanged(
     (photos / "beach.jpg").unlink()
     assert _quick(indexed, [photos])[0] is None
     assert indexed.index([photos]).removed == 1
+
+
+def test_an_untested_chromadb_release_takes_the_normal_path(
+    indexed, photos: Path, monkeypatch
+) -> None:
+    from clipseek.store import chroma_format
+
+    monkeypatch.setattr(chroma_format, "_release", [])
+    monkeypatch.setattr(chroma_format, "installed_chromadb", lambda: "2.0.0")
+    assert _quick(indexed, [photos])[0] is None
+    assert indexed.index([photos]).unchanged == 12

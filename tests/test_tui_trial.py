@@ -43,7 +43,7 @@ def _grid(app):
 @pytest.mark.parametrize("sizes", [((120, 40), (80, 24)), ((140, 45), (100, 30))])
 @pilot_test
 async def test_shrinking_the_terminal_under_a_full_gallery_does_not_crash(
-    at_home, loaded_tiny_model, monkeypatch, sizes
+    at_home, loaded_tiny_model, sizes
 ):
     """100 results in the grid, then a smaller window: the pool of cells shrinks while
     cells are being bound; the app keeps running and the grid is whole afterwards."""
@@ -492,13 +492,11 @@ def _shows(screen_text: str, name: str) -> bool:
 
 
 @pilot_test
-async def test_every_name_the_app_shows_goes_through_the_display_rule(tmp_path, monkeypatch):
+async def test_every_name_the_app_shows_goes_through_the_display_rule(tmp_path):
     """File and folder names holding escape sequences, a bell and Textual markup: every
     screen (indexing problems, the folder tree, results, preview, grid, full-screen view,
-    duplicates, notifications) shows them under pathtext's display rule, as plain text.
-
-    The rule itself is pathtext's (and its own tests'); here it is wrapped so that what
-    the app draws can be told apart: ESC and BEL shown as ``<ESC>``/``<BEL>``."""
+    duplicates, notifications) shows them under pathtext's display rule, as plain text:
+    no raw ESC or BEL reaches the terminal, and ``[b]`` is shown, not obeyed."""
     import shutil
 
     from textual.widgets import Input
@@ -512,13 +510,8 @@ async def test_every_name_the_app_shows_goes_through_the_display_rule(tmp_path, 
     from clipseek.tui.screens.viewer import ViewerScreen
     from tests.conftest import make_photo
 
-    real_path, real_text = pathtext.display_path, pathtext.display_text
-
-    def marked(text: str) -> str:
-        return text.replace("\x1b", "<ESC>").replace("\x07", "<BEL>")
-
-    monkeypatch.setattr(pathtext, "display_path", lambda p: marked(real_path(p)))
-    monkeypatch.setattr(pathtext, "display_text", lambda t: marked(real_text(t)))
+    def shown(name: str) -> str:
+        return pathtext.display_path(name)
 
     folder = tmp_path / "library"
     odd = "a\x1b[31mRED\x1b]0;TITLE\x07[b]b.png"
@@ -555,14 +548,14 @@ async def test_every_name_the_app_shows_goes_through_the_display_rule(tmp_path, 
         await pilot.pause()
         assert [f.path for f in app.index_job.failures] == [str(folder / "bad\x1b[2J[red].jpg")]
         text = clean("indexing problems")
-        assert _shows(text, "bad<ESC>[2J[red].jpg")
+        assert _shows(text, shown("bad\x1b[2J[red].jpg"))
 
         # The folder tree, rooted at the library.
         await pilot.press("n")
         box.value = str(folder) + os.sep
         await pilot.pause()
         tree = app.screen.query_one("#folder-tree")
-        await wait_for(pilot, lambda: _shows(_screen_text(app), "[b]sub<ESC>[31m"))
+        await wait_for(pilot, lambda: _shows(_screen_text(app), shown("[b]sub\x1b[31m")))
         clean("folder tree")
         assert tree.is_mounted
 
@@ -571,7 +564,7 @@ async def test_every_name_the_app_shows_goes_through_the_display_rule(tmp_path, 
         await search(pilot, "a picture")
         assert len(rows(app)) >= 3
         text = clean("results and preview")
-        assert _shows(text, "a<ESC>[31mRED") and _shows(text, "[b]sub<ESC>[31m")
+        assert _shows(text, shown("a\x1b[31mRED")) and _shows(text, shown("[b]sub\x1b[31m"))
         screen = app.search_screen
         odd_row = next(i for i, r in enumerate(rows(app)) if r.path == str(folder / odd))
         screen.query_one("#results").highlighted = odd_row
@@ -579,7 +572,7 @@ async def test_every_name_the_app_shows_goes_through_the_display_rule(tmp_path, 
         pane = screen.query_one("#preview")
         await wait_for(pilot, lambda: pane.result.path == str(folder / odd))
         text = clean("the preview of the odd name")
-        assert _shows(text, "a<ESC>[31mRED<ESC>]0;TITLE<BEL>[b]b.png")  # path, unabridged
+        assert _shows(text, shown(odd))  # in the path, unabridged
         for key in ("o", "c"):  # notifications quote the name
             await pilot.press(key)
             await pilot.pause()
@@ -605,5 +598,5 @@ async def test_every_name_the_app_shows_goes_through_the_display_rule(tmp_path, 
         await wait_for(pilot, lambda: dups.groups)
         await pilot.pause()
         text = clean("duplicates")
-        assert _shows(text, "copy [b]bold<ESC>[2J.png")
+        assert _shows(text, shown("copy [b]bold\x1b[2J.png"))
         assert app.is_running and app.return_code is None

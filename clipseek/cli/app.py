@@ -1,4 +1,4 @@
-"""The command line: a thin Typer face over :class:`clipseek.engine.Engine`.
+"""The command line: a thin Typer front end over :class:`clipseek.engine.Engine`.
 
 It turns flags into settings, engine events into a rich progress bar, and
 results into a table or JSON. Anything heavier than rich is imported inside the
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from clipseek.cli.debug import show_debug_lines
 from clipseek.cli.help import (
     PlainGroup,
     complete_choices,
@@ -29,8 +30,18 @@ from clipseek.cli.help import (
     complete_path,
 )
 from clipseek.cli.report import failure_line, links_line, summary_line
-from clipseek.errors import ClipseekError, ConfigError
-from clipseek.search.query import QUERY_HELP
+from clipseek.config import thread_count
+from clipseek.errors import (
+    ClipseekError,
+    ConfigError,
+    DamagedIndexError,
+    IndexMissingError,
+    ModelError,
+    QueryError,
+    StoreError,
+)
+from clipseek.photos.pathtext import display_path, dumps
+from clipseek.search.query import QUERY_HELP, Query, QueryTerm, check_sort, check_top_k, parse_query
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -85,7 +96,7 @@ def friendly(func: F) -> F:
         except ClipseekError as exc:
             if _debug_enabled():
                 raise
-            from rich.markup import escape  # only now: rich costs a cold query 50 ms
+            from rich.markup import escape  # only now: a cold query does not import rich
 
             # escaped: messages hold paths and hints like clipseek[serve], not markup
             _stderr().print(f"[bold red]error:[/] {escape(_printable(str(exc)))}", highlight=False)
@@ -108,8 +119,11 @@ def friendly(func: F) -> F:
 
 
 def _printable(text: str) -> str:
-    """Text as a terminal can take it: file names with undecodable bytes show escaped."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """Text as a terminal can take it: undecodable bytes and control characters in the
+    file names it quotes show escaped (clipseek.photos.pathtext's one rule)."""
+    from clipseek.photos.pathtext import display_text
+
+    return display_text(text)
 
 
 # --------------------------------------------------------------------------- shared options
@@ -166,6 +180,7 @@ ChromaOpt = Annotated[
 
 
 def _settings(**flags: Any) -> Settings:
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.config import load_settings
 
     given = dict(_root_flags)
@@ -175,6 +190,7 @@ def _settings(**flags: Any) -> Settings:
 
 def _engine(settings: Settings, *, interactive: bool = False) -> Engine:
     """``interactive``: one answer, as soon as possible (see Engine's direct, quick_start)."""
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.engine import Engine
 
     return Engine(settings, direct=interactive, quick_start=interactive)
@@ -185,6 +201,7 @@ def _engine(settings: Settings, *, interactive: bool = False) -> Engine:
 
 def _version(value: bool) -> None:
     if value:
+        # Lazy: reading the installed metadata costs every other command its start.
         from clipseek import __version__
 
         typer.echo(f"clipseek {__version__}")
@@ -234,6 +251,8 @@ def root(
     them, and ``clipseek --db X query ...`` searches that index."""
     global _debug_flag
     _debug_flag = debug
+    if _debug_enabled():
+        show_debug_lines()
     _root_flags.clear()
     _root_flags.update(
         {
@@ -253,6 +272,7 @@ def root(
 
 @friendly
 def _run_tui(preview: str | None = None, **flags: Any) -> None:
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.tui import run_tui
 
     settings = _settings(**flags)
@@ -326,6 +346,7 @@ class _IndexProgress:
         self.progress.stop()
 
     def __call__(self, event: IndexEvent) -> None:
+        # Lazy: only this command needs it; --help imports none of these (test_imports).
         from clipseek.indexing import events as ev
 
         p = self.progress
@@ -336,7 +357,7 @@ class _IndexProgress:
             if event.to_embed == 0:
                 p.update(self.task, description="Up to date", completed=1)
         elif isinstance(event, ev.ModelLoading):
-            p.update(self.task, description=f"Loading {event.model}")
+            p.update(self.task, description=f"Loading {_safe(event.model)}")
         elif isinstance(event, ev.ModelReady):
             p.update(self.task, description=f"Embedding ({event.device}, {event.precision})")
         elif isinstance(event, ev.BatchDone):
@@ -359,18 +380,24 @@ class _IndexProgress:
                     )
                 p.console.print(line)
         elif isinstance(event, ev.FileFailed):
-            p.console.print(f"[yellow]skipped[/] {_safe(event.path)}: {_safe(event.reason)}")
+            p.console.print(f"[yellow]skipped[/] {_safe(event.path)}: {_safe_text(event.reason)}")
         elif isinstance(event, ev.Notice):
-            p.console.print(f"[cyan]note:[/] {_safe(event.message)}")
+            p.console.print(f"[cyan]note:[/] {_safe_text(event.message)}")
 
 
 def _safe(path: str) -> str:
-    """Paths with undecodable bytes print with escapes instead of crashing the terminal."""
+    """A path for rich: undecodable bytes and controls escaped under the one rule of
+    clipseek.photos.pathtext (a name cannot drive the terminal), and no markup."""
     from rich.markup import escape
 
-    from clipseek.photos.pathtext import display_path
-
     return escape(display_path(path))
+
+
+def _safe_text(text: str) -> str:
+    """A message for rich (it may quote paths, shown or not): controls escaped, no markup."""
+    from rich.markup import escape
+
+    return escape(_printable(text))
 
 
 @contextmanager
@@ -443,8 +470,7 @@ def index(
         int | None,
         typer.Option(
             "--workers",
-            min=1,
-            help="Decoder threads (default: one per core).",
+            help="Decoder threads, 1 to 1024 (default: one per core).",
             show_default=False,
         ),
     ] = None,
@@ -452,8 +478,7 @@ def index(
         int | None,
         typer.Option(
             "--threads",
-            min=1,
-            help="Model (torch) threads on a CPU (default: tuned while indexing).",
+            help="Model (torch) threads on a CPU, 1 to 1024 (default: tuned while indexing).",
             show_default=False,
         ),
     ] = None,
@@ -488,6 +513,7 @@ def index(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Embed the images under FOLDERS; later runs only touch what changed."""
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.indexing.options import IndexOptions
 
     settings = _settings(
@@ -501,6 +527,7 @@ def index(
     )
     settings.require("batch_size")
     engine = _engine(settings)
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.models.runtime import BACKENDS
 
     if backend not in BACKENDS:
@@ -511,8 +538,8 @@ def index(
         include_hidden=include_hidden,
         excludes=tuple(exclude or ()),
         rebuild=rebuild,
-        decode_workers=workers,
-        torch_threads=threads,
+        decode_workers=thread_count(workers, "--workers"),
+        torch_threads=thread_count(threads, "--threads"),
         skip_outside_links=skip_outside_links,
         # the console script has just compared this tree with the index and found changes
         quick_check=not (isinstance(ctx.obj, dict) and ctx.obj.get("quick_checked")),
@@ -572,7 +599,8 @@ def query(
         Path | None,
         typer.Option(
             "--save",
-            help="Also write a contact sheet PNG and the JSON into this folder.",
+            help="Also write a contact sheet PNG and the JSON into this folder, or to "
+            "this .png file (the JSON beside it).",
             show_default=False,
             autocompletion=complete_folder,
         ),
@@ -617,16 +645,14 @@ def query(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Search the index by text, by example image, or both."""
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.search.filters import make_filters
-    from clipseek.search.query import Query, QueryTerm, check_sort, check_top_k, parse_query
 
     check_top_k(top_k)
     check_sort(sort)
     filters = make_filters(after, before, camera, min_size)
     parts = list(terms or [])
     if image is None and not parts:
-        from clipseek.errors import QueryError
-
         raise QueryError(
             'Give a text to search for, e.g. clipseek query "a red car", or --image PATH.'
         )
@@ -647,14 +673,13 @@ def query(
         sort=sort,
     )
     for note in response.notes:
-        _stderr().print(f"[cyan]note:[/] {_safe(note)}")
+        _stderr().print(f"[cyan]note:[/] {_safe_text(note)}")
     if as_json:
-        from clipseek.photos.pathtext import dumps
-
         sys.stdout.write(dumps(response.to_json()) + "\n")
     else:
         _print_results(response)
     if save is not None:
+        # Lazy: only this command needs it; --help imports none of these (test_imports).
         from clipseek.search.contact_sheet import save_results
 
         saved = save_results(response, save)
@@ -662,7 +687,19 @@ def query(
             f"Saved the contact sheet to {_safe(str(saved.sheet))} "
             f"and the results to {_safe(str(saved.json))}"
         )
+    _sweep_snapshots()
     _export_after_answer(engine)
+
+
+def _sweep_snapshots() -> None:
+    """Remove the snapshots of reader processes that are gone (a server killed, an app
+    that crashed): a query reads the index files directly and takes none, so without this
+    they would wait in memory for the next reader that does."""
+    from clipseek.store.snapshot import snapshot_bases, sweep
+
+    sys.stdout.flush()  # the answer first
+    for base in snapshot_bases():
+        sweep(base)
 
 
 def _export_after_answer(engine: Engine, err: Console | None = None) -> None:
@@ -678,7 +715,7 @@ def _export_after_answer(engine: Engine, err: Console | None = None) -> None:
         err.print(f"[dim]Fast path ready ({outcome.exported:.0f} s, once per model).[/]")
     elif outcome.error:
         err.print(
-            f"[yellow]The fast path could not be prepared: {_safe(outcome.error)} "
+            f"[yellow]The fast path could not be prepared: {_safe_text(outcome.error)} "
             "Queries keep working (more slowly).[/]"
         )
         if _debug_enabled() and outcome.detail:
@@ -696,7 +733,7 @@ def _print_results(response: SearchResponse) -> None:
         return
     shown_query = response.query if len(response.query) <= 120 else response.query[:117] + "..."
     table = Table(
-        title=f"{_safe(shown_query)}  [dim]({_safe(response.model)})[/]",
+        title=f"{_safe_text(shown_query)}  [dim]({_safe(response.model)})[/]",
         title_justify="left",
         expand=False,
     )
@@ -746,6 +783,7 @@ def duplicates(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """List groups of near-duplicate pictures (bursts, resized copies, edits); deletes nothing."""
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.search.duplicates import check_threshold
 
     check_threshold(threshold)
@@ -772,7 +810,7 @@ def duplicates(
         table.add_column("path", overflow="fold")
         for item in group.items:
             pixels = f"{item.width}×{item.height}" if item.width and item.height else ""
-            size = f"{item.size / 1e6:.1f} MB" if item.size else ""
+            size = _file_size(item.size) if item.size else ""
             table.add_row(
                 f"{item.similarity:.3f}",
                 size,
@@ -781,6 +819,18 @@ def duplicates(
                 _safe(item.path),
             )
         out.print(table)
+
+
+def _file_size(size: int) -> str:
+    """A file size in the unit that reads best (13 KB, not 0.0 MB); decimal units, as the
+    rest of the command line uses."""
+    if size < 1000:
+        return f"{size} B"
+    if size < 999_500:
+        return f"{size / 1e3:.0f} KB"
+    if size < 999_950_000:
+        return f"{size / 1e6:.1f} MB"
+    return f"{size / 1e9:.1f} GB"
 
 
 # --------------------------------------------------------------------------- info / models
@@ -800,6 +850,7 @@ def info(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Where the index lives, which models built it, how many images, which folders."""
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.config import config_file_path
 
     settings = _settings(model=model, db=db, chroma_url=chroma_url)
@@ -825,7 +876,6 @@ def info(
                 for i in facts.indexes
             ],
         }
-        from clipseek.photos.pathtext import dumps
 
         sys.stdout.write(dumps(payload) + "\n")
         return
@@ -833,11 +883,11 @@ def info(
 
     out = _stdout()
     out.print(
-        f"[bold]Index[/]        {_human_path(facts.location)}"
+        f"[bold]Index[/]        {_safe(_human_path(facts.location))}"
         + (" (Chroma server)" if facts.remote else "")
     )
-    out.print(f"[bold]Config file[/]  {_human_path(str(config_file_path()))}")
-    out.print(f"[bold]Model[/]        {facts.model} [dim]({facts.model_source})[/]")
+    out.print(f"[bold]Config file[/]  {_safe(_human_path(str(config_file_path())))}")
+    out.print(f"[bold]Model[/]        {_safe(facts.model)} [dim]({facts.model_source})[/]")
     if not facts.indexes:
         out.print("\nNothing indexed yet. Run [bold]clipseek index FOLDER[/] to start.")
         return
@@ -849,18 +899,17 @@ def info(
     table.add_column("folders")
     for i in facts.indexes:
         table.add_row(
-            i.model_name,
+            _safe(i.model_name),
             str(i.dim),
             f"{i.count:,}",
             _fast_path_cell(*fast[i.model_key]),
-            "\n".join(_human_path(r) for r in i.roots) or "—",
+            "\n".join(_safe(_human_path(r)) for r in i.roots) or "—",
         )
     out.print()
     out.print(table)
 
 
 def _local_store(db: str | None, chroma_url: str | None) -> Any:
-    from clipseek.errors import IndexMissingError, StoreError
 
     store = _engine(_settings(db=db, chroma_url=chroma_url)).store
     if store.is_remote:
@@ -879,15 +928,21 @@ def _local_store(db: str | None, chroma_url: str | None) -> Any:
 @friendly
 def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full", help="Search for every vector, not 2,000 chosen at random (slow when large)."
+        ),
+    ] = False,
     db: DbOpt = None,
     chroma_url: ChromaOpt = None,
 ) -> None:
-    """Check the index without the model: records, vector files and metadata agree, and
-    every image's vector finds itself. Exit 1 when damaged."""
-    from clipseek.errors import DamagedIndexError
+    """Check the index without the model: records, vector files, metadata and the vector
+    cache agree, and vectors find themselves. Exit 1 when damaged."""
+    from clipseek.store.repair import CHECK_SAMPLE
     from clipseek.store.repair import check as check_index
 
-    report = check_index(_local_store(db, chroma_url))
+    report = check_index(_local_store(db, chroma_url), sample=None if full else CHECK_SAMPLE)
     if as_json:
         payload = {
             "location": report.location,
@@ -903,7 +958,7 @@ def check(
         return
     if not report.healthy:
         raise DamagedIndexError(report.sentence())
-    _stdout().print(report.sentence(), highlight=False)
+    _stdout().print(_safe_text(report.sentence()), highlight=False)
 
 
 @app.command()
@@ -917,12 +972,14 @@ def repair(
 ) -> None:
     """Rebuild the vector files from the vectors the index stored, without the model or
     your images; the old files are moved aside, never deleted."""
-    from clipseek.errors import DamagedIndexError
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.store.repair import repair as repair_index
 
     err = _stderr()
     report = repair_index(
-        _local_store(db, chroma_url), force=force, on_progress=lambda text: err.print(text)
+        _local_store(db, chroma_url),
+        force=force,
+        on_progress=lambda text: err.print(_safe_text(text)),
     )
     if report is None:
         _stdout().print(
@@ -930,7 +987,7 @@ def repair(
             highlight=False,
         )
         return
-    _stdout().print(report.sentence(), highlight=False)
+    _stdout().print(_safe_text(report.sentence()), highlight=False)
     if report.after is not None and not report.after.healthy:
         raise DamagedIndexError(report.after.sentence())
 
@@ -941,7 +998,7 @@ def _fast_path_cell(ready: bool, size: int) -> str:
 
 def _fast_paths(indexes: list[Any]) -> dict[str, tuple[bool, int]]:
     """Each index's model: is its ONNX export ready, and its size on disk."""
-    from clipseek.errors import ModelError
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.models import resolve_model
     from clipseek.models.export import export_status
 
@@ -960,6 +1017,7 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
 ) -> None:
     """Supported models: what they cost, how good they are, which work offline."""
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.models import (
         CATALOG,
         CLASSIC_MODELS,
@@ -967,6 +1025,8 @@ def models(
         resolve_model,
         weights_available,
     )
+
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek.models.export import export_status
 
     rows = []
@@ -1069,9 +1129,11 @@ def serve(
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Serve the REST API and the web page (needs: pip install 'clipseek\\[serve]')."""
+    # Lazy: only this command needs it; --help imports none of these (test_imports).
     from clipseek import server
 
     server.check_installed()
+    # Lazy: FastAPI; only `serve` needs it.
     from clipseek.server.app import ServerOptions
 
     settings = _settings(
@@ -1089,23 +1151,26 @@ def serve(
         # uploads come from anyone who can reach the port: a lower cap unless one is given
         upload_max_megapixels=settings.max_megapixels if max_megapixels is not None else None,
     )
-    from rich.markup import escape
 
     err = _stderr()
     sock = server.bind(host, port)
+    previous_term = None
+    if threading.current_thread() is threading.main_thread():
+        previous_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        err.print(f"Loading [bold]{escape(engine.spec.name)}[/]…")
+        err.print(f"Loading [bold]{_safe(engine.spec.name)}[/]…")
         engine.model()
         if engine.fast_path_pending():  # exported beside serving; the next start is fast
             threading.Thread(target=engine.export_fast_path, daemon=True).start()
         facts = engine.info()
         count = sum(i.count for i in facts.indexes if i.model_key == engine.spec.key)
-        err.print(f"Index: {escape(_human_path(facts.location))} ({count:,} images)")
+        err.print(f"Index: {_safe(_human_path(facts.location))} ({count:,} images)")
         if not count:
             err.print(
-                f"[yellow]Nothing is indexed with {escape(engine.spec.name)} yet, so searches "
+                f"[yellow]Nothing is indexed with {_safe(engine.spec.name)} yet, so searches "
                 "find nothing: run [bold]clipseek index FOLDER[/] (with the same --db and "
-                "--model); this server sees the new images at its next start.[/]"
+                "--model); this server picks up new images within seconds, no restart "
+                "needed.[/]"
             )
         if not server.is_loopback(host):
             err.print(
@@ -1131,10 +1196,33 @@ def serve(
             code = 130
         else:
             code = 0
+    except _Terminated:  # while loading, or raised again by uvicorn once it has stopped
+        code = 128 + signal.SIGTERM
     finally:
         sock.close()
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+        _remove_own_snapshots()
     err.print("Stopped.")
     _exit_now(code)
+
+
+class _Terminated(Exception):
+    """SIGTERM, as ``clipseek serve`` receives it: uvicorn stops gracefully, then raises
+    the signal again once its own handler is gone, which without this handler would end
+    the process before it removed its snapshot."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _remove_own_snapshots() -> None:
+    """The snapshots this process read through; :func:`_exit_now` skips the exit handler
+    that would remove them."""
+    chroma = sys.modules.get("clipseek.store.chroma")
+    if chroma is not None:
+        chroma.remove_own_snapshots()
 
 
 def _exit_now(code: int) -> None:

@@ -15,21 +15,13 @@ import gc
 import os
 import sys
 
+from clipseek.cli import APP_OPTIONS
+from clipseek.cli.debug import show_debug_lines
+from clipseek.errors import ClipseekError
+
 
 def _debug() -> bool:
     return os.environ.get("CLIPSEEK_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-#: The app's options (as ``clipseek tui`` takes them) and the settings each one sets.
-APP_OPTIONS = {
-    "--preview": "preview",
-    "--model": "model",
-    "-m": "model",
-    "--db": "db",
-    "--device": "device",
-    "--precision": "precision",
-    "--chroma-url": "chroma_url",
-}
 
 
 def app_options(args: list[str]) -> dict[str, str] | None:
@@ -56,12 +48,12 @@ def app_options(args: list[str]) -> dict[str, str] | None:
 def open_app(options: dict[str, str] | None = None) -> int:
     """Open the app with the settings from ``options``, the environment and the config
     file; a :class:`~clipseek.errors.ClipseekError` becomes one line on stderr and exit 1."""
+    # Lazy: only the app's path needs these; --help and the quick index path do not.
     from clipseek.gc_pause import start_without_collections
 
-    start_without_collections()  # given back when the app's boot ends (clipseek.gc_pause)
+    start_without_collections()  # turned back on when the app's boot ends (clipseek.gc_pause)
     try:
         from clipseek.config import load_settings
-        from clipseek.errors import ClipseekError
         from clipseek.tui import run_tui
 
         flags: dict[str, object] = dict(options or {})
@@ -71,16 +63,20 @@ def open_app(options: dict[str, str] | None = None) -> int:
         except ClipseekError as exc:
             if _debug():
                 raise
-            print(f"error: {exc}", file=sys.stderr)
+            from clipseek.photos.pathtext import display_text
+
+            print(f"error: {display_text(str(exc))}", file=sys.stderr)
             return 1
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 1
         return 0
     finally:
-        gc.enable()  # an app that never booted (a bad setting, no terminal) gives it back here
+        gc.enable()  # an app that never booted (a bad setting, no terminal): back on here
 
 
 def main() -> None:
+    if _debug():
+        show_debug_lines()
     try:
         if sys.stdin.isatty() and sys.stdout.isatty() and "_CLIPSEEK_COMPLETE" not in os.environ:
             options = app_options(sys.argv[1:])
@@ -92,6 +88,7 @@ def main() -> None:
             if answered:
                 return
             checked = answered is False
+        # Lazy: Typer; the app and the quick index path never import it.
         from clipseek.cli.app import main as cli_main
 
         cli_main(quick_checked=checked)
@@ -103,6 +100,7 @@ def quick_index(args: list[str]) -> bool | None:
     """An index run over an unchanged tree, answered without the command line's start
     (see :mod:`clipseek.cli.quick`); anything unexpected there is left to the command line,
     which reports it properly."""
+    # Lazy: the engine; the app and --help do not import it.
     from clipseek.cli.quick import index_if_unchanged
 
     try:
@@ -120,11 +118,11 @@ def leave_quickly() -> None:
     """Spare the interpreter's last garbage collections before the process ends.
 
     At exit Python collects every generation while it tears modules down, walking each
-    object that chromadb, ONNX Runtime, numpy and Textual made: 0.35 s after an index run
-    on two cores, only to free memory the OS takes back anyway. Freezing moves what is
-    alive out of those collections; objects are still freed (and files closed) as their
-    modules go. The young generations are collected first, so what the command has just
-    let go of is finalised as usual.
+    object that chromadb, ONNX Runtime, numpy and Textual made, only to free memory the OS
+    takes back anyway (most of an index run's exit; docs/PERFORMANCE.md, "Start-up").
+    Freezing moves what is alive out of those collections; objects are still freed (and
+    files closed) as their modules go. The young generations are collected first, so what
+    the command has just let go of is finalised as usual.
     """
     gc.collect(1)
     gc.freeze()

@@ -136,6 +136,7 @@ class PlainGroup(typer.core.TyperGroup):
 
 def complete_model(incomplete: str) -> list[str]:
     """Model names from the catalogue (the names `clipseek models` shows)."""
+    # Lazy: only shell completion needs the model catalogue.
     from clipseek.models.catalogue import CATALOG
 
     names = [entry.name for entry in CATALOG]

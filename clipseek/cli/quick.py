@@ -19,7 +19,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clipseek.cli.entry import APP_OPTIONS
+from clipseek.cli import APP_OPTIONS
+from clipseek.cli.report import failure_line, links_line, summary_line
+from clipseek.config import MAX_THREADS, load_settings
+from clipseek.engine import Engine
+from clipseek.errors import ClipseekError
+from clipseek.indexing.options import IndexOptions
+from clipseek.models.runtime import BACKENDS
+from clipseek.photos.pathtext import display_path, display_text
 
 if TYPE_CHECKING:
     from clipseek.indexing.events import IndexSummary
@@ -81,9 +88,8 @@ def parse(args: list[str]) -> tuple[list[str], dict[str, Any]] | None:
             given["max_megapixels"] = float(given["max_megapixels"])
     except ValueError:
         return None
-    if any(given.get(key, 1) < 1 for key in ("workers", "threads")):
-        return None
-    from clipseek.models.runtime import BACKENDS
+    if any(not 1 <= given.get(key, 1) <= MAX_THREADS for key in ("workers", "threads")):
+        return None  # the command line says which numbers it takes
 
     if given.get("backend", "auto") not in BACKENDS or not folders:
         return None
@@ -101,10 +107,6 @@ def index_if_unchanged(args: list[str]) -> bool | None:
         return None  # embeds everything again: nothing to compare
     if given.get("chroma_url") or os.environ.get("CLIPSEEK_CHROMA_URL"):
         return None  # a server's records are not in a file here
-    from clipseek.config import load_settings
-    from clipseek.engine import Engine
-    from clipseek.errors import ClipseekError
-    from clipseek.indexing.options import IndexOptions
 
     flags = {
         key: given.get(key)
@@ -144,9 +146,6 @@ def index_if_unchanged(args: list[str]) -> bool | None:
 
 def _report(summary: IndexSummary, name: str, location: str, skipped: bool) -> None:
     """The command line's lines for this run: drawn by rich where a terminal shows them."""
-    from clipseek.cli.report import links_line, summary_line
-    from clipseek.photos.pathtext import display_path
-
     if sys.stdout.isatty() or sys.stderr.isatty():
         from rich.console import Console
         from rich.markup import escape
@@ -156,11 +155,24 @@ def _report(summary: IndexSummary, name: str, location: str, skipped: bool) -> N
 
         err = Console(stderr=True, highlight=False, soft_wrap=True)
         err.print(f"Indexing with [bold]{show(name)}[/] into {show(location)}")
+        for failure in summary.failed:  # unreadable and untouched since: named every run
+            err.print(
+                f"[yellow]skipped[/] {show(failure.path)}: {escape(display_text(failure.reason))}"
+            )
         Console(highlight=False, soft_wrap=True).print(summary_line(summary))
+        if summary.failed:
+            err.print(f"[yellow]{failure_line(summary)}[/]")
         if summary.outside_links:
             err.print(f"[cyan]note:[/] {links_line(summary, skipped, show)}")
         return
     print(f"Indexing with {display_path(name)} into {display_path(location)}", file=sys.stderr)
+    for failure in summary.failed:
+        print(
+            f"skipped {display_path(failure.path)}: {display_text(failure.reason)}",
+            file=sys.stderr,
+        )
     print(summary_line(summary), flush=True)
+    if summary.failed:
+        print(failure_line(summary), file=sys.stderr)
     if summary.outside_links:
         print(f"note: {links_line(summary, skipped, display_path)}", file=sys.stderr)

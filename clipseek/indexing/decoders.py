@@ -1,13 +1,13 @@
 """Decoder processes that hand images to the indexer through shared memory.
 
 On a GPU machine the model outruns Python's image decoding: decoder *threads* share one
-GIL, and measured on 16 cores they decode 640×480 JPEGs at about a third of the rate of
-16 processes (docs/PERFORMANCE.md). Each worker process here reads, fingerprints,
+GIL, and on many cores they decode far slower than as many processes (docs/PERFORMANCE.md,
+"GPU indexing"). Each worker process here reads, fingerprints,
 decodes and resizes files with the same torch-free code as the thread path
 (:func:`clipseek.photos.imaging.load_for_model` with
 :func:`clipseek.models.preprocess.prepare_image`) and writes the uint8 result straight
 into a slot of one shared-memory block. The indexer reads the slot in place (no pickling
-of pixels, no copy until the batch is staged for the model) and gives the slot back once
+of pixels, no copy until the batch is staged for the model) and releases the slot once
 its batch is embedded.
 """
 
@@ -19,6 +19,11 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from clipseek.errors import ImageReadError
+from clipseek.indexing.fingerprint import content_hash
+from clipseek.models.preprocess import prepare_image
+from clipseek.photos.imaging import load_for_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -124,10 +129,6 @@ def _init_worker(
 
 
 def _decode_many(jobs: Sequence[tuple[int, str, int, int, str | None]]) -> list[Decoded]:
-    from clipseek.errors import ImageReadError
-    from clipseek.indexing.fingerprint import content_hash
-    from clipseek.models.preprocess import prepare_image
-    from clipseek.photos.imaging import load_for_model
 
     cfg = _worker["cfg"]
     images = _worker["images"]

@@ -49,13 +49,13 @@ class IndexOptions:
 
 
 #: Images per batch when neither the user nor the device says otherwise. A GPU needs large
-#: batches to be busy (ViT-B/32 fp16 on an H200: 6,638 img/s at 32, 9,670 at 256); on a
-#: CPU, larger batches bought nothing measurable and cost memory (docs/PERFORMANCE.md).
+#: batches to be busy; on a CPU, larger batches bought nothing measurable and cost memory
+#: (docs/PERFORMANCE.md, "GPU indexing").
 CPU_BATCH_SIZE = 32
 GPU_BATCH_SIZE = 256
 
 #: Records per Chroma write when writes run behind the model: Chroma's insert rate grows
-#: with the write size (20,000 × 512-d: 3,236/s at 256, 3,714/s at 2,048).
+#: with the write size (docs/PERFORMANCE.md, "GPU indexing").
 WRITE_BATCH = 2048
 
 
@@ -66,8 +66,8 @@ def default_batch_size(device: str) -> int:
 def decode_in_processes(device: str, workers: int) -> bool:
     """Whether decoders should be processes rather than threads.
 
-    On a GPU machine every core decodes and the GIL is the limit (16 threads: 1,385
-    640×480 JPEGs/s, 16 processes: 3,952, docs/PERFORMANCE.md). On a CPU the model
+    On a GPU machine every core decodes and the GIL is the limit: processes decode several
+    times faster than threads there (docs/PERFORMANCE.md, "GPU indexing"). On a CPU the model
     shares the cores and threads keep the memory and start-up small.
     ``CLIPSEEK_DECODE=threads|processes`` overrides (for measuring).
     """

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import ClipseekError, ImageReadError
+from clipseek.indexing.decoders import SharedDecoder
 from clipseek.indexing.events import (
     BatchDone,
     EventHandler,
@@ -52,6 +53,7 @@ from clipseek.indexing.options import (
 from clipseek.indexing.scanner import FileInfo, PseudoFilesystems, ScanOptions, normalise_root, scan
 from clipseek.indexing.threads import ThreadTuner, thread_plan
 from clipseek.indexing.writer import BatchWriter, WriteJob
+from clipseek.models.preprocess import pil_supported
 from clipseek.photos.imaging import ImageInfo, load_for_model, worth_retrying
 from clipseek.photos.metadata import META_KEYS, PhotoMeta, carried_metadata, read_photo_meta
 from clipseek.store import ImageIndex, Record, Store, StoredEntry, path_id
@@ -188,21 +190,7 @@ class Indexer:
     # -- steps
 
     def _check_roots(self, roots: Sequence[str | os.PathLike[str]]) -> list[str]:
-        if not roots:
-            raise ClipseekError("Name at least one folder to index.")
-        out = []
-        pseudo = PseudoFilesystems()
-        for root in roots:
-            norm = normalise_root(root)
-            why = pseudo.describe(norm) if os.path.exists(norm) else None
-            if why:
-                raise ClipseekError(f"{why}, not a folder of pictures; nothing was indexed.")
-            if not os.path.exists(norm):
-                raise ClipseekError(f"{norm} does not exist; nothing was indexed.")
-            if not os.path.isdir(norm):
-                raise ClipseekError(f"{norm} is not a folder; `clipseek index` takes folders.")
-            out.append(norm)
-        return list(dict.fromkeys(out))
+        return check_roots(roots)
 
     def _scan(
         self,
@@ -331,7 +319,7 @@ class Indexer:
         """
         # Keyed by size and hash, not size alone: files of one size are common (a camera's
         # uncompressed formats, generated images), and a renamed folder of them compared
-        # each file with every stored one of its size (a thousand with ten thousand: 8 s).
+        # each file with every stored one of its size: quadratic (docs/PERFORMANCE.md).
         by_content: dict[tuple[int, str], list[StoredEntry]] = {}
         for entry in stored.values():
             if entry.extra.get("content_hash"):
@@ -677,8 +665,6 @@ class Indexer:
         model.set_threads(threads)
         try:
             if processes:
-                from clipseek.indexing.decoders import SharedDecoder
-
                 shared = SharedDecoder(
                     workers, model.preprocess_cfg, lookahead + batch_size + chunk, max_mp
                 )
@@ -729,8 +715,6 @@ class Indexer:
 
 def _shared_memory_ok(model: Embedder) -> bool:
     """Processes decode with the torch-free preprocessing, so only where it is exact."""
-    from clipseek.models.preprocess import pil_supported
-
     cfg = getattr(model, "preprocess_cfg", None)
     return cfg is not None and pil_supported(cfg)
 
@@ -786,3 +770,23 @@ def _decode(
 
 def _is_under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def check_roots(roots: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """The folders to index, normalised, or the error that says why one cannot be: before
+    a run marks the index as being written (a typo is not an interruption)."""
+    if not roots:
+        raise ClipseekError("Name at least one folder to index.")
+    out = []
+    pseudo = PseudoFilesystems()
+    for root in roots:
+        norm = normalise_root(root)
+        why = pseudo.describe(norm) if os.path.exists(norm) else None
+        if why:
+            raise ClipseekError(f"{why}, not a folder of pictures; nothing was indexed.")
+        if not os.path.exists(norm):
+            raise ClipseekError(f"{norm} does not exist; nothing was indexed.")
+        if not os.path.isdir(norm):
+            raise ClipseekError(f"{norm} is not a folder; `clipseek index` takes folders.")
+        out.append(norm)
+    return list(dict.fromkeys(out))

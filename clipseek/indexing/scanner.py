@@ -103,31 +103,57 @@ def _unescape_mount(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def pseudo_mounts(mounts_file: str = "/proc/self/mounts") -> dict[str, str]:
-    """Mount point -> type of every pseudo file system, and of anything mounted under
-    /proc, /sys or /dev (a container's /dev is often a plain tmpfs)."""
-    found: dict[str, str] = {}
+def _mount_table(mounts_file: str) -> list[tuple[str, str]]:
+    """(mount point, type) of every mount in ``mounts_file``."""
     try:
         with open(mounts_file, encoding="utf-8", errors="surrogateescape") as fh:
             lines = fh.read().splitlines()
     except OSError:
         lines = []
+    out = []
     for line in lines:
         fields = line.split()
-        if len(fields) < 3:
-            continue
-        point, kind = _unescape_mount(fields[1]), fields[2]
-        if kind in PSEUDO_FS_TYPES or _is_under(point, PSEUDO_PATHS):
+        if len(fields) >= 3:
+            out.append((_unescape_mount(fields[1]), fields[2]))
+    return out
+
+
+def _holds_files(point: str, kind: str) -> bool:
+    """A tmpfs mounted below /dev (/dev/shm): ordinary files in memory, not devices. /dev
+    itself stays a pseudo file system even where a container makes it a plain tmpfs."""
+    return kind == "tmpfs" and point.rstrip(os.sep) != "/dev" and _is_under(point, ("/dev",))
+
+
+def pseudo_mounts(mounts_file: str = "/proc/self/mounts") -> dict[str, str]:
+    """Mount point -> type of every pseudo file system, and of anything mounted under
+    /proc, /sys or /dev (a container's /dev is often a plain tmpfs) but a tmpfs below
+    /dev, such as /dev/shm, which holds ordinary files."""
+    found: dict[str, str] = {}
+    for point, kind in _mount_table(mounts_file):
+        if kind in PSEUDO_FS_TYPES or (
+            _is_under(point, PSEUDO_PATHS) and not _holds_files(point, kind)
+        ):
             found[point] = kind
     return found
+
+
+def file_mounts_under_dev(mounts_file: str = "/proc/self/mounts") -> list[str]:
+    """The tmpfs mount points below /dev (/dev/shm): folders there may be indexed."""
+    return [point for point, kind in _mount_table(mounts_file) if _holds_files(point, kind)]
 
 
 class PseudoFilesystems:
     """Recognises files and folders on pseudo file systems by device number (one stat each,
     already made by the walk) and, for paths named directly, by where they resolve."""
 
-    def __init__(self, mounts: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, mounts: dict[str, str] | None = None, file_mounts: list[str] | None = None
+    ) -> None:
         self.mounts = pseudo_mounts() if mounts is None else mounts
+        if file_mounts is None:
+            file_mounts = file_mounts_under_dev() if mounts is None else []
+        #: Mount points below a pseudo path that hold ordinary files (/dev/shm).
+        self.file_mounts = file_mounts
         self.devices: dict[int, str] = {}
         for point, kind in self.mounts.items():
             try:
@@ -143,7 +169,7 @@ class PseudoFilesystems:
         or None if it is not one."""
         real = os.path.realpath(path)
         for prefix in PSEUDO_PATHS:
-            if _is_under(real, (prefix,)):
+            if _is_under(real, (prefix,)) and not _is_under(real, self.file_mounts):
                 return f"{prefix} is a pseudo file system"
         try:
             kind = self.kind_of_device(os.stat(real))

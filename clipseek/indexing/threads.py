@@ -14,8 +14,8 @@ schedule can beat ``cores / (M + D)`` images per second. Two schedules come clos
   rest. It wins only where the model scales badly to all cores, and on a machine where
   other work holds some cores: an OpenMP (or ONNX Runtime) pool waits at a barrier
   after every operation for its slowest thread, so one thread sharing a core with
-  someone else's process slows all of them (docs/PERFORMANCE.md measured all-core
-  torch at 0.36-0.6× of one thread under such load).
+  someone else's process slows all of them (docs/PERFORMANCE.md: all-core torch ran
+  slower than one thread under such load).
 
 So the tuner starts time-sliced on the cores nobody else is using (read from
 ``/proc/stat`` over the time since the process started), checks the split after the
@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from clipseek.models import cpu_has_native_bf16, physical_cores
+
 
 def thread_plan(
     device: str,
@@ -47,8 +49,6 @@ def thread_plan(
     may use all of them, while :class:`ThreadTuner` decides how many it really gets.
     Either number can be fixed by the caller.
     """
-    from clipseek.models import physical_cores
-
     n = cores or physical_cores()
     # Each decoder may hold a full-size image (a 12 MP PNG is 36 MB decoded): a cap keeps
     # memory bounded on many-core machines, where a GPU still needs many decoders.
@@ -240,8 +240,8 @@ class Workload:
 
     def decode_seconds(self) -> float:
         """Core-seconds to hash, decode and resize one image, from its size: JPEGs are
-        decoded at a reduced scale (≈34 ms for a 2.3 MB 12 MP photo on a 2024 x86 core,
-        docs/PERFORMANCE.md), other formats in full, costing more per byte."""
+        decoded at a reduced scale, other formats in full, costing more per byte (the
+        coefficients fit docs/PERFORMANCE.md, "Why the JPEG target is missed")."""
         mb = self.median_bytes / 1e6
         jpeg = 0.004 + 0.013 * mb
         other = 0.003 + 0.030 * mb
@@ -256,9 +256,9 @@ def model_seconds_guess(precision: str, native_bf16: bool) -> float:
     return 0.08 if native_bf16 else 0.16  # bf16-capable CPUs have AVX-512 for fp32 too
 
 
-#: Assumed scaling of the model's speed with threads, t^SCALING: sublinear, as measured
-#: for ViT-B/32 at batch 32 (2 threads ran 1.7-1.9× one thread). Used only to decide
-#: which setting deserves a trial; the trial's measurement decides.
+#: Assumed scaling of the model's speed with threads, t^SCALING: sublinear, as ViT-B/32
+#: scales at batch 32 (docs/PERFORMANCE.md). Used only to decide which setting deserves a
+#: trial; the trial's measurement decides.
 SCALING = 0.85
 
 
@@ -362,8 +362,6 @@ class ThreadTuner:
         say: time-sliced on the cores other work leaves free, unless the predicted
         costs favour a split. ``other_load`` -1 means measure it."""
         if native_bf16 is None:
-            from clipseek.models import cpu_has_native_bf16
-
             native_bf16 = cpu_has_native_bf16()
         if other_load is not None and other_load < 0:
             other_load = other_load_now()

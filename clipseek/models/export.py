@@ -4,7 +4,7 @@ A process that has the model in torch anyway (an index run, or a query that foun
 export) writes ``text.onnx``, ``image.onnx``, the tokenizer's vocabulary and a
 ``manifest.json`` into ``<cache>/onnx/<model>-<digest of the weights>/``. Everything a
 later process needs is in that folder, so queries, the app and the server load it with
-onnxruntime alone and never import torch or open_clip (over 5 s on a small machine).
+onnxruntime alone and never import torch or open_clip (seconds on a small machine).
 
 The folder is written under a temporary name and renamed into place only when complete:
 a half-written export (a crash, a full disk) is never seen under the final name, and
@@ -27,9 +27,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clipseek.config import cache_dir
 from clipseek.errors import ClipseekError
 from clipseek.models.base import PreprocessConfig
 from clipseek.models.catalogue import ModelSpec
+from clipseek.models.tokenizer import default_bpe_path, supported
+from clipseek.models.torch_backend import _encode_text_trimmed, load_model
+from clipseek.models.weights import _short, cached_weights
 
 if TYPE_CHECKING:
     from clipseek.models.torch_backend import ClipModel
@@ -87,7 +91,6 @@ class Export:
 
 
 def exports_root() -> Path:
-    from clipseek.config import cache_dir
 
     return cache_dir() / "onnx"
 
@@ -175,8 +178,6 @@ def _text_module(model: Any) -> tuple[Any, bool]:
     accepts a sequence cut after the last end marker (CLIP's causal tower does: the
     ONNX path then runs only as many positions as the longest query needs)."""
     import torch
-
-    from clipseek.models.torch_backend import _encode_text_trimmed
 
     class Trimmed(torch.nn.Module):
         def __init__(self, clip: Any) -> None:
@@ -322,10 +323,10 @@ def _onnx_export(module: Any, example: Any, path: Path, name_in: str, axes: dict
 def _weights_beside(path: Path) -> str:
     """Move an ONNX file's weights into ``<name>.data`` beside it; returns that name.
 
-    ONNX Runtime maps such a file rather than copying every weight out of the model: for
-    ViT-B/32's text tower a session built in 0.32–0.35 s with a 215 MB peak, against
-    1.10–1.26 s and 399–403 MB from one file (same outputs; docs/PERFORMANCE.md). Both
-    layouts load, so exports made before this keep working."""
+    ONNX Runtime maps such a file rather than copying every weight out of the model, so a
+    session builds in a fraction of the time and memory, with the same outputs
+    (docs/PERFORMANCE.md, "The fast path"). Both layouts load, so exports made before this
+    keep working."""
     import onnx
 
     data = f"{path.name}.data"
@@ -345,7 +346,6 @@ def _cpu_fp32(model: ClipModel) -> ClipModel:
     """The model as fp32 on the CPU: the export is fp32 whatever the index run used."""
     if model.device == "cpu" and model.precision == "fp32":
         return model
-    from clipseek.models.torch_backend import load_model
 
     return load_model(model.spec, device="cpu", precision="fp32")
 
@@ -356,9 +356,6 @@ def export_model(model: ClipModel, *, quantize: bool = False) -> Export:
     Raises :class:`ExportError` with one sentence when it cannot (no ``onnx`` package,
     a tower of an unsupported design, a full disk); nothing half-written is left in use.
     """
-    from clipseek.models.tokenizer import default_bpe_path, supported
-    from clipseek.models.weights import cached_weights
-
     spec = model.spec
     why = supported(model._tokenizer)
     if why is not None:
@@ -446,7 +443,6 @@ def export_model(model: ClipModel, *, quantize: bool = False) -> Export:
         raise
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        from clipseek.models.weights import _short
 
         raise ExportError(f"Could not export {spec.name} to ONNX: {_short(exc)}") from exc
     found = find_export(spec)

@@ -7,7 +7,7 @@ import os
 from clipseek.errors import DeviceError
 
 #: Device nodes a GPU driver creates on Linux (NVIDIA, AMD ROCm, WSL's GPU bridge): where
-#: none exists torch can find no GPU either, so there is no need to import it (3–7 s) to ask.
+#: none exists torch can find no GPU either, so there is no need to import it (seconds) to ask.
 _GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
 
 

@@ -19,9 +19,19 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from clipseek.errors import ModelError
 from clipseek.models.base import PreprocessConfig, TextEncoding
 from clipseek.models.catalogue import ModelSpec
-from clipseek.models.export import IMAGE_FILE, IMAGE_INT8_FILE, TEXT_FILE, Export
+from clipseek.models.export import (
+    IMAGE_FILE,
+    IMAGE_INT8_FILE,
+    TEXT_FILE,
+    Export,
+    ensure_int8,
+    find_export,
+)
+from clipseek.models.hardware import physical_cores
+from clipseek.models.tokenizer import ClipTokenizer
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,9 +62,8 @@ class OnnxModel:
         self.spec = spec
         #: Whether sessions repack the weights for faster matrix products when built.
         #: Worth it for indexing and a busy server; a query, or the app's first answer,
-        #: waits for the session instead. For ViT-B/32 skipping it builds the text tower
-        #: in 0.1 s instead of 0.35 s (25 ms more per text) and the image tower in 0.13 s
-        #: instead of 0.94 s (40 ms more per image).
+        #: waits for the session instead: skipping it builds a session several times
+        #: faster for a little more time per encode (docs/PERFORMANCE.md, "The fast path").
         self.prepack = prepack
         self.export = export
         self.precision = precision
@@ -102,8 +111,6 @@ class OnnxModel:
         if tower == "text":
             return str(self.export.path(TEXT_FILE))
         if self.precision == "int8":
-            from clipseek.models.export import ensure_int8
-
             return str(ensure_int8(self.export))
         return str(self.export.path(IMAGE_FILE))
 
@@ -117,11 +124,10 @@ class OnnxModel:
     # -- images
 
     def prepare(self, image: Image.Image) -> Any:
+        # Lazy: a text query does not import the image preprocessing.
         from clipseek.models.preprocess import pil_supported, prepare_image
 
         if not pil_supported(self.preprocess_cfg):
-            from clipseek.errors import ModelError
-
             raise ModelError(
                 f"{self.spec.name} resizes images in a way the ONNX path cannot reproduce; "
                 "use --backend torch."
@@ -129,6 +135,7 @@ class OnnxModel:
         return prepare_image(image, self.preprocess_cfg)
 
     def encode_prepared(self, items: Sequence[Any]) -> np.ndarray:
+        # Lazy: a text query does not import the image preprocessing.
         from clipseek.models.preprocess import normalise_batch
 
         if not items:
@@ -149,8 +156,6 @@ class OnnxModel:
         # session lock, and two threads must not both build it.
         with self._tokenizer_lock:
             if self._tokenizer is None:
-                from clipseek.models.tokenizer import ClipTokenizer
-
                 vocab = self.export.path(self.export.manifest["tokenizer"]["file"])
                 self._tokenizer = ClipTokenizer(vocab, self.context_length)
             return self._tokenizer
@@ -172,7 +177,6 @@ class OnnxModel:
 
 
 def _default_threads() -> int:
-    from clipseek.models.hardware import physical_cores
 
     return physical_cores()
 
@@ -194,8 +198,6 @@ def load_onnx_model(
     spec: ModelSpec, precision: str = "fp32", *, prepack: bool = True
 ) -> OnnxModel | None:
     """The fast path for ``spec`` if its export is ready, else None (never imports torch)."""
-    from clipseek.models.export import find_export
-
     export = find_export(spec)
     if export is None:
         return None

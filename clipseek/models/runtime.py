@@ -24,6 +24,9 @@ from typing import TYPE_CHECKING, Any
 from clipseek.errors import DeviceError
 from clipseek.fileio import write_whole
 from clipseek.models.catalogue import ModelSpec
+from clipseek.models.hardware import cpu_has_native_bf16, physical_cores, resolve_device
+from clipseek.models.torch_backend import load_model
+from clipseek.models.weights import cached_weights
 
 if TYPE_CHECKING:
     from clipseek.models.base import Embedder
@@ -37,12 +40,12 @@ def load_reader_model(
     """The model a query, the app or the server embeds with; ``quick_start`` builds its
     sessions for the quickest start rather than the fastest use."""
     if backend != "torch":
+        # Lazy: an unchanged re-index imports neither the export nor the ONNX backend.
         from clipseek.models.onnx_backend import load_onnx_model
 
         fast = load_onnx_model(spec, prepack=not quick_start)
         if fast is not None:
             return fast
-    from clipseek.models.torch_backend import load_model
 
     # A configured GPU (and its fp16) or int8 are indexing choices; a query runs on the CPU.
     reader_device = "cpu" if device in ("auto", "cuda") else device
@@ -54,8 +57,6 @@ def load_reader_model(
 
 def load_index_model(spec: ModelSpec, device: str, precision: str, backend: str) -> Embedder:
     """The model an index run embeds with (see the module docstring)."""
-    from clipseek.models.hardware import resolve_device
-
     if precision == "int8" or backend == "onnx":
         if device not in ("auto", "cpu"):
             raise DeviceError(
@@ -63,7 +64,6 @@ def load_index_model(spec: ModelSpec, device: str, precision: str, backend: str)
                 "or --backend torch."
             )
         return _onnx_for_indexing(spec, "int8" if precision == "int8" else "fp32")
-    from clipseek.models.torch_backend import load_model
 
     resolved = resolve_device(device)
     if backend == "torch" or resolved != "cpu":
@@ -72,13 +72,13 @@ def load_index_model(spec: ModelSpec, device: str, precision: str, backend: str)
 
 
 def _onnx_for_indexing(spec: ModelSpec, precision: str) -> Embedder:
+    # Lazy: an unchanged re-index imports neither the export nor the ONNX backend.
     from clipseek.models.export import export_model
     from clipseek.models.onnx_backend import OnnxModel, load_onnx_model
 
     model = load_onnx_model(spec, precision)
     if model is not None:
         return model
-    from clipseek.models.torch_backend import load_model
 
     torch_model = load_model(spec, device="cpu", precision="fp32")
     export = export_model(torch_model)
@@ -90,13 +90,13 @@ def _onnx_for_indexing(spec: ModelSpec, precision: str) -> Embedder:
 
 
 def _choices_file() -> Path:
+    # Lazy: an unchanged re-index imports neither the export nor the ONNX backend.
     from clipseek.models.export import exports_root
 
     return exports_root() / "backend-choice.json"
 
 
 def _machine_key(spec: ModelSpec) -> str:
-    from clipseek.models.hardware import cpu_has_native_bf16, physical_cores
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -154,8 +154,8 @@ def _auto_cpu(spec: ModelSpec, precision: str) -> Embedder:
     The measurement needs an export; without one this run uses torch (and exports after
     it), and the next run measures. The result is kept per machine and model.
     """
+    # Lazy: an unchanged re-index imports neither the export nor the ONNX backend.
     from clipseek.models.onnx_backend import load_onnx_model
-    from clipseek.models.torch_backend import load_model
 
     if precision not in ("auto", "fp32"):  # an explicit bf16 is a torch request
         return load_model(spec, device="cpu", precision=precision)
@@ -201,14 +201,15 @@ class ExportOutcome:
 
 
 def _failure_file(spec: ModelSpec) -> Path:
+    # Lazy: an unchanged re-index imports neither the export nor the ONNX backend.
     from clipseek.models.export import exports_root
 
     return exports_root() / f"{spec.collection_slug}.failed.json"
 
 
 def _weights_stamp(spec: ModelSpec) -> dict[str, Any] | None:
+    # Lazy: an unchanged re-index imports neither the export nor the ONNX backend.
     from clipseek.models.export import _weights_file
-    from clipseek.models.weights import cached_weights
 
     try:
         path = cached_weights(spec)
@@ -231,6 +232,7 @@ def needs_export(model: Embedder) -> bool:
         return False
     if _exports_disabled():
         return False
+    # Lazy: an unchanged re-index imports neither the export nor the ONNX backend.
     from clipseek.models.export import find_export
 
     if find_export(model.spec) is not None:
@@ -246,6 +248,7 @@ def export_after_use(model: Embedder) -> ExportOutcome:
     """Export ``model``'s fast path if it needs one; never raises."""
     import traceback
 
+    # Lazy: an unchanged re-index imports neither the export nor the ONNX backend.
     from clipseek.models.export import ExportError, export_model
 
     try:

@@ -46,8 +46,9 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 #: Text that ftfy returns unchanged: printable ASCII, tabs and newlines, no ``&`` (its
 #: fixes are for mojibake, entities, curly quotes, widths, ligatures and control
-#: characters). Most queries are such text, and they skip importing ftfy (0.1–0.2 s of a
-#: cold query); a test checks the claim against ftfy over many generated strings.
+#: characters). Most queries are such text, and they skip importing ftfy, a noticeable part
+#: of a cold query (docs/PERFORMANCE.md); a test checks the claim against ftfy over many
+#: generated strings.
 _FTFY_IDENTITY = re.compile(r"[\t\n\x20-\x25\x27-\x7e]*")
 
 

@@ -112,6 +112,7 @@ class ClipModel:
         would make each one start its own pool of OpenMP threads on a machine whose
         cores are already busy with inference.
         """
+        # Lazy: a text query does not import the image preprocessing.
         from clipseek.models.preprocess import pil_supported, prepare_image
 
         if pil_supported(self.preprocess_cfg):

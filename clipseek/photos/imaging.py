@@ -179,6 +179,7 @@ def _decode(
             rgb = to_rgb(image)
             rgb.info["clipseek_size"] = (width, height) if _exif_keeps_axes(im) else (height, width)
             if meta_mtime_ns is not None:
+                # Lazy: --help and the quick index path import this module but no metadata reader.
                 from clipseek.photos.metadata import meta_from_image
 
                 rgb.info["clipseek_meta"] = meta_from_image(im, meta_mtime_ns, (width, height))

@@ -29,15 +29,32 @@ class SavedSearch:
     json: Path
 
 
+#: Names that say "a picture file", not "a folder": a sheet is a PNG, so only .png is one.
+_PICTURE_SUFFIXES = {".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"}
+
+
 def save_results(response: SearchResponse, folder: str | os.PathLike[str]) -> SavedSearch:
-    """Write ``<stamp>-results.png`` and ``<stamp>-results.json`` into ``folder``."""
+    """Write ``<stamp>-results.png`` and ``<stamp>-results.json`` into ``folder``; or,
+    when ``folder`` names a ``.png`` file (and is not an existing folder), the sheet there
+    and its JSON beside it (``sheet.png``, ``sheet.json``)."""
     out = Path(folder).expanduser()
+    suffix = out.suffix.lower()
+    as_file = suffix == ".png" and not out.is_dir()
+    if suffix in _PICTURE_SUFFIXES and not out.is_dir():
+        raise ClipseekError(
+            f"The contact sheet is a PNG: name it {out.with_suffix('.png').name} (.png), "
+            "or give a folder to save it in."
+        )
+    folder_path = out.parent if as_file else out
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        folder_path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ClipseekError(f"Cannot create {out}: {exc.strerror or exc}.") from None
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    sheet_path = _unique(out / f"{stamp}-results.png")
+        raise ClipseekError(f"Cannot create {folder_path}: {exc.strerror or exc}.") from None
+    if as_file:
+        sheet_path = out
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        sheet_path = _unique(out / f"{stamp}-results.png")
     json_path = sheet_path.with_suffix(".json")
     sheet = contact_sheet(response)
     try:
@@ -45,7 +62,7 @@ def save_results(response: SearchResponse, folder: str | os.PathLike[str]) -> Sa
         json_path.write_text(dumps(response.to_json(), indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         raise ClipseekError(
-            f"Cannot write the results into {out}: {exc.strerror or exc}."
+            f"Cannot write the results into {folder_path}: {exc.strerror or exc}."
         ) from None
     return SavedSearch(sheet_path, json_path)
 

@@ -2,34 +2,44 @@
 edits), grouped so a person can choose which to keep. clipseek only lists; it never
 deletes a file.
 
-In a large library each picture asks the vector index for its few nearest neighbours
-(a batched HNSW search, growing linearly with the library); up to :data:`EXACT_LIMIT`
-pictures an exact blocked scan is faster (measured) and misses nothing. Pairs closer than
-the threshold are joined, and the connected groups are reported largest first.
+Close pairs are found first. Up to :data:`EXACT_LIMIT` pictures an exact blocked scan
+over the stored vectors finds every one (each block against the rows after it: half the
+products of a full scan); above it each picture asks the vector index for its few nearest
+neighbours (a batched HNSW search, growing linearly with the library).
+
+Groups never chain. Joining every close pair transitively put pictures at similarity
+-0.27 into one group (A close to B, B close to C, ... ). Instead every member of a group
+is within the threshold of **every other member**, so of the group's first picture (its
+representative) too. Pictures are taken in the order a person would keep them (largest
+first, then by path); each one not yet grouped starts a group, and its close neighbours
+join, closest first, while they are close to every member already in it. A picture is in
+at most one group. Only the pictures that have a close pair are ever looked at again, so
+the grouping costs little beside the scan.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import QueryError
+from clipseek.photos.pathtext import json_path_fields
+from clipseek.store import path_from_meta
+from clipseek.store.records import VectorSource
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from clipseek.store import ImageIndex
 
 #: Up to this many pictures the pairs are found exactly, by blocked matrix products; above
-#: it, by the vector index's neighbour search. Measured by benchmarks/bench_duplicates.py on
-#: 2 cores: at 10k vectors the exact scan took 2.6 s against 63 s for Chroma's batched
-#: neighbour search (about 6 ms a query), and the exact scan grows with the square of the
-#: count, the search linearly: they cross near 250k; the limit stays well below that.
+#: it, by the vector index's neighbour search (measurements: docs/PERFORMANCE.md).
 EXACT_LIMIT = 100_000
-_EXACT_BLOCK = 512
+_EXACT_BLOCK = 1024
 
-#: Neighbours asked for per picture: a burst of more than this many near-identical shots
-#: is still joined into one group through the neighbours' own neighbours.
+#: Neighbours asked for per picture in the neighbour search.
 NEIGHBOURS = 8
 _BATCH = 256
 
@@ -51,7 +61,6 @@ class DuplicateGroup:
     items: list[DuplicateItem] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        from clipseek.photos.pathtext import json_path_fields
 
         return {
             "count": len(self.items),
@@ -80,91 +89,157 @@ def check_threshold(threshold: float) -> float:
     return float(threshold)
 
 
+def vector_source(index: ImageIndex, under: str | None = None) -> VectorSource:
+    """The index's own source when it has one (the direct reader, over its cache), else
+    every vector and metadata through Chroma."""
+    own = getattr(type(index), "vector_source", None)
+    if callable(own):
+        return own(index, under)  # type: ignore[no-any-return]
+    return VectorSource.from_arrays(*index.all_vectors(under=under))
+
+
 def find_duplicates(
     index: ImageIndex,
     threshold: float = 0.95,
     under: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> list[DuplicateGroup]:
-    """Groups of two or more pictures at cosine similarity ``threshold`` or closer."""
-    import numpy as np
-
+    """Groups of two or more pictures, each at cosine similarity ``threshold`` or closer
+    to every other picture of its group; largest groups first."""
     threshold = check_threshold(threshold)
-    ids, vectors, metas = index.all_vectors(under=under)
-    total = len(ids)
-    position = {id_: i for i, id_ in enumerate(ids)}
-    parent = list(range(total))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def join(i: int, j: int) -> None:
-        a, b = find(i), find(j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-
+    source = vector_source(index, under)
+    vectors = source.vectors
+    total = len(vectors)
     if total <= EXACT_LIMIT:
-        for i, j in _close_pairs(vectors, threshold, on_progress):
-            join(i, j)
+        left, right = _close_pairs(vectors, threshold, on_progress)
     else:
-        for start in range(0, total, _BATCH):
-            chunk = vectors[start : start + _BATCH]
-            neighbours = index.query_many(chunk, min(NEIGHBOURS + 1, total), under=under)
-            for offset, hits in enumerate(neighbours):
-                i = start + offset
-                for other_id, similarity in hits:
-                    j = position.get(other_id)
-                    if j is not None and j != i and similarity >= threshold:
-                        join(i, j)
-            if on_progress is not None:
-                on_progress(min(start + _BATCH, total), total)
-
-    members: dict[int, list[int]] = {}
-    for i in range(total):
-        members.setdefault(find(i), []).append(i)
-    groups = []
-    for group in members.values():
-        if len(group) < 2:
-            continue
-        group.sort(key=lambda i: _sort_key(metas[i]))
-        first = vectors[group[0]]
-        items = [_item(ids[i], metas[i], float(np.dot(first, vectors[i]))) for i in group]
-        groups.append(DuplicateGroup(items))
-    groups.sort(key=lambda g: (-len(g.items), g.items[0].path))
-    return groups
+        left, right = _neighbour_pairs(index, source, threshold, under, on_progress)
+    return _groups(source, left, right, threshold)
 
 
 def _close_pairs(
     vectors: Any, threshold: float, on_progress: Callable[[int, int], None] | None = None
-) -> Iterator[tuple[int, int]]:
-    """Every pair at ``threshold`` or closer, by blocked matrix products (exact)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (i < j) at ``threshold`` or closer, by blocked matrix products (exact)."""
     import numpy as np
 
     total = len(vectors)
+    lefts: list[np.ndarray] = []
+    rights: list[np.ndarray] = []
     for start in range(0, total, _EXACT_BLOCK):
-        sims = vectors[start : start + _EXACT_BLOCK] @ vectors.T
+        stop = min(start + _EXACT_BLOCK, total)
+        block = np.asarray(vectors[start:stop], dtype=np.float32)
+        # Only the columns from this block on: the pairs before it were found already.
+        sims = block @ np.asarray(vectors[start:], dtype=np.float32).T
         rows, cols = np.nonzero(sims >= threshold)
-        for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
-            if col > start + row:
-                yield start + row, col
+        keep = cols > rows  # the block's own diagonal, and its lower half
+        lefts.append(rows[keep] + start)
+        rights.append(cols[keep] + start)
         if on_progress is not None:
-            on_progress(min(start + _EXACT_BLOCK, total), total)
+            on_progress(stop, total)
+    if not lefts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(lefts).astype(np.int64), np.concatenate(rights).astype(np.int64)
+
+
+def _neighbour_pairs(
+    index: ImageIndex,
+    source: VectorSource,
+    threshold: float,
+    under: str | None,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs from each picture's nearest neighbours in the vector index (approximate)."""
+    import numpy as np
+
+    vectors = source.vectors
+    total = len(vectors)
+    lefts: list[int] = []
+    rights: list[int] = []
+    for start in range(0, total, _BATCH):
+        chunk = np.asarray(vectors[start : start + _BATCH], dtype=np.float32)
+        neighbours = index.query_many(chunk, min(NEIGHBOURS + 1, total), under=under)
+        for offset, hits in enumerate(neighbours):
+            close = [other for other, similarity in hits if similarity >= threshold]
+            for j in source.positions(close):
+                i = start + offset
+                if j is not None and j != i:
+                    lefts.append(min(i, j))
+                    rights.append(max(i, j))
+        if on_progress is not None:
+            on_progress(min(start + _BATCH, total), total)
+    if not lefts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    # Each pair is found from both ends: once is enough.
+    pairs = np.unique(np.stack([lefts, rights], axis=1).astype(np.int64), axis=0)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def _groups(
+    source: VectorSource, left: np.ndarray, right: np.ndarray, threshold: float
+) -> list[DuplicateGroup]:
+    """Non-chaining groups from the close pairs (see the module's docstring)."""
+    import numpy as np
+
+    if left.size == 0:
+        return []
+    vectors = source.vectors
+    nodes = np.unique(np.concatenate([left, right]))
+    described = source.describe(nodes.tolist())
+    metas = {int(r): meta for r, (_, meta) in zip(nodes.tolist(), described, strict=True)}
+    ids = {int(r): id_ for r, (id_, _) in zip(nodes.tolist(), described, strict=True)}
+    keep_order = sorted(nodes.tolist(), key=lambda r: _sort_key(metas[r]))
+    rank = {r: n for n, r in enumerate(keep_order)}
+    # Each pair both ways, sorted by row: a row's close neighbours are one slice.
+    a = np.concatenate([left, right])
+    b = np.concatenate([right, left])
+    order = np.argsort(a, kind="stable")
+    a, b = a[order], b[order]
+    starts = np.searchsorted(a, nodes)
+    stops = np.searchsorted(a, nodes, side="right")
+    span = {int(n): (int(s), int(e)) for n, s, e in zip(nodes, starts, stops, strict=True)}
+    grouped: set[int] = set()
+    groups: list[DuplicateGroup] = []
+    for first in keep_order:
+        if first in grouped:
+            continue
+        s, e = span[first]
+        near = [j for j in dict.fromkeys(b[s:e].tolist()) if j not in grouped]
+        if not near:
+            continue
+        base = np.asarray(vectors[first], dtype=np.float32)
+        candidates = np.asarray(vectors[near], dtype=np.float32)
+        to_first = candidates @ base
+        # Closest first; equal similarities in keeping order.
+        pick = sorted(range(len(near)), key=lambda k: (-float(to_first[k]), rank[near[k]]))
+        fits = np.ones(len(near), dtype=bool)
+        members = [first]
+        for k in pick:
+            if not fits[k]:
+                continue
+            members.append(near[k])
+            # Only those close to this member too may still join.
+            fits &= candidates @ candidates[k] >= threshold
+        if len(members) < 2:
+            continue
+        grouped.update(members)
+        members[1:] = sorted(members[1:], key=rank.__getitem__)
+        sims = np.asarray(vectors[members], dtype=np.float32) @ base
+        items = [_item(ids[r], metas[r], float(sim)) for r, sim in zip(members, sims, strict=True)]
+        groups.append(DuplicateGroup(items))
+    groups.sort(key=lambda g: (-len(g.items), g.items[0].path))
+    return groups
 
 
 def _sort_key(meta: Any) -> tuple[int, str]:
     """Largest picture first: the one a person most likely keeps."""
     width = int(meta.get("width", 0) or 0)
     height = int(meta.get("height", 0) or 0)
-    from clipseek.store import path_from_meta
 
     return (-(width * height), path_from_meta(meta))
 
 
 def _item(id_: str, meta: Any, similarity: float) -> DuplicateItem:
-    from clipseek.store import path_from_meta
 
     def number(key: str) -> int | None:
         value = meta.get(key)

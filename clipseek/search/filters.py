@@ -1,4 +1,4 @@
-"""Filters on when and with what a picture was taken, the same in every face.
+"""Filters on when and with what a picture was taken, the same in every front end.
 
 They become part of Chroma's ``where`` clause, so the top-k is exact among the matching
 pictures rather than a filtered top-k of everything. Dates are partial ("2024",

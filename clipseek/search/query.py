@@ -92,6 +92,31 @@ def _image_term(value: str, weight: float) -> QueryTerm:
     return QueryTerm("image", path, weight)
 
 
+def in_folder(in_dir: str, index: Any) -> str:
+    """The folder an ``in`` filter names, absolute.
+
+    Only inside the indexed folders (where links resolve inside them too) is a folder that
+    is not there named as such. Anywhere else, through a link that leads out of them
+    included, the disk is not looked at: the answer comes from the index alone, so it is
+    the same whether such a folder exists or not."""
+    folder = os.path.abspath(os.path.expanduser(in_dir))
+    if not os.path.isdir(folder) and really_inside(folder, index.roots):
+        raise QueryError(f"--in {display_path(in_dir)}: no such folder.")
+    return folder
+
+
+def really_inside(folder: str, roots: Sequence[str]) -> bool:
+    """Whether ``folder`` lies inside one of ``roots``, by name and with links resolved."""
+    real = os.path.realpath(folder)
+    return any(
+        _inside(folder, root) and _inside(real, os.path.realpath(root)) for root in roots if root
+    )
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def _looks_like_image(value: str) -> bool:
     expanded = os.path.expanduser(value)
     if os.path.isfile(expanded):
@@ -115,7 +140,7 @@ def _tokens(parts: Sequence[str]) -> list[str]:
 def parse_query(parts: Sequence[str], *, allow_images: bool = True) -> Query:
     """Parse a query given as one string or as separate command-line words.
 
-    ``allow_images=False`` keeps every term text: a face that takes queries from other
+    ``allow_images=False`` keeps every term text: a front end that takes queries from other
     people (the web server) must not let them name files on its machine, nor learn from
     the answer whether a path exists.
     """
@@ -141,8 +166,8 @@ def parse_query(parts: Sequence[str], *, allow_images: bool = True) -> Query:
             raise QueryError('A weighted term needs something after the colon, e.g. 2:"beach".')
         if weight == 0:
             raise QueryError(
-                f"The term {raw!r} has weight 0, which leaves it out; give it a weight above 0 "
-                "or drop it."
+                f"The term {raw!r} has weight 0, which leaves it out; give it a weight from "
+                "-100 to 100 other than 0 (a negative one steers away from it) or drop it."
             )
         if allow_images and _looks_like_image(raw):
             terms.append(_image_term(raw, sign * weight))
@@ -386,11 +411,7 @@ class Searcher:
                     ],
                 )
             clauses = found
-        folder = None
-        if in_dir is not None:
-            folder = os.path.abspath(os.path.expanduser(in_dir))
-            if not os.path.isdir(folder):
-                raise QueryError(f"--in {display_path(in_dir)}: no such folder.")
+        folder = in_folder(in_dir, self.index) if in_dir is not None else None
         skip = {os.path.abspath(p) for p in exclude}
         want = top_k + len(skip)
         n = want + 8  # no count first: a short answer already says the index has no more

@@ -1,4 +1,4 @@
-"""``clipseek serve``: the REST API and web page, one more face over the engine.
+"""``clipseek serve``: the REST API and web page, one more front end over the engine.
 
 This module imports nothing heavy at import time; FastAPI and uvicorn come from the
 optional extra ``clipseek[serve]`` and are only imported once a server starts.
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from clipseek.errors import ClipseekError
+from clipseek.server.security import uvicorn_config
 
 if TYPE_CHECKING:
     from clipseek.engine import Engine
@@ -115,8 +116,8 @@ def serve(
     """
     import uvicorn
 
+    # Lazy: fastapi and uvicorn load only when a server starts.
     from clipseek.server.app import ServerOptions, create_app
-    from clipseek.server.security import uvicorn_config
 
     opts = options or ServerOptions()
     app = create_app(engine, opts, on_startup=lambda: on_ready and on_ready(url_for(sock)))

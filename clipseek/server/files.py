@@ -1,4 +1,4 @@
-"""Opening an indexed file for the web face, so that only what was indexed is ever served.
+"""Opening an indexed file for the web front end, so that only what was indexed is ever served.
 
 Whoever can write into an indexed folder could otherwise replace a photo with a link to
 ``/etc/shadow`` and fetch it by the photo's id. So a file is opened once, without
@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from clipseek.photos.imaging import prepare_pillow
 from clipseek.photos.pathtext import display_path
 
 #: Pillow formats every current browser shows, and the type they are sent as.
@@ -187,8 +188,6 @@ def _descriptor_path(fd: int) -> str | None:
 def _identify(file: BinaryIO) -> str | None:
     """The image format of an open file from its header, or None if it is not an image."""
     from PIL import Image, UnidentifiedImageError
-
-    from clipseek.photos.imaging import prepare_pillow
 
     prepare_pillow()
     try:

@@ -1,4 +1,4 @@
-"""Thumbnails for the web face: small JPEGs of indexed files, kept in memory.
+"""Thumbnails for the web front end: small JPEGs of indexed files, kept in memory.
 
 A result grid asks for the same few dozen pictures again and again (every search,
 every change of the result count), so decoded-and-shrunk images are cached by

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from clipseek.errors import QueryError
+from clipseek.search.duplicates import check_threshold
+from clipseek.search.filters import make_filters
+from clipseek.search.query import check_sort
 from clipseek.server.files import is_inside
 
 if TYPE_CHECKING:
@@ -20,13 +23,19 @@ def no_bool(value: Any) -> Any:
     return value
 
 
-def search_folder(in_dir: str | None, roots: Sequence[str]) -> str | None:
+def search_folder(
+    in_dir: str | None,
+    roots: Sequence[str],
+    holds: Callable[[str], bool] | None = None,
+) -> str | None:
     """The ``in`` filter, checked so the answer reveals nothing about the server's disk.
 
     A folder outside the indexed folders gets one answer whether or not it exists (before
     this, ``/etc`` passed and ``/nonexistent`` did not); ``~`` is not expanded, so
     ``~root`` names nothing either. Inside an indexed folder, a missing folder is named,
-    since the index shares those folders' contents anyway.
+    since the index shares those folders' contents anyway. A folder reached through a
+    link that leads out of the indexed folders (``photos/etclink/ssh``) is inside only as
+    far as the index holds pictures there (``holds``), never by what exists on the disk.
     """
     if in_dir is None:
         return None
@@ -38,8 +47,16 @@ def search_folder(in_dir: str | None, roots: Sequence[str]) -> str | None:
     folder = os.path.normpath(in_dir)
     if folder.startswith("//"):
         folder = "/" + folder.lstrip("/")
-    if not is_inside(folder, [os.path.normpath(r) for r in roots if r]):
-        raise QueryError(f"in: {in_dir} is not inside a folder this server has indexed.")
+    from clipseek.search.query import really_inside
+
+    outside = QueryError(f"in: {in_dir} is not inside a folder this server has indexed.")
+    folders = [os.path.normpath(r) for r in roots if r]
+    if not is_inside(folder, folders):
+        raise outside
+    if not really_inside(folder, folders):
+        if holds is None or not holds(folder):
+            raise outside
+        return folder
     if not os.path.isdir(folder):
         raise QueryError(f"in: there is no folder {in_dir} on the server.")
     return folder
@@ -54,9 +71,6 @@ def search_filters(
 ) -> tuple[Filters | None, str]:
     """The photo filters and sort order of a search request, checked by the same rules as
     the CLI; the error names the JSON/form field (``after``), not the CLI option."""
-    from clipseek.search.filters import make_filters
-    from clipseek.search.query import check_sort
-
     try:
         filters = make_filters(after, before, camera, min_size)
         order = check_sort(sort or "score")
@@ -78,7 +92,6 @@ def _field_names(message: str) -> str:
 
 
 def duplicate_threshold(threshold: float) -> float:
-    from clipseek.search.duplicates import check_threshold
 
     try:
         return check_threshold(threshold)

@@ -8,7 +8,7 @@ Layout:
   reading snapshots; :mod:`~clipseek.store.image_index`: :class:`ImageIndex`, one model's
   collection; these two are where chromadb's API is used;
 - :mod:`~clipseek.store.where`: Chroma ``where`` clauses for folders and filters;
-- :mod:`~clipseek.store.chromafiles` and :mod:`~clipseek.store.direct`: Chroma's files
+- :mod:`~clipseek.store.chroma_format` and :mod:`~clipseek.store.direct`: Chroma's files
   read without chromadb, and searching from them;
 - :mod:`~clipseek.store.integrity`, :mod:`~clipseek.store.repair`: damage checks, failure
   messages and rebuilding the vector files; :mod:`~clipseek.store.lock`, the locks.

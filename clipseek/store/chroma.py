@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from clipseek.errors import DamagedIndexError, IndexMissingError, StoreError
+from clipseek.store import chroma_format
 from clipseek.store.image_index import ImageIndex
 from clipseek.store.integrity import (
     _chroma_errors,
@@ -299,7 +300,7 @@ class Store:
     @property
     def exists(self) -> bool:
         """Whether there is anything to open (always assumed for a server)."""
-        return self.is_remote or (Path(self.location) / "chroma.sqlite3").exists()
+        return self.is_remote or (Path(self.location) / chroma_format.DATABASE).exists()
 
     def _connect(self) -> Any:
         if self._client is not None and not (self.reader and self._stale()):
@@ -413,6 +414,10 @@ class Store:
         if self.reader and collection_slug is not None:
             slug = collection_slug
             redirect = lambda: self._write_through(slug)  # noqa: E731
+        if not self.reader and not self.is_remote:
+            from clipseek.store.vector_cache import JournaledCollection
+
+            col = JournaledCollection(col, self.location)  # keeps the vector cache current
         return ImageIndex(
             col,
             failures,
@@ -444,12 +449,13 @@ class Store:
         first paint should not pay to show a few numbers. The file is opened read-only
         and only tables and columns that are checked first are read; anything
         unexpected (another Chroma layout, a server, a locked or damaged file) returns
-        None and the caller asks chromadb instead.
+        None and the caller asks chromadb instead (as it does on a chromadb release the
+        reading was not tested with, :func:`~clipseek.store.chroma_format.release_known`).
         """
-        if self.is_remote:
+        if self.is_remote or not chroma_format.release_known():
             return None
         self._check_health()  # a damaged database is reported as :meth:`indexes` would
-        path = Path(self.location) / "chroma.sqlite3"
+        path = Path(self.location) / chroma_format.DATABASE
         if not path.is_file():
             return []
         try:
@@ -460,7 +466,7 @@ class Store:
 
     def open_index(self, model_key: str, collection_slug: str) -> ImageIndex | None:
         """The index for ``model_key``, or None if nothing was indexed with that model."""
-        if self.direct:
+        if self.direct and chroma_format.release_known():
             from clipseek.store.direct import DirectUnavailable, open_direct
 
             self._check_health()
@@ -560,42 +566,19 @@ class Store:
             self._committed()
 
 
-#: What :func:`_peek_sqlite` reads from Chroma's SQLite schema (checked before reading).
-_PEEK_COLUMNS = {
-    "collections": {"id", "name", "database_id"},
-    "collection_metadata": {"collection_id", "key", "str_value", "int_value", "float_value"},
-    "segments": {"id", "scope", "collection"},
-    "embeddings": {"segment_id"},
-    "databases": {"id", "name", "tenant_id"},
-}
-
-
 def _peek_sqlite(path: Path) -> list[IndexInfo] | None:
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    con = sqlite3.connect(uri, uri=True, timeout=1.0)
+    con = chroma_format.connect_readonly(path, timeout=1.0)
     try:
-        for table, needed in _PEEK_COLUMNS.items():
-            have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
-            if not needed <= have:
-                return None
-        rows = con.execute(
-            "SELECT c.id, c.name FROM collections c JOIN databases d ON c.database_id = d.id "
-            "WHERE d.name = 'default_database' AND d.tenant_id = 'default_tenant' "
-            "AND substr(c.name, 1, ?) = ? ORDER BY c.name",
-            (len(COLLECTION_PREFIX), COLLECTION_PREFIX),
-        ).fetchall()
+        if not chroma_format.has_columns(con, chroma_format.PEEK_COLUMNS):
+            return None
         out = []
-        for collection_id, name in rows:
-            meta = collection_metadata(con, collection_id)
-            segments = con.execute(
-                "SELECT id FROM segments WHERE collection = ? AND scope = 'METADATA'",
-                (collection_id,),
-            ).fetchall()
-            if len(segments) != 1:
+        for collection_id, name in chroma_format.collections(con, prefixes=[COLLECTION_PREFIX]):
+            meta = chroma_format.collection_metadata(con, collection_id)
+            try:
+                segment = chroma_format.metadata_segment(con, collection_id)
+            except ValueError:
                 return None
-            (count,) = con.execute(
-                "SELECT COUNT(*) FROM embeddings WHERE segment_id = ?", (segments[0][0],)
-            ).fetchone()
+            count = chroma_format.record_count(con, segment)
             model_key = str(meta.get("model_key", ""))
             try:
                 roots = tuple(json.loads(str(meta.get("roots", "[]"))))
@@ -606,7 +589,7 @@ def _peek_sqlite(path: Path) -> list[IndexInfo] | None:
                     model_key=model_key,
                     model_name=str(meta.get("model_name", model_key)),
                     dim=int(meta.get("dim", 0) or 0),
-                    count=int(count),
+                    count=count,
                     roots=roots,
                     collection=str(name),
                     created=str(meta.get("created", "")),
@@ -622,8 +605,9 @@ _live_snapshots: set[Path] = set()
 
 
 @atexit.register
-def _remove_snapshots() -> None:
-    """Remove this process's snapshots when it exits normally (a killed one's are swept)."""
+def remove_own_snapshots() -> None:
+    """Remove this process's snapshots when it exits normally (a killed one's are swept);
+    also called by a face that leaves with ``os._exit`` (``clipseek serve``)."""
     for snapshot in list(_live_snapshots):
         _drop_system(snapshot)
         remove_snapshot(snapshot)
@@ -656,8 +640,12 @@ def _drop_system(path: Path) -> None:
         from chromadb.api.shared_system_client import SharedSystemClient
     except ImportError:  # pragma: no cover - layout of another chromadb release
         return
-    system = SharedSystemClient._identifier_to_system.pop(str(path), None)
-    SharedSystemClient._identifier_to_refcount.pop(str(path), None)
+    # Private tables of chromadb's: the refcounts arrived after 1.5.0.
+    systems = getattr(SharedSystemClient, "_identifier_to_system", None)
+    refcounts = getattr(SharedSystemClient, "_identifier_to_refcount", None)
+    system = systems.pop(str(path), None) if isinstance(systems, dict) else None
+    if isinstance(refcounts, dict):
+        refcounts.pop(str(path), None)
     if system is not None:
         with contextlib.suppress(Exception):
             system.stop()
@@ -676,18 +664,6 @@ def _snapshot_error(location: str, exc: OSError) -> StoreError:
         f"Cannot read the index at {location}: making a reading copy failed "
         f"({exc.strerror or exc}). Point CLIPSEEK_SNAPSHOT_DIR at a writable folder."
     )
-
-
-def collection_metadata(con: sqlite3.Connection, collection_id: str) -> dict[str, Any]:
-    """A collection's metadata read from Chroma's SQLite file (typed as Chroma stores it)."""
-    meta: dict[str, Any] = {}
-    for key, text, integer, real in con.execute(
-        "SELECT key, str_value, int_value, float_value FROM collection_metadata "
-        "WHERE collection_id = ?",
-        (collection_id,),
-    ):
-        meta[key] = text if text is not None else integer if integer is not None else real
-    return meta
 
 
 def _raise_ef_search(collection: Any) -> bool:

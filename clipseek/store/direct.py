@@ -1,18 +1,23 @@
 """Searching an index straight from Chroma's files, without chromadb.
 
-Importing chromadb takes about a second on a small machine: most of a cold
-``clipseek query``, and of the app's first answer. Searching needs none of Chroma's
-machinery: the vectors of 10,000 images are 20 MB that numpy reads in a tenth of a
-second and ranks exactly (no HNSW approximation) in milliseconds.
+Importing chromadb is most of a cold ``clipseek query``, and of the app's first answer.
+Searching needs none of Chroma's machinery: numpy reads the vectors (2 KB an image) quickly
+and ranks them exactly (no HNSW approximation); docs/PERFORMANCE.md, "The fast path".
 
 It reads under the shared data lock, so it sees a committed state, and opens SQLite
 read-only: a reader never writes. It keeps the vectors between searches and reads the
 files again when a writer committed (the same fingerprint the snapshots use). It knows
-Chroma's layout (:mod:`clipseek.store.chromafiles`) and nothing more: anything it does
+Chroma's layout (:mod:`clipseek.store.chroma_format`) and nothing more: anything it does
 not recognise (another layout, a ``where`` form it does not translate, a record it cannot
 find a vector for) raises :class:`DirectUnavailable` inside, and from then on the index
 answers through Chroma: slower, never wrong. ``clipseek serve`` keeps Chroma, whose graph
 answers a busy server's many searches faster on large indexes once loaded.
+
+When the index has a current vector cache (:mod:`clipseek.store.vector_cache`, written by
+the indexer), the vectors come from there instead: one pass of numpy over a flat file,
+and the metadata of the top answers only from SQLite, so a query builds no Python object
+per picture. A missing, stale or damaged cache is passed over silently: the files are
+read as described above.
 """
 
 from __future__ import annotations
@@ -26,21 +31,43 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from clipseek.store.chroma import collection_metadata
-from clipseek.store.chromafiles import (
+from clipseek.errors import IndexMissingError
+from clipseek.store.chroma_format import (
+    COMPARE,
+    DATABASE,
+    HNSW_SEGMENT,
+    SEGMENT_NAME,
+    collection_metadata,
+    collections,
     connect_readonly,
+    ids_of,
     label_map,
     logged_vectors,
     read_hnsw_rows,
     read_metadata,
     record_rowids,
+    rows_compared,
+    rows_containing,
+    rows_in,
+    segments,
+    stored_as_scalar,
+    value_column,
+)
+from clipseek.store.chroma_format import (
+    rowids_of as record_rowids_of,
 )
 from clipseek.store.image_index import ImageIndex, IndexFacts
-from clipseek.store.integrity import _UUID
 from clipseek.store.keys import path_from_meta
-from clipseek.store.records import COLLECTION_PREFIX, Hit, StoredEntry, stored_entry
+from clipseek.store.records import (
+    COLLECTION_PREFIX,
+    Hit,
+    StoredEntry,
+    VectorSource,
+    stored_entry,
+)
 from clipseek.store.snapshot import fingerprint
-from clipseek.store.where import where_of
+from clipseek.store.vector_cache import CacheUnusable, CacheView, open_view
+from clipseek.store.where import folder_where, where_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,10 +82,6 @@ class DirectUnavailable(Exception):
     """The files are not in a shape this reader knows for certain: ask Chroma."""
 
 
-#: Comparison operators of a ``where`` clause, as SQL, on a typed metadata column.
-_COMPARE = {"$eq": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-
-
 @dataclass
 class _Collection:
     id: str
@@ -70,13 +93,88 @@ class _Collection:
 
 @dataclass
 class _Vectors:
-    """Every record's vector, row-aligned with its SQLite row id and record id."""
+    """Every record's vector, row-aligned with its SQLite row id and record id: read
+    from Chroma's files, when there is no current cache."""
 
     fingerprint: tuple
     rowids: np.ndarray
     ids: list[str]
     matrix: np.ndarray
     position: dict[str, int]
+    #: Every row is a live record.
+    alive = None
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    @property
+    def width(self) -> int:
+        return int(self.matrix.shape[1])
+
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        return self.matrix @ query
+
+    def ids_for(self, con: sqlite3.Connection, segment: str, rows: Sequence[int]) -> list[str]:
+        return [self.ids[r] for r in rows]
+
+    def rows_for(self, con: sqlite3.Connection, segment: str, ids: Sequence[str]) -> list[int]:
+        return [self.position[i] for i in dict.fromkeys(ids) if i in self.position]
+
+    def row(self, position: int) -> np.ndarray:
+        return self.matrix[position].copy()
+
+    def all_rows(self) -> np.ndarray:
+        return self.matrix
+
+
+@dataclass
+class _Cached:
+    """The vectors from the index's vector cache: rows are positions in its file, some
+    of them dead (replaced or deleted since it was written); record ids come from SQLite."""
+
+    fingerprint: tuple
+    view: CacheView
+
+    @property
+    def rowids(self) -> np.ndarray:
+        return self.view.rowids
+
+    @property
+    def alive(self) -> np.ndarray | None:
+        return self.view.alive if self.view.manifest.dead else None
+
+    @property
+    def count(self) -> int:
+        return self.view.count
+
+    @property
+    def width(self) -> int:
+        return self.view.dim
+
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        return self.view.scores(query)
+
+    def ids_for(self, con: sqlite3.Connection, segment: str, rows: Sequence[int]) -> list[str]:
+        rowids = [int(self.view.rowids[r]) for r in rows]
+        named = ids_of(con, segment, rowids)
+        if len(named) != len(set(rowids)):
+            raise CacheUnusable("a row of the cache names no record")
+        return [named[r] for r in rowids]
+
+    def rows_for(self, con: sqlite3.Connection, segment: str, ids: Sequence[str]) -> list[int]:
+        rowid_of = record_rowids_of(con, segment, ids)
+        wanted = [i for i in dict.fromkeys(ids) if i in rowid_of]
+        places = self.view.positions_of([rowid_of[i] for i in wanted])
+        if (places < 0).any():
+            raise CacheUnusable("a record the cache does not hold")
+        return [int(p) for p in places]
+
+    def row(self, position: int) -> np.ndarray:
+        return self.view.row(position)
+
+    def all_rows(self) -> np.ndarray:
+        return self.view.matrix()
 
 
 def open_direct(
@@ -111,7 +209,7 @@ def _reading(lock: DataLock | None, folder: Path) -> Iterator[sqlite3.Connection
     SQLite's errors are the reader's ``DirectUnavailable``."""
     with lock.shared() if lock is not None else contextlib.nullcontext():
         try:
-            con = connect_readonly(folder / "chroma.sqlite3")
+            con = connect_readonly(folder / DATABASE)
         except sqlite3.Error as exc:
             raise DirectUnavailable(str(exc)) from None
         try:
@@ -124,23 +222,16 @@ def _reading(lock: DataLock | None, folder: Path) -> Iterator[sqlite3.Connection
 
 def _find_collection(con: sqlite3.Connection, name: str) -> _Collection | None:
     try:
-        rows = con.execute(
-            "SELECT c.id FROM collections c JOIN databases d ON c.database_id = d.id "
-            "WHERE d.name = 'default_database' AND d.tenant_id = 'default_tenant' "
-            "AND c.name = ?",
-            (name,),
-        ).fetchall()
+        rows = collections(con, name=name)
         if not rows:
             return None
-        (collection_id,) = rows[0]
-        segments = con.execute(
-            "SELECT scope, id, type FROM segments WHERE collection = ?", (collection_id,)
-        ).fetchall()
+        collection_id = rows[0][0]
+        found = segments(con, collection_id)
         metadata = collection_metadata(con, collection_id)
     except sqlite3.Error as exc:
         raise DirectUnavailable(str(exc)) from None
     by_scope: dict[str, list[tuple[str, str]]] = {}
-    for scope, segment_id, kind in segments:
+    for scope, segment_id, kind in found:
         by_scope.setdefault(str(scope), []).append((str(segment_id), str(kind)))
     meta_segments = by_scope.get("METADATA", [])
     vector_segments = by_scope.get("VECTOR", [])
@@ -149,7 +240,7 @@ def _find_collection(con: sqlite3.Connection, name: str) -> _Collection | None:
     vector = None
     if vector_segments:
         vector, kind = vector_segments[0]
-        if kind != "urn:chroma:segment/vector/hnsw-local-persisted" or not _UUID.match(vector):
+        if kind != HNSW_SEGMENT or not SEGMENT_NAME.match(vector):
             raise DirectUnavailable(f"a vector segment of kind {kind}")
     return _Collection(str(collection_id), name, metadata, meta_segments[0][0], vector)
 
@@ -175,7 +266,11 @@ class DirectIndex(IndexFacts):
         self.unavailable: str | None = None
         #: The collection was dropped or made anew (``--rebuild`` in another process).
         self.replaced = False
-        self._vectors: _Vectors | None = None
+        #: Why the vector cache is not read (None while it is, or has not been looked at).
+        self.cache_note: str | None = None
+        #: The cache turned out damaged while being read: Chroma's files are read instead.
+        self.cache_refused: str | None = None
+        self._vectors: _Vectors | _Cached | None = None
         self._load_lock = threading.Lock()
         self._set_collection(collection)
 
@@ -196,8 +291,6 @@ class DirectIndex(IndexFacts):
         is replaced when another process writes."""
         index = self._fallback_factory()
         if index is None:
-            from clipseek.errors import IndexMissingError
-
             raise IndexMissingError(f"The index {self.name} at {self.location} is gone.")
         return index
 
@@ -206,7 +299,13 @@ class DirectIndex(IndexFacts):
         they cannot, for good."""
         if self.unavailable is None:
             try:
-                return direct()
+                try:
+                    return direct()
+                except CacheUnusable as exc:
+                    # Damage found while reading the cache: Chroma's files from now on.
+                    self.cache_refused = self.cache_note = str(exc)
+                    self._vectors = None
+                    return direct()
             except DirectUnavailable as exc:
                 self.unavailable = str(exc) or type(exc).__name__
                 self._vectors = None
@@ -223,14 +322,19 @@ class DirectIndex(IndexFacts):
         write reads the new state before the next search."""
         self._try(self._read, lambda: None)
 
-    def _read(self) -> _Vectors:
+    @property
+    def from_cache(self) -> bool:
+        """Whether the last read of the vectors came from the vector cache."""
+        return isinstance(self._vectors, _Cached)
+
+    def _read(self) -> _Vectors | _Cached:
         with _reading(self._lock, self._folder) as con:
             return self._fresh(con)
 
     # -- facts
 
     def count(self) -> int:
-        return self._try(lambda: len(self._read().ids), lambda: self.chroma().count())
+        return self._try(lambda: self._read().count, lambda: self.chroma().count())
 
     # -- reading
 
@@ -266,53 +370,98 @@ class DirectIndex(IndexFacts):
         where = where_of(under, clauses, self.schema)
         query = np.asarray(vector, dtype=np.float32).ravel()
         query = query / (float(np.linalg.norm(query)) or 1.0)
+        segment = self._collection.metadata_segment
         with _reading(self._lock, self._folder) as con:
             state = self._fresh(con)
-            if state.matrix.shape[1] != query.shape[0]:
+            if state.width != query.shape[0]:
                 raise DirectUnavailable("a query of another size")  # Chroma says it clearly
-            scores = state.matrix @ query if len(state.ids) else np.zeros(0, np.float32)
+            scores = state.scores(query) if len(state.rowids) else np.zeros(0, np.float32)
             if where is not None:
-                allowed = self._matching(con, where)
-                keep = np.isin(state.rowids, np.fromiter(allowed, dtype=np.int64))
+                keep = np.isin(state.rowids, self._matching(con, where))
+                if state.alive is not None:
+                    keep &= state.alive
                 scores = np.where(keep, scores, -np.inf)
                 available = int(keep.sum())
             else:
-                available = len(state.ids)
+                available = state.count  # dead rows of a cache score -inf
             k = min(n, available)
             if k == 0:
                 return []
             top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(k)
             top = top[np.lexsort((top, -scores[top]))]
-            metas = self._metadata(con, [int(state.rowids[i]) for i in top])
+            rows = top.tolist()
+            ids = state.ids_for(con, segment, rows)
+            metas = self._metadata(con, [int(state.rowids[i]) for i in rows])
         hits = []
-        for i in top:
+        for i, id_ in zip(rows, ids, strict=True):
             meta = metas.get(int(state.rowids[i]))
             if meta is None:
                 raise DirectUnavailable("a record without metadata")
             hits.append(
-                Hit(
-                    id=state.ids[i],
-                    path=path_from_meta(meta),
-                    score=float(scores[i]),
-                    metadata=meta,
-                )
+                Hit(id=id_, path=path_from_meta(meta), score=float(scores[i]), metadata=meta)
             )
         return hits
 
     def _get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, Mapping[str, Any]]]:
         if not ids:
             return {}
+        segment = self._collection.metadata_segment
         with _reading(self._lock, self._folder) as con:
             state = self._fresh(con)
-            rows = [state.position[i] for i in dict.fromkeys(ids) if i in state.position]
+            rows = state.rows_for(con, segment, ids)
+            names = state.ids_for(con, segment, rows)
             metas = self._metadata(con, [int(state.rowids[r]) for r in rows])
+            vectors = [state.row(r) for r in rows]
         out = {}
-        for r in rows:
+        for r, name, vector in zip(rows, names, vectors, strict=True):
             meta = metas.get(int(state.rowids[r]))
             if meta is None:
                 raise DirectUnavailable("a record without metadata")
-            out[state.ids[r]] = (state.matrix[r].copy(), meta)
+            out[name] = (vector, meta)
         return out
+
+    def vector_source(self, under: str | None = None) -> VectorSource:
+        """The vectors for near-duplicates (optionally only inside ``under``), named
+        on demand: only the pictures that have a close pair are ever looked up."""
+        return self._try(
+            lambda: self._source(under),
+            lambda: VectorSource.from_arrays(*self.chroma().all_vectors(under=under)),
+        )
+
+    def _source(self, under: str | None) -> VectorSource:
+        import numpy as np
+
+        segment = self._collection.metadata_segment
+        with _reading(self._lock, self._folder) as con:
+            state = self._fresh(con)
+            where = folder_where(under, self.schema)
+            keep = None if state.alive is None else state.alive.copy()
+            if where is not None:
+                inside = np.isin(state.rowids, self._matching(con, where))
+                keep = inside if keep is None else keep & inside
+            matrix = state.all_rows()
+            if keep is None:
+                places = np.arange(len(state.rowids))
+                vectors = matrix
+            else:
+                places = np.flatnonzero(keep)
+                vectors = np.asarray(matrix[places], dtype=np.float32)
+        rowids = state.rowids
+
+        def describe(rows: Sequence[int]) -> list[tuple[str, Mapping[str, Any]]]:
+            wanted = [int(rowids[places[r]]) for r in rows]
+            with _reading(self._lock, self._folder) as con:
+                named = ids_of(con, segment, wanted)
+                metas = self._metadata(con, wanted)
+            return [(named.get(r, ""), metas.get(r, {})) for r in wanted]
+
+        def positions(ids: Sequence[str]) -> list[int | None]:
+            with _reading(self._lock, self._folder) as con:
+                found = record_rowids_of(con, segment, ids)
+            at = {int(rowids[p]): n for n, p in enumerate(places.tolist())}
+            return [at.get(found[i]) if i in found else None for i in ids]
+
+        return VectorSource(vectors, describe, positions)
 
     # -- the files
 
@@ -327,94 +476,63 @@ class DirectIndex(IndexFacts):
             state = self._vectors
             if state is None or state.fingerprint != current:
                 first = state is None
+                previous = state
                 self._vectors = None
                 collection = _find_collection(con, self._collection.name)
                 if collection is None or collection.id != self._collection.id:
                     self.replaced = True  # the store opens the new one
                     raise DirectUnavailable("the collection was replaced")
                 self._set_collection(collection)
-                state = self._vectors = self._load(con, current)
+                state = self._vectors = self._state(con, current, previous)
                 if self._on_read is not None:
                     self._on_read(current, first)
             return state
 
-    def _load(self, con: sqlite3.Connection, stamp: tuple) -> _Vectors:
-        """The vector files, with the write log replayed over them; every record must end
-        up with exactly one vector, or Chroma is asked instead. Rows keep the files' order,
-        so the vectors are used where they were read, not copied again."""
-        import numpy as np
-
-        collection = self._collection
-        rowid_of = record_rowids(con, collection.metadata_segment)
-        logged = logged_vectors(con, collection.id)
-        dim = self.dim
-        ids: list[str] = []
-        blocks: list[np.ndarray] = []
-        segment = collection.vector_segment
-        if segment is not None and (self._folder / segment / "header.bin").exists():
+    def _state(
+        self, con: sqlite3.Connection, stamp: tuple, previous: _Vectors | _Cached | None
+    ) -> _Vectors | _Cached:
+        """The vector cache when it copies the files' current state, else the files."""
+        if self.cache_refused is None:
             try:
-                rows = read_hnsw_rows(self._folder / segment)
-            except (OSError, ValueError, struct.error) as exc:
-                raise DirectUnavailable(str(exc)) from None
-            if rows.header.count:
-                labels = label_map(self._folder / segment)
-                if labels is None:
-                    raise DirectUnavailable("index_metadata.pickle cannot be read")
-                if dim and rows.vectors.shape[1] != dim:
-                    raise DirectUnavailable("vectors of another size")
-                named = list(map(labels.get, rows.labels.tolist()))
-                keep = [
-                    i
-                    for i, (record_id, gone) in enumerate(
-                        zip(named, rows.deleted.tolist(), strict=True)
-                    )
-                    if not gone
-                    and record_id is not None
-                    and record_id in rowid_of
-                    and record_id not in logged
-                ]
-                ids = [named[i] for i in keep]  # type: ignore[misc]
-                everything = len(keep) == rows.header.count
-                blocks.append(rows.vectors if everything else rows.vectors[np.asarray(keep)])
-            del rows
-        from_log = [r for r, v in logged.items() if v is not None and r in rowid_of]
-        if from_log:
-            extra = np.stack([logged[r] for r in from_log])  # type: ignore[misc]
-            if dim and extra.shape[1] != dim:
-                raise DirectUnavailable("vectors of another size")
-            blocks.append(extra.astype(np.float32, copy=False))
-            ids.extend(from_log)
-        if len(ids) != len(rowid_of) or len(set(ids)) != len(ids):
-            raise DirectUnavailable("records and vectors that do not match")
-        if not blocks:
-            matrix = np.zeros((0, dim), dtype=np.float32)
-        else:
-            matrix = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-        del blocks
-        # Chroma stores unit vectors for a cosine index, and clipseek writes unit vectors;
-        # anything else is divided by its norm, so the scores are cosines whatever was stored.
-        norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
-        off = np.flatnonzero(np.abs(norms - 1.0) > 1e-5)
-        if off.size:
-            norms[norms == 0] = 1.0
-            matrix[off] /= norms[off, None]
-        rowids = np.array(list(map(rowid_of.__getitem__, ids)), dtype=np.int64)
+                view = open_view(
+                    self.location,
+                    self._collection.id,
+                    self._collection.metadata_segment,
+                    self.dim,
+                    con,
+                    previous.view if isinstance(previous, _Cached) else None,
+                )
+            except CacheUnusable as exc:
+                self.cache_note = str(exc)
+            else:
+                self.cache_note = None
+                return _Cached(stamp, view)
+        return self._load(con, stamp)
+
+    def _load(self, con: sqlite3.Connection, stamp: tuple) -> _Vectors:
+        ids, rowids, matrix = load_vectors(con, self._folder, self._collection, self.dim)
         position = dict(zip(ids, range(len(ids)), strict=True))
         return _Vectors(stamp, rowids, ids, matrix, position)
 
     # -- filters
 
-    def _matching(self, con: sqlite3.Connection, where: Mapping[str, Any]) -> set[int]:
+    def _matching(self, con: sqlite3.Connection, where: Mapping[str, Any]) -> np.ndarray:
         """Row ids of the records that satisfy a ``where`` clause of the forms clipseek
         writes (:func:`~clipseek.store.chroma.where_of`); any other form is Chroma's."""
         if len(where) != 1:
             raise DirectUnavailable("a where clause with several keys")
         ((key, condition),) = where.items()
         if key in ("$and", "$or"):
+            import numpy as np
+
             parts = [self._matching(con, part) for part in condition]
             if not parts:
                 raise DirectUnavailable(f"an empty {key}")
-            return set.intersection(*parts) if key == "$and" else set.union(*parts)
+            combine = np.intersect1d if key == "$and" else np.union1d
+            out = parts[0]
+            for part in parts[1:]:
+                out = combine(out, part)
+            return out
         if not isinstance(condition, Mapping):
             condition = {"$eq": condition}
         if len(condition) != 1:
@@ -422,49 +540,110 @@ class DirectIndex(IndexFacts):
         ((operator, value),) = condition.items()
         segment = self._collection.metadata_segment
         if operator == "$contains":
-            column = _column(value)
-            sql = (
-                "SELECT a.id FROM embedding_metadata_array a JOIN embeddings e ON e.id = a.id "
-                f"WHERE e.segment_id = ? AND a.key = ? AND a.{column} = ?"
-            )
-            scalar = con.execute(
-                "SELECT 1 FROM embedding_metadata WHERE key = ? LIMIT 1", (key,)
-            ).fetchone()
-            if scalar is not None:
+            _column(value)
+            if stored_as_scalar(con, key):
                 raise DirectUnavailable(f"{key} is stored as a single value")
-            return {int(r) for (r,) in con.execute(sql, (segment, key, value))}
+            return _rowid_array(rows_containing(con, segment, key, value))
         if operator == "$in":
             if not isinstance(value, list) or not value:
                 raise DirectUnavailable("an $in without values")
-            columns = {_column(v) for v in value}
-            if len(columns) != 1:
+            if len({_column(v) for v in value}) != 1:
                 raise DirectUnavailable("an $in of mixed types")
-            marks = ",".join("?" * len(value))
-            sql = (
-                "SELECT m.id FROM embedding_metadata m JOIN embeddings e ON e.id = m.id "
-                f"WHERE e.segment_id = ? AND m.key = ? AND m.{columns.pop()} IN ({marks})"
-            )
-            return {int(r) for (r,) in con.execute(sql, (segment, key, *value))}
-        if operator in _COMPARE:
+            return _rowid_array(rows_in(con, segment, key, value))
+        if operator in COMPARE:
             column = _column(value)
             if operator != "$eq" and column in ("string_value", "bool_value"):
                 raise DirectUnavailable("an ordering comparison of text")
-            sql = (
-                "SELECT m.id FROM embedding_metadata m JOIN embeddings e ON e.id = m.id "
-                f"WHERE e.segment_id = ? AND m.key = ? AND m.{column} {_COMPARE[operator]} ?"
-            )
-            return {int(r) for (r,) in con.execute(sql, (segment, key, value))}
+            return _rowid_array(rows_compared(con, segment, key, operator, value))
         raise DirectUnavailable(f"the operator {operator}")
 
 
 def _column(value: Any) -> str:
     """The typed metadata column Chroma compares a filter value with."""
-    if isinstance(value, bool):
-        return "bool_value"
-    if isinstance(value, int):
-        return "int_value"
-    if isinstance(value, float):
-        return "float_value"
-    if isinstance(value, str):
-        return "string_value"
-    raise DirectUnavailable(f"a filter value of type {type(value).__name__}")
+    column = value_column(value)
+    if column is None:
+        raise DirectUnavailable(f"a filter value of type {type(value).__name__}")
+    return column
+
+
+def load_vectors(
+    con: sqlite3.Connection, folder: Path, collection: _Collection, dim: int
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Every record's id, row id and vector, from the vector files with the write log
+    replayed over them; every record must end up with exactly one vector, or
+    DirectUnavailable is raised. Rows keep the files' order, so the vectors are used
+    where they were read, not copied again."""
+    import numpy as np
+
+    rowid_of = record_rowids(con, collection.metadata_segment)
+    logged = logged_vectors(con, collection.id)
+    ids: list[str] = []
+    blocks: list[np.ndarray] = []
+    segment = collection.vector_segment
+    if segment is not None and (folder / segment / "header.bin").exists():
+        try:
+            rows = read_hnsw_rows(folder / segment)
+        except (OSError, ValueError, struct.error) as exc:
+            raise DirectUnavailable(str(exc)) from None
+        if rows.header.count:
+            labels = label_map(folder / segment)
+            if labels is None:
+                raise DirectUnavailable("index_metadata.pickle cannot be read")
+            if dim and rows.vectors.shape[1] != dim:
+                raise DirectUnavailable("vectors of another size")
+            named = list(map(labels.get, rows.labels.tolist()))
+            keep = [
+                i
+                for i, (record_id, gone) in enumerate(
+                    zip(named, rows.deleted.tolist(), strict=True)
+                )
+                if not gone
+                and record_id is not None
+                and record_id in rowid_of
+                and record_id not in logged
+            ]
+            ids = [named[i] for i in keep]  # type: ignore[misc]
+            everything = len(keep) == rows.header.count
+            blocks.append(rows.vectors if everything else rows.vectors[np.asarray(keep)])
+        del rows
+    from_log = [r for r, v in logged.items() if v is not None and r in rowid_of]
+    if from_log:
+        extra = np.stack([logged[r] for r in from_log])  # type: ignore[misc]
+        if dim and extra.shape[1] != dim:
+            raise DirectUnavailable("vectors of another size")
+        blocks.append(extra.astype(np.float32, copy=False))
+        ids.extend(from_log)
+    if len(ids) != len(rowid_of) or len(set(ids)) != len(ids):
+        raise DirectUnavailable("records and vectors that do not match")
+    if not blocks:
+        matrix = np.zeros((0, dim), dtype=np.float32)
+    else:
+        matrix = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    del blocks
+    # Chroma stores unit vectors for a cosine index, and clipseek writes unit vectors;
+    # anything else is divided by its norm, so the scores are cosines whatever was stored.
+    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
+    off = np.flatnonzero(np.abs(norms - 1.0) > 1e-5)
+    if off.size:
+        norms[norms == 0] = 1.0
+        matrix[off] /= norms[off, None]
+    rowids = np.array(list(map(rowid_of.__getitem__, ids)), dtype=np.int64)
+    return ids, rowids, matrix
+
+
+def clipseek_collections(con: sqlite3.Connection) -> list[_Collection]:
+    """Every clipseek index (main collections only) in the database."""
+    out = []
+    for _id, name in collections(con, prefixes=[COLLECTION_PREFIX]):
+        with contextlib.suppress(DirectUnavailable):
+            found = _find_collection(con, str(name))
+            if found is not None:
+                out.append(found)
+    return out
+
+
+def _rowid_array(rows: set[int]) -> np.ndarray:
+    """Row ids as one sorted array (numpy masks, not Python sets, filter a large index)."""
+    import numpy as np
+
+    return np.sort(np.fromiter(rows, dtype=np.int64, count=len(rows)))

@@ -282,7 +282,8 @@ class ImageIndex(IndexFacts):
 
     def lookup(self, ids: Sequence[str]) -> dict[str, StoredEntry]:
         """What the index knows about ``ids`` (path, size, mtime, width...), without the
-        vectors: how a face finds the file behind an id it was given. Unknown ids are absent."""
+        vectors: how a front end finds the file behind an id it was given. Unknown ids are
+        absent."""
         if not ids:
             return {}
         try:
@@ -388,7 +389,7 @@ class ImageIndex(IndexFacts):
             raise self._error("Searching", exc) from exc
         if len(res["ids"][0]) < n:
             # Chroma answers n_results above its count with what it has, so the count
-            # (a full COUNT over SQLite, ~9 ms at 100k) is only read for a short answer;
+            # (a full COUNT over SQLite, slow on a large index) is only read for a short answer;
             # only an answer shorter than what exists pays for the exact scan.
             total = self.count() if where is None else self._matching(where)
             if len(res["ids"][0]) < min(n, total):

@@ -12,14 +12,23 @@ import errno
 import json
 import os
 import re
-import struct
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clipseek.errors import DamagedIndexError, StoreError
 from clipseek.fileio import identity, write_whole
+from clipseek.store.chroma_format import (
+    DATABASE,
+    HNSW_FILES,
+    HNSW_HEADER_SIZE,
+    HNSW_VERSION,
+    SEGMENT_NAME,
+    graph_damage,
+    header_fields,
+    parse_header,
+    release_known,
+)
 
 
 def _short(exc: BaseException) -> str:
@@ -97,10 +106,26 @@ def _human(size: int | None) -> str:
     return f"{value:.1f} GB"
 
 
+#: Damage to the database itself: its records are lost, so only the images can rebuild it.
+_DATABASE_DAMAGE = re.compile(
+    r"chroma\.sqlite3|malformed|not a database|disk image|no such table|file is not a database",
+    re.I,
+)
+
+
 def damaged_message(location: str | os.PathLike[str], detail: str) -> str:
+    """What is damaged and the least the user must do: `clipseek repair` rebuilds the vector
+    files from the stored vectors (no model), unless the database itself is damaged."""
+    if _DATABASE_DAMAGE.search(detail):
+        return (
+            f"The index at {location} is damaged ({detail}). Rebuild it from your images "
+            "with `clipseek index --rebuild FOLDER...`; your images are never modified."
+        )
     return (
-        f"The index at {location} is damaged ({detail}). Rebuild it from your images with "
-        "`clipseek index --rebuild FOLDER...`; your images are never modified."
+        f"The index at {location} is damaged ({detail}). Run `clipseek repair`: it rebuilds "
+        "the vector files from the stored vectors without the model (pictures whose vector "
+        "is lost are embedded again by the next `clipseek index`); your images are never "
+        "modified."
     )
 
 
@@ -133,12 +158,6 @@ def store_error(location: str, doing: str, exc: BaseException) -> StoreError:
 # --------------------------------------------------------------------------- damage
 
 
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_HNSW_FILES = ("header.bin", "data_level0.bin", "length.bin", "link_lists.bin")
-_HNSW_HEADER = struct.Struct("<I6Q")  # version, offsetLevel0, max, count, size/element, ...
-_HNSW_HEADER_SIZE = 100
-
-
 def find_damage(folder: Path, *, notes: str = "ignore") -> str | None:
     """A quick structural check of a Chroma folder: stat calls and two small reads.
 
@@ -154,9 +173,9 @@ def find_damage(folder: Path, *, notes: str = "ignore") -> str | None:
     """
     if not folder.is_dir():
         return None
-    segments = [d for d in _subfolders(folder) if _UUID.match(d.name)]
-    persisted = [d for d in segments if any((d / f).exists() for f in _HNSW_FILES)]
-    database = folder / "chroma.sqlite3"
+    segments = [d for d in _subfolders(folder) if SEGMENT_NAME.match(d.name)]
+    persisted = [d for d in segments if any((d / f).exists() for f in HNSW_FILES)]
+    database = folder / DATABASE
     try:
         size = database.stat().st_size
     except FileNotFoundError:
@@ -172,7 +191,7 @@ def find_damage(folder: Path, *, notes: str = "ignore") -> str | None:
         return f"chroma.sqlite3 cannot be read: {exc.strerror or exc}"
     if head != b"SQLite format 3\x00":
         return "chroma.sqlite3 is not a SQLite database"
-    checked = _GraphChecks(folder) if notes in ("read", "keep") else None
+    checked = _GraphChecks(folder, keeping=notes == "keep") if notes in ("read", "keep") else None
     for seg in persisted:
         problem = _segment_damage(seg, checked)
         if problem:
@@ -191,28 +210,54 @@ def _subfolders(folder: Path) -> list[Path]:
 
 #: The file in an index folder where writers note the graphs whose links they checked.
 GRAPH_CHECKED = "clipseek-graph-checked.json"
-#: The files of a graph whose identity a note records: its links and its header.
-_GRAPH_FILES = ("header.bin", "data_level0.bin", "link_lists.bin")
+#: The files of a graph a note vouches for: what hnswlib follows, and the label map.
+_GRAPH_FILES = ("header.bin", "data_level0.bin", "link_lists.bin", "index_metadata.pickle")
+_NOTE_VERSION = 2
+
+
+def _digests(seg: Path) -> list[int] | None:
+    """A CRC-32 of each of a graph's files: what a note vouches for, read in full."""
+    import zlib
+
+    out = []
+    try:
+        for name in _GRAPH_FILES:
+            crc = 0
+            with (seg / name).open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    crc = zlib.crc32(chunk, crc)
+            out.append(crc)
+    except OSError:
+        return None
+    return out
 
 
 class _GraphChecks:
-    """Which segments' links were checked, and the identity of their files when they were.
+    """Which segments' links were checked, and the identity and contents of their files
+    when they were.
 
-    Reading every link costs numpy's import and a pass over the vector file: 0.1 s of a
-    re-index that finds nothing to do, on every run. A note kept by the writer (under its
-    lock) spares that while the files are the very ones checked: the same size, mtime,
-    ctime and inode. Any write to them (Chroma's, a repair's, a stray one) changes the
-    ctime, which no program can set back, so a changed file is always read again.
+    Reading every link costs numpy's import and a pass over the vector file, on every
+    re-index that finds nothing to do. A note kept by the writer (under its lock) spares
+    the import and the checks while the files are the very ones checked: the same size,
+    mtime, ctime and inode, and the same bytes. Only what it hashed is vouched for: the
+    disk's own damage (bit rot) changes no identity, only the bytes. The header's fields
+    and the files' sizes are checked whatever a note says.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, keeping: bool = False) -> None:
         self.path = folder / GRAPH_CHECKED
-        self.noted: dict[str, list[list[int]]] = {}
+        self.noted: dict[str, dict[str, Any]] = {}
         self.changed = False
+        #: Whether passing graphs are noted (a caller holding the writer lock).
+        self.keeping = keeping
         with contextlib.suppress(OSError, ValueError):
             data = json.loads(self.path.read_text())
-            if isinstance(data, dict) and isinstance(data.get("segments"), dict):
-                self.noted = data["segments"]
+            if (
+                isinstance(data, dict)
+                and data.get("version") == _NOTE_VERSION
+                and isinstance(data.get("segments"), dict)
+            ):
+                self.noted = {k: v for k, v in data["segments"].items() if isinstance(v, dict)}
 
     @staticmethod
     def identity(seg: Path) -> list[list[int]] | None:
@@ -222,11 +267,15 @@ class _GraphChecks:
             return None
 
     def known(self, seg: Path, identity: list[list[int]] | None) -> bool:
-        return identity is not None and self.noted.get(seg.name) == identity
+        noted = self.noted.get(seg.name)
+        if identity is None or noted is None or noted.get("identity") != identity:
+            return False
+        return noted.get("crc32") == _digests(seg)
 
-    def passed(self, seg: Path, identity: list[list[int]] | None) -> None:
-        if identity is not None and self.noted.get(seg.name) != identity:
-            self.noted[seg.name] = identity
+    def passed(self, seg: Path, identity: list[list[int]] | None, digests: list[int]) -> None:
+        entry = {"identity": identity, "crc32": digests}
+        if identity is not None and self.noted.get(seg.name) != entry:
+            self.noted[seg.name] = entry
             self.changed = True
 
     def save(self, present: set[str]) -> None:
@@ -236,31 +285,38 @@ class _GraphChecks:
         for name in gone:
             del self.noted[name]
         if self.changed or gone:
-            write_whole(self.path, json.dumps({"version": 1, "segments": self.noted}).encode())
+            note = {"version": _NOTE_VERSION, "segments": self.noted}
+            write_whole(self.path, json.dumps(note).encode())
 
 
 def _segment_damage(seg: Path, checked: _GraphChecks | None = None) -> str | None:
     sizes: dict[str, int] = {}
-    for name in (*_HNSW_FILES, "index_metadata.pickle"):
+    for name in (*HNSW_FILES, "index_metadata.pickle"):
         with contextlib.suppress(OSError):
             sizes[name] = (seg / name).stat().st_size
-    for name in _HNSW_FILES:
+    for name in HNSW_FILES:
         if name not in sizes:
             return f"{name} is missing"
     try:
         with (seg / "header.bin").open("rb") as fh:
-            header = fh.read(_HNSW_HEADER_SIZE + 1)
+            header = fh.read(HNSW_HEADER_SIZE + 1)
     except OSError as exc:
         return f"header.bin cannot be read: {exc.strerror or exc}"
-    if len(header) < _HNSW_HEADER.size:
+    fields = header_fields(header)
+    if fields is None:
         return "header.bin is truncated"
-    version, _offset, max_elements, count, per_element, *_ = _HNSW_HEADER.unpack_from(header)
-    if version != 1:
-        return None  # a layout this check does not know; leave it to Chroma
-    if len(header) != _HNSW_HEADER_SIZE:
+    version, max_elements, count, per_element = fields
+    if version != HNSW_VERSION:
+        # On a chromadb release this module was tested with, a header it does not know is
+        # damage (every query would fail); on another, a layout to leave to Chroma.
+        return f"header.bin has an unknown version ({version})" if release_known() else None
+    if len(header) != HNSW_HEADER_SIZE:
         return "header.bin has the wrong size"
     if not 0 < per_element < 1 << 24 or count > max_elements:
         return "header.bin is garbled"
+    head = parse_header(header)  # the graph's bounds, cheap, whatever a note says
+    if isinstance(head, str):
+        return head
     if sizes["data_level0.bin"] < count * per_element:
         return "data_level0.bin is truncated"
     if sizes["length.bin"] < 4 * count:
@@ -273,135 +329,8 @@ def _segment_damage(seg: Path, checked: _GraphChecks | None = None) -> str | Non
     identity = _GraphChecks.identity(seg) if checked is not None else None
     if checked is not None and checked.known(seg, identity):
         return None
+    digests = _digests(seg) if checked is not None and checked.keeping else None
     problem = graph_damage(seg, header)
-    if problem is None and checked is not None:
-        checked.passed(seg, identity)
+    if problem is None and checked is not None and digests is not None:
+        checked.passed(seg, identity, digests)
     return problem
-
-
-#: The whole hnswlib header as Chroma's fork writes it (version 1, 100 bytes): version,
-#: offsetLevel0, max_elements, cur_element_count, size_data_per_element, label_offset,
-#: offsetData, maxlevel, enterpoint_node, maxM, maxM0, M, mult, ef_construction.
-HNSW_HEADER_FULL = struct.Struct("<I6QiIQQQdQ")
-
-
-@dataclass(frozen=True)
-class HnswHeader:
-    count: int
-    per_element: int
-    label_offset: int
-    data_offset: int
-    max_level: int
-    entry_point: int
-    max_m: int
-    max_m0: int
-
-    @property
-    def dim(self) -> int:
-        return (self.label_offset - self.data_offset) // 4
-
-
-def parse_header(header: bytes) -> HnswHeader | str:
-    """The header's fields, or why they cannot describe a real index."""
-    if len(header) < HNSW_HEADER_FULL.size:
-        return "header.bin is truncated"
-    (_v, offset0, _max, count, per, label_off, data_off, max_level, entry, max_m, max_m0, *_) = (
-        HNSW_HEADER_FULL.unpack_from(header)
-    )
-    if (
-        offset0 != 0
-        or not 0 < max_m <= 4096
-        or not 0 < max_m0 <= 8192
-        or data_off != 4 + 4 * max_m0
-        or not data_off < label_off
-        or (label_off - data_off) % 4
-        or label_off + 8 != per
-        or not -1 <= max_level < 64
-    ):
-        return "header.bin is garbled"
-    if count and not (max_level >= 0 and entry < count):
-        return "header.bin is garbled"
-    return HnswHeader(count, per, label_off, data_off, max_level, entry, max_m, max_m0)
-
-
-def graph_damage(seg: Path, header_bytes: bytes) -> str | None:
-    """Check every neighbour link of the HNSW graph against the element count.
-
-    hnswlib follows links without bounds checks, so one garbled link in
-    ``data_level0.bin`` or ``link_lists.bin`` makes the first search that reaches it
-    read outside the index and crash the process (exit 139, no message). This reads
-    the link lists with numpy, without Chroma: about as much reading as Chroma's own
-    load of the files, which the operating system then has cached for it.
-    """
-    import numpy as np
-
-    head = parse_header(header_bytes)
-    if isinstance(head, str):
-        return head
-    count = head.count
-    try:
-        level0 = np.memmap(seg / "data_level0.bin", dtype=np.uint8, mode="r")
-    except (OSError, ValueError) as exc:
-        return f"data_level0.bin cannot be read: {_short(exc)}"
-    if level0.size < count * head.per_element:
-        return "data_level0.bin is truncated"
-    links = np.ndarray(
-        shape=(count, 1 + head.max_m0),
-        dtype="<u4",
-        buffer=level0,
-        offset=0,
-        strides=(head.per_element, 4),
-    )
-    if _links_damaged(np, links, head.max_m0, count):
-        return "data_level0.bin has links out of range"
-    del links, level0
-    try:
-        upper = np.fromfile(seg / "link_lists.bin", dtype="<u4")
-    except (OSError, ValueError) as exc:
-        return f"link_lists.bin cannot be read: {_short(exc)}"
-    per_level = 1 + head.max_m  # uint32 words per upper-level list
-    # Each element: one word (its upper lists' size in bytes), then those lists. Most
-    # elements have none (a zero word), so the walk jumps from one nonzero word to the
-    # next instead of visiting every element in Python.
-    total = int(upper.size)
-    nonzero = np.flatnonzero(upper)
-    pos = 0
-    element = 0
-    starts: list[int] = []
-    levels: dict[int, int] = {}
-    while element < count:
-        k = int(np.searchsorted(nonzero, pos))
-        nxt = int(nonzero[k]) if k < nonzero.size else total
-        if element + (nxt - pos) >= count:  # the remaining elements have no upper lists
-            pos += count - element
-            break
-        element += nxt - pos
-        pos = nxt
-        size = int(upper[pos])
-        if size % (4 * per_level):
-            return "link_lists.bin is garbled"
-        level = size // (4 * per_level)
-        levels[element] = level
-        starts.extend(range(pos + 1, pos + 1 + level * per_level, per_level))
-        pos += 1 + size // 4
-        element += 1
-    if pos > total:
-        return "link_lists.bin is truncated"
-    if levels.get(head.entry_point, 0) != head.max_level or max(levels.values(), default=0) > (
-        head.max_level
-    ):
-        return "link_lists.bin does not match header.bin"
-    if starts:
-        index = np.asarray(starts)[:, None] + np.arange(per_level)
-        if _links_damaged(np, upper[index], head.max_m, count):
-            return "link_lists.bin has links out of range"
-    return None
-
-
-def _links_damaged(np: Any, lists: Any, width: int, count: int) -> bool:
-    """Whether any list (first word: its length) is too long or names a missing element."""
-    lengths = lists[:, 0] & 0xFFFF
-    if (lengths > width).any():
-        return True
-    used = np.arange(width) < lengths[:, None]
-    return bool((lists[:, 1:][used] >= count).any())

@@ -142,7 +142,7 @@ class WriterLock:
         """Take the lock; returns False only if ``cancelled`` became true while waiting.
 
         Without ``wait``, a held lock raises :class:`IndexBusyError` naming the holder.
-        ``on_wait`` is called once, when waiting starts, so the face can say why it paused.
+        ``on_wait`` is called once, when waiting starts, so the caller can say why it paused.
         """
         if self._fd is not None:
             return True

@@ -3,7 +3,7 @@ names and settings of clipseek's collections."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +19,10 @@ COLLECTION_PREFIX = "clipseek-"
 #: collection, so an unchanged broken file is not decoded again on every run.
 FAILURES_PREFIX = "clipseekfail-"
 
-#: HNSW parameters, cosine space. Measured by benchmarks/bench_hnsw.py on 100k CLIP-like
-#: vectors (docs/PERFORMANCE.md): with max_neighbors 32 and ef_construction 200,
-#: recall@10 against an exact scan is 0.9995 at ef_search 100 and 1.0 at 200, for about
-#: 1.5 ms a query; Chroma's defaults (16, 100, 100) give 0.990. ef_search is the one
-#: value an existing index can take on later (see _raise_ef_search).
+#: HNSW parameters, cosine space: chosen with benchmarks/bench_hnsw.py for a recall@10
+#: against an exact scan of about 1.0 at a query cost still in milliseconds, above
+#: Chroma's defaults (docs/PERFORMANCE.md, "Vector search"). ef_search is the one value an
+#: existing index can take on later (see _raise_ef_search).
 HNSW_CONFIG: dict[str, Any] = {
     "space": "cosine",
     "ef_construction": 200,
@@ -94,3 +93,27 @@ def stored_entry(id_: str, meta: Mapping[str, Any]) -> StoredEntry:
         mtime_ns=int(meta.get("mtime_ns", -1)),
         extra=extra,
     )
+
+
+@dataclass
+class VectorSource:
+    """The stored vectors (one row per picture, unit length) and how to name rows: what
+    the grouping needs, without a Python object per picture for the whole library."""
+
+    vectors: np.ndarray
+    #: Row positions -> (record id, metadata) of each.
+    describe: Callable[[Sequence[int]], list[tuple[str, Mapping[str, Any]]]]
+    #: Record ids -> row positions (None for an id not among the rows).
+    positions: Callable[[Sequence[str]], list[int | None]]
+
+    @classmethod
+    def from_arrays(
+        cls, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[Mapping[str, Any]]
+    ) -> VectorSource:
+        """A source over vectors already read whole (through Chroma)."""
+        where = {id_: i for i, id_ in enumerate(ids)}
+        return cls(
+            vectors,
+            lambda rows: [(ids[r], metas[r]) for r in rows],
+            lambda wanted: [where.get(i) for i in wanted],
+        )

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import shutil
 import sqlite3
 import tempfile
@@ -32,12 +31,18 @@ import time
 from pathlib import Path
 
 from clipseek.fileio import write_whole
+from clipseek.store.chroma_format import (
+    DATABASE,
+    DATABASE_FILES,
+    SEGMENT_NAME,
+    connect_readonly,
+    release_known,
+    settled_vector_segments,
+)
 
 #: The generation marker a writer replaces (atomically) after each committed write.
 GENERATION_NAME = "clipseek-generation"
 SNAPSHOT_PREFIX = "clipseek-read-"
-_DB_FILES = ("chroma.sqlite3", "chroma.sqlite3-journal", "chroma.sqlite3-wal")
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _counter = itertools.count()
 _counter_lock = threading.Lock()
 
@@ -62,14 +67,14 @@ def fingerprint(folder: str | os.PathLike[str]) -> tuple:
         parts.append((folder / GENERATION_NAME).read_bytes())
     except OSError:
         parts.append(None)
-    for name in _DB_FILES:
+    for name in DATABASE_FILES:
         parts.append(_stat(folder / name))
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
         entries = []
     for entry in entries:
-        if entry.is_dir(follow_symlinks=False) and _UUID.match(entry.name):
+        if entry.is_dir(follow_symlinks=False) and SEGMENT_NAME.match(entry.name):
             try:
                 files = sorted(os.scandir(entry.path), key=lambda e: e.name)
             except OSError:
@@ -90,17 +95,34 @@ def _stat(path: Path) -> tuple[int, int, int] | None:
 # --------------------------------------------------------------------------- snapshots
 
 
+#: The largest share of memory (``/dev/shm``'s size) one snapshot may take there; a larger
+#: one goes to the temporary folder on disk.
+MEMORY_SHARE = 8
+
+
+def snapshot_bases() -> list[Path]:
+    """Every folder :func:`snapshot_base` may choose, for sweeping."""
+    chosen = os.environ.get("CLIPSEEK_SNAPSHOT_DIR")
+    if chosen:
+        return [Path(chosen)]
+    return [Path("/dev/shm"), Path(tempfile.gettempdir())]
+
+
 def snapshot_base(needed: int) -> Path:
     """Where snapshots go: ``CLIPSEEK_SNAPSHOT_DIR``, else memory (``/dev/shm``) when it has
-    room, else the temporary folder. Memory first also keeps queries working while the disk
-    that holds the index (and often ``/tmp``) is full."""
+    room and the snapshot takes at most 1/:data:`MEMORY_SHARE` of it, else the temporary
+    folder. Memory first also keeps queries working while the disk that holds the index
+    (and often ``/tmp``) is full."""
     chosen = os.environ.get("CLIPSEEK_SNAPSHOT_DIR")
     if chosen:
         return Path(chosen)
     for candidate in ("/dev/shm", tempfile.gettempdir()):
         path = Path(candidate)
         try:
-            roomy = shutil.disk_usage(path).free > 2 * needed + (64 << 20)
+            usage = shutil.disk_usage(path)
+            roomy = usage.free > 2 * needed + (64 << 20)
+            if candidate == "/dev/shm":
+                roomy = roomy and needed * MEMORY_SHARE <= usage.total
             if roomy and path.is_dir() and os.access(path, os.W_OK):
                 return path
         except OSError:
@@ -112,19 +134,19 @@ def take_snapshot(folder: str | os.PathLike[str]) -> Path:
     """Copy the committed state of ``folder`` into a new private folder; the caller holds the
     shared data lock. Raises OSError (e.g. ENOSPC) if it cannot be made."""
     folder = Path(folder)
-    needed = sum((_stat(folder / n) or (0, 0, 0))[1] for n in _DB_FILES)
+    needed = sum((_stat(folder / n) or (0, 0, 0))[1] for n in DATABASE_FILES)
     base = snapshot_base(needed)
     base.mkdir(parents=True, exist_ok=True)
     sweep(base)
     target = Path(tempfile.mkdtemp(prefix=f"{SNAPSHOT_PREFIX}{os.getpid()}-", dir=base))
     try:
-        for name in _DB_FILES:
+        for name in DATABASE_FILES:
             source = folder / name
             if source.exists():
                 shutil.copyfile(source, target / name)
-        settled = _settled_segments(target / "chroma.sqlite3")
+        settled = _settled_segments(target / DATABASE)
         for entry in os.scandir(folder):
-            if not (entry.is_dir() and _UUID.match(entry.name)):
+            if not (entry.is_dir() and SEGMENT_NAME.match(entry.name)):
                 continue
             if entry.name in settled:
                 try:
@@ -141,29 +163,16 @@ def take_snapshot(folder: str | os.PathLike[str]) -> Path:
 
 def _settled_segments(database: Path) -> set[str]:
     """Vector segments whose log is fully folded into their files: a reader loads them as
-    they are and never rewrites them, so a link is enough. Anything unexpected: none."""
+    they are and never rewrites them, so a link is enough. Anything unexpected, or a
+    chromadb release this reading was not tested with: none (everything is copied)."""
+    if not release_known():
+        return set()
     try:
-        con = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+        con = connect_readonly(database, timeout=1.0)
     except sqlite3.Error:
         return set()
     try:
-        rows = con.execute(
-            "SELECT id, collection FROM segments WHERE scope = 'VECTOR' "
-            "AND type = 'urn:chroma:segment/vector/hnsw-local-persisted'"
-        ).fetchall()
-        applied = dict(con.execute("SELECT segment_id, seq_id FROM max_seq_id").fetchall())
-        latest: dict[str, int] = {}
-        for topic, seq in con.execute(
-            "SELECT topic, MAX(seq_id) FROM embeddings_queue GROUP BY topic"
-        ):
-            latest[str(topic).rsplit("/", 1)[-1]] = int(seq)
-        out = set()
-        for segment, collection in rows:
-            pending = latest.get(str(collection))
-            done = applied.get(segment)
-            if pending is None or (isinstance(done, int) and done >= pending):
-                out.add(str(segment))
-        return out
+        return settled_vector_segments(con)
     except (sqlite3.Error, ValueError, TypeError):
         return set()
     finally:

@@ -12,6 +12,9 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from clipseek.errors import ClipseekError
+from clipseek.tui.preview import check_preview_mode, prepare
+
 if TYPE_CHECKING:
     from clipseek.config import Settings
 
@@ -24,9 +27,6 @@ def run_tui(settings: Settings, preview: str | None = None) -> None:
     textual-image is imported (and probes the terminal for graphics support)
     before the app takes over stdin; see :mod:`clipseek.tui.preview`.
     """
-    from clipseek.errors import ClipseekError
-    from clipseek.tui.preview import check_preview_mode, prepare
-
     mode = check_preview_mode(preview or settings.preview)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise ClipseekError(
@@ -36,6 +36,7 @@ def run_tui(settings: Settings, preview: str | None = None) -> None:
     # textual-image's import (numpy, and the terminal's answers to its queries, up to a
     # tenth of a second each) runs on a thread while this one imports the app.
     probe = _Background(prepare, mode)
+    # Lazy: Textual loads only when the app opens.
     from clipseek.tui.app import ClipseekApp
 
     image_class = probe.result()

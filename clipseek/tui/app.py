@@ -1,4 +1,4 @@
-"""The clipseek app: a Textual face over the same :class:`~clipseek.engine.Engine` as the CLI.
+"""The clipseek app: a Textual front end over the same :class:`~clipseek.engine.Engine` as the CLI.
 
 First paint comes before anything heavy: the engine, chromadb and torch are
 imported by a worker thread that starts once the search screen is on display, so
@@ -24,6 +24,7 @@ from textual.worker import Worker, WorkerState
 from clipseek.config import Settings, load_settings
 from clipseek.errors import ClipseekError, IndexMissingError
 from clipseek.gc_pause import start_up_over
+from clipseek.photos.pathtext import display_text
 from clipseek.tui import messages as msg
 from clipseek.tui.format import display_model, human_path
 from clipseek.tui.jobs import IndexJob
@@ -111,6 +112,7 @@ class ClipseekApp(App[None]):
     def _boot_engine(self) -> None:
         engine = self.engine
         if engine is None:
+            # Lazy: the engine's modules load after the first paint.
             from clipseek.engine import Engine
 
             engine = Engine(self.settings, direct=True, quick_start=True)
@@ -271,6 +273,7 @@ class ClipseekApp(App[None]):
 
     def _index(self, engine: Engine, job: IndexJob) -> None:
         """Run the engine's indexer (worker thread); every event goes back as a message."""
+        # Lazy: the engine's modules load after the first paint.
         from clipseek.indexing.events import BatchDone
         from clipseek.indexing.options import IndexOptions
 
@@ -301,6 +304,7 @@ class ClipseekApp(App[None]):
 
     def apply_index_event(self, job: IndexJob, event: IndexEvent) -> None:
         """Fold one engine event into ``job`` and redraw what shows it."""
+        # Lazy: the engine's modules load after the first paint.
         from clipseek.indexing.events import IndexFinished, ModelReady
 
         job.apply(event)
@@ -346,8 +350,6 @@ class ClipseekApp(App[None]):
         rule (undecodable bytes and control characters escaped), and is plain text
         unless ``markup`` is asked for: a file name such as ``[b]x.jpg`` or ``a[/]b.jpg``
         is not markup. Callers that pass ``markup=True`` escape what they quote."""
-        from clipseek.photos.pathtext import display_text
-
         super().notify(
             display_text(str(message)), title=display_text(title), markup=markup, **kwargs
         )

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clipseek.config import cache_dir
 from clipseek.errors import ImageReadError
 from clipseek.tui.thumbnails import Thumbnail
 
@@ -44,7 +45,6 @@ Size = tuple[int, int]
 
 
 def default_cache_folder() -> Path:
-    from clipseek.config import cache_dir
 
     return cache_dir() / "thumbnails"
 
@@ -196,6 +196,7 @@ class GalleryThumbnails:
     def _decode(self, path: str, file_size: int, mtime_ns: int, size: Size) -> Thumbnail:
         from PIL import Image
 
+        # Lazy: the first paint does not import the image decoding.
         from clipseek.photos.imaging import open_image
 
         try:

@@ -63,6 +63,7 @@ class IndexJob:
     # -- events
 
     def apply(self, event: ev.IndexEvent) -> None:
+        # Lazy: the engine's modules load after the first paint.
         from clipseek.indexing import events as ev
 
         if isinstance(event, ev.ScanProgress):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 from clipseek.errors import ClipseekError
+from clipseek.photos.pathtext import display_path
 
 
 def open_command(path: str, *, reveal: bool = False, platform: str | None = None) -> list[str]:
@@ -36,8 +37,6 @@ def launch(path: str, *, reveal: bool = False, timeout: float = 10.0) -> None:
     cannot be done. Blocks up to ``timeout`` seconds (call it from a worker thread).
 
     With ``reveal`` the messages name the folder, since that is what was being opened."""
-    from clipseek.photos.pathtext import display_path
-
     if not os.path.exists(path):
         raise ClipseekError(f"{display_path(path)} is no longer on disk.")
     argv = open_command(path, reveal=reveal)

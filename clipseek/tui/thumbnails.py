@@ -72,6 +72,7 @@ class ThumbnailCache:
         return self._store(self._make(path, st.st_size, st.st_mtime_ns))
 
     def _make(self, path: str, size: int, mtime_ns: int) -> Thumbnail:
+        # Lazy: the first paint does not import the image decoding.
         from clipseek.photos.imaging import open_image
 
         try:

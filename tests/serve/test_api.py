@@ -92,9 +92,9 @@ def test_browsers_get_the_page_at_root_and_ui(client):
     ],
 )
 def test_root_negotiates_html_only_when_preferred(accept, html):
-    from clipseek.server.app import _prefers_html
+    from clipseek.server.routes.health import prefers_html
 
-    assert _prefers_html(accept) is html
+    assert prefers_html(accept) is html
 
 
 def test_openapi_schema_describes_every_endpoint(client):

@@ -23,6 +23,7 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from clipseek.errors import ClipseekError, IndexMissingError
+from clipseek.photos.pathtext import display_text
 from clipseek.tui import messages as msg
 from clipseek.tui.format import human_path, human_size
 from clipseek.tui.widgets.footer import FittingFooter
@@ -47,6 +48,7 @@ class DuplicatesFound(Message):
 def as_result(item: DuplicateItem, rank: int) -> SearchResult:
     """A duplicate as the preview pane's result: the score is its similarity to the
     group's first picture (the largest), the rank its place in the group."""
+    # Lazy: the engine's modules load after the first paint.
     from clipseek.search.query import SearchResult
 
     return SearchResult(
@@ -195,7 +197,5 @@ class DuplicatesScreen(Screen[None]):
 
 def _escape(text: str) -> str:
     from textual.markup import escape
-
-    from clipseek.photos.pathtext import display_text
 
     return escape(display_text(text))

@@ -17,6 +17,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from clipseek.config import config_file_path
+from clipseek.tui.format import human_path
+
 if TYPE_CHECKING:
     from clipseek.tui.app import ClipseekApp
 
@@ -66,6 +69,7 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
 
 
 def _query_help() -> str:
+    # Lazy: the engine's modules load after the first paint.
     from clipseek.search.query import QUERY_HELP
 
     return QUERY_HELP
@@ -112,8 +116,6 @@ class HelpScreen(ModalScreen[None]):
         return table
 
     def _settings(self) -> Text:
-        from clipseek.config import config_file_path
-        from clipseek.tui.format import human_path
 
         app = self.app
         text = Text()

@@ -18,9 +18,12 @@ from textual.screen import Screen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.worker import get_current_worker
 
+from clipseek.config import remember_setting
 from clipseek.errors import ClipseekError, IndexMissingError, ModelMismatchError, QueryError
+from clipseek.photos.pathtext import display_text, shell_path
 from clipseek.tui import messages as msg
 from clipseek.tui.format import human_path, query_for_path
+from clipseek.tui.gallery_thumbs import GalleryThumbnails, default_cache_folder
 from clipseek.tui.screens.viewer import ViewerScreen
 from clipseek.tui.widgets import gallery
 from clipseek.tui.widgets.footer import FittingFooter
@@ -33,7 +36,6 @@ if TYPE_CHECKING:
     from clipseek.search.filters import Filters
     from clipseek.search.query import Query, SearchResponse, SearchResult
     from clipseek.tui.app import ClipseekApp
-    from clipseek.tui.gallery_thumbs import GalleryThumbnails
 
 #: Width of the details pane beside the grid; below DETAILS_ROOMY_AT columns it takes
 #: less, so that 80 columns give the grid three columns of cells rather than two.
@@ -284,6 +286,7 @@ class SearchScreen(Screen[None]):
 
     def _read_filters(self) -> bool:
         """Parse the filter line into :attr:`filters`; on a mistake say so and return False."""
+        # Lazy: not needed before the first paint.
         from clipseek.search.filters import parse_filter_line
 
         text = self.query_one("#filters", Input).value
@@ -314,6 +317,7 @@ class SearchScreen(Screen[None]):
         self.query_text = text
         self._token += 1  # whatever was in flight is now stale
         self._notice = None
+        # Lazy: not needed before the first paint.
         from clipseek.search.query import parse_query
 
         if not self._read_filters():
@@ -329,6 +333,7 @@ class SearchScreen(Screen[None]):
 
     def search_similar(self, path: str) -> None:
         """Image-to-image search from ``path``, leaving the image itself out."""
+        # Lazy: not needed before the first paint.
         from clipseek.search.query import Query
 
         text = query_for_path(path)
@@ -590,7 +595,7 @@ class SearchScreen(Screen[None]):
         SSH may drop it silently, so the message says so unless a desktop clipboard
         tool also took the text; the path stays on screen, selectable, either way.
         """
-        from clipseek.photos.pathtext import shell_path
+        # Lazy: not needed before the first paint.
         from clipseek.tui.system import clipboard_command, copy_with_tool
 
         text = shell_path(path)
@@ -642,6 +647,7 @@ class SearchScreen(Screen[None]):
                 if opener is not None:
                     opener(path, reveal)
                 else:
+                    # Lazy: not needed before the first paint.
                     from clipseek.tui.system import launch
 
                     launch(path, reveal=reveal)
@@ -665,8 +671,6 @@ class SearchScreen(Screen[None]):
     @property
     def gallery_thumbnails(self) -> GalleryThumbnails:
         if self._gallery_thumbs is None:
-            from clipseek.tui.gallery_thumbs import GalleryThumbnails, default_cache_folder
-
             self._gallery_thumbs = GalleryThumbnails(
                 default_cache_folder(), max_megapixels=self.app.settings.max_megapixels
             )
@@ -685,7 +689,6 @@ class SearchScreen(Screen[None]):
     def action_toggle_view(self) -> None:
         self.view = "list" if self.view == "grid" else "grid"
         self._apply_view()
-        from clipseek.config import remember_setting
 
         try:
             remember_setting("view", self.view)
@@ -800,7 +803,5 @@ def _escape(text: str) -> str:
     """Markup-escaped, and safe to draw: a path that is not UTF-8 shows its odd bytes as
     ``\\xHH`` instead of breaking the terminal's output."""
     from textual.markup import escape
-
-    from clipseek.photos.pathtext import display_text
 
     return escape(display_text(text))

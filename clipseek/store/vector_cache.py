@@ -1,0 +1,759 @@
+"""A copy of each index's vectors beside Chroma, laid out for one fast exact scan.
+
+Reading every vector out of Chroma's files costs Python work per record (the label map,
+the row ids, the write log): 1.6 s of a cold query at 100,000 pictures, 15 s at a
+million. This cache holds the same vectors as one flat float32 matrix that numpy scans
+in a single pass, with each row's SQLite row id beside it; a query reads the metadata
+of its top answers only, from SQLite.
+
+It is a cache, never the record:
+
+- Chroma stays the system of record. The cache says which state of Chroma it copies:
+  the collection, its metadata segment and Chroma's own sequence number of the last
+  write that segment applied (:func:`~clipseek.store.chroma_format.applied_seq`), which
+  every added, updated or deleted record moves on, whoever wrote it. A reader uses the
+  cache only when that number, the record count and the file sizes agree with Chroma's
+  files, and its checksums when the files are not the very ones the writer wrote;
+  anything else (missing, stale, damaged) and the reader reads Chroma's files as before
+  (:mod:`clipseek.store.direct`), saying nothing: slower, never wrong.
+- Only a writer writes it, under the exclusive data lock, in the same locked step as the
+  Chroma write it mirrors (:class:`JournaledCollection`), so a reader under the shared
+  lock sees both or neither. A reader never writes it; the next index run (or
+  ``clipseek repair``) rebuilds a missing or stale one from Chroma's files.
+- Writes are appended (new rows, and the positions of rows replaced or deleted), so
+  keeping it current costs what changed, and a reader that already read it reads only
+  what was appended. When a quarter of the rows are dead it is written anew.
+
+Layout: four files beside Chroma's in the database folder, named
+``clipseek-vectors-<collection id>.<part>`` (files, not a folder: a folder there would
+look like one of Chroma's own): ``vectors.f32`` (rows x dim, little-endian float32, unit
+length), ``rowids.i64`` (each row's ``embeddings.id``), ``dead.i64`` (positions no longer
+live), and ``manifest.json``, replaced whole after the others are written: the commit
+point. They move with the folder (``repair`` moves them aside with Chroma's files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import uuid
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clipseek.fileio import identity, write_whole
+from clipseek.store.chroma_format import (
+    applied_seq,
+    connect_readonly,
+    record_count,
+    rowids_of,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from clipseek.store.lock import DataLock
+
+#: How the cache's files are named in the database folder (snapshots, damage checks and
+#: the readers' change fingerprint look at Chroma's own files only).
+CACHE_PREFIX = "clipseek-vectors-"
+FORMAT = 1
+MANIFEST = "manifest.json"
+_FILES = ("vectors.f32", "rowids.i64", "dead.i64")
+#: Rows a streamed scan reads at a time (16 MB of 512-d vectors): the process's memory
+#: holds this much of the matrix, whatever the library's size.
+STREAM_ROWS = 8192
+#: A reader that searches again (the app) keeps a cache up to this size mapped.
+KEEP_MAPPED = 256 << 20
+#: Dead rows that make the writer write the cache anew (and at least this many).
+_COMPACT_FRACTION = 4
+_COMPACT_MIN = 4096
+
+
+class CacheUnusable(Exception):
+    """The cache is missing, stale or damaged: read Chroma's files instead."""
+
+
+class CacheFiles:
+    """The files of one collection's cache: ``files / "vectors.f32"`` is its path."""
+
+    def __init__(self, location: str | os.PathLike[str], collection_id: str) -> None:
+        self.base = Path(location)
+        self.stem = f"{CACHE_PREFIX}{collection_id}"
+
+    def __truediv__(self, part: str) -> Path:
+        return self.base / f"{self.stem}.{part}"
+
+    def temp(self, part: str, token: str) -> Path:
+        return self.base / f".{self.stem}.{part}.{token}.tmp"
+
+    def exists(self) -> bool:
+        return (self / MANIFEST).exists()
+
+
+def cache_folder(location: str | os.PathLike[str], collection_id: str) -> CacheFiles:
+    return CacheFiles(location, collection_id)
+
+
+def cached_collections(location: str | os.PathLike[str]) -> set[str]:
+    """Collection ids that have (some of) a cache in the database folder."""
+    out = set()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(location):
+            if entry.name.startswith(CACHE_PREFIX):
+                out.add(entry.name[len(CACHE_PREFIX) :].split(".", 1)[0])
+    return out
+
+
+@dataclass
+class Manifest:
+    collection: str
+    segment: str
+    dim: int
+    #: Chroma's sequence number of the last write the copy includes.
+    seq: int
+    rows: int
+    dead: int
+    #: Changes when the files are written anew (a reader then reads them whole).
+    epoch: str
+    crc_vectors: int
+    crc_rowids: int
+    crc_dead: int
+    #: Size, mtime, ctime and inode of each file as the writer left it: files with the
+    #: same identity hold what was written (any write changes the ctime), so a reader
+    #: need not checksum them.
+    identities: list[list[int]]
+
+    @property
+    def live(self) -> int:
+        return self.rows - self.dead
+
+    def encode(self) -> bytes:
+        return json.dumps({"format": FORMAT, **asdict(self)}).encode()
+
+
+def read_manifest(folder: CacheFiles) -> Manifest:
+    try:
+        data = json.loads((folder / MANIFEST).read_bytes())
+    except FileNotFoundError:
+        raise CacheUnusable("no cache") from None
+    except (OSError, ValueError) as exc:
+        raise CacheUnusable(f"the manifest cannot be read ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CacheUnusable("a manifest of another format")
+    try:
+        manifest = Manifest(
+            collection=str(data["collection"]),
+            segment=str(data["segment"]),
+            dim=_int(data["dim"]),
+            seq=_int(data["seq"]),
+            rows=_int(data["rows"]),
+            dead=_int(data["dead"]),
+            epoch=str(data["epoch"]),
+            crc_vectors=_int(data["crc_vectors"]),
+            crc_rowids=_int(data["crc_rowids"]),
+            crc_dead=_int(data["crc_dead"]),
+            identities=[[_int(x) for x in item] for item in data["identities"]],
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CacheUnusable(f"a garbled manifest ({exc})") from None
+    if manifest.dead > manifest.rows or manifest.dim <= 0 or len(manifest.identities) != 3:
+        raise CacheUnusable("a garbled manifest")
+    return manifest
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{value!r} is not a count")
+    return value
+
+
+def _identities(folder: CacheFiles) -> list[list[int]]:
+    return [list(identity(folder / name)) for name in _FILES]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class CacheView:
+    """One committed state of the cache, as a reader uses it: row ids and live rows in
+    memory (8 bytes and 1 byte a picture), the vectors streamed or mapped from the file."""
+
+    def __init__(
+        self,
+        folder: CacheFiles,
+        manifest: Manifest,
+        rowids: np.ndarray,
+        alive: np.ndarray,
+        verified: bool,
+    ) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.rowids = rowids
+        self.alive = alive
+        self.count = manifest.live
+        self.dim = manifest.dim
+        #: The vectors' checksum was checked, or the files are the writer's own.
+        self.verified = verified
+        self._mapped: np.ndarray | None = None
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def _vector_bytes(self) -> int:
+        return self.manifest.rows * self.dim * 4
+
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        """Cosine similarity of ``query`` (unit length) with every row; dead rows -inf."""
+        import numpy as np
+
+        rows = self.manifest.rows
+        if self._mapped is not None:
+            out = self._mapped @ query
+        else:
+            out = np.empty(rows, dtype=np.float32)
+            for start, block in self._blocks(0):
+                np.matmul(block, query, out=out[start : start + len(block)])
+            if rows and self._vector_bytes <= KEEP_MAPPED:
+                # Verified now, and in the page cache: a second search maps it.
+                self._mapped = self._map()
+        if self.manifest.dead:
+            out[~self.alive] = -np.inf
+        return out
+
+    def _blocks(self, first_row: int, crc: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """The rows from ``first_row`` on, a block at a time; checks the checksum on the
+        way when the files are not known to be the writer's (raises CacheUnusable)."""
+        import numpy as np
+
+        dim, rows = self.dim, self.manifest.rows
+        check = not self.verified
+        buffer = np.empty((min(STREAM_ROWS, max(rows - first_row, 1)), dim), dtype=np.float32)
+        try:
+            with (self.folder / "vectors.f32").open("rb", buffering=0) as fh:
+                fh.seek(first_row * dim * 4)
+                for start in range(first_row, rows, STREAM_ROWS):
+                    n = min(STREAM_ROWS, rows - start)
+                    block = buffer[:n]
+                    view = memoryview(block).cast("B")
+                    got = fh.readinto(view)
+                    while got < len(view):  # a short read is not the end of the file
+                        more = fh.readinto(view[got:])
+                        if not more:
+                            raise CacheUnusable("vectors.f32 is truncated")
+                        got += more
+                    if check:
+                        crc = zlib.crc32(view, crc)
+                    yield start, block
+        except OSError as exc:
+            raise CacheUnusable(f"vectors.f32 cannot be read ({exc})") from None
+        if check:
+            if crc != self.manifest.crc_vectors:
+                raise CacheUnusable("vectors.f32 does not match its checksum")
+            self.verified = True
+
+    def verify(self, first_row: int = 0, crc: int = 0) -> None:
+        """Read the vectors from ``first_row`` on (``crc``: the checksum of those before),
+        checking their checksum; raises CacheUnusable."""
+        self.verified = False
+        for _ in self._blocks(first_row, crc):
+            pass
+
+    def _map(self) -> np.ndarray:
+        import numpy as np
+
+        return np.memmap(
+            self.folder / "vectors.f32", dtype="<f4", mode="r", shape=(self.manifest.rows, self.dim)
+        )
+
+    def matrix(self) -> np.ndarray:
+        """Every row (dead ones too), mapped read-only; checked first if it must be."""
+        if not self.verified:
+            self.verify()
+        if self._mapped is None:
+            self._mapped = self._map()
+        return self._mapped
+
+    def row(self, position: int) -> np.ndarray:
+        import numpy as np
+
+        if self._mapped is not None:
+            return np.array(self._mapped[position], dtype=np.float32)
+        with (self.folder / "vectors.f32").open("rb") as fh:
+            fh.seek(position * self.dim * 4)
+            data = fh.read(self.dim * 4)
+        if len(data) != self.dim * 4:
+            raise CacheUnusable("vectors.f32 is truncated")
+        return np.frombuffer(data, dtype="<f4").astype(np.float32)
+
+    def positions_of(self, rowids: Sequence[int]) -> np.ndarray:
+        """The live row of each of ``rowids`` (-1 where there is none)."""
+        import numpy as np
+
+        if self._sorted is None:
+            live = np.flatnonzero(self.alive)
+            order = np.argsort(self.rowids[live], kind="stable")
+            self._sorted = (self.rowids[live][order], live[order])
+        keys, places = self._sorted
+        wanted = np.asarray(rowids, dtype=np.int64)
+        at = np.searchsorted(keys, wanted)
+        at = np.minimum(at, max(len(keys) - 1, 0))
+        found = (len(keys) > 0) & (keys[at] == wanted) if len(keys) else np.zeros(len(wanted), bool)
+        return np.where(found, places[at] if len(keys) else -1, -1)
+
+
+def open_view(
+    location: str | os.PathLike[str],
+    collection_id: str,
+    segment: str,
+    dim: int,
+    con: sqlite3.Connection,
+    previous: CacheView | None = None,
+) -> CacheView:
+    """The cache of a collection if it copies Chroma's current state; raises
+    CacheUnusable otherwise. The caller holds the shared data lock. ``previous``, a view
+    this reader read before: the rows it checked are not read again."""
+    import numpy as np
+
+    folder = cache_folder(location, collection_id)
+    manifest = read_manifest(folder)
+    if manifest.collection != collection_id or manifest.segment != segment:
+        raise CacheUnusable("the cache of another collection")
+    if dim and manifest.dim != dim:
+        raise CacheUnusable("vectors of another size")
+    try:
+        seq = applied_seq(con, segment)
+        records = record_count(con, segment)
+    except sqlite3.Error as exc:
+        raise CacheUnusable(str(exc)) from None
+    if seq is None or seq != manifest.seq:
+        raise CacheUnusable("the cache is behind the index")
+    if records != manifest.live:
+        raise CacheUnusable("the cache counts other records")
+    try:
+        sizes = [(folder / name).stat().st_size for name in _FILES]
+        same_files = _identities(folder) == manifest.identities
+    except OSError as exc:
+        raise CacheUnusable(f"the cache cannot be read ({exc})") from None
+    needed = (manifest.rows * manifest.dim * 4, manifest.rows * 8, manifest.dead * 8)
+    if any(size < need for size, need in zip(sizes, needed, strict=True)):
+        raise CacheUnusable("the cache is truncated")
+    try:
+        raw_rowids = _read_exactly(folder / "rowids.i64", manifest.rows * 8)
+        raw_dead = _read_exactly(folder / "dead.i64", manifest.dead * 8)
+    except OSError as exc:
+        raise CacheUnusable(f"the cache cannot be read ({exc})") from None
+    if zlib.crc32(raw_rowids) != manifest.crc_rowids or zlib.crc32(raw_dead) != manifest.crc_dead:
+        raise CacheUnusable("the cache's row table does not match its checksum")
+    rowids = np.frombuffer(raw_rowids, dtype="<i8").astype(np.int64)
+    dead = np.frombuffer(raw_dead, dtype="<i8").astype(np.int64)
+    alive = np.ones(manifest.rows, dtype=bool)
+    if dead.size:
+        if int(dead.min()) < 0 or int(dead.max()) >= manifest.rows:
+            raise CacheUnusable("the cache's row table is garbled")
+        alive[dead] = False
+    if int(alive.sum()) != manifest.live:
+        raise CacheUnusable("the cache's row table is garbled")
+    view = CacheView(folder, manifest, rowids, alive, verified=same_files)
+    if (
+        not same_files
+        and previous is not None
+        and previous.verified
+        and previous.manifest.epoch == manifest.epoch
+        and previous.manifest.collection == manifest.collection
+        and previous.manifest.rows <= manifest.rows
+    ):
+        # Only appended since this reader checked it: check what was appended.
+        view.verify(previous.manifest.rows, previous.manifest.crc_vectors)
+    return view
+
+
+def _read_exactly(path: Path, size: int) -> bytes:
+    with path.open("rb") as fh:
+        data = fh.read(size)
+    if len(data) != size:
+        raise OSError(f"{path.name} is truncated")
+    return data
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _unit_rows(vectors: Any, dim: int) -> np.ndarray:
+    """As the direct reader scores them: rows off unit length divided by their norm."""
+    import numpy as np
+
+    matrix = np.array(vectors, dtype=np.float32, copy=True, ndmin=2)
+    if matrix.shape[1] != dim:
+        raise ValueError("vectors of another size")
+    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
+    off = np.flatnonzero(np.abs(norms - 1.0) > 1e-5)
+    if off.size:
+        norms[norms == 0] = 1.0
+        matrix[off] /= norms[off, None]
+    return matrix
+
+
+def write_cache(
+    location: str | os.PathLike[str],
+    collection_id: str,
+    segment: str,
+    seq: int,
+    rowids: np.ndarray,
+    matrix: np.ndarray,
+    lock: DataLock | None = None,
+    still_current: Any = None,
+) -> bool:
+    """Write a whole cache (new files beside the old, swapped in under the exclusive data
+    lock if ``still_current()`` says Chroma has not moved on since it was read)."""
+    import numpy as np
+
+    folder = cache_folder(location, collection_id)
+    epoch = uuid.uuid4().hex
+    matrix = np.ascontiguousarray(matrix, dtype="<f4")
+    ids = np.ascontiguousarray(rowids, dtype="<i8")
+    temps = [folder.temp(name, epoch) for name in _FILES]
+    try:
+        crc = _write_array(temps[0], matrix)
+        crc_rowids = _write_array(temps[1], ids)
+        crc_dead = _write_array(temps[2], np.zeros(0, dtype="<i8"))
+        with lock.exclusive() if lock is not None else contextlib.nullcontext():
+            if still_current is not None and not still_current():
+                return False
+            for temp, name in zip(temps, _FILES, strict=True):
+                os.replace(temp, folder / name)
+            manifest = Manifest(
+                collection=collection_id,
+                segment=segment,
+                dim=int(matrix.shape[1]),
+                seq=int(seq),
+                rows=int(matrix.shape[0]),
+                dead=0,
+                epoch=epoch,
+                crc_vectors=crc,
+                crc_rowids=crc_rowids,
+                crc_dead=crc_dead,
+                identities=_identities(folder),
+            )
+            return write_whole(folder / MANIFEST, manifest.encode())
+    finally:
+        for temp in temps:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+
+
+def _write_array(path: Path, array: np.ndarray) -> int:
+    """Write ``array``'s bytes; returns their checksum."""
+    data = memoryview(array).cast("B") if array.size else memoryview(b"")
+    with path.open("wb") as fh:
+        fh.write(data)
+    return zlib.crc32(data)
+
+
+def drop_cache(location: str | os.PathLike[str], collection_id: str) -> None:
+    """Forget a collection's cache (its manifest first: readers stop using it at once)."""
+    folder = cache_folder(location, collection_id)
+    for part in (MANIFEST, *_FILES):
+        with contextlib.suppress(OSError):
+            (folder / part).unlink()
+
+
+def drop_all_caches(location: str | os.PathLike[str]) -> None:
+    for collection_id in cached_collections(location):
+        drop_cache(location, collection_id)
+
+
+@dataclass
+class _Mark:
+    """What a write is checked against: Chroma's sequence number before it, and the row
+    ids the records it names had then."""
+
+    seq: int
+    manifest: Manifest
+    before: dict[str, int]
+
+
+class _Journal:
+    """Keeps one collection's cache current through a writer's commits. Called with the
+    exclusive data lock held (inside the Chroma write's own locked step); any failure
+    drops the cache, which the next index run builds again."""
+
+    def __init__(self, location: str, collection_id: str) -> None:
+        self.location = location
+        self.collection_id = collection_id
+        self.folder = cache_folder(location, collection_id)
+        self._segment: str | None = None
+        #: The writer's copy of the row table (loaded on its first change).
+        self._rowids: np.ndarray | None = None
+        self._alive: np.ndarray | None = None
+        self._epoch: str | None = None
+
+    @contextlib.contextmanager
+    def _sqlite(self) -> Iterator[sqlite3.Connection]:
+        con = connect_readonly(Path(self.location) / "chroma.sqlite3")
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _metadata_segment(self, con: sqlite3.Connection) -> str | None:
+        if self._segment is None:
+            row = con.execute(
+                "SELECT id FROM segments WHERE collection = ? AND scope = 'METADATA'",
+                (self.collection_id,),
+            ).fetchone()
+            self._segment = None if row is None else str(row[0])
+        return self._segment
+
+    def mark(self, ids: Sequence[str] | None) -> _Mark | None:
+        """Before a write: None when there is no current cache to keep up to date."""
+        if not (self.folder / MANIFEST).exists():
+            return None
+        try:
+            manifest = read_manifest(self.folder)
+            with self._sqlite() as con:
+                segment = self._metadata_segment(con)
+                if segment is None or manifest.segment != segment:
+                    raise CacheUnusable("another segment")
+                seq = applied_seq(con, segment)
+                if seq != manifest.seq:
+                    raise CacheUnusable("stale")
+                before = rowids_of(con, segment, ids) if ids else {}
+            return _Mark(seq, manifest, before)
+        except Exception:  # a cache problem must never fail a write
+            self.drop()
+            return None
+
+    def written(self, mark: _Mark | None, ids: Sequence[str], vectors: Any, deleted: bool) -> None:
+        """After the write: append its rows (``vectors`` None: metadata only; ``deleted``:
+        the records are gone), or drop the cache if the write was not what was asked."""
+        if mark is None:
+            return
+        try:
+            self._apply(mark, ids, vectors, deleted)
+        except Exception:  # a cache problem must never fail a write
+            self.drop()
+
+    def _apply(self, mark: _Mark, ids: Sequence[str], vectors: Any, deleted: bool) -> None:
+        import numpy as np
+
+        manifest = mark.manifest
+        with self._sqlite() as con:
+            segment = manifest.segment
+            seq = applied_seq(con, segment)
+            # Each record named moves the number on by one: anything else means another
+            # write came between, and this one cannot be mirrored.
+            if seq is None or seq != mark.seq + len(ids):
+                raise CacheUnusable("the write was not the one marked")
+            after = {} if deleted or vectors is None else rowids_of(con, segment, ids)
+            live = record_count(con, segment)
+        self._load_table(manifest)
+        assert self._rowids is not None and self._alive is not None
+        kill = np.zeros(0, dtype=np.int64)
+        if deleted or vectors is not None:
+            gone = np.fromiter(mark.before.values(), dtype=np.int64, count=len(mark.before))
+            kill = np.flatnonzero(self._alive & np.isin(self._rowids, gone))
+        new_rows = np.zeros((0, manifest.dim), dtype=np.float32)
+        new_ids = np.zeros(0, dtype=np.int64)
+        if vectors is not None and not deleted:
+            if len(after) != len(ids):
+                raise CacheUnusable("records missing after the write")
+            new_rows = _unit_rows(vectors, manifest.dim)
+            new_ids = np.array([after[i] for i in ids], dtype=np.int64)
+        if manifest.live - kill.size + new_ids.size != live:
+            raise CacheUnusable("the counts disagree")
+        dead = manifest.dead + int(kill.size)
+        rows = manifest.rows + int(new_ids.size)
+        if dead >= _COMPACT_MIN and dead * _COMPACT_FRACTION >= rows:
+            self._compact(manifest, seq, kill, new_ids, new_rows)
+            return
+        crc_vectors = _append(
+            self.folder / "vectors.f32",
+            manifest.rows * manifest.dim * 4,
+            new_rows.astype("<f4"),
+            manifest.crc_vectors,
+        )
+        crc_rowids = _append(
+            self.folder / "rowids.i64",
+            manifest.rows * 8,
+            new_ids.astype("<i8"),
+            manifest.crc_rowids,
+        )
+        crc_dead = _append(
+            self.folder / "dead.i64", manifest.dead * 8, kill.astype("<i8"), manifest.crc_dead
+        )
+        updated = Manifest(
+            **{
+                **asdict(manifest),
+                "seq": seq,
+                "rows": rows,
+                "dead": dead,
+                "crc_vectors": crc_vectors,
+                "crc_rowids": crc_rowids,
+                "crc_dead": crc_dead,
+                "identities": _identities(self.folder),
+            }
+        )
+        if not write_whole(self.folder / MANIFEST, updated.encode()):
+            raise CacheUnusable("the manifest cannot be written")
+        self._alive[kill] = False
+        self._rowids = np.concatenate([self._rowids, new_ids])
+        self._alive = np.concatenate([self._alive, np.ones(new_ids.size, dtype=bool)])
+
+    def _load_table(self, manifest: Manifest) -> None:
+        import numpy as np
+
+        if (
+            self._rowids is not None
+            and self._epoch == manifest.epoch
+            and len(self._rowids) == manifest.rows
+        ):
+            return
+        raw = _read_exactly(self.folder / "rowids.i64", manifest.rows * 8)
+        dead = np.frombuffer(_read_exactly(self.folder / "dead.i64", manifest.dead * 8), "<i8")
+        if zlib.crc32(raw) != manifest.crc_rowids:
+            raise CacheUnusable("the row table does not match its checksum")
+        self._rowids = np.frombuffer(raw, dtype="<i8").astype(np.int64)
+        self._alive = np.ones(manifest.rows, dtype=bool)
+        self._alive[dead.astype(np.int64)] = False
+        self._epoch = manifest.epoch
+
+    def _compact(
+        self,
+        manifest: Manifest,
+        seq: int,
+        kill: np.ndarray,
+        new_ids: np.ndarray,
+        new_rows: np.ndarray,
+    ) -> None:
+        """Write the live rows anew (the caller holds the exclusive lock already)."""
+        import numpy as np
+
+        assert self._rowids is not None and self._alive is not None
+        alive = self._alive.copy()
+        alive[kill] = False
+        old = np.memmap(
+            self.folder / "vectors.f32", dtype="<f4", mode="r", shape=(manifest.rows, manifest.dim)
+        )
+        matrix = np.concatenate([old[alive], new_rows])
+        rowids = np.concatenate([self._rowids[alive], new_ids])
+        del old
+        if not write_cache(
+            self.location, manifest.collection, manifest.segment, seq, rowids, matrix
+        ):
+            raise CacheUnusable("the cache cannot be written")
+        self._rowids = None  # read again at the next change
+
+    def drop(self) -> None:
+        self._rowids = self._alive = None
+        drop_cache(self.location, self.collection_id)
+
+
+def _append(path: Path, offset: int, array: np.ndarray, crc: int) -> int:
+    """Write ``array`` at ``offset`` (past the committed part: anything a crashed writer
+    left there is overwritten) and cut the file there; returns the running checksum."""
+    data = memoryview(array).cast("B") if array.size else memoryview(b"")
+    with path.open("r+b") as fh:
+        fh.seek(offset)
+        fh.write(data)
+        fh.truncate(offset + len(data))
+    return zlib.crc32(data, crc)
+
+
+class JournaledCollection:
+    """A writer's Chroma collection whose writes also keep the vector cache current;
+    everything else is the collection's own."""
+
+    def __init__(self, collection: Any, location: str) -> None:
+        self._col = collection
+        self._journal = _Journal(location, str(collection.id))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._col, name)
+
+    def upsert(self, ids: Sequence[str], embeddings: Any = None, **kwargs: Any) -> Any:
+        ids = list(ids)
+        mark = self._journal.mark(ids)
+        result = self._col.upsert(ids=ids, embeddings=embeddings, **kwargs)
+        if embeddings is None:
+            self._journal.drop()
+        else:
+            self._journal.written(mark, ids, embeddings, deleted=False)
+        return result
+
+    add = upsert
+
+    def update(self, ids: Sequence[str], embeddings: Any = None, **kwargs: Any) -> Any:
+        ids = list(ids)
+        mark = self._journal.mark(ids)
+        result = self._col.update(ids=ids, embeddings=embeddings, **kwargs)
+        self._journal.written(mark, ids, embeddings, deleted=False)
+        return result
+
+    def delete(self, ids: Sequence[str] | None = None, **kwargs: Any) -> Any:
+        if ids is None or kwargs.get("where") or kwargs.get("where_document"):
+            result = self._col.delete(ids=ids, **kwargs)
+            self._journal.drop()  # which records went is not known here
+            return result
+        ids = list(ids)
+        mark = self._journal.mark(ids)
+        result = self._col.delete(ids=ids, **kwargs)
+        self._journal.written(mark, ids, None, deleted=True)
+        return result
+
+
+def note_identities(
+    location: str, collection_id: str, manifest: Manifest, lock: DataLock | None
+) -> None:
+    """Files checked whole by a writer: note their identity, so readers trust them."""
+    folder = cache_folder(location, collection_id)
+    with lock.exclusive() if lock is not None else contextlib.nullcontext():
+        updated = Manifest(**{**asdict(manifest), "identities": _identities(folder)})
+        write_whole(folder / MANIFEST, updated.encode())
+
+
+# --------------------------------------------------------------------------- checking
+
+
+def verify_against(
+    location: str | os.PathLike[str],
+    collection_id: str,
+    segment: str,
+    dim: int,
+    con: sqlite3.Connection,
+    rowid_of: dict[str, int],
+    vectors: dict[str, np.ndarray],
+) -> str | None:
+    """What is wrong with a collection's cache, compared with what Chroma holds
+    (``rowid_of``: record id → row id; ``vectors``: record id → vector), or None when it
+    is absent, stale (the next index run rebuilds it) or agrees in every row."""
+    import numpy as np
+
+    try:
+        view = open_view(location, collection_id, segment, dim, con)
+    except CacheUnusable as exc:
+        text = str(exc)
+        if text in ("no cache", "the cache is behind the index"):
+            return None
+        return f"the vector cache of the index is unusable ({text})"
+    try:
+        matrix = view.matrix()
+    except CacheUnusable as exc:
+        return f"the vector cache of the index is damaged ({exc})"
+    id_of = {rowid: record_id for record_id, rowid in rowid_of.items()}
+    live = np.flatnonzero(view.alive)
+    live_rowids = view.rowids[live]
+    listed = live_rowids.tolist()
+    if len(set(listed)) != len(listed) or set(listed) != set(id_of):
+        return "the vector cache of the index lists other records than the index"
+    stored = [vectors.get(id_of[r]) for r in listed]
+    if any(v is None or v.shape != (view.dim,) for v in stored):
+        return None  # records without a vector: the check reports those itself
+    want = _unit_rows(np.stack(stored) if stored else np.zeros((0, view.dim), np.float32), view.dim)
+    got = np.asarray(matrix[live], dtype=np.float32)
+    if got.shape != want.shape or not np.allclose(got, want, atol=1e-5):
+        return "the vector cache of the index holds other vectors than the index"
+    return None
