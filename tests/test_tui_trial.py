@@ -7,6 +7,7 @@ Driven headless with Pilot against the small library of tests/test_tui.py.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def _grid(app):
 @pytest.mark.parametrize("sizes", [((120, 40), (80, 24)), ((140, 45), (100, 30))])
 @pilot_test
 async def test_shrinking_the_terminal_under_a_full_gallery_does_not_crash(
-    at_home, loaded_tiny_model, monkeypatch, sizes
+    at_home, loaded_tiny_model, sizes
 ):
     """100 results in the grid, then a smaller window: the pool of cells shrinks while
     cells are being bound; the app keeps running and the grid is whole afterwards."""
@@ -388,3 +389,214 @@ async def test_the_filter_line_in_the_app_speaks_its_own_words(tmp_path):
         await wait_for(pilot, lambda: screen._token > token and rows(app))
         await pilot.pause()
         assert _names(app) == {"winter.jpg", "old.jpg"}
+
+
+# ----------------------------------------------------------------- 17: narrow terminals, scores
+
+
+@pilot_test
+async def test_below_70_columns_without_a_viewer_the_picture_is_shown_in_the_app(
+    at_home, loaded_tiny_model, monkeypatch, tmp_path
+):
+    from clipseek.tui.screens.viewer import ViewerScreen
+
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # no xdg-open, no open, no explorer
+    app = make_app(at_home, loaded_tiny_model, opener=None)
+    async with app.run_test(size=(60, 20), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a red square")
+        screen = app.search_screen
+        assert not screen.query_one("#preview").display
+        shown = rows(app)
+
+        await pilot.press("o")  # nothing to open it with: it is shown here instead
+        await wait_for(pilot, lambda: isinstance(app.screen, ViewerScreen))
+        viewer = app.screen
+        await wait_for(pilot, lambda: viewer.pane.showing_image)
+        assert viewer.pane.result.path == shown[0].path
+        assert any("showing it in clipseek" in n.message for n in app._notifications)
+        await pilot.press("right")
+        await wait_for(pilot, lambda: viewer.pane.result.path == shown[1].path)
+        await wait_for(pilot, lambda: viewer.pane.showing_image)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert screen.selected.path == shown[1].path  # the one seen last stays selected
+
+        await pilot.press("v")
+        await wait_for(pilot, lambda: isinstance(app.screen, ViewerScreen))
+        assert app.screen.pane.result.path == shown[1].path
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
+
+
+async def _copy_note(settings, model, size: tuple[int, int]) -> str:
+    app = make_app(settings, model)
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await search(pilot, "a dog")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: any("clipboard" in n.message for n in app._notifications))
+        return next(n.message for n in app._notifications if "clipboard" in n.message)
+
+
+@pilot_test
+async def test_the_copy_message_points_at_a_preview_that_is_on_screen(
+    at_home, loaded_tiny_model, monkeypatch
+):
+    from clipseek.tui import system
+
+    monkeypatch.setattr(system, "clipboard_command", lambda *a, **k: None)
+    narrow = await _copy_note(at_home, loaded_tiny_model, (60, 20))
+    assert "select the path in the full-screen preview (v)." in narrow
+    wide = await _copy_note(at_home, loaded_tiny_model, (100, 30))
+    assert "select the path in the preview." in wide
+
+
+def test_negative_scores_keep_the_name_column_in_place():
+    from rich.console import Console
+
+    from clipseek.search.query import SearchResult
+    from clipseek.tui.widgets.results import ResultRow, score_width
+
+    results = [
+        SearchResult(rank=1, path="/p/first.jpg", score=0.123, id="1"),
+        SearchResult(rank=2, path="/p/second.jpg", score=-0.045, id="2"),
+        SearchResult(rank=10, path="/p/third.jpg", score=-0.5, id="3"),
+    ]
+    width = score_width(results)
+    console = Console(width=60, file=None)
+    starts = []
+    for result in results:
+        row = ResultRow(result, 0.123, "#ffffff", "#888888", width)
+        lines = console.render_lines(row, pad=False)
+        first = "".join(seg.text for seg in lines[0])
+        starts.append(first.index(result.path.rsplit("/", 1)[1]))
+    assert len(set(starts)) == 1, starts
+
+
+# ----------------------------------------------------------------- 1: names on screen
+
+
+def _screen_text(app) -> str:
+    """Every character the terminal would be sent for the screen now (toasts included)."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(segment.text for segment in strip) for strip in strips)
+
+
+def _shows(screen_text: str, name: str) -> bool:
+    """``name`` is on screen, perhaps wrapped over lines of a bordered box."""
+    flat = re.sub(r"[\s│]", "", screen_text)
+    return re.sub(r"\s", "", name) in flat
+
+
+@pilot_test
+async def test_every_name_the_app_shows_goes_through_the_display_rule(tmp_path):
+    """File and folder names holding escape sequences, a bell and Textual markup: every
+    screen (indexing problems, the folder tree, results, preview, grid, full-screen view,
+    duplicates, notifications) shows them under pathtext's display rule, as plain text:
+    no raw ESC or BEL reaches the terminal, and ``[b]`` is shown, not obeyed."""
+    import shutil
+
+    from textual.widgets import Input
+
+    from clipseek.config import load_settings
+    from clipseek.engine import Engine
+    from clipseek.photos import pathtext
+    from clipseek.testing import fixture_model_spec
+    from clipseek.tui.app import ClipseekApp
+    from clipseek.tui.screens.duplicates import DuplicatesScreen
+    from clipseek.tui.screens.viewer import ViewerScreen
+    from tests.conftest import make_photo
+
+    def shown(name: str) -> str:
+        return pathtext.display_path(name)
+
+    folder = tmp_path / "library"
+    odd = "a\x1b[31mRED\x1b]0;TITLE\x07[b]b.png"
+    make_photo(folder / odd, size=(96, 64), seed=1)
+    shutil.copy(folder / odd, folder / "copy [b]bold\x1b[2J.png")  # a duplicate pair
+    make_photo(folder / "plain.png", size=(96, 64), seed=2)
+    (folder / "bad\x1b[2J[red].jpg").write_bytes(b"not a picture")
+    sub = folder / "[b]sub\x1b[31m"
+    make_photo(sub / "inside.png", size=(96, 64), seed=3)
+
+    settings = load_settings(
+        {"model": fixture_model_spec(), "db": tmp_path / "db", "device": "cpu", "precision": "fp32"}
+    )
+    opened: list[str] = []
+    app = ClipseekApp(
+        engine=Engine(settings),
+        preview="halfcell",
+        clock=lambda: 1000.0,
+        opener=lambda path, reveal: opened.append(path),
+    )
+
+    def clean(where: str) -> str:
+        text = _screen_text(app)
+        assert "\x1b" not in text and "\x07" not in text, where
+        return text
+
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.model_ready)
+        await pilot.press("escape", "i")
+        box = app.screen.query_one("#folder", Input)
+        box.value = str(folder)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.index_job is not None and not app.index_job.running)
+        await pilot.pause()
+        assert [f.path for f in app.index_job.failures] == [str(folder / "bad\x1b[2J[red].jpg")]
+        text = clean("indexing problems")
+        assert _shows(text, shown("bad\x1b[2J[red].jpg"))
+
+        # The folder tree, rooted at the library.
+        await pilot.press("n")
+        box.value = str(folder) + os.sep
+        await pilot.pause()
+        tree = app.screen.query_one("#folder-tree")
+        await wait_for(pilot, lambda: _shows(_screen_text(app), shown("[b]sub\x1b[31m")))
+        clean("folder tree")
+        assert tree.is_mounted
+
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.search_screen)
+        await search(pilot, "a picture")
+        assert len(rows(app)) >= 3
+        text = clean("results and preview")
+        assert _shows(text, shown("a\x1b[31mRED")) and _shows(text, shown("[b]sub\x1b[31m"))
+        screen = app.search_screen
+        odd_row = next(i for i, r in enumerate(rows(app)) if r.path == str(folder / odd))
+        screen.query_one("#results").highlighted = odd_row
+        await pilot.pause()
+        pane = screen.query_one("#preview")
+        await wait_for(pilot, lambda: pane.result.path == str(folder / odd))
+        text = clean("the preview of the odd name")
+        assert _shows(text, shown(odd))  # in the path, unabridged
+        for key in ("o", "c"):  # notifications quote the name
+            await pilot.press(key)
+            await pilot.pause()
+            clean(f"after {key}")
+        assert opened == [str(folder / odd)] and app.is_running
+
+        await pilot.press("g")
+        await wait_for(pilot, lambda: screen.grid_active)
+        await wait_for(pilot, lambda: screen.query_one("#gallery").complete)
+        clean("grid")
+        await pilot.press("v")
+        await wait_for(pilot, lambda: isinstance(app.screen, ViewerScreen))
+        for _ in range(4):
+            await pilot.press("right")
+            await pilot.pause()
+            clean("full-screen view")
+        await pilot.press("escape", "g")
+        await wait_for(pilot, lambda: app.screen is screen and not screen.grid_active)
+
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, DuplicatesScreen))
+        dups = app.screen
+        await wait_for(pilot, lambda: dups.groups)
+        await pilot.pause()
+        text = clean("duplicates")
+        assert _shows(text, shown("copy [b]bold\x1b[2J.png"))
+        assert app.is_running and app.return_code is None

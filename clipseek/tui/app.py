@@ -33,6 +33,7 @@ from clipseek.tui.screens.duplicates import DuplicatesScreen
 from clipseek.tui.screens.help import HelpScreen
 from clipseek.tui.screens.indexing import IndexingScreen
 from clipseek.tui.screens.search import SearchScreen
+from clipseek.tui.screens.viewer import ViewerScreen
 from clipseek.tui.thumbnails import ThumbnailCache
 
 if TYPE_CHECKING:
@@ -342,10 +343,16 @@ class ClipseekApp(App[None]):
         self.search_screen.refresh_status()
         return True
 
-    def notify(self, message: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        """Every message (many quote a path) is made drawable first: a file name that is
-        not UTF-8 would otherwise stop the app when the terminal is written to."""
-        super().notify(display_text(str(message)), *args, **kwargs)
+    def notify(  # type: ignore[override]
+        self, message: str, *, title: str = "", markup: bool = False, **kwargs: Any
+    ) -> None:
+        """Every message (many quote a path) is made drawable first, under the display
+        rule (undecodable bytes and control characters escaped), and is plain text
+        unless ``markup`` is asked for: a file name such as ``[b]x.jpg`` or ``a[/]b.jpg``
+        is not markup. Callers that pass ``markup=True`` escape what they quote."""
+        super().notify(
+            display_text(str(message)), title=display_text(title), markup=markup, **kwargs
+        )
 
     # -- actions
 
@@ -402,6 +409,9 @@ class ClipseekApp(App[None]):
         search = self.search_screen
         yield SystemCommand(
             "Open in viewer", "Open the selected image in the system viewer", search.action_open
+        )
+        yield SystemCommand(
+            "View full screen", "See the selected image full screen in clipseek", search.action_view
         )
         yield SystemCommand(
             "Copy path", "Copy the selected image's path to the clipboard", search.action_copy
@@ -466,7 +476,8 @@ class ClipseekApp(App[None]):
 def all_bindings() -> list[Binding]:
     """Every binding of the app and its screens (for the key map, help and checks)."""
     out: list[Binding] = []
-    for owner in (ClipseekApp, SearchScreen, IndexingScreen, DuplicatesScreen, HelpScreen):
+    owners = (ClipseekApp, SearchScreen, IndexingScreen, DuplicatesScreen, ViewerScreen, HelpScreen)
+    for owner in owners:
         for item in owner.BINDINGS:
             if isinstance(item, Binding):
                 out.append(item)

@@ -14,14 +14,18 @@ from datetime import datetime
 
 from rich.cells import cell_len
 
+from clipseek.photos import pathtext
+
 
 def human_path(path: str) -> str:
-    """``path`` with the home folder written as ``~``; undecodable bytes escaped.
+    """``path`` with the home folder written as ``~``, under the display rule of
+    :func:`clipseek.photos.pathtext.display_path` (undecodable bytes and control
+    characters escaped visibly): every name the app shows comes through here.
 
     ``$HOME`` is read on every call (not cached), so tests and the screenshot
     script can point it at a fixed folder and get reproducible text.
     """
-    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+    shown = pathtext.display_path(path)
     home = os.path.expanduser("~").rstrip(os.sep)
     if home and (shown == home or shown.startswith(home + os.sep)):
         return "~" + shown[len(home) :]

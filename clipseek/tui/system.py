@@ -27,6 +27,11 @@ def open_command(path: str, *, reveal: bool = False, platform: str | None = None
     return ["xdg-open", target or "."]
 
 
+def can_open(path: str, *, reveal: bool = False) -> bool:
+    """Whether this system has the program that :func:`launch` would run."""
+    return shutil.which(open_command(path, reveal=reveal)[0]) is not None
+
+
 def launch(path: str, *, reveal: bool = False, timeout: float = 10.0) -> None:
     """Open ``path`` with the desktop's default application; raises ClipseekError if that
     cannot be done. Blocks up to ``timeout`` seconds (call it from a worker thread).

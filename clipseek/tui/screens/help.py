@@ -42,6 +42,7 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         "Selected result",
         [
             ("search.open", "Open in the system image viewer (or Enter, double click)"),
+            ("search.preview", "See it full screen in clipseek (←/→ step through the results)"),
             ("search.copy", "Copy its path to the clipboard"),
             ("search.similar", "Find similar images"),
             ("search.reveal", "Open the folder that holds it"),

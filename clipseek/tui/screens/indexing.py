@@ -27,6 +27,7 @@ from textual.widgets import (
     Static,
 )
 
+from clipseek.photos import pathtext
 from clipseek.tui.format import human_duration, human_path
 from clipseek.tui.widgets.folders import FolderInput, FolderSuggester, FolderTree
 from clipseek.tui.widgets.footer import FittingFooter
@@ -71,6 +72,8 @@ class IndexingScreen(Screen[None]):
         self._failures_shown = 0
         self._notices_shown = 0
         self._setup = True
+        #: (what the folder box showed, the exact path) for the folder picked in the tree.
+        self._picked: tuple[str, str] | None = None
 
     # -- layout
 
@@ -223,15 +226,18 @@ class IndexingScreen(Screen[None]):
         for failure in job.failures[self._failures_shown :]:
             log.write(
                 Text.assemble(
-                    ("✗ ", "red"), (human_path(failure.path), "bold"), "  ", (failure.reason, "dim")
+                    ("✗ ", "red"),
+                    (human_path(failure.path), "bold"),
+                    "  ",
+                    (pathtext.display_text(failure.reason), "dim"),
                 )
             )
         self._failures_shown = len(job.failures)
         for notice in job.notices[self._notices_shown :]:
-            log.write(Text.assemble(("note ", "cyan"), notice))
+            log.write(Text.assemble(("note ", "cyan"), pathtext.display_text(notice)))
         self._notices_shown = len(job.notices)
         if job.error:
-            log.write(Text.assemble(("error ", "bold red"), job.error))
+            log.write(Text.assemble(("error ", "bold red"), pathtext.display_text(job.error)))
 
         running = job.running
         self.query_one("#run-stop", Button).display = running
@@ -272,6 +278,9 @@ class IndexingScreen(Screen[None]):
         folder = self.query_one("#folder", Input)
         folder.value = human_path(str(event.path))
         folder.cursor_position = len(folder.value)
+        # A name with escaped bytes or controls is shown in its display form, which is
+        # not the path: the exact one picked is kept for Start.
+        self._picked = (folder.value, str(event.path))
 
     @on(Input.Submitted, "#folder")
     @on(Button.Pressed, "#start")
@@ -281,6 +290,8 @@ class IndexingScreen(Screen[None]):
             self.notify("Type or pick a folder first.", severity="warning")
             return
         path = Path(os.path.expanduser(text))
+        if self._picked is not None and self._picked[0] == text:
+            path = Path(self._picked[1])
         if not path.is_dir():
             what = "does not exist" if not path.exists() else "is not a folder"
             self.notify(f"{text} {what}.", severity="error")

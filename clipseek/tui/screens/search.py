@@ -24,6 +24,7 @@ from clipseek.photos.pathtext import display_text, shell_path
 from clipseek.tui import messages as msg
 from clipseek.tui.format import human_path, query_for_path
 from clipseek.tui.gallery_thumbs import GalleryThumbnails, default_cache_folder
+from clipseek.tui.screens.viewer import ViewerScreen
 from clipseek.tui.widgets import gallery
 from clipseek.tui.widgets.footer import FittingFooter
 from clipseek.tui.widgets.gallery import GalleryGrid
@@ -49,6 +50,7 @@ class SearchScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_query", "Search", id="search.focus", key_display="/"),
         Binding("o", "open", "Open", id="search.open"),
+        Binding("v", "view", "View", id="search.preview"),
         Binding("c", "copy", "Copy", id="search.copy"),
         Binding("s", "similar", "Similar", id="search.similar"),
         Binding("r", "reveal", "Reveal", id="search.reveal"),
@@ -70,7 +72,9 @@ class SearchScreen(Screen[None]):
     AUTO_FOCUS = ""
 
     #: Actions that need a selected result; hidden from the footer while there is none.
-    RESULT_ACTIONS: ClassVar[frozenset[str]] = frozenset({"open", "copy", "similar", "reveal"})
+    RESULT_ACTIONS: ClassVar[frozenset[str]] = frozenset(
+        {"open", "view", "copy", "similar", "reveal"}
+    )
 
     app: ClipseekApp  # type: ignore[assignment]
 
@@ -550,6 +554,30 @@ class SearchScreen(Screen[None]):
         if result is not None:
             self._launch(result.path, reveal=False)
 
+    def action_view(self) -> None:
+        """The selected result full screen, inside the app: the preview where the pane is
+        hidden (below 70 columns) or there is no desktop viewer to open it with."""
+        result = self._need_selection()
+        if result is None or self.response is None:
+            return
+        paths = [r.path for r in self.response.results]
+        index = paths.index(result.path) if result.path in paths else 0
+        self.app.push_screen(ViewerScreen(self.response.results, index), self._viewed)
+
+    def _viewed(self, index: int | None) -> None:
+        """Back from the full-screen view: select the result it showed last."""
+        if index is None or self.response is None:
+            return
+        if self.grid_active:
+            self.query_one(GalleryGrid).select(index)
+        else:
+            self.query_one("#results", ResultsList).highlighted = index
+
+    @property
+    def preview_shown(self) -> bool:
+        """Whether the preview pane is on screen (it is hidden below 70 columns)."""
+        return self.size.width >= self.HORIZONTAL_BREAKPOINTS[1][0]
+
     def action_reveal(self) -> None:
         result = self._need_selection()
         if result is not None:
@@ -575,17 +603,22 @@ class SearchScreen(Screen[None]):
         shown = _escape(human_path(path))
         argv = clipboard_command()
         app = self.app
+        # Below 70 columns the preview pane is hidden: point at what is there to select.
+        if isinstance(app.screen, ViewerScreen) or self.preview_shown:
+            where = "the preview"
+        else:
+            where = f"the full-screen preview ({_escape(app.key_for('search.preview'))})"
 
         def work() -> None:
             if argv is not None and copy_with_tool(text, argv):
                 note = f"Copied {shown} [dim](clipboard via {argv[0]})[/dim]"
-                app.call_from_thread(app.notify, note, timeout=4)
+                app.call_from_thread(app.notify, note, timeout=4, markup=True)
                 return
             note = (
                 f"Sent {shown} to the terminal's clipboard. [dim]If it does not paste "
-                "(tmux, screen or SSH can block it), select the path in the preview.[/dim]"
+                f"(tmux, screen or SSH can block it), select the path in {where}.[/dim]"
             )
-            app.call_from_thread(app.notify, note, timeout=10)
+            app.call_from_thread(app.notify, note, timeout=10, markup=True)
 
         self.run_worker(work, group="copy", thread=True, exit_on_error=False)
 
@@ -597,6 +630,17 @@ class SearchScreen(Screen[None]):
     def _launch(self, path: str, *, reveal: bool) -> None:
         opener = self.app.opener
         app = self.app
+        if opener is None and not reveal:
+            from clipseek.tui.system import can_open
+
+            if not can_open(path):
+                # No desktop viewer (SSH, a container): the picture is shown here instead.
+                self.action_view()
+                self.notify(
+                    "No image viewer to open it with here; showing it in clipseek (Esc goes back).",
+                    timeout=5,
+                )
+                return
 
         def work() -> None:
             try:

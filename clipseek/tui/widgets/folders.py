@@ -11,9 +11,12 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from rich.text import Text
 from textual.binding import Binding
 from textual.suggester import Suggester
 from textual.widgets import DirectoryTree, Input
+
+from clipseek.photos import pathtext
 
 
 class FolderSuggester(Suggester):
@@ -37,6 +40,9 @@ class FolderSuggester(Suggester):
                     and (prefix.startswith(".") or not e.name.startswith("."))
                     and e.is_dir()
                     and os.path.realpath(e.path) not in self.skip
+                    # The box holds a path to type; a name that can only be shown
+                    # escaped is picked in the tree instead.
+                    and pathtext.display_path(e.name) == e.name
                 )
         except OSError:
             return None
@@ -71,6 +77,13 @@ class FolderTree(DirectoryTree):
     BINDINGS = [  # noqa: RUF012 - Textual's declared ClassVar
         Binding("backspace", "go_up", "Up a folder", show=False),
     ]
+
+    def process_label(self, label: str | Text) -> Text:
+        """A folder's name as plain text under the display rule: Tree would read it as
+        markup (``[b]`` is a valid folder name) and draw its control characters."""
+        if isinstance(label, str):
+            return Text(pathtext.display_path(label), no_wrap=True)
+        return label
 
     def action_go_up(self) -> None:
         current = Path(self.path).resolve()

@@ -18,6 +18,7 @@ from textual.app import ComposeResult
 from textual.containers import Container, Vertical
 from textual.widgets import Static
 
+from clipseek.photos import pathtext
 from clipseek.tui.format import human_date, human_path, human_size
 
 if TYPE_CHECKING:
@@ -143,7 +144,8 @@ class PreviewPane(Vertical):
         grid.add_row("Size", Text(f"{shown_size} · {dims}", overflow="ellipsis", no_wrap=True))
         grid.add_row("Date", _taken(result, mtime))
         if result.camera:
-            grid.add_row("Camera", Text(result.camera, overflow="ellipsis", no_wrap=True))
+            camera = pathtext.display_text(result.camera)  # EXIF text is the file's, not ours
+            grid.add_row("Camera", Text(camera, overflow="ellipsis", no_wrap=True))
         grid.add_row(
             "Score",
             Text.assemble(

@@ -41,11 +41,16 @@ def score_bar(score: float, best: float, cells: int = BAR_CELLS) -> str:
 class ResultRow:
     """A Rich renderable: ``rank score bar name`` over the folder, fitted to the width."""
 
-    def __init__(self, result: SearchResult, best: float, accent: str, muted: str) -> None:
+    def __init__(
+        self, result: SearchResult, best: float, accent: str, muted: str, score_width: int = 5
+    ) -> None:
         self.result = result
         self.best = best
         self.accent = accent
         self.muted = muted
+        #: Every row's score takes this many cells (a minus sign included), so that a
+        #: negative score does not push its name out of the column.
+        self.score_width = score_width
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         width = options.max_width
@@ -53,7 +58,7 @@ class ResultRow:
         name = os.path.basename(result.path) or result.path
         folder = human_path(os.path.dirname(result.path))
         rank = f"{result.rank:>3} "
-        score = f"{result.score:.3f} "
+        score = f"{result.score:>{self.score_width}.3f} "
         bar = score_bar(result.score, self.best) + " "
         head = len(rank) + len(score) + len(bar)
         muted = Style.parse(self.muted)
@@ -77,6 +82,11 @@ class ResultRow:
         yield Segment(" " * min(len(rank), width))
         yield Segment(ellipsize_start(folder, max(0, width - len(rank))), muted)
         yield Segment.line()
+
+
+def score_width(results: Sequence[SearchResult]) -> int:
+    """Cells the widest score of ``results`` takes, as the rows print it."""
+    return max((len(f"{r.score:.3f}") for r in results), default=5)
 
 
 def theme_colours(variables: dict[str, str]) -> tuple[str, str]:
@@ -111,9 +121,11 @@ class ResultsList(OptionList):
     def _rebuild(self, highlight: int | None) -> None:
         accent, muted = theme_colours(self.app.theme_variables)
         best = max((r.score for r in self.results), default=0.0)
+        width = score_width(self.results)
         self.clear_options()
         self.add_options(
-            Option(ResultRow(r, best, accent, muted), id=str(i)) for i, r in enumerate(self.results)
+            Option(ResultRow(r, best, accent, muted, width), id=str(i))
+            for i, r in enumerate(self.results)
         )
         self.highlighted = highlight
 
