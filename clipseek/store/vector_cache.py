@@ -358,6 +358,7 @@ def open_view(
     if int(alive.sum()) != manifest.live:
         raise CacheUnusable("the cache's row table is garbled")
     view = CacheView(folder, manifest, rowids, alive, verified=same_files)
+    _read_ahead(folder / "vectors.f32")
     if (
         not same_files
         and previous is not None
@@ -369,6 +370,20 @@ def open_view(
         # Only appended since this reader checked it: check what was appended.
         view.verify(previous.manifest.rows, previous.manifest.crc_vectors)
     return view
+
+
+def _read_ahead(path: Path) -> None:
+    """Ask the kernel to start reading the vectors now, in the background: a query opens
+    the index while its text model loads, and scans the vectors after."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            advise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(fd)
 
 
 def _read_exactly(path: Path, size: int) -> bytes:
