@@ -39,6 +39,22 @@ class _Vectors:
         return out
 
 
+def test_close_pairs_in_tiles_are_every_close_pair(monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3000, 16)).astype(np.float32)
+    vectors[1::37] = vectors[0::37][: len(vectors[1::37])]
+    vectors += 0.02 * rng.standard_normal(vectors.shape).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    monkeypatch.setattr(dup, "_EXACT_BLOCK", 170)
+    monkeypatch.setattr(dup, "_COLUMN_BLOCK", 450)
+    left, right = dup._close_pairs(vectors, 0.95)
+    i, j = np.nonzero(np.triu(vectors @ vectors.T >= 0.95, 1))
+    assert len(i) >= 81
+    assert sorted(zip(left.tolist(), right.tolist(), strict=True)) == sorted(
+        zip(i.tolist(), j.tolist(), strict=True)
+    )
+
+
 def _chain(rng: np.random.Generator, length: int, step: float, dim: int = 64) -> np.ndarray:
     """Unit vectors along a great circle, ``step`` radians apart: neighbours are close,
     the ends far apart (A close to B, B close to C, A not close to C)."""
