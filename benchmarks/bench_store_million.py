@@ -13,7 +13,9 @@ over the same index files, in the same run):
   in the page cache, and with them evicted (``posix_fadvise(DONTNEED)`` on the index's
   files only: dropping every cache would slow the other jobs on a shared machine). The
   text encoder is not included: it costs the same whatever the library's size;
-- ``clipseek check`` (``repair.check``), ``clipseek duplicates`` (``find_duplicates``
+- ``clipseek check`` (``repair.check`` as the command calls it: the self-search on
+  ``CHECK_SAMPLE`` vectors where the checkout has one, on every vector otherwise),
+  ``clipseek duplicates`` (``find_duplicates``
   through the engine's reader), ``clipseek info`` (``Store.peek_indexes``): time and peak
   RSS of each, one process each;
 - with ``--serve``: Chroma's HNSW (what ``clipseek serve`` searches): cold first query,
@@ -153,11 +155,13 @@ _CHECK = r"""
 import json, resource, sys, time
 start = time.perf_counter()
 from clipseek.store import Store
-from clipseek.store.repair import check
-report = check(Store(sys.argv[1], create=False))
+from clipseek.store import repair
+# What `clipseek check` does in each checkout: a sample where there is one, else everything.
+sample = getattr(repair, "CHECK_SAMPLE", None)
+report = repair.check(Store(sys.argv[1], create=False), sample=sample)
 print("RESULT " + json.dumps({
     "s": time.perf_counter() - start, "healthy": report.healthy, "problems": report.problems,
-    "found_self": report.found_self, "records": report.records,
+    "found_self": report.found_self, "records": report.records, "sample": sample,
     "rss_mb": peak_mb(),
 }))
 """
