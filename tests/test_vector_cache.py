@@ -437,3 +437,24 @@ def test_check_searches_a_stated_sample_unless_asked_for_everything(cached, tmp_
     assert "50 vectors chosen at random" in sampled.sentence() and "--full" in sampled.sentence()
     everything = check(Store(db, create=False))
     assert everything.healthy and not everything.sampled and everything.found_self == 905
+
+
+def test_an_index_run_writes_the_cache_and_queries_read_it(engine, photos: Path, settings) -> None:
+    from clipseek.engine import Engine
+
+    engine.index([photos])
+    assert len(vc.cached_collections(engine.store.location)) == 1
+    direct = Engine(settings, model_loader=engine._model_loader, direct=True)
+    for text in ("a red circle", "a city at night"):
+        want = engine.search(text, 5)
+        got = direct.search(text, 5)
+        assert [r.path for r in got.results] == [r.path for r in want.results]
+        assert [r.score for r in got.results] == pytest.approx(
+            [r.score for r in want.results], abs=1e-6
+        )
+    index = direct.open_index()
+    assert isinstance(index, DirectIndex) and index.from_cache
+    # `clipseek duplicates` reads through the cache too, with Chroma's groups
+    chroma_groups = dup.find_duplicates(engine.open_index(), 0.9)
+    got = [[i.id for i in g.items] for g in engine.duplicates(0.9)]
+    assert got == [[i.id for i in g.items] for g in dup.existing_only(chroma_groups)]
