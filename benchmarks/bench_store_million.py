@@ -279,7 +279,9 @@ def build(folder: Path, n: int, centres: int, time_limit: float | None) -> dict:
     }
 
 
-def measure(code: Path, folder: Path, qfile: Path, n: int, args: argparse.Namespace) -> dict:
+def measure(
+    code: Path, folder: Path, qfile: Path, n: int, args: argparse.Namespace, skip: set[str]
+) -> dict:
     """Every read path of one checkout's code over the index in ``folder``."""
     compile_sources(code)
     out: dict = {}
@@ -299,8 +301,8 @@ def measure(code: Path, folder: Path, qfile: Path, n: int, args: argparse.Namesp
     out["inside"] = [r["inside"] for r in warm]
     for name, script, wanted in (
         ("info", _INFO, True),
-        ("check", _CHECK, "check" not in args.skip),
-        ("duplicates", _DUPLICATES, "duplicates" not in args.skip),
+        ("check", _CHECK, "check" not in skip),
+        ("duplicates", _DUPLICATES, "duplicates" not in skip),
     ):
         if not wanted:
             continue
@@ -323,10 +325,12 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="measure the store in --dir as is")
     parser.add_argument("--baseline", type=Path, default=None, help="a checkout to compare")
     parser.add_argument("--skip", default="", help="comma list of: check,duplicates")
+    parser.add_argument("--baseline-skip", default="", help="the same, for the baseline only")
     parser.add_argument("--serve", action="store_true", help="also Chroma's HNSW and recall")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     args.skip = set(filter(None, args.skip.split(",")))
+    baseline_skip = args.skip | set(filter(None, args.baseline_skip.split(",")))
     header(f"The store at {args.n:,} vectors ({DIM}-d), through clipseek's ImageIndex")
     import numpy as np
 
@@ -353,7 +357,8 @@ def main() -> None:
     codes = [("this", ROOT)] + ([("baseline", args.baseline)] if args.baseline else [])
     for label, code in codes:
         print(f"  {label} ({code}):", flush=True)
-        figures[label] = measure(code, folder, qfile, n, args)
+        skip = baseline_skip if label == "baseline" else args.skip
+        figures[label] = measure(code, folder, qfile, n, args, skip)
     truth = exact_top(qs[: args.repeat], n, args.centres)
     for label, _ in codes:
         got = figures[label].pop("answers")
