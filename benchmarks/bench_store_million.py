@@ -279,26 +279,36 @@ def build(folder: Path, n: int, centres: int, time_limit: float | None) -> dict:
     }
 
 
-def measure(
-    code: Path, folder: Path, qfile: Path, n: int, args: argparse.Namespace, skip: set[str]
-) -> dict:
-    """Every read path of one checkout's code over the index in ``folder``."""
-    compile_sources(code)
+def cold_queries(codes: list[tuple[str, Path]], folder: Path, qfile: Path, repeat: int) -> dict:
+    """Cold queries of every checkout, taking turns (this, baseline, this, ...), so a
+    change in the machine's load falls on both alike."""
+    db = str(folder)
+    runs: dict[str, dict[str, list]] = {label: {"warm": [], "dropped": []} for label, _ in codes}
+    for i in range(repeat):
+        for label, code in codes:
+            child(code, _COLD, db, str(qfile), KEY, SLUG, str(i))  # files into the page cache
+            runs[label]["warm"].append(child(code, _COLD, db, str(qfile), KEY, SLUG, str(i)))
+            evict(folder)
+            runs[label]["dropped"].append(child(code, _COLD, db, str(qfile), KEY, SLUG, str(i)))
+    out = {}
+    for label, got in runs.items():
+        warm, dropped = got["warm"], got["dropped"]
+        out[label] = {
+            "cold_query_s": [r["s"] for r in warm],
+            "cold_query_dropped_s": [r["s"] for r in dropped],
+            "filtered_s": [r["filtered_s"] for r in warm],
+            "cold_query_rss_mb": max(r["rss_mb"] for r in warm + dropped),
+            "from_cache": warm[0]["from_cache"],
+            "answers": [r["paths"] for r in warm],
+            "inside": [r["inside"] for r in warm],
+        }
+    return out
+
+
+def measure(code: Path, folder: Path, qfile: Path, skip: set[str]) -> dict:
+    """``clipseek info``, ``check`` and ``duplicates`` of one checkout's code."""
     out: dict = {}
     db = str(folder)
-    warm, dropped = [], []
-    for i in range(args.repeat):
-        child(code, _COLD, db, str(qfile), KEY, SLUG, str(i))  # files into the page cache
-        warm.append(child(code, _COLD, db, str(qfile), KEY, SLUG, str(i)))
-        evict(folder)
-        dropped.append(child(code, _COLD, db, str(qfile), KEY, SLUG, str(i)))
-    out["cold_query_s"] = [r["s"] for r in warm]
-    out["cold_query_dropped_s"] = [r["s"] for r in dropped]
-    out["filtered_s"] = [r["filtered_s"] for r in warm]
-    out["cold_query_rss_mb"] = max(r["rss_mb"] for r in warm + dropped)
-    out["from_cache"] = warm[0]["from_cache"]
-    out["answers"] = [r["paths"] for r in warm]
-    out["inside"] = [r["inside"] for r in warm]
     for name, script, wanted in (
         ("info", _INFO, True),
         ("check", _CHECK, "check" not in skip),
@@ -355,10 +365,13 @@ def main() -> None:
     np.save(qfile, qs)
 
     codes = [("this", ROOT)] + ([("baseline", args.baseline)] if args.baseline else [])
+    for _, code in codes:
+        compile_sources(code)
+    figures.update(cold_queries(codes, folder, qfile, args.repeat))
     for label, code in codes:
         print(f"  {label} ({code}):", flush=True)
         skip = baseline_skip if label == "baseline" else args.skip
-        figures[label] = measure(code, folder, qfile, n, args, skip)
+        figures[label].update(measure(code, folder, qfile, skip))
     truth = exact_top(qs[: args.repeat], n, args.centres)
     for label, _ in codes:
         got = figures[label].pop("answers")
