@@ -830,7 +830,8 @@ def verify_against(
 ) -> str | None:
     """What is wrong with a collection's cache, compared with what Chroma holds
     (``rowid_of``: record id → row id; ``vectors``: record id → vector), or None when it
-    is absent, stale (the next index run rebuilds it) or agrees in every row."""
+    is absent, stale (the next index run rebuilds it) or agrees in every row. Reads the
+    cache a block at a time: its memory does not grow with the library."""
     import numpy as np
 
     try:
@@ -840,21 +841,24 @@ def verify_against(
         if text in ("no cache", "the cache is behind the index"):
             return None
         return f"the vector cache of the index is unusable ({text})"
+    id_of = {rowid: record_id for record_id, rowid in rowid_of.items()}
+    listed = np.sort(view.rowids[view.alive])
+    known = np.sort(np.fromiter(id_of, dtype=np.int64, count=len(id_of)))
+    if listed.shape != known.shape or bool((listed != known).any()):
+        return "the vector cache of the index lists other records than the index"
+    view.verified = False  # the checksum is checked on the way, whoever wrote the files
     try:
-        matrix = view.matrix()
+        for start, block in view._blocks(0):
+            keep = view.alive[start : start + len(block)]
+            rows = view.rowids[start : start + len(block)][keep].tolist()
+            stored = [vectors.get(id_of[r]) for r in rows]
+            if any(v is None or v.shape != (view.dim,) for v in stored):
+                return None  # records without a vector: the check reports those itself
+            if not stored:
+                continue
+            want = _unit_rows(np.stack(stored), view.dim)
+            if not np.allclose(block[keep], want, atol=1e-5):
+                return "the vector cache of the index holds other vectors than the index"
     except CacheUnusable as exc:
         return f"the vector cache of the index is damaged ({exc})"
-    id_of = {rowid: record_id for record_id, rowid in rowid_of.items()}
-    live = np.flatnonzero(view.alive)
-    live_rowids = view.rowids[live]
-    listed = live_rowids.tolist()
-    if len(set(listed)) != len(listed) or set(listed) != set(id_of):
-        return "the vector cache of the index lists other records than the index"
-    stored = [vectors.get(id_of[r]) for r in listed]
-    if any(v is None or v.shape != (view.dim,) for v in stored):
-        return None  # records without a vector: the check reports those itself
-    want = _unit_rows(np.stack(stored) if stored else np.zeros((0, view.dim), np.float32), view.dim)
-    got = np.asarray(matrix[live], dtype=np.float32)
-    if got.shape != want.shape or not np.allclose(got, want, atol=1e-5):
-        return "the vector cache of the index holds other vectors than the index"
     return None
