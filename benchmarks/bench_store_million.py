@@ -243,7 +243,7 @@ def evict(folder: Path) -> None:
 
 
 def build(folder: Path, n: int, centres: int, time_limit: float | None) -> dict:
-    from clipseek.store import Store
+    from clipseek.store import Store, find_damage
     from clipseek.store.chroma import HNSW_CONFIG
     from clipseek.store.vector_cache import refresh_caches
 
@@ -270,6 +270,7 @@ def build(folder: Path, n: int, centres: int, time_limit: float | None) -> dict:
     t = time.perf_counter()
     refresh_caches(folder)  # what the end of an index run does
     cache_s = time.perf_counter() - t
+    find_damage(folder, notes="keep")  # so does this: readers skip the links it checked
     return {
         "n": inserted,
         "insert_s": insert_s,
@@ -347,10 +348,11 @@ def main() -> None:
     folder = args.dir or cache_root() / f"store-{args.n}"
     figures: dict = {}
     if args.reuse:
-        from clipseek.store import Store
+        from clipseek.store import Store, find_damage
 
         infos = Store(str(folder), reader=True).peek_indexes() or []
         figures["n"] = sum(i.count for i in infos)
+        find_damage(folder, notes="keep")
     else:
         figures.update(build(folder, args.n, args.centres, args.time_limit))
         print(

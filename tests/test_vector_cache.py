@@ -203,7 +203,10 @@ def test_the_writer_keeps_the_cache_current_by_appending(cached) -> None:
 
 
 @pytest.mark.parametrize(("under", "clauses"), FILTERS)
-def test_answers_through_the_cache_equal_chroma_and_the_files(cached, under, clauses) -> None:
+def test_answers_through_the_cache_equal_chroma_and_the_files(
+    cached, under, clauses, monkeypatch
+) -> None:
+    monkeypatch.setattr(vc, "WINDOW_BYTES", DIM * 4 * 128)  # scanned 128 rows at a time
     db, vectors = cached
     through_cache, through_files, chroma = _readers(db)
     rng = np.random.default_rng(len(clauses) + len(under or ""))
@@ -273,7 +276,10 @@ def _damage(folder: vc.CacheFiles, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["flipped", "truncated", "manifest", "rowids", "missing"])
-def test_a_damaged_or_missing_cache_is_passed_over(cached, tmp_path: Path, how: str) -> None:
+def test_a_damaged_or_missing_cache_is_passed_over(
+    cached, tmp_path: Path, how: str, monkeypatch
+) -> None:
+    monkeypatch.setattr(vc, "WINDOW_BYTES", DIM * 4 * 100)
     db, vectors = _copy(cached[0], tmp_path), cached[1]
     folder = _files(db)
     _damage(folder, how)
