@@ -13,7 +13,9 @@ over the same index files, in the same run):
   in the page cache, and with them evicted (``posix_fadvise(DONTNEED)`` on the index's
   files only: dropping every cache would slow the other jobs on a shared machine). The
   text encoder is not included: it costs the same whatever the library's size;
-- ``clipseek check`` (``repair.check``), ``clipseek duplicates`` (``find_duplicates``
+- ``clipseek check`` (``repair.check`` as the command calls it: the self-search on
+  ``CHECK_SAMPLE`` vectors where the checkout has one, on every vector otherwise),
+  ``clipseek duplicates`` (``find_duplicates``
   through the engine's reader), ``clipseek info`` (``Store.peek_indexes``): time and peak
   RSS of each, one process each;
 - with ``--serve``: Chroma's HNSW (what ``clipseek serve`` searches): cold first query,
@@ -153,11 +155,13 @@ _CHECK = r"""
 import json, resource, sys, time
 start = time.perf_counter()
 from clipseek.store import Store
-from clipseek.store.repair import check
-report = check(Store(sys.argv[1], create=False))
+from clipseek.store import repair
+# What `clipseek check` does in each checkout: a sample where there is one, else everything.
+sample = getattr(repair, "CHECK_SAMPLE", None)
+report = repair.check(Store(sys.argv[1], create=False), sample=sample)
 print("RESULT " + json.dumps({
     "s": time.perf_counter() - start, "healthy": report.healthy, "problems": report.problems,
-    "found_self": report.found_self, "records": report.records,
+    "found_self": report.found_self, "records": report.records, "sample": sample,
     "rss_mb": peak_mb(),
 }))
 """
@@ -239,7 +243,7 @@ def evict(folder: Path) -> None:
 
 
 def build(folder: Path, n: int, centres: int, time_limit: float | None) -> dict:
-    from clipseek.store import Store
+    from clipseek.store import Store, find_damage
     from clipseek.store.cache_build import refresh_caches
     from clipseek.store.chroma import HNSW_CONFIG
 
@@ -266,6 +270,7 @@ def build(folder: Path, n: int, centres: int, time_limit: float | None) -> dict:
     t = time.perf_counter()
     refresh_caches(folder)  # what the end of an index run does
     cache_s = time.perf_counter() - t
+    find_damage(folder, notes="keep")  # so does this: readers skip the links it checked
     return {
         "n": inserted,
         "insert_s": insert_s,
@@ -275,28 +280,40 @@ def build(folder: Path, n: int, centres: int, time_limit: float | None) -> dict:
     }
 
 
-def measure(code: Path, folder: Path, qfile: Path, n: int, args: argparse.Namespace) -> dict:
-    """Every read path of one checkout's code over the index in ``folder``."""
-    compile_sources(code)
+def cold_queries(codes: list[tuple[str, Path]], folder: Path, qfile: Path, repeat: int) -> dict:
+    """Cold queries of every checkout, taking turns (this, baseline, this, ...), so a
+    change in the machine's load falls on both alike."""
+    db = str(folder)
+    runs: dict[str, dict[str, list]] = {label: {"warm": [], "dropped": []} for label, _ in codes}
+    for i in range(repeat):
+        for label, code in codes:
+            child(code, _COLD, db, str(qfile), KEY, SLUG, str(i))  # files into the page cache
+            runs[label]["warm"].append(child(code, _COLD, db, str(qfile), KEY, SLUG, str(i)))
+            evict(folder)
+            runs[label]["dropped"].append(child(code, _COLD, db, str(qfile), KEY, SLUG, str(i)))
+    out = {}
+    for label, got in runs.items():
+        warm, dropped = got["warm"], got["dropped"]
+        out[label] = {
+            "cold_query_s": [r["s"] for r in warm],
+            "cold_query_dropped_s": [r["s"] for r in dropped],
+            "filtered_s": [r["filtered_s"] for r in warm],
+            "cold_query_rss_mb": max(r["rss_mb"] for r in warm + dropped),
+            "from_cache": warm[0]["from_cache"],
+            "answers": [r["paths"] for r in warm],
+            "inside": [r["inside"] for r in warm],
+        }
+    return out
+
+
+def measure(code: Path, folder: Path, qfile: Path, skip: set[str]) -> dict:
+    """``clipseek info``, ``check`` and ``duplicates`` of one checkout's code."""
     out: dict = {}
     db = str(folder)
-    warm, dropped = [], []
-    for i in range(args.repeat):
-        child(code, _COLD, db, str(qfile), KEY, SLUG, str(i))  # files into the page cache
-        warm.append(child(code, _COLD, db, str(qfile), KEY, SLUG, str(i)))
-        evict(folder)
-        dropped.append(child(code, _COLD, db, str(qfile), KEY, SLUG, str(i)))
-    out["cold_query_s"] = [r["s"] for r in warm]
-    out["cold_query_dropped_s"] = [r["s"] for r in dropped]
-    out["filtered_s"] = [r["filtered_s"] for r in warm]
-    out["cold_query_rss_mb"] = max(r["rss_mb"] for r in warm + dropped)
-    out["from_cache"] = warm[0]["from_cache"]
-    out["answers"] = [r["paths"] for r in warm]
-    out["inside"] = [r["inside"] for r in warm]
     for name, script, wanted in (
         ("info", _INFO, True),
-        ("check", _CHECK, "check" not in args.skip),
-        ("duplicates", _DUPLICATES, "duplicates" not in args.skip),
+        ("check", _CHECK, "check" not in skip),
+        ("duplicates", _DUPLICATES, "duplicates" not in skip),
     ):
         if not wanted:
             continue
@@ -319,20 +336,23 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="measure the store in --dir as is")
     parser.add_argument("--baseline", type=Path, default=None, help="a checkout to compare")
     parser.add_argument("--skip", default="", help="comma list of: check,duplicates")
+    parser.add_argument("--baseline-skip", default="", help="the same, for the baseline only")
     parser.add_argument("--serve", action="store_true", help="also Chroma's HNSW and recall")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     args.skip = set(filter(None, args.skip.split(",")))
+    baseline_skip = args.skip | set(filter(None, args.baseline_skip.split(",")))
     header(f"The store at {args.n:,} vectors ({DIM}-d), through clipseek's ImageIndex")
     import numpy as np
 
     folder = args.dir or cache_root() / f"store-{args.n}"
     figures: dict = {}
     if args.reuse:
-        from clipseek.store import Store
+        from clipseek.store import Store, find_damage
 
         infos = Store(str(folder), reader=True).peek_indexes() or []
         figures["n"] = sum(i.count for i in infos)
+        find_damage(folder, notes="keep")
     else:
         figures.update(build(folder, args.n, args.centres, args.time_limit))
         print(
@@ -347,9 +367,13 @@ def main() -> None:
     np.save(qfile, qs)
 
     codes = [("this", ROOT)] + ([("baseline", args.baseline)] if args.baseline else [])
+    for _, code in codes:
+        compile_sources(code)
+    figures.update(cold_queries(codes, folder, qfile, args.repeat))
     for label, code in codes:
         print(f"  {label} ({code}):", flush=True)
-        figures[label] = measure(code, folder, qfile, n, args)
+        skip = baseline_skip if label == "baseline" else args.skip
+        figures[label].update(measure(code, folder, qfile, skip))
     truth = exact_top(qs[: args.repeat], n, args.centres)
     for label, _ in codes:
         got = figures[label].pop("answers")

@@ -39,6 +39,22 @@ class _Vectors:
         return out
 
 
+def test_close_pairs_in_tiles_are_every_close_pair(monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3000, 16)).astype(np.float32)
+    vectors[1::37] = vectors[0::37][: len(vectors[1::37])]
+    vectors += 0.02 * rng.standard_normal(vectors.shape).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    monkeypatch.setattr(dup, "_EXACT_BLOCK", 170)
+    monkeypatch.setattr(dup, "_COLUMN_BLOCK", 450)
+    left, right = dup._close_pairs(vectors, 0.95)
+    i, j = np.nonzero(np.triu(vectors @ vectors.T >= 0.95, 1))
+    assert len(i) >= 81
+    assert sorted(zip(left.tolist(), right.tolist(), strict=True)) == sorted(
+        zip(i.tolist(), j.tolist(), strict=True)
+    )
+
+
 def _chain(rng: np.random.Generator, length: int, step: float, dim: int = 64) -> np.ndarray:
     """Unit vectors along a great circle, ``step`` radians apart: neighbours are close,
     the ends far apart (A close to B, B close to C, A not close to C)."""
@@ -188,7 +204,10 @@ def test_the_writer_keeps_the_cache_current_by_appending(cached) -> None:
 
 
 @pytest.mark.parametrize(("under", "clauses"), FILTERS)
-def test_answers_through_the_cache_equal_chroma_and_the_files(cached, under, clauses) -> None:
+def test_answers_through_the_cache_equal_chroma_and_the_files(
+    cached, under, clauses, monkeypatch
+) -> None:
+    monkeypatch.setattr(vc, "WINDOW_BYTES", DIM * 4 * 128)  # scanned 128 rows at a time
     db, vectors = cached
     through_cache, through_files, chroma = _readers(db)
     rng = np.random.default_rng(len(clauses) + len(under or ""))
@@ -258,7 +277,10 @@ def _damage(folder: vc.CacheFiles, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["flipped", "truncated", "manifest", "rowids", "missing"])
-def test_a_damaged_or_missing_cache_is_passed_over(cached, tmp_path: Path, how: str) -> None:
+def test_a_damaged_or_missing_cache_is_passed_over(
+    cached, tmp_path: Path, how: str, monkeypatch
+) -> None:
+    monkeypatch.setattr(vc, "WINDOW_BYTES", DIM * 4 * 100)
     db, vectors = _copy(cached[0], tmp_path), cached[1]
     folder = _files(db)
     _damage(folder, how)
@@ -422,3 +444,24 @@ def test_check_searches_a_stated_sample_unless_asked_for_everything(cached, tmp_
     assert "50 vectors chosen at random" in sampled.sentence() and "--full" in sampled.sentence()
     everything = check(Store(db, create=False))
     assert everything.healthy and not everything.sampled and everything.found_self == 905
+
+
+def test_an_index_run_writes_the_cache_and_queries_read_it(engine, photos: Path, settings) -> None:
+    from clipseek.engine import Engine
+
+    engine.index([photos])
+    assert len(vc.cached_collections(engine.store.location)) == 1
+    direct = Engine(settings, model_loader=engine._model_loader, direct=True)
+    for text in ("a red circle", "a city at night"):
+        want = engine.search(text, 5)
+        got = direct.search(text, 5)
+        assert [r.path for r in got.results] == [r.path for r in want.results]
+        assert [r.score for r in got.results] == pytest.approx(
+            [r.score for r in want.results], abs=1e-6
+        )
+    index = direct.open_index()
+    assert isinstance(index, DirectIndex) and index.from_cache
+    # `clipseek duplicates` reads through the cache too, with Chroma's groups
+    chroma_groups = dup.find_duplicates(engine.open_index(), 0.9)
+    got = [[i.id for i in g.items] for g in engine.duplicates(0.9)]
+    assert got == [[i.id for i in g.items] for g in dup.existing_only(chroma_groups)]

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 #: it, by the vector index's neighbour search (measurements: docs/PERFORMANCE.md).
 EXACT_LIMIT = 100_000
 _EXACT_BLOCK = 1024
+_COLUMN_BLOCK = 16384
 
 #: Neighbours asked for per picture in the neighbour search.
 NEIGHBOURS = 8
@@ -120,7 +121,8 @@ def find_duplicates(
 def _close_pairs(
     vectors: Any, threshold: float, on_progress: Callable[[int, int], None] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every pair (i < j) at ``threshold`` or closer, by blocked matrix products (exact)."""
+    """Every pair (i < j) at ``threshold`` or closer, by blocked matrix products (exact).
+    Tiles of :data:`_EXACT_BLOCK` x :data:`_COLUMN_BLOCK` bound the memory at any size."""
     import numpy as np
 
     total = len(vectors)
@@ -130,11 +132,14 @@ def _close_pairs(
         stop = min(start + _EXACT_BLOCK, total)
         block = np.asarray(vectors[start:stop], dtype=np.float32)
         # Only the columns from this block on: the pairs before it were found already.
-        sims = block @ np.asarray(vectors[start:], dtype=np.float32).T
-        rows, cols = np.nonzero(sims >= threshold)
-        keep = cols > rows  # the block's own diagonal, and its lower half
-        lefts.append(rows[keep] + start)
-        rights.append(cols[keep] + start)
+        for first in range(start, total, _COLUMN_BLOCK):
+            columns = np.asarray(vectors[first : first + _COLUMN_BLOCK], dtype=np.float32)
+            rows, cols = np.nonzero(block @ columns.T >= threshold)
+            rows += start
+            cols += first
+            keep = cols > rows  # the diagonal, and the lower half of the first tile
+            lefts.append(rows[keep])
+            rights.append(cols[keep])
         if on_progress is not None:
             on_progress(stop, total)
     if not lefts:

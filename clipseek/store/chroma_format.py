@@ -311,7 +311,9 @@ def read_metadata(
     else:
         wanted = sorted({int(r) for r in rowids})
         parts = [
-            (f"e.segment_id = ? AND e.id IN ({','.join('?' * len(chunk))})", [segment, *chunk])
+            # "+": look the rows up by id; SQLite would otherwise walk the segment's whole
+            # index.
+            (f"+e.segment_id = ? AND e.id IN ({','.join('?' * len(chunk))})", [segment, *chunk])
             for chunk in (wanted[i : i + _SQL_BATCH] for i in range(0, len(wanted), _SQL_BATCH))
         ]
     out: dict[int, dict[str, Any]] = {}
@@ -755,7 +757,7 @@ def ids_of(con: sqlite3.Connection, segment: str, rowids: Iterable[int]) -> dict
         chunk = wanted[start : start + _SQL_BATCH]
         out.update(
             con.execute(
-                "SELECT id, embedding_id FROM embeddings WHERE segment_id = ? "
+                "SELECT id, embedding_id FROM embeddings WHERE +segment_id = ? "
                 f"AND id IN ({','.join('?' * len(chunk))})",
                 [segment, *chunk],
             ).fetchall()

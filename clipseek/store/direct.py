@@ -531,10 +531,12 @@ class DirectIndex(IndexFacts):
             parts = [self._matching(con, part) for part in condition]
             if not parts:
                 raise DirectUnavailable(f"an empty {key}")
-            combine = np.intersect1d if key == "$and" else np.union1d
             out = parts[0]
             for part in parts[1:]:
-                out = combine(out, part)
+                if key == "$and":
+                    out = out[np.isin(out, part)]
+                else:
+                    out = _sorted_unique(np.concatenate([out, part]))
             return out
         if not isinstance(condition, Mapping):
             condition = {"$eq": condition}
@@ -655,3 +657,16 @@ def _rowid_array(rows: set[int]) -> np.ndarray:
     import numpy as np
 
     return np.sort(np.fromiter(rows, dtype=np.int64, count=len(rows)))
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` without its import of numpy.ma (0.1 s of a cold query)."""
+    import numpy as np
+
+    values = np.sort(values)
+    if values.size < 2:
+        return values
+    keep = np.empty(values.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
