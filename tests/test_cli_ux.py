@@ -91,6 +91,7 @@ def _complete(words: str, cword: int) -> list[str]:
     return out.stdout.split()
 
 
+@pytest.mark.slow  # clipseek processes
 def test_shell_completion_offers_commands_options_models_and_paths(tmp_path) -> None:
     (tmp_path / "Pictures" / "holiday").mkdir(parents=True)
     (tmp_path / "Pictures" / "cat.jpg").write_bytes(b"")

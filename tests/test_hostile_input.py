@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from clipseek.cli.app import app
 from clipseek.config import config_file_path, load_settings
 from clipseek.errors import ConfigError, QueryError
-from tests.reliability_helpers import Denier
+from tests.support.files import Denier
 
 NINES = "9" * 400
 
@@ -283,6 +283,7 @@ def _jpeg_with_corrupt_exif() -> bytes:
     return out.getvalue()
 
 
+@pytest.mark.slow  # a clipseek process
 def test_pillows_exif_warnings_do_not_reach_stderr(
     cli_env: Path, tmp_path: Path, fast_path: str
 ) -> None:

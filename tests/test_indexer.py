@@ -10,7 +10,7 @@ from clipseek.engine import Engine
 from clipseek.indexing import pipeline as ix
 from clipseek.indexing.options import IndexOptions
 from clipseek.store import path_id
-from tests.conftest import make_photo
+from tests.support.pictures import make_photo
 
 
 def stored_paths(engine: Engine) -> list[str]:

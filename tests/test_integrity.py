@@ -23,8 +23,8 @@ from clipseek.errors import DamagedIndexError
 from clipseek.store import Store
 from clipseek.store import records as chroma_store
 from clipseek.store.repair import check, read_stored, repair
-from tests.conftest import make_photo
-from tests.reliability_helpers import cli_env
+from tests.support.pictures import make_photo
+from tests.support.processes import cli_env
 
 VECTOR_FILES = ("data_level0.bin", "header.bin", "link_lists.bin", "length.bin")
 
@@ -91,6 +91,7 @@ def _copy(library: tuple[Path, Path], tmp_path: Path) -> Path:
     return db
 
 
+@pytest.mark.slow  # check and repair run in a child process
 def test_a_healthy_index_checks_clean(library: tuple[Path, Path], tmp_path: Path) -> None:
     db = _copy(library, tmp_path)
     report = check(Store(db, create=False))
@@ -99,6 +100,7 @@ def test_a_healthy_index_checks_clean(library: tuple[Path, Path], tmp_path: Path
     assert "healthy" in report.sentence()
 
 
+@pytest.mark.slow  # check and repair run in a child process
 def test_garbage_in_data_level0_never_crashes_a_command_and_repair_recovers(
     library: tuple[Path, Path], tmp_path: Path, tiny_model: str
 ) -> None:
@@ -178,6 +180,7 @@ def test_a_writer_skips_reading_links_it_checked_until_their_files_change(
     assert not report.healthy and any("links out of range" in p for p in report.problems)
 
 
+@pytest.mark.slow  # check and repair run in a child process
 @pytest.mark.parametrize("name", ["header.bin", "link_lists.bin", "length.bin"])
 def test_garbage_in_other_vector_files_is_found_and_repaired(
     library: tuple[Path, Path], tmp_path: Path, tiny_model: str, name: str
@@ -201,6 +204,7 @@ def test_garbage_in_other_vector_files_is_found_and_repaired(
     assert len(_engine(db, tiny_model).search("a photo", 3).results) == 3
 
 
+@pytest.mark.slow  # check and repair run in a child process
 def test_a_repair_that_dies_midway_leaves_the_index_as_it_found_it(
     library: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -232,6 +236,7 @@ def test_a_repair_that_dies_midway_leaves_the_index_as_it_found_it(
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".repairing")] == []
 
 
+@pytest.mark.slow  # check and repair run in a child process
 def test_repair_of_a_healthy_index_changes_nothing(
     library: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -240,6 +245,7 @@ def test_repair_of_a_healthy_index_changes_nothing(
     assert not [p for p in tmp_path.iterdir() if ".damaged-" in p.name]
 
 
+@pytest.mark.slow  # check and repair run in a child process
 def test_rebuild_moves_a_garbled_index_aside_and_starts_over(
     library: tuple[Path, Path], tmp_path: Path, tiny_model: str
 ) -> None:
@@ -255,6 +261,7 @@ def test_rebuild_moves_a_garbled_index_aside_and_starts_over(
 # --------------------------------------------------------------------------- interrupted runs
 
 
+@pytest.mark.slow  # check and repair run in a child process
 def test_a_resumed_run_checks_the_index_and_repairs_an_unfindable_vector(
     engine: Engine, tmp_path: Path, decode_counter: list[str]
 ) -> None:
@@ -312,6 +319,7 @@ def _paths(hits: object) -> set[str]:
     return {r.path for r in hits.results}  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow  # check and repair run in a child process
 def test_a_backslash_folder_and_a_non_utf8_folder_never_share_a_key(
     engine: Engine, tmp_path: Path
 ) -> None:
@@ -338,6 +346,7 @@ def test_a_backslash_folder_and_a_non_utf8_folder_never_share_a_key(
     assert check(Store(engine.store.location, create=False)).healthy
 
 
+@pytest.mark.slow  # check and repair run in a child process
 def test_an_index_with_the_old_keys_is_read_as_it_is_and_migrated_by_the_next_run(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -528,6 +528,7 @@ def test_set_threads_takes_effect_from_the_next_batch(loaded_tiny_model) -> None
     assert len([k for k in fast._sessions if k[0] == "image"]) == 2  # the oldest was dropped
 
 
+@pytest.mark.slow  # a clipseek process
 def test_a_query_that_fails_early_waits_for_the_session_it_was_building(tmp_path, tiny_model):
     """The ONNX session builds on a thread while the index opens; when the index is missing
     the process must still end cleanly, after that thread (a daemon thread torn down inside
@@ -535,7 +536,7 @@ def test_a_query_that_fails_early_waits_for_the_session_it_was_building(tmp_path
     import subprocess
     import sys
 
-    from tests.reliability_helpers import cli_env
+    from tests.support.processes import cli_env
 
     env = cli_env(tmp_path, tiny_model, tmp_path / "no-index-here")
     built = tmp_path / "session-built"

@@ -10,7 +10,7 @@ import pytest
 from clipseek.engine import Engine
 from clipseek.errors import IndexMissingError, ModelMismatchError, QueryError
 from clipseek.search.query import Query, QueryTerm, parse_query
-from tests.conftest import make_photo
+from tests.support.pictures import make_photo
 
 WORDS = [
     "dog",

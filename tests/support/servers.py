@@ -1,20 +1,23 @@
-"""Helpers for the `clipseek serve` tests: generated photos, servers on loopback ports.
-
-A plain module (not conftest) so test files can import it by a name no other
-folder uses.
-"""
+"""Servers for tests: `clipseek serve` in a thread or as a process, `chroma run`, and the
+pictures the session's server serves. Every server binds 127.0.0.1."""
 
 from __future__ import annotations
 
-import random
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+import pytest
+
+from tests.support import REPO_ROOT
+from tests.support.waiting import wait_until
 
 #: name -> (size, seed); a TIFF (browsers cannot show it) and a subfolder for the `in` filter.
 PHOTOS: dict[str, tuple[tuple[int, int], int]] = {
@@ -30,24 +33,6 @@ PHOTOS: dict[str, tuple[tuple[int, int], int]] = {
     "with space.jpg": ((100, 50), 10),
 }
 SUBFOLDER = "trips"
-
-
-def draw_photo(path: Path, size: tuple[int, int], seed: int) -> Path:
-    """A small, distinct picture: coloured background with a few shapes."""
-    from PIL import Image, ImageDraw
-
-    rng = random.Random(seed)
-    img = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
-    draw = ImageDraw.Draw(img)
-    w, h = size
-    for _ in range(5):
-        x0, y0 = rng.randrange(w), rng.randrange(h)
-        box = [x0, y0, x0 + rng.randrange(8, w), y0 + rng.randrange(8, h)]
-        fill = tuple(rng.randrange(256) for _ in range(3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=fill)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
 
 
 def free_port() -> int:
@@ -69,17 +54,6 @@ class Served:
         return str(self.photos / name)
 
 
-def counting_loader(loaded_model, loads: list[str]) -> Callable:
-    """A model loader that hands out the session's tiny model and records each call, so a
-    test can check that the server loads its model once, however many requests come."""
-
-    def load(spec, device, precision):
-        loads.append(spec.name)
-        return loaded_model
-
-    return load
-
-
 @contextmanager
 def running_server(engine, options=None) -> Iterator[str]:
     """Serve ``engine`` with uvicorn on 127.0.0.1 in a thread; yields the base URL."""
@@ -96,12 +70,14 @@ def running_server(engine, options=None) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
+
+    def started() -> bool:
+        if not thread.is_alive():
+            raise RuntimeError("the test server stopped before it started")
+        return server.started
+
     try:
+        wait_until(started, what="the test server to start")
         yield url_for(sock)
     finally:
         server.should_exit = True
@@ -109,40 +85,20 @@ def running_server(engine, options=None) -> Iterator[str]:
         sock.close()
 
 
-def make_settings(tiny_model_dir: Path, db: Path, **extra):
-    """Settings built directly: session fixtures run before the per-test isolated HOME,
-    so they must not read any config file or environment."""
-    from clipseek.config import Settings
-
-    return Settings(
-        db=db,
-        model=f"local-dir:{tiny_model_dir}",
-        device="cpu",
-        precision="fp32",
-        sources={"model": "flag"},
-        **extra,
-    )
-
-
 def serve_env(db: Path, model: str) -> dict[str, str]:
     """The environment of a ``clipseek serve`` process on ``db`` with ``model``."""
-    import os
-
     return {
         **os.environ,
         "CLIPSEEK_DB": str(db),
         "CLIPSEEK_MODEL": model,
         "CLIPSEEK_DEVICE": "cpu",
         "CLIPSEEK_PRECISION": "fp32",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "PYTHONPATH": str(REPO_ROOT),
     }
 
 
-def start_serve(env: dict[str, str], port: int) -> Any:
+def start_serve(env: dict[str, str], port: int) -> subprocess.Popen:
     """A real ``clipseek serve`` process, once it answers ``/health``."""
-    import subprocess
-    import sys
-
     import httpx
 
     proc = subprocess.Popen(
@@ -152,12 +108,78 @@ def start_serve(env: dict[str, str], port: int) -> Any:
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(proc.communicate()[1])
         try:
             httpx.get(f"http://127.0.0.1:{port}/health", trust_env=False, timeout=5)
-            return proc
         except httpx.TransportError:
-            time.sleep(0.3)
-    proc.kill()
-    raise AssertionError(proc.communicate()[1])
+            return False
+        return True
+
+    try:
+        wait_until(answers, timeout=180, interval=0.3, what="`clipseek serve` to answer")
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
+
+
+@dataclass
+class ChromaServer:
+    """A ``chroma run`` process and where it keeps its data and log."""
+
+    url: str
+    process: subprocess.Popen
+    path: Path
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=20)
+
+
+def _chroma_executable() -> str | None:
+    beside = Path(sys.executable).parent / "chroma"
+    return str(beside) if beside.exists() else shutil.which("chroma")
+
+
+def start_chroma(data: Path, log: Path) -> ChromaServer:
+    """`chroma run` on a free loopback port, once it accepts connections (skips the test
+    where the `chroma` command is not installed)."""
+    exe = _chroma_executable()
+    if exe is None:
+        pytest.skip("the `chroma` command (from the chromadb package) is not installed")
+    port = free_port()
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [exe, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    server = ChromaServer(f"http://127.0.0.1:{port}", process, data, log)
+
+    def accepts() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"`chroma run` exited early:\n{log.read_text(errors='replace')}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    try:
+        wait_until(accepts, interval=0.2, what="`chroma run` to accept connections")
+    except AssertionError:
+        server.stop()
+        pytest.fail(f"`chroma run` did not start:\n{log.read_text(errors='replace')}")
+    return server
