@@ -95,7 +95,7 @@ FILTERS: list[tuple[str | None, list[dict[str, Any]]]] = [
 
 @pytest.mark.parametrize(("under", "clauses"), FILTERS)
 def test_answers_equal_chromas_exact_scan(built, under, clauses) -> None:
-    from clipseek.store.chroma import where_of
+    from clipseek.store.where import where_of
 
     db, vectors = built
     direct, chroma = _direct_and_chroma(db)

@@ -48,6 +48,7 @@ async def grid_search(pilot, text: str = "a picture", top_k: int | None = None):
     return grid
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_grid_shows_every_result_in_columns_and_keys_move_the_selection(
     at_home, loaded_tiny_model
@@ -93,6 +94,7 @@ async def test_grid_shows_every_result_in_columns_and_keys_move_the_selection(
         assert grid.index == 0 and grid.top_row == 0
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_grid_reflows_on_resize_and_falls_back_to_the_list_when_small(
     at_home, loaded_tiny_model
@@ -129,6 +131,7 @@ async def test_grid_reflows_on_resize_and_falls_back_to_the_list_when_small(
         assert screen.selected.path == chosen
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_g_toggles_the_grid_and_the_choice_is_saved_in_the_config(
     at_home, loaded_tiny_model, tmp_path, monkeypatch
@@ -174,6 +177,7 @@ def test_the_view_setting_is_validated(monkeypatch, tmp_path):
         load_settings(environ={})
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_grid_actions_and_mouse(at_home, loaded_tiny_model):
     opened: list[tuple[str, bool]] = []
@@ -228,6 +232,7 @@ async def test_grid_actions_and_mouse(at_home, loaded_tiny_model):
         assert os.path.basename(source) in screen.query_one("#query").value
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pytest.mark.parametrize("renderer", ["sixel", "tgp", "none"])
 @pilot_test
 async def test_grid_draws_with_the_graphics_renderers_too(at_home, loaded_tiny_model, renderer):
@@ -328,6 +333,7 @@ def _results(paths: list[str]):
     ]
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_scrolling_through_200_results_never_waits_for_thumbnails(tmp_path, monkeypatch):
     """Decoding is held back by a gate: the keys still move through all 200 results, the
@@ -396,6 +402,7 @@ async def test_scrolling_through_200_results_never_waits_for_thumbnails(tmp_path
 # --------------------------------------------------------------------------- snapshots
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pytest.mark.parametrize("renderer", ["halfcell", "unicode"])
 def test_snapshot_grid(snap_compare, at_home, loaded_tiny_model, renderer):
     app = make_app(grid_settings(at_home), loaded_tiny_model, preview=renderer)

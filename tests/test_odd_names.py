@@ -133,6 +133,7 @@ def test_contact_sheet_uses_a_font_that_draws_accents() -> None:
 # --------------------------------------------------------------------------- the app
 
 
+@pytest.mark.slow  # several seconds of CPU
 def test_app_copy_and_similar_on_odd_names(odd_engine, monkeypatch) -> None:
     pytest.importorskip("textual")
     from clipseek.photos.pathtext import shell_path

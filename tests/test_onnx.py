@@ -104,6 +104,7 @@ def _varied_strings(count: int, seed: int = 0) -> list[str]:
     return out
 
 
+@pytest.mark.slow  # thousands of strings through two tokenizers
 def test_tokenizer_gives_open_clips_ids_for_thousands_of_varied_strings() -> None:
     from open_clip.tokenizer import SimpleTokenizer, default_bpe
 
@@ -262,6 +263,7 @@ def test_quick_start_sessions_skip_prepacking_and_give_the_same_vectors(
     assert ("image.onnx", False) in built and ("image.onnx", True) in built
 
 
+@pytest.mark.slow  # exports a ViT-B/32-sized model (tens of seconds)
 def test_vit_b32_shaped_standin_exports_and_agrees(isolated_env: Path) -> None:
     """The real architecture (ViT-B/32, QuickGELU, fp16 checkpoint) through the named path."""
     import huggingface_hub.constants as hf
@@ -447,6 +449,7 @@ def test_cli_reports_a_failed_export_once(
     assert "1 " in query.output  # answered through torch
 
 
+@pytest.mark.slow  # several seconds of CPU
 def test_backend_auto_measures_once_and_remembers(
     loaded_tiny_model, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -185,7 +185,7 @@ def test_database_path_not_writable(
     assert_clear_failure(result, f"The index folder {read_only} is not writable", "--db PATH")
 
 
-@pytest.mark.slow  # the resumed run checks the index in a child process
+@pytest.mark.slow  # after a stopped run the index is checked in a child process
 def test_disk_full_keeps_what_was_written(
     runner: CliRunner, cli_env: Path, library, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -303,7 +303,7 @@ def test_corrupt_heic_has_a_reason_either_way(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- interruptions
 
 
-@pytest.mark.slow  # the next run checks the index in a child process
+@pytest.mark.slow  # after a stopped run the index is checked in a child process
 def test_cancel_during_the_scan_changes_nothing(engine: Engine, tmp_path: Path) -> None:
     import threading
 

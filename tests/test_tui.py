@@ -119,6 +119,7 @@ async def test_compound_query_and_find_similar(at_home, loaded_tiny_model):
         ][:5]
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_actions_copy_open_and_reveal_the_selection(at_home, loaded_tiny_model):
     opened: list[tuple[str, bool]] = []
@@ -211,6 +212,7 @@ async def test_bad_query_says_what_is_wrong(at_home, loaded_tiny_model):
         assert "does not exist" in message
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_keys_can_be_remapped_from_the_config_file(
     library, loaded_tiny_model, tmp_path, monkeypatch
@@ -323,6 +325,7 @@ async def test_no_index_shows_the_empty_state_and_leads_to_indexing(
 # --------------------------------------------------------------------------- indexing
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_indexing_screen_indexes_a_folder_and_lists_a_bad_file(
     tiny_model_dir, tmp_path, loaded_tiny_model
@@ -366,6 +369,7 @@ async def test_indexing_screen_indexes_a_folder_and_lists_a_bad_file(
         assert "no longer on disk" in message
 
 
+@pytest.mark.slow  # after a stopped run the index is checked in a child process
 @pilot_test
 async def test_indexing_stops_cleanly_mid_run_and_the_next_run_resumes(
     tiny_model_dir, tmp_path, loaded_tiny_model
@@ -496,6 +500,7 @@ def test_snapshot_search_with_results(snap_compare, at_home, loaded_tiny_model):
     assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pytest.mark.parametrize("size", [(80, 24), (60, 15)])
 def test_snapshot_search_on_small_terminals(snap_compare, at_home, loaded_tiny_model, size):
     """80×24 is the layout's target (ten results: the top-k box shows two digits); at

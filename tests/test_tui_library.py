@@ -41,6 +41,7 @@ def _names(app) -> set[str]:
     return {Path(r.path).name for r in rows(app)}
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_filter_line_narrows_results_and_reports_bad_input(library_app):
     from textual.widgets import Input
@@ -196,6 +197,7 @@ async def test_duplicates_screen_says_when_there_are_none(tmp_path: Path):
         await wait_until_async(lambda: app.screen is app.search_screen)
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pytest.mark.parametrize("size", [(80, 24), (60, 15)])
 def test_snapshot_filter_line_on_small_terminals(
     snap_compare,

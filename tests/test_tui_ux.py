@@ -109,6 +109,7 @@ async def test_indexing_counts_read_as_planned_while_running(at_home, loaded_tin
         assert "296 new" in counts and "to add" not in counts
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_small_terminals_give_the_results_the_room(at_home, loaded_tiny_model):
     from clipseek.tui.widgets.results import ResultRow
@@ -145,6 +146,7 @@ async def test_small_terminals_give_the_results_the_room(at_home, loaded_tiny_mo
         assert screen.query_one("#preview").size.width <= 34
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_copy_says_where_the_path_went(at_home, loaded_tiny_model, monkeypatch):
     from clipseek.tui import system
