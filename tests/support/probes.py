@@ -69,10 +69,11 @@ def run_python(
         timeout=timeout,
         stdin=stdin,
     )
-    stderr, mark, listed = out.stderr.rpartition("\n" + _MARK)
+    before, mark, after = out.stderr.rpartition("\n" + _MARK)
     if not mark:
         return Ran(out.returncode, out.stdout, out.stderr, None)
-    return Ran(out.returncode, out.stdout, stderr, frozenset(ast.literal_eval(listed.strip())))
+    listed, _, later = after.partition("\n")  # the interpreter may still write as it ends
+    return Ran(out.returncode, out.stdout, before + later, frozenset(ast.literal_eval(listed)))
 
 
 def cli_code(args: list[str]) -> str:
