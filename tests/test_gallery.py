@@ -15,7 +15,7 @@ from tests.support.app import make_app, no_blink, pilot_test, search
 from tests.support.pictures import make_photo
 from tests.support.waiting import wait_until_async
 
-# The app's library (``library``, ``at_home``) and pinned cell sizes come from conftest.py.
+# The app's library (``library``, ``at_home``) and pinned cell sizes: fixtures in tests/conftest.py.
 pytestmark = pytest.mark.usefixtures("fixed_cells")
 
 pytest.importorskip("textual")

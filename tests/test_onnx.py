@@ -191,6 +191,7 @@ def _assert_agree(torch_model, onnx_model) -> None:
     assert onnx_model.dim == torch_model.dim and onnx_model.image_size == torch_model.image_size
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pytest.mark.parametrize("which", ["tiny", "shapes"])
 def test_export_agrees_with_torch(which: str, tiny_model: str, isolated_env: Path) -> None:
     from clipseek.models.export import export_model, exports_root, find_export
@@ -362,6 +363,7 @@ def _settings(model: str, db: Path, **extra):
     return load_settings({"model": model, "db": db, **extra})
 
 
+@pytest.mark.slow  # several seconds of CPU
 def test_query_exports_after_answering_then_uses_onnx(
     tiny_model: str, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -433,6 +433,7 @@ def test_stress_index_killed_at_random_while_serve_and_a_reader_query(tmp_path, 
 # --------------------------------------------------------------------------- the app
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pytest.mark.parametrize("first_reader", ["watcher", "another request"])
 def test_the_app_follows_another_process_index_run(
     tmp_path, tiny_model_dir, loaded_tiny_model, first_reader

@@ -33,7 +33,7 @@ from tests.support.waiting import wait_until_async
 
 pytest.importorskip("textual")
 
-# The app's library (``library``, ``at_home``) and pinned cell sizes come from conftest.py.
+# The app's library (``library``, ``at_home``) and pinned cell sizes: fixtures in tests/conftest.py.
 pytestmark = pytest.mark.usefixtures("fixed_cells")
 
 
@@ -67,6 +67,7 @@ async def test_search_lists_results_by_score_and_preview_follows(at_home, loaded
         assert all(app.thumbnails.peek(r.path) is not None for r in shown)
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_top_k_keys_and_typing_change_the_number_of_rows(at_home, loaded_tiny_model):
     from clipseek.tui.widgets.topk import TopKInput
@@ -90,6 +91,7 @@ async def test_top_k_keys_and_typing_change_the_number_of_rows(at_home, loaded_t
         assert top_k.count == 99
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_compound_query_and_find_similar(at_home, loaded_tiny_model):
     app = make_app(at_home, loaded_tiny_model)
@@ -538,6 +540,7 @@ def test_snapshot_empty_state(snap_compare, tiny_model_dir, library, monkeypatch
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pytest.mark.parametrize("size", [(100, 30), (60, 15)])
 def test_snapshot_indexing_mid_run(snap_compare, at_home, loaded_tiny_model, size):
     """Driven with synthetic engine events, so the numbers on screen are fixed; at 60×15 the

@@ -13,7 +13,7 @@ from tests.support.waiting import wait_until_async
 
 pytest.importorskip("textual")
 
-# The app's library (``library``, ``at_home``) and pinned cell sizes come from conftest.py.
+# The app's library (``library``, ``at_home``) and pinned cell sizes: fixtures in tests/conftest.py.
 pytestmark = pytest.mark.usefixtures("fixed_cells")
 
 
@@ -173,6 +173,7 @@ async def test_duplicates_screen_lists_groups_and_goes_back(tmp_path: Path):
     assert sorted(p.name for p in folder.iterdir()) == before  # nothing deleted
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_duplicates_screen_says_when_there_are_none(tmp_path: Path):
     from clipseek.testing import make_scene

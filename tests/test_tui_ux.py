@@ -12,7 +12,7 @@ from tests.support.app import make_app, pilot_test, rows, search
 from tests.support.engines import engine_with, settings_for
 from tests.support.waiting import wait_until_async
 
-# The app's library (``library``, ``at_home``) and pinned cell sizes come from conftest.py.
+# The app's library (``library``, ``at_home``) and pinned cell sizes: fixtures in tests/conftest.py.
 pytestmark = pytest.mark.usefixtures("fixed_cells")
 
 
@@ -24,6 +24,7 @@ def _shown_text(widget) -> str:
     )
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_top_k_box_shows_two_and_three_digit_counts(at_home, loaded_tiny_model):
     from clipseek.tui.widgets.topk import TopKInput
@@ -78,6 +79,7 @@ async def test_typing_a_query_with_no_index_stays_in_the_query_box(
         assert app.focused is screen.query_one("#empty-index")
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_indexing_counts_read_as_planned_while_running(at_home, loaded_tiny_model):
     from clipseek.indexing import events as ev
@@ -235,6 +237,7 @@ def _footer_keys_fit(screen) -> tuple[list[str], list[str]]:
     return shown, hidden
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_the_footer_drops_whole_keys_never_letters(at_home, loaded_tiny_model):
     app = make_app(at_home, loaded_tiny_model)
