@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ from typer.testing import CliRunner
 
 from clipseek import __version__
 from clipseek.cli.app import app
-from tests.conftest import make_photo
+from tests.support.pictures import make_photo
 
 
 @pytest.fixture
@@ -35,17 +33,6 @@ def test_help_lists_commands_and_query_grammar(runner: CliRunner) -> None:
     query_help = runner.invoke(app, ["query", "--help"], terminal_width=120)
     assert '"a cat" + "a hat" - "blurry"' in query_help.stdout
     assert "--top-k" in query_help.stdout and "--json" in query_help.stdout
-
-
-def test_help_does_not_import_heavy_modules() -> None:
-    code = (
-        "import sys\nfrom clipseek.cli.app import app\n"
-        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('torch', 'open_clip', 'chromadb') if m in sys.modules]\n"
-        "print('HEAVY', heavy)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "HEAVY []" in out.stdout
 
 
 def test_index_prints_summary_and_progress(runner: CliRunner, cli_env: Path, photos: Path) -> None:

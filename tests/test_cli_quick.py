@@ -13,7 +13,9 @@ import pytest
 
 from clipseek.cli import entry
 from clipseek.cli.quick import parse
-from tests.reliability_helpers import REPO_ROOT
+from tests.support import REPO_ROOT
+from tests.support.pictures import make_photo
+from tests.support.probes import run_python
 
 
 @pytest.fixture
@@ -33,46 +35,31 @@ def indexed(loaded_tiny_model, tiny_model: str, photos: Path, tmp_path: Path) ->
     }
 
 
-_PROBE = """
-import json, sys
+_ENTRY = """
+import sys
 from clipseek.{module} import main
 sys.argv = ["clipseek", *sys.argv[1:]]
-try:
-    main()
-finally:
-    sys.stdout.flush()
-    names = sorted({{m.split(".")[0] for m in sys.modules}})
-    print("MODULES=" + json.dumps(names), file=sys.stderr)
+main()
 """
 
 
-def _run(module: str, args: list[str], env: dict[str, str]) -> tuple[int, str, str, set[str]]:
+def _run(module: str, args: list[str], env: dict[str, str]) -> tuple[int, str, str, frozenset]:
     """``clipseek ARGS`` through ``clipseek.<module>.main`` in a fresh process: exit
-    status, stdout, stderr without the module list, and the top-level modules imported."""
-    import json
-
-    out = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(module=module), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    err, _, modules = out.stderr.rpartition("MODULES=")
-    return out.returncode, out.stdout, err, set(json.loads(modules))
+    status, stdout, stderr, and the top-level modules imported."""
+    ran = run_python(_ENTRY.format(module=module), *args, base_env=env)
+    return ran.returncode, ran.stdout, ran.stderr, ran.modules
 
 
 def _timeless(text: str) -> str:
     return re.sub(r"in \d+\.\d s", "in N s", text)
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_an_unchanged_tree_is_answered_without_typer_in_the_command_lines_words(
     indexed: dict[str, str], photos: Path, tmp_path: Path
 ) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    from tests.conftest import make_photo
-
     make_photo(outside / "far.png", seed=50)
     (photos / "link").symlink_to(outside)
     args = ["index", str(photos)]
@@ -119,6 +106,7 @@ def test_what_it_does_not_know_is_left_to_the_command_line() -> None:
         assert parse(args) is None, args
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_a_value_the_command_line_refuses_is_refused_as_before(
     indexed: dict[str, str], photos: Path
 ) -> None:
@@ -132,7 +120,6 @@ def test_a_changed_tree_is_compared_once_then_indexed(
     indexed: dict[str, str], photos: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from clipseek.indexing import unchanged as quickcheck
-    from tests.conftest import make_photo
 
     for name in ("CLIPSEEK_DB", "CLIPSEEK_MODEL"):
         monkeypatch.setenv(name, indexed[name])
@@ -157,6 +144,7 @@ def test_a_changed_tree_is_compared_once_then_indexed(
     assert len(calls) == 1 and calls[0] is not None and calls[0].unchanged == 13
 
 
+@pytest.mark.slow  # a lock holder and fresh interpreters
 def test_a_busy_index_is_left_to_the_command_line(
     indexed: dict[str, str], photos: Path, tmp_path: Path
 ) -> None:
@@ -186,6 +174,7 @@ def test_a_busy_index_is_left_to_the_command_line(
     assert code == 0 and "12 unchanged" in out
 
 
+@pytest.mark.slow  # a clipseek process
 def test_in_a_terminal_it_prints_as_the_command_line_does(
     indexed: dict[str, str], photos: Path
 ) -> None:
@@ -224,6 +213,7 @@ def test_in_a_terminal_it_prints_as_the_command_line_does(
     assert "12 unchanged" in text and "Traceback" not in text
 
 
+@pytest.mark.slow  # a clipseek process
 def test_output_nobody_reads_ends_the_run_once(indexed: dict[str, str], photos: Path) -> None:
     """A pipe closed by its reader (``clipseek index DIR | head -0``) loses the output, not
     the run: the quick answer is not followed by a second run through the command line."""

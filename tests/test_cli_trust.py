@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from clipseek.cli.app import app
-from tests.conftest import make_photo
-from tests.test_hostile_input import assert_one_clear_line
+from tests.support.pictures import make_photo
+from tests.support.probes import assert_one_clear_line
 
 # --------------------------------------------------------------------------- 18
 

@@ -91,6 +91,7 @@ def _complete(words: str, cword: int) -> list[str]:
     return out.stdout.split()
 
 
+@pytest.mark.slow  # clipseek processes
 def test_shell_completion_offers_commands_options_models_and_paths(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,35 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from clipseek.store import Record, Store, chroma_format
+from clipseek.store import Store, chroma_format
 from clipseek.store.direct import DirectIndex
+from tests.support.stores import DIM, FILTERS, KEY, NAME, SLUG
+from tests.support.stores import record as _record
+from tests.support.stores import unit_vectors as _unit
 
 #: CI runs these at both ends of the tested chromadb range (.ci/run).
 pytestmark = pytest.mark.chroma_format
-
-DIM = 24
-KEY, NAME, SLUG = "test-model-key", "test-model", "test-slug"
-CAMERAS = ["Canon EOS R5", "Pixel 8", "iPhone 15 Pro"]
-
-
-def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
-    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-def _record(i: int, vector: np.ndarray) -> Record:
-    extra: dict[str, Any] = {}
-    if i % 3:  # some pictures have no date or camera, as older indexes do
-        extra = {"taken_local": 1_600_000_000 + i * 86_400, "camera": CAMERAS[i % 3]}
-    return Record(
-        f"/photos/{2020 + i % 4}/trip-{i % 7}/img_{i:05d}.jpg",
-        vector,
-        1000 + i,
-        10**18 + i,
-        640 + 10 * (i % 50),
-        480,
-        extra,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -82,18 +61,6 @@ def test_the_index_under_test_has_vectors_in_both_places(built) -> None:
     folders = [p for p in db.iterdir() if p.is_dir()]
     assert logged >= 40
     assert any((p / "index_metadata.pickle").exists() for p in folders)
-
-
-FILTERS: list[tuple[str | None, list[dict[str, Any]]]] = [
-    (None, []),
-    ("/photos/2021", []),
-    ("/photos/2022/trip-3", []),
-    (None, [{"taken_local": {"$gte": 1_600_000_000 + 300 * 86_400}}]),
-    (None, [{"taken_local": {"$lt": 1_600_000_000 + 200 * 86_400}}, {"width": {"$gte": 900}}]),
-    (None, [{"camera": "Pixel 8"}]),
-    ("/photos/2023", [{"camera": {"$in": ["Canon EOS R5", "iPhone 15 Pro"]}}]),
-    ("/photos/2020", [{"camera": "no such camera"}]),
-]
 
 
 @pytest.mark.parametrize(("under", "clauses"), FILTERS)

@@ -9,13 +9,10 @@ from pathlib import Path
 import pytest
 
 from clipseek.cli import entry
+from tests.support.probes import run_python
 
 
-def _python(code: str) -> subprocess.CompletedProcess[str]:
-    """``code`` run by a fresh interpreter, its output captured."""
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-
-
+@pytest.mark.slow  # a fresh interpreter
 def test_bare_clipseek_in_a_terminal_opens_the_app_without_typer() -> None:
     code = (
         "import sys\n"
@@ -30,13 +27,14 @@ def test_bare_clipseek_in_a_terminal_opens_the_app_without_typer() -> None:
         "from clipseek.cli.entry import main\n"
         "main()\n"
     )
-    out = _python(code)
+    out = run_python(code)
     assert out.returncode == 0, out.stderr
     from clipseek.config import DEFAULT_MODEL
 
     assert out.stdout.strip() == f"APP {DEFAULT_MODEL} False False"
 
 
+@pytest.mark.slow  # clipseek processes
 def test_arguments_or_no_terminal_go_to_the_cli() -> None:
     version = subprocess.run(
         [sys.executable, "-m", "clipseek", "--version"], capture_output=True, text=True
@@ -62,6 +60,7 @@ def test_bad_config_is_one_line_and_exit_1(
     assert err.startswith("error: Unknown device 'tpu'") and err.count("\n") == 1
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_leaving_keeps_the_exit_code_and_finalises_what_the_command_let_go() -> None:
     """The exit skips the interpreter's last full collections (gc.freeze), but garbage
     the command has just dropped is still finalised and its exit status still stands."""
@@ -80,11 +79,12 @@ def test_leaving_keeps_the_exit_code_and_finalises_what_the_command_let_go() -> 
         "from clipseek.cli.entry import main\n"
         "main()\n"
     )
-    out = _python(code)
+    out = run_python(code)
     assert out.returncode == 3, out.stderr
     assert out.stdout.split("\n") == ["finalised", "frozen True", ""]
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_the_app_starts_without_collections_and_gets_them_back_frozen() -> None:
     """The console script starts the app with the garbage collector off; the app's boot
     turns it back on with what start-up made frozen. An app started with it on is left
@@ -99,6 +99,6 @@ def test_the_app_starts_without_collections_and_gets_them_back_frozen() -> None:
         "start_up_over()\n"
         "print(gc.isenabled(), gc.get_freeze_count() > 1000)\n"
     )
-    out = _python(code)
+    out = run_python(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n") == ["True 0", "False", "True True", ""]

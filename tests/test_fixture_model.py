@@ -118,6 +118,7 @@ def test_fp16_file_loads_into_an_fp32_model_with_its_own_preprocessing() -> None
     assert abs(float((vectors**2).sum(1)[0]) - 1.0) < 1e-4
 
 
+@pytest.mark.slow  # several seconds of CPU
 def test_a_red_circle_is_found_first(shapes_engine) -> None:
     results = shapes_engine.search("a red circle", top_k=3).results
     assert _content(results[0].path) == ("red", "circle")
@@ -162,6 +163,7 @@ def test_a_shape_alone_mostly_finds_that_shape(shapes_engine, shape: str) -> Non
     assert found.count(shape) >= 5, found
 
 
+@pytest.mark.slow  # several seconds of CPU
 def test_colour_and_shape_queries_mostly_right_and_random_weights_are_not(
     shapes_engine, scenes_folder: Path, tiny_model: str, tmp_path: Path
 ) -> None:

@@ -1,7 +1,7 @@
 """The gallery (grid) view of the app: layout, keys, mouse, re-flow, fallback, thumbnails.
 
 It runs the app headless with Pilot against the same small indexed library as
-tests/test_tui.py (its fixtures are imported here), with the half-cell renderer.
+tests/test_tui.py (fixtures in tests/conftest.py), with the half-cell renderer.
 """
 
 from __future__ import annotations
@@ -11,21 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests import test_tui
-from tests.test_tui import _no_blink, make_app, pilot_test, search, wait_for
+from tests.support.app import grid_of, grid_search, make_app, no_blink, pilot_test, search
+from tests.support.pictures import make_photo
+from tests.support.waiting import wait_until_async
 
-# The library indexed once per module, HOME pointed at it, and pinned cell sizes.
-library = test_tui.library
-at_home = test_tui.at_home
-_fixed_cells = test_tui._fixed_cells
+# The app's library (``library``, ``at_home``) and pinned cell sizes: fixtures in tests/conftest.py.
+pytestmark = pytest.mark.usefixtures("fixed_cells")
 
 pytest.importorskip("textual")
-
-
-def grid_of(app):
-    from clipseek.tui.widgets.gallery import GalleryGrid
-
-    return app.search_screen.query_one(GalleryGrid)
 
 
 def grid_settings(settings, **extra):
@@ -34,21 +27,7 @@ def grid_settings(settings, **extra):
     return replace(settings, view="grid", **extra)
 
 
-async def grid_search(pilot, text: str = "a picture", top_k: int | None = None):
-    app = pilot.app
-    await wait_for(pilot, lambda: app.model_ready)
-    if top_k is not None:
-        box = app.search_screen.query_one("#top-k")
-        box.value = str(top_k)
-        box.commit()
-        await pilot.pause()
-    await search(pilot, text)
-    grid = grid_of(app)
-    await wait_for(pilot, lambda: grid.complete)
-    await pilot.pause()
-    return grid
-
-
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_grid_shows_every_result_in_columns_and_keys_move_the_selection(
     at_home, loaded_tiny_model
@@ -94,6 +73,7 @@ async def test_grid_shows_every_result_in_columns_and_keys_move_the_selection(
         assert grid.index == 0 and grid.top_row == 0
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_grid_reflows_on_resize_and_falls_back_to_the_list_when_small(
     at_home, loaded_tiny_model
@@ -107,8 +87,8 @@ async def test_grid_reflows_on_resize_and_falls_back_to_the_list_when_small(
         chosen = screen.selected.path
 
         await pilot.resize_terminal(180, 40)
-        await wait_for(pilot, lambda: grid.columns > before)
-        await wait_for(pilot, lambda: grid.complete)
+        await wait_until_async(lambda: grid.columns > before)
+        await wait_until_async(lambda: grid.complete)
         assert len(grid.cells) == grid.columns * grid.rows
         assert screen.selected.path == chosen  # the selection survives a re-flow
 
@@ -130,6 +110,7 @@ async def test_grid_reflows_on_resize_and_falls_back_to_the_list_when_small(
         assert screen.selected.path == chosen
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_g_toggles_the_grid_and_the_choice_is_saved_in_the_config(
     at_home, loaded_tiny_model, tmp_path, monkeypatch
@@ -141,7 +122,7 @@ async def test_g_toggles_the_grid_and_the_choice_is_saved_in_the_config(
     monkeypatch.setenv("CLIPSEEK_CONFIG", str(config))
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a cat")
         screen = app.search_screen
         assert not screen.grid_active
@@ -175,6 +156,7 @@ def test_the_view_setting_is_validated(monkeypatch, tmp_path):
         load_settings(environ={})
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_grid_actions_and_mouse(at_home, loaded_tiny_model):
     opened: list[tuple[str, bool]] = []
@@ -193,9 +175,9 @@ async def test_grid_actions_and_mouse(at_home, loaded_tiny_model):
         await pilot.press("c")
         assert app.clipboard == second
         await pilot.press("o")
-        await wait_for(pilot, lambda: len(opened) == 1)
+        await wait_until_async(lambda: len(opened) == 1)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: len(opened) == 2)
+        await wait_until_async(lambda: len(opened) == 2)
         assert opened == [(second, False), (second, False)]
 
         # A click on the third cell selects it and the details follow; a double click opens.
@@ -205,7 +187,7 @@ async def test_grid_actions_and_mouse(at_home, loaded_tiny_model):
         assert grid.index == 2 and screen.query_one("#preview").result.path == third.result.path
         assert len(opened) == 2
         await pilot.click(third, times=2)
-        await wait_for(pilot, lambda: len(opened) == 3)
+        await wait_until_async(lambda: len(opened) == 3)
         assert opened[-1] == (grid.results[2].path, False)
 
         # The wheel scrolls the view, not the selection; keys bring the selection back.
@@ -217,18 +199,19 @@ async def test_grid_actions_and_mouse(at_home, loaded_tiny_model):
         assert grid.cells[0].result.path == grid.results[3].path
         await pilot.press("down", "down", "down")
         assert grid.index == 11 and grid.top_row == 2
-        await wait_for(pilot, lambda: grid.complete)
+        await wait_until_async(lambda: grid.complete)
 
         # s: find similar, from the selection; the grid shows the new answer without it.
         source = screen.selected.path
         token = screen._token
         await pilot.press("s")
-        await wait_for(pilot, lambda: screen._token > token and screen.response is not None)
-        await wait_for(pilot, lambda: source not in [r.path for r in grid.results])
+        await wait_until_async(lambda: screen._token > token and screen.response is not None)
+        await wait_until_async(lambda: source not in [r.path for r in grid.results])
         assert grid.index == 0 and grid.top_row == 0
         assert os.path.basename(source) in screen.query_one("#query").value
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pytest.mark.parametrize("renderer", ["sixel", "tgp", "none"])
 @pilot_test
 async def test_grid_draws_with_the_graphics_renderers_too(at_home, loaded_tiny_model, renderer):
@@ -253,8 +236,6 @@ async def test_grid_draws_with_the_graphics_renderers_too(at_home, loaded_tiny_m
 
 
 def _jpeg(path: Path, size=(1600, 1200), seed=0) -> Path:
-    from tests.conftest import make_photo
-
     return make_photo(path, size=size, seed=seed)
 
 
@@ -331,6 +312,7 @@ def _results(paths: list[str]):
     ]
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_scrolling_through_200_results_never_waits_for_thumbnails(tmp_path, monkeypatch):
     """Decoding is held back by a gate: the keys still move through all 200 results, the
@@ -342,7 +324,6 @@ async def test_scrolling_through_200_results_never_waits_for_thumbnails(tmp_path
     from clipseek.tui.gallery_thumbs import GalleryThumbnails
     from clipseek.tui.preview import prepare
     from clipseek.tui.widgets.gallery import GalleryGrid
-    from tests.conftest import make_photo
 
     folder = tmp_path / "many"
     folder.mkdir()
@@ -376,7 +357,7 @@ async def test_scrolling_through_200_results_never_waits_for_thumbnails(tmp_path
     app = GridApp()
     async with app.run_test(size=(80, 30)) as pilot:
         grid = app.query_one(GalleryGrid)
-        await wait_for(pilot, lambda: grid.cells and all(c.result for c in grid.cells))
+        await wait_until_async(lambda: grid.cells and all(c.result for c in grid.cells))
         assert (grid.columns, grid.rows) == (4, 3)
         placeholders = [str(c.query_one(".gallery-placeholder").render()) for c in grid.cells]
         assert set(placeholders) == {"…"} and not any(c.showing_image for c in grid.cells)
@@ -387,7 +368,7 @@ async def test_scrolling_through_200_results_never_waits_for_thumbnails(tmp_path
         assert thumbs.decoded == 0
         await pilot.press("home")
         gate.set()
-        await wait_for(pilot, lambda: grid.complete)
+        await wait_until_async(lambda: grid.complete)
         await pilot.pause()
         assert all(c.showing_image for c in grid.cells)
         # Only the screens wanted last (and the queue ahead of them) were decoded.
@@ -400,6 +381,7 @@ async def test_scrolling_through_200_results_never_waits_for_thumbnails(tmp_path
 # --------------------------------------------------------------------------- snapshots
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pytest.mark.parametrize("renderer", ["halfcell", "unicode"])
 def test_snapshot_grid(snap_compare, at_home, loaded_tiny_model, renderer):
     app = make_app(grid_settings(at_home), loaded_tiny_model, preview=renderer)
@@ -407,7 +389,7 @@ def test_snapshot_grid(snap_compare, at_home, loaded_tiny_model, renderer):
     async def run_before(pilot) -> None:
         await grid_search(pilot, "a sunny beach", top_k=12)
         await pilot.press("right", "down")
-        _no_blink(pilot)
+        no_blink(pilot)
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(110, 32), run_before=run_before)

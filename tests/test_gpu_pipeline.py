@@ -34,6 +34,7 @@ def disk_images(root: Path) -> list[str]:
     return sorted(str(p) for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
+@pytest.mark.slow  # decoder processes
 def test_processes_and_write_behind_store_what_threads_store(
     settings, photos: Path, tmp_path: Path
 ) -> None:
@@ -61,6 +62,7 @@ def test_processes_and_write_behind_store_what_threads_store(
     assert again.new == 1 and again.reused == 1 and again.embedded == 0
 
 
+@pytest.mark.slow  # decoder processes
 def test_bad_files_fail_the_same_way_in_decoder_processes(engine: Engine, photos: Path) -> None:
     (photos / "empty.jpg").write_bytes(b"")
     (photos / "notes.png").write_text("not an image at all")
@@ -84,6 +86,7 @@ def test_bad_files_fail_the_same_way_in_decoder_processes(engine: Engine, photos
     assert again.model_loaded is False
 
 
+@pytest.mark.slow  # decoder processes
 def test_a_failed_write_behind_the_model_stops_the_run_and_resume_is_exact(
     engine: Engine, photos: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -111,6 +114,7 @@ def test_a_failed_write_behind_the_model_stops_the_run_and_resume_is_exact(
     assert sorted(stored(engine)) == disk_images(photos)
 
 
+@pytest.mark.slow  # decoder processes
 def test_cancel_with_writes_behind_keeps_what_was_embedded(engine: Engine, photos: Path) -> None:
     cancel = threading.Event()
 
@@ -128,6 +132,7 @@ def test_cancel_with_writes_behind_keeps_what_was_embedded(engine: Engine, photo
     assert sorted(stored(engine)) == disk_images(photos)
 
 
+@pytest.mark.slow  # decoder processes
 def test_writes_behind_the_model_coalesce_into_larger_writes(
     engine: Engine, photos: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

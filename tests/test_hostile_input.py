@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from clipseek.cli.app import app
 from clipseek.config import config_file_path, load_settings
 from clipseek.errors import ConfigError, QueryError
-from tests.reliability_helpers import Denier
+from tests.support.files import Denier
+from tests.support.probes import assert_one_clear_line
 
 NINES = "9" * 400
 
@@ -28,13 +29,6 @@ def write_config(data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
-
-
-def assert_one_clear_line(result, *needles: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output and "unexpected problem" not in result.output
-    for needle in needles:
-        assert needle in result.stderr, result.stderr
 
 
 # --------------------------------------------------------------------------- 5. numbers
@@ -282,6 +276,7 @@ def _jpeg_with_corrupt_exif() -> bytes:
     return out.getvalue()
 
 
+@pytest.mark.slow  # a clipseek process
 def test_pillows_exif_warnings_do_not_reach_stderr(
     cli_env: Path, tmp_path: Path, fast_path: str
 ) -> None:

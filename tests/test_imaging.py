@@ -9,7 +9,7 @@ from PIL import Image
 
 from clipseek.errors import ImageReadError
 from clipseek.photos.imaging import open_image, to_rgb
-from tests.conftest import make_photo
+from tests.support.pictures import make_photo
 
 
 def test_exif_orientation_6_embeds_like_the_image_rotated_by_hand(

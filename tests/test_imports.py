@@ -9,44 +9,24 @@ help must import none of the three, and the engine must not drag in a front end'
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.probes import cli_code, run_python
+
+pytestmark = pytest.mark.slow  # each test starts a fresh interpreter
 
 
-def _modules_after(code: str, env: dict[str, str] | None = None) -> tuple[set[str], str]:
-    """Run ``code`` in a fresh interpreter; the top-level modules it left imported."""
-    probe = (
-        "import json, sys\n"
-        f"{code}\n"
-        "sys.stdout.flush()\n"
-        "print('\\nMODULES=' + json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
-    )
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    out = subprocess.run(
-        [sys.executable, "-c", probe], env=full_env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("MODULES="))
-    return set(json.loads(line.removeprefix("MODULES="))), out.stdout + out.stderr
-
-
-def _cli(args: list[str]) -> str:
-    return (
-        "from clipseek.cli.app import app\n"
-        f"sys.argv = ['clipseek', *{args!r}]\n"
-        "try:\n    app(prog_name='clipseek')\nexcept SystemExit as exc:\n"
-        "    assert not exc.code, exc.code\n"
-    )
+def _modules_after(code: str, env: dict[str, str] | None = None) -> tuple[frozenset[str], str]:
+    """The top-level modules ``code`` left imported in a fresh interpreter, and its output."""
+    ran = run_python(code, env=env)
+    assert ran.returncode == 0, ran.output
+    return ran.modules, ran.output
 
 
 def test_help_imports_no_torch_open_clip_or_chromadb() -> None:
-    modules, _ = _modules_after(_cli(["--help"]))
+    modules, _ = _modules_after(cli_code(["--help"]))
     assert not modules & {"torch", "open_clip", "chromadb", "onnxruntime", "textual"}
 
 
@@ -77,7 +57,7 @@ def fast_index(loaded_tiny_model, tiny_model: str, photos: Path, tmp_path: Path)
 
 
 def test_cold_text_query_through_the_fast_path_imports_no_torch_nor_chromadb(fast_index) -> None:
-    modules, output = _modules_after(_cli(["query", "a red circle", "--json"]), fast_index)
+    modules, output = _modules_after(cli_code(["query", "a red circle", "--json"]), fast_index)
     results = json.loads(next(ln for ln in output.splitlines() if ln.startswith("{")))
     assert len(results["results"]) == 5
     assert "onnxruntime" in modules
@@ -89,7 +69,7 @@ def test_cold_image_and_compound_queries_import_no_torch_nor_chromadb(
 ) -> None:
     example = str(photos / "city.png")
     modules, output = _modules_after(
-        _cli(["query", "--image", example, "a red circle", "-", "blurry", "--json"]), fast_index
+        cli_code(["query", "--image", example, "a red circle", "-", "blurry", "--json"]), fast_index
     )
     results = json.loads(next(ln for ln in output.splitlines() if ln.startswith("{")))
     assert results["results"]
@@ -97,7 +77,7 @@ def test_cold_image_and_compound_queries_import_no_torch_nor_chromadb(
 
 
 def test_models_and_info_show_the_fast_path_without_torch(fast_index) -> None:
-    modules, output = _modules_after(_cli(["info", "--json"]), fast_index)
+    modules, output = _modules_after(cli_code(["info", "--json"]), fast_index)
     payload = json.loads(next(ln for ln in output.splitlines() if ln.startswith("{")))
     assert payload["indexes"][0]["fast_path"] is True
     assert payload["indexes"][0]["fast_path_bytes"] > 0
@@ -126,7 +106,7 @@ def test_a_cpu_index_run_on_the_fast_path_imports_no_torch(
     _store_choice(resolve_model(tiny_model), choice)
     Image.new("RGB", (40, 30), (10, 200, 30)).save(photos / "new-green.png")
     env = {**fast_index, "CLIPSEEK_DEVICE": device}
-    modules, output = _modules_after(_cli(["index", str(photos)]), env)
+    modules, output = _modules_after(cli_code(["index", str(photos)]), env)
     assert "1 new" in output, output
     assert "onnxruntime" in modules
     assert not modules & {"torch", "open_clip", "torchvision", "timm"}

@@ -10,7 +10,7 @@ from clipseek.engine import Engine
 from clipseek.indexing import pipeline as ix
 from clipseek.indexing.options import IndexOptions
 from clipseek.store import path_id
-from tests.conftest import make_photo
+from tests.support.pictures import make_photo
 
 
 def stored_paths(engine: Engine) -> list[str]:
@@ -212,6 +212,7 @@ def test_emptied_root_is_kept_as_a_likely_unmounted_drive(
     assert engine.index([photos], IndexOptions(rebuild=True)).removed == 12
 
 
+@pytest.mark.slow  # after a stopped run the index is checked in a child process
 def test_missing_root_is_an_error_and_changes_nothing(
     engine: Engine, photos: Path, tmp_path: Path
 ) -> None:
@@ -225,6 +226,7 @@ def test_missing_root_is_an_error_and_changes_nothing(
     assert len(stored_paths(engine)) == 12
 
 
+@pytest.mark.slow  # after a stopped run the index is checked in a child process
 def test_cancel_stops_after_the_batch_in_flight(engine: Engine, photos: Path) -> None:
     import threading
 

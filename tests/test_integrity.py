@@ -23,8 +23,8 @@ from clipseek.errors import DamagedIndexError
 from clipseek.store import Store, chroma, image_index
 from clipseek.store import records as chroma_store
 from clipseek.store.repair import check, read_stored, repair
-from tests.conftest import make_photo
-from tests.reliability_helpers import cli_env
+from tests.support.pictures import make_photo
+from tests.support.processes import cli_env
 
 VECTOR_FILES = ("data_level0.bin", "header.bin", "link_lists.bin", "length.bin")
 
@@ -91,6 +91,7 @@ def _copy(library: tuple[Path, Path], tmp_path: Path) -> Path:
     return db
 
 
+@pytest.mark.slow  # check and repair run in a child process
 def test_a_healthy_index_checks_clean(library: tuple[Path, Path], tmp_path: Path) -> None:
     db = _copy(library, tmp_path)
     report = check(Store(db, create=False))
@@ -109,6 +110,7 @@ def _state(folder: Path) -> list[tuple[str, str]]:
     )
 
 
+@pytest.mark.slow  # check, repair or clipseek in a child process
 def test_check_is_a_reader_that_never_writes_the_index(
     library: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -122,6 +124,7 @@ def test_check_is_a_reader_that_never_writes_the_index(
     assert _state(db) == before
 
 
+@pytest.mark.slow  # check and repair run in a child process
 def test_garbage_in_data_level0_never_crashes_a_command_and_repair_recovers(
     library: tuple[Path, Path], tmp_path: Path, tiny_model: str
 ) -> None:
@@ -205,6 +208,7 @@ def test_a_writer_skips_reading_links_it_checked_until_their_files_change(
     assert integrity.find_damage(db, notes="read") == problem and len(reads) == 7
 
 
+@pytest.mark.slow  # check and repair run in a child process
 @pytest.mark.parametrize("name", ["header.bin", "link_lists.bin", "length.bin"])
 def test_garbage_in_other_vector_files_is_found_and_repaired(
     library: tuple[Path, Path], tmp_path: Path, tiny_model: str, name: str
@@ -245,6 +249,7 @@ def _truncate(seg: Path, name: str) -> None:
     os.truncate(path, size - 4)
 
 
+@pytest.mark.slow  # check, repair or clipseek in a child process
 @pytest.mark.parametrize(
     "name", ["link_lists.bin", "data_level0.bin", "length.bin", "index_metadata.pickle"]
 )
@@ -298,6 +303,7 @@ _CHROMA_SEARCH = (
 )
 
 
+@pytest.mark.slow  # check, repair or clipseek in a child process
 def test_bit_rot_behind_a_graph_note_is_found_and_crashes_nothing(
     library: tuple[Path, Path], tmp_path: Path, tiny_model: str
 ) -> None:
@@ -339,6 +345,7 @@ def test_bit_rot_behind_a_graph_note_is_found_and_crashes_nothing(
     assert _run(env, "index", str(photos)).returncode == 0
 
 
+@pytest.mark.slow  # check, repair or clipseek in a child process
 def test_a_header_of_an_unknown_version_is_damage_index_notices(
     library: tuple[Path, Path], tmp_path: Path, tiny_model: str
 ) -> None:
@@ -362,6 +369,7 @@ def test_a_header_of_an_unknown_version_is_damage_index_notices(
     assert again.new + again.unchanged == 40 and again.removed == 0
 
 
+@pytest.mark.slow  # check, repair or clipseek in a child process
 @pytest.mark.parametrize("value", [463.6, float("nan")])
 def test_a_garbled_stored_vector_is_ranked_by_no_face_and_repair_fixes_it(
     library: tuple[Path, Path], tmp_path: Path, tiny_model: str, value: float
@@ -412,6 +420,7 @@ def test_a_garbled_stored_vector_is_ranked_by_no_face_and_repair_fixes_it(
     assert len(results) == 40 and all(-1.0 <= r.score <= 1.0 for r in results)
 
 
+@pytest.mark.slow  # check and repair run in a child process
 def test_a_repair_that_dies_midway_leaves_the_index_as_it_found_it(
     library: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -443,6 +452,7 @@ def test_a_repair_that_dies_midway_leaves_the_index_as_it_found_it(
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".repairing")] == []
 
 
+@pytest.mark.slow  # check, repair or clipseek in a child process
 def test_repairs_keep_a_bounded_number_of_old_copies_and_say_where(
     library: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -463,6 +473,7 @@ def test_repairs_keep_a_bounded_number_of_old_copies_and_say_where(
     assert result.moved_to in text and "3 newest" in text and "db.damaged-*" in text, text
 
 
+@pytest.mark.slow  # check and repair run in a child process
 def test_repair_of_a_healthy_index_changes_nothing(
     library: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -471,6 +482,7 @@ def test_repair_of_a_healthy_index_changes_nothing(
     assert not [p for p in tmp_path.iterdir() if ".damaged-" in p.name]
 
 
+@pytest.mark.slow  # check and repair run in a child process
 def test_rebuild_moves_a_garbled_index_aside_and_starts_over(
     library: tuple[Path, Path], tmp_path: Path, tiny_model: str
 ) -> None:
@@ -486,6 +498,7 @@ def test_rebuild_moves_a_garbled_index_aside_and_starts_over(
 # --------------------------------------------------------------------------- interrupted runs
 
 
+@pytest.mark.slow  # check and repair run in a child process
 def test_a_resumed_run_checks_the_index_and_repairs_an_unfindable_vector(
     engine: Engine, tmp_path: Path, decode_counter: list[str]
 ) -> None:
@@ -580,6 +593,7 @@ def _paths(hits: object) -> set[str]:
     return {r.path for r in hits.results}  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow  # check and repair run in a child process
 def test_a_backslash_folder_and_a_non_utf8_folder_never_share_a_key(
     engine: Engine, tmp_path: Path
 ) -> None:
@@ -606,6 +620,7 @@ def test_a_backslash_folder_and_a_non_utf8_folder_never_share_a_key(
     assert check(Store(engine.store.location, create=False)).healthy
 
 
+@pytest.mark.slow  # check and repair run in a child process
 def test_an_index_with_the_old_keys_is_read_as_it_is_and_migrated_by_the_next_run(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,39 +4,13 @@ sort and group them, with the shipped shapes model (and the JSON faces scripts u
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from clipseek.search.filters import make_filters
-from clipseek.testing import fixture_model_spec, make_scene
-
-#: (file, caption, EXIF date, camera make, camera model)
-LIBRARY = [
-    ("beach-1.jpg", "a yellow circle", "2024:07:14 10:00:00", "Google", "Pixel 7"),
-    ("beach-2.jpg", "a yellow circle", "2024:08:02 16:20:00", "Google", "Pixel 8 Pro"),
-    ("winter.jpg", "a yellow circle", "2024:01:20 09:00:00", "Canon", "Canon EOS R5"),
-    ("old.jpg", "a yellow circle", "2019:05:05 05:05:05", "Canon", "Canon EOS R5"),
-    ("blue.jpg", "a blue square", "2024:07:20 12:00:00", "Google", "Pixel 7"),
-    ("no-exif.jpg", "a yellow circle", None, None, None),
-]
-
-
-def _write_library(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, (name, caption, date, make, model) in enumerate(LIBRARY):
-        picture = make_scene(caption, size=(160, 120), seed=500 + i)
-        path = folder / name
-        picture.save(path, "JPEG", quality=92)
-        if date or make:
-            exif = Image.Exif()
-            if make:
-                exif[0x010F], exif[0x0110] = make, model
-            if date:
-                exif.get_ifd(0x8769)[0x9003] = date
-            picture.save(path, "JPEG", quality=92, exif=exif)
+from clipseek.testing import fixture_model_spec
+from tests.support.pictures import EXIF_LIBRARY, plant_duplicates, write_exif_library
 
 
 @pytest.fixture
@@ -45,12 +19,12 @@ def library_engine(tmp_path: Path):
     from clipseek.engine import Engine
 
     folder = tmp_path / "library"
-    _write_library(folder)
+    write_exif_library(folder)
     settings = load_settings(
         {"model": fixture_model_spec(), "db": tmp_path / "db", "device": "cpu", "precision": "fp32"}
     )
     engine = Engine(settings)
-    assert engine.index([folder]).new == len(LIBRARY)
+    assert engine.index([folder]).new == len(EXIF_LIBRARY)
     return engine, folder
 
 
@@ -136,7 +110,7 @@ def test_older_index_learns_metadata_without_reembedding(tmp_path: Path, monkeyp
     from clipseek.photos import metadata as photometa
 
     folder = tmp_path / "library"
-    _write_library(folder)
+    write_exif_library(folder)
     settings = load_settings(
         {"model": fixture_model_spec(), "db": tmp_path / "db", "device": "cpu", "precision": "fp32"}
     )
@@ -160,32 +134,10 @@ def test_older_index_learns_metadata_without_reembedding(tmp_path: Path, monkeyp
     )
     notices = []
     summary = Engine(settings).index([folder], on_event=notices.append)
-    assert calls == [] and summary.unchanged == len(LIBRARY)
+    assert calls == [] and summary.unchanged == len(EXIF_LIBRARY)
     assert any("dates and cameras" in getattr(n, "message", "") for n in notices)
     fresh = Engine(settings)
     assert len(fresh.search("x", 5, filters=make_filters(camera="pixel")).results) == 3
-
-
-def _plant_duplicates(folder: Path) -> tuple[list[set[str]], list[str]]:
-    """Originals with a resized, a re-encoded and a cropped copy each, and unrelated pictures."""
-    folder.mkdir(parents=True, exist_ok=True)
-    groups: list[set[str]] = []
-    captions = ["a red circle", "a blue star", "a green triangle", "a purple heart"]
-    for i, caption in enumerate(captions):
-        base = make_scene(caption, size=(320, 240), seed=900 + i)
-        names = {f"orig-{i}.jpg", f"small-{i}.jpg", f"requal-{i}.jpg", f"crop-{i}.jpg"}
-        base.save(folder / f"orig-{i}.jpg", quality=95)
-        base.resize((160, 120), Image.LANCZOS).save(folder / f"small-{i}.jpg", quality=90)
-        base.save(folder / f"requal-{i}.jpg", quality=55)
-        base.crop((12, 9, 308, 231)).save(folder / f"crop-{i}.jpg", quality=90)
-        groups.append(names)
-    singles = []
-    rng = random.Random(7)
-    for j, caption in enumerate(["a yellow square", "an orange cross", "a white moon"]):
-        name = f"single-{j}.jpg"
-        make_scene(caption, size=(320, 240), seed=rng.randrange(10_000)).save(folder / name)
-        singles.append(name)
-    return groups, singles
 
 
 def test_near_duplicates_precision_and_recall(tmp_path: Path, runner, monkeypatch) -> None:
@@ -194,7 +146,7 @@ def test_near_duplicates_precision_and_recall(tmp_path: Path, runner, monkeypatc
     from clipseek.engine import Engine
 
     folder = tmp_path / "dups"
-    planted, singles = _plant_duplicates(folder)
+    planted, singles = plant_duplicates(folder)
     settings = load_settings(
         {"model": fixture_model_spec(), "db": tmp_path / "db", "device": "cpu", "precision": "fp32"}
     )

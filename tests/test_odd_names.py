@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_photo
+from tests.support.pictures import make_photo
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="POSIX byte file names")
 
@@ -133,12 +133,14 @@ def test_contact_sheet_uses_a_font_that_draws_accents() -> None:
 # --------------------------------------------------------------------------- the app
 
 
+@pytest.mark.slow  # several seconds of CPU
 def test_app_copy_and_similar_on_odd_names(odd_engine, monkeypatch) -> None:
     pytest.importorskip("textual")
     from clipseek.photos.pathtext import shell_path
     from clipseek.tui import system
     from clipseek.tui.app import ClipseekApp
-    from tests.test_tui import rows, search, wait_for
+    from tests.support.app import rows, search
+    from tests.support.waiting import wait_until_async
 
     monkeypatch.setattr(system, "clipboard_command", lambda *a, **k: None)
     odd = {os.fsencode(p) for p in _odd_paths(Path(odd_engine.settings.db).parent / "odd")}
@@ -146,7 +148,7 @@ def test_app_copy_and_similar_on_odd_names(odd_engine, monkeypatch) -> None:
     async def run() -> None:
         app = ClipseekApp(engine=odd_engine, preview="halfcell", clock=lambda: 1000.0)
         async with app.run_test(size=(100, 30), notifications=True) as pilot:
-            await wait_for(pilot, lambda: app.model_ready)
+            await wait_until_async(lambda: app.model_ready)
             await search(pilot, "a photo")
             found = [r for r in rows(app) if os.fsencode(r.path) in odd]
             assert len(found) == len(ODD)
@@ -160,13 +162,13 @@ def test_app_copy_and_similar_on_odd_names(odd_engine, monkeypatch) -> None:
                     ["bash", "-c", f"printf %s {app.clipboard}"], capture_output=True
                 ).stdout
                 assert echoed == os.fsencode(result.path)
-                await wait_for(pilot, lambda: any("\\x" in n.message for n in app._notifications))
+                await wait_until_async(lambda: any("\\x" in n.message for n in app._notifications))
 
             target = found[0]
             results.highlighted = rows(app).index(target)
             token = app.search_screen._token
             await pilot.press("s")
-            await wait_for(pilot, lambda: app.search_screen._token > token and rows(app))
+            await wait_until_async(lambda: app.search_screen._token > token and rows(app))
             await pilot.pause()
             box = app.search_screen.query_one("#query")
             box.value.encode("utf-8")  # no lone surrogates in the box
@@ -185,12 +187,12 @@ def test_app_copy_and_similar_on_odd_names(odd_engine, monkeypatch) -> None:
 # --------------------------------------------------------------------------- the server
 
 
+@pytest.mark.slow  # a real server
 def test_server_answers_searches_that_rank_odd_names(odd_engine, odd_library) -> None:
     pytest.importorskip("fastapi")
     import httpx
 
-    sys.path.insert(0, str(Path(__file__).parent / "serve"))
-    from serve_support import running_server
+    from tests.support.servers import running_server
 
     with (
         running_server(odd_engine) as url,
@@ -212,12 +214,12 @@ def test_server_answers_searches_that_rank_odd_names(odd_engine, odd_library) ->
         assert upload.status_code == 200, upload.text
 
 
+@pytest.mark.slow  # a real server
 def test_server_says_to_send_json_with_its_content_type(odd_engine) -> None:
     pytest.importorskip("fastapi")
     import httpx
 
-    sys.path.insert(0, str(Path(__file__).parent / "serve"))
-    from serve_support import running_server
+    from tests.support.servers import running_server
 
     with (
         running_server(odd_engine) as url,

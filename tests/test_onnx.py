@@ -104,6 +104,7 @@ def _varied_strings(count: int, seed: int = 0) -> list[str]:
     return out
 
 
+@pytest.mark.slow  # thousands of strings through two tokenizers
 def test_tokenizer_gives_open_clips_ids_for_thousands_of_varied_strings() -> None:
     from open_clip.tokenizer import SimpleTokenizer, default_bpe
 
@@ -190,6 +191,7 @@ def _assert_agree(torch_model, onnx_model) -> None:
     assert onnx_model.dim == torch_model.dim and onnx_model.image_size == torch_model.image_size
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pytest.mark.parametrize("which", ["tiny", "shapes"])
 def test_export_agrees_with_torch(which: str, tiny_model: str, isolated_env: Path) -> None:
     from clipseek.models.export import export_model, exports_root, find_export
@@ -262,6 +264,7 @@ def test_quick_start_sessions_skip_prepacking_and_give_the_same_vectors(
     assert ("image.onnx", False) in built and ("image.onnx", True) in built
 
 
+@pytest.mark.slow  # exports a ViT-B/32-sized model (tens of seconds)
 def test_vit_b32_shaped_standin_exports_and_agrees(isolated_env: Path) -> None:
     """The real architecture (ViT-B/32, QuickGELU, fp16 checkpoint) through the named path."""
     import huggingface_hub.constants as hf
@@ -360,6 +363,7 @@ def _settings(model: str, db: Path, **extra):
     return load_settings({"model": model, "db": db, **extra})
 
 
+@pytest.mark.slow  # several seconds of CPU
 def test_query_exports_after_answering_then_uses_onnx(
     tiny_model: str, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -449,6 +453,7 @@ def test_cli_reports_a_failed_export_once(
     assert "1 " in query.output  # answered through torch
 
 
+@pytest.mark.slow  # several seconds of CPU
 def test_backend_auto_measures_once_and_remembers(
     loaded_tiny_model, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -530,6 +535,7 @@ def test_set_threads_takes_effect_from_the_next_batch(loaded_tiny_model) -> None
     assert len([k for k in fast._sessions if k[0] == "image"]) == 2  # the oldest was dropped
 
 
+@pytest.mark.slow  # a clipseek process
 def test_a_query_that_fails_early_waits_for_the_session_it_was_building(tmp_path, tiny_model):
     """The ONNX session builds on a thread while the index opens; when the index is missing
     the process must still end cleanly, after that thread (a daemon thread torn down inside
@@ -537,7 +543,7 @@ def test_a_query_that_fails_early_waits_for_the_session_it_was_building(tmp_path
     import subprocess
     import sys
 
-    from tests.reliability_helpers import cli_env
+    from tests.support.processes import cli_env
 
     env = cli_env(tmp_path, tiny_model, tmp_path / "no-index-here")
     built = tmp_path / "session-built"

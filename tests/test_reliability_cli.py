@@ -26,8 +26,9 @@ from clipseek.errors import IndexBusyError, StoreError
 from clipseek.indexing.events import Notice
 from clipseek.store import Store
 from clipseek.store.lock import WriterLock
-from tests.conftest import make_photo
-from tests.reliability_helpers import REPO_ROOT, png_bomb, tree_snapshot, truncate_half
+from tests.support import REPO_ROOT
+from tests.support.files import tree_snapshot
+from tests.support.pictures import make_photo, png_bomb, truncate_half
 
 
 def count(db: Path, model: str) -> int:
@@ -184,6 +185,7 @@ def test_database_path_not_writable(
     assert_clear_failure(result, f"The index folder {read_only} is not writable", "--db PATH")
 
 
+@pytest.mark.slow  # after a stopped run the index is checked in a child process
 def test_disk_full_keeps_what_was_written(
     runner: CliRunner, cli_env: Path, library, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -302,6 +304,7 @@ def _holder(db: Path, marker: Path, cls: str = "WriterLock", take: str = "lock.a
     return proc
 
 
+@pytest.mark.slow  # a second process holds the lock
 def test_no_wait_names_the_holder_and_a_killed_holder_blocks_nobody(
     runner: CliRunner, cli_env: Path, library, tmp_path: Path
 ) -> None:
@@ -366,6 +369,7 @@ def test_cancel_while_waiting_gives_up_cleanly(engine: Engine, library) -> None:
     assert summary.cancelled and summary.new == 0
 
 
+@pytest.mark.slow  # a second process holds the lock
 def test_readers_wait_for_a_write_in_progress(cli_env: Path, library, tmp_path: Path) -> None:
     """A query never reads vector files in the middle of being rewritten."""
     _, pristine = library

@@ -21,10 +21,8 @@ from clipseek.indexing.scanner import scan
 from clipseek.photos import imaging
 from clipseek.photos.imaging import HEIC_MISSING, open_image
 from clipseek.store import path_id
-from tests.conftest import make_photo
-from tests.reliability_helpers import Denier, denier, noise_png, png_bomb, truncate_half
-
-__all__ = ["denier"]  # the fixture, used by name below
+from tests.support.files import Denier
+from tests.support.pictures import make_photo, noise_png, png_bomb, truncate_half
 
 
 def stored(engine: Engine) -> set[str]:
@@ -305,6 +303,7 @@ def test_corrupt_heic_has_a_reason_either_way(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- interruptions
 
 
+@pytest.mark.slow  # after a stopped run the index is checked in a child process
 def test_cancel_during_the_scan_changes_nothing(engine: Engine, tmp_path: Path) -> None:
     import threading
 

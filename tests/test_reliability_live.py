@@ -23,8 +23,10 @@ from clipseek.errors import StoreError
 from clipseek.models import resolve_model
 from clipseek.store import Record, Store
 from clipseek.store.snapshot import GENERATION_NAME
-from tests.reliability_helpers import Proc, cli_env, tree_snapshot
-from tests.serve.serve_support import free_port
+from tests.support.files import tree_snapshot
+from tests.support.processes import Proc, cli_env
+from tests.support.servers import free_port
+from tests.support.waiting import wait_until, wait_until_async
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and mounts")
 
@@ -103,10 +105,12 @@ def test_a_reader_follows_another_writer_and_never_writes(tmp_path):
     windex.delete([next(iter(windex.entries()))])
     assert (db / GENERATION_NAME).exists()
     assert reader.changed()
-    deadline = time.monotonic() + 5
-    while (count := reader.open_index("k", "slug").count()) != 119:
-        assert time.monotonic() < deadline, f"the reader still counts {count}"
-        time.sleep(0.1)
+    wait_until(
+        lambda: reader.open_index("k", "slug").count() == 119,
+        timeout=5,
+        interval=0.1,
+        what="the reader to count the writer's 119 entries",
+    )
     hits = reader.open_index("k", "slug").query(np.ones(16, np.float32), 500)
     assert len(hits) == 119 and sum("/new" in h.path for h in hits) == 20
     assert reader.reloads >= 1
@@ -340,12 +344,12 @@ def _wait_for_writer(proc: Proc, db: Path, timeout: float = 120.0) -> None:
     from clipseek.store.lock import WriterLock
 
     lock = WriterLock(db)
-    deadline = time.monotonic() + timeout
-    while proc.popen.poll() is None and time.monotonic() < deadline:
+
+    def writing_or_gone() -> bool:
         holder = lock.holder()
-        if holder is not None and holder.pid == proc.pid:
-            return
-        time.sleep(0.05)
+        return proc.popen.poll() is not None or (holder is not None and holder.pid == proc.pid)
+
+    wait_until(writing_or_gone, timeout=timeout, interval=0.05, what="the writer to take the lock")
 
 
 @pytest.mark.slow
@@ -431,6 +435,7 @@ def test_stress_index_killed_at_random_while_serve_and_a_reader_query(tmp_path, 
 # --------------------------------------------------------------------------- the app
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pytest.mark.parametrize("first_reader", ["watcher", "another request"])
 def test_the_app_follows_another_process_index_run(
     tmp_path, tiny_model_dir, loaded_tiny_model, first_reader
@@ -454,12 +459,6 @@ def test_the_app_follows_another_process_index_run(
         engine=Engine(settings, model_loader=lambda *_: loaded_tiny_model), preview="halfcell"
     )
 
-    async def wait(condition, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, "timed out waiting for the app"
-            await asyncio.sleep(0.05)
-
     def shown() -> set[str]:
         from clipseek.tui.widgets.results import ResultsList
 
@@ -468,12 +467,12 @@ def test_the_app_follows_another_process_index_run(
 
     async def scenario() -> None:
         async with app.run_test(size=(100, 30)) as pilot:
-            await wait(lambda: app.model_ready and app.index_count == 6)
+            await wait_until_async(lambda: app.model_ready and app.index_count == 6)
             from clipseek.tui.widgets.topk import TopKInput
 
             app.search_screen.query_one(TopKInput).set_count(50, announce=False)
             app.search_screen.search("a coloured square")
-            await wait(lambda: len(shown()) == 6)
+            await wait_until_async(lambda: len(shown()) == 6)
             # Another process (here: another engine's writer store, on the folder itself).
             _tree(photos / "two", 100, 4)
             other = Engine(settings, model_loader=lambda *_: loaded_tiny_model)
@@ -481,8 +480,8 @@ def test_the_app_follows_another_process_index_run(
             if first_reader == "another request":  # it takes the newer snapshot first
                 assert await asyncio.to_thread(lambda: app.engine.open_index().count()) == 10
                 assert not app.engine.store.changed()
-            await wait(lambda: app.index_count == 10)
-            await wait(lambda: len(shown()) == 10)
+            await wait_until_async(lambda: app.index_count == 10)
+            await wait_until_async(lambda: len(shown()) == 10)
             await pilot.pause()
 
     asyncio.run(scenario())

@@ -23,7 +23,8 @@ from clipseek.config import Settings
 from clipseek.engine import Engine
 from clipseek.models import resolve_model
 from clipseek.store import Store
-from tests.reliability_helpers import Proc, cli_env, running
+from tests.support.processes import Proc, cli_env, running
+from tests.support.waiting import wait_until
 
 pytestmark = [
     pytest.mark.slow,
@@ -69,11 +70,13 @@ def wait_for_lock(proc: Proc, db: Path, timeout: float = 120.0) -> None:
     from clipseek.store.lock import WriterLock
 
     lock = WriterLock(db)
-    deadline = time.monotonic() + timeout
-    while (holder := lock.holder()) is None or holder.pid != proc.pid:
+
+    def holds_it() -> bool:
         assert proc.popen.poll() is None, proc.stderr
-        assert time.monotonic() < deadline, "the writer never took the lock"
-        time.sleep(0.05)
+        holder = lock.holder()
+        return holder is not None and holder.pid == proc.pid
+
+    wait_until(holds_it, timeout=timeout, interval=0.05, what="the writer to take the lock")
 
 
 def kill_after(proc: Proc, text: str, count: int = 1) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from clipseek.engine import Engine
 from clipseek.errors import IndexMissingError, ModelMismatchError, QueryError
 from clipseek.search.query import Query, QueryTerm, parse_query
-from tests.conftest import make_photo
+from tests.support.pictures import make_photo
 
 WORDS = [
     "dog",
@@ -66,6 +66,7 @@ def oracle_text(model, tokenizer, text: str) -> np.ndarray:
     return (v / v.norm()).numpy()
 
 
+@pytest.mark.slow  # several seconds of CPU
 def test_ranking_and_scores_equal_a_brute_force_scan(
     engine: Engine, png_folder: Path, tiny_model_dir: Path
 ) -> None:
@@ -110,6 +111,7 @@ def test_unindexed_query_image_is_embedded_on_the_fly(
     assert response.results[0].score == pytest.approx(1.0, abs=1e-4)
 
 
+@pytest.mark.slow  # several seconds of CPU
 def test_compound_query_is_the_normalised_weighted_sum(
     engine: Engine, png_folder: Path, tiny_model_dir: Path
 ) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_photo
+from tests.support.pictures import make_photo
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="POSIX file names")
 

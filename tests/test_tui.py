@@ -9,172 +9,32 @@ preview renderer.
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import io
 import os
-import shutil
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_photo
+from tests.support.app import (
+    APP_LIBRARY,
+    busy,
+    make_app,
+    make_pictures,
+    no_blink,
+    pilot_test,
+    rows,
+    search,
+    send_key,
+    text_of,
+)
+from tests.support.engines import engine_with, settings_for
+from tests.support.probes import run_python
+from tests.support.waiting import wait_until_async
 
 pytest.importorskip("textual")
 
-FIXED_MTIME = 1_700_000_000  # 2023-11-14, so the preview shows the same date everywhere
-LIBRARY = [
-    "beach.bmp",
-    "city.bmp",
-    "forest.bmp",
-    "cat.bmp",
-    "dog.bmp",
-    "sunset.bmp",
-    "holiday/day-1/boat.bmp",
-    "holiday/day-1/harbour.bmp",
-    "holiday/day-2/mountain.bmp",
-    "holiday/day-2/a rather long file name from a camera.bmp",
-    "scans/receipt.bmp",
-    "scans/letter.bmp",
-]
-
-
-def pilot_test(func: Callable) -> Callable:
-    """Run an async test with asyncio.run (no async plugin needed)."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(func(*args, **kwargs))
-
-    return wrapper
-
-
-# --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(autouse=True)
-def _fixed_cells(monkeypatch: pytest.MonkeyPatch) -> None:
-    """textual-image asks the terminal for its cell size; pin it, and the time zone."""
-    from textual_image._terminal import CellSize, get_cell_size
-
-    monkeypatch.setattr(get_cell_size, "_result", CellSize(10, 20), raising=False)
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-
-
-def _make_pictures(root: Path, names: list[str], size: tuple[int, int] = (96, 64)) -> list[Path]:
-    paths = []
-    for i, name in enumerate(names):
-        path = make_photo(root / name, size=(size[0] + 8 * (i % 4), size[1]), seed=i)
-        os.utime(path, (FIXED_MTIME, FIXED_MTIME))
-        paths.append(path)
-    return paths
-
-
-def _settings(model_dir: Path, db: Path, **extra):
-    from clipseek.config import Settings
-
-    return Settings(
-        db=db,
-        model=f"local-dir:{model_dir}",
-        device="cpu",
-        precision="fp32",
-        sources={"model": "flag"},
-        **extra,
-    )
-
-
-def _engine(settings, model) -> object:
-    from clipseek.engine import Engine
-
-    return Engine(settings, model_loader=lambda *_: model)
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, loaded_tiny_model):
-    """A home folder with ~/Pictures indexed into ~/.local/share/clipseek/index (read-only)."""
-    home = tmp_path_factory.mktemp("library") / "home"
-    _make_pictures(home / "Pictures", LIBRARY)
-    model_dir = home / "models" / "tiny-clip"
-    shutil.copytree(tiny_model_dir, model_dir)
-    db = home / ".local" / "share" / "clipseek" / "index"
-    settings = _settings(model_dir, db)
-    summary = _engine(settings, loaded_tiny_model).index([home / "Pictures"])
-    assert summary.new == len(LIBRARY) and not summary.failed
-    return home, settings
-
-
-@pytest.fixture
-def at_home(library, monkeypatch: pytest.MonkeyPatch):
-    """Run with HOME at the library's home, so paths on screen are ``~/...``."""
-    home, settings = library
-    monkeypatch.setenv("HOME", str(home))
-    return settings
-
-
-def make_app(settings, model, **kwargs):
-    from clipseek.tui.app import ClipseekApp
-
-    kwargs.setdefault("preview", "halfcell")
-    kwargs.setdefault("clock", lambda: 1000.0)
-    return ClipseekApp(engine=_engine(settings, model), **kwargs)
-
-
-async def wait_for(pilot, condition: Callable[[], object], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the app")
-        # Not pilot.pause(): it waits for all queued messages, which never ends while
-        # an indexing run keeps posting progress.
-        await asyncio.sleep(0.02)
-
-
-async def search(pilot, text: str) -> None:
-    """Type ``text`` in the query box, press Enter, wait for the answer."""
-    screen = pilot.app.search_screen
-    query = screen.query_one("#query")
-    query.focus()
-    query.value = text
-    token = screen._token
-    await pilot.press("enter")
-    await wait_for(pilot, lambda: screen._token > token and not _busy(pilot.app, "search"))
-    await pilot.pause()
-
-
-def send_key(app, key: str) -> None:
-    """Deliver a key press without waiting for the app to settle afterwards."""
-    from textual import events
-
-    app.post_message(events.Key(key, None))
-
-
-def _busy(app, group: str) -> bool:
-    return any(w.group == group and not w.is_finished for w in app.workers)
-
-
-def text_of(widget) -> str:
-    """The plain text a Static shows (markup strings and Rich renderables alike)."""
-    content = widget.content
-    if isinstance(content, str):
-        return str(widget.render())
-    from rich.console import Console
-
-    console = Console(width=200, file=io.StringIO(), record=True)
-    console.print(content)
-    return console.export_text()
-
-
-def rows(app) -> list:
-    from clipseek.tui.widgets.results import ResultsList
-
-    results = app.search_screen.query_one("#results", ResultsList)
-    return list(results.results) if results.display else []
+# The app's library (``library``, ``at_home``) and pinned cell sizes: fixtures in tests/conftest.py.
+pytestmark = pytest.mark.usefixtures("fixed_cells")
 
 
 # --------------------------------------------------------------------------- search
@@ -186,7 +46,7 @@ async def test_search_lists_results_by_score_and_preview_follows(at_home, loaded
 
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a red square")
         shown = rows(app)
         expected = app.engine.search("a red square", 5)
@@ -196,45 +56,47 @@ async def test_search_lists_results_by_score_and_preview_follows(at_home, loaded
         assert app.focused is app.search_screen.query_one("#results")
 
         pane = app.search_screen.query_one(PreviewPane)
-        await wait_for(pilot, lambda: pane.showing_image)
+        await wait_until_async(lambda: pane.showing_image)
         assert pane.result.path == shown[0].path
         await pilot.press("down")
-        await wait_for(pilot, lambda: pane.result.path == shown[1].path and pane.showing_image)
+        await wait_until_async(lambda: pane.result.path == shown[1].path and pane.showing_image)
         assert pane.thumbnail.path == shown[1].path
-        assert pane.thumbnail.width == 96 + 8 * (LIBRARY.index(Path(shown[1].path).name) % 4)
+        assert pane.thumbnail.width == 96 + 8 * (APP_LIBRARY.index(Path(shown[1].path).name) % 4)
         # the thumbnails of all results were made in the background and cached
-        await wait_for(pilot, lambda: not _busy(app, "prefetch"))
+        await wait_until_async(lambda: not busy(app, "prefetch"))
         assert all(app.thumbnails.peek(r.path) is not None for r in shown)
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_top_k_keys_and_typing_change_the_number_of_rows(at_home, loaded_tiny_model):
     from clipseek.tui.widgets.topk import TopKInput
 
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a photo")
         assert len(rows(app)) == 5
         await pilot.press("plus", "plus")
-        await wait_for(pilot, lambda: len(rows(app)) == 7)
+        await wait_until_async(lambda: len(rows(app)) == 7)
         await pilot.press("minus")
-        await wait_for(pilot, lambda: len(rows(app)) == 6)
+        await wait_until_async(lambda: len(rows(app)) == 6)
         top_k = app.search_screen.query_one(TopKInput)
         top_k.focus()
         await pilot.press("backspace", "3", "enter")
-        await wait_for(pilot, lambda: len(rows(app)) == 3)
+        await wait_until_async(lambda: len(rows(app)) == 3)
         # more than the index holds: every image, once
         await pilot.press("backspace", "9", "9", "enter")
-        await wait_for(pilot, lambda: len(rows(app)) == len(LIBRARY))
+        await wait_until_async(lambda: len(rows(app)) == len(APP_LIBRARY))
         assert top_k.count == 99
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_compound_query_and_find_similar(at_home, loaded_tiny_model):
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, '"a cat" + "a hat" - "blurry"')
         from clipseek.search.query import parse_query
 
@@ -244,7 +106,7 @@ async def test_compound_query_and_find_similar(at_home, loaded_tiny_model):
         first = rows(app)[0]
         token = app.search_screen._token
         await pilot.press("s")
-        await wait_for(pilot, lambda: app.search_screen._token > token and not _busy(app, "search"))
+        await wait_until_async(lambda: app.search_screen._token > token and not busy(app, "search"))
         await pilot.pause()
         similar = rows(app)
         assert first.path not in [r.path for r in similar]
@@ -259,6 +121,7 @@ async def test_compound_query_and_find_similar(at_home, loaded_tiny_model):
         ][:5]
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_actions_copy_open_and_reveal_the_selection(at_home, loaded_tiny_model):
     opened: list[tuple[str, bool]] = []
@@ -266,7 +129,7 @@ async def test_actions_copy_open_and_reveal_the_selection(at_home, loaded_tiny_m
         at_home, loaded_tiny_model, opener=lambda path, reveal: opened.append((path, reveal))
     )
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await pilot.press("escape", "c")  # nothing selected yet: nothing to copy, no crash
         assert app.clipboard == ""
         await search(pilot, "a dog")
@@ -275,11 +138,11 @@ async def test_actions_copy_open_and_reveal_the_selection(at_home, loaded_tiny_m
         await pilot.press("c")
         assert app.clipboard == second
         await pilot.press("o")
-        await wait_for(pilot, lambda: len(opened) == 1)
+        await wait_until_async(lambda: len(opened) == 1)
         await pilot.press("r")
-        await wait_for(pilot, lambda: len(opened) == 2)
+        await wait_until_async(lambda: len(opened) == 2)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: len(opened) == 3)
+        await wait_until_async(lambda: len(opened) == 3)
         assert opened == [(second, False), (second, True), (second, False)]
 
         # The mouse: a click selects a row (two lines each) and the preview follows;
@@ -287,10 +150,10 @@ async def test_actions_copy_open_and_reveal_the_selection(at_home, loaded_tiny_m
         fourth = rows(app)[3].path
         await pilot.click("#results", offset=(10, 6))
         pane = app.search_screen.query_one("#preview")
-        await wait_for(pilot, lambda: pane.result is not None and pane.result.path == fourth)
+        await wait_until_async(lambda: pane.result is not None and pane.result.path == fourth)
         assert len(opened) == 3
         await pilot.click("#results", offset=(10, 6), times=2)
-        await wait_for(pilot, lambda: len(opened) == 4)
+        await wait_until_async(lambda: len(opened) == 4)
         assert opened[-1] == (fourth, False)
 
 
@@ -322,7 +185,7 @@ async def test_query_typed_before_the_model_is_ready_runs_when_it_is(at_home, lo
 
     app = ClipseekApp(engine=Engine(at_home, model_loader=slow_loader), preview="none")
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.model_state == "loading")
+        await wait_until_async(lambda: app.model_state == "loading")
         query = app.search_screen.query_one("#query")
         query.value = "a boat"
         await pilot.press("enter")
@@ -331,14 +194,14 @@ async def test_query_typed_before_the_model_is_ready_runs_when_it_is(at_home, lo
         assert "Loading the model" in message
         assert rows(app) == []
         release.set()
-        await wait_for(pilot, lambda: len(rows(app)) == 5)
+        await wait_until_async(lambda: len(rows(app)) == 5)
 
 
 @pilot_test
 async def test_bad_query_says_what_is_wrong(at_home, loaded_tiny_model):
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, '"a cat" + + "a hat"')
         assert rows(app) == []
         message = text_of(app.search_screen.query_one("#results-message"))
@@ -351,6 +214,7 @@ async def test_bad_query_says_what_is_wrong(at_home, loaded_tiny_model):
         assert "does not exist" in message
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_keys_can_be_remapped_from_the_config_file(
     library, loaded_tiny_model, tmp_path, monkeypatch
@@ -369,7 +233,7 @@ async def test_keys_can_be_remapped_from_the_config_file(
     async with app.run_test(notifications=True) as pilot:
         assert "no.such.binding" in app.keymap_problems
         assert any("no.such.binding" in n.message for n in app._notifications)
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a cat")
         await pilot.press("c")
         assert app.clipboard == ""
@@ -408,7 +272,7 @@ async def test_a_model_that_cannot_load_is_reported_not_fatal(at_home, problem, 
         query = app.search_screen.query_one("#query")
         query.value = "a cat"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.model_state == "failed")
+        await wait_until_async(lambda: app.model_state == "failed")
         await pilot.pause()
         message = text_of(app.search_screen.query_one("#results-message"))
         expected = "not on this machine" if problem == "weights" else "boom"
@@ -416,7 +280,7 @@ async def test_a_model_that_cannot_load_is_reported_not_fatal(at_home, problem, 
         assert any(expected in n.message for n in app._notifications)
         assert "not loaded" in text_of(app.search_screen.query_one("#status"))
         assert app.is_running
-        await wait_for(pilot, lambda: over)
+        await wait_until_async(lambda: over)
         assert over == [True]
 
 
@@ -424,7 +288,7 @@ async def test_a_model_that_cannot_load_is_reported_not_fatal(at_home, problem, 
 async def test_result_rows_follow_the_theme(at_home, loaded_tiny_model):
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a cat")
         results = app.search_screen.query_one("#results")
         row = results.get_option_at_index(0).prompt
@@ -444,10 +308,10 @@ async def test_result_rows_follow_the_theme(at_home, loaded_tiny_model):
 async def test_no_index_shows_the_empty_state_and_leads_to_indexing(
     tiny_model_dir, tmp_path, loaded_tiny_model
 ):
-    settings = _settings(tiny_model_dir, tmp_path / "db")
+    settings = settings_for(tiny_model_dir, tmp_path / "db")
     app = make_app(settings, loaded_tiny_model)
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.index_count is not None)
+        await wait_until_async(lambda: app.index_count is not None)
         message = text_of(app.search_screen.query_one("#results-message"))
         assert "No index yet" in message and "press Esc, then i" in message
         assert app.search_screen.query_one("#empty-index").display
@@ -463,6 +327,7 @@ async def test_no_index_shows_the_empty_state_and_leads_to_indexing(
 # --------------------------------------------------------------------------- indexing
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_indexing_screen_indexes_a_folder_and_lists_a_bad_file(
     tiny_model_dir, tmp_path, loaded_tiny_model
@@ -470,25 +335,25 @@ async def test_indexing_screen_indexes_a_folder_and_lists_a_bad_file(
     from textual.widgets import RichLog
 
     folder = tmp_path / "pics"
-    paths = _make_pictures(folder, [f"p{i}.png" for i in range(6)])
+    paths = make_pictures(folder, [f"p{i}.png" for i in range(6)])
     (folder / "broken.jpg").write_text("this is not a picture")
-    settings = _settings(tiny_model_dir, tmp_path / "db", batch_size=4)
+    settings = settings_for(tiny_model_dir, tmp_path / "db", batch_size=4)
     app = make_app(settings, loaded_tiny_model)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.index_count == -1)
+        await wait_until_async(lambda: app.index_count == -1)
         await pilot.press("escape", "i")  # the query box keeps typed letters
         screen = app.indexing_screen
         assert app.screen is screen
         screen.query_one("#folder").value = str(folder)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.index_job is not None and not app.index_job.running)
+        await wait_until_async(lambda: app.index_job is not None and not app.index_job.running)
         job = app.index_job
         assert job.error is None and job.summary is not None
         assert job.counts() == {"new": 6, "updated": 0, "unchanged": 0, "removed": 0, "failed": 1}
         assert job.batch is not None and job.batch.number == 2
         problems = "\n".join(line.text for line in screen.query_one(RichLog).lines)
         assert "broken.jpg" in problems and "a text file, not an image" in problems
-        await wait_for(pilot, lambda: app.index_count == 6)
+        await wait_until_async(lambda: app.index_count == 6)
 
         # Back to searching: the new index answers, and a file deleted since shows as missing.
         await pilot.press("escape")
@@ -501,32 +366,33 @@ async def test_indexing_screen_indexes_a_folder_and_lists_a_bad_file(
         from clipseek.tui.widgets.preview import PreviewPane
 
         pane = app.search_screen.query_one(PreviewPane)
-        await wait_for(pilot, lambda: pane.thumbnail is not None and pane.thumbnail.missing)
+        await wait_until_async(lambda: pane.thumbnail is not None and pane.thumbnail.missing)
         message = text_of(pane.query_one("#preview-message"))
         assert "no longer on disk" in message
 
 
+@pytest.mark.slow  # after a stopped run the index is checked in a child process
 @pilot_test
 async def test_indexing_stops_cleanly_mid_run_and_the_next_run_resumes(
     tiny_model_dir, tmp_path, loaded_tiny_model
 ):
     folder = tmp_path / "many"
     total = 60
-    _make_pictures(folder, [f"img{i:03d}.png" for i in range(total)], size=(48, 40))
-    settings = _settings(tiny_model_dir, tmp_path / "db", batch_size=1)
+    make_pictures(folder, [f"img{i:03d}.png" for i in range(total)], size=(48, 40))
+    settings = settings_for(tiny_model_dir, tmp_path / "db", batch_size=1)
     app = make_app(settings, loaded_tiny_model)
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.index_count == -1)
+        await wait_until_async(lambda: app.index_count == -1)
         await pilot.press("escape", "i")
         app.indexing_screen.query_one("#folder").value = str(folder)
         # No pilot.press() from here on: it waits for the app to go idle, which it does
         # not do while a run is posting progress.
         app.indexing_screen.query_one("#start").press()
-        await wait_for(pilot, lambda: app.index_job and app.index_job.batch is not None)
+        await wait_until_async(lambda: app.index_job and app.index_job.batch is not None)
         send_key(app, "escape")  # stop after the current batch
-        await wait_for(pilot, lambda: app.index_job.cancel.is_set())
+        await wait_until_async(lambda: app.index_job.cancel.is_set())
         assert app.screen is app.indexing_screen  # Esc stopped the run; it did not leave
-        await wait_for(pilot, lambda: not app.index_job.running)
+        await wait_until_async(lambda: not app.index_job.running)
         summary = app.index_job.summary
         assert summary is not None and summary.cancelled
         assert "Stopped" in text_of(app.indexing_screen.query_one("#run-head"))
@@ -537,7 +403,7 @@ async def test_indexing_stops_cleanly_mid_run_and_the_next_run_resumes(
     assert len(stored) == summary.new
     assert all(Path(e.path).is_file() for e in stored.values())
 
-    again = _engine(settings, loaded_tiny_model).index([folder])
+    again = engine_with(settings, loaded_tiny_model).index([folder])
     assert not again.cancelled
     assert again.unchanged == len(stored)
     assert again.new == total - len(stored)
@@ -553,7 +419,7 @@ async def test_leaving_the_indexing_screen_keeps_the_run_going(
 
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         job = IndexJob(roots=[str(tmp_path)], model="m", location="db", clock=app.clock)
         app.index_job = job
         app.apply_index_event(
@@ -597,6 +463,7 @@ def test_cli_without_a_terminal_explains_instead_of_drawing():
     assert "Usage" in bare.output and "tui" in bare.output
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_first_paint_imports_nothing_heavy(tmp_path):
     """The first screen is drawn before torch, open_clip or chromadb are imported."""
     script = (
@@ -613,42 +480,29 @@ def test_first_paint_imports_nothing_heavy(tmp_path):
         "asyncio.run(main())\n"
         "print(seen['heavy'], seen['query'])\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "db")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=True,
-    )
+    out = run_python(script, str(tmp_path / "db"), timeout=120)
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[] True", out.stderr
 
 
 # --------------------------------------------------------------------------- snapshots
 
 
-def _no_blink(pilot) -> None:
-    from textual.widgets import Input
-
-    for widget in pilot.app.screen.query(Input):
-        widget.cursor_blink = False
-
-
 def test_snapshot_search_with_results(snap_compare, at_home, loaded_tiny_model):
     app = make_app(at_home, loaded_tiny_model)
 
     async def run_before(pilot) -> None:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a sunny beach")
         await pilot.press("down")
         pane = app.search_screen.query_one("#preview")
-        await wait_for(pilot, lambda: pane.showing_image)
-        _no_blink(pilot)
+        await wait_until_async(lambda: pane.showing_image)
+        no_blink(pilot)
 
     assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pytest.mark.parametrize("size", [(80, 24), (60, 15)])
 def test_snapshot_search_on_small_terminals(snap_compare, at_home, loaded_tiny_model, size):
     """80×24 is the layout's target (ten results: the top-k box shows two digits); at
@@ -656,15 +510,15 @@ def test_snapshot_search_on_small_terminals(snap_compare, at_home, loaded_tiny_m
     app = make_app(at_home, loaded_tiny_model)
 
     async def run_before(pilot) -> None:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a sunny beach")
         for _ in range(5):
             await pilot.press("plus")
-        await wait_for(pilot, lambda: len(rows(app)) == 10 and not _busy(app, "search"))
+        await wait_until_async(lambda: len(rows(app)) == 10 and not busy(app, "search"))
         if app.search_screen.query_one("#preview").display:
             pane = app.search_screen.query_one("#preview")
-            await wait_for(pilot, lambda: pane.showing_image)
-        _no_blink(pilot)
+            await wait_until_async(lambda: pane.showing_image)
+        no_blink(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -674,18 +528,19 @@ def test_snapshot_empty_state(snap_compare, tiny_model_dir, library, monkeypatch
     monkeypatch.setenv("HOME", str(home))
     from clipseek.tui.app import ClipseekApp
 
-    settings = _settings(home / "models" / "tiny-clip", home / "nothing-here" / "index")
+    settings = settings_for(home / "models" / "tiny-clip", home / "nothing-here" / "index")
     from clipseek.engine import Engine
 
     app = ClipseekApp(engine=Engine(settings), preview="halfcell", clock=lambda: 1000.0)
 
     async def run_before(pilot) -> None:
-        await wait_for(pilot, lambda: app.index_count is not None)
-        _no_blink(pilot)
+        await wait_until_async(lambda: app.index_count is not None)
+        no_blink(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pytest.mark.parametrize("size", [(100, 30), (60, 15)])
 def test_snapshot_indexing_mid_run(snap_compare, at_home, loaded_tiny_model, size):
     """Driven with synthetic engine events, so the numbers on screen are fixed; at 60×15 the
@@ -698,7 +553,7 @@ def test_snapshot_indexing_mid_run(snap_compare, at_home, loaded_tiny_model, siz
     home = Path(os.environ["HOME"])
 
     async def run_before(pilot) -> None:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         job = IndexJob(
             roots=[str(home / "Pictures")], model=app.model_name, location="", clock=app.clock
         )
@@ -720,6 +575,6 @@ def test_snapshot_indexing_mid_run(snap_compare, at_home, loaded_tiny_model, siz
         job.location = "~/.local/share/clipseek/index"
         await pilot.press("escape", "i")
         await pilot.pause()
-        _no_blink(pilot)
+        no_blink(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)

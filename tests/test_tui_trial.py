@@ -1,7 +1,7 @@
 """The app as the hands-on trial of issue 25 used it: resizing, focus, the Top box,
 the gallery's size and keys, the filter line's words and previews on narrow terminals.
 
-Driven headless with Pilot against the small library of tests/test_tui.py.
+Driven headless with Pilot against the small library of tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests import test_tui
-from tests.test_tui import make_app, pilot_test, rows, search, text_of, wait_for
+from tests.support.app import make_app, pilot_test, rows, search, text_of
+from tests.support.waiting import wait_until_async
 
-library = test_tui.library
-at_home = test_tui.at_home
-_fixed_cells = test_tui._fixed_cells
+pytestmark = pytest.mark.usefixtures("fixed_cells")
 
 pytest.importorskip("textual")
 
@@ -57,7 +55,7 @@ async def test_shrinking_the_terminal_under_a_full_gallery_does_not_crash(
     app = make_app(replace(at_home, view="grid"), loaded_tiny_model)
     big, small = sizes
     async with app.run_test(size=big) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a picture")
         screen = app.search_screen
         response = SearchResponse(query="a picture", model="tiny", results=many)
@@ -65,18 +63,18 @@ async def test_shrinking_the_terminal_under_a_full_gallery_does_not_crash(
 
         screen.post_message(msg.SearchDone(screen._token, response))
         grid = _grid(app)
-        await wait_for(pilot, lambda: len(grid.results) == 100 and grid.complete)
+        await wait_until_async(lambda: len(grid.results) == 100 and grid.complete)
         await pilot.resize_terminal(*small)
         await pilot.pause()
         await pilot.pause()
-        await wait_for(pilot, lambda: grid.complete)
+        await wait_until_async(lambda: grid.complete)
         assert app.is_running and app.return_code is None
         assert screen.grid_active
         assert len(grid.cells) == grid.columns * grid.rows
         await pilot.press("pagedown")
         await pilot.resize_terminal(*big)
         await pilot.pause()
-        await wait_for(pilot, lambda: grid.complete)
+        await wait_until_async(lambda: grid.complete)
         assert app.is_running and len(grid.cells) == grid.columns * grid.rows
 
 
@@ -91,7 +89,7 @@ async def test_top_k_runs_the_text_now_in_the_query_box(at_home, loaded_tiny_mod
 
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a red circle")
         screen = app.search_screen
         query = screen.query_one("#query")
@@ -99,7 +97,7 @@ async def test_top_k_runs_the_text_now_in_the_query_box(at_home, loaded_tiny_mod
         query.value = ""
         await pilot.press(*"a blue square")
         await pilot.press("escape", "plus")  # leave the box, one more result
-        await wait_for(pilot, lambda: len(rows(app)) == 6)
+        await wait_until_async(lambda: len(rows(app)) == 6)
         expected = app.engine.search("a blue square", 6).results
         red = app.engine.search("a red circle", 6).results
         assert [r.path for r in expected] != [r.path for r in red]
@@ -111,7 +109,7 @@ async def test_top_k_runs_the_text_now_in_the_query_box(at_home, loaded_tiny_mod
         top_k = screen.query_one(TopKInput)
         top_k.focus()
         await pilot.press("backspace", "3", "enter")
-        await wait_for(pilot, lambda: len(rows(app)) == 3)
+        await wait_until_async(lambda: len(rows(app)) == 3)
         expected = app.engine.search("a green forest", 3).results
         assert [r.path for r in rows(app)] == [r.path for r in expected]
 
@@ -121,10 +119,10 @@ async def test_top_k_runs_the_text_now_in_the_query_box(at_home, loaded_tiny_mod
         first = rows(app)[0].path
         token = screen._token
         await pilot.press("s")
-        await wait_for(pilot, lambda: screen._token > token and rows(app))
-        await wait_for(pilot, lambda: first not in [r.path for r in rows(app)])
+        await wait_until_async(lambda: screen._token > token and rows(app))
+        await wait_until_async(lambda: first not in [r.path for r in rows(app)])
         await pilot.press("plus")
-        await wait_for(pilot, lambda: len(rows(app)) == 4)
+        await wait_until_async(lambda: len(rows(app)) == 4)
         assert first not in [r.path for r in rows(app)]
 
 
@@ -137,7 +135,7 @@ async def test_the_grid_at_80x24_shows_six_pictures(at_home, loaded_tiny_model):
     not one row of two tall cells."""
     from dataclasses import replace
 
-    from tests.test_gallery import grid_search
+    from tests.support.app import grid_search
 
     app = make_app(replace(at_home, view="grid"), loaded_tiny_model)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -149,8 +147,8 @@ async def test_the_grid_at_80x24_shows_six_pictures(at_home, loaded_tiny_model):
         assert all(c.size.height <= 9 for c in grid.cells)
         # Larger windows keep the regular cells.
         await pilot.resize_terminal(120, 40)
-        await wait_for(pilot, lambda: (grid.columns, grid.rows) == (4, 3))
-        await wait_for(pilot, lambda: grid.complete)
+        await wait_until_async(lambda: (grid.columns, grid.rows) == (4, 3))
+        await wait_until_async(lambda: grid.complete)
         assert all(c.showing_image for c in grid.cells if c.result is not None)
 
 
@@ -160,7 +158,7 @@ async def test_the_grid_without_previews_is_a_grid_of_names_and_says_why(
 ):
     from dataclasses import replace
 
-    from tests.test_gallery import grid_search
+    from tests.support.app import grid_search
 
     app = make_app(replace(at_home, view="grid"), loaded_tiny_model, preview="none")
     async with app.run_test(size=(100, 30)) as pilot:
@@ -185,7 +183,7 @@ async def test_paging_through_cached_thumbnails_redraws_nothing_twice(tmp_path):
     from clipseek.tui.gallery_thumbs import GalleryThumbnails
     from clipseek.tui.preview import prepare
     from clipseek.tui.widgets.gallery import GalleryGrid
-    from tests.conftest import make_photo
+    from tests.support.pictures import make_photo
 
     folder = tmp_path / "pics"
     folder.mkdir()
@@ -210,18 +208,18 @@ async def test_paging_through_cached_thumbnails_redraws_nothing_twice(tmp_path):
     app = GridApp()
     async with app.run_test(size=(80, 30)) as pilot:
         grid = app.query_one(GalleryGrid)
-        await wait_for(pilot, lambda: grid.cells and grid.complete)
+        await wait_until_async(lambda: grid.cells and grid.complete)
         # Visit every page once so that every thumbnail is made and in memory.
         for _ in range(4):
             await pilot.press("pagedown")
         await pilot.press("end", "home")
-        await wait_for(pilot, lambda: not thumbs.busy)
-        await wait_for(pilot, lambda: all(thumbs.peek(p, grid.pixels) for p in paths))
+        await wait_until_async(lambda: not thumbs.busy)
+        await wait_until_async(lambda: all(thumbs.peek(p, grid.pixels) for p in paths))
         await pilot.pause()
         made.clear()
         for key in ["pagedown"] * 3 + ["pageup"] * 3 + ["end", "home"]:
             await pilot.press(key)
-            await wait_for(pilot, lambda: grid.complete and not thumbs.busy)
+            await wait_until_async(lambda: grid.complete and not thumbs.busy)
         await pilot.pause()
         assert grid.index == 0 and grid.complete
         assert made == []
@@ -244,7 +242,7 @@ async def test_keys_stay_keys_after_leaving_the_indexing_and_duplicates_screens(
 
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         screen = app.search_screen
         query = screen.query_one("#query", Input)
         results = screen.query_one("#results")
@@ -255,7 +253,7 @@ async def test_keys_stay_keys_after_leaving_the_indexing_and_duplicates_screens(
         await pilot.press("escape")
         assert app.screen is screen and not isinstance(app.focused, Input)
         await pilot.press("d")
-        await wait_for(pilot, lambda: isinstance(app.screen, DuplicatesScreen))
+        await wait_until_async(lambda: isinstance(app.screen, DuplicatesScreen))
         await pilot.press("escape")
         assert app.screen is screen and not isinstance(app.focused, Input)
         assert query.value == ""
@@ -264,9 +262,9 @@ async def test_keys_stay_keys_after_leaving_the_indexing_and_duplicates_screens(
         assert app.focused is results
         for key in ("i", "d"):
             await pilot.press(key)
-            await wait_for(pilot, lambda: app.screen is not screen)
+            await wait_until_async(lambda: app.screen is not screen)
             await pilot.press("escape")
-            await wait_for(pilot, lambda: app.screen is screen)
+            await wait_until_async(lambda: app.screen is screen)
             assert app.focused is results, (key, app.focused)
         assert query.value == "a red square"
 
@@ -277,7 +275,7 @@ async def test_keys_stay_keys_after_leaving_the_indexing_and_duplicates_screens(
         await pilot.press(*"after:2000")
         token = screen._token
         await pilot.press("enter")
-        await wait_for(pilot, lambda: screen._token > token and rows(app))
+        await wait_until_async(lambda: screen._token > token and rows(app))
         await pilot.pause()
         assert app.focused is results
         assert filters.value == "after:2000"
@@ -292,7 +290,7 @@ async def test_a_mistyped_filter_keeps_the_focus_in_the_filter_line(at_home, loa
 
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a red square")
         screen = app.search_screen
         await pilot.press("f", *"after:2024-13", "enter")
@@ -306,12 +304,12 @@ async def test_tab_in_the_folder_box_accepts_the_suggestion(at_home, loaded_tiny
 
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await pilot.press("escape", "i")
         folder = app.screen.query_one("#folder", Input)
         assert app.focused is folder
         await pilot.press(*"~/Pic")
-        await wait_for(pilot, lambda: folder._suggestion == "~/Pictures/")
+        await wait_until_async(lambda: folder._suggestion == "~/Pictures/")
         await pilot.press("tab")
         assert folder.value == "~/Pictures/" and app.focused is folder
         # With nothing to complete, Tab moves on as everywhere else.
@@ -364,14 +362,15 @@ def test_a_camera_name_with_a_space_can_be_written():
 async def test_the_filter_line_in_the_app_speaks_its_own_words(tmp_path):
     from textual.widgets import Input
 
-    from tests.test_library_filters import _write_library
-    from tests.test_tui_library import _app, _names
+    from tests.support.app import exif_library_app as _app
+    from tests.support.app import names_shown as _names
+    from tests.support.pictures import write_exif_library as _write_library
 
     folder = tmp_path / "library"
     _write_library(folder)
     app = _app(tmp_path, folder)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         screen = app.search_screen
         await search(pilot, "a yellow circle")
         line = screen.query_one("#filters", Input)
@@ -386,7 +385,7 @@ async def test_the_filter_line_in_the_app_speaks_its_own_words(tmp_path):
         line.value = 'camera:"canon eos"'
         token = screen._token
         await pilot.press("enter")
-        await wait_for(pilot, lambda: screen._token > token and rows(app))
+        await wait_until_async(lambda: screen._token > token and rows(app))
         await pilot.pause()
         assert _names(app) == {"winter.jpg", "old.jpg"}
 
@@ -405,39 +404,39 @@ async def test_below_70_columns_without_a_viewer_the_picture_is_shown_in_the_app
     monkeypatch.setenv("PATH", str(empty))  # no xdg-open, no open, no explorer
     app = make_app(at_home, loaded_tiny_model, opener=None)
     async with app.run_test(size=(60, 20), notifications=True) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a red square")
         screen = app.search_screen
         assert not screen.query_one("#preview").display
         shown = rows(app)
 
         await pilot.press("o")  # nothing to open it with: it is shown here instead
-        await wait_for(pilot, lambda: isinstance(app.screen, ViewerScreen))
+        await wait_until_async(lambda: isinstance(app.screen, ViewerScreen))
         viewer = app.screen
-        await wait_for(pilot, lambda: viewer.pane.showing_image)
+        await wait_until_async(lambda: viewer.pane.showing_image)
         assert viewer.pane.result.path == shown[0].path
         assert any("showing it in clipseek" in n.message for n in app._notifications)
         await pilot.press("right")
-        await wait_for(pilot, lambda: viewer.pane.result.path == shown[1].path)
-        await wait_for(pilot, lambda: viewer.pane.showing_image)
+        await wait_until_async(lambda: viewer.pane.result.path == shown[1].path)
+        await wait_until_async(lambda: viewer.pane.showing_image)
         await pilot.press("escape")
-        await wait_for(pilot, lambda: app.screen is screen)
+        await wait_until_async(lambda: app.screen is screen)
         assert screen.selected.path == shown[1].path  # the one seen last stays selected
 
         await pilot.press("v")
-        await wait_for(pilot, lambda: isinstance(app.screen, ViewerScreen))
+        await wait_until_async(lambda: isinstance(app.screen, ViewerScreen))
         assert app.screen.pane.result.path == shown[1].path
         await pilot.press("escape")
-        await wait_for(pilot, lambda: app.screen is screen)
+        await wait_until_async(lambda: app.screen is screen)
 
 
 async def _copy_note(settings, model, size: tuple[int, int]) -> str:
     app = make_app(settings, model)
     async with app.run_test(size=size, notifications=True) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a dog")
         await pilot.press("c")
-        await wait_for(pilot, lambda: any("clipboard" in n.message for n in app._notifications))
+        await wait_until_async(lambda: any("clipboard" in n.message for n in app._notifications))
         return next(n.message for n in app._notifications if "clipboard" in n.message)
 
 
@@ -508,7 +507,7 @@ async def test_every_name_the_app_shows_goes_through_the_display_rule(tmp_path):
     from clipseek.tui.app import ClipseekApp
     from clipseek.tui.screens.duplicates import DuplicatesScreen
     from clipseek.tui.screens.viewer import ViewerScreen
-    from tests.conftest import make_photo
+    from tests.support.pictures import make_photo
 
     def shown(name: str) -> str:
         return pathtext.display_path(name)
@@ -539,12 +538,12 @@ async def test_every_name_the_app_shows_goes_through_the_display_rule(tmp_path):
         return text
 
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await pilot.press("escape", "i")
         box = app.screen.query_one("#folder", Input)
         box.value = str(folder)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.index_job is not None and not app.index_job.running)
+        await wait_until_async(lambda: app.index_job is not None and not app.index_job.running)
         await pilot.pause()
         assert [f.path for f in app.index_job.failures] == [str(folder / "bad\x1b[2J[red].jpg")]
         text = clean("indexing problems")
@@ -555,12 +554,12 @@ async def test_every_name_the_app_shows_goes_through_the_display_rule(tmp_path):
         box.value = str(folder) + os.sep
         await pilot.pause()
         tree = app.screen.query_one("#folder-tree")
-        await wait_for(pilot, lambda: _shows(_screen_text(app), shown("[b]sub\x1b[31m")))
+        await wait_until_async(lambda: _shows(_screen_text(app), shown("[b]sub\x1b[31m")))
         clean("folder tree")
         assert tree.is_mounted
 
         await pilot.press("escape")
-        await wait_for(pilot, lambda: app.screen is app.search_screen)
+        await wait_until_async(lambda: app.screen is app.search_screen)
         await search(pilot, "a picture")
         assert len(rows(app)) >= 3
         text = clean("results and preview")
@@ -570,7 +569,7 @@ async def test_every_name_the_app_shows_goes_through_the_display_rule(tmp_path):
         screen.query_one("#results").highlighted = odd_row
         await pilot.pause()
         pane = screen.query_one("#preview")
-        await wait_for(pilot, lambda: pane.result.path == str(folder / odd))
+        await wait_until_async(lambda: pane.result.path == str(folder / odd))
         text = clean("the preview of the odd name")
         assert _shows(text, shown(odd))  # in the path, unabridged
         for key in ("o", "c"):  # notifications quote the name
@@ -580,22 +579,22 @@ async def test_every_name_the_app_shows_goes_through_the_display_rule(tmp_path):
         assert opened == [str(folder / odd)] and app.is_running
 
         await pilot.press("g")
-        await wait_for(pilot, lambda: screen.grid_active)
-        await wait_for(pilot, lambda: screen.query_one("#gallery").complete)
+        await wait_until_async(lambda: screen.grid_active)
+        await wait_until_async(lambda: screen.query_one("#gallery").complete)
         clean("grid")
         await pilot.press("v")
-        await wait_for(pilot, lambda: isinstance(app.screen, ViewerScreen))
+        await wait_until_async(lambda: isinstance(app.screen, ViewerScreen))
         for _ in range(4):
             await pilot.press("right")
             await pilot.pause()
             clean("full-screen view")
         await pilot.press("escape", "g")
-        await wait_for(pilot, lambda: app.screen is screen and not screen.grid_active)
+        await wait_until_async(lambda: app.screen is screen and not screen.grid_active)
 
         await pilot.press("d")
-        await wait_for(pilot, lambda: isinstance(app.screen, DuplicatesScreen))
+        await wait_until_async(lambda: isinstance(app.screen, DuplicatesScreen))
         dups = app.screen
-        await wait_for(pilot, lambda: dups.groups)
+        await wait_until_async(lambda: dups.groups)
         await pilot.pause()
         text = clean("duplicates")
         assert _shows(text, shown("copy [b]bold\x1b[2J.png"))

@@ -8,13 +8,12 @@ import pytest
 
 pytest.importorskip("textual")
 
-from tests import test_tui as base
-from tests.test_tui import make_app, pilot_test, rows, search, wait_for
+from tests.support.app import make_app, pilot_test, rows, search
+from tests.support.engines import engine_with, settings_for
+from tests.support.waiting import wait_until_async
 
-# The app's test library and settings, shared with tests/test_tui.py (found by name).
-_fixed_cells = base._fixed_cells
-library = base.library
-at_home = base.at_home
+# The app's library (``library``, ``at_home``) and pinned cell sizes: fixtures in tests/conftest.py.
+pytestmark = pytest.mark.usefixtures("fixed_cells")
 
 
 def _shown_text(widget) -> str:
@@ -25,17 +24,18 @@ def _shown_text(widget) -> str:
     )
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_top_k_box_shows_two_and_three_digit_counts(at_home, loaded_tiny_model):
     from clipseek.tui.widgets.topk import TopKInput
 
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a photo")
         for _ in range(5):
             await pilot.press("plus")
-        await wait_for(pilot, lambda: len(rows(app)) == 10)
+        await wait_until_async(lambda: len(rows(app)) == 10)
         top_k = app.search_screen.query_one(TopKInput)
         assert top_k.content_region.width >= 4  # three digits and the cursor
         await pilot.pause()
@@ -52,9 +52,9 @@ async def test_typing_a_query_with_no_index_stays_in_the_query_box(
 ):
     from clipseek.tui.app import ClipseekApp
 
-    settings = base._settings(tiny_model_dir, tmp_path / "empty-db")
+    settings = settings_for(tiny_model_dir, tmp_path / "empty-db")
     app = ClipseekApp(
-        engine=base._engine(settings, loaded_tiny_model), preview="none", clock=lambda: 1000.0
+        engine=engine_with(settings, loaded_tiny_model), preview="none", clock=lambda: 1000.0
     )
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.search_screen
@@ -62,10 +62,10 @@ async def test_typing_a_query_with_no_index_stays_in_the_query_box(
         for i, char in enumerate("a red circle"):
             await pilot.press("space" if char == " " else char)
             if i == 3:  # the index status arrives while the user is typing
-                await wait_for(pilot, lambda: app.index_count == -1)
+                await wait_until_async(lambda: app.index_count == -1)
                 await pilot.pause()
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await pilot.pause()
         assert app.screen is screen
         assert box.value == "a red circle"
@@ -79,6 +79,7 @@ async def test_typing_a_query_with_no_index_stays_in_the_query_box(
         assert app.focused is screen.query_one("#empty-index")
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_indexing_counts_read_as_planned_while_running(at_home, loaded_tiny_model):
     from clipseek.indexing import events as ev
@@ -86,7 +87,7 @@ async def test_indexing_counts_read_as_planned_while_running(at_home, loaded_tin
 
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         job = IndexJob(roots=["/x"], model=app.model_name, location="", clock=app.clock)
         app.index_job = job
         for event in (
@@ -110,13 +111,14 @@ async def test_indexing_counts_read_as_planned_while_running(at_home, loaded_tin
         assert "296 new" in counts and "to add" not in counts
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_small_terminals_give_the_results_the_room(at_home, loaded_tiny_model):
     from clipseek.tui.widgets.results import ResultRow
 
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test(size=(60, 15)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a photo")
         screen = app.search_screen
         assert not screen.query_one("#preview").display  # no 3-cell preview
@@ -124,7 +126,7 @@ async def test_small_terminals_give_the_results_the_room(at_home, loaded_tiny_mo
         assert not screen.query_one("#status").display
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a photo")
         screen = app.search_screen
         assert screen.query_one("#preview").display
@@ -139,31 +141,32 @@ async def test_small_terminals_give_the_results_the_room(at_home, loaded_tiny_mo
             assert first.rstrip().endswith(name[-6:]), (first, name)  # the end survives
     app = make_app(at_home, loaded_tiny_model, preview="none")
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a photo")
         screen = app.search_screen
         assert screen.query_one("#results-pane").size.width > 40
         assert screen.query_one("#preview").size.width <= 34
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_copy_says_where_the_path_went(at_home, loaded_tiny_model, monkeypatch):
     from clipseek.tui import system
 
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test(notifications=True) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a dog")
         monkeypatch.setattr(system, "clipboard_command", lambda *a, **k: None)
         await pilot.press("c")
-        await wait_for(
-            pilot, lambda: any("terminal's clipboard" in n.message for n in app._notifications)
+        await wait_until_async(
+            lambda: any("terminal's clipboard" in n.message for n in app._notifications)
         )
         note = next(n.message for n in app._notifications if "terminal's clipboard" in n.message)
         assert "select the path" in note
         monkeypatch.setattr(system, "clipboard_command", lambda *a, **k: ["cat"])
         await pilot.press("c")
-        await wait_for(pilot, lambda: any("via cat" in n.message for n in app._notifications))
+        await wait_until_async(lambda: any("via cat" in n.message for n in app._notifications))
 
 
 def test_reveal_errors_name_the_folder(tmp_path, monkeypatch) -> None:
@@ -193,7 +196,7 @@ async def test_folder_picker_goes_above_home_and_follows_typing(
     outside.mkdir(parents=True)
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await pilot.press("escape", "i")
         await pilot.pause()
         screen = app.indexing_screen
@@ -234,11 +237,12 @@ def _footer_keys_fit(screen) -> tuple[list[str], list[str]]:
     return shown, hidden
 
 
+@pytest.mark.slow  # several seconds of CPU
 @pilot_test
 async def test_the_footer_drops_whole_keys_never_letters(at_home, loaded_tiny_model):
     app = make_app(at_home, loaded_tiny_model)
     async with app.run_test(size=(60, 15)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         await search(pilot, "a photo")
         await pilot.pause()
         shown, hidden = _footer_keys_fit(app.search_screen)
@@ -262,7 +266,7 @@ async def test_a_run_on_a_60x15_terminal_keeps_its_buttons_on_screen(at_home, lo
     app = make_app(at_home, loaded_tiny_model)
     home = Path(os.environ["HOME"])
     async with app.run_test(size=(60, 15)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready)
+        await wait_until_async(lambda: app.model_ready)
         job = IndexJob(
             roots=[str(home / "Pictures")], model=app.model_name, location="", clock=app.clock
         )
@@ -282,4 +286,4 @@ async def test_a_run_on_a_60x15_terminal_keeps_its_buttons_on_screen(at_home, lo
             assert region.height > 0 and region.bottom <= footer_top, name
         _footer_keys_fit(screen)
         await pilot.click("#run-stop")
-        await wait_for(pilot, lambda: job.cancel.is_set())  # a click on it reaches it
+        await wait_until_async(lambda: job.cancel.is_set())  # a click on it reaches it

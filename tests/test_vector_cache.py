@@ -139,7 +139,9 @@ from clipseek.store.cache_build import refresh_caches  # noqa: E402
 from clipseek.store.direct import DirectIndex  # noqa: E402
 from clipseek.store.keys import path_id  # noqa: E402
 from clipseek.store.where import where_of  # noqa: E402
-from tests.test_direct import DIM, FILTERS, KEY, NAME, SLUG, _record, _unit  # noqa: E402
+from tests.support.stores import DIM, FILTERS, KEY, NAME, SLUG  # noqa: E402
+from tests.support.stores import record as _record  # noqa: E402
+from tests.support.stores import unit_vectors as _unit  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
@@ -16,16 +15,12 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install '.[serve]'")
 import httpx
-from serve_support import (
-    PHOTOS,
-    SUBFOLDER,
-    counting_loader,
-    free_port,
-    make_settings,
-    running_server,
-)
 
 from clipseek.store import path_id
+from tests.support.engines import counting_loader, settings_for
+from tests.support.servers import PHOTOS, SUBFOLDER, free_port, running_server
+
+pytestmark = pytest.mark.slow  # a real uvicorn server on a loopback port
 
 SHAPE_KEYS = {"image", "score", "path", "id"}
 
@@ -399,25 +394,56 @@ def test_fifty_concurrent_searches_without_errors_or_reloads(client, served):
     assert served.loads == [served.engine.spec.name]  # loaded once, for the whole session
 
 
-def test_inference_runs_off_the_event_loop(client, served):
-    """While a search waits for the model, the server still answers other requests."""
-    model = served.engine.model()
+class HeldModel:
+    """The tiny model, except that encoding ``HELD`` holds the model until released: it
+    sets ``entered`` once a search is inside the model, then waits for ``release``."""
+
+    HELD = "a query that holds the model"
+
+    def __init__(self, model) -> None:
+        self._model = model
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def encode_texts(self, texts):
+        if self.HELD in texts:
+            self.entered.set()
+            assert self.release.wait(timeout=120), "the test never released the model"
+        return self._model.encode_texts(texts)
+
+
+def test_inference_runs_off_the_event_loop(served, tiny_model_dir, loaded_tiny_model):
+    """While a search is inside the model, the server still answers other requests. Were
+    inference run on the event loop, the held search would block it and the health check
+    below would time out."""
+    from clipseek.engine import Engine
+
+    held = HeldModel(loaded_tiny_model)
+    engine = Engine(
+        settings_for(tiny_model_dir, served.engine.settings.db), model_loader=lambda *_: held
+    )
     result: dict[str, int] = {}
+    with (
+        running_server(engine) as url,
+        httpx.Client(base_url=url, timeout=60, trust_env=False) as c,
+    ):
 
-    def slow_search() -> None:
-        result["status"] = search(client, query="waiting", top_k=2).status_code
+        def held_search() -> None:
+            result["status"] = search(c, query=HeldModel.HELD, top_k=2).status_code
 
-    model._lock.acquire()  # hold the model: any search now blocks inside its thread
-    try:
-        worker = threading.Thread(target=slow_search)
+        worker = threading.Thread(target=held_search)
         worker.start()
-        time.sleep(0.5)
-        assert client.get("/health").status_code == 200
-        assert client.get("/static/app.css").status_code == 200
-        assert worker.is_alive()  # the search is still waiting, yet the health check answered
-    finally:
-        model._lock.release()
-    worker.join(timeout=60)
+        try:
+            assert held.entered.wait(timeout=60), "the search never reached the model"
+            assert c.get("/health", timeout=10).status_code == 200
+            assert c.get("/static/app.css", timeout=10).status_code == 200
+            assert worker.is_alive()  # the search is still inside the model
+        finally:
+            held.release.set()
+            worker.join(timeout=60)
     assert result == {"status": 200}
 
 
@@ -425,7 +451,7 @@ def test_the_model_loads_once_at_start_up(served, tiny_model_dir, loaded_tiny_mo
     from clipseek.engine import Engine
 
     loads: list[str] = []
-    settings = make_settings(tiny_model_dir, served.engine.settings.db)
+    settings = settings_for(tiny_model_dir, served.engine.settings.db)
     engine = Engine(settings, model_loader=counting_loader(loaded_tiny_model, loads))
     with running_server(engine) as url:
         assert loads == [engine.spec.name]  # before any request
@@ -443,7 +469,7 @@ def test_without_an_index_health_says_so_and_search_is_409(
 ):
     from clipseek.engine import Engine
 
-    settings = make_settings(tiny_model_dir, tmp_path / "empty-db")
+    settings = settings_for(tiny_model_dir, tmp_path / "empty-db")
     engine = Engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
     with running_server(engine) as url, httpx.Client(base_url=url, trust_env=False) as c:
         health = c.get("/").json()
@@ -459,7 +485,7 @@ def test_an_unreachable_chroma_server_is_503(tmp_path, tiny_model_dir, loaded_ti
     from clipseek.engine import Engine
 
     url = f"http://127.0.0.1:{free_port()}"
-    settings = make_settings(tiny_model_dir, tmp_path / "unused", chroma_url=url)
+    settings = settings_for(tiny_model_dir, tmp_path / "unused", chroma_url=url)
     engine = Engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
     with running_server(engine) as base, httpx.Client(base_url=base, trust_env=False) as c:
         r = c.get("/")

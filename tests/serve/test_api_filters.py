@@ -10,33 +10,10 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install '.[serve]'")
 import httpx
-from serve_support import running_server
 
-from clipseek.testing import fixture_model_spec, make_scene
-from tests.test_library_filters import LIBRARY, _plant_duplicates, _write_library
+from clipseek.testing import make_scene
 
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory):
-    """One index: the EXIF library in photos/, planted copies in photos/dups/."""
-    from clipseek.config import load_settings
-    from clipseek.engine import Engine
-
-    root = tmp_path_factory.mktemp("filters")
-    photos = root / "photos"
-    _write_library(photos)
-    planted, singles = _plant_duplicates(photos / "dups")
-    settings = load_settings(
-        {"model": fixture_model_spec(), "db": root / "db", "device": "cpu", "precision": "fp32"}
-    )
-    engine = Engine(settings)
-    summary = engine.index([str(photos)])
-    assert summary.new == len(LIBRARY) + sum(len(g) for g in planted) + len(singles)
-    with (
-        running_server(engine) as url,
-        httpx.Client(base_url=url, timeout=120, trust_env=False) as client,
-    ):
-        yield client, photos, planted, singles
+pytestmark = pytest.mark.slow  # a real server
 
 
 def _names(payload: dict) -> list[str]:
@@ -47,8 +24,8 @@ def _search(client: httpx.Client, **body) -> httpx.Response:
     return client.post("/search", json={"query": "a yellow circle", "top_k": 50, **body})
 
 
-def test_filters_narrow_results_exactly(library) -> None:
-    client, photos, _, _ = library
+def test_filters_narrow_results_exactly(exif_server) -> None:
+    client, photos, _, _ = exif_server
     summer = _search(client, after="2024-06", before="2024-09")
     assert summer.status_code == 200, summer.text
     assert set(_names(summer.json())) == {"beach-1.jpg", "beach-2.jpg", "blue.jpg"}
@@ -62,8 +39,8 @@ def test_filters_narrow_results_exactly(library) -> None:
     assert none["results"] == [] and "hasselblad" in none["notes"][0]
 
 
-def test_hits_carry_date_and_camera(library) -> None:
-    client, _, _, _ = library
+def test_hits_carry_date_and_camera(exif_server) -> None:
+    client, _, _, _ = exif_server
     hits = {Path(r["path"]).name: r for r in _search(client, top_k=200).json()["results"]}
     assert hits["old.jpg"]["taken"] == "2019-05-05T05:05:05"
     assert hits["old.jpg"]["taken_source"] == "exif"
@@ -72,8 +49,8 @@ def test_hits_carry_date_and_camera(library) -> None:
     assert hits["no-exif.jpg"]["camera"] is None  # unknown is null, not ""
 
 
-def test_sort_by_date_orders_oldest_first(library) -> None:
-    client, _, _, _ = library
+def test_sort_by_date_orders_oldest_first(exif_server) -> None:
+    client, _, _, _ = exif_server
     r = _search(client, sort="date", camera="o")  # every EXIF picture: Google and Canon
     assert r.status_code == 200, r.text
     taken = [hit["taken"] for hit in r.json()["results"]]
@@ -81,8 +58,8 @@ def test_sort_by_date_orders_oldest_first(library) -> None:
     assert _names(r.json())[0] == "old.jpg"
 
 
-def test_image_search_takes_the_same_fields(library) -> None:
-    client, _, _, _ = library
+def test_image_search_takes_the_same_fields(exif_server) -> None:
+    client, _, _, _ = exif_server
     buf = io.BytesIO()
     make_scene("a yellow circle", size=(160, 120), seed=1).save(buf, "PNG")
     files = {"file": ("q.png", buf.getvalue(), "image/png")}
@@ -109,16 +86,16 @@ def test_image_search_takes_the_same_fields(library) -> None:
         ({"after": 2024}, "after:"),
     ],
 )
-def test_bad_filter_values_are_422_with_a_sentence(library, body, needle) -> None:
-    client, _, _, _ = library
+def test_bad_filter_values_are_422_with_a_sentence(exif_server, body, needle) -> None:
+    client, _, _, _ = exif_server
     r = _search(client, **body)
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
     assert needle in detail and "--" not in detail and "Traceback" not in detail
 
 
-def test_duplicates_finds_the_planted_copies(library) -> None:
-    client, photos, planted, singles = library
+def test_duplicates_finds_the_planted_copies(exif_server) -> None:
+    client, photos, planted, singles = exif_server
     # Only the planted folder: the EXIF library's yellow circles look alike to the shapes model.
     r = client.get("/duplicates", params={"threshold": 0.95, "in": str(photos / "dups")})
     assert r.status_code == 200, r.text
@@ -144,15 +121,15 @@ def _group_names(payload: dict) -> list[set[str]]:
 
 
 @pytest.mark.parametrize("threshold", ["0", "1.5", "-1", "nan", "lots"])
-def test_duplicates_threshold_is_checked(library, threshold) -> None:
-    client, _, _, _ = library
+def test_duplicates_threshold_is_checked(exif_server, threshold) -> None:
+    client, _, _, _ = exif_server
     r = client.get("/duplicates", params={"threshold": threshold})
     assert r.status_code == 422, r.text
     assert "threshold" in r.json()["detail"] and "--" not in r.json()["detail"]
 
 
-def test_duplicates_folder_outside_the_index_is_refused_like_search(library, tmp_path) -> None:
-    client, _, _, _ = library
+def test_duplicates_folder_outside_the_index_is_refused_like_search(exif_server, tmp_path) -> None:
+    client, _, _, _ = exif_server
     existing = tmp_path / "elsewhere"
     existing.mkdir()
     answers = []

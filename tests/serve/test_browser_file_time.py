@@ -7,15 +7,18 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install '.[serve]'")
 pytest.importorskip("selenium.webdriver", reason="pip install selenium")
-from test_api_filters import library  # noqa: F401  (a fixture)
-from test_browser import _cards, _settled, _wait, browser  # noqa: F401  (browser: a fixture)
+from tests.support.browser import result_cards as _cards
+from tests.support.browser import settled as _settled
+from tests.support.browser import wait as _wait
+
+pytestmark = pytest.mark.slow  # a server and Chromium
 
 
-def test_file_time_dates_are_marked_on_the_page(browser, library) -> None:  # noqa: F811
+def test_file_time_dates_are_marked_on_the_page(browser, exif_server) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    client, _, _, _ = library
+    client, _, _, _ = exif_server
     d = browser
     d.set_window_size(1280, 900)
     d.get(f"{client.base_url}/ui")

@@ -7,8 +7,10 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install '.[serve]'")
 pytest.importorskip("selenium.webdriver", reason="pip install selenium")
-from test_api_filters import library  # noqa: F401  (a fixture)
-from test_browser import _cards, _settled, _wait, browser  # noqa: F401  (browser: a fixture)
+
+from tests.support.browser import result_cards, settled, wait
+
+pytestmark = pytest.mark.slow  # Chromium and a real server
 
 
 def _set(driver, element_id: str, value: str) -> None:
@@ -25,32 +27,32 @@ def _set(driver, element_id: str, value: str) -> None:
 def _names(driver) -> set[str]:
     from selenium.webdriver.common.by import By
 
-    return {c.find_element(By.CSS_SELECTOR, ".name").text for c in _cards(driver)}
+    return {c.find_element(By.CSS_SELECTOR, ".name").text for c in result_cards(driver)}
 
 
-def test_filter_row_narrows_sorts_and_shows_dates(browser, library) -> None:  # noqa: F811
+def test_filter_row_narrows_sorts_and_shows_dates(browser, exif_server) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    client, _, _, _ = library
+    client, _, _, _ = exif_server
     d = browser
     d.set_window_size(1280, 900)
     d.get(f"{client.base_url}/ui")
     d.find_element(By.ID, "query").send_keys("a yellow circle", Keys.ENTER)
-    _wait(d, lambda _: _settled(d) and len(_cards(d)) == 12)
+    wait(d, lambda _: settled(d) and len(result_cards(d)) == 12)
 
     _set(d, "f-after", "2024-06")
     _set(d, "f-before", "2024-09")
-    _wait(d, lambda _: _settled(d) and _names(d) == {"beach-1.jpg", "beach-2.jpg", "blue.jpg"})
+    wait(d, lambda _: settled(d) and _names(d) == {"beach-1.jpg", "beach-2.jpg", "blue.jpg"})
     assert d.find_element(By.ID, "f-clear").is_displayed()
 
     _set(d, "f-after", "")
     _set(d, "f-before", "")
     _set(d, "f-camera", "eos")
     _set(d, "f-sort", "date")
-    _wait(d, lambda _: _settled(d) and [c.get_attribute("title") for c in _cards(d)] != [])
-    _wait(d, lambda _: _names(d) == {"old.jpg", "winter.jpg"})
-    cards = _cards(d)
+    wait(d, lambda _: settled(d) and [c.get_attribute("title") for c in result_cards(d)] != [])
+    wait(d, lambda _: _names(d) == {"old.jpg", "winter.jpg"})
+    cards = result_cards(d)
     assert [c.find_element(By.CSS_SELECTOR, ".name").text for c in cards] == [
         "old.jpg",
         "winter.jpg",
@@ -58,16 +60,16 @@ def test_filter_row_narrows_sorts_and_shows_dates(browser, library) -> None:  # 
     assert "2019" in cards[0].find_element(By.CSS_SELECTOR, ".taken").text
     cards[0].click()
     modal = d.find_element(By.ID, "modal")
-    _wait(d, lambda _: modal.get_attribute("open") is not None)
+    wait(d, lambda _: modal.get_attribute("open") is not None)
     assert "2019" in d.find_element(By.ID, "modal-taken").text
     assert "Canon EOS R5" in d.find_element(By.ID, "modal-camera").text
     d.find_element(By.ID, "modal-close").click()
-    _wait(d, lambda _: modal.get_attribute("open") is None)
+    wait(d, lambda _: modal.get_attribute("open") is None)
 
     # a bad size is the server's sentence on the page, not a broken grid
     _set(d, "f-size", "big")
     message = d.find_element(By.ID, "message")
-    _wait(d, lambda _: "min_size takes WIDTHxHEIGHT" in message.text)
+    wait(d, lambda _: "min_size takes WIDTHxHEIGHT" in message.text)
 
     # the row fits: no sideways scrolling at 1280×900 nor on a phone
     for width, height in ((1280, 900), (390, 844)):
@@ -80,4 +82,4 @@ def test_filter_row_narrows_sorts_and_shows_dates(browser, library) -> None:  # 
         assert overflow[0] <= overflow[1] + 1 and overflow[2] <= overflow[1] + 1, (width, overflow)
     d.set_window_size(1280, 900)
     d.find_element(By.ID, "f-clear").click()
-    _wait(d, lambda _: _settled(d) and len(_cards(d)) == 12)
+    wait(d, lambda _: settled(d) and len(result_cards(d)) == 12)

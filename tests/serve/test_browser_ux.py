@@ -6,15 +6,16 @@ import os
 from pathlib import Path
 
 import pytest
-from serve_support import draw_photo, make_settings, running_server
+
+from tests.support.browser import result_cards, settled, wait
+from tests.support.engines import settings_for
+from tests.support.pictures import draw_photo
+from tests.support.servers import running_server
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install '.[serve]'")
 pytest.importorskip("selenium.webdriver", reason="pip install selenium")
 
-from tests.serve.test_browser import _cards, _settled, _wait
-from tests.serve.test_browser import browser as _browser
-
-browser = _browser
+pytestmark = pytest.mark.slow  # Chromium and a real server
 
 PICTURES = {
     "big.png": ((512, 512), 21),
@@ -34,7 +35,7 @@ def page_server(tmp_path_factory, tiny_model_dir, loaded_tiny_model):
     for name, (size, seed) in PICTURES.items():
         draw_photo(root / name, size, seed)
     draw_photo(Path(os.fsdecode(os.path.join(os.fsencode(root), ODD))), (70, 70), 26)
-    settings = make_settings(tiny_model_dir, tmp_path_factory.mktemp("page-db"))
+    settings = settings_for(tiny_model_dir, tmp_path_factory.mktemp("page-db"))
     engine = Engine(settings, model_loader=lambda *_: loaded_tiny_model)
     assert engine.index([str(root)]).new == len(PICTURES) + 1
     with running_server(engine) as url:
@@ -43,8 +44,8 @@ def page_server(tmp_path_factory, tiny_model_dir, loaded_tiny_model):
 
 def _search(d, url: str, n: int) -> list:
     d.get(f"{url}/?q=a+photo&n={n}")
-    _wait(d, lambda _: _settled(d) and len(_cards(d)) == n)
-    return _cards(d)
+    wait(d, lambda _: settled(d) and len(result_cards(d)) == n)
+    return result_cards(d)
 
 
 def test_cards_align_show_folders_and_escape_odd_names(browser, page_server):
@@ -78,9 +79,9 @@ def test_modal_fits_at_1280x900_and_on_a_phone(browser, page_server):
         big.click()
         modal = d.find_element(By.ID, "modal")
         image = d.find_element(By.ID, "modal-image")
-        _wait(d, lambda _, m=modal: m.get_attribute("open") is not None)
-        _wait(d, lambda _, i=image: "size=1280" in (i.get_attribute("src") or ""))
-        _wait(d, lambda _, i=image: d.execute_script("return arguments[0].complete", i))
+        wait(d, lambda _, m=modal: m.get_attribute("open") is not None)
+        wait(d, lambda _, i=image: "size=1280" in (i.get_attribute("src") or ""))
+        wait(d, lambda _, i=image: d.execute_script("return arguments[0].complete", i))
         scroll = d.execute_script(
             "return [arguments[0].scrollHeight, arguments[0].clientHeight]", modal
         )
@@ -106,5 +107,5 @@ def test_a_tiff_example_shows_no_broken_preview(browser, page_server):
     d.get(url + "/")
     d.find_element(By.ID, "file").send_keys(str(root / "scan.tif"))
     chip = d.find_element(By.ID, "image-chip")
-    _wait(d, lambda _: _settled(d) and _cards(d))
-    _wait(d, lambda _: "no-preview" in (chip.get_attribute("class") or ""))
+    wait(d, lambda _: settled(d) and result_cards(d))
+    wait(d, lambda _: "no-preview" in (chip.get_attribute("class") or ""))

@@ -10,72 +10,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from serve_support import counting_loader, draw_photo, free_port, make_settings
 from typer.testing import CliRunner
 
 from clipseek.cli.app import app
+from tests.support.engines import counting_loader, settings_for
+from tests.support.pictures import draw_photo
+from tests.support.servers import ChromaServer, running_server, start_chroma
 
-
-@dataclass
-class ChromaServer:
-    url: str
-    process: subprocess.Popen
-    path: Path
-    log: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=20)
-
-
-def _chroma_executable() -> str | None:
-    beside = Path(sys.executable).parent / "chroma"
-    return str(beside) if beside.exists() else shutil.which("chroma")
-
-
-def start_chroma(data: Path, log: Path) -> ChromaServer:
-    """`chroma run` on a free loopback port, waiting until it accepts connections."""
-    exe = _chroma_executable()
-    if exe is None:
-        pytest.skip("the `chroma` command (from the chromadb package) is not installed")
-    port = free_port()
-    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [exe, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-    server = ChromaServer(f"http://127.0.0.1:{port}", process, data, log)
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"`chroma run` exited early:\n{log.read_text(errors='replace')}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return server
-        except OSError:
-            if time.monotonic() > deadline:
-                server.stop()
-                pytest.fail(f"`chroma run` did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.2)
+pytestmark = pytest.mark.slow  # `chroma run` processes
 
 
 @pytest.fixture
@@ -212,11 +159,10 @@ def test_serve_in_front_of_a_chroma_server(
 ):
     httpx = pytest.importorskip("httpx")
     pytest.importorskip("fastapi")
-    from serve_support import running_server
 
     from clipseek.engine import Engine
 
-    settings = make_settings(tiny_model_dir, tmp_path / "unused", chroma_url=chroma_server.url)
+    settings = settings_for(tiny_model_dir, tmp_path / "unused", chroma_url=chroma_server.url)
     engine = Engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
     engine.index([str(photos / "sub")])
     with running_server(engine) as base, httpx.Client(base_url=base, trust_env=False) as c:

@@ -10,7 +10,11 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install '.[serve]'")
 import httpx
-from serve_support import counting_loader, draw_photo, make_settings, running_server
+
+from tests.support.engines import counting_loader
+from tests.support.engines import settings_for as make_settings
+from tests.support.pictures import draw_photo
+from tests.support.servers import running_server
 
 
 @pytest.fixture

@@ -20,9 +20,13 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install '.[serve]'")
 import httpx
-from serve_support import PHOTOS, counting_loader, draw_photo, make_settings, running_server
 
 from clipseek.store import path_id
+from tests.support.engines import counting_loader, settings_for
+from tests.support.pictures import draw_photo
+from tests.support.servers import PHOTOS, running_server
+
+pytestmark = pytest.mark.slow  # real uvicorn servers on loopback ports
 
 
 @pytest.fixture
@@ -33,7 +37,7 @@ def own_server(tmp_path, tiny_model_dir, loaded_tiny_model) -> Iterator[tuple[st
     photos = tmp_path / "photos"
     for i, name in enumerate(("a.jpg", "b.png", "c.jpg", "d.tif", "sub/e.jpg")):
         draw_photo(photos / name, (64 + i, 48), i)
-    settings = make_settings(tiny_model_dir, tmp_path / "db", max_megapixels=1.0)
+    settings = settings_for(tiny_model_dir, tmp_path / "db", max_megapixels=1.0)
     engine = Engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
     assert engine.index([str(photos)]).new == 5
     with running_server(engine) as url:
@@ -152,7 +156,7 @@ def test_a_photo_indexed_through_a_link_inside_the_folder_is_served(
     photos = tmp_path / "photos"
     draw_photo(photos / "real" / "x.jpg", (64, 64), 1)
     (photos / "alias").symlink_to(photos / "real")
-    settings = make_settings(tiny_model_dir, tmp_path / "db")
+    settings = settings_for(tiny_model_dir, tmp_path / "db")
     engine = Engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
     engine.index([str(photos)])
     with running_server(engine) as url:
@@ -209,7 +213,7 @@ def test_host_header_must_name_this_server(served, tiny_model_dir, loaded_tiny_m
     from clipseek.server.app import ServerOptions
 
     engine = Engine(
-        make_settings(tiny_model_dir, served.engine.settings.db),
+        settings_for(tiny_model_dir, served.engine.settings.db),
         model_loader=counting_loader(loaded_tiny_model, []),
     )
     options = ServerOptions(allowed_hosts=("photos.home.arpa",))
@@ -245,7 +249,7 @@ def strict_server(served, tiny_model_dir, loaded_tiny_model) -> Iterator[str]:
     from clipseek.server.security import Limits
 
     engine = Engine(
-        make_settings(tiny_model_dir, served.engine.settings.db),
+        settings_for(tiny_model_dir, served.engine.settings.db),
         model_loader=counting_loader(loaded_tiny_model, []),
     )
     limits = Limits(header_timeout=1.0, body_timeout=1.5, keep_alive=1, max_connections=40)
@@ -360,7 +364,7 @@ def test_the_upload_limit_follows_serve_options(served, tiny_model_dir, loaded_t
     out = io.BytesIO()
     Image.new("L", (1500, 1000)).save(out, "PNG")  # 1.5 MP
     engine = Engine(
-        make_settings(tiny_model_dir, served.engine.settings.db, max_megapixels=4.0),
+        settings_for(tiny_model_dir, served.engine.settings.db, max_megapixels=4.0),
         model_loader=counting_loader(loaded_tiny_model, []),
     )
     for limit, status in ((1.0, 422), (2.0, 200)):

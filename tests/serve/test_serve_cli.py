@@ -8,10 +8,11 @@ import subprocess
 import sys
 
 import pytest
-from serve_support import counting_loader, free_port, make_settings, serve_env, start_serve
 from typer.testing import CliRunner
 
 from clipseek.cli.app import app
+from tests.support.engines import counting_loader, settings_for
+from tests.support.servers import free_port, serve_env, start_serve
 
 
 def _run(*args: str):
@@ -28,6 +29,7 @@ def test_missing_extra_says_how_to_install_it(monkeypatch):
     assert len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # listens on a port
 def test_a_taken_port_is_one_line_before_any_model_load(tmp_path):
     pytest.importorskip("fastapi")
     with socket.socket() as taken:
@@ -74,6 +76,7 @@ def test_loopback_detection(host, loopback):
     assert is_loopback(host) is loopback
 
 
+@pytest.mark.slow  # a `clipseek serve` process
 def test_clipseek_serve_runs_as_a_real_process(
     tmp_path, tiny_model, tiny_model_dir, loaded_tiny_model, served_photos, fast_path
 ):
@@ -83,7 +86,7 @@ def test_clipseek_serve_runs_as_a_real_process(
     db = tmp_path / "db"
     from clipseek.engine import Engine
 
-    settings = make_settings(tiny_model_dir, db)
+    settings = settings_for(tiny_model_dir, db)
     Engine(settings, model_loader=counting_loader(loaded_tiny_model, [])).index(
         [str(served_photos / "trips")]
     )

@@ -13,9 +13,11 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install '.[serve]'")
 import httpx
-from serve_support import counting_loader, free_port, make_settings, serve_env, start_serve
 
 from clipseek.store.snapshot import SNAPSHOT_PREFIX
+from tests.support.engines import counting_loader
+from tests.support.engines import settings_for as make_settings
+from tests.support.servers import free_port, serve_env, start_serve
 
 
 def _snapshots(base: Path, pid: int | None = None) -> list[Path]:

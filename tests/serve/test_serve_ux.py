@@ -6,10 +6,14 @@ import signal
 import subprocess
 
 import pytest
-from serve_support import counting_loader, free_port, make_settings, serve_env, start_serve
+
+from tests.support.engines import counting_loader, settings_for
+from tests.support.servers import free_port, serve_env, start_serve
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
+
+pytestmark = pytest.mark.slow  # `clipseek serve` processes
 
 
 def test_ctrl_c_says_it_is_stopping_and_stops(
@@ -18,7 +22,7 @@ def test_ctrl_c_says_it_is_stopping_and_stops(
     db = tmp_path / "db"
     from clipseek.engine import Engine
 
-    settings = make_settings(tiny_model_dir, db)
+    settings = settings_for(tiny_model_dir, db)
     Engine(settings, model_loader=counting_loader(loaded_tiny_model, [])).index(
         [str(served_photos / "trips")]
     )

@@ -1,146 +1,19 @@
-"""Helpers shared by the reliability tests: awkward files, simulated permission errors,
-snapshots of a photo tree, and real ``python -m clipseek`` processes."""
+"""Real ``python -m clipseek`` processes, isolated from the developer's own files, that
+take the ONNX fast path from their first command."""
 
 from __future__ import annotations
 
-import builtins
-import errno
-import hashlib
 import os
 import queue
-import random
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-# --------------------------------------------------------------------------- awkward files
-
-
-def noise_png(path: Path, size: tuple[int, int] = (120, 90), seed: int = 0) -> Path:
-    """A PNG that does not compress, so cutting it in half really loses pixel data."""
-    from PIL import Image
-
-    data = random.Random(seed).randbytes(size[0] * size[1] * 3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.frombytes("RGB", size, data).save(path)
-    return path
-
-
-def truncate_half(path: Path) -> Path:
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    return path
-
-
-def png_bomb(path: Path, width: int = 40_000, height: int = 40_000) -> Path:
-    """A 100-byte PNG whose header declares ``width``×``height`` RGB pixels."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
-    return path
-
-
-# --------------------------------------------------------------------------- permissions
-
-
-class Denier:
-    """Makes files and folders unreadable: ``chmod`` when that works, else (as root, who
-    ignores permission bits) by making ``open`` and ``os.scandir`` fail for those paths
-    exactly as the kernel would."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.as_root = os.geteuid() == 0
-        self.denied: set[str] = set()
-        self._chmodded: list[tuple[Path, int]] = []
-        if self.as_root:
-            real_open, real_scandir = builtins.open, os.scandir
-
-            def guarded_open(file, *args, **kwargs):
-                if isinstance(file, str | bytes | os.PathLike) and self._is_denied(file):
-                    raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(file))
-                return real_open(file, *args, **kwargs)
-
-            def guarded_scandir(path="."):
-                if self._is_denied(path):
-                    raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
-                return real_scandir(path)
-
-            monkeypatch.setattr(builtins, "open", guarded_open)
-            monkeypatch.setattr(os, "scandir", guarded_scandir)
-
-    def _is_denied(self, path: object) -> bool:
-        try:
-            return os.path.abspath(os.fsdecode(path)) in self.denied  # type: ignore[arg-type]
-        except TypeError:
-            return False
-
-    def deny(self, path: Path) -> None:
-        if self.as_root:
-            self.denied.add(os.path.abspath(path))
-        else:
-            self._chmodded.append((path, path.stat().st_mode))
-            path.chmod(0)
-
-    def allow(self, path: Path) -> None:
-        self.denied.discard(os.path.abspath(path))
-        for p, mode in list(self._chmodded):
-            if p == path:
-                p.chmod(mode)
-                self._chmodded.remove((p, mode))
-
-    def restore(self) -> None:
-        for path, mode in self._chmodded:
-            path.chmod(mode)
-        self._chmodded.clear()
-        self.denied.clear()
-
-
-@pytest.fixture
-def denier(monkeypatch: pytest.MonkeyPatch) -> Iterator[Denier]:
-    d = Denier(monkeypatch)
-    yield d
-    d.restore()
-
-
-# --------------------------------------------------------------------------- tree snapshots
-
-
-def tree_snapshot(root: Path) -> dict[str, tuple[str, int, int]]:
-    """Every entry under ``root`` with its content hash, mtime and mode: proof of no writes."""
-    out: dict[str, tuple[str, int, int]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            digest = ""
-            if os.path.isfile(path) and not os.path.islink(path):
-                digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-            out[os.path.relpath(path, root)] = (digest, st.st_mtime_ns, st.st_mode)
-    return out
-
-
-# --------------------------------------------------------------------------- real processes
-
+from tests.support import REPO_ROOT
 
 _shared_exports: list[Path] = []
 _exported: set[str] = set()  # models already exported there

@@ -11,6 +11,8 @@ import pytest
 from clipseek.indexing.options import IndexOptions
 from clipseek.indexing.unchanged import quick_unchanged
 from clipseek.models import resolve_model
+from tests.support.pictures import make_photo
+from tests.support.probes import cli_code, run_python
 
 #: CI runs these at both ends of the tested chromadb range (.ci/run).
 pytestmark = pytest.mark.chroma_format
@@ -56,8 +58,6 @@ def test_unchanged_tree_is_done_without_chromadb_or_model(indexed, photos: Path)
     "change", ["touch", "grow", "add", "remove", "rebuild", "hidden", "same-stat replace"]
 )
 def test_any_difference_falls_through(indexed, photos: Path, change: str) -> None:
-    from tests.conftest import make_photo
-
     options: dict[str, object] = {}
     target = photos / "beach.jpg"
     if change == "touch":
@@ -103,8 +103,6 @@ def test_a_new_root_falls_through_and_a_recorded_failure_is_named(
 
 def test_a_name_that_is_not_utf8_is_quick_too(indexed, photos: Path) -> None:
     """Such a path is stored base64-encoded (``path_b64``); the quick look decodes it."""
-    from tests.conftest import make_photo
-
     make_photo(photos / os.fsdecode(b"odd-\xff-name.png"), seed=97)
     assert indexed.index([photos]).new == 1
     summary, _ = _quick(indexed, [photos])
@@ -132,15 +130,14 @@ def test_records_from_before_photo_dates_fall_through_until_the_normal_run(
     assert summary is not None and summary.unchanged == 12
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_a_fresh_process_reindex_imports_neither_chromadb_nor_a_model(
     indexed, photos: Path
 ) -> None:
-    from tests.test_imports import _cli, _modules_after
-
     env = {"CLIPSEEK_DB": indexed.store.location, "CLIPSEEK_MODEL": indexed.settings.model}
-    modules, output = _modules_after(_cli(["index", str(photos)]), env)
-    assert "12 unchanged" in output
-    assert not modules & {"chromadb", "torch", "open_clip", "onnxruntime"}
+    ran = run_python(cli_code(["index", str(photos)]), env=env)
+    assert ran.returncode == 0 and "12 unchanged" in ran.output, ran.output
+    assert not ran.modules & {"chromadb", "torch", "open_clip", "onnxruntime"}
 
 
 def test_the_records_read_are_kept_only_while_the_database_is_unchanged(
