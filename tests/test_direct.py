@@ -3,7 +3,6 @@ chromadb; anything it does not know goes to Chroma; it never writes."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from clipseek.store import Store, chroma_format
 from clipseek.store.direct import DirectIndex
+from tests.support.files import file_hashes
 from tests.support.stores import DIM, FILTERS, KEY, NAME, SLUG
 from tests.support.stores import record as _record
 from tests.support.stores import unit_vectors as _unit
@@ -134,18 +134,11 @@ def test_files_it_cannot_read_are_answered_by_chroma(built, monkeypatch) -> None
 def test_a_reader_never_writes(built) -> None:
     db, vectors = built
 
-    def state() -> list[tuple[str, str]]:
-        return sorted(
-            (str(p.relative_to(db)), hashlib.sha1(p.read_bytes()).hexdigest())
-            for p in db.rglob("*")
-            if p.is_file()
-        )
-
-    before = state()
+    before = file_hashes(db)
     direct, _ = _direct_and_chroma(db)
     direct.query(vectors[1], 10, under="/photos/2021", clauses=[{"camera": "Pixel 8"}])
     direct.get(["x"])
-    assert state() == before
+    assert file_hashes(db) == before
 
 
 def test_it_follows_another_processs_writes(built, tmp_path: Path) -> None:

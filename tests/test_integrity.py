@@ -23,6 +23,7 @@ from clipseek.errors import DamagedIndexError
 from clipseek.store import Store, chroma, image_index
 from clipseek.store import records as chroma_store
 from clipseek.store.repair import check, read_stored, repair
+from tests.support.files import file_hashes
 from tests.support.pictures import make_photo
 from tests.support.processes import cli_env
 
@@ -101,13 +102,7 @@ def test_a_healthy_index_checks_clean(library: tuple[Path, Path], tmp_path: Path
 
 
 def _state(folder: Path) -> list[tuple[str, str]]:
-    import hashlib
-
-    return sorted(
-        (str(p.relative_to(folder)), hashlib.sha1(p.read_bytes()).hexdigest())
-        for p in folder.rglob("*")
-        if p.is_file() and p.name not in ("clipseek-data.lock", "clipseek-writer.lock")
-    )
+    return file_hashes(folder, skip=("clipseek-data.lock", "clipseek-writer.lock"))
 
 
 @pytest.mark.slow  # check, repair or clipseek in a child process

@@ -129,7 +129,6 @@ def test_a_chain_through_a_large_middle_picture_keeps_the_threshold() -> None:
 
 # --------------------------------------------------------------------------- the cache
 
-import hashlib  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -139,6 +138,7 @@ from clipseek.store.cache_build import refresh_caches  # noqa: E402
 from clipseek.store.direct import DirectIndex  # noqa: E402
 from clipseek.store.keys import path_id  # noqa: E402
 from clipseek.store.where import where_of  # noqa: E402
+from tests.support.files import file_hashes  # noqa: E402
 from tests.support.stores import DIM, FILTERS, KEY, NAME, SLUG  # noqa: E402
 from tests.support.stores import record as _record  # noqa: E402
 from tests.support.stores import unit_vectors as _unit  # noqa: E402
@@ -244,18 +244,11 @@ def test_get_and_lookup_through_the_cache_equal_chromas(cached) -> None:
 def test_a_reader_never_writes_the_cache(cached) -> None:
     db, vectors = cached
 
-    def state() -> list[tuple[str, str]]:
-        return sorted(
-            (str(p.relative_to(db)), hashlib.sha1(p.read_bytes()).hexdigest())
-            for p in db.rglob("*")
-            if p.is_file()
-        )
-
-    before = state()
+    before = file_hashes(db)
     through_cache, _, _ = _readers(db)
     through_cache.query(vectors[1], 10, under="/photos/2021", clauses=[{"camera": "Pixel 8"}])
     through_cache.get(["x"])
-    assert through_cache.from_cache and state() == before
+    assert through_cache.from_cache and file_hashes(db) == before
 
 
 def _damage(folder: vc.CacheFiles, how: str) -> None:

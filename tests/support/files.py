@@ -80,3 +80,15 @@ def tree_snapshot(root: Path) -> dict[str, tuple[str, int, int]]:
                 digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
             out[os.path.relpath(path, root)] = (digest, st.st_mtime_ns, st.st_mode)
     return out
+
+
+def file_hashes(root: Path, skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(relative path, SHA-1) of every file below ``root`` but those named in ``skip``: to
+    show that a reader wrote nothing."""
+    import hashlib
+
+    return sorted(
+        (str(p.relative_to(root)), hashlib.sha1(p.read_bytes()).hexdigest())
+        for p in root.rglob("*")
+        if p.is_file() and p.name not in skip
+    )
