@@ -208,6 +208,7 @@ def test_the_weight_zero_error_says_which_weights_are_valid() -> None:
     assert parse_query(['-1:"red" + "blue"']).terms[0].weight == -1.0  # as the message says
 
 
+@pytest.mark.slow  # a server
 def test_serve_on_an_empty_index_says_new_images_come_within_seconds(
     runner: CliRunner, cli_env: Path, monkeypatch
 ) -> None:

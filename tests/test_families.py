@@ -159,6 +159,7 @@ def test_siglip_family_exports_and_agrees_without_transformers_or_torch(tiny_sig
     assert isinstance(fast._table, np.memmap)
 
 
+@pytest.mark.slow  # a child process
 def test_siglip_fast_path_runs_in_a_process_without_torch(tiny_siglip: Path, tmp_path: Path):
     """A fresh process answers a non-Latin query through the export with no torch, no
     open_clip and no transformers imported."""

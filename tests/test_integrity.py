@@ -533,6 +533,7 @@ def test_a_resumed_run_checks_the_index_and_repairs_an_unfindable_vector(
     assert not (db / RUN_MARKER).exists()
 
 
+@pytest.mark.slow  # a child process
 def test_writes_still_only_in_chromas_log_are_not_damage(engine: Engine, tmp_path: Path) -> None:
     """Issue 25, item 10: a run cut short between Chroma's log and its metadata left
     vectors "that belong to no record" (and deletes whose records "have no vector"), and

@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from clipseek.cli.app import app
@@ -16,6 +17,7 @@ from clipseek.config import DEFAULT_MODEL
 from clipseek.models.catalogue import CATALOG, SOURCES, CatalogEntry, pareto_optimal
 
 
+@pytest.mark.slow  # a child process
 def test_models_imports_neither_torch_nor_open_clip(isolated_env: Path) -> None:
     code = (
         "import sys\nfrom clipseek.cli.app import app\n"

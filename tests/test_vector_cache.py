@@ -289,6 +289,7 @@ def test_a_damaged_or_missing_cache_is_passed_over(
     assert through_cache.count() == 905
 
 
+@pytest.mark.slow  # a child process
 def test_check_finds_a_damaged_cache_and_repair_rebuilds_only_it(cached, tmp_path: Path) -> None:
     from clipseek.store.repair import check, repair
 
@@ -429,6 +430,7 @@ def test_duplicates_through_the_cache_equal_chromas(cached, tmp_path: Path) -> N
         assert got and all(len(g.items) >= 2 for g in got)
 
 
+@pytest.mark.slow  # a child process
 def test_check_searches_a_stated_sample_unless_asked_for_everything(cached, tmp_path) -> None:
     from clipseek.store.repair import check
 

@@ -16,6 +16,8 @@ from tests.support.engines import settings_for as make_settings
 from tests.support.pictures import draw_photo
 from tests.support.servers import running_server
 
+pytestmark = pytest.mark.slow  # servers and processes
+
 
 @pytest.fixture
 def linked_server(tmp_path, tiny_model_dir, loaded_tiny_model):

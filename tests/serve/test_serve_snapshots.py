@@ -19,6 +19,8 @@ from tests.support.engines import counting_loader
 from tests.support.engines import settings_for as make_settings
 from tests.support.servers import free_port, serve_env, start_serve
 
+pytestmark = pytest.mark.slow  # servers and processes
+
 
 def _snapshots(base: Path, pid: int | None = None) -> list[Path]:
     prefix = SNAPSHOT_PREFIX + (f"{pid}-" if pid is not None else "")
