@@ -358,8 +358,8 @@ def _check_collection(col: StoredCollection, report: CheckReport, schema: int) -
         sized = [vec for vec in kept if not dim or vec.shape == (dim,)]
         bad = len(kept) - len(sized)
         # numpy over blocks of vectors, not a call per vector
-        for start in range(0, len(sized), 65536):
-            block = np.stack(sized[start : start + 65536])
+        for start in range(0, len(sized), 8192):
+            block = np.stack(sized[start : start + 8192])
             with np.errstate(all="ignore"):
                 norms = np.einsum("ij,ij->i", block, block)
             bad += int((~(np.abs(norms - 1.0) <= 1e-3)).sum())  # NaN and inf count too
