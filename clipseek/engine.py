@@ -326,7 +326,8 @@ class Engine:
                 # Chroma caches what it loaded per path: the next run, after other processes
                 # may have written, must load the folder afresh.
                 writer._forget_client()
-            if not self.store.is_remote:
+            if not self.store.is_remote and not summary.cancelled:
+                # (A cancelled run's writes kept an existing cache current as they went.)
                 _refresh_vector_cache(self.store)
         finally:
             if lock is not None:

@@ -9,7 +9,9 @@ Layout:
   collection; these two are where chromadb's API is used;
 - :mod:`~clipseek.store.where`: Chroma ``where`` clauses for folders and filters;
 - :mod:`~clipseek.store.chroma_format` and :mod:`~clipseek.store.direct`: Chroma's files
-  read without chromadb, and searching from them;
+  read without chromadb, and searching from them; :mod:`~clipseek.store.vector_cache`, a
+  flat copy of the vectors beside them that the writer keeps and readers scan first
+  (:mod:`~clipseek.store.cache_build` builds it from Chroma's files);
 - :mod:`~clipseek.store.integrity`, :mod:`~clipseek.store.repair`: damage checks, failure
   messages and rebuilding the vector files; :mod:`~clipseek.store.lock`, the locks.
 """

@@ -389,8 +389,8 @@ def _check_collection(col: StoredCollection, report: CheckReport, schema: int) -
             else:
                 sized.append((id_, vec))
         # numpy over blocks of vectors, not a call per vector
-        for start in range(0, len(sized), 65536):
-            chunk = sized[start : start + 65536]
+        for start in range(0, len(sized), 8192):
+            chunk = sized[start : start + 8192]
             off = np.flatnonzero(~unit_rows(np, np.stack([vec for _, vec in chunk])))
             bad.extend(path_from_meta(col.records[chunk[j][0]]) for j in off.tolist())
         if bad:

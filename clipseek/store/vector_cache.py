@@ -68,6 +68,8 @@ _FILES = ("vectors.f32", "rowids.i64", "dead.i64")
 #: of the matrix, whatever the library's size. Smaller windows cost more than they save
 #: here (100,000 rows: 0.05 s mapped whole, 0.06 s in 128 MB windows, 0.25 s in 8 MB).
 WINDOW_BYTES = 128 << 20
+#: Rows compared with Chroma's at a time by ``check`` (numpy's temporaries stay small).
+_COMPARE_ROWS = 8192
 #: Dead rows that make the writer write the cache anew (and at least this many).
 _COMPACT_FRACTION = 4
 _COMPACT_MIN = 4096
@@ -751,17 +753,20 @@ def verify_against(
         return "the vector cache of the index lists other records than the index"
     view.verified = False  # the checksum is checked on the way, whoever wrote the files
     try:
-        for start, block in view._blocks(0):
-            keep = view.alive[start : start + len(block)]
-            rows = view.rowids[start : start + len(block)][keep].tolist()
-            stored = [vectors.get(id_of[r]) for r in rows]
-            if any(v is None or v.shape != (view.dim,) for v in stored):
-                return None  # records without a vector: the check reports those itself
-            if not stored:
-                continue
-            want = _unit_rows(np.stack(stored), view.dim)
-            if not np.allclose(block[keep], want, atol=1e-5):
-                return "the vector cache of the index holds other vectors than the index"
+        for start, window in view._blocks(0):
+            for offset in range(0, len(window), _COMPARE_ROWS):
+                block = window[offset : offset + _COMPARE_ROWS]
+                first = start + offset
+                keep = view.alive[first : first + len(block)]
+                rows = view.rowids[first : first + len(block)][keep].tolist()
+                stored = [vectors.get(id_of[r]) for r in rows]
+                if any(v is None or v.shape != (view.dim,) for v in stored):
+                    return None  # records without a vector: the check reports those itself
+                if not stored:
+                    continue
+                want = _unit_rows(np.stack(stored), view.dim)
+                if not np.allclose(block[keep], want, atol=1e-5):
+                    return "the vector cache of the index holds other vectors than the index"
     except CacheUnusable as exc:
         return f"the vector cache of the index is damaged ({exc})"
     return None
