@@ -127,6 +127,7 @@ def test_start_up_costs_are_measured_with_the_rates(
 def test_the_indexer_tells_the_loader_how_many_images_it_will_embed(
     settings, photos: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from clipseek import engine as engine_module
     from clipseek.engine import Engine
 
     asked: list[int | None] = []
@@ -136,7 +137,7 @@ def test_the_indexer_tells_the_loader_how_many_images_it_will_embed(
         asked.append(files)
         return real(spec, device, precision, backend, files)
 
-    monkeypatch.setattr(runtime, "load_index_model", spy)
+    monkeypatch.setattr(engine_module, "load_index_model", spy)  # the name the engine calls
     summary = Engine(settings).index([photos])
     assert asked == [summary.embedded + len(summary.failed)] and summary.embedded > 0
 
