@@ -368,7 +368,8 @@ def test_query_exports_after_answering_then_uses_onnx(
     db = tmp_path / "db"
     Engine(_settings(tiny_model, db, device="cpu", precision="fp32")).index([photos])
     monkeypatch.delenv("CLIPSEEK_NO_EXPORT", raising=False)
-    first = Engine(_settings(tiny_model, db))
+    # fp32, as the export is: on a CPU with native bf16, auto would answer in bf16 here.
+    first = Engine(_settings(tiny_model, db, precision="fp32"))
     answer = first.search("a red circle", top_k=3)
     assert first.model().backend == "torch" and first.model().device == "cpu"
     assert first.fast_path_pending()
