@@ -149,6 +149,20 @@ def prepare_fast_path(model: Any, folders: dict[tuple[str, int], Path], precisio
     return load_onnx_model(spec)
 
 
+def planned_runtime(files: int, precision: str) -> str:
+    """The runtime ``--backend auto`` picks for a run of ``files`` (from the kept figures)."""
+    from clipseek.models import resolve_model
+    from clipseek.models.runtime import cached_choice, plan_cpu_runtime
+
+    if precision not in ("auto", "fp32"):
+        return "torch: explicit precision"
+    choice = cached_choice(resolve_model(MODEL))
+    if choice is None:
+        return "no runtime choice kept"
+    pick = plan_cpu_runtime(choice, files, torch_imported=False, onnx_imported=False)
+    return f"planned: {pick}"
+
+
 def busy_core() -> subprocess.Popen[bytes]:
     """Another user's work: one process spinning on one core."""
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -259,7 +273,7 @@ def main() -> None:
                 print(
                     f"  repeat {r + 1}: {kind} {n} {p}{' loaded' if loaded else ''} {name}: "
                     f"process {result[0]:.1f} s, index call {result[1]:.1f} s, "
-                    f"embedding {result[2]:.2f} img/s",
+                    f"embedding {result[2]:.2f} img/s ({planned_runtime(n, p)})",
                     flush=True,
                 )
     measure()
