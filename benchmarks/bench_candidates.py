@@ -203,7 +203,7 @@ def main() -> None:
     )
     print(
         f"| model | ONNX fp32 img/s, CPU ms | {torch_kind.replace('_', ' ')} img/s, CPU ms "
-        "| kept: CPU ms × ViT-B/32 | cold query wall s (median, min) | cold query CPU s "
+        "| kept img/s × ViT-B/32 | cold query wall s (median, min) | cold query CPU s "
         "| × | peak RSS MB | × |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
@@ -213,7 +213,7 @@ def main() -> None:
         print(
             f"| {name} | {row['onnx_fp32']:.1f}, {row['onnx_fp32_cpu_ms']:.0f} | "
             f"{row[torch_kind]:.1f}, {row[torch_kind + '_cpu_ms']:.0f} | "
-            f"{row['picked_cpu_ms'] / base['picked_cpu_ms']:.2f} | {w:.2f}, {wmin:.2f} | "
+            f"{row['picked'] / base['picked']:.2f} | {w:.2f}, {wmin:.2f} | "
             f"{c:.2f} | {c / bc:.2f} | {r:.0f} | {r / br:.2f} |"
         )
     del bmin, bw
