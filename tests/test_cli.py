@@ -35,6 +35,7 @@ def test_help_lists_commands_and_query_grammar(runner: CliRunner) -> None:
     assert "--top-k" in query_help.stdout and "--json" in query_help.stdout
 
 
+@pytest.mark.slow  # seconds
 def test_index_prints_summary_and_progress(runner: CliRunner, cli_env: Path, photos: Path) -> None:
     (photos / "broken.jpg").write_text("nope")
     result = runner.invoke(app, ["index", str(photos)])

@@ -83,6 +83,7 @@ def test_every_clip_bpe_family_tokenises_and_preprocesses_on_the_fast_path(
     assert pil_supported(pp)
 
 
+@pytest.mark.slow  # seconds
 def test_gelu_clip_at_another_size_exports_and_agrees(tmp_path: Path) -> None:
     """LAION's and DataComp's towers (GELU, not OpenAI's QuickGELU), at a non-default input
     size as ViT-B-32-256 has, through load, export and the fast path."""
@@ -114,6 +115,7 @@ def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     ("specials", "side"), [("eos", "right"), ("bos", "right"), ("bos", "left")]
 )
+@pytest.mark.slow  # seconds
 def test_hub_tokenizer_gives_open_clips_ids_for_thousands_of_strings(
     tmp_path: Path, specials: str, side: str
 ) -> None:

@@ -409,6 +409,7 @@ async def test_indexing_stops_cleanly_mid_run_and_the_next_run_resumes(
     assert again.new == total - len(stored)
 
 
+@pytest.mark.slow  # seconds
 @pilot_test
 async def test_leaving_the_indexing_screen_keeps_the_run_going(
     tiny_model_dir, tmp_path, loaded_tiny_model, at_home

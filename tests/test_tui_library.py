@@ -125,6 +125,7 @@ async def test_details_pane_shows_date_taken_and_camera(library_app):
         assert "file time" in details and "Camera" not in details
 
 
+@pytest.mark.slow  # seconds
 @pilot_test
 async def test_duplicates_screen_lists_groups_and_goes_back(tmp_path: Path):
     from textual.widgets import OptionList

@@ -15,7 +15,8 @@ import pytest
 from tests.support.app import make_app, pilot_test, rows, search, text_of
 from tests.support.waiting import wait_until_async
 
-pytestmark = pytest.mark.usefixtures("fixed_cells")
+# Seconds of Pilot each (the quick tier stays under two minutes without them).
+pytestmark = [pytest.mark.usefixtures("fixed_cells"), pytest.mark.slow]
 
 pytest.importorskip("textual")
 

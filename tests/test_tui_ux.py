@@ -46,6 +46,7 @@ async def test_top_k_box_shows_two_and_three_digit_counts(at_home, loaded_tiny_m
         assert "123" in _shown_text(top_k)
 
 
+@pytest.mark.slow  # seconds
 @pilot_test
 async def test_typing_a_query_with_no_index_stays_in_the_query_box(
     tmp_path, tiny_model_dir, loaded_tiny_model
@@ -254,6 +255,7 @@ async def test_the_footer_drops_whole_keys_never_letters(at_home, loaded_tiny_mo
         assert hidden == [] and "Index" in shown
 
 
+@pytest.mark.slow  # seconds
 @pilot_test
 async def test_a_run_on_a_60x15_terminal_keeps_its_buttons_on_screen(at_home, loaded_tiny_model):
     from pathlib import Path

@@ -4,13 +4,15 @@ Fixtures live in ``conftest.py`` files; everything else a second test file needs
 here, so no test module imports another. One module per trade:
 
 - ``waiting``: wait until a condition holds (threads and asyncio alike).
-- ``probes``: run code in a fresh interpreter and see which modules it left imported.
+- ``probes``: run code in a fresh interpreter and see which modules it left imported; a
+  command that failed in one clear sentence.
 - ``pictures``: small generated photos, awkward files, the EXIF library, planted duplicates.
-- ``files``: denied permissions and snapshots of a tree (proof that nothing was written).
+- ``files``: denied permissions, snapshots and hashes of a tree (proof nothing was written).
+- ``stores``: a synthetic index (unit vectors, records, filters) for the store's readers.
 - ``engines``: settings and engines on the tiny model, a loader that counts its calls.
 - ``processes``: real ``python -m clipseek`` processes with an isolated environment.
 - ``servers``: ``clipseek serve`` in a thread or a process, ``chroma run``, free ports.
-- ``app``: drive the Textual app with Pilot.
+- ``app``: drive the Textual app with Pilot (search, the gallery, the EXIF library app).
 - ``browser``: headless Chromium for the web page.
 """
 
