@@ -11,6 +11,7 @@ import pytest
 
 from clipseek.store import Store, chroma_format
 from clipseek.store.direct import DirectIndex
+from tests.support.engines import assert_same_answers
 from tests.support.files import file_hashes
 from tests.support.stores import DIM, FILTERS, KEY, NAME, SLUG
 from tests.support.stores import record as _record
@@ -171,13 +172,7 @@ def test_a_direct_engine_answers_like_a_snapshot_reader(engine, photos: Path, se
 
     engine.index([photos])
     direct = Engine(settings, model_loader=engine._model_loader, direct=True)
-    for text in ("a red circle", "a city at night"):
-        want = engine.search(text, 5)
-        got = direct.search(text, 5)
-        assert [r.path for r in got.results] == [r.path for r in want.results]
-        assert [r.score for r in got.results] == pytest.approx(
-            [r.score for r in want.results], abs=1e-6
-        )
+    assert_same_answers(engine, direct, ("a red circle", "a city at night"))
     assert isinstance(direct.open_index(), DirectIndex)
 
 

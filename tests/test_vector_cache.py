@@ -138,6 +138,7 @@ from clipseek.store.cache_build import refresh_caches  # noqa: E402
 from clipseek.store.direct import DirectIndex  # noqa: E402
 from clipseek.store.keys import path_id  # noqa: E402
 from clipseek.store.where import where_of  # noqa: E402
+from tests.support.engines import assert_same_answers  # noqa: E402
 from tests.support.files import file_hashes  # noqa: E402
 from tests.support.stores import DIM, FILTERS, KEY, NAME, SLUG  # noqa: E402
 from tests.support.stores import record as _record  # noqa: E402
@@ -449,13 +450,7 @@ def test_an_index_run_writes_the_cache_and_queries_read_it(engine, photos: Path,
     engine.index([photos])
     assert len(vc.cached_collections(engine.store.location)) == 1
     direct = Engine(settings, model_loader=engine._model_loader, direct=True)
-    for text in ("a red circle", "a city at night"):
-        want = engine.search(text, 5)
-        got = direct.search(text, 5)
-        assert [r.path for r in got.results] == [r.path for r in want.results]
-        assert [r.score for r in got.results] == pytest.approx(
-            [r.score for r in want.results], abs=1e-6
-        )
+    assert_same_answers(engine, direct, ("a red circle", "a city at night"))
     index = direct.open_index()
     assert isinstance(index, DirectIndex) and index.from_cache
     # `clipseek duplicates` reads through the cache too, with Chroma's groups

@@ -234,23 +234,21 @@ def writes_pending(
 ) -> bool:
     """Whether the write log holds writes a segment has not applied yet. ``count_deletes``
     False leaves out deletes (Chroma keeps deletes of absent records in its log)."""
-    applied = con.execute("SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment,))
-    row = applied.fetchone()
     skip = "" if count_deletes else f" AND operation != {OP_DELETE}"
     (logged,) = con.execute(
         f"SELECT MAX(seq_id) FROM embeddings_queue WHERE topic LIKE ?{skip}",
         (f"%/{collection_id}",),
     ).fetchone()
-    done = int(row[0]) if row is not None and row[0] is not None else -1
-    return logged is not None and done < int(logged)
+    done = applied_seq(con, segment)
+    return logged is not None and (-1 if done is None else done) < int(logged)
 
 
 def pending_writes(con: sqlite3.Connection, collection_id: str, segment: str) -> dict[str, bool]:
     """Record id → whether it is being added (True) or deleted (False), for the writes in
     the log a metadata segment has not applied yet: a writer's work in flight (or cut
     short), which Chroma applies when it next opens the collection."""
-    row = con.execute("SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment,)).fetchone()
-    applied = int(row[0]) if row is not None and row[0] is not None else -1
+    done = applied_seq(con, segment)
+    applied = -1 if done is None else done
     out: dict[str, bool] = {}
     for operation, record_id in con.execute(
         "SELECT operation, id FROM embeddings_queue WHERE topic LIKE ? AND seq_id > ? "
@@ -736,33 +734,36 @@ def applied_seq(con: sqlite3.Connection, segment: str) -> int | None:
 def rowids_of(con: sqlite3.Connection, segment: str, ids: Iterable[str]) -> dict[str, int]:
     """Record id → SQLite row id, for those of ``ids`` the segment holds."""
     wanted = list(dict.fromkeys(ids))
-    out: dict[str, int] = {}
-    for start in range(0, len(wanted), _SQL_BATCH):
-        chunk = wanted[start : start + _SQL_BATCH]
-        out.update(
-            con.execute(
-                "SELECT embedding_id, id FROM embeddings WHERE segment_id = ? "
-                f"AND embedding_id IN ({','.join('?' * len(chunk))})",
-                [segment, *chunk],
-            ).fetchall()
+    return dict(
+        _rows_where_in(
+            con,
+            "SELECT embedding_id, id FROM embeddings WHERE segment_id = ?",
+            "embedding_id",
+            segment,
+            wanted,
         )
-    return out
+    )
 
 
 def ids_of(con: sqlite3.Connection, segment: str, rowids: Iterable[int]) -> dict[int, str]:
     """SQLite row id → record id, for those of ``rowids`` the segment holds."""
     wanted = sorted({int(r) for r in rowids})
-    out: dict[int, str] = {}
-    for start in range(0, len(wanted), _SQL_BATCH):
-        chunk = wanted[start : start + _SQL_BATCH]
-        out.update(
-            con.execute(
-                "SELECT id, embedding_id FROM embeddings WHERE +segment_id = ? "
-                f"AND id IN ({','.join('?' * len(chunk))})",
-                [segment, *chunk],
-            ).fetchall()
-        )
-    return out
+    # "+": look the rows up by id, not by walking the segment's whole index.
+    select = "SELECT id, embedding_id FROM embeddings WHERE +segment_id = ?"
+    return dict(_rows_where_in(con, select, "id", segment, wanted))
+
+
+def _rows_where_in(
+    con: sqlite3.Connection, select: str, column: str, segment: str, values: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """``select`` (which binds the segment) narrowed to ``column IN values``, in chunks
+    SQLite's parameter limit allows."""
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(values), _SQL_BATCH):
+        chunk = values[start : start + _SQL_BATCH]
+        marks = ",".join("?" * len(chunk))
+        rows += con.execute(f"{select} AND {column} IN ({marks})", [segment, *chunk]).fetchall()
+    return rows
 
 
 def all_rowids(con: sqlite3.Connection, segment: str) -> np.ndarray:

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from textual.dom import DOMNode
+
     from clipseek.engine import Engine
     from clipseek.errors import ClipseekError
     from clipseek.indexing.events import IndexEvent
     from clipseek.search.query import SearchResponse
     from clipseek.tui.jobs import IndexJob
-    from clipseek.tui.thumbnails import Thumbnail
+    from clipseek.tui.thumbnails import Thumbnail, ThumbnailCache
 
 
 class EngineReady(Message):
@@ -71,6 +73,20 @@ class ThumbnailReady(Message):
     def __init__(self, thumbnail: Thumbnail) -> None:
         super().__init__()
         self.thumbnail = thumbnail
+
+
+def load_thumbnail(node: DOMNode, cache: ThumbnailCache, path: str, group: str) -> None:
+    """Load ``path``'s thumbnail on a thread and post it to ``node`` as
+    :class:`ThumbnailReady`; a newer request of the same ``group`` replaces an older one.
+    Even a cached thumbnail is checked against the file: it may have been edited or deleted
+    since (``load`` returns the cached one if not)."""
+    node.run_worker(
+        lambda: node.post_message(ThumbnailReady(cache.load(path))),
+        group=group,
+        exclusive=True,
+        thread=True,
+        exit_on_error=False,
+    )
 
 
 class IndexProgress(Message):

@@ -37,3 +37,15 @@ def counting_loader(loaded_model, loads: list[str]) -> Callable:
         return loaded_model
 
     return load
+
+
+def assert_same_answers(want, got, texts) -> None:
+    """Two engines on one index rank the same pictures with the same scores for ``texts``
+    (a reader of another kind against the reference one)."""
+    import pytest
+
+    for text in texts:
+        expected = want.search(text, 5).results
+        answer = got.search(text, 5).results
+        assert [r.path for r in answer] == [r.path for r in expected]
+        assert [r.score for r in answer] == pytest.approx([r.score for r in expected], abs=1e-6)

@@ -178,13 +178,7 @@ class DuplicatesScreen(Screen[None]):
         result = as_result(item, place)
         cache = self.app.thumbnails
         pane.show(result, cache.peek(item.path))
-        self.run_worker(
-            lambda: self.post_message(msg.ThumbnailReady(cache.load(item.path))),
-            group="dups-thumb",
-            exclusive=True,
-            thread=True,
-            exit_on_error=False,
-        )
+        msg.load_thumbnail(self, cache, item.path, "dups-thumb")
 
     def on_thumbnail_ready(self, message: msg.ThumbnailReady) -> None:
         if not self.app.is_running:

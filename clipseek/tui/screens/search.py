@@ -468,16 +468,7 @@ class SearchScreen(Screen[None]):
             return
         cache = self.app.thumbnails
         pane.show(result, cache.peek(result.path))
-        # Even a cached thumbnail is checked against the file (off this thread): it may
-        # have been edited or deleted since; load() returns the cached one if not.
-        path = result.path
-        self.run_worker(
-            lambda: self.post_message(msg.ThumbnailReady(cache.load(path))),
-            group="thumb",
-            exclusive=True,
-            thread=True,
-            exit_on_error=False,
-        )
+        msg.load_thumbnail(self, cache, result.path, "thumb")
 
     def _prefetch(self, paths: list[str]) -> None:
         """Make the thumbnails of all results in the background, in rank order."""

@@ -65,14 +65,7 @@ class ViewerScreen(Screen[int]):
         pane.border_title = f"{result.rank} of {len(self.results)}"
         cache = self.app.thumbnails
         pane.show(result, cache.peek(result.path))
-        path = result.path
-        self.run_worker(
-            lambda: self.post_message(msg.ThumbnailReady(cache.load(path))),
-            group="viewer-thumb",
-            exclusive=True,
-            thread=True,
-            exit_on_error=False,
-        )
+        msg.load_thumbnail(self, cache, result.path, "viewer-thumb")
 
     def on_thumbnail_ready(self, message: msg.ThumbnailReady) -> None:
         result = self.result
