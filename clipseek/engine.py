@@ -74,6 +74,7 @@ class Engine:
         backend: str = "auto",
         direct: bool = False,
         quick_start: bool = False,
+        approximate: bool = False,
     ) -> None:
         self.settings = settings
         #: Reads never write and follow other processes' writes. With ``direct`` (a query,
@@ -81,7 +82,11 @@ class Engine:
         #: import is a second of a cold answer; otherwise through a private snapshot (see
         #: store/direct.py and store/snapshot.py). :meth:`index` writes through its own
         #: store on the folder itself.
-        self.store = Store(settings.store_location, reader=True, direct=direct)
+        #: ``approximate``: a long-lived face (the app, the server) may answer unfiltered
+        #: searches from an approximate index where the library is large (see Store).
+        self.store = Store(
+            settings.store_location, reader=True, direct=direct, approximate=approximate
+        )
         #: A front end where the first answer matters more than a few milliseconds on each later
         #: one (a query, the app) builds its ONNX sessions for a quick start
         #: (see OnnxModel.prepack).

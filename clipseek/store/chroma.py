@@ -76,7 +76,8 @@ class Store:
 
     With ``direct=True`` as well, a reader answers searches from Chroma's files without
     importing chromadb (:mod:`clipseek.store.direct`), re-reading them when a writer
-    committed; what that reader does not do still goes through a snapshot.
+    committed; what that reader does not do still goes through a snapshot. With
+    ``approximate=True`` too, it may answer from an approximate index (see above).
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class Store:
         create: bool = True,
         reader: bool = False,
         direct: bool = False,
+        approximate: bool = False,
     ) -> None:
         self.location = os.fspath(location)
         self.is_remote = self.location.startswith(("http://", "https://"))
@@ -106,6 +108,10 @@ class Store:
         #: mode (the app compares it with what its results were read from).
         self.reloads = 0
         self.direct = direct and self.reader
+        #: A long-lived direct reader (the app, the server) that answers many queries may
+        #: answer unfiltered ones from an approximate index beside the vector cache, where
+        #: one exists; a one-shot query stays exact (see store/direct.py).
+        self.approximate = approximate and self.direct
         #: Direct indexes by collection name, kept: each holds its vectors between searches.
         self._direct_indexes: dict[str, Any] = {}
         #: The fingerprint of the files the direct indexes last read.
@@ -495,6 +501,7 @@ class Store:
                     collection_slug,
                     fallback=lambda: self._open_chroma_index(model_key, collection_slug),
                     on_read=self._direct_read,
+                    approximate=self.approximate,
                 )
             except DirectUnavailable:
                 pass  # Chroma's path opens it (and says what is wrong, if anything)

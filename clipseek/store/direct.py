@@ -187,6 +187,7 @@ def open_direct(
     collection_slug: str,
     fallback: Callable[[], ImageIndex | None],
     on_read: Callable[[tuple, bool], None] | None = None,
+    approximate: bool = False,
 ) -> DirectIndex | None:
     """The index of ``model_key`` read directly, or None when the database definitely
     holds no such collection. Raises :class:`DirectUnavailable` when unsure. ``on_read``
@@ -199,7 +200,7 @@ def open_direct(
         found = str(collection.metadata.get("model_key", ""))
         if found != model_key:
             raise DirectUnavailable(f"{name} belongs to {found}")  # Chroma's path says so
-        index = DirectIndex(location, lock, collection, fallback, on_read)
+        index = DirectIndex(location, lock, collection, fallback, on_read, approximate)
         # Read now, in the same look at the files: a query opens the index while its
         # model's session builds on another thread, and needs the vectors next.
         index._try(lambda: index._fresh(con), lambda: None)
@@ -259,8 +260,11 @@ class DirectIndex(IndexFacts):
         collection: _Collection,
         fallback: Callable[[], ImageIndex | None],
         on_read: Callable[[tuple, bool], None] | None = None,
+        approximate: bool = False,
     ) -> None:
         self.location = location
+        #: Unfiltered queries may be answered approximately (see Store's ``approximate``).
+        self.approximate = approximate
         self._folder = Path(location)
         self._lock = lock
         self._fallback_factory = fallback
