@@ -31,6 +31,7 @@ over the same index files, in the same run):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -39,6 +40,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,22 +52,44 @@ CHUNK = 5000
 KEY, SLUG = "bench:million", "bench-million"
 
 
-def vectors(start: int, count: int, centres: int, seed: int = 0):
-    """Rows ``start .. start+count`` of the synthetic corpus, the same on every call; a
-    row at 1 past a multiple of 500 is a near-copy (cosine ~0.99) of the row before."""
+@functools.lru_cache(maxsize=4)
+def _means(centres: int, seed: int):
     import numpy as np
 
-    centre_rng = np.random.default_rng(seed)
-    means = centre_rng.standard_normal((centres, DIM)).astype(np.float32)
-    rng = np.random.default_rng(seed * 1_000_003 + start + 1)
-    pick = rng.integers(0, centres, count)
-    out = means[pick] + 0.6 * rng.standard_normal((count, DIM)).astype(np.float32)
-    out /= np.linalg.norm(out, axis=1, keepdims=True)
-    for j in range(count):
-        if (start + j) % 500 == 1 and j > 0:
-            near = out[j - 1] + 0.004 * rng.standard_normal(DIM).astype(np.float32)
-            out[j] = near / np.linalg.norm(near)
+    return np.random.default_rng(seed).standard_normal((centres, DIM)).astype(np.float32)
+
+
+def _base_row(i: int, centres: int, seed: int):
+    import numpy as np
+
+    rng = np.random.default_rng([seed, i])
+    out = _means(centres, seed)[rng.integers(0, centres)] + 0.6 * rng.standard_normal(DIM).astype(
+        np.float32
+    )
+    return out / np.linalg.norm(out), rng
+
+
+def row_vectors(rows: Sequence[int], centres: int, seed: int = 0):
+    """The synthetic corpus's rows ``rows``: each row is its own seed, so any row can be
+    made alone (the tree build's stand-in model asks for rows in the order files are
+    read); a row at 1 past a multiple of 500 is a near-copy (cosine ~0.99) of the row
+    before it."""
+    import numpy as np
+
+    out = np.empty((len(rows), DIM), dtype=np.float32)
+    for j, i in enumerate(rows):
+        row, rng = _base_row(int(i), centres, seed)
+        if i % 500 == 1:
+            near = _base_row(int(i) - 1, centres, seed)[0]
+            near = near + 0.004 * rng.standard_normal(DIM).astype(np.float32)
+            row = near / np.linalg.norm(near)
+        out[j] = row
     return out
+
+
+def vectors(start: int, count: int, centres: int, seed: int = 0):
+    """Rows ``start .. start+count`` of the synthetic corpus, the same on every call."""
+    return row_vectors(range(start, start + count), centres, seed)
 
 
 def record(i: int, vector):
@@ -79,6 +104,196 @@ def record(i: int, vector):
         3024,
         extra={"content_hash": f"{i * 2654435761 % (1 << 64):016x}" * 4},
     )
+
+
+def tree_path(tree: Path, i: int) -> Path:
+    """Where picture ``i`` of a ``--tree`` library lives: 500 pictures an event folder, the
+    event folders spread over 25 years."""
+    event = i // 500
+    return tree / f"{2000 + event % 25}" / f"event-{event:05d}" / f"IMG_{i:07d}.png"
+
+
+def make_tree(tree: Path, first: int, count: int) -> None:
+    """Pictures ``first .. first+count`` (those not there yet): each a small one-colour PNG
+    whose colour is its number, which the stand-in model below reads back."""
+    import io
+
+    from PIL import Image
+
+    made = 0
+    for i in range(first, first + count):
+        path = tree_path(tree, i)
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        Image.new("RGB", (16, 16), ((i >> 16) & 255, (i >> 8) & 255, i & 255)).save(buf, "PNG")
+        path.write_bytes(buf.getvalue())
+        made += 1
+        if made % 100_000 == 0:
+            print(f"  {made:,} pictures written", flush=True)
+
+
+class CorpusRows:
+    """The model a ``--tree`` build indexes with: the real (tiny, 512-d) model's every
+    attribute, but each picture's vector is the synthetic corpus's row its colour names,
+    so that the index holds photo-like clustered vectors with known near-copies, and
+    recall can be measured against an exact scan of the corpus."""
+
+    def __init__(self, inner: object, centres: int) -> None:
+        self._inner = inner
+        self._centres = centres
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def prepare(self, image: object) -> int:
+        r, g, b = image.convert("RGB").getpixel((0, 0))  # type: ignore[attr-defined]
+        return (r << 16) | (g << 8) | b
+
+    def encode_prepared(self, items: Sequence[int]):
+        return row_vectors([int(i) for i in items], self._centres)
+
+    def encode_image(self, image: object):
+        return self.encode_prepared([self.prepare(image)])[0]
+
+
+def tiny_model(folder: Path) -> Path:
+    """A random open_clip model with 512-d embeddings and a 32-pixel image tower: the
+    index has a real model's key, and `clipseek index`/`query` can run on it offline."""
+    from clipseek.testing import TINY_MODEL_CFG, build_tiny_model
+
+    if not (folder / "open_clip_config.json").exists():
+        build_tiny_model(folder, model_cfg={**TINY_MODEL_CFG, "embed_dim": DIM})
+    return folder
+
+
+def tree_settings(model: Path, store: Path):
+    from clipseek.config import Settings
+
+    return Settings(
+        db=store,
+        model=f"local-dir:{model}",
+        device="cpu",
+        precision="fp32",
+        sources={"model": "flag"},
+    )
+
+
+def build_tree(root: Path, n: int, centres: int) -> dict:
+    """A library of ``n`` real files indexed through ``Engine.index`` (the whole pipeline:
+    scan, fingerprint, decode, write, vector cache), with :class:`CorpusRows` as the model."""
+    from clipseek.engine import Engine
+    from clipseek.indexing.events import IndexFinished
+    from clipseek.models.runtime import load_index_model
+
+    tree, store = root / "photos", root / "store"
+    model = tiny_model(root / "model")
+    t = time.perf_counter()
+    make_tree(tree, 0, n)
+    files_s = time.perf_counter() - t
+
+    def loader(spec, device, precision):
+        return CorpusRows(load_index_model(spec, device, precision, "torch"), centres)
+
+    engine = Engine(tree_settings(model, store), model_loader=loader)
+    last = [time.perf_counter(), 0]
+
+    def on_event(event) -> None:
+        done = getattr(event, "done", None)
+        if isinstance(done, int) and done - last[1] >= 100_000:
+            now = time.perf_counter()
+            print(f"  {done:>9,} indexed ({(done - last[1]) / (now - last[0]):,.0f}/s)", flush=True)
+            last[:] = [now, done]
+        if isinstance(event, IndexFinished):
+            print(f"  index run over: {event.summary}", flush=True)
+
+    t = time.perf_counter()
+    summary = engine.index([tree], on_event=on_event)
+    index_s = time.perf_counter() - t
+    return {
+        "n": summary.total,
+        "files_s": files_s,
+        "insert_s": index_s,
+        "insert_per_s": summary.total / index_s,
+        "cache_build_s": 0.0,
+        "peak_rss_writer_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+_CLI = r"""
+import atexit, sys
+def _peak():
+    sys.stderr.write("PEAK %d\n" % int(peak_mb()))
+atexit.register(_peak)
+sys.argv = ["clipseek", *sys.argv[1:]]
+from clipseek.cli.entry import main
+main()
+"""
+
+
+def cli(code: Path, *args: str) -> dict:
+    """One fresh ``clipseek`` process of ``code``: wall time, peak RSS, its output."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(code),
+        "ANONYMIZED_TELEMETRY": "False",
+        "HF_HUB_OFFLINE": "1",
+    }
+    t = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK + _CLI, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(code),
+        timeout=3600,
+    )
+    wall = time.perf_counter() - t
+    peak = [int(x.split()[1]) for x in out.stderr.splitlines() if x.startswith("PEAK ")]
+    if out.returncode != 0 or not peak:
+        raise SystemExit(
+            f"clipseek {' '.join(args)} failed:\n{out.stdout[-2000:]}{out.stderr[-3000:]}"
+        )
+    return {"s": wall, "rss_mb": peak[-1], "stdout": out.stdout}
+
+
+def tree_runs(codes: list[tuple[str, Path]], root: Path, n: int, repeat: int) -> dict:
+    """What a user times on the library as files: `clipseek query` (fresh process, the
+    text encoded by the ONNX export), `clipseek index` of the unchanged tree, and of the
+    tree with 1,000 new pictures (the same 1,000 indexed into an empty store alone is the
+    model's share), for each checkout in turn."""
+    tree, store, model = root / "photos", root / "store", root / "model"
+    common = ["--model", f"local-dir:{model}", "--db", str(store)]
+    query = ["query", "a red square", "--top-k", "10", "--json", *common]
+    cli(ROOT, *query)  # the ONNX export, made once (a later query never imports torch)
+    out: dict = {label: {"cli_query_s": [], "unchanged_s": [], "added_s": []} for label, _ in codes}
+    for _ in range(repeat):
+        for label, code in codes:
+            got = out[label]
+            r = cli(code, *query)
+            got["cli_query_s"].append(r["s"])
+            got["cli_query_rss_mb"] = max(got.get("cli_query_rss_mb", 0), r["rss_mb"])
+            r = cli(code, "index", str(tree), *common)
+            got["unchanged_s"].append(r["s"])
+            got["unchanged_rss_mb"] = max(got.get("unchanged_rss_mb", 0), r["rss_mb"])
+    added = root / "added"
+    for label, code in codes:
+        shutil.rmtree(added, ignore_errors=True)
+        make_tree(added, n, 1000)
+        alone = root / f"alone-{label}"
+        shutil.rmtree(alone, ignore_errors=True)
+        r = cli(code, "index", str(added), "--model", f"local-dir:{model}", "--db", str(alone))
+        out[label]["model_alone_s"] = r["s"]
+        shutil.rmtree(alone, ignore_errors=True)
+        moved = tree / "added"
+        added.rename(moved)
+        r = cli(code, "index", str(tree), *common)
+        out[label]["added_s"] = [r["s"]]
+        out[label]["added_rss_mb"] = r["rss_mb"]
+        shutil.rmtree(moved)
+        cli(code, "index", str(tree), *common)  # the library as it was
+    return out
 
 
 def queries(count: int, n: int, centres: int):
@@ -141,7 +356,7 @@ q = np.load(sys.argv[2])[int(sys.argv[5])]
 hits = index.query(q, 10)
 cold = time.perf_counter() - start
 t = time.perf_counter()
-inside = index.query(q, 10, under="/photos/2003")
+inside = index.query(q, 10, under=sys.argv[6])
 filtered = time.perf_counter() - t
 print("RESULT " + json.dumps({
     "s": cold, "filtered_s": filtered,
@@ -215,6 +430,15 @@ print("RESULT " + json.dumps({
 """
 
 
+@dataclass(frozen=True)
+class Where:
+    """The index the children open, and the folder a filtered query keeps to."""
+
+    key: str = KEY
+    slug: str = SLUG
+    year: str = "/photos/2003"
+
+
 def child(code: Path, script: str, *args: str, timeout: float = 3600) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code), "ANONYMIZED_TELEMETRY": "False"}
     out = subprocess.run(
@@ -280,17 +504,20 @@ def build(folder: Path, n: int, centres: int, time_limit: float | None) -> dict:
     }
 
 
-def cold_queries(codes: list[tuple[str, Path]], folder: Path, qfile: Path, repeat: int) -> dict:
+def cold_queries(
+    codes: list[tuple[str, Path]], folder: Path, qfile: Path, repeat: int, where: Where
+) -> dict:
     """Cold queries of every checkout, taking turns (this, baseline, this, ...), so a
     change in the machine's load falls on both alike."""
     db = str(folder)
     runs: dict[str, dict[str, list]] = {label: {"warm": [], "dropped": []} for label, _ in codes}
     for i in range(repeat):
         for label, code in codes:
-            child(code, _COLD, db, str(qfile), KEY, SLUG, str(i))  # files into the page cache
-            runs[label]["warm"].append(child(code, _COLD, db, str(qfile), KEY, SLUG, str(i)))
+            args = (db, str(qfile), where.key, where.slug, str(i), where.year)
+            child(code, _COLD, *args)  # files into the page cache
+            runs[label]["warm"].append(child(code, _COLD, *args))
             evict(folder)
-            runs[label]["dropped"].append(child(code, _COLD, db, str(qfile), KEY, SLUG, str(i)))
+            runs[label]["dropped"].append(child(code, _COLD, *args))
     out = {}
     for label, got in runs.items():
         warm, dropped = got["warm"], got["dropped"]
@@ -306,7 +533,7 @@ def cold_queries(codes: list[tuple[str, Path]], folder: Path, qfile: Path, repea
     return out
 
 
-def measure(code: Path, folder: Path, qfile: Path, skip: set[str]) -> dict:
+def measure(code: Path, folder: Path, qfile: Path, skip: set[str], where: Where) -> dict:
     """``clipseek info``, ``check`` and ``duplicates`` of one checkout's code."""
     out: dict = {}
     db = str(folder)
@@ -318,11 +545,17 @@ def measure(code: Path, folder: Path, qfile: Path, skip: set[str]) -> dict:
         if not wanted:
             continue
         t = time.perf_counter()
-        res = child(code, script, db, str(qfile), KEY, SLUG)
+        res = child(code, script, db, str(qfile), where.key, where.slug)
         res["wall_s"] = time.perf_counter() - t
         out[name] = res
         print(f"    {name}: {res['s']:.2f} s, {res['rss_mb']:,.0f} MB", flush=True)
     return out
+
+
+def _indexes(folder: Path) -> list:
+    from clipseek.store import Store
+
+    return Store(str(folder), reader=True).peek_indexes() or []
 
 
 def main() -> None:
@@ -339,20 +572,29 @@ def main() -> None:
     parser.add_argument("--baseline-skip", default="", help="the same, for the baseline only")
     parser.add_argument("--serve", action="store_true", help="also Chroma's HNSW and recall")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--build-only", action="store_true", help="build --dir, measure nothing")
+    parser.add_argument(
+        "--tree",
+        action="store_true",
+        help="real files: --dir gets photos/, model/ and store/, indexed through Engine.index; "
+        "adds `clipseek query`, unchanged and +1,000-file `clipseek index` runs",
+    )
     args = parser.parse_args()
     args.skip = set(filter(None, args.skip.split(",")))
     baseline_skip = args.skip | set(filter(None, args.baseline_skip.split(",")))
     header(f"The store at {args.n:,} vectors ({DIM}-d), through clipseek's ImageIndex")
     import numpy as np
 
-    folder = args.dir or cache_root() / f"store-{args.n}"
+    root = args.dir or cache_root() / f"store-{args.n}"
+    folder = root / "store" if args.tree else root
     figures: dict = {}
     if args.reuse:
-        from clipseek.store import Store, find_damage
+        from clipseek.store import find_damage
 
-        infos = Store(str(folder), reader=True).peek_indexes() or []
-        figures["n"] = sum(i.count for i in infos)
+        figures["n"] = sum(i.count for i in _indexes(folder))
         find_damage(folder, notes="keep")
+    elif args.tree:
+        figures.update(build_tree(root, args.n, args.centres))
     else:
         figures.update(build(folder, args.n, args.centres, args.time_limit))
         print(
@@ -361,6 +603,16 @@ def main() -> None:
             flush=True,
         )
     n = figures["n"]
+    if args.build_only:
+        print(json.dumps(figures))
+        return
+    where = Where()
+    if args.tree:
+        from clipseek.store.records import COLLECTION_PREFIX
+
+        (info,) = _indexes(folder)
+        slug = info.collection.removeprefix(COLLECTION_PREFIX)
+        where = Where(info.model_key, slug, str(root / "photos" / "2003"))
     figures["disk_mb"] = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
     qs = queries(max(args.queries, args.repeat), n, args.centres)
     qfile = cache_root() / "million-queries.npy"
@@ -369,11 +621,11 @@ def main() -> None:
     codes = [("this", ROOT)] + ([("baseline", args.baseline)] if args.baseline else [])
     for _, code in codes:
         compile_sources(code)
-    figures.update(cold_queries(codes, folder, qfile, args.repeat))
+    figures.update(cold_queries(codes, folder, qfile, args.repeat, where))
     for label, code in codes:
         print(f"  {label} ({code}):", flush=True)
         skip = baseline_skip if label == "baseline" else args.skip
-        figures[label].update(measure(code, folder, qfile, skip))
+        figures[label].update(measure(code, folder, qfile, skip, where))
     truth = exact_top(qs[: args.repeat], n, args.centres)
     for label, _ in codes:
         got = figures[label].pop("answers")
@@ -383,11 +635,11 @@ def main() -> None:
         )
         inside = figures[label].pop("inside")
         figures[label]["filtered_all_inside"] = all(
-            p.startswith("/photos/2003/") for answer in inside for p in answer
+            p.startswith(where.year + "/") for answer in inside for p in answer
         )
 
     if args.serve:
-        res = child(ROOT, _SERVE, str(folder), str(qfile), KEY, SLUG)
+        res = child(ROOT, _SERVE, str(folder), str(qfile), where.key, where.slug)
         truth = exact_top(qs, n, args.centres)
         found = [[_number(p) for p in f] for f in res["found"]]
         times_ms = [t * 1000 for t in res["times"]]
@@ -401,6 +653,9 @@ def main() -> None:
             "rss_mb": res["rss_mb"],
         }
 
+    if args.tree:
+        for label, got in tree_runs(codes, root, n, args.repeat).items():
+            figures[label].update(got)
     print(f"\nn = {n:,}; disk {figures['disk_mb']:,.0f} MB")
     for label, _ in codes:
         f = figures[label]
@@ -415,6 +670,13 @@ def main() -> None:
         for name in ("info", "check", "duplicates"):
             if name in f:
                 line += f"; {name} {f[name]['s']:.1f} s / {f[name]['rss_mb']:,.0f} MB"
+        if args.tree:
+            line += (
+                f"; `clipseek query` {statistics.median(f['cli_query_s']):.2f} s / "
+                f"{f['cli_query_rss_mb']:,.0f} MB; unchanged `clipseek index` "
+                f"{statistics.median(f['unchanged_s']):.2f} s / {f['unchanged_rss_mb']:,.0f} MB;"
+                f" +1,000 files {f['added_s'][0]:.1f} s (alone {f['model_alone_s']:.1f} s)"
+            )
         print(line)
     if "serve" in figures:
         s = figures["serve"]
@@ -426,7 +688,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
     if not args.dir:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
