@@ -216,6 +216,7 @@ def build_tree(root: Path, n: int, centres: int) -> dict:
         "files_s": files_s,
         "insert_s": index_s,
         "insert_per_s": summary.total / index_s,
+        "write_s": summary.write_seconds,
         "cache_build_s": 0.0,
         "peak_rss_writer_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }

@@ -157,6 +157,29 @@ def test_batches_are_written_as_they_are_embedded(
     assert writes == [5, 5, 2]
 
 
+def test_the_summary_counts_the_time_spent_writing(
+    engine: Engine, photos: Path, monkeypatch
+) -> None:
+    """write_seconds is the store's share of a run (a first index on a CPU writes inline):
+    each write's time, and nothing else, on a clock only the writer reads."""
+    import types
+
+    from clipseek.indexing import writer as writer_module
+    from clipseek.store import ImageIndex
+
+    clock = [0.0]
+    monkeypatch.setattr(writer_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    real = ImageIndex.upsert
+
+    def slow(self, records):
+        clock[0] += 0.25
+        return real(self, records)
+
+    monkeypatch.setattr(ImageIndex, "upsert", slow)
+    summary = engine.index([photos], IndexOptions(batch_size=5))
+    assert summary.write_seconds == pytest.approx(0.75)  # three writes: 5, 5 and 2 pictures
+
+
 def test_upserts_are_chunked_to_the_store_limit(engine: Engine, photos: Path, monkeypatch) -> None:
     from chromadb.api.models.Collection import Collection
 

@@ -99,6 +99,9 @@ class IndexSummary:
     model_loaded: bool = False
     elapsed: float = 0.0
     embed_seconds: float = 0.0
+    #: Of the run, seconds spent writing embedded batches to the store (behind the model
+    #: on a GPU, inline on a CPU).
+    write_seconds: float = 0.0
     #: Of ``new + updated``, files whose stored vector was reused (same bytes elsewhere).
     reused: int = 0
     #: Model forward passes (batches) this run; 0 when everything was reused or unchanged.

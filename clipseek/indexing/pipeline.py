@@ -704,6 +704,7 @@ class Indexer:
                 report()
             finally:
                 writer.close()
+                summary.write_seconds += writer.seconds
                 for entry in pending:
                     entry.future.cancel()
                 if shared is not None:
