@@ -276,14 +276,8 @@ def load_cache(
         return None
     if not all(isinstance(r, str) for r in roots):
         return None
-    for path, stat in stored.items():
-        if not (
-            isinstance(path, str)
-            and isinstance(stat, tuple)
-            and len(stat) == 4
-            and all(type(v) is int for v in stat)
-        ):
-            return None
+    # The records themselves are not checked one by one (a second at a million): the
+    # signature shows clipseek wrote them, in this shape, for this very database.
     return stored, roots, failed
 
 
@@ -361,8 +355,13 @@ def quick_unchanged(
     )
     if errors:
         return None
-    under = {p: st for p, st in stored.items() if any(_under(p, r) for r in norm)}
-    failed_under = {p: f for p, f in failed.items() if any(_under(p, r) for r in norm)}
+    if set(norm) == set(known_roots):
+        # Every record lies under a scanned root: no need to sort a million paths by root
+        # (were one outside, the counts below would differ and the normal path would run).
+        under, failed_under = stored, failed
+    else:
+        under = {p: st for p, st in stored.items() if any(_under(p, r) for r in norm)}
+        failed_under = {p: f for p, f in failed.items() if any(_under(p, r) for r in norm)}
     if len(under) + len(failed_under) != len(files):
         return None
     known: list[FileFailed] = []
