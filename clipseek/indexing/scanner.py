@@ -294,7 +294,12 @@ def scan(
 
 
 def _has_image_ext(name: str, options: ScanOptions) -> bool:
-    return os.path.splitext(name)[1].lower() in options.extensions
+    # os.path.splitext's answer without its generality (a third of a scan's own time at a
+    # million files): the text from the last dot, unless only dots come before it.
+    dot = name.rfind(".")
+    if dot <= 0 or not name[:dot].strip("."):
+        return False
+    return name[dot:].lower() in options.extensions
 
 
 def _reason(exc: OSError) -> str:
