@@ -13,8 +13,8 @@ at 0.5 (docs/MODELS.md, "Scores follow the model", gives each figure's source):
 
 - CLIP: cosine 0.28 with OpenAI's ViT-B/32, the line LAION-5B kept pairs above after
   people judged how well texts fit images at 0.28–0.30 (LAION-400M chose 0.30); the band
-  runs 0.12 either side, to 0.40, where CLIPScore puts the top of that model's cosines
-  (its rescaling w = 2.5).
+  runs 0.12 either side, to 0.40, which CLIPScore's rescaling of that model's cosines
+  (w = 2.5) maps to 1.
 - SigLIP: where the model's own probability is 0.5 (logit 0, cosine = −bias / scale, from
   the export's learned scale and bias); the band is as many logits either side as CLIP's
   (0.12 × CLIP's logit scale of 100 = 12), a choice rather than a measurement: random
