@@ -50,6 +50,10 @@ def test_every_suggested_model_is_shown_within_80_columns(runner: CliRunner) -> 
     assert in_use[1:].startswith(DEFAULT_MODEL + " ")
     assert f"In use: {DEFAULT_MODEL} (default)." in result.stdout
     assert "To move to the default" not in result.stdout
+    # Someone who searches in another language is told which model, and what it costs.
+    advice = " ".join(result.stdout.split())
+    assert "Other languages: ViT-B-32-SigLIP2-256:webli" in advice
+    assert "German 84.4" in advice and "630 MB" in advice
 
 
 def test_json_rows_carry_figures_licence_languages_and_use(runner: CliRunner) -> None:

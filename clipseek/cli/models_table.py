@@ -15,6 +15,14 @@ from typing import Any
 from clipseek.models.catalogue import CATALOG, CatalogEntry, ModelSpec, pareto_optimal
 
 WIDTH = 80
+#: Which model to pick for searching in another language, with its published figures
+#: (Immich's Crossmodal-3600 table) and what it costs here: docs/MODELS.md.
+MULTILINGUAL_ADVICE = (
+    "Other languages: ViT-B-32-SigLIP2-256:webli (Crossmodal-3600 German 84.4, French "
+    "82.3, Spanish 79.0, against 36.6, 56.1, 42.5 for ViT-B-32:laion2b_s34b_b79k; weaker "
+    "in Chinese, Japanese, Thai, Hindi). It costs 1.5 GB, about half the indexing speed and "
+    "a cold query of 2.6× the CPU time and 630 MB; figures per language in docs/MODELS.md."
+)
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,7 @@ def render(
         "img/s: images per second measured on this machine by `clipseek index` "
         "(--backend auto), once per model; — until then.",
         "MB: download (fp32 weights). lang: en = English only, multi = many languages.",
+        MULTILINGUAL_ADVICE,
         f"here: fast = ready for quick queries (ONNX export), yes = weights in "
         f"{hub_cache}, — = fetched on first use.",
     ]

@@ -66,6 +66,18 @@ class SearchHit(BaseModel):
     )
     rank: int
     score: float = Field(description="Cosine similarity between the query and the image.")
+    match: float | None = Field(
+        None,
+        description="For a text search, how well the image matches on the model family's "
+        "own scale, 0 to 1: 0.5 where the text fits the picture (CLIP's and SigLIP's cosines "
+        "differ; this does not; see docs/MODELS.md). Null for a search by image, whose "
+        "scores are only comparable with each other.",
+    )
+    verdict: str | None = Field(
+        None,
+        description='The match in a word: "strong" (match ≥ 0.75), "good" (≥ 0.5), '
+        '"fair" (≥ 0.25) or "weak"; null when match is.',
+    )
     path: str = Field(
         description="The file's path. Bytes that are not UTF-8 appear as the escapes "
         "\\udc80-\\udcff (Python's os.fsencode turns it back into the exact bytes)."
@@ -102,6 +114,8 @@ class SearchResult(BaseModel):
                             "id": "5f1c0d0c4a6f3f1e0b6f2b8f9d1e2a3b4c5d6e7f",
                             "rank": 1,
                             "score": 0.312,
+                            "match": 0.633,
+                            "verdict": "good",
                             "path": "/home/ana/Pictures/park/IMG_0420.jpg",
                             "image": "data:image/jpeg;base64,/9j/4AAQSkZJRg...",
                             "thumbnail_url": "/thumbnails/5f1c0d0c4a6f3f1e0b6f2b8f9d1e2a3b4c5d6e7f",

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from clipseek.engine import Engine
     from clipseek.errors import ClipseekError
     from clipseek.indexing.events import IndexEvent
+    from clipseek.models.calibration import Calibration
     from clipseek.search.query import SearchResponse
     from clipseek.tui.jobs import IndexJob
     from clipseek.tui.thumbnails import Thumbnail, ThumbnailCache
@@ -56,10 +57,16 @@ class ModelStatus(Message):
 
 
 class SearchDone(Message):
-    def __init__(self, token: int, response: SearchResponse) -> None:
+    """A search's answer; ``calibration`` is the model family's scale when the query has
+    one (text only), None when scores can only be read against each other."""
+
+    def __init__(
+        self, token: int, response: SearchResponse, calibration: Calibration | None = None
+    ) -> None:
         super().__init__()
         self.token = token
         self.response = response
+        self.calibration = calibration
 
 
 class SearchFailed(Message):

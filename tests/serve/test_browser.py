@@ -50,7 +50,8 @@ def test_search_grid_modal_and_result_count(browser, served):
     modal = d.find_element(By.ID, "modal")
     wait(d, lambda _: modal.get_attribute("open") is not None)
     assert d.find_element(By.ID, "modal-path").text == first_path
-    assert d.find_element(By.ID, "modal-score").text == f"score {scores[0]:.3f}"
+    # the raw score, then the match in a word (tests/serve/test_api_scores.py)
+    assert d.find_element(By.ID, "modal-score").text.startswith(f"score {scores[0]:.3f} · ")
     image = d.find_element(By.ID, "modal-image")
     wait(d, lambda _: "thumbnails/" in (image.get_attribute("src") or ""))
     wait(d, lambda _: d.execute_script("return arguments[0].naturalWidth", image) > 0)

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import BeforeValidator
 
 from clipseek.errors import ImageReadError
+from clipseek.models.calibration import calibrated_query
 from clipseek.photos.pathtext import dumps, json_path_fields
 from clipseek.search.query import parse_query
 from clipseek.server.files import FileRefused, open_indexed
@@ -27,6 +28,7 @@ from clipseek.server.state import ServerState, State
 from clipseek.server.validation import no_bool, search_filters, search_folder
 
 if TYPE_CHECKING:
+    from clipseek.models.calibration import Calibration
     from clipseek.search.query import SearchResponse
     from clipseek.search.query import SearchResult as SearchHitSource
     from clipseek.server.thumbs import ThumbnailCache
@@ -34,7 +36,11 @@ if TYPE_CHECKING:
 router = APIRouter()
 
 
-def hit_list(state: ServerState, response: SearchResponse) -> Response:
+def hit_list(
+    state: ServerState, response: SearchResponse, calibration: Calibration | None = None
+) -> Response:
+    """The answer as JSON; with ``calibration`` (a text search) each hit also says how
+    good a match it is on the model family's scale."""
     hits = []
     folders = state.roots() if response.results else []
     for r in response.results:
@@ -43,6 +49,8 @@ def hit_list(state: ServerState, response: SearchResponse) -> Response:
                 id=r.id,
                 rank=r.rank,
                 score=_finite_score(r.score),
+                match=round(calibration.match(r.score), 3) if calibration else None,
+                verdict=calibration.verdict(r.score) if calibration else None,
                 **json_path_fields(r.path),
                 image=_data_url(state.thumbnails, r, folders, state.options.thumbnail_size),
                 thumbnail_url=f"/thumbnails/{r.id}",
@@ -84,9 +92,10 @@ def search(body: SearchRequest, state: State) -> Response:
         else None
     )
     filters, order = search_filters(body.after, body.before, body.camera, body.min_size, body.sort)
-    return hit_list(
-        state, state.engine.search(query, body.top_k, in_dir=folder, filters=filters, sort=order)
-    )
+    response = state.engine.search(query, body.top_k, in_dir=folder, filters=filters, sort=order)
+    # A text query's cosines are read on the model family's scale (not one with a minus).
+    scale = state.engine.calibration() if calibrated_query(query.terms) else None
+    return hit_list(state, response, scale)
 
 
 @router.post(

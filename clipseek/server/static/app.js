@@ -328,8 +328,16 @@
     const bar = document.createElement("div");
     bar.className = "bar";
     const fill = document.createElement("span");
-    fill.style.width = `${Math.max(4, Math.min(100, (result.score / best) * 100))}%`;
+    // A text search's bar is the match on the model family's own scale (the server's
+    // `match`: half full where the text fits, CLIP or SigLIP alike); a search by image
+    // has no such scale, so its bar is relative to the best hit.
+    const calibrated = typeof result.match === "number";
+    const fraction = calibrated ? result.match : result.score / best;
+    fill.style.width = `${Math.max(calibrated ? 0 : 4, Math.min(100, fraction * 100))}%`;
     bar.append(fill);
+    bar.setAttribute("role", "img");
+    bar.setAttribute("aria-label", matchWords(result));
+    row.title = matchWords(result);
     const score = document.createElement("span");
     score.className = "score";
     score.textContent = result.score.toFixed(3);
@@ -339,6 +347,15 @@
     button.append(thumb, meta);
     button.addEventListener("click", () => openModal(index));
     return button;
+  }
+
+  /** What a result's bar shows, in words (its tooltip and its label for screen readers). */
+  function matchWords(result) {
+    if (result.verdict) {
+      return `${result.verdict[0].toUpperCase()}${result.verdict.slice(1)} match ` +
+        `(${Math.round(result.match * 100)}% on this model's scale; score ${result.score.toFixed(3)})`;
+    }
+    return `Score ${result.score.toFixed(3)}, against the best hit's`;
   }
 
   // -- modal
@@ -356,7 +373,9 @@
     };
     large.src = `${result.thumbnail_url.replace(/^\//, "")}?size=1280`;
     $("modal-name").textContent = basename(result.path);
-    $("modal-score").textContent = `score ${result.score.toFixed(3)}`;
+    $("modal-score").textContent = result.verdict
+      ? `score ${result.score.toFixed(3)} · ${result.verdict} match`
+      : `score ${result.score.toFixed(3)}`;
     $("modal-rank").textContent = `#${result.rank} of ${results.length}`;
     $("modal-size").textContent =
       result.width && result.height ? `· ${result.width} × ${result.height}` : "";

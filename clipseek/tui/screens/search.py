@@ -33,6 +33,7 @@ from clipseek.tui.widgets.results import ResultsList
 from clipseek.tui.widgets.topk import TopKInput
 
 if TYPE_CHECKING:
+    from clipseek.models.calibration import Calibration
     from clipseek.search.filters import Filters
     from clipseek.search.query import Query, SearchResponse, SearchResult
     from clipseek.tui.app import ClipseekApp
@@ -87,6 +88,8 @@ class SearchScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.response: SearchResponse | None = None
+        #: The model family's scale for the response shown (a text query), else None.
+        self.calibration: Calibration | None = None
         self.query_text = ""
         self._pending: tuple[Query, list[str]] | None = None
         self._last: tuple[Query, list[str]] | None = None
@@ -367,13 +370,18 @@ class SearchScreen(Screen[None]):
         self.query_one("#results-pane").border_subtitle = "searching…"
 
         def work() -> None:
+            # Lazy: the calibration's module loads with the engine, after the first paint.
+            from clipseek.models.calibration import calibrated_query
+
             try:
                 response = engine.search(query, top_k, exclude=exclude, filters=filters)
+                # A text query's scores are read on the model family's scale.
+                scale = engine.calibration() if calibrated_query(query.terms) else None
             except ClipseekError as exc:
                 self.post_message(msg.SearchFailed(token, exc))
                 return
             if not get_current_worker().is_cancelled:
-                self.post_message(msg.SearchDone(token, response))
+                self.post_message(msg.SearchDone(token, response, scale))
 
         self.run_worker(work, group="search", exclusive=True, thread=True, exit_on_error=False)
 
@@ -399,6 +407,8 @@ class SearchScreen(Screen[None]):
             return
         response = message.response
         self.response = response
+        self.calibration = message.calibration
+        self.query_one(PreviewPane).calibration = message.calibration
         results = self.query_one("#results", ResultsList)
         for note in response.notes:
             self.notify(note, severity="information", timeout=8)
@@ -411,7 +421,7 @@ class SearchScreen(Screen[None]):
             return
         self._notice = None
         self.query_one("#results-empty").display = False
-        results.show_results(response.results)
+        results.show_results(response.results, message.calibration)
         grid = self.query_one(GalleryGrid)
         if self.grid_active:
             grid.show_results(response.results)
@@ -553,7 +563,9 @@ class SearchScreen(Screen[None]):
             return
         paths = [r.path for r in self.response.results]
         index = paths.index(result.path) if result.path in paths else 0
-        self.app.push_screen(ViewerScreen(self.response.results, index), self._viewed)
+        self.app.push_screen(
+            ViewerScreen(self.response.results, index, self.calibration), self._viewed
+        )
 
     def _viewed(self, index: int | None) -> None:
         """Back from the full-screen view: select the result it showed last."""

@@ -20,6 +20,7 @@ from clipseek.tui.widgets.footer import FittingFooter
 from clipseek.tui.widgets.preview import PreviewPane
 
 if TYPE_CHECKING:
+    from clipseek.models.calibration import Calibration
     from clipseek.search.query import SearchResult
     from clipseek.tui.app import ClipseekApp
 
@@ -36,13 +37,22 @@ class ViewerScreen(Screen[int]):
 
     app: ClipseekApp  # type: ignore[assignment]
 
-    def __init__(self, results: Sequence[SearchResult], index: int) -> None:
+    def __init__(
+        self,
+        results: Sequence[SearchResult],
+        index: int,
+        calibration: Calibration | None = None,
+    ) -> None:
         super().__init__(id="viewer")
         self.results = list(results)
         self.index = max(0, min(index, len(self.results) - 1))
+        #: The search's scale (a text query), so the score reads as on the search screen.
+        self.calibration = calibration
 
     def compose(self) -> ComposeResult:
-        yield PreviewPane(self.app.image_class, id="viewer-pane")
+        pane = PreviewPane(self.app.image_class, id="viewer-pane")
+        pane.calibration = self.calibration
+        yield pane
         yield FittingFooter(compact=True)
 
     def on_mount(self) -> None:

@@ -22,6 +22,7 @@ from clipseek.photos import pathtext
 from clipseek.tui.format import human_date, human_path, human_size
 
 if TYPE_CHECKING:
+    from clipseek.models.calibration import Calibration
     from clipseek.search.query import SearchResult
     from clipseek.tui.thumbnails import Thumbnail
 
@@ -51,6 +52,9 @@ class PreviewPane(Vertical):
         self.thumbnail: Thumbnail | None = None
         #: False in the gallery view, where the grid shows the pictures: details only.
         self.pictures = True
+        #: The model family's scale for a text query's results: the score row then says
+        #: how good the match is in a word. None (a search by picture, duplicates): no word.
+        self.calibration: Calibration | None = None
 
     def compose(self) -> ComposeResult:
         with Container(id="preview-image-box"):
@@ -146,14 +150,11 @@ class PreviewPane(Vertical):
         if result.camera:
             camera = pathtext.display_text(result.camera)  # EXIF text is the file's, not ours
             grid.add_row("Camera", Text(camera, overflow="ellipsis", no_wrap=True))
-        grid.add_row(
-            "Score",
-            Text.assemble(
-                (f"{result.score:.3f}", "bold"),
-                (" · ", "dim"),
-                (f"rank {result.rank}", "dim"),
-                overflow="ellipsis",
-                no_wrap=True,
-            ),
-        )
+        score = Text.assemble((f"{result.score:.3f}", "bold"), overflow="ellipsis", no_wrap=True)
+        if self.calibration is not None:
+            verdict = self.calibration.verdict(result.score)
+            score.append(f" {verdict} match", "bold" if verdict in ("strong", "good") else "")
+        score.append(" · ", "dim")
+        score.append(f"rank {result.rank}", "dim")
+        grid.add_row("Score", score)
         return Group(title, grid)

@@ -3,6 +3,11 @@
 Each row is drawn for the width it gets, so a long file name ends in an
 ellipsis and a deep folder is cut from the left (``…/holiday/day-2``), where a
 path says least; nothing wraps and nothing spills into the preview pane.
+
+The bar beside the raw score says how good the match is: for a text query, on the
+model family's own scale (:mod:`clipseek.models.calibration`: half full where the
+text fits the picture, whether the model is CLIP or SigLIP, whose cosines differ);
+for a search by example picture, which has no such scale, relative to the best hit.
 """
 
 from __future__ import annotations
@@ -21,31 +26,48 @@ from textual.widgets.option_list import Option
 from clipseek.tui.format import ellipsize_end, ellipsize_middle, ellipsize_start, human_path
 
 if TYPE_CHECKING:
+    from clipseek.models.calibration import Calibration
     from clipseek.search.query import SearchResult
 
 BAR_CELLS = 8
 #: Cells a name needs before the score bar is drawn beside it.
 NAME_ROOM = 22
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
+#: The bar's empty cells, drawn muted.
+TRACK = "·"
 
 
-def score_bar(score: float, best: float, cells: int = BAR_CELLS) -> str:
-    """A bar of ``cells`` cells filled in proportion to ``score / best``, in eighths."""
-    fraction = 0.0 if best <= 0 else max(0.0, min(1.0, score / best))
-    eighths = round(fraction * cells * 8)
+def match_fraction(score: float, best: float, calibration: Calibration | None) -> float:
+    """How full a result's bar is: its match on the family's scale when the query has
+    one (``calibration``), else its score relative to the ``best`` one's."""
+    if calibration is not None:
+        return calibration.match(score)
+    return 0.0 if best <= 0 else max(0.0, min(1.0, score / best))
+
+
+def score_bar(fraction: float, cells: int = BAR_CELLS) -> tuple[str, str]:
+    """A bar of ``cells`` cells filled to ``fraction`` (0 to 1), in eighths: the filled
+    part and the empty track after it, which shows how far the scale goes."""
+    eighths = round(max(0.0, min(1.0, fraction)) * cells * 8)
     full, part = divmod(eighths, 8)
     bar = "█" * full + (_EIGHTHS[part] if part else "")
-    return bar.ljust(cells)
+    return bar, TRACK * (cells - len(bar))
 
 
 class ResultRow:
     """A Rich renderable: ``rank score bar name`` over the folder, fitted to the width."""
 
     def __init__(
-        self, result: SearchResult, best: float, accent: str, muted: str, score_width: int = 5
+        self,
+        result: SearchResult,
+        fraction: float,
+        accent: str,
+        muted: str,
+        score_width: int = 5,
     ) -> None:
         self.result = result
-        self.best = best
+        #: How full the bar is (see :func:`match_fraction`).
+        self.fraction = fraction
         self.accent = accent
         self.muted = muted
         #: Every row's score takes this many cells (a minus sign included), so that a
@@ -59,7 +81,8 @@ class ResultRow:
         folder = human_path(os.path.dirname(result.path))
         rank = f"{result.rank:>3} "
         score = f"{result.score:>{self.score_width}.3f} "
-        bar = score_bar(result.score, self.best) + " "
+        filled, track = score_bar(self.fraction)
+        bar = filled + track + " "
         head = len(rank) + len(score) + len(bar)
         muted = Style.parse(self.muted)
         if width < len(rank) + len(score) + 4:
@@ -76,7 +99,8 @@ class ResultRow:
         yield Segment(rank, muted)
         yield Segment(score, Style(bold=True))
         if bar:
-            yield Segment(bar, Style.parse(self.accent))
+            yield Segment(filled, Style.parse(self.accent))
+            yield Segment(track + " ", muted)
         yield Segment(ellipsize_middle(human_path(name), width - head), Style(bold=True))
         yield Segment.line()
         yield Segment(" " * min(len(rank), width))
@@ -110,12 +134,19 @@ class ResultsList(OptionList):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.results: list[SearchResult] = []
+        #: The model family's scale for the results shown; None: bars relative to the best.
+        self.calibration: Calibration | None = None
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self.restyle())
 
-    def show_results(self, results: Sequence[SearchResult]) -> None:
+    def show_results(
+        self, results: Sequence[SearchResult], calibration: Calibration | None = None
+    ) -> None:
+        """Show ``results``; with ``calibration`` (a text query) the bars are on the model
+        family's match scale, without it relative to the best result."""
         self.results = list(results)
+        self.calibration = calibration
         self._rebuild(highlight=0 if self.results else None)
 
     def _rebuild(self, highlight: int | None) -> None:
@@ -124,7 +155,10 @@ class ResultsList(OptionList):
         width = score_width(self.results)
         self.clear_options()
         self.add_options(
-            Option(ResultRow(r, best, accent, muted, width), id=str(i))
+            Option(
+                ResultRow(r, match_fraction(r.score, best, self.calibration), accent, muted, width),
+                id=str(i),
+            )
             for i, r in enumerate(self.results)
         )
         self.highlighted = highlight
