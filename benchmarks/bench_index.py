@@ -108,13 +108,18 @@ def decode_cost(model: Any, folder: Path, sample: int) -> tuple[float, list[Any]
     return (time.thread_time() - cpu) / len(files), items
 
 
+#: Each run's share of its time spent writing to the index (from ``--debug``'s line),
+#: by checkout: issue 24 wants it at most 10% of a first index on a CPU.
+WRITE_SHARES: dict[str, list[float]] = {}
+
+
 def run_index(
     code: Path, folder: Path, precision: str, extra: list[str]
 ) -> tuple[float, float, float]:
     """(process wall s, index-call s, embedding images/s) of a fresh ``clipseek index``."""
     env = {**os.environ, "PYTHONPATH": str(code)}
     with temp_dir("db-") as db:
-        cmd = [sys.executable, "-m", "clipseek", "index", str(folder), "--db", str(db)]
+        cmd = [sys.executable, "-m", "clipseek", "--debug", "index", str(folder), "--db", str(db)]
         cmd += ["-m", MODEL, "--device", "cpu", "--precision", precision, *extra]
         start = time.perf_counter()
         # Run from the checkout itself: `python -m` puts the working folder first on the
@@ -126,6 +131,10 @@ def run_index(
         raise SystemExit(f"clipseek index failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
     found = re.search(r" in ([\d.]+) s \(([\d.]+) images/s\)", line)
     assert found, line
+    writes = re.search(r"writing to the index took ([\d.]+) s of the run's ([\d.]+) s", out.stderr)
+    if writes:
+        share = float(writes.group(1)) / max(float(writes.group(2)), 1e-9)
+        WRITE_SHARES.setdefault(str(code), []).append(share)
     return wall, float(found.group(1)), float(found.group(2))
 
 
@@ -314,6 +323,11 @@ def main() -> None:
                 f"  {kind} {n} {p}{' loaded' if loaded else ''}: process {median(ratios):.2f}×, "
                 f"embedding {median(embed):.2f}×"
             )
+    for code, shares in WRITE_SHARES.items():
+        print(
+            f"# writes to the index ({code}): {min(shares):.1%}–{max(shares):.1%} of each run's "
+            "time (issue 24: at most 10% of a first index on a CPU)"
+        )
     print(f"\n# load average at the end: {os.getloadavg()[0]:.1f} (other jobs share the cores)")
     print("Goals: ≥ 85% of the ceiling from 500 files, ≥ 70% at 50 (process start included).")
 

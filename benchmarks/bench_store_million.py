@@ -185,6 +185,7 @@ def build_tree(root: Path, n: int, centres: int) -> dict:
     scan, fingerprint, decode, write, vector cache), with :class:`CorpusRows` as the model."""
     from clipseek.engine import Engine
     from clipseek.indexing.events import IndexFinished
+    from clipseek.indexing.options import IndexOptions
     from clipseek.models.runtime import load_index_model
 
     tree, store = root / "photos", root / "store"
@@ -208,8 +209,11 @@ def build_tree(root: Path, n: int, centres: int) -> dict:
         if isinstance(event, IndexFinished):
             print(f"  index run over: {event.summary}", flush=True)
 
+    # Large batches written behind the stand-in model (instant): the build is Chroma's
+    # writes, and they take large batches best.
+    options = IndexOptions(batch_size=512, write_behind=True)
     t = time.perf_counter()
-    summary = engine.index([tree], on_event=on_event)
+    summary = engine.index([tree], options, on_event=on_event)
     index_s = time.perf_counter() - t
     return {
         "n": summary.total,

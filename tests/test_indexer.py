@@ -158,7 +158,7 @@ def test_batches_are_written_as_they_are_embedded(
 
 
 def test_the_summary_counts_the_time_spent_writing(
-    engine: Engine, photos: Path, monkeypatch
+    engine: Engine, photos: Path, monkeypatch, caplog
 ) -> None:
     """write_seconds is the store's share of a run (a first index on a CPU writes inline):
     each write's time, and nothing else, on a clock only the writer reads."""
@@ -176,8 +176,11 @@ def test_the_summary_counts_the_time_spent_writing(
         return real(self, records)
 
     monkeypatch.setattr(ImageIndex, "upsert", slow)
-    summary = engine.index([photos], IndexOptions(batch_size=5))
+    with caplog.at_level("DEBUG", logger="clipseek"):
+        summary = engine.index([photos], IndexOptions(batch_size=5))
     assert summary.write_seconds == pytest.approx(0.75)  # three writes: 5, 5 and 2 pictures
+    # --debug says it (benchmarks/bench_index.py reads the line)
+    assert "writing to the index took 0.75 s of the run's" in caplog.text
 
 
 def test_upserts_are_chunked_to_the_store_limit(engine: Engine, photos: Path, monkeypatch) -> None:

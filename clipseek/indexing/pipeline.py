@@ -190,6 +190,15 @@ class Indexer:
             if plan.backfill and not cancel.is_set():
                 self._backfill(plan.backfill, index, emit)
         summary.elapsed = time.perf_counter() - started
+        if summary.write_seconds:
+            # Lazy: logging is not on a quick run's path (and --debug shows this line).
+            import logging
+
+            logging.getLogger("clipseek").debug(
+                "writing to the index took %.2f s of the run's %.2f s",
+                summary.write_seconds,
+                summary.elapsed,
+            )
         emit(IndexFinished(summary))
         return summary
 
