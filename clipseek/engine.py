@@ -562,6 +562,12 @@ class Engine:
         except OSError:
             export = None
         manifest = export.manifest if export is not None else None
+        if manifest is None and getattr(self._model, "backend", None) == "torch":
+            # Not exported yet but loaded: the model's own learned scale and bias (what its
+            # export will record), not typical values.
+            from clipseek.models.export import _scale_and_bias
+
+            manifest = _scale_and_bias(getattr(self._model, "_model", None)) or None
         return calibration_for(model_family(self.spec, manifest), manifest)
 
     def duplicates(

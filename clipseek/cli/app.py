@@ -572,6 +572,7 @@ def index(
 @app.command(epilog=QUERY_HELP)
 @friendly
 def query(
+    ctx: typer.Context,
     terms: Annotated[
         list[str] | None,
         typer.Argument(
@@ -679,10 +680,20 @@ def query(
     for note in [engine.model_notice(), *response.notes]:
         if note:
             _stderr().print(f"[cyan]note:[/] {_safe_text(note)}")
+    # Lazy: --help does not import this (tests/test_imports.py).
+    from clipseek.models.calibration import calibrated_query
+
+    # A text query's cosines are read on the model family's scale, as the app and the
+    # web page read them (not one with a minus, nor a search by example).
+    if calibrated_query(terms_list):
+        response.calibration = engine.calibration()
     if as_json:
         sys.stdout.write(dumps(response.to_json()) + "\n")
     else:
         _print_results(response, by_date=sort == "date")
+    sys.stdout.flush()  # the answer is out: what it cost is measured to here
+    if isinstance(ctx.obj, dict) and ctx.obj.get("one_command"):
+        _remember_cold_query(engine, calibrated_query(terms_list))
     if save is not None:
         # Lazy: --help does not import this (tests/test_imports.py).
         from clipseek.search.contact_sheet import save_results
@@ -694,6 +705,26 @@ def query(
         )
     _sweep_snapshots()
     _export_after_answer(engine)
+
+
+def _remember_cold_query(engine: Engine, plain_text: bool) -> None:
+    """Remember what this process cost, from its start to the answer, for `clipseek
+    models`: only for a plain text query (`clipseek query "text"`, the default's rule (b)
+    in docs/MODELS.md) answered through the fast path (the ONNX export, no torch), in a
+    process that ran this one command (the console script), so that the figure is a cold
+    query's. Written beside the exports, never into the index."""
+    try:
+        if not plain_text or not engine.model_loaded or "torch" in sys.modules:
+            return
+        if getattr(engine.model(), "backend", None) != "onnx":
+            return
+        from clipseek.models.runtime import process_cost, remember_cold_query
+
+        cost = process_cost()
+        if cost is not None:
+            remember_cold_query(engine.spec, *cost)
+    except Exception:  # the answer is out: a figure not kept must not fail the command
+        pass
 
 
 def _sweep_snapshots() -> None:
@@ -754,7 +785,10 @@ def _print_results(response: SearchResponse, *, by_date: bool = False) -> None:
     for result in response.results:
         shown = _safe(result.path)
         link = "file://" + quote(os.fsencode(result.path), safe="/")
-        cells = [str(result.rank), f"{result.score:.3f}"]
+        score = f"{result.score:.3f}"
+        if response.calibration is not None:  # a text query: the word the app shows too
+            score += f" [dim]{response.calibration.verdict(result.score)}[/]"
+        cells = [str(result.rank), score]
         if dated:
             cells.append(_taken_cell(result.taken, result.taken_source))
         table.add_row(*cells, f"[link={link}]{shown}[/link]")
@@ -1211,7 +1245,8 @@ def main(*, quick_checked: bool = False) -> None:
     (:mod:`clipseek.cli.quick`)."""
     started = time.perf_counter()
     try:
-        app(prog_name="clipseek", obj={"quick_checked": quick_checked})
+        # one_command: this process runs one command and ends (see _remember_cold_query).
+        app(prog_name="clipseek", obj={"quick_checked": quick_checked, "one_command": True})
     except KeyboardInterrupt:
         _stderr().print(f"[yellow]Interrupted after {time.perf_counter() - started:.1f} s.[/]")
         sys.exit(130)

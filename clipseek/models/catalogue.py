@@ -217,17 +217,27 @@ def family_of(name: str) -> str:
     return "siglip" if "siglip" in name.lower() else "clip"
 
 
+#: Cold-query figures (time, peak memory) within this ratio of each other count as equal
+#: in the Pareto comparison: runs on one machine vary about that much.
+COLD_TOLERANCE = 1.15
+
+
 def pareto_optimal(
     entries: tuple[CatalogEntry, ...] | list[CatalogEntry],
     cost: dict[str, float] | None = None,
+    cold: dict[str, tuple[float, float]] | None = None,
 ) -> dict[str, bool]:
     """Which entries no other entry beats: at least as good on every figure both publish
     (Crossmodal-3600, Flickr30k, MSCOCO, CPU cost, download, sizes within about 15% counting
     as equal) and better on one.
 
     ``cost`` (ms per image measured here, by name) replaces Immich's published CPU figure
-    where every entry has one, so the mark follows this machine when it is known."""
+    where every entry has one, so the mark follows this machine when it is known.
+    ``cold`` (a cold query's seconds and peak MB measured here, by name) adds those two
+    figures, again only where every entry has them: a model never measured would
+    otherwise be neither beaten nor beating on them."""
     measured = cost if cost and all(e.name in cost for e in entries) else None
+    cold_here = cold if cold and all(e.name in cold for e in entries) else None
 
     def figures(e: CatalogEntry) -> list[float | None]:
         ms = measured[e.name] if measured else e.cpu_ms
@@ -240,16 +250,28 @@ def pareto_optimal(
             -round(math.log(e.download_mb) / math.log(1.15)),  # sizes within ~15% tie
         ]
 
+    def cold_pairs(a: CatalogEntry, b: CatalogEntry) -> tuple[bool, bool]:
+        """Whether ``a``'s cold query is at least as cheap as ``b``'s on both figures,
+        and clearly cheaper on one: within 15% counts as equal, as runs vary that much."""
+        if not cold_here:
+            return True, False
+        ours, theirs = cold_here[a.name], cold_here[b.name]
+        as_good = all(x <= y * COLD_TOLERANCE for x, y in zip(ours, theirs, strict=True))
+        better = any(x * COLD_TOLERANCE < y for x, y in zip(ours, theirs, strict=True))
+        return as_good, better
+
     def beats(a: CatalogEntry, b: CatalogEntry) -> bool:
         pairs = [(x, y) for x, y in zip(figures(a), figures(b), strict=True) if None not in (x, y)]
         quality_shared = any(
             x is not None and y is not None
             for x, y in zip(figures(a)[:3], figures(b)[:3], strict=True)
         )
+        cold_as_good, cold_better = cold_pairs(a, b)
         return (
             quality_shared
+            and cold_as_good
             and all(x >= y for x, y in pairs)  # type: ignore[operator]
-            and any(x > y for x, y in pairs)  # type: ignore[operator]
+            and (cold_better or any(x > y for x, y in pairs))  # type: ignore[operator]
         )
 
     return {e.name: not any(beats(o, e) for o in entries if o is not e) for e in entries}

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,7 +120,8 @@ def _machine_key(spec: ModelSpec) -> str:
     return f"{spec.key}|{cpu}|{physical_cores()} cores|{bf16}"
 
 
-def cached_choice(spec: ModelSpec) -> dict[str, Any] | None:
+def _remembered(spec: ModelSpec) -> dict[str, Any] | None:
+    """Everything remembered for ``spec`` on this machine (a damaged file: nothing)."""
     try:
         data = json.loads(_choices_file().read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -127,7 +130,16 @@ def cached_choice(spec: ModelSpec) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def _store_choice(spec: ModelSpec, choice: dict[str, Any]) -> None:
+def cached_choice(spec: ModelSpec) -> dict[str, Any] | None:
+    """The remembered runtime measurement for ``spec`` on this machine, if one was made
+    (a record holding only cold-query figures, or a damaged one, is not one)."""
+    found = _remembered(spec)
+    return found if found is not None and found.get("backend") in ("torch", "onnx") else None
+
+
+def _update_record(spec: ModelSpec, change: Callable[[dict[str, Any]], None]) -> None:
+    """Read the remembered figures, let ``change`` edit this model's record, write the
+    file whole; best effort (not remembering only costs the measurement again)."""
     path = _choices_file()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -135,11 +147,117 @@ def _store_choice(spec: ModelSpec, choice: dict[str, Any]) -> None:
             data = {}
     except (OSError, ValueError):
         data = {}
-    data[_machine_key(spec)] = choice
-    # Not remembering only costs the measurement again next time.
+    key = _machine_key(spec)
+    record = data.get(key)
+    record = dict(record) if isinstance(record, dict) else {}
+    change(record)
+    data[key] = record
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
     write_whole(path, json.dumps(data, indent=2).encode("utf-8"))
+
+
+def _store_choice(spec: ModelSpec, choice: dict[str, Any]) -> None:
+    def replace(record: dict[str, Any]) -> None:
+        # A new runtime measurement replaces the old one; cold-query figures stay.
+        kept = record.get(COLD_QUERY_KEY)
+        record.clear()
+        record.update(choice)
+        if kept is not None and COLD_QUERY_KEY not in choice:
+            record[COLD_QUERY_KEY] = kept
+
+    _update_record(spec, replace)
+
+
+# --------------------------------------------------------------------------- cold queries
+
+#: Where a model's cold-query figures are kept in its remembered record, and how many of
+#: the latest runs are kept (their median is shown: one run on a busy machine, or with a
+#: cold disk cache, does not decide the figure).
+COLD_QUERY_KEY = "cold_query"
+COLD_QUERY_RUNS = 5
+
+
+@dataclass(frozen=True)
+class ColdQuery:
+    """What a fresh ``clipseek query "text"`` through the fast path cost here: seconds
+    from the process's start to its answer, its CPU seconds, and its peak memory (MB);
+    the median of the last ``runs`` queries."""
+
+    seconds: float
+    cpu_seconds: float
+    peak_mb: float
+    runs: int
+
+
+def process_cost() -> tuple[float, float, float] | None:
+    """This process's age (seconds since it started, interpreter start included), its CPU
+    seconds and its peak resident memory in MB (VmHWM); None where the system does not
+    say (only Linux's /proc gives a process's start and its own high-water mark)."""
+    try:
+        with open("/proc/self/stat", encoding="ascii", errors="replace") as fh:
+            stat = fh.read()
+        # Field 22, counted after the command name (which may hold spaces and parentheses).
+        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+        peak_kb = None
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    peak_kb = int(line.split()[1])
+                    break
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    if peak_kb is None or not age > 0:
+        return None
+    times = os.times()
+    return age, times.user + times.system, peak_kb / 1024
+
+
+def remember_cold_query(
+    spec: ModelSpec, seconds: float, cpu_seconds: float, peak_mb: float
+) -> None:
+    """Keep one cold query's figures for ``spec`` on this machine (the latest
+    :data:`COLD_QUERY_RUNS`); best effort, never raises: a query's answer is already out."""
+
+    def add(record: dict[str, Any]) -> None:
+        runs = record.get(COLD_QUERY_KEY)
+        runs = [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
+        runs.append(
+            {
+                "seconds": round(seconds, 3),
+                "cpu_seconds": round(cpu_seconds, 3),
+                "peak_mb": round(peak_mb, 1),
+                "measured": time.time(),
+            }
+        )
+        record[COLD_QUERY_KEY] = runs[-COLD_QUERY_RUNS:]
+
+    with contextlib.suppress(Exception):
+        _update_record(spec, add)
+
+
+def cold_query(spec: ModelSpec) -> ColdQuery | None:
+    """The remembered cold-query figures of ``spec`` on this machine (medians), or None
+    when no query through the fast path has been measured (or the record is damaged)."""
+    import statistics
+
+    record = _remembered(spec) or {}
+    runs = record.get(COLD_QUERY_KEY)
+    if not isinstance(runs, list):
+        return None
+    good = []
+    for run in runs:
+        try:
+            figures = tuple(float(run[k]) for k in ("seconds", "cpu_seconds", "peak_mb"))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if all(math.isfinite(f) and f > 0 for f in figures):
+            good.append(figures)
+    if not good:
+        return None
+    seconds, cpu, peak = (statistics.median(column) for column in zip(*good, strict=True))
+    return ColdQuery(seconds, cpu, peak, len(good))
 
 
 def images_per_second(model: Embedder, batch: int = 16, rounds: int = 2) -> float:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from clipseek.models import Embedder
+    from clipseek.models.calibration import Calibration
     from clipseek.search.filters import Filters
 
 QUERY_HELP = """\
@@ -253,12 +254,17 @@ class SearchResponse:
     results: list[SearchResult]
     missing: int = 0
     notes: list[str] = field(default_factory=list)
+    #: The model family's scale when the query was plain text (see
+    #: :func:`clipseek.models.calibration.calibrated_query`): each hit's JSON then says
+    #: how good a match it is, as the app and the web page do; None otherwise.
+    calibration: Calibration | None = None
 
     @property
     def total_results(self) -> int:
         return len(self.results)
 
     def to_json(self) -> dict[str, Any]:
+        scale = self.calibration
         return {
             "query": self.query,
             "model": self.model,
@@ -269,6 +275,8 @@ class SearchResponse:
                     # JSON has no NaN; a score is never one, and a broken vector must not
                     # make the output unreadable for scripts
                     "score": round(r.score, 6) if math.isfinite(r.score) else 0.0,
+                    "match": round(scale.match(r.score), 3) if scale else None,
+                    "verdict": scale.verdict(r.score) if scale else None,
                     "taken": r.taken or None,
                     "taken_source": r.taken_source or None,
                     "camera": r.camera or None,
