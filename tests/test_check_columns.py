@@ -246,13 +246,17 @@ _KILLED_CHECK = r"""
 import subprocess, sys
 from clipseek.store import Store, repair
 
-def started(*args, **kwargs):
-    # Stands in for the self-search child: says what it was handed, then waits to be killed.
-    payload = kwargs.get("input")
-    print("HANDED", type(payload).__name__, len(payload or b""), flush=True)
-    sys.stdin.read()
+real = subprocess.Popen
+# Stands in for the self-search child: reads what it is handed, then waits to be killed.
+STAND_IN = "import sys, signal; sys.stdin.buffer.read(); signal.pause()"
 
-repair.subprocess.run = started
+def started(command, **kwargs):
+    proc = real([sys.executable, "-c", STAND_IN], **kwargs)
+    handed = command[-1] == "-" and kwargs.get("stdin") == subprocess.PIPE
+    print("STARTED", proc.pid, handed, flush=True)
+    return proc
+
+repair.subprocess.Popen = started
 repair.check(Store(sys.argv[1], create=False), sample=5)
 """
 
@@ -279,14 +283,18 @@ def test_a_killed_check_leaves_no_sample_behind(db: Path, tmp_path: Path) -> Non
         stderr=subprocess.PIPE,
         text=True,
     )
+    child = None
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # the self-search has started: the moment to kill
-        assert line.split()[:2] == ["HANDED", "bytes"] and int(line.split()[2]) > 0, line + (
+        assert line.split()[::2] == ["STARTED", "True"], line + (
             proc.stderr.read() if proc.stderr else ""
         )
+        child = int(line.split()[1])
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
         proc.communicate()
+        if child is not None:
+            os.kill(child, signal.SIGKILL)
     assert list(temp.iterdir()) == []

@@ -26,6 +26,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -563,47 +564,157 @@ def check(store: Store, *, self_search: bool = True, sample: int | None = None) 
             report.problems.append(f"{damage}.")
         if not (folder / DATABASE).is_file():
             return report
+        search = _SelfSearch(folder, sample) if self_search else None
         try:
-            payload = _check_structure(store, report, sample if self_search else None)
+            _check_structure(store, report, search)
         except sqlite3.Error as exc:
             report.problems.append(_unreadable(folder, exc).split(" (", 1)[0] + ".")
             report.repairable = False
-            return report
-        if report.problems or not self_search:
-            return report
-        try:
-            snapshot = take_snapshot(folder)
-        except OSError as exc:
-            report.problems.append(f"the self-search could not run ({exc}).")
-            report.inconclusive = True
-            report.repairable = False
-            return report
-        try:
-            _run_self_search(str(snapshot), report, sample, payload)
         finally:
-            remove_snapshot(snapshot)
+            if search is not None:
+                search.finish(report)
     return report
 
 
-def _check_structure(store: Store, report: CheckReport, sample: int | None) -> bytes | None:
-    """Every record against the vector files, its metadata and the vector cache; returns
-    the self-search's sample (None: the child reads the vectors itself). Raises
+def _check_structure(store: Store, report: CheckReport, search: _SelfSearch | None) -> None:
+    """Every record against the vector files, its metadata and the vector cache. The
+    self-search starts as soon as the vector files check clean, and runs in its child
+    while this process checks the metadata and the cache: two cores, each busy. Raises
     sqlite3.Error when the database cannot be read."""
     folder = Path(store.location)
     con = connect_readonly(folder / DATABASE)
     try:
         cols = read_columns(con, folder)
+        for col in cols:
+            _check_vectors(con, col, report)
+        if search is not None and not report.problems:
+            search.start(con, cols)
         # A failures collection follows the key schema of its main collection.
         schemas = {c.info.slug: _schema(c.info) for c in cols if not c.info.is_failures}
         for col in cols:
-            _check_columns(con, col, report, schemas.get(col.info.slug, _schema(col.info)))
+            schema = schemas.get(col.info.slug, _schema(col.info))
+            wrong = _wrong_metadata(con, col, schema)
+            if wrong:
+                report.problems.append(
+                    f"{wrong} records of {col.info.name} have metadata that does not match "
+                    "their path."
+                )
         if not report.problems:
             _check_caches(store, con, cols, report)
-        if report.problems or not sample:
-            return None
-        return _sample_payload(con, cols, sample, report)
     finally:
         con.close()
+
+
+class _SelfSearch:
+    """The self-search in its child process, on a snapshot taken under the caller's
+    shared lock: started early, its verdict taken only when everything else is clean (so
+    the findings are those of a check that searched last)."""
+
+    def __init__(self, folder: Path, sample: int | None) -> None:
+        self.folder = folder
+        self.sample = sample
+        self.snapshot: Path | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.thread: threading.Thread | None = None
+        self.answer: dict[str, Any] = {}
+        self.failed: str | None = None
+
+    def start(self, con: sqlite3.Connection, cols: list[ColumnarCollection]) -> None:
+        payload = None
+        if self.sample:
+            self.answer["sampled"] = False
+            payload = _sample_payload(con, cols, self.sample, self.answer)
+        try:
+            self.snapshot = take_snapshot(self.folder)
+            env = dict(os.environ)
+            root = str(Path(__file__).resolve().parents[2])
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
+            env.setdefault("ANONYMIZED_TELEMETRY", "False")
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "clipseek.store.repair",
+                    "self-search",
+                    str(self.snapshot),
+                    str(self.sample or 0),
+                    *(["-"] if payload is not None else []),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+        except OSError as exc:
+            self.failed = f"the self-search could not run ({exc})."
+            return
+        # The sample goes through the child's stdin, not a file, so a killed check leaves
+        # nothing behind; a thread feeds it and reads the answer while this one checks on.
+        self.thread = threading.Thread(target=self._talk, args=(payload or b"",), daemon=True)
+        self.thread.start()
+
+    def _talk(self, payload: bytes) -> None:
+        assert self.proc is not None
+        try:
+            self.answer["io"] = self.proc.communicate(payload, timeout=3600)
+        except subprocess.TimeoutExpired as exc:
+            self.proc.kill()
+            self.proc.communicate()
+            self.answer["error"] = exc
+        except (OSError, ValueError) as exc:
+            self.answer["error"] = exc
+
+    def finish(self, report: CheckReport) -> None:
+        """Take the verdict into ``report`` if nothing else was found; stop the child
+        otherwise. Removes the snapshot."""
+        try:
+            if report.problems:
+                if self.proc is not None:
+                    self.proc.kill()
+                if self.thread is not None:
+                    self.thread.join()
+                return
+            if self.failed is not None:
+                report.problems.append(self.failed)
+                report.inconclusive = True
+                report.repairable = False
+                return
+            if self.thread is None:
+                return  # nothing to search
+            self.thread.join()
+            report.sampled = bool(self.answer.get("sampled", False))
+            _take_verdict(report, self.proc, self.answer)
+        finally:
+            if self.snapshot is not None:
+                remove_snapshot(self.snapshot)
+
+
+def _take_verdict(
+    report: CheckReport, proc: subprocess.Popen[bytes] | None, answer: dict[str, Any]
+) -> None:
+    """The self-search child's answer, in ``report``."""
+    error = answer.get("error")
+    if proc is None or error is not None or "io" not in answer:
+        report.problems.append(f"the self-search could not run ({error}).")
+        report.inconclusive = True
+        report.repairable = False
+        return
+    out, err = answer["io"]
+    if proc.returncode < 0:
+        report.problems.append(
+            f"Chroma crashed while searching the vector files (signal {-proc.returncode})."
+        )
+        return
+    try:
+        verdict = json.loads(out.decode("utf-8", "replace").strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = " ".join(err.decode("utf-8", "replace").split())[-200:]
+        report.problems.append(f"a search of the vector files failed ({tail or 'no answer'}).")
+        return
+    report.found_self = int(verdict.get("found", 0))
+    problem = verdict.get("problem")
+    if problem:
+        report.problems.append(str(problem))
 
 
 def _check_caches(
@@ -637,9 +748,8 @@ def _schema(col: StoredCollection) -> int:
     return int(col.metadata.get("clipseek_schema", 1) or 1)
 
 
-def _check_columns(
-    con: sqlite3.Connection, col: ColumnarCollection, report: CheckReport, schema: int
-) -> None:
+def _check_vectors(con: sqlite3.Connection, col: ColumnarCollection, report: CheckReport) -> None:
+    """Records against the vector files: each has one, and it is a finite unit vector."""
     import numpy as np
 
     info = col.info
@@ -665,11 +775,6 @@ def _check_columns(
         if bad.size:
             names = ", ".join(_paths_of(con, col, bad[:3])) + (", ..." if bad.size > 3 else "")
             report.problems.append(f"{not_unit(int(bad.size))} ({names}).")
-    wrong = _wrong_metadata(con, col, schema)
-    if wrong:
-        report.problems.append(
-            f"{wrong} records of {info.name} have metadata that does not match their path."
-        )
 
 
 def _paths_of(con: sqlite3.Connection, col: ColumnarCollection, index: np.ndarray) -> list[str]:
@@ -731,7 +836,7 @@ def _wrong_metadata(con: sqlite3.Connection, col: ColumnarCollection, schema: in
 
 
 def _sample_payload(
-    con: sqlite3.Connection, cols: list[ColumnarCollection], sample: int, report: CheckReport
+    con: sqlite3.Connection, cols: list[ColumnarCollection], sample: int, answer: dict[str, Any]
 ) -> bytes | None:
     """The vectors the child searches for (a random ``sample`` of each collection's), with
     each collection's record counts, as the bytes of an ``.npz`` for the child's stdin: no
@@ -742,7 +847,8 @@ def _sample_payload(
     arrays: dict[str, Any] = {}
     for n, col in enumerate(c for c in cols if not c.info.is_failures):
         chosen = _sample_of(col, sample)
-        report.sampled |= chosen.size < int(col.has_vector().sum())
+        if chosen.size < int(col.has_vector().sum()):
+            answer["sampled"] = True
         if chosen.size > CHECK_CHUNK:
             return None
         assert col.rowids is not None and col.segment is not None
@@ -769,55 +875,6 @@ def _sample_of(col: ColumnarCollection, sample: int) -> np.ndarray:
         pick = np.random.default_rng(0).choice(candidates.size, sample, replace=False)
         candidates = candidates[np.sort(pick)]
     return candidates
-
-
-def _run_self_search(
-    location: str, report: CheckReport, sample: int | None, payload: bytes | None
-) -> None:
-    """Run :func:`_self_search_child` in a child process and read its verdict. The sample
-    already read (``payload``) goes to the child through its stdin."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
-    env.setdefault("ANONYMIZED_TELEMETRY", "False")
-    try:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "clipseek.store.repair",
-                "self-search",
-                location,
-                str(sample or 0),
-                *(["-"] if payload is not None else []),
-            ],
-            input=payload if payload is not None else b"",
-            capture_output=True,
-            env=env,
-            timeout=3600,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        report.problems.append(f"the self-search could not run ({exc}).")
-        report.inconclusive = True
-        report.repairable = False
-        return
-    if proc.returncode < 0:
-        report.problems.append(
-            f"Chroma crashed while searching the vector files (signal {-proc.returncode})."
-        )
-        return
-    stdout = proc.stdout.decode("utf-8", "replace")
-    try:
-        verdict = json.loads(stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        tail = " ".join(proc.stderr.decode("utf-8", "replace").split())[-200:]
-        report.problems.append(f"a search of the vector files failed ({tail or 'no answer'}).")
-        return
-    report.found_self = int(verdict.get("found", 0))
-    problem = verdict.get("problem")
-    if problem:
-        report.problems.append(str(problem))
 
 
 def _sample_from(payload: bytes) -> dict[str, tuple[tuple[int, ...], list[str], Any]]:
