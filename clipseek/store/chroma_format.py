@@ -948,7 +948,7 @@ def graph_damage(seg: Path, header_bytes: bytes) -> str | None:
     if bad:
         return f"data_level0.bin holds {not_unit(bad)}"
     problem = link_lists_damage(seg, head)
-    if problem is None and count and label_map(seg) is None:
+    if problem is None and count and label_table(seg) is None:
         return "index_metadata.pickle cannot be read"
     return problem
 
