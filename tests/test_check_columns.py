@@ -298,3 +298,23 @@ def test_a_killed_check_leaves_no_sample_behind(db: Path, tmp_path: Path) -> Non
         if child is not None:
             os.kill(child, signal.SIGKILL)
     assert list(temp.iterdir()) == []
+
+
+@pytest.mark.slow  # the self-search's child process
+def test_the_self_search_started_early_gives_no_verdict_when_the_metadata_is_damaged(
+    db: Path,
+) -> None:
+    """The self-search starts once the vector files check clean, beside the metadata
+    check; damage found there ends it, and the report says only what a check that
+    searched last would say."""
+    healthy = repair.check(Store(db, create=False), sample=20)
+    assert healthy.healthy and healthy.sampled and healthy.found_self == 20, healthy.problems
+    _sql(
+        db,
+        "UPDATE embedding_metadata SET int_value = NULL, string_value = 'big' "
+        "WHERE id = ? AND key = 'mtime_ns'",
+        _last_rowid(db),
+    )
+    report = repair.check(Store(db, create=False), sample=20)
+    assert len(report.problems) == 1 and "does not match their path" in report.problems[0]
+    assert report.found_self == 0 and not report.inconclusive

@@ -342,8 +342,8 @@ class ColumnarCollection:
         return self.vectors_at(at)
 
     def record_counts(self) -> tuple[int, int]:
-        """As :func:`_record_counts`: the records listed, and as many once Chroma applies
-        the writes still in its log."""
+        """The records listed, and as many once Chroma applies the writes still in its
+        log (a writer's work in flight, not damage: see :class:`StoredCollection`)."""
         pending = self.info.pending
         if not pending:
             return self.count, self.count
@@ -570,9 +570,12 @@ def check(store: Store, *, self_search: bool = True, sample: int | None = None) 
         except sqlite3.Error as exc:
             report.problems.append(_unreadable(folder, exc).split(" (", 1)[0] + ".")
             report.repairable = False
-        finally:
+        except BaseException:
             if search is not None:
-                search.finish(report)
+                search.stop()
+            raise
+        if search is not None:
+            search.finish(report)
     return report
 
 
@@ -668,25 +671,30 @@ class _SelfSearch:
         """Take the verdict into ``report`` if nothing else was found; stop the child
         otherwise. Removes the snapshot."""
         try:
-            if report.problems:
-                if self.proc is not None:
-                    self.proc.kill()
-                if self.thread is not None:
-                    self.thread.join()
-                return
+            if report.problems or (self.thread is None and self.failed is None):
+                return  # found otherwise, or nothing to search
             if self.failed is not None:
                 report.problems.append(self.failed)
                 report.inconclusive = True
                 report.repairable = False
                 return
-            if self.thread is None:
-                return  # nothing to search
+            assert self.thread is not None
             self.thread.join()
             report.sampled = bool(self.answer.get("sampled", False))
             _take_verdict(report, self.proc, self.answer)
         finally:
-            if self.snapshot is not None:
-                remove_snapshot(self.snapshot)
+            self.stop()
+
+    def stop(self) -> None:
+        """End the child if it still runs (its verdict is not wanted) and remove the
+        snapshot."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.thread is not None:
+            self.thread.join()
+        if self.snapshot is not None:
+            remove_snapshot(self.snapshot)
+            self.snapshot = None
 
 
 def _take_verdict(
