@@ -842,28 +842,33 @@ def hnsw_chunks(
 
 
 def hnsw_vectors_at(segment: Path, head: HnswHeader, positions: np.ndarray) -> np.ndarray:
-    """The vectors of the elements at ``positions`` (a copy), read through a mapping of
-    ``data_level0.bin`` that is let go before returning, so its pages leave the process."""
+    """The vectors of the elements at ``positions`` (a copy). Read, not mapped: the kernel
+    maps pages around each one touched, so scattered rows of a mapping would count many
+    times their size in the process's memory; runs of consecutive rows are read at once."""
     import numpy as np
 
     positions = np.asarray(positions, dtype=np.int64)
+    out = np.empty((positions.size, head.dim), dtype=np.float32)
     if not positions.size:
-        return np.zeros((0, head.dim), dtype=np.float32)
-    level0 = np.memmap(segment / "data_level0.bin", dtype=np.uint8, mode="r")
-    try:
-        if level0.size < head.count * head.per_element:
-            raise ValueError("data_level0.bin is truncated")
-        vectors = np.ndarray(
-            shape=(head.count, head.dim),
-            dtype="<f4",
-            buffer=level0,
-            offset=head.data_offset,
-            strides=(head.per_element, 4),
-        )
-        out = np.array(vectors[positions], dtype=np.float32)
-        del vectors
-    finally:
-        del level0
+        return out
+    if int(positions.min()) < 0 or int(positions.max()) >= head.count:
+        raise ValueError("an element that data_level0.bin does not hold")
+    order = np.argsort(positions, kind="stable")
+    ordered = positions[order]
+    # Where a run of consecutive elements (at most _CHUNK_ROWS long) starts.
+    breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
+    starts = np.concatenate([[0], breaks, [ordered.size]])
+    vector = slice(head.data_offset, head.label_offset)
+    with (segment / "data_level0.bin").open("rb") as fh:
+        for begin, end in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+            for first in range(begin, end, _CHUNK_ROWS):
+                n = min(_CHUNK_ROWS, end - first)
+                fh.seek(int(ordered[first]) * head.per_element)
+                raw = np.fromfile(fh, dtype=np.uint8, count=n * head.per_element)
+                if raw.size < n * head.per_element:
+                    raise ValueError("data_level0.bin is truncated")
+                rows = raw.reshape(n, head.per_element)[:, vector]
+                out[order[first : first + n]] = rows.view("<f4")
     return out
 
 

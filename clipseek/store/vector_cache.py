@@ -798,6 +798,7 @@ def verify_columns(
                     have, _unit_rows(stored, view.dim), atol=1e-5
                 ):
                     return "the vector cache of the index holds other vectors than the index"
+            window = block = have = None  # let the window go before the next is mapped
     except CacheUnusable as exc:
         return f"the vector cache of the index is damaged ({exc})"
     return None
