@@ -32,7 +32,7 @@ import pickle
 import re
 import sqlite3
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -366,6 +366,112 @@ def metadata_table(
     ).fetchall()
 
 
+@dataclass
+class RecordChunk:
+    """Consecutive records of a metadata segment (by row id), a column per thing read:
+    what ``check`` compares, without a Python object per record for the whole index."""
+
+    #: SQLite row ids, ascending (int64).
+    rowids: np.ndarray
+    #: Record ids, in the same order.
+    ids: list[str]
+    #: Key → each record's value (None where it has none), typed as stored except that a
+    #: boolean reads as 0 or 1.
+    values: dict[str, list[Any]]
+    #: Array key → each record's values in stored order (None where it has none).
+    arrays: dict[str, list[list[Any] | None]]
+
+
+#: One metadata value from whichever typed column holds it (bool as int).
+_ANY_VALUE = "COALESCE({0}.string_value, {0}.int_value, {0}.float_value, {0}.bool_value)"
+
+
+def record_chunks(
+    con: sqlite3.Connection,
+    segment: str,
+    keys: Sequence[str],
+    arrays: Sequence[str] = (),
+    rows: int = 50_000,
+) -> Iterator[RecordChunk]:
+    """Every record of a metadata segment with the metadata ``keys`` (scalars) and
+    ``arrays``, ``rows`` records at a time in row id order. Each chunk is three range
+    reads by row id (records, their scalars pivoted by SQLite, their arrays), so each
+    costs what it holds, whatever the library's size."""
+    import numpy as np
+
+    value = _ANY_VALUE.format("m")
+    pivot = "".join(f", MAX(CASE WHEN m.key = ? THEN {value} END)" for _ in keys)
+    # "+": walk the table by row id from where the last chunk ended; SQLite would
+    # otherwise walk the segment's whole index for each chunk.
+    records = (
+        "SELECT id, embedding_id FROM embeddings WHERE +segment_id = ? AND id > ? "
+        "ORDER BY id LIMIT ?"
+    )
+    scalars = (
+        f"SELECT m.id{pivot} FROM embedding_metadata m WHERE m.id BETWEEN ? AND ? "
+        f"AND m.key IN ({','.join('?' * len(keys))}) GROUP BY m.id"
+    )
+    listed = (
+        f"SELECT a.id, {_ANY_VALUE.format('a')} FROM embedding_metadata_array a "
+        "WHERE a.key = ? AND a.id BETWEEN ? AND ? ORDER BY a.id, a.rowid"
+    )
+    last = -1
+    while True:
+        found = con.execute(records, (segment, last, rows)).fetchall()
+        if not found:
+            return
+        rowids = np.fromiter((r for r, _ in found), dtype=np.int64, count=len(found))
+        ids = [str(i) for _, i in found]
+        del found
+        first, last = int(rowids[0]), int(rowids[-1])
+        place = {r: i for i, r in enumerate(rowids.tolist())}
+        values: dict[str, list[Any]] = {}
+        if keys:
+            found = con.execute(scalars, (*keys, first, last, *keys)).fetchall()
+            columns = list(zip(*found, strict=True)) if found else [()] * (1 + len(keys))
+            del found
+            if columns[0] == tuple(place):  # every record has some of the keys, no other
+                values = {k: list(c) for k, c in zip(keys, columns[1:], strict=True)}
+            else:
+                values = {key: [None] * len(ids) for key in keys}
+                for k, key in enumerate(keys, 1):
+                    column = values[key]
+                    for rowid, item in zip(columns[0], columns[k], strict=True):
+                        at = place.get(rowid)
+                        if at is not None:  # else a record of another segment
+                            column[at] = item
+            del columns
+        chunk = RecordChunk(rowids, ids, values, {})
+        for key in arrays:
+            column_of: list[list[Any] | None] = [None] * len(ids)
+            with suppress(sqlite3.OperationalError):  # older Chroma: no array table
+                for rowid, item in con.execute(listed, (key, first, last)):
+                    at = place.get(rowid)
+                    if at is None:
+                        continue
+                    listed_values = column_of[at]
+                    if listed_values is None:
+                        column_of[at] = listed_values = []
+                    listed_values.append(item)
+            chunk.arrays[key] = column_of
+        yield chunk
+
+
+def record_id_chunks(
+    con: sqlite3.Connection, segment: str, rows: int = 50_000
+) -> Iterator[tuple[np.ndarray, list[str]]]:
+    """Every record of a metadata segment as (row ids, record ids), in row id order (the
+    order of :func:`record_chunks`), ``rows`` at a time."""
+    import numpy as np
+
+    cursor = con.execute(
+        "SELECT id, embedding_id FROM embeddings WHERE segment_id = ? ORDER BY id", (segment,)
+    )
+    while batch := cursor.fetchmany(rows):
+        rowids = np.fromiter((r for r, _ in batch), dtype=np.int64, count=len(batch))
+        yield rowids, [str(i) for _, i in batch]
+
+
 #: Comparison operators of a ``where`` clause, as SQL.
 COMPARE = {"$eq": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
@@ -523,6 +629,139 @@ def label_map(segment: Path) -> dict[int, str] | None:
     return None
 
 
+def label_table(segment: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`label_map` as two arrays, labels (int64) and record ids (UTF-8, numpy bytes),
+    with nothing in Python per label; None when unreadable.
+
+    The pickle Chroma's Rust core writes (protocol 3, dicts in batches of 1000, no memo)
+    is read with numpy when every entry has the same shape (ASCII ids of one length, as
+    clipseek's are); any other pickle is read by :func:`label_map` and converted."""
+    import numpy as np
+
+    with suppress(OSError):
+        data = (segment / "index_metadata.pickle").read_bytes()
+        fast = _rust_label_table(data)
+        if fast is not None:
+            return fast
+        del data
+    mapping = label_map(segment)
+    if mapping is None:
+        return None
+    labels = np.fromiter(mapping.keys(), dtype=np.int64, count=len(mapping))
+    ids = np.array([v.encode("utf-8", "surrogatepass") for v in mapping.values()], dtype=bytes)
+    return labels, ids
+
+
+_OP = {name: ord(code) for name, code in (("J", "J"), ("X", "X"), ("u", "u"), ("(", "("))}
+
+
+def _rust_label_table(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """``label_to_id`` of a pickle laid out as Chroma's Rust core writes it, or None when
+    the bytes are laid out otherwise (then the pickle module reads them). Accepts only a
+    whole, valid pickle of a dict of None, small ints and dicts of int ↔ ASCII str."""
+    import numpy as np
+
+    if data[:4] != b"\x80\x03}(":
+        return None
+    buf = np.frombuffer(data, dtype=np.uint8)
+    pos, table = 4, None
+    while pos < len(data):
+        op = data[pos]
+        if op == _OP["u"]:
+            if data[pos + 1 :] != b".":
+                return None
+            if table is None:
+                return None
+            labels, ids = table
+            if np.unique(labels).size != labels.size:
+                return None  # repeated labels: the pickle module says which one wins
+            return labels, ids
+        if op != _OP["X"] or pos + 5 > len(data):
+            return None
+        (size,) = struct.unpack_from("<I", data, pos + 1)
+        try:
+            key = data[pos + 5 : pos + 5 + size].decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        pos += 5 + size
+        op = data[pos] if pos < len(data) else -1
+        if op == ord("N"):
+            pos += 1
+        elif op == _OP["J"]:
+            pos += 5
+        elif op == ord("}"):
+            found = _rust_dict(buf, pos + 1)
+            if found is None:
+                return None
+            pos, entries = found
+            if key == "label_to_id":
+                if entries is not None and entries[2] != "label":
+                    return None
+                table = (
+                    (entries[0], entries[1])
+                    if entries is not None
+                    else (np.zeros(0, np.int64), np.zeros(0, "S1"))
+                )
+        else:
+            return None
+    return None
+
+
+def _rust_dict(
+    buf: np.ndarray, pos: int
+) -> tuple[int, tuple[np.ndarray, np.ndarray, str] | None] | None:
+    """The entries of a dict after its EMPTY_DICT: batches of ``( entries u``, every entry
+    an int32 and an ASCII string of one length, in one order. Returns where the dict ends
+    and (ints, strings, "label" when the ints are the keys), None when laid out otherwise."""
+    import numpy as np
+
+    ints: list[np.ndarray] = []
+    texts: list[np.ndarray] = []
+    shape: tuple[int, int] | None = None  # (first opcode, string length)
+    end = len(buf)
+    while pos < end and buf[pos] == _OP["("]:
+        pos += 1
+        while pos < end and buf[pos] != _OP["u"]:
+            if shape is None:
+                first = int(buf[pos])
+                at = pos + 6 if first == _OP["J"] else pos + 1
+                if first not in (_OP["J"], _OP["X"]) or at + 4 > end:
+                    return None
+                shape = (first, int(buf[at : at + 4].view("<u4")[0]))
+            first, size = shape
+            stride = 10 + size
+            rows = min(1024, (end - pos) // stride)
+            if rows == 0:
+                return None
+            block = buf[pos : pos + rows * stride].reshape(rows, stride)
+            if first == _OP["J"]:
+                second, length_at, int_at, text_at = 5, 6, 1, 10
+            else:
+                second, length_at, int_at, text_at = 5 + size, 1, 6 + size, 5
+            lengths = np.ascontiguousarray(block[:, length_at : length_at + 4]).view("<u4")[:, 0]
+            text = np.ascontiguousarray(block[:, text_at : text_at + size])
+            good = (
+                (block[:, 0] == first)
+                & (block[:, second] == (_OP["X"] if first == _OP["J"] else _OP["J"]))
+                & (lengths == size)
+                & (text < 0x80).all(axis=1)
+            )
+            n = rows if bool(good.all()) else int(np.argmin(good))
+            if n == 0:
+                return None
+            number = np.ascontiguousarray(block[:n, int_at : int_at + 4])
+            ints.append(number.view("<i4")[:, 0].astype(np.int64))
+            texts.append(text[:n].view(f"S{size}")[:, 0] if size else np.zeros(n, "S1"))
+            pos += n * stride
+        if pos >= end:
+            return None
+        pos += 1  # SETITEMS
+    if shape is None:
+        return pos, None
+    kind = "label" if shape[0] == _OP["J"] else "id"
+    return pos, (np.concatenate(ints), np.concatenate(texts), kind)
+
+
 def stored_norms(segment: Path, count: int) -> np.ndarray:
     """``length.bin``: each element's norm as it was given (before Chroma normalised it);
     fewer than ``count`` when the file is short."""
@@ -541,6 +780,8 @@ class HnswRows:
     vectors: np.ndarray
 
 
+#: Rows of ``data_level0.bin`` the damage check maps at a time (about 38 MB at 512-d).
+_GRAPH_WINDOW = 16384
 #: Rows of ``data_level0.bin`` read at a time. Read, not mapped: the neighbour links are
 #: most of each row, and a mapped file's pages would count in the process's memory.
 _CHUNK_ROWS = 4096
@@ -551,29 +792,84 @@ def read_hnsw_rows(segment: Path) -> HnswRows:
     ValueError (or OSError) when the files cannot describe an index."""
     import numpy as np
 
-    head = parse_header((segment / "header.bin").read_bytes())
-    if isinstance(head, str):
-        raise ValueError(head)
-    count, per = head.count, head.per_element
+    head = hnsw_header(segment)
+    count = head.count
     labels = np.empty(count, dtype=np.uint64)
     deleted = np.empty(count, dtype=bool)
     vectors = np.empty((count, head.dim), dtype=np.float32)
+    for start, chunk_labels, chunk_deleted, chunk_vectors in hnsw_chunks(segment, head):
+        chunk = slice(start, start + len(chunk_labels))
+        labels[chunk] = chunk_labels
+        deleted[chunk] = chunk_deleted
+        vectors[chunk] = chunk_vectors
+    return HnswRows(head, labels, deleted, vectors)
+
+
+def hnsw_header(segment: Path) -> HnswHeader:
+    """A vector folder's header; ValueError (or OSError) when it cannot describe an index."""
+    head = parse_header((segment / "header.bin").read_bytes())
+    if isinstance(head, str):
+        raise ValueError(head)
+    return head
+
+
+def hnsw_chunks(
+    segment: Path, head: HnswHeader, rows: int = _CHUNK_ROWS
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(first element, labels, deleted flags, vectors) of ``data_level0.bin``, ``rows``
+    elements at a time: a reader's memory does not grow with the index. Raises ValueError
+    when the file is shorter than the header says, before yielding anything."""
+    import numpy as np
+
+    count, per = head.count, head.per_element
+    if (segment / "data_level0.bin").stat().st_size < count * per:
+        raise ValueError("data_level0.bin is truncated")
     label = slice(head.label_offset, head.label_offset + 8)
     vector = slice(head.data_offset, head.label_offset)
     with (segment / "data_level0.bin").open("rb") as fh:
-        for start in range(0, count, _CHUNK_ROWS):
-            n = min(_CHUNK_ROWS, count - start)
-            rows = np.fromfile(fh, dtype=np.uint8, count=n * per)
-            if rows.size < n * per:
+        for start in range(0, count, rows):
+            n = min(rows, count - start)
+            raw = np.fromfile(fh, dtype=np.uint8, count=n * per)
+            if raw.size < n * per:
                 raise ValueError("data_level0.bin is truncated")
-            rows = rows.reshape(n, per)
-            # Views of each row's bytes (its last axis is contiguous), copied once, into
-            # the arrays kept.
-            chunk = slice(start, start + n)
-            deleted[chunk] = (rows[:, :4].view("<u4")[:, 0] >> 16) & 1
-            labels[chunk] = rows[:, label].view("<u8")[:, 0]
-            vectors[chunk] = rows[:, vector].view("<f4")
-    return HnswRows(head, labels, deleted, vectors)
+            raw = raw.reshape(n, per)
+            # Views of each row's bytes (its last axis is contiguous), copied once.
+            deleted = ((raw[:, :4].view("<u4")[:, 0] >> 16) & 1).astype(bool)
+            labels = raw[:, label].view("<u8")[:, 0].copy()
+            vectors = raw[:, vector].view("<f4").astype(np.float32)
+            del raw
+            yield start, labels, deleted, vectors
+
+
+def hnsw_vectors_at(segment: Path, head: HnswHeader, positions: np.ndarray) -> np.ndarray:
+    """The vectors of the elements at ``positions`` (a copy). Read, not mapped: the kernel
+    maps pages around each one touched, so scattered rows of a mapping would count many
+    times their size in the process's memory; runs of consecutive rows are read at once."""
+    import numpy as np
+
+    positions = np.asarray(positions, dtype=np.int64)
+    out = np.empty((positions.size, head.dim), dtype=np.float32)
+    if not positions.size:
+        return out
+    if int(positions.min()) < 0 or int(positions.max()) >= head.count:
+        raise ValueError("an element that data_level0.bin does not hold")
+    order = np.argsort(positions, kind="stable")
+    ordered = positions[order]
+    # Where a run of consecutive elements (at most _CHUNK_ROWS long) starts.
+    breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
+    starts = np.concatenate([[0], breaks, [ordered.size]])
+    vector = slice(head.data_offset, head.label_offset)
+    with (segment / "data_level0.bin").open("rb") as fh:
+        for begin, end in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+            for first in range(begin, end, _CHUNK_ROWS):
+                n = min(_CHUNK_ROWS, end - first)
+                fh.seek(int(ordered[first]) * head.per_element)
+                raw = np.fromfile(fh, dtype=np.uint8, count=n * head.per_element)
+                if raw.size < n * head.per_element:
+                    raise ValueError("data_level0.bin is truncated")
+                rows = raw.reshape(n, head.per_element)[:, vector]
+                out[order[first : first + n]] = rows.view("<f4")
+    return out
 
 
 def unit_rows(np: Any, vectors: Any) -> Any:
@@ -608,40 +904,56 @@ def graph_damage(seg: Path, header_bytes: bytes) -> str | None:
         return head
     count = head.count
     try:
-        level0 = np.memmap(seg / "data_level0.bin", dtype=np.uint8, mode="r")
-    except (OSError, ValueError) as exc:
+        size = (seg / "data_level0.bin").stat().st_size
+    except OSError as exc:
         return f"data_level0.bin cannot be read: {_short(exc)}"
-    if level0.size < count * head.per_element:
+    if size < count * head.per_element:
         return "data_level0.bin is truncated"
-    links = np.ndarray(
-        shape=(count, 1 + head.max_m0),
-        dtype="<u4",
-        buffer=level0,
-        offset=0,
-        strides=(head.per_element, 4),
-    )
-    if _links_damaged(np, links, head.max_m0, count):
-        return "data_level0.bin has links out of range"
-    # Vectors of dimension 1 are the failures collection's placeholders (l2, zeros).
-    if head.dim > 1:
-        vectors = np.ndarray(
-            shape=(count, head.dim),
-            dtype="<f4",
+    bad = 0
+    # A window of rows mapped at a time and let go: the pages read leave the process, so
+    # its memory does not grow with the index (a whole mapping counts all of the file).
+    for first in range(0, count, _GRAPH_WINDOW):
+        n = min(_GRAPH_WINDOW, count - first)
+        try:
+            level0 = np.memmap(
+                seg / "data_level0.bin",
+                dtype=np.uint8,
+                mode="r",
+                offset=first * head.per_element,
+                shape=(n * head.per_element,),
+            )
+        except (OSError, ValueError) as exc:
+            return f"data_level0.bin cannot be read: {_short(exc)}"
+        links = np.ndarray(
+            shape=(n, 1 + head.max_m0),
+            dtype="<u4",
             buffer=level0,
-            offset=head.data_offset,
+            offset=0,
             strides=(head.per_element, 4),
         )
-        flags = np.ndarray(
-            shape=(count,), dtype="<u4", buffer=level0, offset=0, strides=(head.per_element,)
-        )
-        live = ((flags >> 16) & 1) == 0
-        bad = int((~unit_rows(np, vectors) & live).sum())
-        del vectors, flags
-        if bad:
-            return f"data_level0.bin holds {not_unit(bad)}"
-    del links, level0
+        damaged = _links_damaged(np, links, head.max_m0, count)
+        # Vectors of dimension 1 are the failures collection's placeholders (l2, zeros).
+        if not damaged and head.dim > 1:
+            vectors = np.ndarray(
+                shape=(n, head.dim),
+                dtype="<f4",
+                buffer=level0,
+                offset=head.data_offset,
+                strides=(head.per_element, 4),
+            )
+            flags = np.ndarray(
+                shape=(n,), dtype="<u4", buffer=level0, offset=0, strides=(head.per_element,)
+            )
+            live = ((flags >> 16) & 1) == 0
+            bad += int((~unit_rows(np, vectors) & live).sum())
+            del vectors, flags
+        del links, level0
+        if damaged:
+            return "data_level0.bin has links out of range"
+    if bad:
+        return f"data_level0.bin holds {not_unit(bad)}"
     problem = link_lists_damage(seg, head)
-    if problem is None and count and label_map(seg) is None:
+    if problem is None and count and label_table(seg) is None:
         return "index_metadata.pickle cannot be read"
     return problem
 

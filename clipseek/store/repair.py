@@ -16,6 +16,9 @@ process so that a crash there is reported as damage instead of killing the calle
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import json
 import os
 import shutil
@@ -23,7 +26,8 @@ import sqlite3
 import struct
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,16 +39,25 @@ from clipseek.store.aside import aside_folder, kept_sentence, prune_aside
 from clipseek.store.chroma import Store
 from clipseek.store.chroma_format import (
     DATABASE,
+    NORM_TOLERANCE,
     SEGMENT_NAME,
+    HnswHeader,
     collection_metadata,
     collections,
     connect_readonly,
+    hnsw_chunks,
+    hnsw_header,
+    hnsw_vectors_at,
+    ids_of,
     label_map,
+    label_table,
     logged_vectors,
     not_unit,
     pending_writes,
     read_hnsw_rows,
     read_metadata,
+    record_chunks,
+    record_id_chunks,
     record_rowids,
     segments,
     stored_norms,
@@ -212,6 +225,264 @@ def _hnsw_vectors(seg: Path, rowids: dict[int, str]) -> tuple[dict[str, np.ndarr
     return out, None
 
 
+# --------------------------------------------------------------------------- reading by columns
+
+#: Records and vector-file rows ``check`` reads at a time: its memory holds a chunk of them
+#: (and a few bytes a record in arrays), whatever the library's size.
+CHECK_CHUNK = 50_000
+#: Rows of ``data_level0.bin`` read at a time (about 38 MB at 512-d, 32 neighbours).
+_FILE_ROWS = 16_384
+#: The metadata ``check`` compares with each record's path.
+_CHECKED_KEYS = ("path", "path_b64", "size", "mtime_ns", "dirs")
+
+
+def _keys(ids: Iterable[str]) -> np.ndarray:
+    """Record ids as numpy bytes (UTF-8), to be sorted and searched as arrays."""
+    import numpy as np
+
+    out = np.array([i.encode("utf-8", "surrogatepass") for i in ids], dtype=bytes)
+    return out if out.size else np.zeros(0, dtype="S1")
+
+
+def _lookup(table: np.ndarray, order: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Where each of ``wanted`` is in a table of keys (``order`` sorts it), -1 if absent."""
+    import numpy as np
+
+    if not table.size or not wanted.size:
+        return np.full(wanted.size, -1, dtype=np.int64)
+    width = max(table.dtype.itemsize, wanted.dtype.itemsize)
+    ordered = table[order].astype(f"S{width}", copy=False)
+    wanted = wanted.astype(f"S{width}", copy=False)
+    at = np.minimum(np.searchsorted(ordered, wanted), ordered.size - 1)
+    return np.where(ordered[at] == wanted, order[at], -1).astype(np.int64)
+
+
+@dataclass
+class ColumnarCollection:
+    """One collection as ``check`` reads it: a few bytes a record in numpy arrays (its row
+    id, its id, where its vector is), never a Python object per record. What
+    :class:`StoredCollection` holds per record, it holds as arrays; its ``info`` carries
+    the rest (``records`` and ``vectors`` stay empty)."""
+
+    info: StoredCollection
+    #: The metadata segment (None: the collection has none).
+    segment: str | None = None
+    #: Row ids, ascending, and each record's id (UTF-8 bytes) in that order.
+    rowids: np.ndarray | None = None
+    keys: np.ndarray | None = None
+    #: Record index → its vector's element in ``data_level0.bin`` (-1: none there).
+    element: np.ndarray | None = None
+    #: Record index → its vector from the write log, which replaces the vector files'.
+    logged: dict[int, np.ndarray] = field(default_factory=dict)
+    #: Record index → its vector is not a finite unit vector of the collection's size.
+    bad: np.ndarray | None = None
+    #: Stored vectors that belong to no record.
+    extra: int = 0
+    folder: Path | None = None
+    head: HnswHeader | None = None
+
+    @property
+    def count(self) -> int:
+        return 0 if self.rowids is None else int(self.rowids.size)
+
+    def has_vector(self) -> np.ndarray:
+        import numpy as np
+
+        assert self.element is not None
+        has = self.element >= 0
+        if self.logged:
+            has[np.fromiter(self.logged, dtype=np.int64, count=len(self.logged))] = True
+        return has
+
+    def index_of(self, ids: Iterable[str]) -> np.ndarray:
+        import numpy as np
+
+        assert self.keys is not None
+        return _lookup(self.keys, np.argsort(self.keys, kind="stable"), _keys(ids))
+
+    def vectors_at(self, index: np.ndarray) -> np.ndarray | None:
+        """The vectors of the records at ``index`` (record indexes), None when one has none
+        or they are not all of one size."""
+        import numpy as np
+
+        assert self.element is not None
+        index = np.asarray(index, dtype=np.int64)
+        element = self.element[index]
+        from_log = np.zeros(index.size, dtype=bool)
+        if self.logged:
+            from_log = np.isin(index, np.fromiter(self.logged, dtype=np.int64))
+        if ((element < 0) & ~from_log).any():
+            return None
+        shapes = {self.logged[int(i)].shape for i in index[from_log].tolist()}
+        if (~from_log).any():
+            assert self.folder is not None and self.head is not None
+            shapes.add((self.head.dim,))
+        if len(shapes) > 1:
+            return None
+        dim = shapes.pop()[0] if shapes else self.head.dim if self.head is not None else 0
+        out = np.empty((index.size, dim), dtype=np.float32)
+        files = np.flatnonzero(~from_log)
+        if files.size:
+            assert self.folder is not None and self.head is not None
+            out[files] = hnsw_vectors_at(self.folder, self.head, element[files])
+        for j in np.flatnonzero(from_log).tolist():
+            out[j] = self.logged[int(index[j])]
+        return out
+
+    def vectors_of(self, rowids: np.ndarray) -> np.ndarray | None:
+        """:meth:`vectors_at` by row id (None also when one is not a record's)."""
+        import numpy as np
+
+        assert self.rowids is not None
+        if not self.rowids.size:
+            return None
+        at = np.minimum(np.searchsorted(self.rowids, rowids), self.rowids.size - 1)
+        if bool((self.rowids[at] != rowids).any()):
+            return None
+        return self.vectors_at(at)
+
+    def record_counts(self) -> tuple[int, int]:
+        """The records listed, and as many once Chroma applies the writes still in its
+        log (a writer's work in flight, not damage: see :class:`StoredCollection`)."""
+        pending = self.info.pending
+        if not pending:
+            return self.count, self.count
+        ids = list(pending)
+        listed = [at >= 0 for at in self.index_of(ids).tolist()]
+        gone = sum(1 for i, there in zip(ids, listed, strict=True) if there and not pending[i])
+        added = sum(1 for i, there in zip(ids, listed, strict=True) if not there and pending[i])
+        return self.count, self.count - gone + added
+
+
+def read_columns(con: sqlite3.Connection, folder: Path) -> list[ColumnarCollection]:
+    """Every clipseek collection as :class:`ColumnarCollection`, its vector files read a
+    chunk at a time."""
+    out = []
+    for collection_id, name in collections(con, prefixes=[COLLECTION_PREFIX, FAILURES_PREFIX]):
+        info = StoredCollection(name, collection_id, collection_metadata(con, collection_id))
+        scopes = {scope: segment for scope, segment, _ in segments(con, collection_id)}
+        col = ColumnarCollection(info, scopes.get("METADATA"))
+        _read_keys(con, col)
+        if col.segment is not None:
+            info.pending = pending_writes(con, collection_id, col.segment)
+        _scan_vectors(con, folder, scopes.get("VECTOR"), col)
+        out.append(col)
+    return out
+
+
+def _read_keys(con: sqlite3.Connection, col: ColumnarCollection) -> None:
+    import numpy as np
+
+    rowids, keys = [], []
+    if col.segment is not None:
+        for chunk_rowids, ids in record_id_chunks(con, col.segment, CHECK_CHUNK):
+            rowids.append(chunk_rowids)
+            keys.append(_keys(ids))
+    col.rowids = np.concatenate(rowids) if rowids else np.zeros(0, dtype=np.int64)
+    col.keys = np.concatenate(keys) if keys else np.zeros(0, dtype="S1")
+    col.element = np.full(col.count, -1, dtype=np.int64)
+    col.bad = np.zeros(col.count, dtype=bool)
+
+
+def _scan_vectors(
+    con: sqlite3.Connection, folder: Path, segment: str | None, col: ColumnarCollection
+) -> None:
+    """The vector files a chunk at a time, then the write log over them (as
+    :func:`_read_vectors`): where each record's vector is, which are not finite unit
+    vectors, and how many belong to no record."""
+    import numpy as np
+
+    assert col.keys is not None and col.element is not None and col.bad is not None
+    info = col.info
+    dim = int(info.metadata.get("dim", 0) or 0)
+    order = np.argsort(col.keys, kind="stable")
+    logged = logged_vectors(con, info.collection_id)  # as long as Chroma's log, not the library
+    logged_keys = _keys(logged)
+    added = _keys(i for i, adding in info.pending.items() if adding)
+    extra_keys: list[np.ndarray] = []
+    if segment is not None and SEGMENT_NAME.match(segment) and (folder / segment).is_dir():
+        seg = folder / segment
+        try:
+            extra_keys = _scan_files(seg, col, order, logged_keys, dim)
+        except (OSError, ValueError, struct.error) as exc:
+            info.vector_problem = f"{segment}: {exc}"
+            info.norm_problem = None
+            col.element[:] = -1
+            col.bad[:] = False
+            extra_keys = []
+    logged_index = _lookup(col.keys, order, logged_keys)
+    extra_logged = []
+    for (record_id, vector), at in zip(logged.items(), logged_index.tolist(), strict=True):
+        if vector is None:
+            continue  # deleted: its vector in the files was passed over
+        if at < 0:
+            extra_logged.append(record_id)
+            continue
+        col.logged[at] = vector
+        col.bad[at] = (bool(dim) and vector.shape != (dim,)) or not bool(
+            unit_rows(np, vector.reshape(1, -1))[0]
+        )
+    extra = np.unique(np.concatenate(extra_keys)) if extra_keys else np.zeros(0, "S1")
+    if added.size and extra.size:
+        extra = extra[~np.isin(extra, added)]
+    col.extra = int(extra.size) + sum(1 for i in extra_logged if not info.pending.get(i))
+
+
+def _scan_files(
+    seg: Path, col: ColumnarCollection, order: np.ndarray, logged_keys: np.ndarray, dim: int
+) -> list[np.ndarray]:
+    """:func:`_scan_vectors` for the vector files; returns the ids (keys) of live vectors
+    that belong to no record. Raises what reading them raises."""
+    import numpy as np
+
+    assert col.keys is not None and col.element is not None and col.bad is not None
+    head = hnsw_header(seg)
+    col.folder, col.head = seg, head
+    count = head.count
+    if count == 0:
+        return []
+    table = label_table(seg)
+    if table is None or not table[0].size:
+        # Chroma labels its vectors with SQLite's row ids when the map is lost.
+        assert col.rowids is not None
+        labels, label_ids = col.rowids, col.keys
+    else:
+        labels, label_ids = table
+    by_label = np.argsort(labels, kind="stable")
+    labels, label_ids = labels[by_label], label_ids[by_label]
+    label_record = _lookup(col.keys, order, label_ids)
+    label_logged = np.isin(label_ids, logged_keys) if logged_keys.size else None
+    deleted = np.empty(count, dtype=bool)
+    extra: list[np.ndarray] = []
+    checks = not col.info.is_failures  # failure records hold a zero placeholder
+    for start, chunk_labels, chunk_deleted, vectors in hnsw_chunks(seg, head, _FILE_ROWS):
+        n = len(chunk_labels)
+        deleted[start : start + n] = chunk_deleted
+        wanted = chunk_labels.astype(np.int64)
+        at = np.minimum(np.searchsorted(labels, wanted), labels.size - 1)
+        use = ~chunk_deleted & (labels[at] == wanted)
+        if label_logged is not None:
+            use &= ~label_logged[at]  # the log's word on these replaces the files'
+        rows = np.flatnonzero(use)
+        record = label_record[at[rows]]
+        known = record >= 0
+        col.element[record[known]] = start + rows[known]
+        if (~known).any():
+            extra.append(label_ids[at[rows[~known]]])
+        if checks:
+            if dim and head.dim != dim:
+                col.bad[record[known]] = True
+            else:
+                col.bad[record[known]] = ~unit_rows(np, vectors[rows[known]])
+        del vectors
+    # Chroma keeps each vector's norm there to give back what was stored; clipseek
+    # stores unit vectors, so anything else is damage (a reused vector would carry it).
+    norms = stored_norms(seg, count)
+    if norms.size < count or not (np.abs(norms[~deleted] - 1.0) < NORM_TOLERANCE).all():
+        col.info.norm_problem = "length.bin holds norms that are not those of the stored vectors"
+    return extra
+
+
 # --------------------------------------------------------------------------- check
 
 
@@ -272,6 +543,8 @@ def check(store: Store, *, self_search: bool = True, sample: int | None = None) 
     self-search opens a private snapshot), and it sees only committed states (the shared
     data lock is held from the structural check to the end of the self-search, so a
     writer's work in flight is never taken for damage; a writer waits meanwhile). The
+    structural check reads the files in place, a chunk of records at a time
+    (:class:`ColumnarCollection`), so its memory does not grow with the library. The
     self-search loads Chroma in a child process, so that a crash there (a garbled file the
     structural check missed) is reported as damage and not as the death of this process.
     ``sample`` limits the self-search to that many vectors per collection, chosen at
@@ -289,216 +562,161 @@ def check(store: Store, *, self_search: bool = True, sample: int | None = None) 
         damage = find_damage(folder, notes="ignore")
         if damage:
             report.problems.append(f"{damage}.")
+        if not (folder / DATABASE).is_file():
+            return report
+        search = _SelfSearch(folder, sample) if self_search else None
         try:
-            collections = read_stored(folder)
-        except DamagedIndexError as exc:
-            report.problems.append(str(exc).split(" (", 1)[0] + ".")
+            _check_structure(store, report, search)
+        except sqlite3.Error as exc:
+            report.problems.append(_unreadable(folder, exc).split(" (", 1)[0] + ".")
             report.repairable = False
-            return report
-        # A failures collection follows the key schema of its main collection.
-        schemas = {c.slug: _schema(c) for c in collections if not c.is_failures}
-        for col in collections:
-            _check_collection(col, report, schemas.get(col.slug, _schema(col)))
-        if not report.problems:
-            _check_caches(store, collections, report)
-        if report.problems or not self_search or not (folder / DATABASE).is_file():
-            return report
-        try:
-            snapshot = take_snapshot(folder)
-        except OSError as exc:
-            report.problems.append(f"the self-search could not run ({exc}).")
-            report.inconclusive = True
-            report.repairable = False
-            return report
-        try:
-            _self_search(str(snapshot), report, sample, collections)
-        finally:
-            remove_snapshot(snapshot)
+        except BaseException:
+            if search is not None:
+                search.stop()
+            raise
+        if search is not None:
+            search.finish(report)
     return report
 
 
-def _check_caches(store: Store, collections: list[StoredCollection], report: CheckReport) -> None:
-    """The vector cache of each index against what the index holds (vector_cache.py)."""
-    from clipseek.store.chroma_format import record_rowids
-    from clipseek.store.vector_cache import verify_against
-
-    with store.reading():
-        con = connect_readonly(Path(store.location) / "chroma.sqlite3")
-        try:
-            for col in collections:
-                if col.is_failures:
-                    continue
-                row = con.execute(
-                    "SELECT id FROM segments WHERE collection = ? AND scope = 'METADATA'",
-                    (col.collection_id,),
-                ).fetchone()
-                if row is None:
-                    continue
-                segment = str(row[0])
-                problem = verify_against(
-                    store.location,
-                    col.collection_id,
-                    segment,
-                    int(col.metadata.get("dim", 0) or 0),
-                    con,
-                    record_rowids(con, segment),
-                    col.vectors,
+def _check_structure(store: Store, report: CheckReport, search: _SelfSearch | None) -> None:
+    """Every record against the vector files, its metadata and the vector cache. The
+    self-search starts as soon as the vector files check clean, and runs in its child
+    while this process checks the metadata and the cache: two cores, each busy. Raises
+    sqlite3.Error when the database cannot be read."""
+    folder = Path(store.location)
+    con = connect_readonly(folder / DATABASE)
+    try:
+        cols = read_columns(con, folder)
+        for col in cols:
+            _check_vectors(con, col, report)
+        if search is not None and not report.problems:
+            search.start(con, cols)
+        # A failures collection follows the key schema of its main collection.
+        schemas = {c.info.slug: _schema(c.info) for c in cols if not c.info.is_failures}
+        for col in cols:
+            schema = schemas.get(col.info.slug, _schema(col.info))
+            wrong = _wrong_metadata(con, col, schema)
+            if wrong:
+                report.problems.append(
+                    f"{wrong} records of {col.info.name} have metadata that does not match "
+                    "their path."
                 )
-                if problem:
-                    report.problems.append(f"{problem}.")
-                    report.cache_problems.append(f"{problem}.")
-        except sqlite3.Error:
-            pass  # the checks before read the same file; they say what is wrong
-        finally:
-            con.close()
-
-
-def _schema(col: StoredCollection) -> int:
-    return int(col.metadata.get("clipseek_schema", 1) or 1)
-
-
-def _check_collection(col: StoredCollection, report: CheckReport, schema: int) -> None:
-    import numpy as np
-
-    if col.norm_problem and not col.is_failures:  # failure records hold a zero vector
-        report.problems.append(f"{col.norm_problem}.")
-    if col.vector_problem:
-        report.problems.append(
-            f"the vector files of {col.name} cannot be read ({col.vector_problem})."
-        )
-    if not col.is_failures:
-        report.records += len(col.records)
-        # A record whose delete, or a vector whose record, is still only in Chroma's
-        # write log is a writer's work in flight, which Chroma completes: not damage.
-        missing = [i for i in col.records if i not in col.vectors and i not in col.pending]
-        if missing:
-            report.problems.append(
-                f"{len(missing)} of {len(col.records)} records have no stored vector."
-            )
-        extra = [i for i in col.vectors if i not in col.records and not col.pending.get(i)]
-        if extra:
-            report.problems.append(f"{len(extra)} stored vectors belong to no record.")
-        dim = int(col.metadata.get("dim", 0) or 0)
-        bad: list[str] = []
-        sized: list[tuple[str, np.ndarray]] = []
-        for id_, vec in col.vectors.items():
-            if id_ not in col.records:
-                continue
-            if dim and vec.shape != (dim,):
-                bad.append(path_from_meta(col.records[id_]))
-            else:
-                sized.append((id_, vec))
-        # numpy over blocks of vectors, not a call per vector
-        for start in range(0, len(sized), 8192):
-            chunk = sized[start : start + 8192]
-            off = np.flatnonzero(~unit_rows(np, np.stack([vec for _, vec in chunk])))
-            bad.extend(path_from_meta(col.records[chunk[j][0]]) for j in off.tolist())
-        if bad:
-            names = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
-            report.problems.append(f"{not_unit(len(bad))} ({names}).")
-    wrong = 0
-    for id_, meta in col.records.items():
-        path = path_from_meta(meta)
-        if (
-            not path
-            or path_id(path) != id_
-            or not isinstance(meta.get("size"), int)
-            or not isinstance(meta.get("mtime_ns"), int)
-            or meta.get("path") != meta_text(path, schema)
-            or (meta.get("dirs") is not None and meta.get("dirs") != ancestors(path, schema))
-        ):
-            wrong += 1
-    if wrong:
-        report.problems.append(
-            f"{wrong} records of {col.name} have metadata that does not match their path."
-        )
-
-
-def _self_search(
-    location: str,
-    report: CheckReport,
-    sample: int | None = None,
-    collections: list[StoredCollection] | None = None,
-) -> None:
-    """Run :func:`_self_search_child` in a child process and read its verdict. With a
-    ``sample`` and the ``collections`` already read, the sampled vectors are handed to
-    the child in a file, so it does not read every record again."""
-    import tempfile
-
-    payload = None
-    if sample and collections is not None:
-        payload = Path(tempfile.mkdtemp(prefix="clipseek-check-")) / "sample.npz"
-        report.sampled = _write_sample(payload, collections, sample)
-    try:
-        _run_self_search(location, report, sample, payload)
+        if not report.problems:
+            _check_caches(store, con, cols, report)
     finally:
-        if payload is not None:
-            shutil.rmtree(payload.parent, ignore_errors=True)
+        con.close()
 
 
-def _write_sample(path: Path, collections: list[StoredCollection], sample: int) -> bool:
-    """The vectors the child searches for (a random ``sample`` of each collection's), with
-    each collection's record count; returns whether it is fewer than all of them."""
-    import random
+class _SelfSearch:
+    """The self-search in its child process, on a snapshot taken under the caller's
+    shared lock: started early, its verdict taken only when everything else is clean (so
+    the findings are those of a check that searched last)."""
 
-    import numpy as np
+    def __init__(self, folder: Path, sample: int | None) -> None:
+        self.folder = folder
+        self.sample = sample
+        self.snapshot: Path | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.thread: threading.Thread | None = None
+        self.answer: dict[str, Any] = {}
+        self.failed: str | None = None
 
-    arrays: dict[str, Any] = {}
-    sampled = False
-    for n, col in enumerate(c for c in collections if not c.is_failures):
-        ids = [i for i in col.records if i in col.vectors]
-        if 0 < sample < len(ids):
-            ids = random.Random(0).sample(ids, sample)
-            sampled = True
-        arrays[f"name{n}"] = np.array(col.name)
-        arrays[f"records{n}"] = np.array(_record_counts(col))
-        arrays[f"ids{n}"] = np.array(ids, dtype=str)
-        dim = int(col.metadata.get("dim", 0) or 0) or 1
-        arrays[f"vectors{n}"] = (
-            np.stack([col.vectors[i] for i in ids]) if ids else np.zeros((0, dim), np.float32)
-        )
-    np.savez(path, **arrays)
-    return sampled
+    def start(self, con: sqlite3.Connection, cols: list[ColumnarCollection]) -> None:
+        payload = None
+        if self.sample:
+            self.answer["sampled"] = False
+            payload = _sample_payload(con, cols, self.sample, self.answer)
+        try:
+            self.snapshot = take_snapshot(self.folder)
+            env = dict(os.environ)
+            root = str(Path(__file__).resolve().parents[2])
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
+            env.setdefault("ANONYMIZED_TELEMETRY", "False")
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "clipseek.store.repair",
+                    "self-search",
+                    str(self.snapshot),
+                    str(self.sample or 0),
+                    *(["-"] if payload is not None else []),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+        except OSError as exc:
+            self.failed = f"the self-search could not run ({exc})."
+            return
+        # The sample goes through the child's stdin, not a file, so a killed check leaves
+        # nothing behind; a thread feeds it and reads the answer while this one checks on.
+        self.thread = threading.Thread(target=self._talk, args=(payload or b"",), daemon=True)
+        self.thread.start()
+
+    def _talk(self, payload: bytes) -> None:
+        assert self.proc is not None
+        try:
+            self.answer["io"] = self.proc.communicate(payload, timeout=3600)
+        except subprocess.TimeoutExpired as exc:
+            self.proc.kill()
+            self.proc.communicate()
+            self.answer["error"] = exc
+        except (OSError, ValueError) as exc:
+            self.answer["error"] = exc
+
+    def finish(self, report: CheckReport) -> None:
+        """Take the verdict into ``report`` if nothing else was found; stop the child
+        otherwise. Removes the snapshot."""
+        try:
+            if report.problems or (self.thread is None and self.failed is None):
+                return  # found otherwise, or nothing to search
+            if self.failed is not None:
+                report.problems.append(self.failed)
+                report.inconclusive = True
+                report.repairable = False
+                return
+            assert self.thread is not None
+            self.thread.join()
+            report.sampled = bool(self.answer.get("sampled", False))
+            _take_verdict(report, self.proc, self.answer)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """End the child if it still runs (its verdict is not wanted) and remove the
+        snapshot."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.thread is not None:
+            self.thread.join()
+        if self.snapshot is not None:
+            remove_snapshot(self.snapshot)
+            self.snapshot = None
 
 
-def _run_self_search(
-    location: str, report: CheckReport, sample: int | None, payload: Path | None
+def _take_verdict(
+    report: CheckReport, proc: subprocess.Popen[bytes] | None, answer: dict[str, Any]
 ) -> None:
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
-    env.setdefault("ANONYMIZED_TELEMETRY", "False")
-    try:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "clipseek.store.repair",
-                "self-search",
-                location,
-                str(sample or 0),
-                *([str(payload)] if payload is not None else []),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=3600,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        report.problems.append(f"the self-search could not run ({exc}).")
+    """The self-search child's answer, in ``report``."""
+    error = answer.get("error")
+    if proc is None or error is not None or "io" not in answer:
+        report.problems.append(f"the self-search could not run ({error}).")
         report.inconclusive = True
         report.repairable = False
         return
+    out, err = answer["io"]
     if proc.returncode < 0:
         report.problems.append(
             f"Chroma crashed while searching the vector files (signal {-proc.returncode})."
         )
         return
     try:
-        verdict = json.loads(proc.stdout.strip().splitlines()[-1])
+        verdict = json.loads(out.decode("utf-8", "replace").strip().splitlines()[-1])
     except (ValueError, IndexError):
-        tail = " ".join(proc.stderr.split())[-200:]
+        tail = " ".join(err.decode("utf-8", "replace").split())[-200:]
         report.problems.append(f"a search of the vector files failed ({tail or 'no answer'}).")
         return
     report.found_self = int(verdict.get("found", 0))
@@ -507,12 +725,172 @@ def _run_self_search(
         report.problems.append(str(problem))
 
 
-def _sample_from(payload: str) -> dict[str, tuple[tuple[int, ...], list[str], Any]]:
-    """Collection name -> (record counts, ids, vectors) from :func:`_write_sample`'s file."""
+def _check_caches(
+    store: Store, con: sqlite3.Connection, cols: list[ColumnarCollection], report: CheckReport
+) -> None:
+    """The vector cache of each index against what the index holds (vector_cache.py)."""
+    from clipseek.store.vector_cache import verify_columns
+
+    try:
+        for col in cols:
+            if col.info.is_failures or col.segment is None:
+                continue
+            assert col.rowids is not None
+            problem = verify_columns(
+                store.location,
+                col.info.collection_id,
+                col.segment,
+                int(col.info.metadata.get("dim", 0) or 0),
+                con,
+                col.rowids,
+                col.vectors_of,
+            )
+            if problem:
+                report.problems.append(f"{problem}.")
+                report.cache_problems.append(f"{problem}.")
+    except sqlite3.Error:
+        pass  # the checks before read the same file; they say what is wrong
+
+
+def _schema(col: StoredCollection) -> int:
+    return int(col.metadata.get("clipseek_schema", 1) or 1)
+
+
+def _check_vectors(con: sqlite3.Connection, col: ColumnarCollection, report: CheckReport) -> None:
+    """Records against the vector files: each has one, and it is a finite unit vector."""
+    import numpy as np
+
+    info = col.info
+    if info.norm_problem and not info.is_failures:  # failure records hold a zero vector
+        report.problems.append(f"{info.norm_problem}.")
+    if info.vector_problem:
+        report.problems.append(
+            f"the vector files of {info.name} cannot be read ({info.vector_problem})."
+        )
+    if not info.is_failures:
+        assert col.keys is not None and col.bad is not None
+        report.records += col.count
+        # A record whose delete, or a vector whose record, is still only in Chroma's
+        # write log is a writer's work in flight, which Chroma completes: not damage.
+        missing = np.flatnonzero(~col.has_vector())
+        if missing.size and info.pending:
+            missing = missing[~np.isin(col.keys[missing], _keys(info.pending))]
+        if missing.size:
+            report.problems.append(f"{missing.size} of {col.count} records have no stored vector.")
+        if col.extra:
+            report.problems.append(f"{col.extra} stored vectors belong to no record.")
+        bad = np.flatnonzero(col.bad)
+        if bad.size:
+            names = ", ".join(_paths_of(con, col, bad[:3])) + (", ..." if bad.size > 3 else "")
+            report.problems.append(f"{not_unit(int(bad.size))} ({names}).")
+
+
+def _paths_of(con: sqlite3.Connection, col: ColumnarCollection, index: np.ndarray) -> list[str]:
+    """The paths of a few records (by record index), for a message."""
+    assert col.rowids is not None and col.segment is not None
+    rowids = [int(r) for r in col.rowids[index].tolist()]
+    metas = read_metadata(con, col.segment, rowids)
+    return [path_from_meta(metas.get(r, {})) for r in rowids]
+
+
+def _wrong_metadata(con: sqlite3.Connection, col: ColumnarCollection, schema: int) -> int:
+    """Records whose id, path text, size, mtime or folders do not match their path (as
+    :func:`~clipseek.store.keys.path_from_meta` reads it), a chunk at a time."""
+    if col.segment is None:
+        return 0
+    wrong = 0
+    for chunk in record_chunks(con, col.segment, _CHECKED_KEYS, ("dirs",), CHECK_CHUNK):
+        values = chunk.values
+        # Every picture of a folder has the same folders above it: computed once a folder.
+        folders: dict[str, list[str]] = {}
+        for id_, text, raw, size, mtime, dirs, listed in zip(
+            chunk.ids,
+            values["path"],
+            values["path_b64"],
+            values["size"],
+            values["mtime_ns"],
+            values["dirs"],
+            chunk.arrays["dirs"],
+            strict=True,
+        ):
+            if raw:
+                try:
+                    path = os.fsdecode(base64.b64decode(raw))
+                except (binascii.Error, TypeError, ValueError):
+                    wrong += 1
+                    continue
+            else:
+                path = "" if text is None else str(text)
+            if (
+                not path
+                or path_id(path) != id_
+                or not isinstance(size, int)
+                or not isinstance(mtime, int)
+                or text != meta_text(path, schema)
+            ):
+                wrong += 1
+                continue
+            stored = dirs if dirs is not None else listed
+            if stored is not None:
+                # The folders above a path depend only on its folder: the text up to its
+                # last slash names it.
+                folder = path[: path.rfind("/") + 1]
+                want = folders.get(folder)
+                if want is None:
+                    want = folders[folder] = ancestors(path, schema)
+                if stored != want:
+                    wrong += 1
+    return wrong
+
+
+def _sample_payload(
+    con: sqlite3.Connection, cols: list[ColumnarCollection], sample: int, answer: dict[str, Any]
+) -> bytes | None:
+    """The vectors the child searches for (a random ``sample`` of each collection's), with
+    each collection's record counts, as the bytes of an ``.npz`` for the child's stdin: no
+    file to leave behind if either process is killed. None when the sample is too large to
+    hand over (the child then reads it itself, a chunk at a time)."""
+    import numpy as np
+
+    arrays: dict[str, Any] = {}
+    for n, col in enumerate(c for c in cols if not c.info.is_failures):
+        chosen = _sample_of(col, sample)
+        if chosen.size < int(col.has_vector().sum()):
+            answer["sampled"] = True
+        if chosen.size > CHECK_CHUNK:
+            return None
+        assert col.rowids is not None and col.segment is not None
+        rowids = col.rowids[chosen]
+        id_of = ids_of(con, col.segment, rowids.tolist())
+        dim = int(col.info.metadata.get("dim", 0) or 0) or 1
+        vectors = col.vectors_at(chosen) if chosen.size else None
+        arrays[f"name{n}"] = np.array(col.info.name)
+        arrays[f"records{n}"] = np.array(col.record_counts())
+        arrays[f"ids{n}"] = np.array([id_of[int(r)] for r in rowids.tolist()], dtype=str)
+        arrays[f"vectors{n}"] = vectors if vectors is not None else np.zeros((0, dim), np.float32)
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
+
+
+def _sample_of(col: ColumnarCollection, sample: int) -> np.ndarray:
+    """Record indexes of the vectors to search for: every one, or ``sample`` of them
+    chosen at random (the same ones on every call)."""
+    import numpy as np
+
+    candidates = np.flatnonzero(col.has_vector())
+    if 0 < sample < candidates.size:
+        pick = np.random.default_rng(0).choice(candidates.size, sample, replace=False)
+        candidates = candidates[np.sort(pick)]
+    return candidates
+
+
+def _sample_from(payload: bytes) -> dict[str, tuple[tuple[int, ...], list[str], Any]]:
+    """Collection name -> (record counts, ids, vectors) from :func:`_sample_payload`'s bytes."""
     import numpy as np
 
     out = {}
-    with np.load(payload) as data:
+    with np.load(io.BytesIO(payload)) as data:
         n = 0
         while f"name{n}" in data:
             ids = [str(i) for i in data[f"ids{n}"].tolist()]
@@ -529,16 +907,35 @@ def _usable(vec: np.ndarray, dim: int) -> bool:
     return (not dim or vec.shape[0] == dim) and bool(unit_rows(np, vec.reshape(1, -1))[0])
 
 
-def _record_counts(col: StoredCollection) -> tuple[int, int]:
-    """The records a collection lists, and as many once Chroma applies the writes still in
-    its log (a writer's work in flight, not damage: see StoredCollection)."""
-    applied = {i for i in col.records if col.pending.get(i) is not False}
-    applied |= {i for i, added in col.pending.items() if added}
-    return len(col.records), len(applied)
+def _stored_sample(
+    location: str, sample: int
+) -> Iterator[tuple[str, tuple[int, int], list[str], np.ndarray]]:
+    """(collection name, record counts, ids, vectors) of every stored vector, or of
+    ``sample`` per collection chosen as :func:`_sample_payload` chooses them, a chunk at a
+    time (the child's ``--full``: its memory does not grow with the library)."""
+    folder = Path(location)
+    con = connect_readonly(folder / DATABASE)
+    try:
+        for col in read_columns(con, folder):
+            if col.info.is_failures or col.segment is None:
+                continue
+            assert col.rowids is not None
+            chosen = _sample_of(col, sample)
+            counts = col.record_counts()
+            for start in range(0, max(chosen.size, 1), CHECK_CHUNK):
+                index = chosen[start : start + CHECK_CHUNK]
+                id_of = ids_of(con, col.segment, col.rowids[index].tolist())
+                ids = [id_of[int(r)] for r in col.rowids[index].tolist()]
+                vectors = col.vectors_at(index)
+                if vectors is None:
+                    raise ValueError("the stored vectors are not all of one size")
+                yield col.info.name, counts, ids, vectors
+    finally:
+        con.close()
 
 
 def _self_search_child(
-    location: str, sample: int = 0, payload: str | None = None
+    location: str, sample: int = 0, payload: bytes | None = None
 ) -> dict[str, Any]:
     """In the child: search every stored vector (or ``payload``'s sample) through Chroma;
     count those that find themselves among their exact equals."""
@@ -549,29 +946,26 @@ def _self_search_child(
     lost = 0
     try:
         if payload is not None:
-            wanted = _sample_from(payload)
+            wanted: Iterable[tuple[str, tuple[int, ...], list[str], Any]] = [
+                (name, counts, ids, vectors)
+                for name, (counts, ids, vectors) in _sample_from(payload).items()
+            ]
         else:
-            wanted = {}
-            for c in read_stored(location):
-                if not c.is_failures:
-                    ids = [i for i in c.records if i in c.vectors]
-                    if 0 < sample < len(ids):
-                        import random
-
-                        ids = random.Random(0).sample(ids, sample)
-                    vectors = np.stack([c.vectors[i] for i in ids]) if ids else None
-                    wanted[c.name] = (_record_counts(c), ids, vectors)
-        for col in store._collections():
-            if col.name not in wanted:
+            wanted = _stored_sample(location, sample)
+        by_name = {col.name: col for col in store._collections()}
+        counted: set[str] = set()
+        for name, counts, ids, vectors in wanted:
+            col = by_name.get(name)
+            if col is None:
                 continue
-            counts, ids, vectors = wanted[col.name]
-            total = int(col.count())
-            if total not in counts:
+            total = int(col.count()) if name not in counted else counts[0]
+            if name not in counted and total not in counts:
                 return {
                     "found": found,
-                    "problem": f"Chroma counts {total} records in {col.name}, "
+                    "problem": f"Chroma counts {total} records in {name}, "
                     f"the database lists {counts[0]}.",
                 }
+            counted.add(name)
             k = min(_SELF_K, total)
             for start in range(0, len(ids), 256):
                 chunk = ids[start : start + 256]
@@ -853,10 +1247,12 @@ class RunMarker:
 
 
 def _main(argv: list[str]) -> int:
-    if len(argv) in (3, 4) and argv[0] == "self-search":
-        print(json.dumps(_self_search_child(argv[1], int(argv[2]), *argv[3:])))
+    if len(argv) in (3, 4) and argv[0] == "self-search" and argv[3:] in ([], ["-"]):
+        # "-": the sample comes on stdin (from check), so no file is left behind.
+        payload = sys.stdin.buffer.read() if argv[3:] else None
+        print(json.dumps(_self_search_child(argv[1], int(argv[2]), payload)))
         return 0
-    print("usage: python -m clipseek.store.repair self-search DB SAMPLE [FILE]", file=sys.stderr)
+    print("usage: python -m clipseek.store.repair self-search DB SAMPLE [-]", file=sys.stderr)
     return 2
 
 

@@ -40,7 +40,7 @@ import os
 import sqlite3
 import uuid
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -735,8 +735,34 @@ def verify_against(
 ) -> str | None:
     """What is wrong with a collection's cache, compared with what Chroma holds
     (``rowid_of``: record id → row id; ``vectors``: record id → vector), or None when it
-    is absent, stale (the next index run rebuilds it) or agrees in every row. Reads the
-    cache a block at a time: its memory does not grow with the library."""
+    is absent, stale (the next index run rebuilds it) or agrees in every row."""
+    import numpy as np
+
+    id_of = {rowid: record_id for record_id, rowid in rowid_of.items()}
+
+    def vectors_of(rows: np.ndarray) -> np.ndarray | None:
+        stored = [vectors.get(id_of[r]) for r in rows.tolist()]
+        if any(v is None or v.shape != stored[0].shape for v in stored):
+            return None  # verify_columns compares the shape with the cache's
+        return np.stack(stored)
+
+    rowids = np.fromiter(id_of, dtype=np.int64, count=len(id_of))
+    return verify_columns(location, collection_id, segment, dim, con, rowids, vectors_of)
+
+
+def verify_columns(
+    location: str | os.PathLike[str],
+    collection_id: str,
+    segment: str,
+    dim: int,
+    con: sqlite3.Connection,
+    rowids: np.ndarray,
+    vectors_of: Callable[[np.ndarray], np.ndarray | None],
+) -> str | None:
+    """:func:`verify_against` for a caller that keeps no Python object per record:
+    ``rowids``, every record's row id; ``vectors_of(rows)``, Chroma's vectors of those row
+    ids (one per row), or None when one of them has none. Reads the cache a block at a
+    time: its memory does not grow with the library."""
     import numpy as np
 
     try:
@@ -746,9 +772,8 @@ def verify_against(
         if text in ("no cache", "the cache is behind the index"):
             return None
         return f"the vector cache of the index is unusable ({text})"
-    id_of = {rowid: record_id for record_id, rowid in rowid_of.items()}
     listed = np.sort(view.rowids[view.alive])
-    known = np.sort(np.fromiter(id_of, dtype=np.int64, count=len(id_of)))
+    known = np.sort(np.asarray(rowids, dtype=np.int64))
     if listed.shape != known.shape or bool((listed != known).any()):
         return "the vector cache of the index lists other records than the index"
     view.verified = False  # the checksum is checked on the way, whoever wrote the files
@@ -758,15 +783,22 @@ def verify_against(
                 block = window[offset : offset + _COMPARE_ROWS]
                 first = start + offset
                 keep = view.alive[first : first + len(block)]
-                rows = view.rowids[first : first + len(block)][keep].tolist()
-                stored = [vectors.get(id_of[r]) for r in rows]
-                if any(v is None or v.shape != (view.dim,) for v in stored):
-                    return None  # records without a vector: the check reports those itself
-                if not stored:
+                rows = view.rowids[first : first + len(block)][keep]
+                if not rows.size:
                     continue
-                want = _unit_rows(np.stack(stored), view.dim)
-                if not np.allclose(block[keep], want, atol=1e-5):
+                stored = vectors_of(rows)
+                if stored is None or stored.shape != (rows.size, view.dim):
+                    return None  # records without a vector: the check reports those itself
+                have = block if bool(keep.all()) else block[keep]
+                # In place, without allclose's temporaries: rows this close pass allclose;
+                # any other (or NaN) gets its verdict.
+                gap = _unit_rows(stored, view.dim)
+                np.subtract(gap, have, out=gap)
+                if not float(np.abs(gap, out=gap).max()) <= 1e-5 and not np.allclose(
+                    have, _unit_rows(stored, view.dim), atol=1e-5
+                ):
                     return "the vector cache of the index holds other vectors than the index"
+            window = block = have = None  # let the window go before the next is mapped
     except CacheUnusable as exc:
         return f"the vector cache of the index is damaged ({exc})"
     return None
