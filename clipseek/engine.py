@@ -590,7 +590,7 @@ class Engine:
     def holds_pictures_under(self, folder: str) -> bool:
         """Whether the index holds any picture inside ``folder`` (by the path it was
         indexed under); the disk is not looked at."""
-        return bool(self.open_index().entries(under=folder))
+        return self.open_index().holds_under(folder)
 
     # -- facts
 
