@@ -169,3 +169,23 @@ def test_a_reader_that_catches_up_writes_nothing(built, db: Path) -> None:
     reader.get([path_id(_record(4, vectors[4]).path)])
     reader.holds_under("/photos/2020")
     assert file_hashes(db) == before
+
+
+def test_writes_to_another_collection_between_keep_the_cache_appended(db: Path) -> None:
+    """An index run deletes the failure records of files that now succeed (Chroma logs a
+    delete even of an absent record), which moves the database's shared sequence numbers
+    on between two writes of the index: the writer still appends to the same cache."""
+    reader = _reader(db)
+    before = reader._vectors.view.manifest  # type: ignore[union-attr]
+    writer = Store(db)
+    index = writer.open_index(KEY, SLUG)
+    assert index is not None
+    failures = writer._failures_collection(SLUG)
+    fresh = _unit(np.random.default_rng(59), 3)
+    records = [_record(900 + n, v) for n, v in enumerate(fresh)]
+    failures.delete(ids=[path_id(r.path) for r in records])
+    index.upsert(records)
+    writer.close()
+    assert reader.query(fresh[0], 1)[0].path.endswith("img_00900.jpg")
+    after = reader._vectors.view.manifest  # type: ignore[union-attr]
+    assert reader.from_cache and after.epoch == before.epoch and after.rows == before.rows + 3

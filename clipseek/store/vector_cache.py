@@ -50,6 +50,7 @@ from clipseek.store.chroma_format import (
     applied_seq,
     connect_readonly,
     ids_of,
+    log_entries_between,
     record_count,
     rowids_of,
 )
@@ -638,7 +639,7 @@ class _Journal:
             seq = applied_seq(con, segment)
             # Each record named moves the number on by one: anything else means another
             # write came between, and this one cannot be mirrored.
-            if seq is None or seq != mark.seq + len(ids):
+            if seq is None or not _only_this_write(con, self.collection_id, mark.seq, seq, ids):
                 raise CacheUnusable("the write was not the one marked")
             after = {} if deleted or vectors is None else rowids_of(con, segment, ids)
             live = record_count(con, segment)
@@ -742,6 +743,23 @@ class _Journal:
     def drop(self) -> None:
         self._rowids = self._alive = None
         drop_cache(self.location, self.collection_id)
+
+
+def _only_this_write(
+    con: sqlite3.Connection, collection_id: str, before: int, seq: int, ids: Sequence[str]
+) -> bool:
+    """Whether the segment moved from ``before`` to ``seq`` by this write alone: one log
+    entry per record named. The numbers are shared by the database's collections, so an
+    index run's writes to its failures collection (deletes of records that succeeded now)
+    move them on between two of its writes here: those are counted out. (Chroma prunes a
+    collection's applied log entries when its vectors are saved; either count proves it.)"""
+    if seq == before + len(ids):
+        return True
+    try:
+        own, other = log_entries_between(con, collection_id, before, seq)
+    except sqlite3.Error:
+        return False
+    return own == len(ids) or seq == before + len(ids) + other
 
 
 def _append(path: Path, offset: int, array: np.ndarray, crc: int) -> int:
