@@ -10,8 +10,8 @@ files again when a writer committed (the same fingerprint the snapshots use). It
 Chroma's layout (:mod:`clipseek.store.chroma_format`) and nothing more: anything it does
 not recognise (another layout, a ``where`` form it does not translate, a record it cannot
 find a vector for) raises :class:`DirectUnavailable` inside, and from then on the index
-answers through Chroma: slower, never wrong. ``clipseek serve`` keeps Chroma, whose graph
-answers a busy server's many searches faster on large indexes once loaded.
+answers through Chroma: slower, never wrong. A query, the app and ``clipseek serve`` on a
+local index all read this way (a ``--chroma-url`` server is Chroma's).
 
 When the index has a current vector cache (:mod:`clipseek.store.vector_cache`, written by
 the indexer), the vectors come from there instead: one pass of numpy over a flat file,
