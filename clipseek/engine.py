@@ -78,10 +78,11 @@ class Engine:
     ) -> None:
         self.settings = settings
         #: Reads never write and follow other processes' writes. With ``direct`` (a query,
-        #: the app) searches are answered from the index files without chromadb, whose
-        #: import is a second of a cold answer; otherwise through a private snapshot (see
-        #: store/direct.py and store/snapshot.py). :meth:`index` writes through its own
-        #: store on the folder itself.
+        #: the app, the server) searches are answered from the index files without
+        #: chromadb, whose import is a second of a cold answer, and a writer's commit is
+        #: caught up from what it appended; otherwise through a private snapshot, a copy of
+        #: the database taken anew after each commit (see store/direct.py, store/snapshot.py).
+        #: :meth:`index` writes through its own store on the folder itself.
         #: ``approximate``: a long-lived face (the app, the server) may answer unfiltered
         #: searches from an approximate index where the library is large (see Store).
         self.store = Store(
@@ -596,7 +597,7 @@ class Engine:
     def holds_pictures_under(self, folder: str) -> bool:
         """Whether the index holds any picture inside ``folder`` (by the path it was
         indexed under); the disk is not looked at."""
-        return bool(self.open_index().entries(under=folder))
+        return self.open_index().holds_under(folder)
 
     # -- facts
 

@@ -197,6 +197,14 @@ def _engine(settings: Settings, *, interactive: bool = False) -> Engine:
     return Engine(settings, direct=interactive, quick_start=interactive)
 
 
+def _serving_engine(settings: Settings) -> Engine:
+    """What ``clipseek serve`` searches with (see :func:`clipseek.server.serving_engine`)."""
+    # Lazy: --help does not import this (tests/test_imports.py).
+    from clipseek.server import serving_engine
+
+    return serving_engine(settings)
+
+
 # --------------------------------------------------------------------------- root
 
 
@@ -1149,7 +1157,7 @@ def serve(
         chroma_url=chroma_url,
         max_megapixels=max_megapixels,
     )
-    engine = _engine(settings)
+    engine = _serving_engine(settings)
     options = ServerOptions(
         host=host,
         allowed_hosts=tuple(allowed_host or ()),

@@ -17,7 +17,9 @@ from clipseek.errors import ClipseekError
 from clipseek.server.security import uvicorn_config
 
 if TYPE_CHECKING:
+    from clipseek.config import Settings
     from clipseek.engine import Engine
+    from clipseek.models import Embedder, ModelSpec
     from clipseek.server.app import ServerOptions
 
 #: The import names the server needs, and the distribution each comes from.
@@ -49,6 +51,27 @@ def check_installed() -> None:
             f"The web server needs {', '.join(missing)}, which is not installed; "
             f"install it with: {INSTALL_HINT}"
         )
+
+
+def serving_engine(
+    settings: Settings, model_loader: Callable[[ModelSpec, str, str], Embedder] | None = None
+) -> Engine:
+    """The engine ``clipseek serve`` answers with.
+
+    On a local index it reads like the app: the direct reader (:mod:`clipseek.store.direct`)
+    answers searches from the files and the vector cache, without chromadb, a private
+    snapshot of the database or Chroma's HNSW graph in memory (3 GB at a million
+    pictures), and catches up with another process's commit by reading what it appended;
+    unfiltered searches may come from an approximate index where the library is large
+    (``approximate``). What that reader does not do still goes through Chroma. A
+    ``--chroma-url`` server is read through Chroma's client (the store ignores both).
+    The ONNX sessions are built for speed of use, not of start (no ``quick_start``): a
+    server answers many searches.
+    """
+    # Lazy: importing the server package stays cheap (the command line imports it for serve).
+    from clipseek.engine import Engine
+
+    return Engine(settings, model_loader=model_loader, direct=True, approximate=True)
 
 
 def is_loopback(host: str) -> bool:

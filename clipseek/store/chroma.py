@@ -69,14 +69,15 @@ _process_writes = [0]
 class Store:
     """A ChromaDB database: a folder on disk, or a Chroma server when ``location`` is a URL.
 
-    With ``reader=True`` (what the engine uses for queries, the app and the server) a
-    local database is never opened in place: reads go to a private snapshot that is
-    replaced as soon as another process commits a write (see :mod:`clipseek.store.snapshot`
-    and docs/RELIABILITY.md). Without it (the indexer), Chroma opens the folder itself.
+    With ``reader=True`` (what the engine uses for every read) a local database is never
+    opened in place: reads go to a private snapshot that is replaced as soon as another
+    process commits a write (see :mod:`clipseek.store.snapshot` and docs/RELIABILITY.md).
+    Without it (the indexer), Chroma opens the folder itself.
 
-    With ``direct=True`` as well, a reader answers searches from Chroma's files without
-    importing chromadb (:mod:`clipseek.store.direct`), re-reading them when a writer
-    committed; what that reader does not do still goes through a snapshot. With
+    With ``direct=True`` as well (a query, the app, ``clipseek serve``), a reader answers
+    searches from Chroma's files and the vector cache without importing chromadb
+    (:mod:`clipseek.store.direct`), reading what a writer appended when it committed; what
+    that reader does not do still goes through a snapshot. With
     ``approximate=True`` too, it may answer from an approximate index (see above).
     """
 

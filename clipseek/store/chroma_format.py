@@ -243,6 +243,25 @@ def writes_pending(
     return logged is not None and (-1 if done is None else done) < int(logged)
 
 
+def log_entries_between(
+    con: sqlite3.Connection, collection_id: str, after: int, upto: int
+) -> tuple[int, int]:
+    """Entries of Chroma's write log with sequence numbers in (``after``, ``upto``]: those
+    of the collection, and those of others. Sequence numbers are shared by every collection
+    of the database (one log), so another collection's writes move them on too."""
+    own = other = 0
+    for mine, count in con.execute(
+        "SELECT topic LIKE ?, COUNT(*) FROM embeddings_queue WHERE seq_id > ? AND seq_id <= ? "
+        "GROUP BY 1",
+        (f"%/{collection_id}", int(after), int(upto)),
+    ):
+        if mine:
+            own += int(count)
+        else:
+            other += int(count)
+    return own, other
+
+
 def pending_writes(con: sqlite3.Connection, collection_id: str, segment: str) -> dict[str, bool]:
     """Record id → whether it is being added (True) or deleted (False), for the writes in
     the log a metadata segment has not applied yet: a writer's work in flight (or cut

@@ -10,8 +10,8 @@ files again when a writer committed (the same fingerprint the snapshots use). It
 Chroma's layout (:mod:`clipseek.store.chroma_format`) and nothing more: anything it does
 not recognise (another layout, a ``where`` form it does not translate, a record it cannot
 find a vector for) raises :class:`DirectUnavailable` inside, and from then on the index
-answers through Chroma: slower, never wrong. ``clipseek serve`` keeps Chroma, whose graph
-answers a busy server's many searches faster on large indexes once loaded.
+answers through Chroma: slower, never wrong. A query, the app and ``clipseek serve`` on a
+local index all read this way (a ``--chroma-url`` server is Chroma's).
 
 When the index has a current vector cache (:mod:`clipseek.store.vector_cache`, written by
 the indexer), the vectors come from there instead: one pass of numpy over a flat file,
@@ -362,10 +362,36 @@ class DirectIndex(IndexFacts):
         return self._try(lambda: self._get(ids), lambda: self.chroma().get(ids))
 
     def lookup(self, ids: Sequence[str]) -> dict[str, StoredEntry]:
-        def direct() -> dict[str, StoredEntry]:
-            return {id_: stored_entry(id_, meta) for id_, (_, meta) in self._get(ids).items()}
+        return self._try(lambda: self._lookup(ids), lambda: self.chroma().lookup(ids))
 
-        return self._try(direct, lambda: self.chroma().lookup(ids))
+    def _lookup(self, ids: Sequence[str]) -> dict[str, StoredEntry]:
+        """Records by id from SQLite alone (a file served by id needs no vector): after a
+        writer's commit this reads no vector and no row table."""
+        if not ids:
+            return {}
+        segment = self._collection.metadata_segment
+        with _reading(self._lock, self._folder) as con:
+            rowid_of = record_rowids_of(con, segment, ids)
+            metas = self._metadata(con, list(rowid_of.values()))
+        out = {}
+        for id_, rowid in rowid_of.items():
+            meta = metas.get(rowid)
+            if meta is None:
+                raise DirectUnavailable("a record without metadata")
+            out[id_] = stored_entry(id_, meta)
+        return out
+
+    def holds_under(self, folder: str) -> bool:
+        """Whether any record lies inside ``folder`` (by the path it was indexed under)."""
+
+        def direct() -> bool:
+            where = folder_where(folder, self.schema)
+            if where is None:
+                return self.count() > 0
+            with _reading(self._lock, self._folder) as con:
+                return bool(self._matching(con, where).size)
+
+        return self._try(direct, lambda: self.chroma().holds_under(folder))
 
     def _query(
         self, vector: np.ndarray, n: int, under: str | None, clauses: Sequence[Mapping[str, Any]]

@@ -270,6 +270,10 @@ class ImageIndex(IndexFacts):
                 out[id_] = stored_entry(id_, meta or {})
         return out
 
+    def holds_under(self, folder: str) -> bool:
+        """Whether any stored file lies inside ``folder`` (by the path it was indexed under)."""
+        return bool(self.entries(under=folder))
+
     def entries_with_sizes(self, sizes: Sequence[int]) -> dict[str, StoredEntry]:
         """Stored files of any of these byte sizes, anywhere in the index: the candidates
         for a moved or copied file (whose content hash is then compared)."""

@@ -115,7 +115,7 @@ class ClipseekApp(App[None]):
             # Lazy: the engine's modules load after the first paint.
             from clipseek.engine import Engine
 
-            engine = Engine(self.settings, direct=True, quick_start=True)
+            engine = Engine(self.settings, direct=True, quick_start=True, approximate=True)
         try:
             model = engine.spec.name
         except ClipseekError as exc:

@@ -31,14 +31,15 @@ def served_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def served(
     served_photos: Path, tiny_model_dir: Path, loaded_tiny_model, tmp_path_factory
 ) -> Iterator[Served]:
-    """The session's server: the photos indexed with the tiny model, small body limits."""
-    from clipseek.engine import Engine
+    """The session's server: the photos indexed with the tiny model, small body limits;
+    its engine is the one `clipseek serve` builds (which also indexes, through a writer)."""
+    from clipseek.server import serving_engine
     from clipseek.server.app import ServerOptions
 
     db = tmp_path_factory.mktemp("served-db")
     loads: list[str] = []
     settings = settings_for(tiny_model_dir, db, max_megapixels=1.0)
-    engine = Engine(settings, model_loader=counting_loader(loaded_tiny_model, loads))
+    engine = serving_engine(settings, model_loader=counting_loader(loaded_tiny_model, loads))
     summary = engine.index([str(served_photos)])
     assert summary.new == len(PHOTOS), summary
     options = ServerOptions(max_upload_bytes=256 * 1024, max_json_bytes=8 * 1024)
@@ -53,7 +54,7 @@ def exif_server(tmp_path_factory: pytest.TempPathFactory):
     import httpx
 
     from clipseek.config import load_settings
-    from clipseek.engine import Engine
+    from clipseek.server import serving_engine
     from clipseek.testing import fixture_model_spec
     from tests.support.pictures import EXIF_LIBRARY, plant_duplicates, write_exif_library
 
@@ -64,7 +65,7 @@ def exif_server(tmp_path_factory: pytest.TempPathFactory):
     settings = load_settings(
         {"model": fixture_model_spec(), "db": root / "db", "device": "cpu", "precision": "fp32"}
     )
-    engine = Engine(settings)
+    engine = serving_engine(settings)
     summary = engine.index([str(photos)])
     assert summary.new == len(EXIF_LIBRARY) + sum(len(g) for g in planted) + len(singles)
     with (

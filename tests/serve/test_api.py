@@ -419,10 +419,10 @@ def test_inference_runs_off_the_event_loop(served, tiny_model_dir, loaded_tiny_m
     """While a search is inside the model, the server still answers other requests. Were
     inference run on the event loop, the held search would block it and the health check
     below would time out."""
-    from clipseek.engine import Engine
+    from clipseek.server import serving_engine
 
     held = HeldModel(loaded_tiny_model)
-    engine = Engine(
+    engine = serving_engine(
         settings_for(tiny_model_dir, served.engine.settings.db), model_loader=lambda *_: held
     )
     result: dict[str, int] = {}
@@ -448,11 +448,11 @@ def test_inference_runs_off_the_event_loop(served, tiny_model_dir, loaded_tiny_m
 
 
 def test_the_model_loads_once_at_start_up(served, tiny_model_dir, loaded_tiny_model):
-    from clipseek.engine import Engine
+    from clipseek.server import serving_engine
 
     loads: list[str] = []
     settings = settings_for(tiny_model_dir, served.engine.settings.db)
-    engine = Engine(settings, model_loader=counting_loader(loaded_tiny_model, loads))
+    engine = serving_engine(settings, model_loader=counting_loader(loaded_tiny_model, loads))
     with running_server(engine) as url:
         assert loads == [engine.spec.name]  # before any request
         with httpx.Client(base_url=url, trust_env=False, timeout=60) as c:
@@ -467,10 +467,10 @@ def test_the_model_loads_once_at_start_up(served, tiny_model_dir, loaded_tiny_mo
 def test_without_an_index_health_says_so_and_search_is_409(
     tmp_path, tiny_model_dir, loaded_tiny_model
 ):
-    from clipseek.engine import Engine
+    from clipseek.server import serving_engine
 
     settings = settings_for(tiny_model_dir, tmp_path / "empty-db")
-    engine = Engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
+    engine = serving_engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
     with running_server(engine) as url, httpx.Client(base_url=url, trust_env=False) as c:
         health = c.get("/").json()
         assert health["status"] == "no index" and health["indexed_images"] == 0
@@ -482,11 +482,11 @@ def test_without_an_index_health_says_so_and_search_is_409(
 
 
 def test_an_unreachable_chroma_server_is_503(tmp_path, tiny_model_dir, loaded_tiny_model):
-    from clipseek.engine import Engine
+    from clipseek.server import serving_engine
 
     url = f"http://127.0.0.1:{free_port()}"
     settings = settings_for(tiny_model_dir, tmp_path / "unused", chroma_url=url)
-    engine = Engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
+    engine = serving_engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
     with running_server(engine) as base, httpx.Client(base_url=base, trust_env=False) as c:
         r = c.get("/")
         assert r.status_code == 503

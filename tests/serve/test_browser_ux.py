@@ -29,14 +29,14 @@ ODD = b"latin1_\xe9.png"
 
 @pytest.fixture(scope="module")
 def page_server(tmp_path_factory, tiny_model_dir, loaded_tiny_model):
-    from clipseek.engine import Engine
+    from clipseek.server import serving_engine
 
     root = tmp_path_factory.mktemp("page") / "photos"
     for name, (size, seed) in PICTURES.items():
         draw_photo(root / name, size, seed)
     draw_photo(Path(os.fsdecode(os.path.join(os.fsencode(root), ODD))), (70, 70), 26)
     settings = settings_for(tiny_model_dir, tmp_path_factory.mktemp("page-db"))
-    engine = Engine(settings, model_loader=lambda *_: loaded_tiny_model)
+    engine = serving_engine(settings, model_loader=lambda *_: loaded_tiny_model)
     assert engine.index([str(root)]).new == len(PICTURES) + 1
     with running_server(engine) as url:
         yield url, root

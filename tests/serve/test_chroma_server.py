@@ -160,10 +160,10 @@ def test_serve_in_front_of_a_chroma_server(
     httpx = pytest.importorskip("httpx")
     pytest.importorskip("fastapi")
 
-    from clipseek.engine import Engine
+    from clipseek.server import serving_engine
 
     settings = settings_for(tiny_model_dir, tmp_path / "unused", chroma_url=chroma_server.url)
-    engine = Engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
+    engine = serving_engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
     engine.index([str(photos / "sub")])
     with running_server(engine) as base, httpx.Client(base_url=base, trust_env=False) as c:
         health = c.get("/").json()

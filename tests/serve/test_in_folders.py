@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow  # servers and processes
 def linked_server(tmp_path, tiny_model_dir, loaded_tiny_model):
     """A server over photos/ that holds a link to a folder of pictures elsewhere (indexed
     through the link) and, added after indexing, a link to /etc."""
-    from clipseek.engine import Engine
+    from clipseek.server import serving_engine
 
     photos = tmp_path / "photos"
     for i, name in enumerate(("a.jpg", "b.png", "sub/c.jpg")):
@@ -33,7 +33,7 @@ def linked_server(tmp_path, tiny_model_dir, loaded_tiny_model):
     (elsewhere / "empty").mkdir()
     (photos / "nas").symlink_to(elsewhere)
     settings = make_settings(tiny_model_dir, tmp_path / "db")
-    engine = Engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
+    engine = serving_engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
     assert engine.index([str(photos)]).new == 4
     (photos / "etclink").symlink_to("/etc")
     with running_server(engine) as url:

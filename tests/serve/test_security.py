@@ -32,13 +32,13 @@ pytestmark = pytest.mark.slow  # real uvicorn servers on loopback ports
 @pytest.fixture
 def own_server(tmp_path, tiny_model_dir, loaded_tiny_model) -> Iterator[tuple[str, Path, object]]:
     """A server over a small folder of its own: (url, photos folder, engine)."""
-    from clipseek.engine import Engine
+    from clipseek.server import serving_engine
 
     photos = tmp_path / "photos"
     for i, name in enumerate(("a.jpg", "b.png", "c.jpg", "d.tif", "sub/e.jpg")):
         draw_photo(photos / name, (64 + i, 48), i)
     settings = settings_for(tiny_model_dir, tmp_path / "db", max_megapixels=1.0)
-    engine = Engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
+    engine = serving_engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
     assert engine.index([str(photos)]).new == 5
     with running_server(engine) as url:
         yield url, photos, engine
@@ -151,13 +151,13 @@ def test_an_unchanged_photo_is_served_whole_from_the_checked_file(own_server):
 def test_a_photo_indexed_through_a_link_inside_the_folder_is_served(
     tmp_path, tiny_model_dir, loaded_tiny_model
 ):
-    from clipseek.engine import Engine
+    from clipseek.server import serving_engine
 
     photos = tmp_path / "photos"
     draw_photo(photos / "real" / "x.jpg", (64, 64), 1)
     (photos / "alias").symlink_to(photos / "real")
     settings = settings_for(tiny_model_dir, tmp_path / "db")
-    engine = Engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
+    engine = serving_engine(settings, model_loader=counting_loader(loaded_tiny_model, []))
     engine.index([str(photos)])
     with running_server(engine) as url:
         for name in ("real/x.jpg", "alias/x.jpg"):
@@ -209,10 +209,10 @@ def test_host_header_must_name_this_server(served, tiny_model_dir, loaded_tiny_m
         assert got == status, (host, body)
         if status == 400:
             assert b"--allowed-host" in body
-    from clipseek.engine import Engine
+    from clipseek.server import serving_engine
     from clipseek.server.app import ServerOptions
 
-    engine = Engine(
+    engine = serving_engine(
         settings_for(tiny_model_dir, served.engine.settings.db),
         model_loader=counting_loader(loaded_tiny_model, []),
     )
@@ -244,11 +244,11 @@ def test_allowed_host_rules(bind, extra, header, ok):
 
 @pytest.fixture
 def strict_server(served, tiny_model_dir, loaded_tiny_model) -> Iterator[str]:
-    from clipseek.engine import Engine
+    from clipseek.server import serving_engine
     from clipseek.server.app import ServerOptions
     from clipseek.server.security import Limits
 
-    engine = Engine(
+    engine = serving_engine(
         settings_for(tiny_model_dir, served.engine.settings.db),
         model_loader=counting_loader(loaded_tiny_model, []),
     )
@@ -358,12 +358,12 @@ def test_the_upload_limit_follows_serve_options(served, tiny_model_dir, loaded_t
 
     from PIL import Image
 
-    from clipseek.engine import Engine
+    from clipseek.server import serving_engine
     from clipseek.server.app import ServerOptions
 
     out = io.BytesIO()
     Image.new("L", (1500, 1000)).save(out, "PNG")  # 1.5 MP
-    engine = Engine(
+    engine = serving_engine(
         settings_for(tiny_model_dir, served.engine.settings.db, max_megapixels=4.0),
         model_loader=counting_loader(loaded_tiny_model, []),
     )

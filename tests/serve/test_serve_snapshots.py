@@ -28,9 +28,11 @@ def _snapshots(base: Path, pid: int | None = None) -> list[Path]:
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_serve_removes_its_snapshot_when_stopped(
+def test_serve_searches_without_a_snapshot_and_leaves_none(
     tmp_path, tiny_model, tiny_model_dir, loaded_tiny_model, served_photos, fast_path, stop
 ) -> None:
+    """Issue 24: serve reads like the app, from the index files (no copy of the database,
+    no HNSW graph in memory), whatever the routes it is asked; and stops cleanly."""
     from clipseek.engine import Engine
 
     db = tmp_path / "db"
@@ -43,14 +45,17 @@ def test_serve_removes_its_snapshot_when_stopped(
     port = free_port()
     proc = start_serve(env, port)
     try:
-        r = httpx.post(
-            f"http://127.0.0.1:{port}/search",
-            json={"query": "a trip", "top_k": 2},
-            trust_env=False,
-            timeout=60,
-        )
-        assert r.status_code == 200
-        assert _snapshots(snaps, proc.pid), "serve reads through a snapshot"
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=60) as c:
+            r = c.post("/search", json={"query": "a trip", "top_k": 2})
+            assert r.status_code == 200 and len(r.json()["results"]) == 2
+            trips = str(served_photos / "trips")
+            inside = c.post("/search", json={"query": "a trip", "in": trips})
+            assert inside.status_code == 200 and inside.json()["results"]
+            first = r.json()["results"][0]["id"]
+            assert c.get(f"/images/{first}").status_code == 200
+            assert c.get(f"/thumbnails/{first}").status_code == 200
+            assert c.get("/duplicates").status_code == 200
+        assert _snapshots(snaps, proc.pid) == [], "serve read through a snapshot"
     finally:
         proc.send_signal(stop)
         try:
