@@ -268,6 +268,15 @@ class CacheView:
             self._mapped = self._map()
         return self._mapped
 
+    def rows_at(self, positions: np.ndarray) -> np.ndarray:
+        """The rows at ``positions`` (ascending reads best), copied from the mapped file;
+        the caller made sure the file was checked (:meth:`matrix`)."""
+        import numpy as np
+
+        if self._mapped is None:
+            self._mapped = self._map()
+        return np.asarray(self._mapped[positions], dtype=np.float32)
+
     def row(self, position: int) -> np.ndarray:
         import numpy as np
 
@@ -460,9 +469,12 @@ def _write_array(path: Path, array: np.ndarray) -> int:
 
 
 def drop_cache(location: str | os.PathLike[str], collection_id: str) -> None:
-    """Forget a collection's cache (its manifest first: readers stop using it at once)."""
+    """Forget a collection's cache (its manifest first: readers stop using it at once),
+    and the approximate index built from it (:mod:`clipseek.store.partition`)."""
+    from clipseek.store.partition import PARTS
+
     folder = cache_folder(location, collection_id)
-    for part in (MANIFEST, *_FILES):
+    for part in (MANIFEST, *_FILES, *PARTS):
         with contextlib.suppress(OSError):
             (folder / part).unlink()
 
