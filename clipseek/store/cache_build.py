@@ -68,8 +68,8 @@ def refresh_caches(
 def _refresh_partition(
     location: str, collection: Any, lock: DataLock | None, min_rows: int
 ) -> bool:
-    """Build the collection's approximate index if :func:`partition.wanted` says so (the
-    cache current, large enough); returns whether it was written."""
+    """Build the collection's approximate index if the cache is current and large
+    enough and its own is missing, stale or trailing; returns whether it was written."""
     from clipseek.store import partition
 
     folder = Path(location)
@@ -82,9 +82,6 @@ def _refresh_partition(
             return False
         finally:
             con.close()
-    if not partition.wanted(view, min_rows):
-        partition.note_identities(view, lock)
-        return False
     epoch = view.manifest.epoch
 
     def still_current() -> bool:
@@ -94,7 +91,7 @@ def _refresh_partition(
             return False
 
     try:
-        return partition.build_partition(view, lock, still_current=still_current)
+        return partition.refresh_partition(view, lock, min_rows, still_current)
     except (CacheUnusable, OSError):
         return False  # a cache damaged meanwhile, a full disk: exact scans until next time
 

@@ -447,40 +447,48 @@ def _write(path: Path, array: np.ndarray) -> int:
 
 def wanted(view: CacheView, min_rows: int = MIN_ROWS) -> bool:
     """Whether a writer should build the partition of this cache now: it is large enough,
-    and its partition is missing, of another state, unreadable, or trails the cache by
-    more than :data:`TAIL_FRACTION` of its rows (or that many of them died)."""
+    and its partition is missing, of another state, damaged, or trails the cache by more
+    than :data:`TAIL_FRACTION` of its rows (appended, or died since)."""
     if view.count < min_rows:
         return False
     try:
-        manifest = read_manifest(view.folder)
+        partition = open_partition(view)
     except PartitionUnusable:
         return True
-    if (
-        manifest.collection != view.manifest.collection
-        or manifest.epoch != view.manifest.epoch
-        or manifest.rows > view.manifest.rows
-        or manifest.dim != view.dim
-    ):
-        return True
+    return _trailing(partition, view)
+
+
+def _trailing(partition: Partition, view: CacheView) -> bool:
+    manifest = partition.manifest
     tail = view.manifest.rows - manifest.rows
     died = manifest.count - int(view.alive[: manifest.rows].sum())
     return tail + died > TAIL_FRACTION * max(manifest.count, 1)
 
 
-def note_identities(view: CacheView, lock: DataLock | None) -> bool:
-    """A partition whose files are not the writer's own (a copied folder) but whole:
-    note their identity so readers need not check them again. Returns whether it did."""
-    folder = view.folder
+def refresh_partition(
+    view: CacheView,
+    lock: DataLock | None = None,
+    min_rows: int = MIN_ROWS,
+    still_current: Callable[[], bool] | None = None,
+) -> bool:
+    """What an index run does at its end (a writer): build the partition if
+    :func:`wanted` says so; else, when its files are whole but not the writer's own (a
+    copied folder), note their identity so readers need not check them again. Returns
+    whether it built one."""
+    if view.count < min_rows:
+        return False
     try:
         partition = open_partition(view)
     except PartitionUnusable:
-        return False
-    current = _identities(folder)
-    if current == partition.manifest.identities:
-        return False
-    with lock.exclusive() if lock is not None else contextlib.nullcontext():
-        updated = PartitionManifest(**{**asdict(partition.manifest), "identities": current})
-        return write_whole(folder / MANIFEST, updated.encode())
+        partition = None
+    if partition is None or _trailing(partition, view):
+        return build_partition(view, lock, still_current=still_current)
+    current = _identities(view.folder)
+    if current != partition.manifest.identities:
+        with lock.exclusive() if lock is not None else contextlib.nullcontext():
+            updated = PartitionManifest(**{**asdict(partition.manifest), "identities": current})
+            write_whole(view.folder / MANIFEST, updated.encode())
+    return False
 
 
 def drop_partition(location: str | os.PathLike[str], collection_id: str) -> None:

@@ -470,13 +470,17 @@ def _write_array(path: Path, array: np.ndarray) -> int:
 
 def drop_cache(location: str | os.PathLike[str], collection_id: str) -> None:
     """Forget a collection's cache (its manifest first: readers stop using it at once),
-    and the approximate index built from it (:mod:`clipseek.store.partition`)."""
-    from clipseek.store.partition import PARTS
-
+    and every other file named after it: the approximate index built from it
+    (:mod:`clipseek.store.partition`)."""
     folder = cache_folder(location, collection_id)
-    for part in (MANIFEST, *_FILES, *PARTS):
+    for part in (MANIFEST, *_FILES):
         with contextlib.suppress(OSError):
             (folder / part).unlink()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder.base):
+            if entry.name.startswith(f"{folder.stem}."):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
 
 def drop_all_caches(location: str | os.PathLike[str]) -> None:
