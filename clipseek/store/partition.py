@@ -72,7 +72,7 @@ RESCORE = 64
 TAIL_FRACTION = 0.1
 #: k-means: rows sampled per list to train on, iterations, and the seed (the same rows
 #: give the same partition).
-SAMPLE_PER_LIST = 32
+SAMPLE_PER_LIST = 64
 ITERATIONS = 6
 SEED = 20241
 #: Rows scored against the centres at a time while building (bounds its memory).
@@ -159,7 +159,8 @@ def _identities(folder: CacheFiles) -> list[list[int]]:
 
 class Partition:
     """One committed partition as a reader uses it: centres, offsets and positions in
-    memory (a few MB at a million rows), the bfloat16 rows mapped from their file."""
+    memory (a few MB at a million rows), the bfloat16 rows read from their file as
+    searches need them."""
 
     def __init__(
         self,
@@ -168,7 +169,6 @@ class Partition:
         centroids: np.ndarray,
         offsets: np.ndarray,
         positions: np.ndarray,
-        rows: np.ndarray,
         stamp: tuple,
     ) -> None:
         self.folder = folder
@@ -176,7 +176,6 @@ class Partition:
         self.centroids = centroids
         self.offsets = offsets
         self.positions = positions
-        self.rows = rows
         #: The manifest's identity when read: a reader reads the partition again when it moves.
         self.stamp = stamp
 
@@ -200,24 +199,20 @@ class Partition:
 
         lists = self.manifest.lists
         nprobe = min(nprobe, lists)
-        near = self.centroids @ query
+        # einsum, not BLAS: for these small products numpy's own single-threaded loop is
+        # as fast, and never waits on BLAS threads a busy machine has descheduled (which
+        # made a search 5x slower beside the text encoder: docs/PERFORMANCE.md, issue 24)
+        near = np.einsum("ij,j->i", self.centroids, query)
         probe = np.argpartition(-near, nprobe - 1)[:nprobe] if nprobe < lists else np.arange(lists)
         spans = [(int(self.offsets[i]), int(self.offsets[i + 1])) for i in np.sort(probe)]
         places = np.concatenate([self.positions[a:b] for a, b in spans])
-        wide = np.empty((len(places), self.manifest.dim), dtype=np.uint32)
-        at = 0
-        for a, b in spans:  # widened straight from the mapped file, list by list
-            np.copyto(wide[at : at + b - a], self.rows[a:b])
-            at += b - a
-        np.left_shift(wide, 16, out=wide)
-        rough = wide.view(np.float32) @ query
+        rough = np.einsum("ij,j->i", from_bfloat16(self._read(spans, len(places))), query)
         if view.manifest.dead:
             rough[~view.alive[places]] = -np.inf
         # The tail: rows appended to the cache since the partition was built, exactly.
         first, last = self.manifest.rows, view.manifest.rows
         if last > first:
-            tail = view.rows_at(np.arange(first, last))
-            tail_scores = tail @ query
+            tail_scores = view.scores_from(first, query)
             tail_places = np.arange(first, last, dtype=np.int64)
             if view.manifest.dead:
                 tail_scores[~view.alive[first:last]] = -np.inf
@@ -230,9 +225,28 @@ class Partition:
         best = np.argpartition(-rough, m - 1)[:m] if m < len(rough) else np.arange(len(rough))
         best = best[np.isfinite(rough[best])]
         chosen = np.sort(places[best])
-        exact = view.rows_at(chosen) @ query
+        exact = np.einsum("ij,j->i", view.read_rows(chosen), query)
         order = np.lexsort((chosen, -exact))[:k]
         return chosen[order], exact[order]
+
+    def _read(self, spans: list[tuple[int, int]], count: int) -> np.ndarray:
+        """The bfloat16 rows of these lists, read from the file (each list is one read;
+        nothing stays mapped, so a long-lived reader's memory does not grow with what it
+        searched)."""
+        import numpy as np
+
+        size = self.manifest.dim * 2
+        out = np.empty((count, self.manifest.dim), dtype="<u2")
+        flat = memoryview(out).cast("B")
+        at = 0
+        with (self.folder / _PARTS[3]).open("rb", buffering=0) as fh:
+            for a, b in spans:
+                want = (b - a) * size
+                fh.seek(a * size)
+                if fh.readinto(flat[at : at + want]) != want:
+                    raise OSError("ivf-rows.bf16 is truncated")
+                at += want
+        return out
 
 
 def open_partition(view: CacheView, check_rows: bool = False) -> Partition:
@@ -276,21 +290,24 @@ def open_partition(view: CacheView, check_rows: bool = False) -> Partition:
         or (count and (int(positions.min()) < 0 or int(positions.max()) >= manifest.rows))
     ):
         raise PartitionUnusable("the partition's lists are garbled")
-    try:
-        rows = np.memmap(folder / _PARTS[3], dtype="<u2", mode="r", shape=(count, dim))
-    except (OSError, ValueError) as exc:
-        raise PartitionUnusable(f"the partition cannot be read ({exc})") from None
-    if not same_files:
-        crc = 0
-        step = max(1, (64 << 20) // (dim * 2))
-        for start in range(0, count, step):
-            crc = zlib.crc32(rows[start : start + step], crc)
-        if crc != manifest.crc_rows:
-            raise PartitionUnusable("ivf-rows.bf16 does not match its checksum")
-    partition = Partition(folder, manifest, centroids, offsets, positions, rows, stamp)
+    if not same_files and _checksum(folder / _PARTS[3]) != manifest.crc_rows:
+        raise PartitionUnusable("ivf-rows.bf16 does not match its checksum")
+    partition = Partition(folder, manifest, centroids, offsets, positions, stamp)
     if not partition.fits(view):
         raise PartitionUnusable("the partition of another state of the cache")
     return partition
+
+
+def _checksum(path: Path) -> int:
+    """CRC-32 of a file, read a block at a time (not mapped: see :meth:`Partition._read`)."""
+    crc = 0
+    try:
+        with path.open("rb", buffering=0) as fh:
+            while block := fh.read(16 << 20):
+                crc = zlib.crc32(block, crc)
+    except OSError as exc:
+        raise PartitionUnusable(f"the partition cannot be read ({exc})") from None
+    return crc
 
 
 def manifest_stamp(view: CacheView) -> tuple | None:
@@ -529,7 +546,8 @@ def verify_partition(view: CacheView) -> str | None:
     matrix = view.matrix()
     for start in range(0, manifest.count, _BLOCK):
         places = partition.positions[start : start + _BLOCK]
-        stored = from_bfloat16(partition.rows[start : start + _BLOCK])
+        stop = start + len(places)
+        stored = from_bfloat16(partition._read([(start, stop)], len(places)))
         if not np.allclose(stored, matrix[places], atol=1e-2):
             return "the approximate index holds other vectors than the vector cache"
     return None
