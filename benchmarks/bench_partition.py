@@ -15,6 +15,13 @@ made by ``bench_store_million.py`` (copy it first: this writes the partition int
 
     cp -a /tmp/scale/s100k /tmp/ann/s100k
     python benchmarks/bench_partition.py --dir /tmp/ann/s100k --baseline /tmp/ann/main
+
+``--synthetic N`` measures the partition alone where no store of that size exists yet: N
+rows of the same corpus written straight into a vector cache in ``--dir`` (no Chroma, no
+records), the partition built over it; then its search (without the metadata lookups a
+real query adds) against an exact scan, and the duplicates' pair search over it.
+
+    python benchmarks/bench_partition.py --synthetic 1000000 --dir /tmp/ann/syn1m
 """
 
 from __future__ import annotations
@@ -125,9 +132,110 @@ def planted_found(groups: list[list[int]], n: int) -> int:
     return together
 
 
+def synthetic(folder: Path, n: int, centres: int, count: int, nprobes: str) -> dict:
+    """The partition over ``n`` rows of bench_store_million's corpus in a bare cache."""
+    import numpy as np
+    from bench_store_million import CHUNK, vectors
+
+    from clipseek.search import duplicates
+    from clipseek.store import partition
+    from clipseek.store import vector_cache as vc
+
+    folder.mkdir(parents=True, exist_ok=True)
+    figures: dict = {"n": n}
+    if not vc.cache_folder(folder, "synthetic").exists():
+        start = time.perf_counter()
+        matrix = np.concatenate(
+            [vectors(first, min(CHUNK, n - first), centres) for first in range(0, n, CHUNK)]
+        )
+        vc.write_cache(folder, "synthetic", "segment", 1, np.arange(n), matrix)
+        del matrix
+        print(f"cache written in {time.perf_counter() - start:.0f} s", flush=True)
+    files = vc.cache_folder(folder, "synthetic")
+    manifest = vc.read_manifest(files)
+    view = vc.CacheView(files, manifest, np.arange(n), np.ones(n, dtype=bool), verified=True)
+    start = time.perf_counter()
+    partition.build_partition(view)
+    figures["build_s"] = time.perf_counter() - start
+    part = partition.open_partition(view)
+    figures["lists"] = part.manifest.lists
+    print(f"partition: {part.manifest.lists} lists, built in {figures['build_s']:.0f} s")
+
+    qs = queries(count, n, centres)
+    # the exact answers: one pass over the rows for every query at once
+    best = np.full((len(qs), 10), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((len(qs), 10), dtype=np.int64)
+    times_exact = []
+    for start_row, block in view._blocks(0):
+        sims = qs @ np.asarray(block).T
+        rows = np.broadcast_to(np.arange(start_row, start_row + len(block)), sims.shape)
+        sims = np.concatenate([best, sims], axis=1)
+        rows = np.concatenate([best_rows, rows], axis=1)
+        top = np.argpartition(-sims, 9, axis=1)[:, :10]
+        best = np.take_along_axis(sims, top, 1)
+        best_rows = np.take_along_axis(rows, top, 1)
+    for q in qs[:10]:  # what one exact scan of a query costs
+        start = time.perf_counter()
+        scores = view.scores(q)
+        np.argpartition(-scores, 9)[:10]
+        times_exact.append(time.perf_counter() - start)
+    figures["exact_scan_p50_ms"] = percentile([t * 1000 for t in times_exact], 50)
+    print(f"exact scan: p50 {figures['exact_scan_p50_ms']:.0f} ms (10 queries)", flush=True)
+    for nprobe in [int(x) for x in nprobes.split(",")]:
+        times, recall = [], []
+        for q, want in zip(qs, best_rows, strict=True):
+            start = time.perf_counter()
+            found = part.search(view, q, 10, nprobe=nprobe)
+            times.append(time.perf_counter() - start)
+            assert found is not None
+            recall.append(len(set(found[0].tolist()) & set(want.tolist())) / 10)
+        ms = [t * 1000 for t in times]
+        figures[f"nprobe_{nprobe}"] = row = {
+            "p50_ms": percentile(ms, 50),
+            "p95_ms": percentile(ms, 95),
+            "recall_at_10": float(np.mean(recall)),
+            "min_recall": float(np.min(recall)),
+        }
+        print(
+            f"nprobe {nprobe:>3}: search p50 {row['p50_ms']:.2f} ms, p95 {row['p95_ms']:.2f} ms, "
+            f"recall@10 {row['recall_at_10']:.4f} (lowest {row['min_recall']:.1f})",
+            flush=True,
+        )
+    start = time.perf_counter()
+    left, right = duplicates.partition_pairs(view.matrix(), part.centroids, 0.95)
+    pairs_s = time.perf_counter() - start
+    found = {(int(a), int(b)) for a, b in zip(left, right, strict=True)}
+    planted = [(r, r + 1) for r in range(0, n - 1, 500)]
+    figures["duplicates"] = {
+        "pairs_s": pairs_s,
+        "pairs": len(found),
+        "planted_found": sum(p in found for p in planted),
+        "planted": len(planted),
+        "capped_rows": duplicates.partition_pairs.capped,  # type: ignore[attr-defined]
+        "peak_mb": _peak_mb(),
+    }
+    d = figures["duplicates"]
+    print(
+        f"duplicates' pair search at 0.95: {pairs_s:.0f} s, {d['pairs']} pairs, planted "
+        f"{d['planted_found']}/{d['planted']}, rows past the visit cap {d['capped_rows']}, "
+        f"peak {d['peak_mb']:,.0f} MB",
+        flush=True,
+    )
+    return figures
+
+
+def _peak_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", type=Path, required=True, help="a copy of a bench store")
+    parser.add_argument("--synthetic", type=int, default=0, help="N rows in a bare cache")
     parser.add_argument("--baseline", type=Path, default=None, help="a checkout to compare")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--centres", type=int, default=5000)
@@ -143,6 +251,12 @@ def main() -> None:
     from clipseek.store.cache_build import refresh_caches
 
     folder = args.dir
+    if args.synthetic:
+        header(f"The approximate index over {args.synthetic:,} rows of a bare vector cache")
+        figures = synthetic(folder, args.synthetic, args.centres, args.queries, args.nprobe)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=1))
+        return
     n = sum(i.count for i in Store(str(folder), reader=True).peek_indexes() or [])
     header(f"The approximate index over {n:,} vectors")
     figures: dict = {"n": n}

@@ -70,9 +70,11 @@ RESCORE = 64
 #: The partition is built anew when the rows appended after it (scanned exactly by every
 #: query) pass this fraction of the rows it covers.
 TAIL_FRACTION = 0.1
-#: k-means: rows sampled per list to train on, iterations, and the seed (the same rows
-#: give the same partition).
+#: k-means: rows sampled per list to train on (at most SAMPLE_MAX: the training's cost
+#: is sample x lists per iteration), iterations, and the seed (the same rows give the same
+#: partition). 32 a list left recall@10 at 0.9945 at 100,000 rows, 64 at 1.000.
 SAMPLE_PER_LIST = 64
+SAMPLE_MAX = 131_072
 ITERATIONS = 6
 SEED = 20241
 #: Rows scored against the centres at a time while building (bounds its memory).
@@ -334,7 +336,13 @@ def train_centroids(sample: np.ndarray, lists: int, iterations: int = ITERATIONS
     for _ in range(iterations):
         assign = _nearest(sample, centroids)[0]
         sums = np.zeros_like(centroids)
-        np.add.at(sums, assign, sample)
+        for start in range(0, len(sample), _BLOCK):  # np.add.at is 20x slower
+            chosen = assign[start : start + _BLOCK]
+            order = np.argsort(chosen, kind="stable")
+            ranked = chosen[order]
+            firsts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+            block = sample[start : start + _BLOCK][order]
+            sums[ranked[firsts]] += np.add.reduceat(block, firsts, axis=0)
         empty = np.flatnonzero(np.bincount(assign, minlength=lists) == 0)
         if empty.size:  # a centre nobody chose: start it again at a random row
             sums[empty] = sample[rng.choice(len(sample), empty.size, replace=False)]
@@ -378,7 +386,7 @@ def build_partition(
     matrix = view.matrix()  # verified first if it must be
     lists = list_count(int(live.size)) if lists is None else max(1, min(lists, int(live.size)))
     rng = np.random.default_rng(SEED)
-    take = min(int(live.size), SAMPLE_PER_LIST * lists)
+    take = min(int(live.size), SAMPLE_PER_LIST * lists, SAMPLE_MAX)
     sample = np.asarray(matrix[np.sort(rng.choice(live, take, replace=False))], np.float32)
     centroids = train_centroids(sample, lists)
     del sample
@@ -537,8 +545,7 @@ def verify_partition(view: CacheView) -> str | None:
         partition = open_partition(view, check_rows=True)
     except PartitionUnusable as exc:
         return f"the approximate index is damaged ({exc})"
-    seen = np.zeros(manifest.rows, dtype=np.int64)
-    np.add.at(seen, partition.positions, 1)
+    seen = np.bincount(partition.positions, minlength=manifest.rows)
     if bool((seen > 1).any()):
         return "the approximate index lists a picture twice"
     if bool((view.alive[: manifest.rows] & (seen == 0)).any()):
