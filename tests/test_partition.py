@@ -79,6 +79,18 @@ def _same(got: list, want: list) -> None:
     assert np.allclose([h.score for h in got], [h.score for h in want], atol=1e-6)
 
 
+def _check(db: Path) -> str | None:
+    from clipseek.store.chroma_format import connect_readonly
+    from clipseek.store.direct import clipseek_collections
+
+    con = connect_readonly(db / "chroma.sqlite3")
+    try:
+        (collection,) = clipseek_collections(con)
+        return ivf.check_partition(db, collection.id, collection.metadata_segment, DIM, con)
+    finally:
+        con.close()
+
+
 def test_the_partition_is_built_past_the_threshold_and_covers_every_row(built) -> None:
     db, _ = built
     folder = _files(db)
@@ -87,7 +99,7 @@ def test_the_partition_is_built_past_the_threshold_and_covers_every_row(built) -
     assert manifest.lists == ivf.list_count(ROWS)
     assert manifest.epoch == vc.read_manifest(folder).epoch
     view = _reader(db)._read().view  # type: ignore[union-attr]
-    assert ivf.verify_partition(view) is None
+    assert ivf.verify_partition(view) is None and _check(db) is None
     assert not ivf.wanted(view, MIN_ROWS)  # current: an index run leaves it be
 
 
@@ -190,6 +202,7 @@ def test_a_damaged_or_stale_partition_is_passed_over(built, tmp_path: Path, how:
     assert reader.from_cache and reader.unavailable is None
     view = reader._read().view  # type: ignore[union-attr]
     problem = ivf.verify_partition(view)
+    assert problem == _check(db)  # what `clipseek check` will call
     if how == "stale":
         assert problem is None  # the next index run builds it anew
         assert ivf.wanted(view, MIN_ROWS)

@@ -39,6 +39,7 @@ import contextlib
 import json
 import math
 import os
+import sqlite3
 import uuid
 import zlib
 from collections.abc import Callable
@@ -47,7 +48,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipseek.fileio import identity, write_whole
-from clipseek.store.vector_cache import CacheFiles, CacheView, cache_folder
+from clipseek.store.vector_cache import (
+    CacheFiles,
+    CacheUnusable,
+    CacheView,
+    cache_folder,
+    open_view,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -558,3 +565,23 @@ def verify_partition(view: CacheView) -> str | None:
         if not np.allclose(stored, matrix[places], atol=1e-2):
             return "the approximate index holds other vectors than the vector cache"
     return None
+
+
+def check_partition(
+    location: str | os.PathLike[str],
+    collection_id: str,
+    segment: str,
+    dim: int,
+    con: sqlite3.Connection,
+) -> str | None:
+    """For ``clipseek check`` (store/repair.py), beside
+    :func:`~clipseek.store.vector_cache.verify_against`: what is wrong with a collection's
+    partition, or None. A cache that is absent, stale or damaged is that check's to
+    report (and then the partition is not used anyway); ``repair`` (``refresh_caches``)
+    builds a damaged partition anew."""
+    try:
+        view = open_view(location, collection_id, segment, dim, con)
+        view.verify()
+    except CacheUnusable:
+        return None
+    return verify_partition(view)
