@@ -4,8 +4,13 @@ deletes a file.
 
 Close pairs are found first. Up to :data:`EXACT_LIMIT` pictures an exact blocked scan
 over the stored vectors finds every one (each block against the rows after it: half the
-products of a full scan); above it each picture asks the vector index for its few nearest
-neighbours (a batched HNSW search, growing linearly with the library).
+products of a full scan). Above it, where the index has an approximate index beside its
+vector cache (:mod:`clipseek.store.partition`, built by index runs of large libraries),
+its centres split the search (:func:`partition_pairs`): each picture is compared with
+the pictures of its own list and of the few lists whose centre is nearly as close to it as
+its own, a bound that misses no pair (exact, at a small fraction of all-pairs' cost).
+Without one, each picture asks the vector index for its few nearest neighbours (a batched
+HNSW search, growing linearly with the library, approximate).
 
 Groups never chain. Joining every close pair transitively put pictures at similarity
 -0.27 into one group (A close to B, B close to C, ... ). Instead every member of a group
@@ -39,6 +44,13 @@ if TYPE_CHECKING:
 EXACT_LIMIT = 100_000
 _EXACT_BLOCK = 1024
 _COLUMN_BLOCK = 16384
+
+#: Rows scored against the partition's centres at a time (their scores: rows x lists).
+_ASSIGN_BLOCK = 2048
+#: Other lists a row is compared with at most (the nearest of those the bound names).
+VISITS = 3
+#: Added to the bound of :func:`partition_pairs`: float32's rounding never loses a pair.
+_SLACK = 1e-4
 
 #: Neighbours asked for per picture in the neighbour search.
 NEIGHBOURS = 8
@@ -111,11 +123,131 @@ def find_duplicates(
     source = vector_source(index, under)
     vectors = source.vectors
     total = len(vectors)
+    centroids = None if total <= EXACT_LIMIT else _centroids(index, vectors)
     if total <= EXACT_LIMIT:
         left, right = _close_pairs(vectors, threshold, on_progress)
+    elif centroids is not None:
+        left, right = partition_pairs(vectors, centroids, threshold, on_progress)
     else:
         left, right = _neighbour_pairs(index, source, threshold, under, on_progress)
     return _groups(source, left, right, threshold)
+
+
+def _centroids(index: ImageIndex, vectors: Any) -> np.ndarray | None:
+    """The centres of the index's partition (the direct reader over a cache that has
+    one), if they fit the vectors; else None."""
+    own = getattr(type(index), "partition_centroids", None)
+    if not callable(own):
+        return None
+    centroids = own(index)
+    if centroids is None or len(centroids) == 0 or centroids.shape[1] != vectors.shape[1]:
+        return None
+    return centroids  # type: ignore[no-any-return]
+
+
+def partition_pairs(
+    vectors: Any,
+    centroids: np.ndarray,
+    threshold: float,
+    on_progress: Callable[[int, int], None] | None = None,
+    visits: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (i < j) at ``threshold`` or closer, list by list around ``centroids``
+    (unit rows): exact, whatever the centres.
+
+    Each row belongs to the list of its nearest centre. A close pair x (list L), y (list
+    M != L) lies within d = sqrt(2 - 2 threshold) of each other, so across the hyperplane
+    halfway between the centres: (x - y).(c_L - c_M) <= d |c_L - c_M|, and as x.c_L >= x.c_M
+    and y.c_M >= y.c_L, one of them is within d |c_L - c_M| / 2 of the other's centre
+    (x.c_L - x.c_M, or y.c_M - y.c_L). So a row is also compared with the lists whose
+    centre scores within that margin of its own: every pair is met, in one list or the
+    other. Memory: a block of rows' scores against the centres, then one list at a time
+    (tiled, as :func:`_close_pairs`). ``on_progress`` hears of two passes over the rows:
+    assigning them, then comparing list by list."""
+    import numpy as np
+
+    total = len(vectors)
+    centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+    lists = len(centroids)
+    visits = VISITS if visits is None else visits
+    half = 0.5 * float(np.sqrt(max(0.0, 2.0 - 2.0 * threshold)))
+    # |c_L - c_M| for unit centres, row by row of the lists as needed
+    gram = centroids @ centroids.T
+    primary = np.empty(total, dtype=np.int64)
+    capped = 0
+    extra_rows: list[np.ndarray] = []
+    extra_lists: list[np.ndarray] = []
+    for start in range(0, total, _ASSIGN_BLOCK):
+        block = np.asarray(vectors[start : start + _ASSIGN_BLOCK], dtype=np.float32)
+        scores = block @ centroids.T
+        own = scores.argmax(axis=1)
+        best = scores[np.arange(len(block)), own]
+        apart = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * gram[own]))
+        near = (best[:, None] - scores) <= half * apart + _SLACK
+        near[np.arange(len(block)), own] = False
+        counts = near.sum(axis=1)
+        capped += int((counts > visits).sum())
+        if visits < lists - 1 and int(counts.max(initial=0)) > visits:
+            # only the nearest of them: approximate for these rows
+            ranked = np.where(near, scores, -np.inf)
+            top = np.argpartition(-ranked, visits - 1, axis=1)[:, :visits] if visits else None
+            near = np.zeros_like(near)
+            if top is not None:
+                np.put_along_axis(near, top, True, axis=1)
+                near &= np.isfinite(ranked)
+        rows, where = np.nonzero(near)
+        extra_rows.append(rows + start)
+        extra_lists.append(where)
+        primary[start : start + len(block)] = own
+        if on_progress is not None:
+            on_progress(start + len(block), total)
+    del gram
+    order = np.argsort(primary, kind="stable")
+    bounds = np.searchsorted(primary[order], np.arange(lists + 1))
+    visitors = np.concatenate(extra_rows) if extra_rows else np.zeros(0, np.int64)
+    visited = np.concatenate(extra_lists) if extra_lists else np.zeros(0, np.int64)
+    by_list = np.argsort(visited, kind="stable")
+    visitors, visited = visitors[by_list], visited[by_list]
+    visit_bounds = np.searchsorted(visited, np.arange(lists + 1))
+    found: list[np.ndarray] = []
+    done = 0
+    for list_no in range(lists):
+        members = order[bounds[list_no] : bounds[list_no + 1]]
+        if members.size == 0:
+            continue
+        own_rows = np.asarray(vectors[members], dtype=np.float32)
+        left, right = _close_pairs(own_rows, threshold)
+        found.append(members[left] * total + members[right])
+        guests = visitors[visit_bounds[list_no] : visit_bounds[list_no + 1]]
+        for first in range(0, guests.size, _COLUMN_BLOCK):
+            part = guests[first : first + _COLUMN_BLOCK]
+            guest_rows = np.asarray(vectors[part], dtype=np.float32)
+            for at in range(0, members.size, _EXACT_BLOCK):
+                sims = own_rows[at : at + _EXACT_BLOCK] @ guest_rows.T
+                i, j = np.nonzero(sims >= threshold)
+                a, b = members[at + i], part[j]
+                found.append(np.minimum(a, b) * total + np.maximum(a, b))
+        done += members.size
+        if on_progress is not None:
+            on_progress(done, total)
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    # a pair met from both of its lists is kept once
+    pairs = _sorted_unique(np.concatenate(found))
+    partition_pairs.capped = capped  # type: ignore[attr-defined]
+    return pairs // total, pairs % total
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    values = np.sort(values)
+    if values.size < 2:
+        return values
+    keep = np.empty(values.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
 
 
 def _close_pairs(

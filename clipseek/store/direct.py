@@ -18,6 +18,11 @@ the indexer), the vectors come from there instead: one pass of numpy over a flat
 and the metadata of the top answers only from SQLite, so a query builds no Python object
 per picture. A missing, stale or damaged cache is passed over silently: the files are
 read as described above.
+
+A long-lived reader (the app, ``clipseek serve``: ``approximate=True``) answers unfiltered
+searches from the partition beside a large cache (:mod:`clipseek.store.partition`): the
+few lists nearest the query and the rows appended since it was built, rescored exactly;
+filtered searches, one-shot queries and indexes without a current partition stay exact.
 """
 
 from __future__ import annotations
@@ -76,6 +81,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from clipseek.store.lock import DataLock
+    from clipseek.store.partition import Partition
 
 
 T = TypeVar("T")
@@ -278,6 +284,13 @@ class DirectIndex(IndexFacts):
         #: The cache turned out damaged while being read: Chroma's files are read instead.
         self.cache_refused: str | None = None
         self._vectors: _Vectors | _Cached | None = None
+        #: The approximate index beside the cache, when there is one that fits it.
+        self._partition: Partition | None = None
+        #: Why it is not used (None while it is, or has not been looked at).
+        self.partition_note: str | None = None
+        #: Whether the last search was answered from it.
+        self.from_partition = False
+        self._partition_refused: tuple | None = None
         self._load_lock = threading.Lock()
         self._set_collection(collection)
 
@@ -352,7 +365,8 @@ class DirectIndex(IndexFacts):
         under: str | None = None,
         clauses: Sequence[Mapping[str, Any]] = (),
     ) -> list[Hit]:
-        """The ``n`` nearest images by cosine similarity, exactly, best first."""
+        """The ``n`` nearest images by cosine similarity, best first: exactly, but for an
+        unfiltered search of an ``approximate`` reader where the cache has a partition."""
         return self._try(
             lambda: self._query(vector, n, under, clauses),
             lambda: self.chroma().query(vector, n, under=under, clauses=clauses),
@@ -408,21 +422,17 @@ class DirectIndex(IndexFacts):
             state = self._fresh(con)
             if state.width != query.shape[0]:
                 raise DirectUnavailable("a query of another size")  # Chroma says it clearly
-            scores = state.scores(query) if len(state.rowids) else np.zeros(0, np.float32)
-            if where is not None:
-                keep = np.isin(state.rowids, self._matching(con, where))
-                if state.alive is not None:
-                    keep &= state.alive
-                scores = np.where(keep, scores, -np.inf)
-                available = int(keep.sum())
+            found = None
+            if where is None and self.approximate and isinstance(state, _Cached):
+                found = self._approximate(state.view, query, n)
+            self.from_partition = found is not None
+            if found is not None:
+                rows = found[0].tolist()
+                score_of = dict(zip(rows, found[1].tolist(), strict=True))
             else:
-                available = state.count  # dead rows of a cache score -inf
-            k = min(n, available)
-            if k == 0:
-                return []
-            top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(k)
-            top = top[np.lexsort((top, -scores[top]))]
-            rows = top.tolist()
+                rows, score_of = self._exact(con, state, query, n, where)
+                if not rows:
+                    return []
             ids = state.ids_for(con, segment, rows)
             metas = self._metadata(con, [int(state.rowids[i]) for i in rows])
         hits = []
@@ -430,10 +440,100 @@ class DirectIndex(IndexFacts):
             meta = metas.get(int(state.rowids[i]))
             if meta is None:
                 raise DirectUnavailable("a record without metadata")
-            hits.append(
-                Hit(id=id_, path=path_from_meta(meta), score=float(scores[i]), metadata=meta)
-            )
+            hits.append(Hit(id=id_, path=path_from_meta(meta), score=score_of[i], metadata=meta))
         return hits
+
+    def _exact(
+        self,
+        con: sqlite3.Connection,
+        state: _Vectors | _Cached,
+        query: np.ndarray,
+        n: int,
+        where: Mapping[str, Any] | None,
+    ) -> tuple[list[int], dict[int, float]]:
+        """The rows of the ``n`` best records (among those ``where`` keeps) and their
+        scores, best first, by scanning every vector."""
+        import numpy as np
+
+        scores = state.scores(query) if len(state.rowids) else np.zeros(0, np.float32)
+        if where is not None:
+            keep = np.isin(state.rowids, self._matching(con, where))
+            if state.alive is not None:
+                keep &= state.alive
+            scores = np.where(keep, scores, -np.inf)
+            available = int(keep.sum())
+        else:
+            available = state.count  # dead rows of a cache score -inf
+        k = min(n, available)
+        if k == 0:
+            return [], {}
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(k)
+        top = top[np.lexsort((top, -scores[top]))]
+        rows = top.tolist()
+        return rows, {i: float(scores[i]) for i in rows}
+
+    # -- the approximate index
+
+    def _approximate(
+        self, view: CacheView, query: np.ndarray, n: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The rows of (about) the ``n`` best records and their exact scores, from the
+        partition beside the cache (:mod:`clipseek.store.partition`); None when there is
+        none that fits this cache, or it cannot answer ``n``: the caller scans exactly."""
+        part = self._partition_of(view)
+        if part is None or n * 8 > view.count:
+            return None
+        if not view.verified:
+            view.verify()  # once per reader: its rows rescore the candidates (CacheUnusable)
+        try:
+            return part.search(view, query, n)
+        except (OSError, ValueError) as exc:  # a file cut short under the mapping
+            why = f"the partition cannot be read ({exc})"
+            self._refuse_partition(part.stamp, why, view.manifest.epoch)
+            return None
+
+    def _partition_of(self, view: CacheView) -> Partition | None:
+        """The partition of this cache, read again when its manifest moved (one ``stat``
+        per search); None, with the reason in ``partition_note``, when it cannot be used."""
+        from clipseek.store import partition as ivf
+
+        stamp = ivf.manifest_stamp(view)
+        if stamp is None:
+            self._partition = None
+            self.partition_note = "no partition"
+            return None
+        part = self._partition
+        if part is not None and part.stamp == stamp and part.fits(view):
+            return part
+        if self._partition_refused == (stamp, view.manifest.epoch):
+            return None  # looked at already: damaged or of another state
+        try:
+            part = ivf.open_partition(view)
+        except ivf.PartitionUnusable as exc:
+            self._refuse_partition(stamp, str(exc), view.manifest.epoch)
+            return None
+        self._partition = part
+        self.partition_note = None
+        return part
+
+    def _refuse_partition(self, stamp: tuple, why: str, epoch: str | None = None) -> None:
+        self._partition = None
+        self.partition_note = why
+        self._partition_refused = (stamp, epoch)
+
+    def partition_centroids(self) -> np.ndarray | None:
+        """The centres of the partition beside the cache (unit rows), or None when there
+        is none that fits it: near-duplicates split their search by them."""
+
+        def direct() -> np.ndarray | None:
+            with _reading(self._lock, self._folder) as con:
+                state = self._fresh(con)
+                if not isinstance(state, _Cached):
+                    return None
+                part = self._partition_of(state.view)
+                return None if part is None else part.centroids
+
+        return self._try(direct, lambda: None)
 
     def _get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, Mapping[str, Any]]]:
         if not ids:

@@ -272,6 +272,35 @@ class CacheView:
             self._mapped = self._map()
         return self._mapped
 
+    def read_rows(self, positions: np.ndarray) -> np.ndarray:
+        """The rows at ``positions``, read from the file rather than mapped: a long-lived
+        reader that reads a few rows per search keeps none of the file in its memory
+        (mapped pages, and the kernel's fault-around, would stay). The caller made sure
+        the file was checked (:meth:`verify`); raises CacheUnusable if it is cut short."""
+        import numpy as np
+
+        size = self.dim * 4
+        out = np.empty((len(positions), self.dim), dtype="<f4")
+        try:
+            with (self.folder / "vectors.f32").open("rb", buffering=0) as fh:
+                for n, position in enumerate(np.asarray(positions).tolist()):
+                    fh.seek(position * size)
+                    if fh.readinto(memoryview(out[n]).cast("B")) != size:
+                        raise CacheUnusable("vectors.f32 is truncated")
+        except OSError as exc:
+            raise CacheUnusable(f"vectors.f32 cannot be read ({exc})") from None
+        return out.astype(np.float32, copy=False)
+
+    def scores_from(self, first_row: int, query: np.ndarray) -> np.ndarray:
+        """Cosine similarity of ``query`` with the rows from ``first_row`` on (dead ones
+        too), a window of the file at a time, as :meth:`scores`."""
+        import numpy as np
+
+        out = np.empty(max(0, self.manifest.rows - first_row), dtype=np.float32)
+        for start, block in self._blocks(first_row):
+            np.matmul(block, query, out=out[start - first_row : start - first_row + len(block)])
+        return out
+
     def row(self, position: int) -> np.ndarray:
         import numpy as np
 
@@ -547,11 +576,18 @@ def _write_array(path: Path, array: np.ndarray) -> int:
 
 
 def drop_cache(location: str | os.PathLike[str], collection_id: str) -> None:
-    """Forget a collection's cache (its manifest first: readers stop using it at once)."""
+    """Forget a collection's cache (its manifest first: readers stop using it at once),
+    and every other file named after it: the approximate index built from it
+    (:mod:`clipseek.store.partition`)."""
     folder = cache_folder(location, collection_id)
     for part in (MANIFEST, *_FILES):
         with contextlib.suppress(OSError):
             (folder / part).unlink()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder.base):
+            if entry.name.startswith(f"{folder.stem}."):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
 
 def drop_all_caches(location: str | os.PathLike[str]) -> None:
