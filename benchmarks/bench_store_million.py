@@ -263,7 +263,35 @@ def cli(code: Path, *args: str) -> dict:
     return {"s": wall, "rss_mb": peak[-1], "stdout": out.stdout}
 
 
-def tree_runs(codes: list[tuple[str, Path]], root: Path, n: int, repeat: int) -> dict:
+class _Reader:
+    """A long-lived reader (what the app and ``clipseek serve`` hold), open with one answer
+    given while another process writes: how long it takes to catch up with the commit."""
+
+    def __init__(self, store_dir: Path, where: Where) -> None:
+        import numpy as np
+
+        from clipseek.store import Store
+
+        self.store = Store(str(store_dir), reader=True, direct=True, approximate=True)
+        self.index = self.store.open_index(where.key, where.slug)
+        self.query = np.ones(DIM, dtype=np.float32) / DIM**0.5
+        self.index.query(self.query, 10)
+        self.count = self.index.count()
+
+    def catch_up(self, added: int) -> dict:
+        t = time.perf_counter()
+        self.store.catch_up()
+        caught = time.perf_counter() - t
+        t = time.perf_counter()
+        self.index.query(self.query, 10)
+        return {
+            "catch_up_s": caught,
+            "search_after_s": time.perf_counter() - t,
+            "catch_up_sees_all": self.index.count() == self.count + added,
+        }
+
+
+def tree_runs(codes: list[tuple[str, Path]], root: Path, n: int, repeat: int, where: Where) -> dict:
     """What a user times on the library as files: `clipseek query` (fresh process, the
     text encoded by the ONNX export), `clipseek index` of the unchanged tree, and of the
     tree with 1,000 new pictures (the same 1,000 indexed into an empty store alone is the
@@ -293,9 +321,12 @@ def tree_runs(codes: list[tuple[str, Path]], root: Path, n: int, repeat: int) ->
         shutil.rmtree(alone, ignore_errors=True)
         moved = tree / "added"
         added.rename(moved)
+        reader = _Reader(store, where) if code == ROOT else None  # this process's code
         r = cli(code, "index", str(tree), *common)
         out[label]["added_s"] = [r["s"]]
         out[label]["added_rss_mb"] = r["rss_mb"]
+        if reader is not None:
+            out[label].update(reader.catch_up(1000))
         shutil.rmtree(moved)
         cli(code, "index", str(tree), *common)  # the library as it was
     return out
@@ -724,7 +755,7 @@ def main() -> None:
         }
 
     if args.tree:
-        for label, got in tree_runs(codes, root, n, args.repeat).items():
+        for label, got in tree_runs(codes, root, n, args.repeat, where).items():
             figures[label].update(got)
     print(f"\nn = {n:,}; disk {figures['disk_mb']:,.0f} MB")
     for label, _ in codes:
@@ -747,6 +778,12 @@ def main() -> None:
                 f"{statistics.median(f['unchanged_s']):.2f} s / {f['unchanged_rss_mb']:,.0f} MB;"
                 f" +1,000 files {f['added_s'][0]:.1f} s (alone {f['model_alone_s']:.1f} s)"
             )
+            if "catch_up_s" in f:
+                line += (
+                    f"; a reader caught up with them in {f['catch_up_s'] * 1000:.0f} ms "
+                    f"(all seen: {f['catch_up_sees_all']}), then searched in "
+                    f"{f['search_after_s'] * 1000:.0f} ms"
+                )
         print(line)
     if "serve" in figures:
         s = figures["serve"]
