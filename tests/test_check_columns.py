@@ -21,7 +21,6 @@ import pytest
 
 from clipseek.store import Store, chroma_format, repair
 from clipseek.store import records as chroma_store
-from clipseek.store import vector_cache as vc
 from clipseek.store.cache_build import refresh_caches
 from clipseek.store.keys import path_id
 from tests.support.stores import DIM, KEY, NAME, SLUG, record, unit_vectors
@@ -58,7 +57,6 @@ def db(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(built, copy)
     monkeypatch.setattr(repair, "CHECK_CHUNK", 7)
     monkeypatch.setattr(repair, "_FILE_ROWS", 5)
-    monkeypatch.setattr(vc, "_COMPARE_ROWS", 9)
     return copy
 
 

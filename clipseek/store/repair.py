@@ -72,6 +72,8 @@ from clipseek.store.snapshot import remove_snapshot, take_snapshot
 if TYPE_CHECKING:
     import numpy as np
 
+    from clipseek.store.vector_cache import CacheComparison
+
 #: Left in the database folder while an index run writes; found at the next run's start,
 #: it says the last run was interrupted, and the index is checked before it is used.
 RUN_MARKER = "clipseek-run.marker"
@@ -280,6 +282,8 @@ class ColumnarCollection:
     extra: int = 0
     folder: Path | None = None
     head: HnswHeader | None = None
+    #: The vector cache compared with the vectors as they are read (None: not asked for).
+    cache: CacheComparison | None = None
 
     @property
     def count(self) -> int:
@@ -354,9 +358,14 @@ class ColumnarCollection:
         return self.count, self.count - gone + added
 
 
-def read_columns(con: sqlite3.Connection, folder: Path) -> list[ColumnarCollection]:
+def read_columns(
+    con: sqlite3.Connection, folder: Path, *, caches: bool = False
+) -> list[ColumnarCollection]:
     """Every clipseek collection as :class:`ColumnarCollection`, its vector files read a
-    chunk at a time."""
+    chunk at a time; with ``caches``, each vector cache compared with the vectors on the
+    way (one pass over the vector files for both)."""
+    from clipseek.store.vector_cache import CacheComparison
+
     out = []
     for collection_id, name in collections(con, prefixes=[COLLECTION_PREFIX, FAILURES_PREFIX]):
         info = StoredCollection(name, collection_id, collection_metadata(con, collection_id))
@@ -365,6 +374,11 @@ def read_columns(con: sqlite3.Connection, folder: Path) -> list[ColumnarCollecti
         _read_keys(con, col)
         if col.segment is not None:
             info.pending = pending_writes(con, collection_id, col.segment)
+            if caches and not info.is_failures:
+                dim = int(info.metadata.get("dim", 0) or 0)
+                col.cache = CacheComparison(
+                    folder, collection_id, col.segment, dim, con, col.rowids
+                )
         _scan_vectors(con, folder, scopes.get("VECTOR"), col)
         out.append(col)
     return out
@@ -422,6 +436,14 @@ def _scan_vectors(
         col.bad[at] = (bool(dim) and vector.shape != (dim,)) or not bool(
             unit_rows(np, vector.reshape(1, -1))[0]
         )
+    if col.cache is not None and col.logged:
+        at = np.fromiter(col.logged, dtype=np.int64, count=len(col.logged))
+        shapes = {v.shape for v in col.logged.values()}
+        if len(shapes) == 1:
+            assert col.rowids is not None
+            col.cache.compare(col.rowids[at], np.stack(list(col.logged.values())))
+        else:
+            col.cache.undecided = True
     extra = np.unique(np.concatenate(extra_keys)) if extra_keys else np.zeros(0, "S1")
     if added.size and extra.size:
         extra = extra[~np.isin(extra, added)]
@@ -467,6 +489,9 @@ def _scan_files(
         record = label_record[at[rows]]
         known = record >= 0
         col.element[record[known]] = start + rows[known]
+        if col.cache is not None:
+            assert col.rowids is not None
+            col.cache.compare(col.rowids[record[known]], vectors[rows[known]])
         if (~known).any():
             extra.append(label_ids[at[rows[~known]]])
         if checks:
@@ -587,7 +612,7 @@ def _check_structure(store: Store, report: CheckReport, search: _SelfSearch | No
     folder = Path(store.location)
     con = connect_readonly(folder / DATABASE)
     try:
-        cols = read_columns(con, folder)
+        cols = read_columns(con, folder, caches=True)
         for col in cols:
             _check_vectors(con, col, report)
         if search is not None and not report.problems:
@@ -603,7 +628,7 @@ def _check_structure(store: Store, report: CheckReport, search: _SelfSearch | No
                     "their path."
                 )
         if not report.problems:
-            _check_caches(store, con, cols, report)
+            _check_caches(cols, report)
     finally:
         con.close()
 
@@ -725,31 +750,14 @@ def _take_verdict(
         report.problems.append(str(problem))
 
 
-def _check_caches(
-    store: Store, con: sqlite3.Connection, cols: list[ColumnarCollection], report: CheckReport
-) -> None:
-    """The vector cache of each index against what the index holds (vector_cache.py)."""
-    from clipseek.store.vector_cache import verify_columns
-
-    try:
-        for col in cols:
-            if col.info.is_failures or col.segment is None:
-                continue
-            assert col.rowids is not None
-            problem = verify_columns(
-                store.location,
-                col.info.collection_id,
-                col.segment,
-                int(col.info.metadata.get("dim", 0) or 0),
-                con,
-                col.rowids,
-                col.vectors_of,
-            )
-            if problem:
-                report.problems.append(f"{problem}.")
-                report.cache_problems.append(f"{problem}.")
-    except sqlite3.Error:
-        pass  # the checks before read the same file; they say what is wrong
+def _check_caches(cols: list[ColumnarCollection], report: CheckReport) -> None:
+    """The vector cache of each index against what the index holds (vector_cache.py),
+    compared while the vector files were read."""
+    for col in cols:
+        problem = col.cache.verdict() if col.cache is not None else None
+        if problem:
+            report.problems.append(f"{problem}.")
+            report.cache_problems.append(f"{problem}.")
 
 
 def _schema(col: StoredCollection) -> int:
