@@ -21,7 +21,6 @@ import pytest
 
 from clipseek.store import Store, chroma_format, repair
 from clipseek.store import records as chroma_store
-from clipseek.store import vector_cache as vc
 from clipseek.store.cache_build import refresh_caches
 from clipseek.store.keys import path_id
 from tests.support.stores import DIM, KEY, NAME, SLUG, record, unit_vectors
@@ -58,7 +57,6 @@ def db(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(built, copy)
     monkeypatch.setattr(repair, "CHECK_CHUNK", 7)
     monkeypatch.setattr(repair, "_FILE_ROWS", 5)
-    monkeypatch.setattr(vc, "_COMPARE_ROWS", 9)
     return copy
 
 
@@ -318,3 +316,22 @@ def test_the_self_search_started_early_gives_no_verdict_when_the_metadata_is_dam
     report = repair.check(Store(db, create=False), sample=20)
     assert len(report.problems) == 1 and "does not match their path" in report.problems[0]
     assert report.found_self == 0 and not report.inconclusive
+
+
+def test_ids_are_joined_alike_when_their_hashes_collide(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records and vectors are joined on a hash of each id, every match compared byte for
+    byte; ids whose hashes collide (here: all of them) are searched as strings."""
+    ids = [path_id(record(i, np.zeros(DIM)).path) for i in range(COUNT)]
+    table = repair._keys(ids)
+    wanted = repair._keys([ids[7], "not an id", ids[0], ids[-1], ids[7] + "x"])
+    expected = [7, -1, 0, COUNT - 1, -1]
+    assert repair._lookup(table, wanted).tolist() == expected
+    monkeypatch.setattr(repair, "_hash_keys", lambda keys: np.zeros(keys.size, dtype=np.uint64))
+    assert repair._lookup(table, wanted).tolist() == expected
+    assert _check(db).healthy
+    rowid = _last_rowid(db)
+    for table_name in ("embedding_metadata", "embedding_metadata_array", "embeddings"):
+        _sql(db, f"DELETE FROM {table_name} WHERE id = ?", rowid)
+    assert "1 stored vectors belong to no record." in _check(db).problems

@@ -483,8 +483,13 @@ def record_id_chunks(
     order of :func:`record_chunks`), ``rows`` at a time."""
     import numpy as np
 
+    (last,) = con.execute("SELECT MAX(id) FROM embeddings").fetchone()
+    # A segment with most of the table's rows is read by walking the table ("+": not its
+    # index, which SQLite would then sort a million rows of); a small one by its index.
+    walk = "+" if 4 * record_count(con, segment) >= int(last or 0) else ""
     cursor = con.execute(
-        "SELECT id, embedding_id FROM embeddings WHERE segment_id = ? ORDER BY id", (segment,)
+        f"SELECT id, embedding_id FROM embeddings WHERE {walk}segment_id = ? ORDER BY id",
+        (segment,),
     )
     while batch := cursor.fetchmany(rows):
         rowids = np.fromiter((r for r, _ in batch), dtype=np.int64, count=len(batch))
@@ -692,7 +697,8 @@ def _rust_label_table(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
             if table is None:
                 return None
             labels, ids = table
-            if np.unique(labels).size != labels.size:
+            ordered = np.sort(labels)
+            if bool((ordered[1:] == ordered[:-1]).any()):
                 return None  # repeated labels: the pickle module says which one wins
             return labels, ids
         if op != _OP["X"] or pos + 5 > len(data):

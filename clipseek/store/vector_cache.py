@@ -40,7 +40,7 @@ import os
 import sqlite3
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -878,67 +878,109 @@ def verify_against(
     is absent, stale (the next index run rebuilds it) or agrees in every row."""
     import numpy as np
 
-    id_of = {rowid: record_id for record_id, rowid in rowid_of.items()}
-
-    def vectors_of(rows: np.ndarray) -> np.ndarray | None:
-        stored = [vectors.get(id_of[r]) for r in rows.tolist()]
+    rowids = np.fromiter(rowid_of.values(), dtype=np.int64, count=len(rowid_of))
+    comparison = CacheComparison(location, collection_id, segment, dim, con, rowids)
+    ids = list(rowid_of)
+    for start in range(0, len(ids), _COMPARE_ROWS):
+        chunk = ids[start : start + _COMPARE_ROWS]
+        stored = [vectors.get(i) for i in chunk]
         if any(v is None or v.shape != stored[0].shape for v in stored):
-            return None  # verify_columns compares the shape with the cache's
-        return np.stack(stored)
-
-    rowids = np.fromiter(id_of, dtype=np.int64, count=len(id_of))
-    return verify_columns(location, collection_id, segment, dim, con, rowids, vectors_of)
+            return None  # records without a vector: the check reports those itself
+        comparison.compare(rowids[start : start + len(chunk)], np.stack(stored))
+    return comparison.verdict()
 
 
-def verify_columns(
-    location: str | os.PathLike[str],
-    collection_id: str,
-    segment: str,
-    dim: int,
-    con: sqlite3.Connection,
-    rowids: np.ndarray,
-    vectors_of: Callable[[np.ndarray], np.ndarray | None],
-) -> str | None:
-    """:func:`verify_against` for a caller that keeps no Python object per record:
-    ``rowids``, every record's row id; ``vectors_of(rows)``, Chroma's vectors of those row
-    ids (one per row), or None when one of them has none. Reads the cache a block at a
-    time: its memory does not grow with the library."""
-    import numpy as np
+class CacheComparison:
+    """A collection's cache against what Chroma holds, for a reader that walks Chroma's
+    vectors in its own order (``check``: one pass over the vector files for both): it hands
+    each batch of them to :meth:`compare`; :meth:`verdict` says what is wrong, or None when
+    the cache is absent, stale (the next index run rebuilds it) or agrees in every row. The
+    cache's rows are read by position (runs of rows at once), its checksum in one pass: its
+    memory does not grow with the library."""
 
-    try:
-        view = open_view(location, collection_id, segment, dim, con)
-    except CacheUnusable as exc:
-        text = str(exc)
-        if text in ("no cache", "the cache is behind the index"):
-            return None
-        return f"the vector cache of the index is unusable ({text})"
-    listed = np.sort(view.rowids[view.alive])
-    known = np.sort(np.asarray(rowids, dtype=np.int64))
-    if listed.shape != known.shape or bool((listed != known).any()):
-        return "the vector cache of the index lists other records than the index"
-    view.verified = False  # the checksum is checked on the way, whoever wrote the files
-    try:
-        for start, window in view._blocks(0):
-            for offset in range(0, len(window), _COMPARE_ROWS):
-                block = window[offset : offset + _COMPARE_ROWS]
-                first = start + offset
-                keep = view.alive[first : first + len(block)]
-                rows = view.rowids[first : first + len(block)][keep]
-                if not rows.size:
-                    continue
-                stored = vectors_of(rows)
-                if stored is None or stored.shape != (rows.size, view.dim):
-                    return None  # records without a vector: the check reports those itself
-                have = block if bool(keep.all()) else block[keep]
-                # In place, without allclose's temporaries: rows this close pass allclose;
-                # any other (or NaN) gets its verdict.
-                gap = _unit_rows(stored, view.dim)
-                np.subtract(gap, have, out=gap)
-                if not float(np.abs(gap, out=gap).max()) <= 1e-5 and not np.allclose(
-                    have, _unit_rows(stored, view.dim), atol=1e-5
-                ):
-                    return "the vector cache of the index holds other vectors than the index"
-            window = block = have = None  # let the window go before the next is mapped
-    except CacheUnusable as exc:
-        return f"the vector cache of the index is damaged ({exc})"
-    return None
+    def __init__(
+        self,
+        location: str | os.PathLike[str],
+        collection_id: str,
+        segment: str,
+        dim: int,
+        con: sqlite3.Connection,
+        rowids: np.ndarray,
+    ) -> None:
+        import numpy as np
+
+        self.view: CacheView | None = None
+        self.problem: str | None = None
+        #: A vector of another size than the cache's: no verdict (the check says why).
+        self.undecided = False
+        try:
+            view = open_view(location, collection_id, segment, dim, con)
+        except CacheUnusable as exc:
+            text = str(exc)
+            if text not in ("no cache", "the cache is behind the index"):
+                self.problem = f"the vector cache of the index is unusable ({text})"
+            return
+        listed = np.sort(view.rowids[view.alive])
+        known = np.sort(np.asarray(rowids, dtype=np.int64))
+        if listed.shape != known.shape or bool((listed != known).any()):
+            self.problem = "the vector cache of the index lists other records than the index"
+            return
+        self.view = view
+
+    def compare(self, rowids: np.ndarray, vectors: np.ndarray) -> None:
+        """Chroma's vectors of ``rowids`` (records the cache lists), in any order."""
+        import numpy as np
+
+        view = self.view
+        if view is None or self.problem is not None or not len(rowids):
+            return
+        if vectors.ndim != 2 or vectors.shape[1] != view.dim:
+            self.undecided = True
+            return
+        positions = view.positions_of(rowids)
+        if bool((positions < 0).any()):
+            self.problem = "the vector cache of the index lists other records than the index"
+            return
+        try:
+            have = self._rows(positions)
+        except CacheUnusable as exc:
+            self.problem = f"the vector cache of the index is damaged ({exc})"
+            return
+        gap = _unit_rows(vectors, view.dim)
+        np.subtract(gap, have, out=gap)
+        if not float(np.abs(gap, out=gap).max()) <= 1e-5 and not np.allclose(
+            have, _unit_rows(vectors, view.dim), atol=1e-5
+        ):
+            self.problem = "the vector cache of the index holds other vectors than the index"
+
+    def _rows(self, positions: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        assert self.view is not None
+        dim = self.view.dim
+        out = np.empty((positions.size, dim), dtype=np.float32)
+        order = np.argsort(positions, kind="stable")
+        ordered = positions[order]
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(ordered) != 1) + 1, [ordered.size]])
+        try:
+            with (self.view.folder / "vectors.f32").open("rb") as fh:
+                for begin, end in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+                    fh.seek(int(ordered[begin]) * dim * 4)
+                    rows = np.fromfile(fh, dtype="<f4", count=(end - begin) * dim)
+                    if rows.size < (end - begin) * dim:
+                        raise CacheUnusable("vectors.f32 is truncated")
+                    out[order[begin:end]] = rows.reshape(-1, dim)
+        except OSError as exc:
+            raise CacheUnusable(f"vectors.f32 cannot be read ({exc})") from None
+        return out
+
+    def verdict(self) -> str | None:
+        """What is wrong with the cache (None: absent, stale, agreeing, or undecided).
+        Checks the vectors' checksum, in one pass, unless a difference was found."""
+        if self.problem is not None or self.view is None or self.undecided:
+            return self.problem
+        try:
+            self.view.verify()
+        except CacheUnusable as exc:
+            return f"the vector cache of the index is damaged ({exc})"
+        return None
