@@ -307,19 +307,22 @@ def test_duplicates_through_the_partition_find_the_copies_and_split_chains(
     store.close()
     refresh_caches(db, partition_min=MIN_ROWS)
     reader = _reader(db, approximate=False)  # duplicates use it whatever the reader
-    assert reader.partition_centroids() is not None
+    centroids, lists = reader.partition_lists()  # type: ignore[misc]
+    rows = np.asarray(dup.vector_source(reader).vectors)  # the rows duplicates compare
+    assert len(lists) == len(rows) and (lists >= 0).all()
+    assert (lists == np.argmax(rows @ centroids.T, axis=1)).mean() > 0.99
     exact = dup.find_duplicates(reader, 0.95)
     monkeypatch.setattr(dup, "EXACT_LIMIT", 100)
     calls: list[int] = []
     original = dup.partition_pairs
 
     def spy(*args, **kwargs):
-        calls.append(1)
+        calls.append(kwargs["primary"] is not None)  # the lists as the partition stored them
         return original(*args, **kwargs)
 
     monkeypatch.setattr(dup, "partition_pairs", spy)
     got = dup.find_duplicates(reader, 0.95)
-    assert calls  # the partition's path, not the neighbour search
+    assert calls == [True]  # the partition's path, not the neighbour search
     assert [[i.id for i in g.items] for g in got] == [[i.id for i in g.items] for g in exact]
     groups = [{int(Path(i.path).stem.split("_")[1]) for i in g.items} for g in got]
     for n, original in enumerate(originals):  # every planted copy beside its original

@@ -47,8 +47,10 @@ _COLUMN_BLOCK = 16384
 
 #: Rows scored against the partition's centres at a time (their scores: rows x lists).
 _ASSIGN_BLOCK = 2048
-#: Other lists a row is compared with at most (the nearest of those the bound names).
+#: Other lists a row is compared with at most (the nearest of those the bound names),
+#: looked for among the lists whose centres are nearest its own.
 VISITS = 3
+NEAR_LISTS = 16
 #: Added to the bound of :func:`partition_pairs`: float32's rounding never loses a pair.
 _SLACK = 1e-4
 
@@ -123,26 +125,35 @@ def find_duplicates(
     source = vector_source(index, under)
     vectors = source.vectors
     total = len(vectors)
-    centroids = None if total <= EXACT_LIMIT else _centroids(index, vectors)
+    lists = None if total <= EXACT_LIMIT else _partition(index, vectors, under)
     if total <= EXACT_LIMIT:
         left, right = _close_pairs(vectors, threshold, on_progress)
-    elif centroids is not None:
-        left, right = partition_pairs(vectors, centroids, threshold, on_progress)
+    elif lists is not None:
+        centroids, primary = lists
+        left, right = partition_pairs(vectors, centroids, threshold, on_progress, primary=primary)
     else:
         left, right = _neighbour_pairs(index, source, threshold, under, on_progress)
     return _groups(source, left, right, threshold)
 
 
-def _centroids(index: ImageIndex, vectors: Any) -> np.ndarray | None:
+def _partition(
+    index: ImageIndex, vectors: Any, under: str | None
+) -> tuple[np.ndarray, np.ndarray | None] | None:
     """The centres of the index's partition (the direct reader over a cache that has
-    one), if they fit the vectors; else None."""
-    own = getattr(type(index), "partition_centroids", None)
+    one) and each row's list where the partition says it (-1 elsewhere), if they fit the
+    vectors; else None."""
+    own = getattr(type(index), "partition_lists", None)
     if not callable(own):
         return None
-    centroids = own(index)
-    if centroids is None or len(centroids) == 0 or centroids.shape[1] != vectors.shape[1]:
+    found = own(index, under)
+    if found is None:
         return None
-    return centroids  # type: ignore[no-any-return]
+    centroids, primary = found
+    if len(centroids) == 0 or centroids.shape[1] != vectors.shape[1]:
+        return None
+    if primary is not None and len(primary) != len(vectors):
+        primary = None  # a writer came between: every row is scored
+    return centroids, primary
 
 
 def partition_pairs(
@@ -151,19 +162,24 @@ def partition_pairs(
     threshold: float,
     on_progress: Callable[[int, int], None] | None = None,
     visits: int | None = None,
+    primary: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every pair (i < j) at ``threshold`` or closer, list by list around ``centroids``
-    (unit rows): exact, whatever the centres.
+    """Pairs (i < j) at ``threshold`` or closer, list by list around ``centroids`` (unit
+    rows): every one, unless a row needs more than ``visits`` other lists (then the
+    nearest of them).
 
-    Each row belongs to the list of its nearest centre. A close pair x (list L), y (list
-    M != L) lies within d = sqrt(2 - 2 threshold) of each other, so across the hyperplane
-    halfway between the centres: (x - y).(c_L - c_M) <= d |c_L - c_M|, and as x.c_L >= x.c_M
-    and y.c_M >= y.c_L, one of them is within d |c_L - c_M| / 2 of the other's centre
-    (x.c_L - x.c_M, or y.c_M - y.c_L). So a row is also compared with the lists whose
-    centre scores within that margin of its own: every pair is met, in one list or the
-    other. Memory: a block of rows' scores against the centres, then one list at a time
-    (tiled, as :func:`_close_pairs`). ``on_progress`` hears of two passes over the rows:
-    assigning them, then comparing list by list."""
+    Each row belongs to the list of its nearest centre (``primary``: each row's list, -1
+    where not known, as the partition stored them; the rest are scored). A close pair x
+    (list L), y (list M != L) lies within d = sqrt(2 - 2 threshold) of each other, so
+    across the hyperplane halfway between the centres: (x - y).(c_L - c_M) <= d |c_L - c_M|,
+    and as x.c_L >= x.c_M and y.c_M >= y.c_L, one of them is within d |c_L - c_M| / 2 of
+    the other's centre (x.c_L - x.c_M, or y.c_M - y.c_L). So a row is also compared with
+    the lists whose centre scores within that margin of its own: every pair is met, in
+    one list or the other. Those lists are looked for among the :data:`NEAR_LISTS` centres
+    nearest its own (all of them when ``visits`` allows every list: exact), and at most
+    ``visits`` are visited. Memory: one list at a time (tiled, as :func:`_close_pairs`).
+    ``on_progress`` hears of two passes over the rows: choosing the lists each row visits,
+    then comparing list by list."""
     import numpy as np
 
     total = len(vectors)
@@ -171,39 +187,50 @@ def partition_pairs(
     lists = len(centroids)
     visits = VISITS if visits is None else visits
     half = 0.5 * float(np.sqrt(max(0.0, 2.0 - 2.0 * threshold)))
-    # |c_L - c_M| for unit centres, row by row of the lists as needed
+    # each list's nearest other lists (by centre), and |c_L - c_M| to each
+    width = lists - 1 if visits >= lists - 1 else min(lists - 1, max(NEAR_LISTS, visits))
     gram = centroids @ centroids.T
-    primary = np.empty(total, dtype=np.int64)
+    np.fill_diagonal(gram, -np.inf)
+    if width < lists - 1:
+        neighbours = np.argpartition(-gram, width - 1, axis=1)[:, :width]
+    else:
+        neighbours = np.argsort(-gram, axis=1)[:, :width]
+    apart = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * np.take_along_axis(gram, neighbours, 1)))
+    del gram
+    primary = _primaries(vectors, centroids, primary)
+    order = np.argsort(primary, kind="stable")
+    bounds = np.searchsorted(primary[order], np.arange(lists + 1))
     capped = 0
     extra_rows: list[np.ndarray] = []
     extra_lists: list[np.ndarray] = []
-    for start in range(0, total, _ASSIGN_BLOCK):
-        block = np.asarray(vectors[start : start + _ASSIGN_BLOCK], dtype=np.float32)
-        scores = block @ centroids.T
-        own = scores.argmax(axis=1)
-        best = scores[np.arange(len(block)), own]
-        apart = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * gram[own]))
-        near = (best[:, None] - scores) <= half * apart + _SLACK
-        near[np.arange(len(block)), own] = False
-        counts = near.sum(axis=1)
-        capped += int((counts > visits).sum())
-        if visits < lists - 1 and int(counts.max(initial=0)) > visits:
-            # only the nearest of them: approximate for these rows
-            ranked = np.where(near, scores, -np.inf)
-            top = np.argpartition(-ranked, visits - 1, axis=1)[:, :visits] if visits else None
-            near = np.zeros_like(near)
-            if top is not None:
-                np.put_along_axis(near, top, True, axis=1)
-                near &= np.isfinite(ranked)
-        rows, where = np.nonzero(near)
-        extra_rows.append(rows + start)
-        extra_lists.append(where)
-        primary[start : start + len(block)] = own
+    done = 0
+    for list_no in range(lists):
+        members = order[bounds[list_no] : bounds[list_no + 1]]
+        if members.size == 0 or width == 0:
+            continue
+        near_lists = neighbours[list_no]
+        for at in range(0, members.size, _EXACT_BLOCK):
+            chunk = members[at : at + _EXACT_BLOCK]
+            rows = np.asarray(vectors[chunk], dtype=np.float32)
+            best = rows @ centroids[list_no]
+            scores = rows @ centroids[near_lists].T
+            near = (best[:, None] - scores) <= half * apart[list_no] + _SLACK
+            counts = near.sum(axis=1)
+            capped += int((counts > visits).sum())
+            if visits < width and int(counts.max(initial=0)) > visits:
+                # only the nearest of them: approximate for these rows
+                ranked = np.where(near, scores, -np.inf)
+                near = np.zeros_like(near)
+                if visits:
+                    top = np.argpartition(-ranked, visits - 1, axis=1)[:, :visits]
+                    np.put_along_axis(near, top, True, axis=1)
+                    near &= np.isfinite(ranked)
+            which, k = np.nonzero(near)
+            extra_rows.append(chunk[which])
+            extra_lists.append(near_lists[k])
+        done += members.size
         if on_progress is not None:
-            on_progress(start + len(block), total)
-    del gram
-    order = np.argsort(primary, kind="stable")
-    bounds = np.searchsorted(primary[order], np.arange(lists + 1))
+            on_progress(done, total)
     visitors = np.concatenate(extra_rows) if extra_rows else np.zeros(0, np.int64)
     visited = np.concatenate(extra_lists) if extra_lists else np.zeros(0, np.int64)
     by_list = np.argsort(visited, kind="stable")
@@ -230,12 +257,29 @@ def partition_pairs(
         done += members.size
         if on_progress is not None:
             on_progress(done, total)
+    partition_pairs.capped = capped  # type: ignore[attr-defined]
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     # a pair met from both of its lists is kept once
     pairs = _sorted_unique(np.concatenate(found))
-    partition_pairs.capped = capped  # type: ignore[attr-defined]
     return pairs // total, pairs % total
+
+
+def _primaries(vectors: Any, centroids: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+    """Each row's nearest centre: ``known`` where it is given (not -1), else scored."""
+    import numpy as np
+
+    total = len(vectors)
+    if known is not None and len(known) == total:
+        primary = np.asarray(known, dtype=np.int64).copy()
+    else:
+        primary = np.full(total, -1, dtype=np.int64)
+    unknown = np.flatnonzero(primary < 0)
+    for start in range(0, unknown.size, _ASSIGN_BLOCK):
+        rows = unknown[start : start + _ASSIGN_BLOCK]
+        block = np.asarray(vectors[rows], dtype=np.float32)
+        primary[rows] = (block @ centroids.T).argmax(axis=1)
+    return primary
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:

@@ -521,6 +521,28 @@ class DirectIndex(IndexFacts):
         self.partition_note = why
         self._partition_refused = (stamp, epoch)
 
+    def partition_lists(self, under: str | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """The partition's centres, and the list of each row of :meth:`vector_source`'s
+        vectors (the same ``under``) as the partition stored it (-1 for rows appended
+        since); None when there is no partition that fits the cache. Near-duplicates
+        split their search by them."""
+        import numpy as np
+
+        def direct() -> tuple[np.ndarray, np.ndarray] | None:
+            with _reading(self._lock, self._folder) as con:
+                state = self._fresh(con)
+                if not isinstance(state, _Cached):
+                    return None
+                part = self._partition_of(state.view)
+                if part is None:
+                    return None
+                keep = self._kept(con, state, under)
+            lists = np.full(state.view.manifest.rows, -1, dtype=np.int64)
+            lists[part.positions] = np.repeat(np.arange(part.manifest.lists), np.diff(part.offsets))
+            return part.centroids, lists if keep is None else lists[keep]
+
+        return self._try(direct, lambda: None)
+
     def partition_centroids(self) -> np.ndarray | None:
         """The centres of the partition beside the cache (unit rows), or None when there
         is none that fits it: near-duplicates split their search by them."""
@@ -567,11 +589,7 @@ class DirectIndex(IndexFacts):
         segment = self._collection.metadata_segment
         with _reading(self._lock, self._folder) as con:
             state = self._fresh(con)
-            where = folder_where(under, self.schema)
-            keep = None if state.alive is None else state.alive.copy()
-            if where is not None:
-                inside = np.isin(state.rowids, self._matching(con, where))
-                keep = inside if keep is None else keep & inside
+            keep = self._kept(con, state, under)
             matrix = state.all_rows()
             if keep is None:
                 places = np.arange(len(state.rowids))
@@ -595,6 +613,19 @@ class DirectIndex(IndexFacts):
             return [at.get(found[i]) if i in found else None for i in ids]
 
         return VectorSource(vectors, describe, positions)
+
+    def _kept(
+        self, con: sqlite3.Connection, state: _Vectors | _Cached, under: str | None
+    ) -> np.ndarray | None:
+        """Which rows are live pictures inside ``under`` (None: every row)."""
+        import numpy as np
+
+        where = folder_where(under, self.schema)
+        keep = None if state.alive is None else state.alive.copy()
+        if where is not None:
+            inside = np.isin(state.rowids, self._matching(con, where))
+            keep = inside if keep is None else keep & inside
+        return keep
 
     # -- the files
 
