@@ -22,7 +22,8 @@ reader, quick-start ONNX sessions).
     nice -n 10 python benchmarks/bench_serve_scale.py --store /tmp/s100k-copy \
         --baseline /tmp/main-checkout
 
-The store is written to by ``catch-up``: give a copy (``cp -a``).
+The store is written to by ``catch-up``: give a copy (``cp -a``), or ``--read-only`` (launch
+only) to measure a store in place.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, cache_root, compile_sources, header, percentile
-from bench_store_million import CHUNK, KEY, SLUG, queries, record, vectors
+from bench_store_million import CHUNK, queries, record, vectors
 
 _HELPERS = r"""
 import json, os, sys, threading, time
@@ -141,6 +142,10 @@ for line in sys.stdin:
 """
 
 
+#: The store's one index: (model key, collection slug), found in main().
+INDEX: list[str] = []
+
+
 def _env(code: Path, xdg: Path) -> dict[str, str]:
     return {
         **os.environ,
@@ -153,7 +158,7 @@ def _env(code: Path, xdg: Path) -> dict[str, str]:
 
 def launch(code: Path, xdg: Path, db: Path, qfile: Path, face: str, spec: str, n: int) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", _HELPERS + _LAUNCH, str(db), str(qfile), KEY, SLUG, face, spec,
+        [sys.executable, "-c", _HELPERS + _LAUNCH, str(db), str(qfile), *INDEX, face, spec,
          str(n)],
         capture_output=True, text=True, env=_env(code, xdg), cwd=str(code), timeout=1200,
     )  # fmt: skip
@@ -181,7 +186,7 @@ class Writer:
         from clipseek.store import Store
 
         self.store = Store(str(db))
-        self.index = self.store.open_index(KEY, SLUG)
+        self.index = self.store.open_index(*INDEX)
         self.next = self.index.count()
         self.centres = centres
 
@@ -205,7 +210,7 @@ def catch_up(readers, db: Path, qfile: Path, xdg: Path, rounds: int, add: int, c
     for r in range(rounds):
         for label, code, face in readers:
             proc = subprocess.Popen(
-                [sys.executable, "-c", _HELPERS + _READER, str(db), KEY, SLUG, face, str(qfile)],
+                [sys.executable, "-c", _HELPERS + _READER, str(db), *INDEX, face, str(qfile)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 env=_env(code, xdg), cwd=str(code),
             )  # fmt: skip
@@ -251,9 +256,12 @@ def main() -> None:
     parser.add_argument("--add", type=int, default=100)
     parser.add_argument("--warm", type=int, default=100, help="warm answers per launch")
     parser.add_argument("--parts", default="launch,catch-up")
+    parser.add_argument(
+        "--read-only", action="store_true", help="write nothing to the store: launch only"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    parts = set(args.parts.split(","))
+    parts = {"launch"} if args.read_only else set(args.parts.split(","))
     header("The app and clipseek serve on a large store (issue 24)")
     import numpy as np
 
@@ -262,11 +270,15 @@ def main() -> None:
 
     db = args.store
     from clipseek.store.cache_build import refresh_caches
+    from clipseek.store.records import COLLECTION_PREFIX
 
-    # A copied store's cache files are not the writer's own: checked whole once and noted,
-    # as an index run's end does, so readers trust them as they would the original's.
-    refresh_caches(db)
-    n = sum(i.count for i in Store(str(db), reader=True).peek_indexes() or [])
+    if not args.read_only:
+        # A copied store's cache files are not the writer's own: checked whole once and
+        # noted, as an index run's end does, so readers trust them as the original's.
+        refresh_caches(db)
+    (info,) = Store(str(db), reader=True).peek_indexes() or []
+    INDEX[:] = [info.model_key, info.collection.removeprefix(COLLECTION_PREFIX)]
+    n = info.count
     print(f"store {db}: {n:,} pictures", flush=True)
     qs = queries(args.warm + 1, n, args.centres)
     qfile = cache_root() / "serve-scale-queries.npy"

@@ -98,3 +98,15 @@ def test_serving_writes_nothing_to_the_index(served) -> None:
         assert c.get("/duplicates").status_code == 200
     assert file_hashes(db) == before
     assert served.engine.store._snapshot is None  # nothing went through Chroma
+
+
+def test_the_serving_engine_reads_the_files_unless_the_index_is_a_chroma_server(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from clipseek.server import serving_engine
+
+    local = serving_engine(settings_for(tiny_model_dir, tmp_path / "db"))
+    assert local.store.direct and local.store.approximate and not local.quick_start
+    url = "http://127.0.0.1:9"
+    remote = serving_engine(settings_for(tiny_model_dir, tmp_path / "unused", chroma_url=url))
+    assert remote.store.is_remote and not remote.store.direct and not remote.store.approximate
