@@ -257,6 +257,11 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=100, help="warm answers per launch")
     parser.add_argument("--parts", default="launch,catch-up")
     parser.add_argument(
+        "--faces",
+        default="this serve,baseline serve,this app,baseline app",
+        help="which launches to measure (comma list)",
+    )
+    parser.add_argument(
         "--read-only", action="store_true", help="write nothing to the store: launch only"
     )
     parser.add_argument("--json", type=Path, default=None)
@@ -297,6 +302,8 @@ def main() -> None:
             ("this app", ROOT, "app"),
             ("baseline app", args.baseline, "app"),
         ]
+        wanted = set(args.faces.split(","))
+        faces = [f for f in faces if f[0] in wanted]
         for r in range(args.rounds):
             for label, code, face in faces:
                 res = launch(code, xdg, db, qfile, face, spec, args.warm)
