@@ -1007,6 +1007,7 @@ def check(
             "healthy": report.healthy,
             "images": report.records,
             "found_self": report.found_self,
+            "missed_self": report.missed_self,
             "problems": report.problems,
             "repairable": report.repairable,
         }

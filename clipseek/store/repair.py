@@ -80,6 +80,18 @@ RUN_MARKER = "clipseek-run.marker"
 #: How many neighbours a self-search asks for: a copy of a file has the same vector,
 #: so a record need not come first, only among its exact equals.
 _SELF_K = 10
+
+
+def tolerated_misses(searched: int) -> int:
+    """How many of ``searched`` vectors the graph's search may miss on a healthy index.
+
+    Chroma's HNSW search is approximate: on a sound graph of a million pictures about one
+    sampled vector in a few thousand is not reached (docs/PERFORMANCE.md), while broken
+    links lose many. Up to 0.2% is the graph's own approximation (none below 500 searches);
+    more is damage."""
+    return searched // 500
+
+
 #: Vectors ``clipseek check`` searches for by default, chosen at random (``--full``: all).
 #: If a share f of the vectors could not find themselves, a sample of m finds at least
 #: one of them with probability 1 - (1 - f)^m: for m = 2,000, 99.3 % when f = 0.25 %
@@ -556,6 +568,8 @@ class CheckReport:
     records: int = 0
     #: Of those, records whose vector a search by that vector returns.
     found_self: int = 0
+    #: Vectors the graph's approximate search did not reach, within :func:`tolerated_misses`.
+    missed_self: int = 0
     #: One sentence each; empty when the index is healthy.
     problems: list[str] = field(default_factory=list)
     #: Whether :func:`repair` can fix the problems from the stored vectors.
@@ -578,6 +592,14 @@ class CheckReport:
 
     def sentence(self) -> str:
         if self.healthy:
+            if self.missed_self:
+                searched = self.found_self + self.missed_self
+                return (
+                    f"The index at {self.location} is healthy: {self.records} images, every "
+                    f"record has its vector, and {self.found_self} of {searched} vectors "
+                    f"searched for find themselves ({self.missed_self} missed by the graph's "
+                    "approximate search: within what a sound graph of this size misses)."
+                )
             if self.sampled:
                 return (
                     f"The index at {self.location} is healthy: {self.records} images, every "
@@ -783,6 +805,7 @@ def _take_verdict(
         report.problems.append(f"a search of the vector files failed ({tail or 'no answer'}).")
         return
     report.found_self = int(verdict.get("found", 0))
+    report.missed_self = int(verdict.get("missed", 0))
     problem = verdict.get("problem")
     if problem:
         report.problems.append(str(problem))
@@ -1029,13 +1052,13 @@ def _self_search_child(
                         lost += 1
     except (ClipseekError, Exception) as exc:
         return {"found": found, "problem": f"a search of the vector files failed ({exc})."}
-    if lost:
+    if lost > tolerated_misses(found + lost):
         return {
             "found": found,
             "problem": f"{lost} of {found + lost} vectors cannot be found by searching for "
             "themselves.",
         }
-    return {"found": found, "problem": None}
+    return {"found": found, "missed": lost, "problem": None}
 
 
 # --------------------------------------------------------------------------- repair
