@@ -668,7 +668,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="where the store goes (kept)")
     parser.add_argument("--reuse", action="store_true", help="measure the store in --dir as is")
     parser.add_argument("--baseline", type=Path, default=None, help="a checkout to compare")
-    parser.add_argument("--skip", default="", help="comma list of: check,duplicates")
+    parser.add_argument("--skip", default="", help="comma list of: check,duplicates,tree")
     parser.add_argument("--baseline-skip", default="", help="the same, for the baseline only")
     parser.add_argument("--approximate", action="store_true", help="also the partition's search")
     parser.add_argument("--serve", action="store_true", help="also Chroma's HNSW and recall")
@@ -754,7 +754,7 @@ def main() -> None:
             "rss_mb": res["rss_mb"],
         }
 
-    if args.tree:
+    if args.tree and "tree" not in args.skip:
         for label, got in tree_runs(codes, root, n, args.repeat, where).items():
             figures[label].update(got)
     print(f"\nn = {n:,}; disk {figures['disk_mb']:,.0f} MB")
@@ -771,7 +771,7 @@ def main() -> None:
         for name in ("info", "check", "duplicates"):
             if name in f:
                 line += f"; {name} {f[name]['s']:.1f} s / {f[name]['rss_mb']:,.0f} MB"
-        if args.tree:
+        if "cli_query_s" in f:
             line += (
                 f"; `clipseek query` {statistics.median(f['cli_query_s']):.2f} s / "
                 f"{f['cli_query_rss_mb']:,.0f} MB; unchanged `clipseek index` "
