@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from clipseek.cli.debug import show_debug_lines
+from clipseek.cli.debug import hide_debug_lines, show_debug_lines
 from clipseek.cli.help import (
     PlainGroup,
     complete_choices,
@@ -262,6 +262,8 @@ def root(
     _debug_flag = debug
     if _debug_enabled():
         show_debug_lines()
+    else:
+        hide_debug_lines()
     _root_flags.clear()
     _root_flags.update(
         {
