@@ -1207,11 +1207,13 @@ def serve(
                 err.print("[yellow]Stopping…[/]")
 
         try:
-            server.serve(engine, sock, options, on_ready=ready, on_stopping=stopping)
+            stopped_by = server.serve(engine, sock, options, on_ready=ready, on_stopping=stopping)
         except KeyboardInterrupt:
             code = 130
         else:
-            code = 0
+            # Ctrl-C exits 130 whether or not uvicorn raised it again once it had stopped
+            # (it does not always, on a busy machine).
+            code = 130 if stopped_by == signal.SIGINT else 0
     except _Terminated:  # while loading, or raised again by uvicorn once it has stopped
         code = 128 + signal.SIGTERM
     finally:

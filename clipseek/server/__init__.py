@@ -131,11 +131,12 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
     log_level: str = "warning",
     on_stopping: Callable[[int], None] | None = None,
-) -> None:
+) -> int | None:
     """Run the server on an already bound socket until Ctrl-C (or SIGTERM).
 
     ``on_stopping(requests_in_flight)`` is called on the first Ctrl-C, so the command
-    can say at once what (if anything) it is waiting for.
+    can say at once what (if anything) it is waiting for. Returns the signal that stopped
+    it, when it returns at all (uvicorn may raise it again once stopped instead).
     """
     import uvicorn
 
@@ -153,14 +154,19 @@ def serve(
         timeout_graceful_shutdown=GRACE_SECONDS,
     )
 
+    stopped_by: list[int] = []
+
     class _Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: object) -> None:
             first = not self.should_exit
             super().handle_exit(sig, frame)  # type: ignore[arg-type]
-            if first and on_stopping is not None:
-                on_stopping(len(self.server_state.tasks))
+            if first:
+                stopped_by.append(sig)
+                if on_stopping is not None:
+                    on_stopping(len(self.server_state.tasks))
 
     _Server(config).run(sockets=[sock])
+    return stopped_by[0] if stopped_by else None
 
 
 #: Seconds a stopping server lets requests in flight finish (a search, a thumbnail).
