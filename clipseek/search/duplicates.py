@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from clipseek.errors import QueryError
 from clipseek.photos.pathtext import json_path_fields
 from clipseek.store import path_from_meta
-from clipseek.store.records import VectorSource
+from clipseek.store.records import VectorSource, sorted_unique
 
 if TYPE_CHECKING:
     import numpy as np
@@ -261,7 +261,7 @@ def partition_pairs(
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     # a pair met from both of its lists is kept once
-    pairs = _sorted_unique(np.concatenate(found))
+    pairs = sorted_unique(np.concatenate(found))
     return pairs // total, pairs % total
 
 
@@ -280,18 +280,6 @@ def _primaries(vectors: Any, centroids: np.ndarray, known: np.ndarray | None) ->
         block = np.asarray(vectors[rows], dtype=np.float32)
         primary[rows] = (block @ centroids.T).argmax(axis=1)
     return primary
-
-
-def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    values = np.sort(values)
-    if values.size < 2:
-        return values
-    keep = np.empty(values.size, dtype=bool)
-    keep[0] = True
-    np.not_equal(values[1:], values[:-1], out=keep[1:])
-    return values[keep]
 
 
 def _close_pairs(

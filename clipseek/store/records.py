@@ -117,3 +117,16 @@ class VectorSource:
             lambda rows: [(ids[r], metas[r]) for r in rows],
             lambda wanted: [where.get(i) for i in wanted],
         )
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` without its import of numpy.ma (0.1 s of a cold query)."""
+    import numpy as np
+
+    values = np.sort(values)
+    if values.size < 2:
+        return values
+    keep = np.empty(values.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
