@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_store_million
 from _common import ROOT, cache_root, compile_sources, header, percentile
 from bench_store_million import KEY, SLUG, queries
 
@@ -108,19 +107,7 @@ print("RESULT " + json.dumps({"s": time.perf_counter() - start, "groups": rows,
 
 
 def child(code: Path, script: str, *args: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(code), "ANONYMIZED_TELEMETRY": "False"}
-    out = subprocess.run(
-        [sys.executable, "-c", _PEAK + script, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=str(code),
-        timeout=3600,
-    )
-    lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
-    if not lines:
-        raise SystemExit(f"child failed in {code}:\n{out.stdout[-2000:]}{out.stderr[-4000:]}")
-    return json.loads(lines[-1][7:])
+    return bench_store_million.child(code, script, *args, prelude=_PEAK)
 
 
 def planted_found(groups: list[list[int]], n: int) -> int:

@@ -539,10 +539,11 @@ class Where:
     year: str = "/photos/2003"
 
 
-def child(code: Path, script: str, *args: str, timeout: float = 3600) -> dict:
+def child(code: Path, script: str, *args: str, timeout: float = 3600, prelude: str = _PEAK) -> dict:
+    """Run ``prelude + script`` in a fresh process of ``code``; its last RESULT line."""
     env = {**os.environ, "PYTHONPATH": str(code), "ANONYMIZED_TELEMETRY": "False"}
     out = subprocess.run(
-        [sys.executable, "-c", _PEAK + script, *args],
+        [sys.executable, "-c", prelude + script, *args],
         capture_output=True,
         text=True,
         env=env,
