@@ -549,17 +549,21 @@ def rows_compared(
     return {int(r) for (r,) in con.execute(sql, (segment, key, value))}
 
 
-def logged_vectors(con: sqlite3.Connection, collection_id: str) -> dict[str, np.ndarray | None]:
+def logged_vectors(
+    con: sqlite3.Connection, collection_id: str, *, after: int | None = None
+) -> dict[str, np.ndarray | None]:
     """What the write log of one collection says last about each record it names: its
     vector, or None when the record was deleted. Replayed over the vector files, it gives
-    the current vectors (a metadata-only update leaves the vector as it was)."""
+    the current vectors (a metadata-only update leaves the vector as it was). With
+    ``after``, only the writes past that sequence number: those Chroma replays over a
+    vector segment that has applied up to it (the log keeps applied writes too)."""
     import numpy as np
 
     latest: dict[str, np.ndarray | None] = {}
     for operation, record_id, blob, encoding in con.execute(
         "SELECT operation, id, vector, encoding FROM embeddings_queue WHERE topic LIKE ? "
-        "ORDER BY seq_id",
-        (f"%/{collection_id}",),
+        "AND seq_id > ? ORDER BY seq_id",
+        (f"%/{collection_id}", -1 if after is None else int(after)),
     ):
         if operation == OP_DELETE:
             latest[str(record_id)] = None

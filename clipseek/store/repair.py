@@ -42,6 +42,7 @@ from clipseek.store.chroma_format import (
     NORM_TOLERANCE,
     SEGMENT_NAME,
     HnswHeader,
+    applied_seq,
     collection_metadata,
     collections,
     connect_readonly,
@@ -460,7 +461,11 @@ def _scan_vectors(
     assert col.keys is not None and col.element is not None and col.bad is not None
     info = col.info
     dim = int(info.metadata.get("dim", 0) or 0)
-    logged = logged_vectors(con, info.collection_id)  # as long as Chroma's log, not the library
+    # Only the writes the vector files have not applied: Chroma replays those over the
+    # files; an applied write still in the log does not mend a damaged file (as long as
+    # Chroma's log, not the library).
+    applied = applied_seq(con, segment) if segment is not None else None
+    logged = logged_vectors(con, info.collection_id, after=applied)
     logged_keys = _keys(logged)
     added = _keys(i for i, adding in info.pending.items() if adding)
     extra_keys: list[np.ndarray] = []
