@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from clipseek.indexing.events import EventHandler, IndexSummary
     from clipseek.indexing.options import IndexOptions
     from clipseek.indexing.pipeline import Indexer
+    from clipseek.indexing.unchanged import TreeDelta
     from clipseek.models.calibration import Calibration
     from clipseek.models.runtime import ExportOutcome
     from clipseek.search.duplicates import DuplicateGroup
@@ -297,15 +299,21 @@ class Engine:
         try:
             opts = options or IndexOptions.from_settings(self.settings)
             marker = None
+            delta: TreeDelta | None = None
             if not self.store.is_remote:
                 # Lazy: a query does not import the repair module.
                 from clipseek.store.repair import RunMarker
 
                 marker = RunMarker(self.store.location)
+                from clipseek.indexing.unchanged import take_handed, unchanged_summary
+
                 if opts.quick_check:
-                    quick = self._quick_unchanged(roots, opts, emit)
-                    if quick is not None:
-                        return quick
+                    started = time.perf_counter()
+                    delta = self._tree_delta(roots, opts)
+                    if delta is not None and delta.nothing_to_do:
+                        return unchanged_summary(delta, emit, started)
+                else:  # compared already by index_if_unchanged, in this process
+                    delta = take_handed(self.store.location, self.spec, roots, opts)
             writer = self.store.writer()
             try:
                 if opts.rebuild:
@@ -324,7 +332,7 @@ class Engine:
                 if marker is not None and marker.begin() and not opts.rebuild and writer.exists:
                     self._after_interruption(emit, writer)
                 summary = Indexer(writer, self.spec, self.index_model, opts).run(
-                    roots, on_event=emit, cancel=cancel
+                    roots, on_event=emit, cancel=cancel, delta=delta
                 )
                 if marker is not None and not summary.cancelled:
                     marker.end()
@@ -357,23 +365,33 @@ class Engine:
             return None
         if not os.path.isfile(os.path.join(self.store.location, "chroma.sqlite3")):
             return None  # nothing indexed here yet (and no folder to create for it)
+        # Lazy: a query does not import the indexer's modules.
+        from clipseek.indexing.unchanged import hand_over, unchanged_summary
+
         lock = WriterLock(self.store.location)
         lock.acquire(wait=False)
         try:
-            return self._quick_unchanged(roots, options, lambda _event: None)
+            started = time.perf_counter()
+            delta = self._tree_delta(roots, options)
+            if delta is None:
+                return None
+            if delta.nothing_to_do:
+                return unchanged_summary(delta, lambda _event: None, started)
+            hand_over(delta)  # the run that follows plans from it, without a second scan
+            return None
         finally:
             lock.release()
 
-    def _quick_unchanged(
-        self, roots: Sequence[str | os.PathLike[str]], opts: IndexOptions, emit: EventHandler
-    ) -> IndexSummary | None:
-        """A run over an unchanged tree, decided from the SQLite file without chromadb or
-        a model (see :mod:`clipseek.indexing.unchanged`); None when the normal path must run. The
-        caller holds the writer lock."""
+    def _tree_delta(
+        self, roots: Sequence[str | os.PathLike[str]], opts: IndexOptions
+    ) -> TreeDelta | None:
+        """The scanned tree against the records in the SQLite file (see
+        :mod:`clipseek.indexing.unchanged`), or None when the normal path must read and
+        scan for itself. The caller holds the writer lock."""
         if self.store.is_remote or opts.rebuild:
             return None
         # Lazy: a query does not import the indexer's modules.
-        from clipseek.indexing.unchanged import quick_unchanged
+        from clipseek.indexing.unchanged import tree_delta
         from clipseek.store.repair import RunMarker
 
         if RunMarker(self.store.location).path.exists():
@@ -383,7 +401,7 @@ class Engine:
             if self.store.damage(notes="keep") is not None:
                 return None
             with self.store.reading():
-                return quick_unchanged(self.store.location, self.spec, roots, opts, emit)
+                return tree_delta(self.store.location, self.spec, roots, opts)
         except (OSError, StoreError):
             return None
 

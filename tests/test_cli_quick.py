@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,25 +124,39 @@ def test_a_changed_tree_is_compared_once_then_indexed(
 
     for name in ("CLIPSEEK_DB", "CLIPSEEK_MODEL"):
         monkeypatch.setenv(name, indexed[name])
-    calls: list[object] = []
-    real = quickcheck.quick_unchanged
+    from clipseek.indexing.pipeline import Indexer
 
-    def counted(*args: object, **kwargs: object) -> object:
-        summary = real(*args, **kwargs)
-        calls.append(summary)
-        return summary
+    calls: list[Any] = []
+    real = quickcheck.tree_delta
 
-    monkeypatch.setattr(quickcheck, "quick_unchanged", counted)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        delta = real(*args, **kwargs)
+        calls.append(delta)
+        return delta
+
+    scans: list[object] = []
+    real_scan = Indexer._scan
+
+    def scan(self: Indexer, *args: Any, **kwargs: Any) -> Any:
+        scans.append(args)
+        return real_scan(self, *args, **kwargs)
+
+    monkeypatch.setattr(quickcheck, "tree_delta", counted)
+    monkeypatch.setattr(Indexer, "_scan", scan)
     monkeypatch.setattr(entry, "leave_quickly", lambda: None)  # not this process's exit
     monkeypatch.setattr(sys, "argv", ["clipseek", "index", str(photos)])
     make_photo(photos / "new.png", seed=77)
     with pytest.raises(SystemExit) as done:
         entry.main()
     assert done.value.code in (0, None)
-    assert calls == [None]  # compared before Typer; the command line did not look again
+    # Compared once, before Typer: the command line's run planned from that comparison and
+    # neither compared nor scanned again.
+    assert len(calls) == 1 and [f.path for f in calls[0].differing] == [str(photos / "new.png")]
+    assert scans == []
     calls.clear()
     entry.main()  # nothing changed now: answered before Typer, and only there
-    assert len(calls) == 1 and calls[0] is not None and calls[0].unchanged == 13
+    assert len(calls) == 1 and calls[0] is not None and calls[0].nothing_to_do
+    assert calls[0].unchanged == 13
 
 
 @pytest.mark.slow  # a lock holder and fresh interpreters

@@ -60,6 +60,7 @@ from clipseek.store import ImageIndex, Record, Store, StoredEntry, path_id
 
 if TYPE_CHECKING:
     from clipseek.indexing.decoders import ImagePrep
+    from clipseek.indexing.unchanged import TreeDelta
     from clipseek.models import Embedder, ModelSpec
 
 
@@ -113,14 +114,24 @@ class Indexer:
         roots: Sequence[str | os.PathLike[str]],
         on_event: EventHandler | None = None,
         cancel: threading.Event | None = None,
+        delta: TreeDelta | None = None,
     ) -> IndexSummary:
+        """Index ``roots``. ``delta``: the tree already scanned and compared with the
+        index's records (:func:`~clipseek.indexing.unchanged.tree_delta`, under the
+        writer lock this run holds): only the files that differ are planned."""
         started = time.perf_counter()
         emit: EventHandler = on_event or (lambda _event: None)
         cancel = cancel or threading.Event()
         norm_roots = self._check_roots(roots)
         summary = IndexSummary(roots=norm_roots)
 
-        files = self._scan(norm_roots, emit, summary, cancel)
+        if delta is not None and not self.options.rebuild:
+            files = delta.files
+            summary.outside_links = list(delta.links)
+            emit(ScanProgress(len(files)))
+        else:
+            delta = None
+            files = self._scan(norm_roots, emit, summary, cancel)
         if cancel.is_set():
             # A scan cut short would make every file it did not reach look deleted.
             summary.cancelled = True
@@ -130,7 +141,7 @@ class Indexer:
         index = self.store.open_index(self.spec.key, self.spec.collection_slug)
         if index is not None and index.migrate():  # older key schema: before any comparison
             emit(Notice(f"Updated the index at {self.store.location} to the current format."))
-        plan = self._plan(files, norm_roots, index, emit)
+        plan = self._plan(files, norm_roots, index, emit, delta)
         summary.total = len(files)
         summary.unchanged = plan.unchanged
         for failure in plan.known_failures:
@@ -250,24 +261,44 @@ class Indexer:
         roots: list[str],
         index: ImageIndex | None,
         emit: EventHandler,
+        delta: TreeDelta | None = None,
     ) -> _Plan:
         stored: dict[str, StoredEntry] = {}
         failures: dict[str, StoredEntry] = {}
         per_root: dict[str, int] = {}
         if index is not None:
             for root in roots:
+                failures.update(index.failures(under=root))
+        if delta is not None and index is not None:
+            # Only the entries of files that differ, of records whose file went and of
+            # recorded failures: by id, O(changes) (docs/PERFORMANCE.md).
+            per_root = dict(delta.per_root)
+            considered = delta.differing
+            removed_ids = [path_id(p) for p in delta.removed]
+            stored = index.lookup([*(path_id(f.path) for f in considered), *removed_ids])
+            stored.update(index.lookup([i for i in failures if i not in stored]))
+        elif index is not None:
+            for root in roots:
                 entries = index.entries(under=root)
                 per_root[root] = len(entries)
                 stored.update(entries)
-                failures.update(index.failures(under=root))
+            considered = files
+        else:
+            considered = files
 
-        on_disk: dict[str, FileInfo] = {path_id(f.path): f for f in files}
+        on_disk: dict[str, FileInfo] = {path_id(f.path): f for f in considered}
         to_embed: list[FileInfo] = []
         changed: set[str] = set()
         unchanged = 0
         known_failures: list[FileFailed] = []
         restat: list[FileInfo] = []
         backfill: list[tuple[str, FileInfo]] = []
+        # The files the recorded failures name, where the scan found them.
+        failed_on_disk = on_disk
+        if delta is not None and index is not None:
+            unchanged = delta.unchanged
+            known_failures = list(delta.known)
+            failed_on_disk = delta.files_at({f.path for f in failures.values()})
         for id_, info in on_disk.items():
             entry = stored.get(id_)
             failure = failures.get(id_)
@@ -301,7 +332,10 @@ class Indexer:
                 if META_KEYS[0] not in entry.extra:
                     backfill.append((id_, info))
 
-        removed = [id_ for id_ in stored if id_ not in on_disk]
+        if delta is not None and index is not None:
+            removed = [i for i in removed_ids if i in stored]
+        else:
+            removed = [id_ for id_ in stored if id_ not in on_disk]
         unreadable = getattr(self, "_unreadable_folders", [])
         if unreadable:  # a folder that could not be read this time has not lost its images
             removed = [
@@ -314,23 +348,31 @@ class Indexer:
         gone_failures = [
             id_
             for id_ in failures
-            if id_ not in on_disk or (id_ in stored and same_stat(stored[id_], on_disk[id_]))
+            if id_ not in failed_on_disk
+            or (id_ in stored and same_stat(stored[id_], failed_on_disk[id_]))
         ]
         plan = _Plan(to_embed, changed, removed, unchanged, known_failures, gone_failures)
         plan.restat = restat
         plan.backfill = backfill
         if index is not None and to_embed and not self.options.rebuild:
-            self._find_reusable(plan, index, stored)
+            self._find_reusable(plan, index, stored, delta.sizes if delta is not None else None)
         return plan
 
     def _find_reusable(
-        self, plan: _Plan, index: ImageIndex, stored: dict[str, StoredEntry]
+        self,
+        plan: _Plan,
+        index: ImageIndex,
+        stored: dict[str, StoredEntry],
+        known_sizes: set[int] | None = None,
     ) -> None:
         """Move files whose bytes the index already holds from ``to_embed`` to ``reuse``.
 
         Only files whose size matches a stored file are hashed, so a first run over new
         photos reads nothing extra here; a renamed folder is all matches and is written
         back from the stored vectors without decoding an image or loading the model.
+        ``known_sizes``: the size of every record (a delta's plan, where ``stored`` holds
+        only the entries that differ); the records that may match are then found by the
+        candidates' hashes, however many records share their sizes.
         """
         # Keyed by size and hash, not size alone: files of one size are common (a camera's
         # uncompressed formats, generated images), and a renamed folder of them compared
@@ -340,15 +382,18 @@ class Indexer:
             if entry.extra.get("content_hash"):
                 key = (entry.size, str(entry.extra["content_hash"]))
                 by_content.setdefault(key, []).append(entry)
-        sizes = {size for size, _ in by_content}
-        elsewhere = {f.size for f in plan.to_embed} - sizes
-        if elsewhere:  # the same bytes may be indexed under another root
-            for entry in index.entries_with_sizes(sorted(elsewhere)).values():
-                if entry.extra.get("content_hash") and entry.id not in stored:
-                    key = (entry.size, str(entry.extra["content_hash"]))
-                    by_content.setdefault(key, []).append(entry)
-                    sizes.add(entry.size)
-        candidates = [f for f in plan.to_embed if f.size in sizes]
+        if known_sizes is not None:
+            candidates = [f for f in plan.to_embed if f.size in known_sizes]
+        else:
+            sizes = {size for size, _ in by_content}
+            elsewhere = {f.size for f in plan.to_embed} - sizes
+            if elsewhere:  # the same bytes may be indexed under another root
+                for entry in index.entries_with_sizes(sorted(elsewhere)).values():
+                    if entry.extra.get("content_hash") and entry.id not in stored:
+                        key = (entry.size, str(entry.extra["content_hash"]))
+                        by_content.setdefault(key, []).append(entry)
+                        sizes.add(entry.size)
+            candidates = [f for f in plan.to_embed if f.size in sizes]
         if not candidates:
             return
 
@@ -361,6 +406,12 @@ class Indexer:
         workers = self.options.workers()
         with ThreadPoolExecutor(workers, thread_name_prefix="clipseek-hash") as pool:
             digests = list(pool.map(digest, candidates))
+        if known_sizes is not None:
+            found = index.entries_with_hashes(sorted({d for d in digests if d}))
+            for entry in found.values():
+                if entry.id not in stored:
+                    key = (entry.size, str(entry.extra["content_hash"]))
+                    by_content.setdefault(key, []).append(entry)
         removed = set(plan.removed_ids)
         reuse_ids: set[str] = set()
         for info, value in zip(candidates, digests, strict=True):

@@ -5,12 +5,16 @@ costs its import (over a second on a small machine) before a single file is comp
 Here the index's records are read straight from Chroma's SQLite file, read-only, the
 way ``clipseek info`` reads its numbers (:mod:`clipseek.store.chroma_format`), and
 compared with a scan of the folders: when every file is there with the size, mtime, ctime
-and inode the index recorded, and nothing else is, the run is over. Anything different
-or not understood (a chromadb release that reading was not tested with, another Chroma
-layout, writes not yet applied, a recorded failure whose file changed or went, a scan
-error, a new root, ``--rebuild``) returns None and the normal path runs, so this can only
-skip work that had none to do. Files that failed to read and have not changed since are
-named again, as the normal path names them.
+and inode the index recorded, and nothing else is, the run is over. Files that failed to
+read and have not changed since are named again, as the normal path names them.
+
+When some files differ, the comparison (:class:`TreeDelta`) goes to the normal path, which
+then looks up only those records, by id, instead of reading every record through chromadb
+and scanning again: a run that adds a thousand files to a million costs the thousand.
+Anything not understood (a chromadb release that reading was not tested with, another
+Chroma layout, writes not yet applied, a scan error, a new root, ``--rebuild``, records
+from before ctime, inode and photo dates were kept) gives no comparison, and the normal
+path does it all itself.
 
 The caller holds the index's writer lock, so no other run writes while this reads.
 """
@@ -21,6 +25,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,11 +37,17 @@ from clipseek.indexing.events import (
     PlanReady,
     ScanProgress,
 )
-from clipseek.indexing.scanner import PseudoFilesystems, ScanOptions, normalise_root, scan
+from clipseek.indexing.scanner import (
+    FileInfo,
+    PseudoFilesystems,
+    ScanOptions,
+    normalise_root,
+    scan,
+)
 from clipseek.photos.imaging import worth_retrying
 from clipseek.store import chroma_format as chroma
 from clipseek.store.chroma_format import DATABASE, release_known
-from clipseek.store.keys import KEY_SCHEMA, path_from_meta
+from clipseek.store.keys import KEY_SCHEMA, path_from_meta, path_id
 from clipseek.store.records import COLLECTION_PREFIX, FAILURES_PREFIX, HNSW_CONFIG
 
 if TYPE_CHECKING:
@@ -309,27 +320,75 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def quick_unchanged(
+@dataclass
+class TreeDelta:
+    """A scan of the roots against the records read from the SQLite file: which files
+    differ, so that the normal run plans only those (O(changes): reading every record
+    through chromadb costs minutes at a million) and need not scan again."""
+
+    roots: list[str]
+    files: list[FileInfo]
+    #: Files whose record matches them exactly.
+    unchanged: int
+    #: Files that failed before and have not changed since: named again, not retried.
+    known: list[FileFailed]
+    #: New files, changed ones, and recorded failures worth another try.
+    differing: list[FileInfo]
+    #: Paths of records under the roots whose file is gone.
+    removed: list[str]
+    #: Recorded failures whose file is gone, or which now have a record too.
+    stale_failures: int
+    #: Records under each root (an empty-looking root may be an unmounted drive).
+    per_root: dict[str, int]
+    #: Byte sizes of every record: only a new file of one of these sizes can be one the
+    #: index holds already (renamed, moved or copied), and only those are hashed.
+    sizes: set[int]
+    links: list[tuple[str, str]] = field(default_factory=list)
+    #: What it was made for (database, model, roots, scan options), and the database
+    #: files' identity when it was read: a write since makes it stale.
+    made_for: tuple[object, ...] = ()
+    identity: object = None
+    _paths: set[str] | None = None
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not (self.differing or self.removed or self.stale_failures)
+
+    def files_at(self, paths: set[str]) -> dict[str, FileInfo]:
+        """The scanned files at these paths, by record id (a few: recorded failures)."""
+        if not paths:
+            return {}
+        return {path_id(f.path): f for f in self.files if f.path in paths}
+
+    def on_disk(self, path: str) -> bool:
+        """Whether the scan found ``path`` (a set of the scanned paths, made on first use)."""
+        if self._paths is None:
+            self._paths = {f.path for f in self.files}
+        return path in self._paths
+
+
+def tree_delta(
     location: str,
     spec: ModelSpec,
     roots: Sequence[str | os.PathLike[str]],
     options: IndexOptions,
-    emit: EventHandler,
-) -> IndexSummary | None:
-    """The summary of a run with nothing to do, or None when the normal path must run."""
+) -> TreeDelta | None:
+    """The roots scanned and compared with the index's records, read from the SQLite file
+    without chromadb; None when the normal path must do it all itself (see the module's
+    docstring). Nothing is emitted and nothing written but the records cache."""
     if options.rebuild or not release_known():
         return None
-    started = time.perf_counter()
     db = Path(location) / DATABASE
     if not db.is_file():
         return None
     norm = list(dict.fromkeys(normalise_root(r) for r in roots))
     if not all(os.path.isdir(r) for r in norm):
         return None  # the normal path says which folder is missing
+    identity = _database_identity(db)
     found = _stored_or_remembered(
         db, COLLECTION_PREFIX + spec.collection_slug, FAILURES_PREFIX + spec.collection_slug
     )
-    if found is None:
+    if found is None or identity is None:
         return None
     stored, known_roots, failed = found
     if not set(norm) <= set(known_roots):
@@ -354,39 +413,136 @@ def quick_unchanged(
         )
     )
     if errors:
-        return None
+        return None  # the normal path keeps the records of a folder it could not read
     if set(norm) == set(known_roots):
-        # Every record lies under a scanned root: no need to sort a million paths by root
-        # (were one outside, the counts below would differ and the normal path would run).
+        # Every record lies under a scanned root: no need to sort a million paths by root.
         under, failed_under = stored, failed
+        per_root = (
+            {norm[0]: len(stored)}
+            if len(norm) == 1
+            else {r: sum(1 for p in stored if _under(p, r)) for r in norm}
+        )
     else:
         under = {p: st for p, st in stored.items() if any(_under(p, r) for r in norm)}
         failed_under = {p: f for p, f in failed.items() if any(_under(p, r) for r in norm)}
-    if len(under) + len(failed_under) != len(files):
-        return None
+        per_root = {r: sum(1 for p in under if _under(p, r)) for r in norm}
     known: list[FileFailed] = []
+    differing: list[FileInfo] = []
+    seen = seen_failed = 0
     for info in files:
-        if under.get(info.path) == (info.size, info.mtime_ns, info.ctime_ns, info.inode):
+        now = under.get(info.path)
+        if now is not None:
+            seen += 1
+            if now == (info.size, info.mtime_ns, info.ctime_ns, info.inode):
+                continue
+            differing.append(info)
             continue
         failure = failed_under.get(info.path)
+        if failure is None:
+            differing.append(info)
+            continue
+        seen_failed += 1
         # Unreadable last time and untouched since: named again, not tried again (as the
         # normal path decides); anything else is the normal path's to handle.
-        if (
-            failure is None
-            or info.path in under
-            or failure[:2] != (info.size, info.mtime_ns)
-            or worth_retrying(failure[2])
-        ):
-            return None
-        known.append(FileFailed(info.path, failure[2]))
-    unchanged = len(files) - len(known)
-    summary = IndexSummary(roots=norm, total=len(files), unchanged=unchanged)
-    summary.failed = known
-    summary.outside_links = links  # listed on every run, as the normal path does
+        if failure[:2] != (info.size, info.mtime_ns) or worth_retrying(failure[2]):
+            differing.append(info)
+        else:
+            known.append(FileFailed(info.path, failure[2]))
+    delta = TreeDelta(
+        roots=norm,
+        files=files,
+        unchanged=len(files) - len(known) - len(differing),
+        known=known,
+        differing=differing,
+        removed=[],
+        stale_failures=len(failed_under) - seen_failed,
+        per_root=per_root,
+        sizes=set(),
+        links=links,
+        made_for=_made_for(location, spec, norm, options),
+        identity=identity,
+    )
+    if seen < len(under):
+        delta.removed = [p for p in under if not delta.on_disk(p)]
+    if delta.differing:
+        delta.sizes = {st[0] for st in stored.values()}
+    return delta
+
+
+def _made_for(
+    location: str, spec: ModelSpec, roots: list[str], options: IndexOptions
+) -> tuple[object, ...]:
+    return (
+        str(location),
+        spec.collection_slug,
+        tuple(roots),
+        bool(options.include_hidden),
+        tuple(options.excludes),
+        bool(options.skip_outside_links),
+    )
+
+
+#: A delta found by a quick check that answered nothing (see :func:`hand_over`).
+_handed: TreeDelta | None = None
+
+
+def hand_over(delta: TreeDelta) -> None:
+    """Keep ``delta`` for the run this process starts next, so that the command line's
+    quick check (which found changes) and its full run do not scan the tree twice."""
+    global _handed
+    _handed = delta
+
+
+def take_handed(
+    location: str,
+    spec: ModelSpec,
+    roots: Sequence[str | os.PathLike[str]],
+    options: IndexOptions,
+) -> TreeDelta | None:
+    """The delta kept by :func:`hand_over` when it was made for this very run and the
+    database has not been written since (the caller holds the writer lock again), else
+    None. Taken once."""
+    global _handed
+    delta, _handed = _handed, None
+    if delta is None or options.rebuild:
+        return None
+    norm = list(dict.fromkeys(normalise_root(r) for r in roots))
+    if delta.made_for != _made_for(location, spec, norm, options):
+        return None
+    if _database_identity(Path(location) / DATABASE) != delta.identity:
+        return None
+    return delta
+
+
+def unchanged_summary(delta: TreeDelta, emit: EventHandler, started: float) -> IndexSummary:
+    """The run over a tree with nothing to do, told as the normal run tells it."""
+    files = delta.files
+    summary = IndexSummary(roots=delta.roots, total=len(files), unchanged=delta.unchanged)
+    summary.failed = list(delta.known)
+    summary.outside_links = delta.links  # listed on every run, as the normal path does
     emit(ScanProgress(len(files)))
-    for failure in known:
+    for failure in delta.known:
         emit(failure)
-    emit(PlanReady(total=len(files), new=0, changed=0, unchanged=unchanged, removed=0, reused=0))
+    emit(
+        PlanReady(
+            total=len(files), new=0, changed=0, unchanged=delta.unchanged, removed=0, reused=0
+        )
+    )
     summary.elapsed = time.perf_counter() - started
     emit(IndexFinished(summary))
     return summary
+
+
+def quick_unchanged(
+    location: str,
+    spec: ModelSpec,
+    roots: Sequence[str | os.PathLike[str]],
+    options: IndexOptions,
+    emit: EventHandler,
+) -> IndexSummary | None:
+    """The summary of a run with nothing to do, or None when the normal path must run."""
+    started = time.perf_counter()
+    delta = tree_delta(location, spec, roots, options)
+    if delta is None or not delta.nothing_to_do:
+        return None
+    return unchanged_summary(delta, emit, started)

@@ -285,21 +285,34 @@ class ImageIndex(IndexFacts):
             out.update(self._entries(self._col, None, where))
         return out
 
+    def entries_with_hashes(self, hashes: Sequence[str]) -> dict[str, StoredEntry]:
+        """Stored files whose content hash is one of ``hashes``, anywhere in the index: a
+        moved or copied file's candidates found by what it holds, whatever its size."""
+        out: dict[str, StoredEntry] = {}
+        values = [str(h) for h in hashes]
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            where = (
+                {"content_hash": {"$in": chunk}} if len(chunk) > 1 else {"content_hash": chunk[0]}
+            )
+            out.update(self._entries(self._col, None, where))
+        return out
+
     def lookup(self, ids: Sequence[str]) -> dict[str, StoredEntry]:
         """What the index knows about ``ids`` (path, size, mtime, width...), without the
         vectors: how a front end finds the file behind an id it was given. Unknown ids are
         absent."""
-        if not ids:
-            return {}
-        try:
-            with self._reading():
-                page = self._col.get(ids=list(ids), include=["metadatas"])
-        except _chroma_errors() as exc:
-            raise self._error("Reading", exc) from exc
-        return {
-            id_: stored_entry(id_, meta or {})
-            for id_, meta in zip(page["ids"], page["metadatas"], strict=True)
-        }
+        wanted = list(dict.fromkeys(ids))
+        out: dict[str, StoredEntry] = {}
+        for start in range(0, len(wanted), _PAGE):
+            try:
+                with self._reading():
+                    page = self._col.get(ids=wanted[start : start + _PAGE], include=["metadatas"])
+            except _chroma_errors() as exc:
+                raise self._error("Reading", exc) from exc
+            for id_, meta in zip(page["ids"], page["metadatas"], strict=True):
+                out[id_] = stored_entry(id_, meta or {})
+        return out
 
     def get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, Mapping[str, Any]]]:
         """Embeddings and metadata for ``ids`` (missing ids are absent from the result)."""
