@@ -331,6 +331,8 @@ class Engine:
                     check_roots(roots)  # a mistyped folder: an error, not an interrupted run
                 if marker is not None and marker.begin() and not opts.rebuild and writer.exists:
                     self._after_interruption(emit, writer)
+                    if opts.quick_check:  # checked now: plan from the comparison after all
+                        delta = self._tree_delta(roots, opts, checked=True)
                 summary = Indexer(writer, self.spec, self.index_model, opts).run(
                     roots, on_event=emit, cancel=cancel, delta=delta
                 )
@@ -383,18 +385,19 @@ class Engine:
             lock.release()
 
     def _tree_delta(
-        self, roots: Sequence[str | os.PathLike[str]], opts: IndexOptions
+        self, roots: Sequence[str | os.PathLike[str]], opts: IndexOptions, *, checked: bool = False
     ) -> TreeDelta | None:
         """The scanned tree against the records in the SQLite file (see
         :mod:`clipseek.indexing.unchanged`), or None when the normal path must read and
-        scan for itself. The caller holds the writer lock."""
+        scan for itself. The caller holds the writer lock. ``checked``: an interrupted
+        run's index has just been checked (and repaired), and may be compared now."""
         if self.store.is_remote or opts.rebuild:
             return None
         # Lazy: a query does not import the indexer's modules.
         from clipseek.indexing.unchanged import tree_delta
         from clipseek.store.repair import RunMarker
 
-        if RunMarker(self.store.location).path.exists():
+        if not checked and RunMarker(self.store.location).path.exists():
             return None  # an interrupted run is checked by the normal path, not skipped
         try:
             # The writer lock is held, so the graphs this finds sound may be noted.

@@ -165,3 +165,26 @@ def test_a_handed_delta_is_dropped_once_the_index_was_written(
     hand_over(delta)
     assert engine.index([photos]).new == 1  # a write since the comparison
     assert take_handed(engine.store.location, spec, [photos], options) is None
+
+
+@pytest.mark.slow  # the check's self-search runs in a child process
+def test_after_an_interrupted_run_the_check_comes_first_then_the_delta_plan(
+    pair: tuple[Any, Any], photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clipseek.store.repair import RunMarker
+
+    engine = pair[0]
+    RunMarker(engine.store.location).begin()  # left behind by a run that never finished
+    make_photo(photos / "new.png", seed=77)
+    looked: list[object] = []
+    real = ImageIndex.entries
+    monkeypatch.setattr(
+        ImageIndex, "entries", lambda self, under=None: looked.append(under) or real(self, under)
+    )
+    notices: list[str] = []
+    summary = engine.index(
+        [photos], on_event=lambda e: notices.append(str(getattr(e, "message", "")))
+    )
+    assert any("interrupted; the index checked healthy" in n for n in notices), notices
+    assert summary.new == 1 and summary.unchanged == 12 and looked == []
+    assert not RunMarker(engine.store.location).path.exists()
