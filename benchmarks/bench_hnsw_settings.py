@@ -89,7 +89,11 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="where the stores go (kept)")
     parser.add_argument("--reuse", action="store_true", help="measure the stores in --dir")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--only", choices=sorted(SETTINGS), default=None, help="build and read one setting"
+    )
     args = parser.parse_args()
+    settings = {args.only: SETTINGS[args.only]} if args.only else SETTINGS
     header(f"Chroma's HNSW at {args.n:,} vectors: clipseek's settings against Chroma's defaults")
     import numpy as np
 
@@ -101,7 +105,7 @@ def main() -> None:
     np.save(qfile, qs)
     truth = exact_top(qs, args.n, args.centres)
     figures: dict = {"n": args.n}
-    for name, config in SETTINGS.items():
+    for name, config in settings.items():
         folder = base / name
         got = {} if args.reuse else build(folder, args.n, args.centres, config)
         if got:
@@ -124,7 +128,7 @@ def main() -> None:
         figures[name] = got
         print(f"  {name}: {json.dumps(got)}", flush=True)
     print(f"\nn = {args.n:,}")
-    for name in SETTINGS:
+    for name in settings:
         f = figures[name]
         rate = f"insert {f['insert_per_s']:,.0f}/s, " if "insert_per_s" in f else ""
         print(

@@ -345,6 +345,10 @@ class Engine:
             if not self.store.is_remote and not summary.cancelled:
                 # (A cancelled run's writes kept an existing cache current as they went.)
                 _refresh_vector_cache(self.store)
+            if delta is not None:
+                from clipseek.indexing.unchanged import remember_after_run
+
+                remember_after_run(self.store.location, self.spec, delta)
         finally:
             if lock is not None:
                 lock.release()

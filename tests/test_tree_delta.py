@@ -188,3 +188,35 @@ def test_after_an_interrupted_run_the_check_comes_first_then_the_delta_plan(
     assert any("interrupted; the index checked healthy" in n for n in notices), notices
     assert summary.new == 1 and summary.unchanged == 12 and looked == []
     assert not RunMarker(engine.store.location).path.exists()
+
+
+def test_after_a_delta_run_the_records_cache_holds_what_sqlite_holds(
+    pair: tuple[Any, Any], photos: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run brings the records cache up to date from the records it wrote, so the next
+    unchanged run does not read every record from SQLite; what it holds is exactly what a
+    full read gives."""
+    from clipseek.indexing import unchanged
+    from clipseek.store.records import COLLECTION_PREFIX, FAILURES_PREFIX
+
+    engine = pair[0]
+    spec = resolve_model(tiny_model)
+    db = Path(engine.store.location) / "chroma.sqlite3"
+    names = (COLLECTION_PREFIX + spec.collection_slug, FAILURES_PREFIX + spec.collection_slug)
+    assert engine.index([photos]).unchanged == 12  # the cache made for the tree as indexed
+    make_photo(photos / "new.png", seed=77)
+    with open(photos / "city.png", "ab") as fh:
+        fh.write(b"\0")
+    (photos / "dog.bmp").unlink()
+    (photos / "broken.jpg").write_bytes(b"not a picture")
+    summary = engine.index([photos])
+    assert (summary.new, summary.updated, summary.removed, len(summary.failed)) == (1, 1, 1, 1)
+
+    read: list[object] = []
+    real = unchanged._stored
+    monkeypatch.setattr(unchanged, "_stored", lambda *a: read.append(a) or real(*a))
+    delta = tree_delta(engine.store.location, spec, [photos], IndexOptions())
+    assert delta is not None and delta.nothing_to_do and delta.unchanged == 12
+    assert read == []  # from the cache brought up to date
+    key = unchanged._records_key(unchanged._database_identity(db), *names)
+    assert unchanged.load_cache(db.with_name(unchanged.RECORDS_CACHE), key) == real(db, *names)

@@ -228,6 +228,7 @@ def scan(
     roots = [normalise_root(r) for r in roots]
     real_roots = [os.path.realpath(r) for r in roots]
     excludes = opts.excludes
+    file_roots = any(os.path.isfile(r) for r in roots)
 
     for root in roots:
         try:
@@ -287,8 +288,11 @@ def scan(
                         entry_outside = True
                 if is_dir:
                     subfolders.append((entry.path, entry_st, entry_outside))
-                elif is_image and entry.path not in seen_files:
-                    seen_files.add(entry.path)
+                elif is_image and not (file_roots and entry.path in seen_files):
+                    # Each folder is walked once, so a path recurs only where a root
+                    # named a file (no set of a million paths otherwise).
+                    if file_roots:
+                        seen_files.add(entry.path)
                     yield FileInfo.from_stat(entry.path, entry_st)
             stack.extend(reversed(subfolders))
 
