@@ -62,6 +62,12 @@ def load_reader_model(
     return load_model(spec, device=reader_device, precision=reader_precision)
 
 
+#: The indexer's torch model leaves its text tower out until something asks for text
+#: (``load_model(text="lazy")``): indexing never does, and on ViT-B/32 it is 120 of the
+#: model's 326 MB in bf16 (docs/PERFORMANCE.md, "Memory of a torch bf16 run").
+INDEX_TEXT = "lazy"
+
+
 def load_index_model(
     spec: ModelSpec, device: str, precision: str, backend: str, files: int | None = None
 ) -> Embedder:
@@ -77,7 +83,7 @@ def load_index_model(
 
     resolved = resolve_device(device)
     if backend == "torch" or resolved != "cpu":
-        return load_model(spec, device=resolved, precision=precision)
+        return load_model(spec, device=resolved, precision=precision, text=INDEX_TEXT)
     return _auto_cpu(spec, precision, files)
 
 
@@ -337,7 +343,7 @@ def _auto_cpu(spec: ModelSpec, precision: str, files: int | None = None) -> Embe
     from clipseek.models.onnx_backend import load_onnx_model
 
     if precision not in ("auto", "fp32"):  # an explicit bf16 is a torch request
-        return load_model(spec, device="cpu", precision=precision)
+        return load_model(spec, device="cpu", precision=precision, text=INDEX_TEXT)
     choice = cached_choice(spec)
     if choice is not None and not _wants_startup(choice, precision):
         pick = plan_cpu_runtime(
@@ -351,10 +357,10 @@ def _auto_cpu(spec: ModelSpec, precision: str, files: int | None = None) -> Embe
             if fast is not None:
                 return fast
         torch_precision = choice.get("torch_precision") or choice.get("precision", precision)
-        return load_model(spec, device="cpu", precision=str(torch_precision))
+        return load_model(spec, device="cpu", precision=str(torch_precision), text=INDEX_TEXT)
     fast = load_onnx_model(spec)
     if fast is None:  # nothing to measure against: torch, and the export follows the run
-        return load_model(spec, device="cpu", precision=precision)
+        return load_model(spec, device="cpu", precision=precision, text=INDEX_TEXT)
     # Each start-up measured on its own: torch's imports and load, then ONNX Runtime's
     # import and image session (built while torch is loaded, as the indexer would).
     from clipseek.models.hardware import keep_triton_out
@@ -363,7 +369,7 @@ def _auto_cpu(spec: ModelSpec, precision: str, files: int | None = None) -> Embe
     fresh_torch = "open_clip" not in sys.modules
     torch_import = _import_seconds("torch", "open_clip")
     started = time.perf_counter()
-    torch_model = load_model(spec, device="cpu", precision=precision)
+    torch_model = load_model(spec, device="cpu", precision=precision, text=INDEX_TEXT)
     torch_load = time.perf_counter() - started
     onnx_import = _import_seconds("onnxruntime")
     started = time.perf_counter()
@@ -480,6 +486,11 @@ def export_after_use(model: Embedder) -> ExportOutcome:
         if not needs_export(model):
             return ExportOutcome()
         start = time.perf_counter()
+        load_text = getattr(model, "load_text_tower", None)
+        if load_text is not None and (model.device, model.precision) == ("cpu", "fp32"):
+            # An indexer's model left its text tower out; the export uses this very module
+            # only when it is fp32 on the CPU (else it loads its own, export._cpu_fp32).
+            load_text()
         export = export_model(model)  # type: ignore[arg-type]
         _failure_file(model.spec).unlink(missing_ok=True)
         return ExportOutcome(exported=time.perf_counter() - start, folder=str(export.folder))
