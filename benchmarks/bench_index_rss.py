@@ -5,11 +5,11 @@ wrapper) over the generated 12 MP JPEG corpus, into a new database, with the ViT
 stand-in. The wrapper samples ``VmRSS`` every 20 ms and notes it at the model load and at
 each index event, so the output says where the peak is reached; the peak itself is the
 kernel's high-water mark (``VmHWM``). The baseline in the same run is another checkout
-of clipseek (``--baseline-code``, e.g. ``git archive BASE | tar -x -C /tmp/base``) run
+of clipseek (``--code NAME=PATH``, e.g. ``git archive BASE | tar -x -C /tmp/base``) run
 the same way, interleaved. The ONNX export is turned off (``CLIPSEEK_NO_EXPORT=1``): a
 first torch run would otherwise export the fast path after indexing, once per model.
 
-    python benchmarks/bench_index_rss.py --files 50 --repeat 2 --baseline-code /tmp/base
+    python benchmarks/bench_index_rss.py --files 50 --repeat 2 --code base=/tmp/base
 """
 
 from __future__ import annotations
@@ -108,7 +108,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--baseline-code", type=Path, help="another checkout to compare with")
+    parser.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="another checkout to compare with (repeatable; the first is the baseline)",
+    )
     parser.add_argument("--args", default="--backend torch --precision bf16")
     args = parser.parse_args()
     header(f"peak RSS of clipseek index ({args.args}), {args.files} × 12 MP JPEG, ViT-B/32")
@@ -116,9 +122,8 @@ def main() -> None:
     from bench_index import corpus
 
     photos = corpus("jpeg", args.files)
-    codes = {"this checkout": ROOT}
-    if args.baseline_code is not None:
-        codes = {"baseline": args.baseline_code.resolve(), **codes}
+    codes = {n: Path(p).resolve() for n, p in (c.split("=", 1) for c in args.code)}
+    codes["this checkout"] = ROOT
     for code in codes.values():
         compile_sources(code)
     env = {
@@ -132,7 +137,7 @@ def main() -> None:
     env.pop("PYTHONPATH", None)
     runs: dict[str, list[dict]] = {name: [] for name in codes}
     for r in range(args.repeat):
-        order = list(codes) if r % 2 == 0 else list(reversed(codes))
+        order = list(codes) if r % 2 == 0 else list(reversed(codes))  # interleaved
         for name in order:
             result = run_once(codes[name], photos, env, args.args.split())
             runs[name].append(result)

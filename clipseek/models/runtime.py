@@ -32,7 +32,7 @@ from clipseek.errors import DeviceError
 from clipseek.fileio import write_whole
 from clipseek.models.catalogue import ModelSpec
 from clipseek.models.hardware import cpu_has_native_bf16, physical_cores, resolve_device
-from clipseek.models.torch_backend import load_model
+from clipseek.models.torch_backend import load_model, release_idle_memory
 from clipseek.models.weights import cached_weights
 
 if TYPE_CHECKING:
@@ -83,8 +83,12 @@ def load_index_model(
 
     resolved = resolve_device(device)
     if backend == "torch" or resolved != "cpu":
-        return load_model(spec, device=resolved, precision=precision, text=INDEX_TEXT)
-    return _auto_cpu(spec, precision, files)
+        model: Embedder = load_model(spec, device=resolved, precision=precision, text=INDEX_TEXT)
+    else:
+        model = _auto_cpu(spec, precision, files)
+    if model.backend == "torch" and model.device == "cpu":
+        release_idle_memory()  # the GPU libraries torch mapped, what the load freed
+    return model
 
 
 def _onnx_for_indexing(spec: ModelSpec, precision: str) -> Embedder:

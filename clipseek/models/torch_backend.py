@@ -614,6 +614,65 @@ def _load_text_tower(model: Any, plan: _TextBuild) -> None:
         )
 
 
+#: Shared libraries of the CUDA build of torch (and of NVIDIA's wheels) that a model on
+#: the CPU never runs, by the start of their file names.
+_GPU_LIBRARIES = (
+    "libcublas",
+    "libcudnn",
+    "libcufft",
+    "libcurand",
+    "libcusolver",
+    "libcusparse",
+    "libnccl",
+    "libnvjitlink",
+    "libnvrtc",
+    "libnvshmem",
+    "libnvtoolsext",
+    "libcudart",
+    "libcupti",
+    "libtorch_cuda",
+    "libc10_cuda",
+)
+
+_MADV_PAGEOUT = 21  # Linux 5.4+
+
+
+def release_idle_memory() -> None:
+    """After a CPU model is loaded for indexing: give back what the process holds but will
+    not touch again. Best effort, Linux with glibc only, never raises.
+
+    The CUDA build of torch maps its GPU libraries at import whatever the device, and their
+    start-up touches about 140 MB of them; a run on the CPU never executes them, so their
+    read-only pages are handed back to the page cache (``MADV_PAGEOUT``: clean file pages,
+    read again from the cache if ever needed; writable mappings are left alone). Then
+    glibc's free lists are trimmed (what building the model freed).
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise = libc.madvise
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            lines = fh.readlines()
+        for line in lines:
+            parts = line.split(maxsplit=5)
+            if len(parts) < 6 or "w" in parts[1]:
+                continue
+            name = os.path.basename(parts[5].strip()).lower()
+            if name.startswith(_GPU_LIBRARIES):
+                begin, end = (int(x, 16) for x in parts[0].split("-"))
+                madvise(begin, end - begin, _MADV_PAGEOUT)  # EINVAL on old kernels: no-op
+        trim = getattr(libc, "malloc_trim", None)  # glibc only
+        if trim is not None:
+            trim(0)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 class _TorchTokens:
     """A :class:`~clipseek.models.tokenizer.HubTokenizer` as open_clip's tokenizers are
     called (a tensor of ids), so the torch runtime and the fast path share one tokenizer."""
