@@ -45,6 +45,9 @@ stop = threading.Event()
 
 def sample():
     while not stop.is_set():
+        for name in ("torch", "open_clip", "chromadb", "onnxruntime"):
+            if name in sys.modules and f"import {name}" not in phases:
+                mark(f"import {name}")  # (noticed within 20 ms)
         value = rss()
         phases[current[0]] = max(phases.get(current[0], 0.0), value)
         stop.wait(0.02)
@@ -67,6 +70,14 @@ def load(*args, **kwargs):
     mark("model loaded")
     return model
 engine_mod.load_index_model = load
+import clipseek.models.onnx_backend as onnx_mod
+real_session = onnx_mod.load_session
+sessions = []
+def session(path, threads, **kw):
+    sessions.append((os.path.basename(path), threads))
+    mark(f"ONNX session {len(sessions)}: {threads} threads")
+    return real_session(path, threads, **kw)
+onnx_mod.load_session = session
 real_index = engine_mod.Engine.index
 def index(self, roots, options=None, on_event=None, *a, **kw):
     def seen(event):
@@ -86,6 +97,7 @@ except SystemExit as exc:
 wall = time.perf_counter() - t0
 stop.set()
 print("RESULT " + json.dumps({"peak": rss("VmHWM"), "wall": wall, "marks": marks,
+      "sessions": sessions,
       "phases": {k: round(v) for k, v in phases.items()}}))
 """
 

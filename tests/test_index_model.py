@@ -1,6 +1,10 @@
-"""The indexer's torch model leaves its text tower out until something asks for text
-(issue 26: a third of ViT-B/32's memory that indexing never uses), and whatever asks for
-text afterwards (a search in the same engine, an export) still gets the model's own."""
+"""The memory of an index run's model (issue 26).
+
+The indexer's torch model leaves its text tower out until something asks for text (a
+third of ViT-B/32's memory that indexing never uses), and whatever asks for text
+afterwards (a search in the same engine, an export) still gets the model's own. An ONNX
+model holds one image session at a time, warmed for the thread count the run starts with.
+"""
 
 from __future__ import annotations
 
@@ -176,3 +180,82 @@ def test_release_idle_memory_leaves_a_loaded_model_working(
     release_idle_memory()
     assert np.array_equal(model.encode_prepared(items), before)
     assert model.encode_texts(TEXTS).vectors.shape == (len(TEXTS), model.dim)
+
+
+def test_load_meter_can_be_read_without_using_up_its_reading() -> None:
+    from clipseek.indexing.threads import LoadMeter
+
+    clock, busy, own = [0.0], [10.0], [1.0]
+    meter = LoadMeter(clock=lambda: clock[0], busy=lambda: busy[0], own=lambda: own[0])
+    clock[0], busy[0], own[0] = 2.0, 13.0, 2.0  # 1 core of others' work over 2 s
+    assert meter.other(keep=True) == pytest.approx(1.0)
+    clock[0], busy[0], own[0] = 4.0, 16.0, 3.0  # and 1 more over the next 2 s
+    assert meter.other(keep=True) == pytest.approx(1.0)  # still from the start
+    assert meter.other() == pytest.approx(1.0)
+    clock[0] = 4.1
+    assert meter.other() is None  # that one did replace the reading
+
+
+@pytest.fixture
+def onnx_model(loaded_tiny_model):
+    from clipseek.models.export import export_model
+    from clipseek.models.onnx_backend import OnnxModel
+
+    return OnnxModel(loaded_tiny_model.spec, export_model(loaded_tiny_model))
+
+
+@pytest.mark.parametrize("other_load", [0.0, 1.0, 3.0])
+def test_the_image_session_is_warmed_for_the_threads_the_run_starts_with(
+    onnx_model, other_load: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On four cores with others' work on some of them, the session built while the first
+    batch decodes is the one the tuner starts with, so the run builds no second one."""
+    import threading
+
+    from clipseek.indexing import threads as schedule
+    from clipseek.indexing.model_loading import warm_image_tower
+
+    monkeypatch.setattr(schedule, "physical_cores", lambda: 4)
+    monkeypatch.setattr(schedule, "other_load_now", lambda *a, **k: other_load)
+    expected = schedule.ThreadTuner.for_cpu(4, onnx_model.precision).threads
+    warm_image_tower(onnx_model)
+    for thread in threading.enumerate():
+        if thread.name == "clipseek-warm-image":
+            thread.join()
+    assert list(onnx_model._sessions) == [("image", expected)]
+    session = onnx_model._sessions[("image", expected)]
+    assert session.get_session_options().intra_op_num_threads == expected
+    if other_load >= 1.0:
+        assert expected < 4  # (the case this is about: not every core)
+
+
+def test_one_image_session_at_a_time(onnx_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each session holds the weights: the previous one is dropped before the next is
+    built (its memory can then be reused for it), at the cost of building again when the
+    tuner goes back to a thread count."""
+    from clipseek.models import onnx_backend
+
+    built: list[tuple[int, list]] = []
+    real = onnx_backend.load_session
+
+    def counting(path: str, threads: int, **kwargs):
+        built.append((threads, [k for k in onnx_model._sessions if k[0] == "image"]))
+        return real(path, threads, **kwargs)
+
+    monkeypatch.setattr(onnx_backend, "load_session", counting)
+    items = [onnx_model.prepare(_picture(i)) for i in range(3)]
+    onnx_model.set_threads(2)
+    first = onnx_model.encode_prepared(items)
+    for threads in (1, 2, 1, 1):
+        onnx_model.set_threads(threads)
+        assert np.allclose(onnx_model.encode_prepared(items), first, atol=1e-5)
+        assert [k for k in onnx_model._sessions if k[0] == "image"] == [("image", threads)]
+    # Built for 2, 1, 2 and 1 again (not for the repeated 1), each with none held.
+    assert built == [(2, []), (1, []), (2, []), (1, [])]
+
+
+def _picture(seed: int):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8))

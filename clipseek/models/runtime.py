@@ -87,7 +87,7 @@ def load_index_model(
     else:
         model = _auto_cpu(spec, precision, files)
     if model.backend == "torch" and model.device == "cpu":
-        release_idle_memory()  # the GPU libraries torch mapped, what the load freed
+        release_idle_memory()  # the GPU libraries the CUDA build of torch mapped
     return model
 
 

@@ -639,13 +639,13 @@ _MADV_PAGEOUT = 21  # Linux 5.4+
 
 def release_idle_memory() -> None:
     """After a CPU model is loaded for indexing: give back what the process holds but will
-    not touch again. Best effort, Linux with glibc only, never raises.
+    not touch again. Best effort, Linux only, never raises.
 
     The CUDA build of torch maps its GPU libraries at import whatever the device, and their
     start-up touches about 140 MB of them; a run on the CPU never executes them, so their
     read-only pages are handed back to the page cache (``MADV_PAGEOUT``: clean file pages,
-    read again from the cache if ever needed; writable mappings are left alone). Then
-    glibc's free lists are trimmed (what building the model freed).
+    read again from the cache if ever needed; writable mappings are left alone).
+    (Trimming malloc's free lists as well saved nothing measurable: docs/PERFORMANCE.md.)
     """
     import ctypes
     import sys
@@ -666,9 +666,6 @@ def release_idle_memory() -> None:
             if name.startswith(_GPU_LIBRARIES):
                 begin, end = (int(x, 16) for x in parts[0].split("-"))
                 madvise(begin, end - begin, _MADV_PAGEOUT)  # EINVAL on old kernels: no-op
-        trim = getattr(libc, "malloc_trim", None)  # glibc only
-        if trim is not None:
-            trim(0)
     except (OSError, ValueError, AttributeError):
         pass
 
