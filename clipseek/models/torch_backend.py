@@ -634,7 +634,7 @@ _GPU_LIBRARIES = (
     "libc10_cuda",
 )
 
-_MADV_PAGEOUT = 21  # Linux 5.4+
+_MADV_DONTNEED = 4
 
 
 def release_idle_memory() -> None:
@@ -642,10 +642,14 @@ def release_idle_memory() -> None:
     not touch again. Best effort, Linux only, never raises.
 
     The CUDA build of torch maps its GPU libraries at import whatever the device, and their
-    start-up touches about 140 MB of them; a run on the CPU never executes them, so their
-    read-only pages are handed back to the page cache (``MADV_PAGEOUT``: clean file pages,
-    read again from the cache if ever needed; writable mappings are left alone).
-    (Trimming malloc's free lists as well saved nothing measurable: docs/PERFORMANCE.md.)
+    start-up touches about 140 MB of them; a run on the CPU never executes them. Their
+    read-only private mappings that hold no page of this process's own (``Anonymous: 0``
+    in smaps: nothing relocated or written there) are unmapped page by page
+    (``MADV_DONTNEED``): the pages stay in the page cache, and anything that touches them
+    again reads them from there, as at first use. ``MADV_PAGEOUT`` would not do: it skips
+    pages another process maps too (any other torch process), and evicts the rest from the
+    cache, to be read from disk by the next start. Trimming malloc's free lists saved
+    nothing measurable (docs/PERFORMANCE.md, "Memory of a torch bf16 run").
     """
     import ctypes
     import sys
@@ -656,18 +660,32 @@ def release_idle_memory() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         madvise = libc.madvise
         madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
-            lines = fh.readlines()
-        for line in lines:
-            parts = line.split(maxsplit=5)
-            if len(parts) < 6 or "w" in parts[1]:
-                continue
-            name = os.path.basename(parts[5].strip()).lower()
-            if name.startswith(_GPU_LIBRARIES):
-                begin, end = (int(x, 16) for x in parts[0].split("-"))
-                madvise(begin, end - begin, _MADV_PAGEOUT)  # EINVAL on old kernels: no-op
+        for begin, end in _idle_gpu_library_ranges():
+            madvise(begin, end - begin, _MADV_DONTNEED)
     except (OSError, ValueError, AttributeError):
         pass
+
+
+def _idle_gpu_library_ranges() -> list[tuple[int, int]]:
+    """Address ranges of GPU libraries' mappings that are read-only, private, and hold
+    only pages of the file (no page of this process's own), from /proc/self/smaps."""
+    ranges: list[tuple[int, int]] = []
+    candidate: tuple[int, int] | None = None
+    with open("/proc/self/smaps", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            head = line.split(maxsplit=5)
+            if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+                candidate = None  # a new mapping
+                perms = head[1]
+                name = os.path.basename(head[5].strip()).lower() if len(head) == 6 else ""
+                if name.startswith(_GPU_LIBRARIES) and "w" not in perms and perms[3:4] == "p":
+                    begin, end = (int(x, 16) for x in head[0].split("-"))
+                    candidate = (begin, end)
+            elif candidate is not None and line.startswith("Anonymous:"):
+                if int(line.split()[1]) == 0:
+                    ranges.append(candidate)
+                candidate = None
+    return ranges
 
 
 class _TorchTokens:
