@@ -490,11 +490,6 @@ def export_after_use(model: Embedder) -> ExportOutcome:
         if not needs_export(model):
             return ExportOutcome()
         start = time.perf_counter()
-        load_text = getattr(model, "load_text_tower", None)
-        if load_text is not None and (model.device, model.precision) == ("cpu", "fp32"):
-            # An indexer's model left its text tower out; the export uses this very module
-            # only when it is fp32 on the CPU (else it loads its own, export._cpu_fp32).
-            load_text()
         export = export_model(model)  # type: ignore[arg-type]
         _failure_file(model.spec).unlink(missing_ok=True)
         return ExportOutcome(exported=time.perf_counter() - start, folder=str(export.folder))
