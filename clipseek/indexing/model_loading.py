@@ -49,6 +49,14 @@ def warm_image_tower(model: Embedder) -> None:
     warm = getattr(model, "warm", None)
     if warm is None:
         return
+    # A session is built for one thread count: warm the one the run will start with (not
+    # all cores while another process holds one), or the run builds a second session,
+    # seconds more and a second copy of the weights (docs/PERFORMANCE.md, issue 26).
+    from clipseek.indexing.threads import ThreadTuner, thread_plan
+
+    cores = thread_plan("cpu")[0]
+    if cores > 1:
+        model.set_threads(ThreadTuner.likely_start(cores, model.precision))
 
     def run() -> None:
         with contextlib.suppress(Exception):  # the first encode meets it and reports it

@@ -174,9 +174,10 @@ class LoadMeter:
     def age(self) -> float:
         return self._clock() - self._last[0] if self._last else 0.0
 
-    def other(self, min_interval: float = 0.2) -> float | None:
+    def other(self, min_interval: float = 0.2, *, keep: bool = False) -> float | None:
         """Other processes' load, in cores, since the previous reading (which this one
-        replaces); None when unknown or when under ``min_interval`` seconds passed."""
+        replaces, unless ``keep``); None when unknown or when under ``min_interval``
+        seconds passed."""
         if self._last is None:
             return None
         now = self._read()
@@ -186,7 +187,8 @@ class LoadMeter:
         if wall < min_interval:
             return None
         busy, own = now[1] - self._last[1], now[2] - self._last[2]
-        self._last = now
+        if not keep:
+            self._last = now
         return max(0.0, (busy - own) / wall)
 
 
@@ -195,12 +197,13 @@ class LoadMeter:
 _PROCESS_METER = LoadMeter()
 
 
-def other_load_now(meter: LoadMeter | None = None) -> float | None:
+def other_load_now(meter: LoadMeter | None = None, *, keep: bool = False) -> float | None:
     """Other load, in cores, over the time since the process started (or a fresh
-    0.1 s look in a long-lived process, where that span is stale)."""
+    0.1 s look in a long-lived process, where that span is stale); ``keep`` leaves the
+    process's reading for the next look (which then spans the same start)."""
     meter = meter or _PROCESS_METER
     if 0.3 <= meter.age <= 120.0:
-        return meter.other()
+        return meter.other(keep=keep)
     fresh = LoadMeter()
     time.sleep(0.1)
     return fresh.other(min_interval=0.05)
@@ -277,6 +280,24 @@ def best_threads(candidates: Iterable[int], cores: int, model_all: float, decode
         candidates,
         key=lambda t: (round(predicted_seconds(t, cores, model_all, decode), 6), -t),
     )
+
+
+def _start(
+    cores: int,
+    precision: str,
+    files: Sequence[_Sized],
+    native_bf16: bool | None,
+    other_load: float | None,
+) -> tuple[int, int, float, float]:
+    """(start threads, free cores, model wall seconds per image on all cores, decode
+    core-seconds per image) for a tuner on ``cores``."""
+    if native_bf16 is None:
+        native_bf16 = cpu_has_native_bf16()
+    free = cores_free(cores, other_load)
+    decode = Workload.of(files).decode_seconds() if files else 0.03
+    model_all = model_seconds_guess(precision, native_bf16) / cores
+    allowed = [c for c in candidate_threads(cores) if c <= free]
+    return best_threads(allowed, cores, model_all, decode), free, model_all, decode
 
 
 # --------------------------------------------------------------------------- the tuner
@@ -361,15 +382,10 @@ class ThreadTuner:
         """A tuner for ``cores`` CPU cores, starting where the machine and the files
         say: time-sliced on the cores other work leaves free, unless the predicted
         costs favour a split. ``other_load`` -1 means measure it."""
-        if native_bf16 is None:
-            native_bf16 = cpu_has_native_bf16()
         if other_load is not None and other_load < 0:
             other_load = other_load_now()
-        free = cores_free(cores, other_load)
+        start, free, model_all, decode = _start(cores, precision, files, native_bf16, other_load)
         candidates = candidate_threads(cores)
-        decode = Workload.of(files).decode_seconds() if files else 0.03
-        model_all = model_seconds_guess(precision, native_bf16) / cores
-        start = best_threads([c for c in candidates if c <= free], cores, model_all, decode)
         tuner = cls(candidates, cores=cores, start=start, meter=meter or LoadMeter())
         tuner._limit = free
         tuner.reasons.append(
@@ -378,6 +394,15 @@ class ThreadTuner:
             f"decode {decode * 1000:.0f} core-ms per image"
         )
         return tuner
+
+    @classmethod
+    def likely_start(cls, cores: int, precision: str = "fp32") -> int:
+        """The thread count :meth:`for_cpu` would start ``cores`` with now, before the
+        files are known (their decode cost is guessed) and without using up the load
+        reading it will take: an ONNX session warmed for it is the one the run uses (a
+        session is built for one thread count, and each holds the weights)."""
+        other = other_load_now(keep=True)
+        return _start(cores, precision, (), None, other)[0]
 
     @property
     def threads(self) -> int:

@@ -402,6 +402,7 @@ def _weights_beside(path: Path) -> str:
 def _cpu_fp32(model: ClipModel) -> ClipModel:
     """The model as fp32 on the CPU: the export is fp32 whatever the index run used."""
     if model.device == "cpu" and model.precision == "fp32":
+        model.load_text_tower()  # an indexer's model left it out until now
         return model
 
     return load_model(model.spec, device="cpu", precision="fp32")

@@ -7,9 +7,10 @@ and a text query loads only the text tower. Image preprocessing is
 
 ONNX Runtime fixes a session's intra-op thread count when the session is created, so
 :meth:`OnnxModel.set_threads` only records the wish: the next encode uses (and keeps) a
-session made for that count. Sessions per count are kept (the indexer's tuner tries two
-or three counts); at most two per tower are kept, the least recently used dropped, since
-each holds its own copy of the weights.
+session made for that count. One session per tower is kept, and dropped before the next
+is built: each holds its own copy of the weights, and two of ViT-B/32's image tower took
+a 50-file index run from 590 to 930 MB (docs/PERFORMANCE.md, issue 26). Going back to a
+thread count costs a build again, which :attr:`OnnxModel.thread_switch_seconds` counts.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 
 #: Sessions kept per tower (each with its own copy of the weights).
-_SESSIONS_PER_TOWER = 2
+_SESSIONS_PER_TOWER = 1
 
 
 def _normalised(features: np.ndarray) -> np.ndarray:
@@ -87,9 +88,10 @@ class OnnxModel:
     def threads(self) -> int:
         return self._threads
 
-    #: What a new thread count costs: ONNX Runtime fixes its threads per session, so another
-    #: count builds another session (about a second for ViT-B/32; measured at each build).
-    thread_switch_seconds = 1.0
+    #: What trying another thread count may cost: ONNX Runtime fixes its threads per
+    #: session, so the trial builds a session and, if it loses, the way back builds one
+    #: again (a build is about a second for ViT-B/32; measured at each build).
+    thread_switch_seconds = 2.0
 
     def set_threads(self, threads: int) -> None:
         self._threads = max(1, int(threads))
@@ -99,11 +101,11 @@ class OnnxModel:
         session = self._sessions.pop(key, None)
         if session is None:
             same_tower = [k for k in self._sessions if k[0] == tower]
-            if len(same_tower) >= _SESSIONS_PER_TOWER:  # the least recently used goes
-                del self._sessions[same_tower[0]]
+            for old in same_tower[: len(same_tower) - _SESSIONS_PER_TOWER + 1]:
+                del self._sessions[old]  # the least recently used, before the next is built
             started = time.perf_counter()
             session = load_session(self._file(tower), self._threads, prepack=self.prepack)
-            self.thread_switch_seconds = time.perf_counter() - started
+            self.thread_switch_seconds = 2 * (time.perf_counter() - started)
         self._sessions[key] = session  # (re)inserted last: the dict keeps use order
         return session
 

@@ -32,7 +32,7 @@ from clipseek.errors import DeviceError
 from clipseek.fileio import write_whole
 from clipseek.models.catalogue import ModelSpec
 from clipseek.models.hardware import cpu_has_native_bf16, physical_cores, resolve_device
-from clipseek.models.torch_backend import load_model
+from clipseek.models.torch_backend import load_model, release_idle_memory
 from clipseek.models.weights import cached_weights
 
 if TYPE_CHECKING:
@@ -62,6 +62,12 @@ def load_reader_model(
     return load_model(spec, device=reader_device, precision=reader_precision)
 
 
+#: The indexer's torch model leaves its text tower out until something asks for text
+#: (``load_model(text="lazy")``): indexing never does, and on ViT-B/32 it is 120 of the
+#: model's 326 MB in bf16 (docs/PERFORMANCE.md, "Memory of a torch bf16 run").
+INDEX_TEXT = "lazy"
+
+
 def load_index_model(
     spec: ModelSpec, device: str, precision: str, backend: str, files: int | None = None
 ) -> Embedder:
@@ -77,8 +83,12 @@ def load_index_model(
 
     resolved = resolve_device(device)
     if backend == "torch" or resolved != "cpu":
-        return load_model(spec, device=resolved, precision=precision)
-    return _auto_cpu(spec, precision, files)
+        model: Embedder = load_model(spec, device=resolved, precision=precision, text=INDEX_TEXT)
+    else:
+        model = _auto_cpu(spec, precision, files)
+    if model.backend == "torch" and model.device == "cpu":
+        release_idle_memory()  # the GPU libraries the CUDA build of torch mapped
+    return model
 
 
 def _onnx_for_indexing(spec: ModelSpec, precision: str) -> Embedder:
@@ -337,7 +347,7 @@ def _auto_cpu(spec: ModelSpec, precision: str, files: int | None = None) -> Embe
     from clipseek.models.onnx_backend import load_onnx_model
 
     if precision not in ("auto", "fp32"):  # an explicit bf16 is a torch request
-        return load_model(spec, device="cpu", precision=precision)
+        return load_model(spec, device="cpu", precision=precision, text=INDEX_TEXT)
     choice = cached_choice(spec)
     if choice is not None and not _wants_startup(choice, precision):
         pick = plan_cpu_runtime(
@@ -351,10 +361,10 @@ def _auto_cpu(spec: ModelSpec, precision: str, files: int | None = None) -> Embe
             if fast is not None:
                 return fast
         torch_precision = choice.get("torch_precision") or choice.get("precision", precision)
-        return load_model(spec, device="cpu", precision=str(torch_precision))
+        return load_model(spec, device="cpu", precision=str(torch_precision), text=INDEX_TEXT)
     fast = load_onnx_model(spec)
     if fast is None:  # nothing to measure against: torch, and the export follows the run
-        return load_model(spec, device="cpu", precision=precision)
+        return load_model(spec, device="cpu", precision=precision, text=INDEX_TEXT)
     # Each start-up measured on its own: torch's imports and load, then ONNX Runtime's
     # import and image session (built while torch is loaded, as the indexer would).
     from clipseek.models.hardware import keep_triton_out
@@ -363,7 +373,7 @@ def _auto_cpu(spec: ModelSpec, precision: str, files: int | None = None) -> Embe
     fresh_torch = "open_clip" not in sys.modules
     torch_import = _import_seconds("torch", "open_clip")
     started = time.perf_counter()
-    torch_model = load_model(spec, device="cpu", precision=precision)
+    torch_model = load_model(spec, device="cpu", precision=precision, text=INDEX_TEXT)
     torch_load = time.perf_counter() - started
     onnx_import = _import_seconds("onnxruntime")
     started = time.perf_counter()

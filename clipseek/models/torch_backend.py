@@ -57,6 +57,7 @@ class ClipModel:
         preprocess: PreprocessConfig,
         device: str,
         precision: str,
+        text_build: _TextBuild | None = None,
     ) -> None:
         import torch
 
@@ -80,7 +81,30 @@ class ClipModel:
         self._pinned: Any = None  # reusable page-locked uint8 staging buffer (CUDA only)
         self._device_norm: tuple[Any, Any] | None = None
         self.context_length = int(getattr(tokenizer, "context_length", 77) or 77)
+        #: How to build the text tower an image-only model left out (load_model's
+        #: ``text="lazy"``); None once it is there.
+        self._text_build = text_build
         self.dim = int(self._probe_dim())
+
+    @property
+    def text_loaded(self) -> bool:
+        """Whether the text tower holds its weights (an indexer's model builds it on
+        first use)."""
+        return self._text_build is None
+
+    def load_text_tower(self) -> None:
+        """Build and fill the text tower if it was left out; what needs the torch module
+        whole (an export) calls this first. Safe from several threads."""
+        if self._text_build is None:
+            return
+        with self._lock:
+            self._ensure_text()
+
+    def _ensure_text(self) -> None:
+        """Lock held."""
+        if self._text_build is not None:
+            _load_text_tower(self._model, self._text_build)
+            self._text_build = None
 
     # -- preprocessing
 
@@ -257,6 +281,7 @@ class ClipModel:
         import torch
 
         tokens, truncated = self.tokenize(texts)
+        self.load_text_tower()  # outside inference mode: these become the model's weights
         with self._lock, torch.inference_mode():
             # A model whose weights are still in host memory (a CUDA model before its first
             # image batch) encodes text where the weights are: one short query on the CPU
@@ -268,6 +293,10 @@ class ClipModel:
         return TextEncoding(_normalised(features), truncated)
 
     def _probe_dim(self) -> int:
+        if self._text_build is not None:
+            # Image-only: the image tower says, or the size both towers were built to.
+            out = getattr(self._model.visual, "output_dim", None)
+            return int(out) if isinstance(out, int) and out > 0 else int(self._text_build.args[0])
         proj = getattr(self._model, "text_projection", None)
         if proj is not None and hasattr(proj, "shape"):
             return int(proj.shape[-1])
@@ -334,8 +363,8 @@ def _encode_text_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor | Non
 
 
 def _module_device(model: Any) -> str:
-    try:
-        param = next(iter(model.parameters()))
+    try:  # a tower not built yet (on the meta device) is nowhere
+        param = next(p for p in model.parameters() if not p.is_meta)
     except (StopIteration, AttributeError, TypeError):
         return "cpu"
     return "cpu" if param.device.type == "cpu" else str(param.device.type)
@@ -365,15 +394,23 @@ def _normalised(features: torch.Tensor) -> np.ndarray:
 _OPEN_CLIP_PRECISION = {"fp32": "fp32", "bf16": "pure_bf16", "fp16": "pure_fp16"}
 
 
-def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -> ClipModel:
+def load_model(
+    spec: ModelSpec, device: str = "auto", precision: str = "auto", *, text: str = "eager"
+) -> ClipModel:
     """Build the model and its tokenizer, reading weights from disk only when they are cached.
 
     Passing the cached checkpoint path straight to open_clip keeps a cached model from
     making any network request: huggingface_hub would otherwise ask the Hub whether a
     newer revision exists on every start, which hangs on machines without a network.
+
+    ``text="lazy"`` (the indexer's choice on a CPU) builds the text tower without memory
+    and fills it only when something first needs it (a query after indexing, an export):
+    indexing never does, and the tower is a third of ViT-B/32. Where the weights are not
+    one .safetensors file holding exactly the model (other layouts go through open_clip's
+    own loader), the whole model is loaded as before.
     """
     keep_triton_out()
-    import open_clip
+    import open_clip  # noqa: F401  (here: a missing package is not a model error)
 
     resolved_device = resolve_device(device)
     resolved_precision = resolve_precision(precision, resolved_device)
@@ -382,35 +419,17 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -
     # image batch (ClipModel._to_device): CUDA initialisation is paid only when images are
     # embedded, and the weights load while the indexer scans and decodes.
     build_device = "cpu" if resolved_device.startswith("cuda") else resolved_device
+    lazy = text == "lazy" and resolved_device == "cpu"
     try:
-        if spec.kind == "pretrained":
-            cfg = _pretrained_cfg(spec)
-            checkpoint = cached_weights(spec) or _download_weights(spec, cfg)
-            preprocess_overrides = {
-                k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg
-            }
-            # Every weight is overwritten from the checkpoint (strictly), so the model is
-            # built without drawing random initial values, already in its precision, and
-            # filled one tensor at a time: peak memory is the model, not model + file.
-            with _skip_random_init(), _quiet_logging():
-                model = open_clip.create_model(
-                    spec.arch,
-                    pretrained=None,
-                    precision=oc_precision,
-                    force_quick_gelu=bool(cfg.get("quick_gelu", False)),
-                    force_preprocess_cfg=preprocess_overrides,
-                    device=build_device,
-                )
-            if not _stream_safetensors(model, checkpoint):
-                open_clip.load_checkpoint(model, checkpoint, strict=True)
-            tokenizer = _tokenizer_for(spec, checkpoint)
-        else:
-            if spec.kind == "local-dir":
-                _check_local_dir(spec)
-            elif cached_weights(spec) is None and os.environ.get("HF_HUB_OFFLINE"):
-                raise WeightsUnavailableError(_offline_message(spec, "HF_HUB_OFFLINE is set"))
-            model = open_clip.create_model(spec.arch, precision=oc_precision, device=build_device)
-            tokenizer = _tokenizer_for(spec, cached_weights(spec))
+        model, checkpoint, tokenizer = None, None, None
+        if lazy:
+            built = _build_image_only(spec, oc_precision)
+            if built is not None:
+                model, checkpoint, text_build = built
+        if model is None:
+            text_build = None
+            model, checkpoint = _build_whole(spec, oc_precision, build_device)
+        tokenizer = _tokenizer_for(spec, checkpoint)
     except (ModelError, DeviceError):
         raise
     except Exception as exc:
@@ -429,7 +448,244 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -
         resize_mode=str(pp.get("resize_mode", "shortest")),
         fill_color=int(pp.get("fill_color", 0)),
     )
-    return ClipModel(spec, model, tokenizer, preprocess, resolved_device, resolved_precision)
+    return ClipModel(
+        spec, model, tokenizer, preprocess, resolved_device, resolved_precision, text_build
+    )
+
+
+def _build_whole(spec: ModelSpec, oc_precision: str, build_device: str) -> tuple[Any, str | None]:
+    """The whole model with its weights, and the checkpoint they came from."""
+    import open_clip
+
+    if spec.kind == "pretrained":
+        cfg = _pretrained_cfg(spec)
+        checkpoint = cached_weights(spec) or _download_weights(spec, cfg)
+        # Every weight is overwritten from the checkpoint (strictly), so the model is
+        # built without drawing random initial values, already in its precision, and
+        # filled one tensor at a time: peak memory is the model, not model + file.
+        with _skip_random_init(), _quiet_logging():
+            model = open_clip.create_model(
+                spec.arch,
+                pretrained=None,
+                precision=oc_precision,
+                force_quick_gelu=bool(cfg.get("quick_gelu", False)),
+                force_preprocess_cfg=_preprocess_overrides(cfg),
+                device=build_device,
+            )
+        if not _stream_safetensors(model, checkpoint):
+            open_clip.load_checkpoint(model, checkpoint, strict=True)
+        return model, checkpoint
+    if spec.kind == "local-dir":
+        _check_local_dir(spec)
+    elif cached_weights(spec) is None and os.environ.get("HF_HUB_OFFLINE"):
+        raise WeightsUnavailableError(_offline_message(spec, "HF_HUB_OFFLINE is set"))
+    model = open_clip.create_model(spec.arch, precision=oc_precision, device=build_device)
+    return model, cached_weights(spec)
+
+
+def _preprocess_overrides(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
+
+
+def _safetensors_of(spec: ModelSpec) -> str | None:
+    """The model's weights as one .safetensors file on this machine, if they are that."""
+    if spec.kind == "pretrained":
+        path = cached_weights(spec)
+    elif spec.kind == "local-dir":
+        _check_local_dir(spec)
+        folder = Path(spec.arch.removeprefix("local-dir:"))
+        found = sorted(folder.glob("*.safetensors"))
+        path = str(found[0]) if len(found) == 1 else None
+    else:
+        path = cached_weights(spec)
+    return path if path is not None and str(path).endswith(".safetensors") else None
+
+
+class _TextBuild:
+    """How to build the text tower that was left out of an image-only model, later."""
+
+    def __init__(self, build: Any, args: tuple[Any, ...], dtype: Any, checkpoint: str) -> None:
+        self.build = build  # open_clip's own builder
+        self.args = args
+        self.dtype = dtype
+        self.checkpoint = checkpoint
+        self.placeholder: Any = None  # the tower built on the meta device
+
+
+@contextmanager
+def _text_tower_on_meta(dtype: Any, checkpoint: str) -> Iterator[list[_TextBuild]]:
+    """While open_clip builds a CLIP, build its text tower on the meta device (shapes and
+    no memory) and remember how to build it for real. Towers from Hugging Face
+    transformers are built as usual (their config would be needed again later)."""
+    import copy
+
+    import open_clip.model as oc_model
+    import torch
+
+    real = oc_model._build_text_tower
+    seen: list[_TextBuild] = []
+
+    def build(
+        embed_dim: Any, text_cfg: Any, quick_gelu: bool = False, cast_dtype: Any = None
+    ) -> Any:
+        hf = (
+            text_cfg.get("hf_model_name")
+            if isinstance(text_cfg, dict)
+            else getattr(text_cfg, "hf_model_name", None)
+        )
+        if hf:
+            return real(embed_dim, text_cfg, quick_gelu, cast_dtype)
+        plan = _TextBuild(
+            real, (embed_dim, copy.deepcopy(text_cfg), quick_gelu, cast_dtype), dtype, checkpoint
+        )
+        with torch.device("meta"):
+            plan.placeholder = real(embed_dim, text_cfg, quick_gelu, cast_dtype)
+        seen.append(plan)
+        return plan.placeholder
+
+    oc_model._build_text_tower = build
+    try:
+        yield seen
+    finally:
+        oc_model._build_text_tower = real
+
+
+def _build_image_only(spec: ModelSpec, oc_precision: str) -> tuple[Any, str, _TextBuild] | None:
+    """The model with its image tower loaded and its text tower on the meta device, or
+    None where that cannot be done cleanly (then the whole model is loaded)."""
+    import open_clip
+    import torch
+
+    checkpoint = _safetensors_of(spec)
+    if checkpoint is None:
+        return None
+    dtype = {"pure_bf16": torch.bfloat16, "pure_fp16": torch.float16}.get(oc_precision)
+    kwargs: dict[str, Any] = {}
+    if spec.kind == "pretrained":
+        cfg = _pretrained_cfg(spec)
+        kwargs = {
+            "pretrained": None,
+            "force_quick_gelu": bool(cfg.get("quick_gelu", False)),
+            "force_preprocess_cfg": _preprocess_overrides(cfg),
+        }
+    else:
+        kwargs = {"load_weights": False}
+    # device=None: open_clip then only casts (meta tensors cannot move to the CPU); the
+    # image tower is built on the CPU already.
+    with (
+        _skip_random_init(),
+        _quiet_logging(),
+        _text_tower_on_meta(dtype, checkpoint) as seen,
+    ):
+        model = open_clip.create_model(spec.arch, precision=oc_precision, device=None, **kwargs)
+    if len(seen) != 1 or not _stream_safetensors(model, checkpoint, skip_meta=True):
+        return None  # another design, or another file layout: the whole model instead
+    return model, checkpoint, seen[0]
+
+
+def _load_text_tower(model: Any, plan: _TextBuild) -> None:
+    """Build the text tower for real, put it where the placeholder was, fill it from the
+    checkpoint. Raises ModelError if the model still holds meta tensors afterwards."""
+    meta_keys = {k for k, v in model.state_dict().items() if v.is_meta}
+    with _skip_random_init():
+        tower = plan.build(*plan.args)
+    if plan.dtype is not None:
+        tower.to(dtype=plan.dtype)
+    tower.eval()
+    placeholder = plan.placeholder
+    if getattr(model, "text", None) is placeholder:
+        model.text = tower  # CustomTextCLIP keeps the tower whole
+    else:
+        # CLIP copies the tower's parts onto itself under the same names (a buffer is a
+        # new tensor once cast, hence matched as a meta tensor of a name the tower has).
+        for table in ("_modules", "_parameters", "_buffers"):
+            entries = getattr(model, table)
+            for name, value in list(entries.items()):
+                part = getattr(placeholder, name, None)
+                if value is None or part is None:
+                    continue
+                if value is part or (table == "_buffers" and value.is_meta):
+                    entries[name] = getattr(tower, name)
+    left = [k for k, v in list(model.named_parameters()) + list(model.named_buffers()) if v.is_meta]
+    if left or not _stream_safetensors(model, plan.checkpoint, keys=meta_keys):
+        raise ModelError(
+            f"Could not load the text tower of {plan.checkpoint}: "
+            + (f"{left[0]} was not rebuilt" if left else "the weights file changed")
+        )
+
+
+#: Shared libraries of the CUDA build of torch (and of NVIDIA's wheels) that a model on
+#: the CPU never runs, by the start of their file names.
+_GPU_LIBRARIES = (
+    "libcublas",
+    "libcudnn",
+    "libcufft",
+    "libcurand",
+    "libcusolver",
+    "libcusparse",
+    "libnccl",
+    "libnvjitlink",
+    "libnvrtc",
+    "libnvshmem",
+    "libnvtoolsext",
+    "libcudart",
+    "libcupti",
+    "libtorch_cuda",
+    "libc10_cuda",
+)
+
+_MADV_DONTNEED = 4
+
+
+def release_idle_memory() -> None:
+    """After a CPU model is loaded for indexing: give back what the process holds but will
+    not touch again. Best effort, Linux only, never raises.
+
+    The CUDA build of torch maps its GPU libraries at import whatever the device, and their
+    start-up touches about 140 MB of them; a run on the CPU never executes them. Their
+    read-only private mappings that hold no page of this process's own (``Anonymous: 0``
+    in smaps: nothing relocated or written there) are unmapped page by page
+    (``MADV_DONTNEED``): the pages stay in the page cache, and anything that touches them
+    again reads them from there, as at first use. ``MADV_PAGEOUT`` would not do: it skips
+    pages another process maps too (any other torch process), and evicts the rest from the
+    cache, to be read from disk by the next start. Trimming malloc's free lists saved
+    nothing measurable (docs/PERFORMANCE.md, "Memory of a torch bf16 run").
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise = libc.madvise
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        for begin, end in _idle_gpu_library_ranges():
+            madvise(begin, end - begin, _MADV_DONTNEED)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _idle_gpu_library_ranges() -> list[tuple[int, int]]:
+    """Address ranges of GPU libraries' mappings that are read-only, private, and hold
+    only pages of the file (no page of this process's own), from /proc/self/smaps."""
+    ranges: list[tuple[int, int]] = []
+    candidate: tuple[int, int] | None = None
+    with open("/proc/self/smaps", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            head = line.split(maxsplit=5)
+            if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+                candidate = None  # a new mapping
+                perms = head[1]
+                name = os.path.basename(head[5].strip()).lower() if len(head) == 6 else ""
+                if name.startswith(_GPU_LIBRARIES) and "w" not in perms and perms[3:4] == "p":
+                    begin, end = (int(x, 16) for x in head[0].split("-"))
+                    candidate = (begin, end)
+            elif candidate is not None and line.startswith("Anonymous:"):
+                if int(line.split()[1]) == 0:
+                    ranges.append(candidate)
+                candidate = None
+    return ranges
 
 
 class _TorchTokens:
@@ -543,8 +799,13 @@ _SAFETENSORS_DTYPES = {
 }
 
 
-def _stream_safetensors(model: Any, path: str) -> bool:
+def _stream_safetensors(
+    model: Any, path: str, *, skip_meta: bool = False, keys: set[str] | None = None
+) -> bool:
     """Copy a .safetensors checkpoint into ``model`` tensor by tensor (converting dtype).
+
+    ``skip_meta`` leaves the tensors on the meta device (a tower not built yet) out;
+    ``keys`` copies only those.
 
     The file is read with plain reads, one tensor at a time, rather than memory-mapped:
     a mapping would add the whole file to the process's resident memory while loading.
@@ -568,8 +829,17 @@ def _stream_safetensors(model: Any, path: str) -> bool:
             if dtype is None or tuple(meta["shape"]) != tuple(state[key].shape):
                 return False
         base = 8 + size
+        wanted = {
+            k
+            for k, v in state.items()
+            if (keys is None or k in keys) and not (skip_meta and v.is_meta)
+        }
+        if any(state[k].is_meta for k in wanted):
+            return False  # nowhere to copy to
         with torch.no_grad():
             for key, meta in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+                if key not in wanted:
+                    continue
                 begin, end = meta["data_offsets"]
                 fh.seek(base + begin)
                 raw = bytearray(end - begin)
