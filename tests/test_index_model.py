@@ -9,6 +9,7 @@ model holds one image session at a time, warmed for the thread count the run sta
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,15 +42,23 @@ def siglip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_siglip(tmp_path_factory.mktemp("tiny-siglip"), seed=1)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-@pytest.mark.parametrize("family", ["clip", "siglip"])
-def test_image_only_model_embeds_images_exactly_as_the_whole_one(
-    family: str, precision: str, tiny_model_dir: Path, siglip_dir: Path
-) -> None:
+@pytest.fixture(params=[(f, p) for f in ("clip", "siglip") for p in ("fp32", "bf16")], ids=str)
+def whole_and_lazy(
+    request: pytest.FixtureRequest, tiny_model_dir: Path, siglip_dir: Path
+) -> tuple[Any, Any]:
+    """The whole model, and the one an index run loads (its text tower left out), of each
+    family in each precision."""
+    family, precision = request.param
     folder = tiny_model_dir if family == "clip" else siglip_dir
     spec = resolve_model(f"local-dir:{folder}")
     whole = load_model(spec, device="cpu", precision=precision)
-    lazy = load_model(spec, device="cpu", precision=precision, text="lazy")
+    return whole, load_model(spec, device="cpu", precision=precision, text="lazy")
+
+
+def test_image_only_model_embeds_images_exactly_as_the_whole_one(
+    whole_and_lazy: tuple[Any, Any],
+) -> None:
+    whole, lazy = whole_and_lazy
 
     assert whole.text_loaded and not lazy.text_loaded
     assert lazy.dim == whole.dim
@@ -75,15 +84,10 @@ def test_image_only_model_embeds_images_exactly_as_the_whole_one(
     assert not lazy.text_loaded  # embedding images never builds the text tower
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-@pytest.mark.parametrize("family", ["clip", "siglip"])
 def test_text_asked_of_an_image_only_model_is_the_whole_models(
-    family: str, precision: str, tiny_model_dir: Path, siglip_dir: Path
+    whole_and_lazy: tuple[Any, Any],
 ) -> None:
-    folder = tiny_model_dir if family == "clip" else siglip_dir
-    spec = resolve_model(f"local-dir:{folder}")
-    whole = load_model(spec, device="cpu", precision=precision)
-    lazy = load_model(spec, device="cpu", precision=precision, text="lazy")
+    whole, lazy = whole_and_lazy
 
     got = lazy.encode_texts(TEXTS)
     expected = whole.encode_texts(TEXTS)

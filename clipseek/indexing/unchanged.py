@@ -89,13 +89,10 @@ def _stored(
     try:
         if not chroma.has_columns(con, chroma.QUICK_COLUMNS):
             return None
-        found = _collection(con, collection_name)
-        if found is None:
+        head = _head(con, collection_name, failures_name)
+        if head is None:
             return None
-        failed = _failures(con, _collection(con, failures_name, deletes_may_wait=True))
-        meta = chroma.collection_metadata(con, found[0])
-        if _upkeep_due(meta, chroma.collection_configuration(con, found[0])):
-            return None  # the normal run brings an older index up to date
+        found, failed, meta = head
         rows = chroma.metadata_table(con, found[1], _COMPARED)
         if chroma.record_count(con, found[1]) != len(rows):
             return None
@@ -105,6 +102,22 @@ def _stored(
         return None
     finally:
         con.close()
+
+
+def _head(
+    con: sqlite3.Connection, collection_name: str, failures_name: str
+) -> tuple[tuple[str, str], Failures, dict[str, object]] | None:
+    """The collection (id, metadata segment), its recorded failures and its metadata;
+    None when there is none, or when it is due for upkeep that the normal run does (an
+    older key schema, an ef_search below today's)."""
+    found = _collection(con, collection_name)
+    if found is None:
+        return None
+    failed = _failures(con, _collection(con, failures_name, deletes_may_wait=True))
+    meta = chroma.collection_metadata(con, found[0])
+    if _upkeep_due(meta, chroma.collection_configuration(con, found[0])):
+        return None
+    return found, failed, meta
 
 
 def _collection(
@@ -522,13 +535,10 @@ def remember_after_run(location: str, spec: ModelSpec, delta: TreeDelta) -> bool
     except sqlite3.Error:
         return False
     try:
-        found = _collection(con, collection_name)
-        if found is None:
+        head = _head(con, collection_name, failures_name)
+        if head is None:
             return False
-        failed = _failures(con, _collection(con, failures_name, deletes_may_wait=True))
-        meta = chroma.collection_metadata(con, found[0])
-        if _upkeep_due(meta, chroma.collection_configuration(con, found[0])):
-            return False
+        found, failed, meta = head
         rowids = chroma.rowids_of(con, found[1], (path_id(p) for p in touched))
         metas = chroma.read_metadata(con, found[1], rowids.values())
         stored = dict(delta.stored)
