@@ -301,12 +301,11 @@ class Engine:
             marker = None
             delta: TreeDelta | None = None
             if not self.store.is_remote:
-                # Lazy: a query does not import the repair module.
+                # Lazy: a query does not import the repair or indexing modules.
+                from clipseek.indexing.unchanged import take_handed, unchanged_summary
                 from clipseek.store.repair import RunMarker
 
                 marker = RunMarker(self.store.location)
-                from clipseek.indexing.unchanged import take_handed, unchanged_summary
-
                 if opts.quick_check:
                     started = time.perf_counter()
                     delta = self._tree_delta(roots, opts)
