@@ -220,3 +220,25 @@ def test_after_a_delta_run_the_records_cache_holds_what_sqlite_holds(
     assert read == []  # from the cache brought up to date
     key = unchanged._records_key(unchanged._database_identity(db), *names)
     assert unchanged.load_cache(db.with_name(unchanged.RECORDS_CACHE), key) == real(db, *names)
+
+
+def test_a_root_whose_stored_text_is_another_paths_is_not_taken_for_it(
+    loaded_tiny_model: Any, tiny_model: str, tmp_path: Path
+) -> None:
+    """Roots are recorded as stored text: a folder literally named ``caf\\xe9`` must not
+    pass for the recorded folder whose name holds the byte 0xE9 (whose text that is), or
+    the comparison would take the other's pictures for removed ones."""
+    root = tmp_path / "photos"
+    literal = os.path.join(str(root), "caf\\xe9")
+    raw = os.fsdecode(os.path.join(os.fsencode(str(root)), b"caf\xe9"))
+    for folder, seed in ((literal, 0), (raw, 10)):
+        for i in range(3):
+            make_photo(Path(folder) / f"p{i}.jpg", seed=seed + i)
+    engine = _engine(loaded_tiny_model, tiny_model, tmp_path / "db")
+    assert engine.index([raw]).new == 3
+    spec = resolve_model(tiny_model)
+    assert tree_delta(engine.store.location, spec, [literal], IndexOptions()) is None
+    summary = engine.index([literal])
+    assert (summary.new, summary.removed) == (3, 0)
+    again = engine.index([raw])
+    assert (again.unchanged, again.removed) == (3, 0)

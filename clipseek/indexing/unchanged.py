@@ -47,7 +47,7 @@ from clipseek.indexing.scanner import (
 from clipseek.photos.imaging import worth_retrying
 from clipseek.store import chroma_format as chroma
 from clipseek.store.chroma_format import DATABASE, release_known
-from clipseek.store.keys import KEY_SCHEMA, path_from_meta, path_id
+from clipseek.store.keys import KEY_SCHEMA, meta_text, path_from_meta, path_id
 from clipseek.store.records import COLLECTION_PREFIX, FAILURES_PREFIX, HNSW_CONFIG
 
 if TYPE_CHECKING:
@@ -434,7 +434,10 @@ def tree_delta(
     if found is None or identity is None:
         return None
     stored, known_roots, failed = found
-    if not set(norm) <= set(known_roots):
+    # The index records its roots as stored text (meta_text: one-to-one, unlike the path
+    # itself where a name holds a backslash or bytes that are not UTF-8).
+    texts = {meta_text(r) for r in norm}
+    if not texts <= set(known_roots):
         return None  # a new root is recorded by the normal path
     pseudo = PseudoFilesystems()
     if any(pseudo.describe(r) for r in norm):
@@ -457,7 +460,7 @@ def tree_delta(
     )
     if errors:
         return None  # the normal path keeps the records of a folder it could not read
-    if set(norm) == set(known_roots):
+    if texts == set(known_roots):
         # Every record lies under a scanned root: no need to sort a million paths by root.
         under, failed_under = stored, failed
         per_root = (
