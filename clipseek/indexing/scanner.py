@@ -229,10 +229,6 @@ def scan(
     real_roots = [os.path.realpath(r) for r in roots]
     excludes = opts.excludes
     file_roots = any(os.path.isfile(r) for r in roots)
-    # Looked up once: the loop below runs once per file of the library (a million, and
-    # every unchanged-tree check), so what it calls is inlined there.
-    include_hidden, extensions, devices = opts.include_hidden, opts.extensions, pseudo.devices
-    is_dir_mode, is_file_mode = stat.S_ISDIR, stat.S_ISREG
 
     for root in roots:
         try:
@@ -262,14 +258,9 @@ def scan(
                 report_folder(folder, _reason(exc))
                 continue
             subfolders = []
-            folder_dev = folder_st.st_dev  # never a pseudo file system's (not entered then)
             for entry in entries:
                 name = entry.name
-                if name in JUNK_NAMES or (
-                    name[0] == "." and (not include_hidden or name.startswith("._"))
-                ):
-                    continue  # as _skipped
-                if excludes and _excluded(entry.path, name, excludes):
+                if _skipped(name, opts) or (excludes and _excluded(entry.path, name, excludes)):
                     continue
                 try:
                     entry_st = entry.stat(follow_symlinks=True)
@@ -281,19 +272,10 @@ def scan(
                     if _has_image_ext(name, opts):
                         report(entry.path, _reason(exc))
                     continue
-                if entry_st.st_dev != folder_dev and entry_st.st_dev in devices:
+                if pseudo.kind_of_device(entry_st):
                     continue  # /proc met as a mount, or a link into it: never entered
-                is_dir = is_dir_mode(entry_st.st_mode)
-                if is_dir:
-                    is_image = False
-                else:  # as _has_image_ext
-                    dot = name.rfind(".")
-                    is_image = (
-                        is_file_mode(entry_st.st_mode)
-                        and dot > 0
-                        and name[dot:].lower() in extensions
-                        and bool(name[:dot].strip("."))
-                    )
+                is_dir = stat.S_ISDIR(entry_st.st_mode)
+                is_image = stat.S_ISREG(entry_st.st_mode) and _has_image_ext(name, opts)
                 entry_outside = outside
                 if (is_dir or is_image) and entry.is_symlink():
                     target = os.path.realpath(entry.path)
@@ -311,13 +293,7 @@ def scan(
                     # named a file (no set of a million paths otherwise).
                     if file_roots:
                         seen_files.add(entry.path)
-                    yield FileInfo(  # as FileInfo.from_stat
-                        entry.path,
-                        entry_st.st_size,
-                        entry_st.st_mtime_ns,
-                        entry_st.st_ctime_ns,
-                        entry_st.st_ino & _INODE_MASK,
-                    )
+                    yield FileInfo.from_stat(entry.path, entry_st)
             stack.extend(reversed(subfolders))
 
 
