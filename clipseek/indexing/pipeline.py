@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -91,10 +91,6 @@ class _Plan:
     restat: list[FileInfo] = field(default_factory=list)
     #: Unchanged files indexed before clipseek read photo metadata: (id, file).
     backfill: list[tuple[str, FileInfo]] = field(default_factory=list)
-    #: The first files to embed, decoded while the model loaded (by path; see
-    #: :meth:`Indexer._decode_ahead`), and the preprocessing they were decoded for.
-    ahead: dict[str, Future[Any]] = field(default_factory=dict)
-    ahead_cfg: Any = None
 
 
 class Indexer:
@@ -179,11 +175,8 @@ class Indexer:
             emit(ModelLoading(self.spec.name))
             if loading is None:  # files whose stored vector vanished meanwhile
                 loading = BackgroundLoad(load)
-            if not self._decode_ahead(plan, loading, cancel):
-                self._hash_ahead(plan, loading, cancel)
+            self._hash_ahead(plan, loading, cancel)
             model = loading.result()
-            if plan.ahead and not self._ahead_matches(plan, model):
-                plan.ahead.clear()  # decoded for other preprocessing: decoded again
             warm_image_tower(model)
             summary.model_loaded = True
             emit(ModelReady(self.spec.name, model.device, model.precision))
@@ -495,74 +488,6 @@ class Indexer:
                 )
             )
 
-    def _decode_ahead(self, plan: _Plan, loading: BackgroundLoad, cancel: threading.Event) -> bool:
-        """Decode the first files to embed while the model loads (torch's import and load
-        take seconds; on a CPU another core is idle meanwhile). Only where the run will be
-        on the CPU with decoder threads, and the model's preprocessing is known without it
-        (its ONNX export's manifest); the model, once loaded, must have the same, or these
-        are dropped. Whether it decoded (else the files are hashed ahead instead)."""
-        from clipseek.models.export import find_export
-        from clipseek.models.hardware import surely_no_gpu
-
-        if loading.done() or cancel.is_set() or not surely_no_gpu():
-            return False
-        if self.options.decode_processes or decode_in_processes("cpu", 2):
-            return False
-        export = find_export(self.spec)
-        cfg = export.preprocess if export is not None else None
-        if cfg is None or not pil_supported(cfg):
-            return False
-        from clipseek.indexing.decoders import ImagePrep
-
-        prep = ImagePrep(cfg)
-        plan.ahead_cfg = cfg
-        # Enough to cover a load of several seconds, few enough to stay a few tens of MB.
-        limit = min(len(plan.to_embed), 4 * (self.options.batch_size or CPU_BATCH_SIZE))
-        max_mp = self.options.max_megapixels
-        pool = ThreadPoolExecutor(self.options.workers(), thread_name_prefix="clipseek-ahead")
-        try:
-            for info in plan.to_embed[:limit]:
-                in_flight = [f for f in plan.ahead.values() if not f.done()]
-                if len(in_flight) >= self.options.workers():
-                    wait(in_flight, return_when=FIRST_COMPLETED)
-                if loading.done() or cancel.is_set():
-                    break
-                plan.ahead[info.path] = pool.submit(
-                    decode_file, info, prep, plan.digests.get(info.path), max_mp
-                )
-        finally:
-            pool.shutdown(wait=False)  # what was started finishes; the embed loop takes it
-        return True
-
-    def _ahead_matches(self, plan: _Plan, model: Embedder) -> bool:
-        """Whether what was decoded ahead is what ``model`` would make of those files: a run
-        on the CPU, the same preprocessing settings, and the first file decoded ahead
-        prepared again by the model itself, to the pixel (a model may prepare otherwise)."""
-        import numpy as np
-
-        if model.device != "cpu" or getattr(model, "preprocess_cfg", None) != plan.ahead_cfg:
-            return False
-        for info in plan.to_embed:
-            future = plan.ahead.get(info.path)
-            if future is None:
-                return True  # every file decoded ahead failed to read, as it would again
-            try:
-                item, _dims, _digest = future.result()
-            except ImageReadError:
-                continue
-            try:
-                again, _ = load_for_model(
-                    info.path,
-                    model.prepare,
-                    model.image_size,
-                    self.options.max_megapixels,
-                    info.mtime_ns,
-                )
-            except ImageReadError:
-                return False
-            return bool(np.array_equal(np.asarray(again), np.asarray(item)))
-        return True
-
     def _hash_ahead(self, plan: _Plan, loading: BackgroundLoad, cancel: threading.Event) -> None:
         """Fingerprint files to embed until the model is ready (decoders would otherwise
         do it); the reads also bring the files into the page cache for decoding."""
@@ -703,7 +628,7 @@ class Indexer:
                 if info is None:
                     return
                 assert pool is not None
-                future = plan.ahead.pop(info.path, None) or pool.submit(
+                future = pool.submit(
                     decode_file, info, model, plan.digests.get(info.path), max_mp, gate
                 )
                 pending.append(_Pending(info, future))
