@@ -140,6 +140,7 @@ def test_hub_tokenizer_gives_open_clips_ids_for_thousands_of_strings(
         assert (converted == expected).all()
 
 
+@pytest.mark.slow  # an ONNX export (about 4 s): kept out of the quick tier
 def test_siglip_family_exports_and_agrees_without_transformers_or_torch(tiny_siglip: Path):
     """Load (clipseek's tokenizer, no transformers), export (the token table beside the
     text graph), and the fast path: same vectors, same rankings, the table mapped."""
