@@ -98,13 +98,9 @@ class ClipModel:
         if self._text_build is None:
             return
         with self._lock:
-            self._ensure_text()
-
-    def _ensure_text(self) -> None:
-        """Lock held."""
-        if self._text_build is not None:
-            _load_text_tower(self._model, self._text_build)
-            self._text_build = None
+            if self._text_build is not None:  # another thread may have built it meanwhile
+                _load_text_tower(self._model, self._text_build)
+                self._text_build = None
 
     # -- preprocessing
 
@@ -421,12 +417,10 @@ def load_model(
     build_device = "cpu" if resolved_device.startswith("cuda") else resolved_device
     lazy = text == "lazy" and resolved_device == "cpu"
     try:
-        model, checkpoint, tokenizer = None, None, None
-        if lazy:
-            built = _build_image_only(spec, oc_precision)
-            if built is not None:
-                model, checkpoint, text_build = built
-        if model is None:
+        built = _build_image_only(spec, oc_precision) if lazy else None
+        if built is not None:
+            model, checkpoint, text_build = built
+        else:
             text_build = None
             model, checkpoint = _build_whole(spec, oc_precision, build_device)
         tokenizer = _tokenizer_for(spec, checkpoint)
@@ -489,9 +483,7 @@ def _preprocess_overrides(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def _safetensors_of(spec: ModelSpec) -> str | None:
     """The model's weights as one .safetensors file on this machine, if they are that."""
-    if spec.kind == "pretrained":
-        path = cached_weights(spec)
-    elif spec.kind == "local-dir":
+    if spec.kind == "local-dir":
         _check_local_dir(spec)
         folder = Path(spec.arch.removeprefix("local-dir:"))
         found = sorted(folder.glob("*.safetensors"))
