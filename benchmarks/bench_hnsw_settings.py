@@ -26,36 +26,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, cache_root, compile_sources, header, percentile
-from bench_store_million import CHUNK, DIM, KEY, SLUG, _number, child, exact_top, queries, record
+from bench_store_million import (
+    _SERVE,
+    CHUNK,
+    DIM,
+    KEY,
+    SLUG,
+    _number,
+    child,
+    exact_top,
+    queries,
+    record,
+)
 from bench_store_million import vectors as corpus
 
 SETTINGS = {
     "clipseek": None,  # HNSW_CONFIG as it is
     "chroma-defaults": {"space": "cosine"},
 }
-
-_SERVE = r"""
-import json, sys, time
-import numpy as np
-start = time.perf_counter()
-from clipseek.store import Store
-store = Store(sys.argv[1], reader=True)
-qs = np.load(sys.argv[2])
-index = store.open_index(sys.argv[3], sys.argv[4])
-first = index.query(qs[0], 10)
-cold = time.perf_counter() - start
-hnsw = (getattr(index._col, "configuration", None) or {}).get("hnsw") or {}
-times, found = [], []
-for q in qs:
-    t = time.perf_counter()
-    hits = index.query(q, 10)
-    times.append(time.perf_counter() - t)
-    found.append([h.path for h in hits])
-print("RESULT " + json.dumps({
-    "cold_s": cold, "times": times, "found": found, "rss_mb": peak_mb(),
-    "hnsw": {k: hnsw.get(k) for k in ("space", "ef_construction", "ef_search", "max_neighbors")},
-}))
-"""
 
 
 def build(folder: Path, n: int, centres: int, config: dict | None) -> dict:

@@ -517,6 +517,7 @@ index = store.open_index(sys.argv[3], sys.argv[4])
 qs = np.load(sys.argv[2])
 first = index.query(qs[0], 10)
 cold = time.perf_counter() - start
+hnsw = (getattr(index._col, "configuration", None) or {}).get("hnsw") or {}
 times, found = [], []
 for q in qs:
     t = time.perf_counter()
@@ -524,8 +525,8 @@ for q in qs:
     times.append(time.perf_counter() - t)
     found.append([h.path for h in hits])
 print("RESULT " + json.dumps({
-    "cold_s": cold, "times": times, "found": found,
-    "rss_mb": peak_mb(),
+    "cold_s": cold, "times": times, "found": found, "rss_mb": peak_mb(),
+    "hnsw": {k: hnsw.get(k) for k in ("space", "ef_construction", "ef_search", "max_neighbors")},
 }))
 """
 
