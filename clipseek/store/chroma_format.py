@@ -309,6 +309,13 @@ def metadata_value(text: Any, integer: Any, real: Any, boolean: Any) -> Any:
     return bool(boolean) if boolean is not None else None
 
 
+def _share_of_records(con: sqlite3.Connection, segment: str) -> float:
+    """About what part of the database's records (all collections') a segment holds: whether
+    reading it should walk the tables or go through their indexes."""
+    (last,) = con.execute("SELECT MAX(id) FROM embeddings").fetchone()
+    return record_count(con, segment) / int(last) if last else 1.0
+
+
 def record_rowids(con: sqlite3.Connection, segment: str) -> dict[str, int]:
     """Record id → SQLite row id, for every record of a metadata segment."""
     return dict(
@@ -380,11 +387,9 @@ def metadata_table(
     # A segment that holds a small part of the database's records (the failures beside a
     # million pictures) is read through the indexes, by its records: the scan would read
     # every other collection's metadata too (two seconds at a million).
-    (total,) = con.execute("SELECT MAX(id) FROM embeddings").fetchone()
-    small = record_count(con, segment) * 20 < int(total or 0)
     source = (
         "embeddings e JOIN embedding_metadata m ON m.id = e.id"
-        if small
+        if _share_of_records(con, segment) < 0.05
         else "embedding_metadata m NOT INDEXED JOIN embeddings e ON e.id = m.id"
     )
     return con.execute(
@@ -492,10 +497,9 @@ def record_id_chunks(
     order of :func:`record_chunks`), ``rows`` at a time."""
     import numpy as np
 
-    (last,) = con.execute("SELECT MAX(id) FROM embeddings").fetchone()
     # A segment with most of the table's rows is read by walking the table ("+": not its
     # index, which SQLite would then sort a million rows of); a small one by its index.
-    walk = "+" if 4 * record_count(con, segment) >= int(last or 0) else ""
+    walk = "+" if _share_of_records(con, segment) >= 0.25 else ""
     cursor = con.execute(
         f"SELECT id, embedding_id FROM embeddings WHERE {walk}segment_id = ? ORDER BY id",
         (segment,),
