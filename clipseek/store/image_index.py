@@ -277,24 +277,19 @@ class ImageIndex(IndexFacts):
     def entries_with_sizes(self, sizes: Sequence[int]) -> dict[str, StoredEntry]:
         """Stored files of any of these byte sizes, anywhere in the index: the candidates
         for a moved or copied file (whose content hash is then compared)."""
-        out: dict[str, StoredEntry] = {}
-        values = [int(s) for s in sizes]
-        for start in range(0, len(values), 500):
-            chunk = values[start : start + 500]
-            where = {"size": {"$in": chunk}} if len(chunk) > 1 else {"size": chunk[0]}
-            out.update(self._entries(self._col, None, where))
-        return out
+        return self._entries_where_in("size", [int(s) for s in sizes])
 
     def entries_with_hashes(self, hashes: Sequence[str]) -> dict[str, StoredEntry]:
         """Stored files whose content hash is one of ``hashes``, anywhere in the index: a
         moved or copied file's candidates found by what it holds, whatever its size."""
+        return self._entries_where_in("content_hash", [str(h) for h in hashes])
+
+    def _entries_where_in(self, key: str, values: list[Any]) -> dict[str, StoredEntry]:
+        """Stored files whose metadata ``key`` is one of ``values``, 500 values a query."""
         out: dict[str, StoredEntry] = {}
-        values = [str(h) for h in hashes]
         for start in range(0, len(values), 500):
             chunk = values[start : start + 500]
-            where = (
-                {"content_hash": {"$in": chunk}} if len(chunk) > 1 else {"content_hash": chunk[0]}
-            )
+            where = {key: {"$in": chunk}} if len(chunk) > 1 else {key: chunk[0]}
             out.update(self._entries(self._col, None, where))
         return out
 
