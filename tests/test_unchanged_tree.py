@@ -4,12 +4,13 @@ falls through to the normal path (which the rest of the suite tests)."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from clipseek.indexing.options import IndexOptions
-from clipseek.indexing.unchanged import quick_unchanged
+from clipseek.indexing.unchanged import tree_delta, unchanged_summary
 from clipseek.models import resolve_model
 from tests.support.pictures import make_photo
 from tests.support.probes import cli_code, run_python
@@ -30,15 +31,15 @@ def indexed(loaded_tiny_model, tiny_model: str, photos: Path, tmp_path: Path):
 
 
 def _quick(engine, roots, **options):
+    """The quick check as the engine makes it: the summary of a run with nothing to do, or
+    None when the normal path must run."""
     events: list[object] = []
-    summary = quick_unchanged(
-        engine.store.location,
-        resolve_model(engine.settings.model),
-        roots,
-        IndexOptions(**options),
-        events.append,
+    delta = tree_delta(
+        engine.store.location, resolve_model(engine.settings.model), roots, IndexOptions(**options)
     )
-    return summary, events
+    if delta is None or not delta.nothing_to_do:
+        return None, events
+    return unchanged_summary(delta, events.append, time.perf_counter()), events
 
 
 def test_unchanged_tree_is_done_without_chromadb_or_model(indexed, photos: Path) -> None:

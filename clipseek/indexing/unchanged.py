@@ -628,18 +628,3 @@ def unchanged_summary(delta: TreeDelta, emit: EventHandler, started: float) -> I
     summary.elapsed = time.perf_counter() - started
     emit(IndexFinished(summary))
     return summary
-
-
-def quick_unchanged(
-    location: str,
-    spec: ModelSpec,
-    roots: Sequence[str | os.PathLike[str]],
-    options: IndexOptions,
-    emit: EventHandler,
-) -> IndexSummary | None:
-    """The summary of a run with nothing to do, or None when the normal path must run."""
-    started = time.perf_counter()
-    delta = tree_delta(location, spec, roots, options)
-    if delta is None or not delta.nothing_to_do:
-        return None
-    return unchanged_summary(delta, emit, started)
