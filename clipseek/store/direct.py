@@ -544,20 +544,6 @@ class DirectIndex(IndexFacts):
 
         return self._try(direct, lambda: None)
 
-    def partition_centroids(self) -> np.ndarray | None:
-        """The centres of the partition beside the cache (unit rows), or None when there
-        is none that fits it: near-duplicates split their search by them."""
-
-        def direct() -> np.ndarray | None:
-            with _reading(self._lock, self._folder) as con:
-                state = self._fresh(con)
-                if not isinstance(state, _Cached):
-                    return None
-                part = self._partition_of(state.view)
-                return None if part is None else part.centroids
-
-        return self._try(direct, lambda: None)
-
     def _get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, Mapping[str, Any]]]:
         if not ids:
             return {}
