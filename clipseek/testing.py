@@ -102,12 +102,16 @@ def train_hub_tokenizer(
     specials: str = "eos",
     padding_side: str = "right",
     seed: int = 0,
+    kind: str = "unigram",
 ) -> Path:
-    """Train a small SentencePiece-style (Unigram, metaspace) tokenizer and write it as a
-    Hugging Face snapshot would hold it: ``tokenizer.json`` and ``tokenizer_config.json``.
+    """Train a small SentencePiece-style tokenizer and write it as a Hugging Face snapshot
+    would hold it: ``tokenizer.json`` and ``tokenizer_config.json``.
 
     ``specials="eos"`` ends each text with ``</s>`` as SigLIP's T5 tokenizer does;
-    ``"bos"`` starts it with ``<bos>`` as SigLIP 2's Gemma tokenizer does."""
+    ``"bos"`` starts it with ``<bos>`` as SigLIP 2's Gemma tokenizer does. ``kind``:
+    ``"unigram"`` (T5's model), ``"bpe"`` (BPE with byte fallback over metaspace words,
+    as SentencePiece's BPE models are converted) or ``"bpe-whole"`` (the same without a
+    pre-tokeniser: spaces become ``▁`` and merges may cross words, as in Gemma's file)."""
     from tokenizers import (
         Tokenizer,
         decoders,
@@ -125,13 +129,31 @@ def train_hub_tokenizer(
     corpus = list(MULTILINGUAL_SAMPLES) * 20
     corpus += [" ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) for _ in range(3000)]
     special_tokens = ["<pad>", "</s>", "<unk>", "<bos>"]
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
-    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=special_tokens, unk_token="<unk>"
-    )
+    trainer: Any
+    if kind == "unigram":
+        tok = Tokenizer(models.Unigram())
+        trainer = trainers.UnigramTrainer(
+            vocab_size=vocab_size, special_tokens=special_tokens, unk_token="<unk>"
+        )
+    elif kind in ("bpe", "bpe-whole"):
+        tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+        bytes_ = [f"<0x{b:02X}>" for b in range(256)]
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size + 256,
+            special_tokens=[*special_tokens, *bytes_],
+            max_token_length=16,
+        )
+    else:
+        raise ValueError(f"unknown tokenizer kind {kind!r}")
+    if kind == "bpe-whole":
+        tok.normalizer = normalizers.Sequence(
+            [normalizers.NFKC(), normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")]
+        )
+        tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback()])
+    else:
+        tok.normalizer = normalizers.NFKC()
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+        tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
     tok.train_from_iterator(corpus, trainer)
     marker = "</s>" if specials == "eos" else "<bos>"
     template = "$A </s>" if specials == "eos" else "<bos> $A"
@@ -192,15 +214,21 @@ SIGLIP_PREPROCESS: dict[str, Any] = {
 
 
 def build_tiny_siglip(
-    folder: str | Path, seed: int = 0, *, specials: str = "bos", padding_side: str = "right"
+    folder: str | Path,
+    seed: int = 0,
+    *,
+    specials: str = "bos",
+    padding_side: str = "right",
+    kind: str = "unigram",
 ) -> Path:
-    """A small random SigLIP-family model with a trained tokenizer, for ``local-dir:``."""
+    """A small random SigLIP-family model with a trained tokenizer (``kind``: see
+    :func:`train_hub_tokenizer`), for ``local-dir:``."""
     import open_clip
     import torch
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    train_hub_tokenizer(folder, specials=specials, padding_side=padding_side, seed=seed)
+    train_hub_tokenizer(folder, specials=specials, padding_side=padding_side, seed=seed, kind=kind)
     from tokenizers import Tokenizer
 
     vocab = Tokenizer.from_file(str(folder / "tokenizer.json")).get_vocab_size()

@@ -4,7 +4,6 @@ same guarantees as ViT-B/32 (cosine ≥ 0.9999 against torch, identical rankings
 
 from __future__ import annotations
 
-import random
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from clipseek.models import load_model, resolve_model
 from clipseek.testing import MULTILINGUAL_SAMPLES, photo_like
+from tests.support.texts import varied_texts
 
 #: open_clip pretrained tags of the CLIP-BPE families: OpenAI, LAION, DataComp, MetaCLIP, DFN.
 CLIP_BPE_FAMILIES = (
@@ -23,27 +23,6 @@ CLIP_BPE_FAMILIES = (
     ("ViT-B-32-quickgelu", "metaclip_400m"),
     ("ViT-B-16-quickgelu", "dfn2b"),
 )
-
-
-def _varied(count: int, seed: int = 0) -> list[str]:
-    """Thousands of strings: the samples' words in every script, shuffled and joined with
-    punctuation, accents in composed and decomposed form, entities, emoji, long runs."""
-    import unicodedata
-
-    rng = random.Random(seed)
-    words = " ".join(MULTILINGUAL_SAMPLES).split()
-    joins = [" ", "  ", ", ", "-", "_", "! ", "? ", " & ", "/", "\t", "…", "’"]
-    out = list(MULTILINGUAL_SAMPLES)
-    while len(out) < count:
-        n = rng.choice((1, 2, 3, 5, 8, 30))
-        text = "".join(rng.choice(words) + rng.choice(joins) for _ in range(n))
-        form = rng.choice(("NFC", "NFD", "NFKC", None))
-        if form:
-            text = unicodedata.normalize(form, text)
-        if rng.random() < 0.2:
-            text = text.upper()
-        out.append(text)
-    return out
 
 
 def _agree(torch_model, fast) -> None:
@@ -129,7 +108,7 @@ def test_hub_tokenizer_gives_open_clips_ids_for_thousands_of_strings(
     from clipseek.testing import train_hub_tokenizer
 
     train_hub_tokenizer(tmp_path, specials=specials, padding_side=side, seed=3)
-    texts = _varied(3000, seed=len(specials) + len(side))
+    texts = varied_texts(3000, seed=len(specials) + len(side))
     for clean in ("canonicalize", "whitespace"):
         reference = HFTokenizer(str(tmp_path), context_length=16, clean=clean)
         expected = reference(texts).numpy()

@@ -31,6 +31,7 @@ from clipseek.config import cache_dir
 from clipseek.errors import ClipseekError
 from clipseek.models.base import PreprocessConfig
 from clipseek.models.catalogue import ModelSpec
+from clipseek.models.token_slices import SLICES_FILE, write_slices
 from clipseek.models.tokenizer import default_bpe_path, supported
 from clipseek.models.torch_backend import _encode_text_trimmed, load_model
 from clipseek.models.weights import _short, cached_weights
@@ -477,6 +478,9 @@ def export_model(model: ClipModel, *, quantize: bool = False) -> Export:
             )
             (tmp / HUB_TOKENIZER_FILE).write_text(hub.to_str(), encoding="utf-8")
             tokenizer_record = {"kind": "hub", "file": HUB_TOKENIZER_FILE, **hub.settings()}
+            # Not in the manifest's files: a cache of tokenizer.json that checks itself.
+            keep = [str(tokenizer_record.get(k) or "") for k in ("pad_token", "sep_token")]
+            write_slices(tmp / HUB_TOKENIZER_FILE, tmp / SLICES_FILE, keep=keep)
         h, w = source.preprocess_cfg.size
         pixels = torch.zeros((2, 3, h, w), dtype=torch.float32)
         _onnx_export(_image_module(torch_model), pixels, tmp / IMAGE_FILE, "pixels", {0: "batch"})

@@ -168,7 +168,7 @@ class OnnxModel:
 
                     # Mapped, not read: a query touches its own tokens' rows only.
                     self._table = np.load(self.export.path(TOKEN_TABLE_FILE), mmap_mode="r")
-                    self._tokenizer = HubTokenizer(vocab, self.context_length, **record)
+                    self._tokenizer = HubTokenizer.from_export(vocab, self.context_length, **record)
                 else:
                     from clipseek.models.tokenizer import ClipTokenizer
 

@@ -9,6 +9,7 @@ compares the ids with open_clip's over thousands of varied strings.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import html
 import itertools
@@ -20,6 +21,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
+    from tokenizers import Tokenizer
+
+    from clipseek.models.token_slices import TokenSlices
 
 #: How many merges open_clip reads from the file (its vocabulary is 49408 ids).
 _MERGES = 49152 - 256 - 2
@@ -207,6 +211,9 @@ def default_bpe_path() -> Path:
 
 HUB_TOKENIZER_FILE = "tokenizer.json"
 HUB_TOKENIZER_CONFIG = "tokenizer_config.json"
+#: Texts tokenised by one slice of the model: a query's few share one; a long batch is
+#: taken in parts so that each slice stays small.
+_SLICE_TEXTS = 16
 
 
 def _basic_clean(text: str) -> str:
@@ -265,7 +272,10 @@ def hub_tokenizer_settings(folder: str | Path) -> dict[str, object]:
 
 class HubTokenizer:
     """Token ids equal to open_clip's ``HFTokenizer`` for a ``tokenizer.json``, without
-    transformers: ``(ids N×context_length int64, truncated)`` like :class:`ClipTokenizer`."""
+    transformers: ``(ids N×context_length int64, truncated)`` like :class:`ClipTokenizer`.
+
+    Given the file's slice tables (:mod:`clipseek.models.token_slices`, written by the
+    export), it never loads the whole vocabulary unless a text holds an added token."""
 
     def __init__(
         self,
@@ -278,14 +288,20 @@ class HubTokenizer:
         truncation_side: str = "right",
         sep_token: str | None = None,
         strip_sep_token: bool = False,
+        slices: TokenSlices | None = None,
     ) -> None:
         from tokenizers import Tokenizer
 
+        self._source = path
+        self._slices = slices
+        self._whole: Tokenizer | None = None
+        if slices is not None:
+            self._tok = slices.shell
         # A path, or the file's JSON itself (open_clip's own tokenizer, when exporting).
-        if isinstance(path, str) and path.lstrip().startswith("{"):
-            self._tok = Tokenizer.from_str(path)
+        elif isinstance(path, str) and path.lstrip().startswith("{"):
+            self._tok = self._whole = Tokenizer.from_str(path)
         else:
-            self._tok = Tokenizer.from_file(str(path))
+            self._tok = self._whole = Tokenizer.from_file(str(path))
         self._tok.no_padding()
         self._tok.no_truncation()
         self.context_length = int(context_length)
@@ -307,6 +323,29 @@ class HubTokenizer:
         settings = {**hub_tokenizer_settings(folder), **overrides}
         return cls(Path(folder) / HUB_TOKENIZER_FILE, context_length, **settings)  # type: ignore[arg-type]
 
+    @classmethod
+    def from_export(cls, path: Path, context_length: int, **settings: object) -> HubTokenizer:
+        """An export's tokenizer, read through its slice tables where they are sound.
+
+        An export written before the tables existed, or whose tables are damaged, gets them
+        now, best effort: the export folder is clipseek's cache, not the index, and where it
+        cannot be written the file is read whole, as before."""
+        from clipseek.models.token_slices import SLICES_FILE, read_slices, write_slices
+
+        tables = path.with_name(SLICES_FILE)
+        slices, settled = read_slices(tables, path)
+        if not settled:  # missing (an older export) or damaged: written again
+            keep = [str(settings.get(k) or "") for k in ("pad_token", "sep_token")]
+            with contextlib.suppress(Exception):  # a cache: else read whole, as before
+                write_slices(path, tables, keep=keep)
+                slices, _ = read_slices(tables, path)
+        return cls(path, context_length, slices=slices, **settings)  # type: ignore[arg-type]
+
+    @property
+    def sliced(self) -> bool:
+        """Whether texts are tokenised through slice tables (the whole file unread)."""
+        return self._slices is not None
+
     def settings(self) -> dict[str, object]:
         """What an export records beside the tokenizer file to rebuild this tokenizer."""
         return {
@@ -318,31 +357,54 @@ class HubTokenizer:
             "strip_sep_token": self._sep_id is not None,
         }
 
-    def to_str(self) -> str:
-        return self._tok.to_str()
+    def _whole_file(self) -> Tokenizer:
+        if self._whole is None:
+            from tokenizers import Tokenizer
 
-    def _encode(self, text: str) -> tuple[list[int], bool]:
-        encoding = self._tok.encode(clean_text(text, self.clean), add_special_tokens=False)
+            whole = Tokenizer.from_file(str(self._source))
+            whole.no_padding()
+            whole.no_truncation()
+            self._whole = whole
+        return self._whole
+
+    def to_str(self) -> str:
+        return self._whole_file().to_str()
+
+    def _tokenizer_for(self, cleaned: Sequence[str]) -> Tokenizer:
+        if self._slices is not None:
+            sliced = self._slices.tokenizer_for(cleaned)
+            if sliced is not None:
+                return sliced
+        return self._whole_file()
+
+    def _encode(self, tok: Tokenizer, text: str) -> tuple[list[int], bool]:
+        encoding = tok.encode(text, add_special_tokens=False)
         room = max(0, self.context_length - self._specials)
         cut = len(encoding.ids) > room
         if cut:
             encoding.truncate(room, direction=self.truncation_side)
-        ids = list(self._tok.post_process(encoding).ids)[: self.context_length]
+        ids = list(tok.post_process(encoding).ids)[: self.context_length]
         return ids, cut
 
     def token_count(self, text: str) -> int:
         """Tokens the text needs, special tokens included."""
-        encoding = self._tok.encode(clean_text(text, self.clean), add_special_tokens=True)
+        cleaned = clean_text(text, self.clean)
+        encoding = self._tokenizer_for([cleaned]).encode(cleaned, add_special_tokens=True)
         return len(encoding.ids)
 
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
         import numpy as np
 
+        cleaned = [clean_text(text, self.clean) for text in texts]
         length = self.context_length
         out = np.full((len(texts), length), self.pad_id, dtype=np.int64)
         truncated: list[bool] = []
-        for row, text in enumerate(texts):
-            ids, cut = self._encode(text)
+        tok = self._whole
+        for row, text in enumerate(cleaned):
+            if row % _SLICE_TEXTS == 0 and self._slices is not None:
+                tok = self._tokenizer_for(cleaned[row : row + _SLICE_TEXTS])
+            assert tok is not None
+            ids, cut = self._encode(tok, text)
             truncated.append(cut)
             if self.padding_side == "left":
                 out[row, length - len(ids) :] = ids

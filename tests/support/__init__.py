@@ -14,6 +14,7 @@ here, so no test module imports another. One module per trade:
 - ``servers``: ``clipseek serve`` in a thread or a process, ``chroma run``, free ports.
 - ``app``: drive the Textual app with Pilot (search, the gallery, the EXIF library app).
 - ``browser``: headless Chromium for the web page.
+- ``texts``: thousands of varied strings in many scripts, for tokenizer tests.
 """
 
 from __future__ import annotations
