@@ -261,7 +261,7 @@ def install_hf_standin(
     """Place a correctly shaped random checkpoint where huggingface_hub's cache expects
     the real one, so the named-model path (e.g. ``--model ViT-B/32``) loads offline.
 
-    ``model`` names it as a user would (``"ViT-B-32:laion2b_s34b_b79k"``, the default,
+    ``model`` names it as a user would (``"ViT-B-32-SigLIP2-256:webli"``, the default,
     ``DEFAULT_MODEL``) instead of ``arch`` and ``tag``; the hub repo and file name come
     from open_clip's table, as the real download's do. SigLIP-family models also get a
     ``tokenizer.json``: a small trained one, or with ``full_tokenizer`` one of the real

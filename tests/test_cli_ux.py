@@ -100,7 +100,7 @@ def test_shell_completion_offers_commands_options_models_and_paths(
     assert "index" in _complete("clipseek in", 1)
     assert "--top-k" in _complete("clipseek query --to", 2)
     offered = _complete("clipseek query --model ViT-B", 3)
-    assert offered[:2] == ["ViT-B-32:laion2b_s34b_b79k", "ViT-B/32"]
+    assert offered[:3] == ["ViT-B-32-SigLIP2-256:webli", "ViT-B-32:laion2b_s34b_b79k", "ViT-B/32"]
     folders = _complete(f"clipseek index {tmp_path}/Pic", 2)
     assert folders == [f"{tmp_path}/Pictures/"]
     assert _complete(f"clipseek index {tmp_path}/Pictures/", 2) == [f"{tmp_path}/Pictures/holiday/"]

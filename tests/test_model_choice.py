@@ -12,14 +12,17 @@ from clipseek.config import DEFAULT_MODEL, load_settings
 from clipseek.engine import Engine
 
 #: What the default became (issue 28); the test below pins the same name as config's.
-NEW_DEFAULT = "ViT-B-32:laion2b_s34b_b79k"
+NEW_DEFAULT = "ViT-B-32-SigLIP2-256:webli"
+#: The defaults before it, newest first: their indexes keep answering.
+EARLIER_DEFAULTS = ("ViT-B-32:laion2b_s34b_b79k", "ViT-B/32")
 
 
 def test_the_default_is_the_one_the_docs_name() -> None:
     assert DEFAULT_MODEL == NEW_DEFAULT
     from clipseek.models.catalogue import PREVIOUS_DEFAULTS
 
-    assert "ViT-B/32" in PREVIOUS_DEFAULTS and DEFAULT_MODEL not in PREVIOUS_DEFAULTS
+    assert set(EARLIER_DEFAULTS) <= set(PREVIOUS_DEFAULTS)
+    assert DEFAULT_MODEL not in PREVIOUS_DEFAULTS
 
 
 def test_unnamed_model_is_the_indexs_and_said_once(settings, photos: Path) -> None:
@@ -71,23 +74,25 @@ def test_indexing_with_the_same_model_has_no_plan_to_announce(settings, photos: 
 
 
 @pytest.mark.slow
-def test_index_of_the_previous_default_still_answers_after_the_default_changed(
-    photos: Path, db_path: Path, runner, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("earlier", EARLIER_DEFAULTS)
+def test_index_of_a_previous_default_still_answers_after_the_default_changed(
+    photos: Path, db_path: Path, runner, monkeypatch: pytest.MonkeyPatch, earlier: str
 ) -> None:
-    """The real previous default: OpenAI's ViT-B/32 (a correctly shaped stand-in in the HF
-    cache). The new default's weights are not on this machine and HF_HUB_OFFLINE is set,
-    so the query can only answer if it uses the index's model, never the new default."""
+    """The real previous defaults: LAION's and OpenAI's ViT-B/32 (correctly shaped
+    stand-ins in the HF cache). The new default's weights are not on this machine and
+    HF_HUB_OFFLINE is set, so the query can only answer if it uses the index's model,
+    never the new default."""
     import huggingface_hub.constants as hf
 
     from clipseek.cli.app import app
     from clipseek.models import resolve_model, weights_available
     from clipseek.testing import install_hf_standin
 
-    install_hf_standin(hf.HF_HUB_CACHE, "ViT-B-32-quickgelu", "openai")
+    install_hf_standin(hf.HF_HUB_CACHE, model=earlier)
     assert not weights_available(resolve_model(DEFAULT_MODEL))
     old = replace(
         load_settings({"db": db_path, "device": "cpu", "precision": "fp32"}),
-        model="ViT-B/32",
+        model=earlier,
         sources={},
     )
     assert not old.model_explicit
@@ -96,12 +101,12 @@ def test_index_of_the_previous_default_still_answers_after_the_default_changed(
     monkeypatch.setenv("CLIPSEEK_DB", str(db_path))
     first = runner.invoke(app, ["query", "a dog", "-k", "2", "--json"])
     assert first.exit_code == 0, first.output
-    assert '"model": "ViT-B/32"' in first.stdout
-    assert "Using ViT-B/32" in first.stderr and DEFAULT_MODEL in first.stderr
+    assert f'"model": "{earlier}"' in first.stdout
+    assert f"Using {earlier}" in first.stderr and DEFAULT_MODEL in first.stderr
     second = runner.invoke(app, ["query", "a dog", "-k", "2", "--json"])
-    assert second.exit_code == 0 and "Using ViT-B/32" not in second.stderr
+    assert second.exit_code == 0 and f"Using {earlier}" not in second.stderr
     info = runner.invoke(app, ["info", "--json"])
-    assert '"model": "ViT-B/32"' in info.stdout and "index" in info.stdout
+    assert f'"model": "{earlier}"' in info.stdout and "index" in info.stdout
 
 
 def test_the_defaults_missing_weights_are_one_clear_sentence() -> None:
@@ -115,28 +120,62 @@ def test_the_defaults_missing_weights_are_one_clear_sentence() -> None:
     assert "\n" not in message and message.count(". ") == 0
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a full-size stand-in: 1.5 GB of weights exported to ONNX
 def test_the_new_defaults_standin_loads_offline_and_its_fast_path_agrees() -> None:
-    """The default's real shape (ViT-B/32 with GELU, not OpenAI's QuickGELU) where the hub
-    cache keeps LAION's repo: it loads offline, exports, and ONNX agrees with torch."""
+    """The default's real shape (SigLIP 2 B/32 at 256 px, 64 tokens, Gemma's 256,000-token
+    vocabulary) where the hub cache keeps its repo: it loads offline, exports with its
+    tokenizer's slice tables, and ONNX agrees with torch in several scripts."""
     import huggingface_hub.constants as hf
-    import numpy as np
+
+    from clipseek.models import cached_weights, load_model, resolve_model
+    from clipseek.models.export import export_model
+    from clipseek.models.onnx_backend import OnnxModel
+    from clipseek.testing import install_hf_standin
+
+    path = install_hf_standin(hf.HF_HUB_CACHE, model=DEFAULT_MODEL, full_tokenizer=True)
+    assert "models--timm--ViT-B-32-SigLIP2-256" in str(path)
+    spec = resolve_model(DEFAULT_MODEL)
+    assert cached_weights(spec) == str(path)
+    torch_model = load_model(spec, device="cpu", precision="fp32")
+    assert torch_model.dim == 768 and torch_model.preprocess_cfg.size == (256, 256)
+    assert torch_model.preprocess_cfg.resize_mode == "squash"
+    fast = OnnxModel(spec, export_model(torch_model))
+    texts = ["a dog on a beach", "Straße im Regen", "東京の夜景", "perro en la playa", ""]
+    _fast_path_agrees(torch_model, fast, texts)
+    assert fast._tokenize_setup().sliced  # the 256,000 tokens were never loaded whole
+
+
+@pytest.mark.slow
+def test_the_previous_defaults_standin_loads_offline_and_its_fast_path_agrees() -> None:
+    """LAION's ViT-B/32 (GELU, not OpenAI's QuickGELU), the default of 0.1, which indexes
+    built then keep using: it loads offline, exports, and ONNX agrees with torch."""
+    import huggingface_hub.constants as hf
     from open_clip.transformer import QuickGELU
 
     from clipseek.models import cached_weights, load_model, resolve_model
     from clipseek.models.export import export_model
     from clipseek.models.onnx_backend import OnnxModel
-    from clipseek.testing import install_hf_standin, photo_like
+    from clipseek.testing import install_hf_standin
 
-    path = install_hf_standin(hf.HF_HUB_CACHE, model=DEFAULT_MODEL)
+    name = EARLIER_DEFAULTS[0]
+    path = install_hf_standin(hf.HF_HUB_CACHE, model=name)
     assert "models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K" in str(path)
-    spec = resolve_model(DEFAULT_MODEL)
+    spec = resolve_model(name)
     assert cached_weights(spec) == str(path)
     torch_model = load_model(spec, device="cpu", precision="fp32")
     assert torch_model.dim == 512 and torch_model.preprocess_cfg.size == (224, 224)
     assert not [m for m in torch_model._model.modules() if isinstance(m, QuickGELU)]
     fast = OnnxModel(spec, export_model(torch_model))
     texts = ["a dog on a beach", "Straße im Regen", "東京の夜景", ""]
+    _fast_path_agrees(torch_model, fast, texts)
+
+
+def _fast_path_agrees(torch_model, fast, texts: list[str]) -> None:
+    """Texts and pictures: cosine ≥ 0.9999 between torch and ONNX, the same rankings."""
+    import numpy as np
+
+    from clipseek.testing import photo_like
+
     a, b = torch_model.encode_texts(texts).vectors, fast.encode_texts(texts).vectors
     assert (a * b).sum(1).min() >= 0.9999
     images = [photo_like((160, 120), seed=s) for s in range(3)]

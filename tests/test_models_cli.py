@@ -50,10 +50,12 @@ def test_every_suggested_model_is_shown_within_80_columns(runner: CliRunner) -> 
     assert in_use[1:].startswith(DEFAULT_MODEL + " ")
     assert f"In use: {DEFAULT_MODEL} (default)." in result.stdout
     assert "To move to the default" not in result.stdout
-    # Someone who searches in another language is told which model, and what it costs.
+    # Someone who searches in another language, or in English alone, is told which model,
+    # and what it costs.
     advice = " ".join(result.stdout.split())
-    assert "Other languages: ViT-B-32-SigLIP2-256:webli" in advice
-    assert "German 84.4" in advice and "630 MB" in advice
+    assert "Languages: the default, ViT-B-32-SigLIP2-256:webli, understands many" in advice
+    assert "German 84.4" in advice and "weaker in Chinese, Japanese" in advice
+    assert "For English alone, ViT-B-32:laion2b_s34b_b79k" in advice and "240 MB" in advice
 
 
 def test_json_rows_carry_figures_licence_languages_and_use(runner: CliRunner) -> None:
@@ -61,10 +63,12 @@ def test_json_rows_carry_figures_licence_languages_and_use(runner: CliRunner) ->
     by_name = {r["name"]: r for r in rows}
     default = by_name[DEFAULT_MODEL]
     assert default["in_use"] and default["in_use_source"] == "default"
-    assert default["xm3600"] == 68.8 and default["flickr_r1"] == 66.8
-    assert default["licence"] == "MIT" and default["languages"] == "en"
-    assert by_name["ViT-B-32-SigLIP2-256:webli"]["languages"] == "multi"
-    assert by_name["ViT-B-32-SigLIP2-256:webli"]["family"] == "siglip"
+    assert default["xm3600"] == 73.2 and default["flickr_r1"] is None
+    assert default["licence"] == "Apache-2.0" and default["languages"] == "multi"
+    assert default["family"] == "siglip"
+    previous = by_name["ViT-B-32:laion2b_s34b_b79k"]
+    assert previous["xm3600"] == 68.8 and previous["flickr_r1"] == 66.8
+    assert previous["languages"] == "en" and previous["family"] == "clip"
     assert sum(r["in_use"] for r in rows) == 1
     assert not any(r["offline"] or r["images_per_s"] for r in rows)
 

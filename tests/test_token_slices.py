@@ -14,7 +14,13 @@ from clipseek.models.tokenizer import HubTokenizer
 from clipseek.testing import MULTILINGUAL_SAMPLES, train_hub_tokenizer, write_full_size_bpe
 from tests.support.texts import varied_texts
 
-FLAVOURS = ("bpe", "bpe-whole", "bytelevel", "full-size")
+#: SigLIP 2's kind in the quick tier; the other flavours (seconds each) in the full run.
+FLAVOURS = (
+    "bpe",
+    pytest.param("bpe-whole", marks=pytest.mark.slow),
+    pytest.param("bytelevel", marks=pytest.mark.slow),
+    pytest.param("full-size", marks=pytest.mark.slow),
+)
 
 
 def _bytelevel(folder: Path) -> Path:

@@ -30,7 +30,7 @@ from clipseek.cli.help import (
     complete_path,
 )
 from clipseek.cli.report import failure_line, links_line, summary_line
-from clipseek.config import thread_count
+from clipseek.config import DEFAULT_MODEL, thread_count
 from clipseek.errors import (
     ClipseekError,
     ConfigError,
@@ -133,7 +133,7 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="CLIP model: ViT-B-32:laion2b_s34b_b79k (default; an index keeps the model it "
+        help=f"CLIP model: {DEFAULT_MODEL} (default; an index keeps the model it "
         "was built with), a name `clipseek models` lists, an open_clip MODEL:PRETRAINED pair, "
         "hf-hub:ORG/REPO or local-dir:PATH. \\[env: CLIPSEEK_MODEL]",
         show_default=False,
@@ -1084,7 +1084,6 @@ def models(
     and languages, which are on this machine, and which one is in use (and why)."""
     # Lazy: --help does not import these (tests/test_imports.py).
     from clipseek.cli.models_table import model_rows, render, rows_json
-    from clipseek.config import DEFAULT_MODEL
     from clipseek.errors import ClipseekError
     from clipseek.models.weights import hf_cache_dir
 

@@ -18,13 +18,15 @@ from clipseek.models.catalogue import CATALOG, CatalogEntry, ModelSpec, pareto_o
 from clipseek.models.runtime import COLD_QUERY_RUNS, ColdQuery
 
 WIDTH = 80
-#: Which model to pick for searching in another language, with its published figures
-#: (Immich's Crossmodal-3600 table) and what it costs here: docs/MODELS.md.
+#: Which model to pick for which languages, with the published figures (Immich's
+#: Crossmodal-3600 table) and what each costs here: docs/MODELS.md.
 MULTILINGUAL_ADVICE = (
-    "Other languages: ViT-B-32-SigLIP2-256:webli (Crossmodal-3600 German 84.4, French "
-    "82.3, Spanish 79.0, against 36.6, 56.1, 42.5 for ViT-B-32:laion2b_s34b_b79k; weaker "
-    "in Chinese, Japanese, Thai, Hindi). It costs 1.5 GB, about half the indexing speed and "
-    "a cold query of 2.6× the CPU time and 630 MB; figures per language in docs/MODELS.md."
+    "Languages: the default, ViT-B-32-SigLIP2-256:webli, understands many (Crossmodal-3600 "
+    "German 84.4, French 82.3, Spanish 79.0, against 36.6, 56.1, 42.5 for the English-only "
+    "ViT-B-32:laion2b_s34b_b79k); it is weaker in Chinese, Japanese, Thai and Hindi. For "
+    "English alone, ViT-B-32:laion2b_s34b_b79k indexes about 1.5× as fast, downloads 605 MB "
+    "against 1.5 GB and answers a cold query in 240 MB against 430 MB; figures per language "
+    "in docs/MODELS.md."
 )
 
 
