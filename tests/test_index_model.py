@@ -263,3 +263,30 @@ def _picture(seed: int):
 
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8))
+
+
+def test_an_index_run_never_reads_a_hub_tokenizer_and_a_damaged_one_is_a_sentence(
+    siglip_dir: Path, tmp_path: Path
+) -> None:
+    """SigLIP 2's tokenizer file costs about a second and 200 MB to read: the indexer's
+    model reads it only when text is first asked for, and a damaged file then says so in
+    one sentence (a ModelError), not a traceback."""
+    import shutil
+
+    from clipseek.errors import ModelError
+
+    spec = resolve_model(f"local-dir:{siglip_dir}")
+    model = load_model(spec, device="cpu", precision="fp32", text="lazy")
+    model.encode_prepared(_items(model.image_size[0], 2))
+    assert model._tokenizer._hub is None  # not read by loading or embedding images
+    expected = load_model(spec, device="cpu", precision="fp32").encode_texts(TEXTS)
+    assert np.allclose(model.encode_texts(TEXTS).vectors, expected.vectors, atol=1e-6)
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(siglip_dir, damaged)
+    (damaged / "tokenizer.json").write_text('{"model": ', encoding="utf-8")
+    broken = load_model(resolve_model(f"local-dir:{damaged}"), device="cpu", text="lazy")
+    broken.encode_prepared(_items(broken.image_size[0], 1))  # images still embed
+    with pytest.raises(ModelError) as err:
+        broken.encode_texts(TEXTS)
+    assert "tokenizer" in str(err.value) and "\n" not in str(err.value)

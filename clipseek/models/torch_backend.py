@@ -10,7 +10,7 @@ import json
 import os
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -682,11 +682,29 @@ def _idle_gpu_library_ranges() -> list[tuple[int, int]]:
 
 class _TorchTokens:
     """A :class:`~clipseek.models.tokenizer.HubTokenizer` as open_clip's tokenizers are
-    called (a tensor of ids), so the torch runtime and the fast path share one tokenizer."""
+    called (a tensor of ids), so the torch runtime and the fast path share one tokenizer.
 
-    def __init__(self, hub: Any) -> None:
-        self.hub = hub
-        self.context_length = hub.context_length
+    Read from its file when first needed: an index run never tokenises, and SigLIP 2's
+    256,000-token file costs about a second and 200 MB to read (docs/MODELS.md)."""
+
+    def __init__(self, build: Callable[[], Any], context_length: int, name: str) -> None:
+        self._build = build
+        self._hub: Any = None
+        self._lock = threading.Lock()
+        self._name = name
+        self.context_length = context_length
+
+    @property
+    def hub(self) -> Any:
+        with self._lock:
+            if self._hub is None:
+                try:
+                    self._hub = self._build()
+                except Exception as exc:  # a damaged file: one sentence, not a traceback
+                    raise ModelError(
+                        f"Could not read the tokenizer of {self._name}: {_short(exc)}"
+                    ) from exc
+            return self._hub
 
     def __call__(self, texts: Sequence[str]) -> Any:
         import torch
@@ -767,13 +785,17 @@ def _tokenizer_for(spec: ModelSpec, weights: str | None) -> Any:
     from clipseek.models.tokenizer import HubTokenizer
 
     kwargs = dict(text_cfg.get("tokenizer_kwargs") or {})
-    hub = HubTokenizer.from_folder(
-        folder,
-        int(text_cfg.get("context_length", 64)),
-        clean=str(kwargs.get("clean", "whitespace")),
-        strip_sep_token=bool(kwargs.get("strip_sep_token", False)),
+    context_length = int(text_cfg.get("context_length", 64))
+    return _TorchTokens(
+        lambda: HubTokenizer.from_folder(
+            folder,
+            context_length,
+            clean=str(kwargs.get("clean", "whitespace")),
+            strip_sep_token=bool(kwargs.get("strip_sep_token", False)),
+        ),
+        context_length,
+        spec.name,
     )
-    return _TorchTokens(hub)
 
 
 #: safetensors dtype names and their torch equivalents.
