@@ -11,10 +11,15 @@ docs/MODELS.md asks:
     least;
 (b) a cold ``clipseek query "text" --json`` through the fast path (the ONNX export):
     median wall time and peak RSS of --repeat fresh processes, interleaved, on an index
-    of --images random vectors.
+    of --images random vectors;
+
+and, with ``--index N``, what (a) means for a user: fresh ``clipseek index`` processes
+over N photo-like 12 MP JPEGs (decoding, model start-up and writes included, the runtime
+``--backend auto`` picks), interleaved, median wall time and peak RSS per model.
 
     python benchmarks/bench_candidates.py --quick
     python benchmarks/bench_candidates.py --models "ViT-B/32,ViT-B-32:laion2b_s34b_b79k"
+    python benchmarks/bench_candidates.py --index 200 --repeat 3
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, cache_root, compile_sources, header, median
+from _common import ROOT, cache_root, compile_sources, header, median, wall_and_peak
 
 BASELINE = "ViT-B/32"
 CANDIDATES = (
@@ -99,6 +104,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int)
     parser.add_argument("--images", type=int, default=3000)
     parser.add_argument("--models", default=",".join(CANDIDATES))
+    parser.add_argument("--index", type=int, default=0, help="also index N 12 MP JPEGs")
     args = parser.parse_args()
     repeat = args.repeat or (3 if args.quick else 5)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
@@ -217,6 +223,48 @@ def main() -> None:
             f"{c:.2f} | {c / bc:.2f} | {r:.0f} | {r / br:.2f} |"
         )
     del bmin, bw
+    if args.index:
+        _index_runs(names, args.index, repeat, work, env)
+
+
+def _index_runs(names: list[str], count: int, repeat: int, work: Path, env: dict[str, str]) -> None:
+    """Fresh ``clipseek index`` processes over ``count`` 12 MP JPEGs, interleaved: wall
+    seconds and peak RSS, as a user's second and later models' runs are (the export made
+    and the runtime choice measured by one untimed run of a few files first)."""
+    import tempfile
+
+    from bench_index import corpus
+
+    photos = corpus("jpeg", count)
+    warm = corpus("jpeg", 16)
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    rss: dict[str, list[float]] = {n: [] for n in names}
+
+    def run(name: str, folder: Path) -> tuple[float, float]:
+        with tempfile.TemporaryDirectory(prefix="db-", dir=work) as db:
+            cmd = [sys.executable, "-m", "clipseek", "index", str(folder), "--db", db]
+            w, r, out = wall_and_peak([*cmd, "-m", name, "--device", "cpu"], env, cwd=ROOT)
+        if "images/s" not in out:
+            raise SystemExit(f"{name}: the index run printed no rate:\n{out}")
+        return w, r
+
+    for name in names:
+        run(name, warm)
+    for _ in range(repeat):
+        for name in names:
+            w, r = run(name, photos)
+            wall[name].append(w)
+            rss[name].append(r)
+    base_wall = median(wall[BASELINE])
+    print(f"\n`clipseek index` of {count} 12 MP JPEGs, fresh processes: median of {repeat}\n")
+    print("| model | wall s (min, max) | images/s | × ViT-B/32 | peak RSS MB |")
+    print("|---|---|---|---|---|")
+    for name in names:
+        w = median(wall[name])
+        print(
+            f"| {name} | {w:.1f} ({min(wall[name]):.1f}, {max(wall[name]):.1f}) | "
+            f"{count / w:.1f} | {base_wall / w:.2f} | {median(rss[name]):.0f} |"
+        )
 
 
 if __name__ == "__main__":

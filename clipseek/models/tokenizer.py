@@ -399,11 +399,10 @@ class HubTokenizer:
         length = self.context_length
         out = np.full((len(texts), length), self.pad_id, dtype=np.int64)
         truncated: list[bool] = []
-        tok = self._whole
+        tok = self._whole_file() if self._slices is None else None
         for row, text in enumerate(cleaned):
-            if row % _SLICE_TEXTS == 0 and self._slices is not None:
+            if tok is None or (self._slices is not None and row % _SLICE_TEXTS == 0):
                 tok = self._tokenizer_for(cleaned[row : row + _SLICE_TEXTS])
-            assert tok is not None
             ids, cut = self._encode(tok, text)
             truncated.append(cut)
             if self.padding_side == "left":
