@@ -24,9 +24,9 @@ MULTILINGUAL_ADVICE = (
     "Languages: the default, ViT-B-32-SigLIP2-256:webli, understands many (Crossmodal-3600 "
     "German 84.4, French 82.3, Spanish 79.0, against 36.6, 56.1, 42.5 for the English-only "
     "ViT-B-32:laion2b_s34b_b79k); it is weaker in Chinese, Japanese, Thai and Hindi. For "
-    "English alone, ViT-B-32:laion2b_s34b_b79k indexes about 1.5× as fast, downloads 605 MB "
-    "against 1.5 GB and answers a cold query in 240 MB against 430 MB; figures per language "
-    "in docs/MODELS.md."
+    "English alone, ViT-B-32:laion2b_s34b_b79k's image model is about 1.5× as fast, it "
+    "downloads 605 MB against 1.5 GB and answers a cold query in 240 MB against 430 MB; "
+    "figures per language in docs/MODELS.md."
 )
 
 
