@@ -14,12 +14,14 @@ from clipseek.models.tokenizer import HubTokenizer
 from clipseek.testing import MULTILINGUAL_SAMPLES, train_hub_tokenizer, write_full_size_bpe
 from tests.support.texts import varied_texts
 
-#: SigLIP 2's kind in the quick tier; the other flavours (seconds each) in the full run.
+#: SigLIP 2's kind over fewer texts in the quick tier; every flavour over 2,000 texts (seconds
+#: each) in the full run.
 FLAVOURS = (
-    "bpe",
-    pytest.param("bpe-whole", marks=pytest.mark.slow),
-    pytest.param("bytelevel", marks=pytest.mark.slow),
-    pytest.param("full-size", marks=pytest.mark.slow),
+    pytest.param(("bpe", 600), id="bpe-quick"),
+    pytest.param(("bpe", 2000), id="bpe", marks=pytest.mark.slow),
+    pytest.param(("bpe-whole", 2000), id="bpe-whole", marks=pytest.mark.slow),
+    pytest.param(("bytelevel", 2000), id="bytelevel", marks=pytest.mark.slow),
+    pytest.param(("full-size", 2000), id="full-size", marks=pytest.mark.slow),
 )
 
 
@@ -41,15 +43,19 @@ def _bytelevel(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module", params=FLAVOURS)
-def bpe_file(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp(request.param)
-    if request.param == "bytelevel":
-        return _bytelevel(folder)
-    kind = "bpe-whole" if request.param == "bpe-whole" else "bpe"
+def bpe_file(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, int]:
+    """A tokenizer file of one flavour, and how many texts to compare with it."""
+    flavour, count = request.param
+    folder = tmp_path_factory.mktemp(flavour)
+    if flavour == "bytelevel":
+        return _bytelevel(folder), count
+    kind = "bpe-whole" if flavour == "bpe-whole" else "bpe"
     path = train_hub_tokenizer(folder, specials="bos", kind=kind, seed=4)
-    if request.param == "full-size":  # SigLIP 2's vocabulary size is 256,000; 64,000 here
+    if flavour == "full-size":  # SigLIP 2's vocabulary size is 256,000; 64,000 here
         write_full_size_bpe(path, 64_000, seed=4)
-    return path
+    return path, count
 
 
 def _tables(path: Path) -> Path:
@@ -58,18 +64,21 @@ def _tables(path: Path) -> Path:
     return tables
 
 
-def test_sliced_ids_equal_the_whole_files_for_thousands_of_texts(bpe_file: Path) -> None:
+def test_sliced_ids_equal_the_whole_files_for_thousands_of_texts(
+    bpe_file: tuple[Path, int],
+) -> None:
     """Raw texts (capitals, punctuation, tabs, every script) through the model alone, and
     cleaned ones through open_clip's steps (context 16: cut and uncut), both ways."""
     from tokenizers import Tokenizer
 
-    slices, settled = read_slices(_tables(bpe_file), bpe_file)
+    path, count = bpe_file
+    slices, settled = read_slices(_tables(path), path)
     assert slices is not None and settled
-    whole = Tokenizer.from_file(str(bpe_file))
+    whole = Tokenizer.from_file(str(path))
     # The slice for one text is a small part of the model, not the model again.
     one = slices.tokenizer_for(["a dog on the beach"])
     assert one is not None and one.get_vocab_size() < whole.get_vocab_size()
-    texts = varied_texts(2000, seed=5)
+    texts = varied_texts(count, seed=5)
     for start in range(0, len(texts), 100):
         batch = texts[start : start + 100]
         sliced = slices.tokenizer_for(batch)
@@ -77,8 +86,8 @@ def test_sliced_ids_equal_the_whole_files_for_thousands_of_texts(bpe_file: Path)
         for text in batch:
             assert sliced.encode(text).ids == whole.encode(text).ids, text
     for clean in ("canonicalize", "whitespace"):
-        reference = HubTokenizer(bpe_file, 16, clean=clean, pad_token="<pad>")
-        mine = HubTokenizer(bpe_file, 16, clean=clean, pad_token="<pad>", slices=slices)
+        reference = HubTokenizer(path, 16, clean=clean, pad_token="<pad>")
+        mine = HubTokenizer(path, 16, clean=clean, pad_token="<pad>", slices=slices)
         assert mine.sliced and not reference.sliced
         expected, expected_cut = reference(texts)
         ids, cut = mine(texts)

@@ -141,6 +141,7 @@ def test_a_fresh_process_reindex_imports_neither_chromadb_nor_a_model(
     assert not ran.modules & {"chromadb", "torch", "open_clip", "onnxruntime"}
 
 
+@pytest.mark.slow  # eight seconds: the quick tier's slowest test, kept for the full run
 def test_the_records_read_are_kept_only_while_the_database_is_unchanged(
     indexed, photos: Path
 ) -> None:
