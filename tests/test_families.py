@@ -92,22 +92,32 @@ def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("specials", "side"), [("eos", "right"), ("bos", "right"), ("bos", "left")]
+    ("specials", "side", "kind"),
+    [
+        ("eos", "right", "unigram"),
+        ("bos", "right", "unigram"),
+        ("bos", "left", "unigram"),
+        ("bos", "right", "bpe"),
+        ("bos", "right", "bpe-whole"),
+    ],
 )
 @pytest.mark.slow  # seconds
 def test_hub_tokenizer_gives_open_clips_ids_for_thousands_of_strings(
-    tmp_path: Path, specials: str, side: str
+    tmp_path: Path, specials: str, side: str, kind: str
 ) -> None:
     """clipseek's tokenizer (the `tokenizers` library alone) against open_clip's HFTokenizer
     (transformers) over the same trained SentencePiece-style file: T5-like (SigLIP) and
-    Gemma-like (SigLIP 2) special tokens, both padding sides, cut and uncut texts."""
+    Gemma-like (SigLIP 2: BPE with byte fallback, with and without a pre-tokeniser) special
+    tokens, both padding sides, cut and uncut texts; for BPE also as a query reads it,
+    through the export's slice tables."""
     pytest.importorskip("transformers")
     from open_clip.tokenizer import HFTokenizer
 
-    from clipseek.models.tokenizer import HubTokenizer, hub_tokenizer_of
+    from clipseek.models.token_slices import SLICES_FILE
+    from clipseek.models.tokenizer import HubTokenizer, hub_tokenizer_of, hub_tokenizer_settings
     from clipseek.testing import train_hub_tokenizer
 
-    train_hub_tokenizer(tmp_path, specials=specials, padding_side=side, seed=3)
+    path = train_hub_tokenizer(tmp_path, specials=specials, padding_side=side, seed=3, kind=kind)
     texts = varied_texts(3000, seed=len(specials) + len(side))
     for clean in ("canonicalize", "whitespace"):
         reference = HFTokenizer(str(tmp_path), context_length=16, clean=clean)
@@ -117,6 +127,11 @@ def test_hub_tokenizer_gives_open_clips_ids_for_thousands_of_strings(
         assert any(truncated) and not all(truncated)
         converted, _ = hub_tokenizer_of(reference)(texts)
         assert (converted == expected).all()
+        settings = hub_tokenizer_settings(tmp_path)  # as the export's manifest records them
+        query = HubTokenizer.from_export(path, 16, clean=clean, **settings)
+        assert query.sliced == kind.startswith("bpe")
+        assert (query(texts)[0] == expected).all()
+    assert (tmp_path / SLICES_FILE).exists()
 
 
 @pytest.mark.slow  # an ONNX export (about 4 s): kept out of the quick tier
