@@ -133,7 +133,7 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help=f"CLIP model: {DEFAULT_MODEL} (default; an index keeps the model it "
+        help=f"Model: {DEFAULT_MODEL} (default; an index keeps the model it "
         "was built with), a name `clipseek models` lists, an open_clip MODEL:PRETRAINED pair, "
         "hf-hub:ORG/REPO or local-dir:PATH. \\[env: CLIPSEEK_MODEL]",
         show_default=False,
