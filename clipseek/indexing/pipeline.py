@@ -266,12 +266,14 @@ class Indexer:
         stored: dict[str, StoredEntry] = {}
         failures: dict[str, StoredEntry] = {}
         per_root: dict[str, int] = {}
+        considered = files
+        # Delta planned: only the entries of files that differ, of records whose file went
+        # and of recorded failures, by id: O(changes) (docs/PERFORMANCE.md).
+        from_delta = delta is not None and index is not None
         if index is not None:
             for root in roots:
                 failures.update(index.failures(under=root))
-        if delta is not None and index is not None:
-            # Only the entries of files that differ, of records whose file went and of
-            # recorded failures: by id, O(changes) (docs/PERFORMANCE.md).
+        if from_delta:
             per_root = dict(delta.per_root)
             considered = delta.differing
             removed_ids = [path_id(p) for p in delta.removed]
@@ -282,9 +284,6 @@ class Indexer:
                 entries = index.entries(under=root)
                 per_root[root] = len(entries)
                 stored.update(entries)
-            considered = files
-        else:
-            considered = files
 
         on_disk: dict[str, FileInfo] = {path_id(f.path): f for f in considered}
         to_embed: list[FileInfo] = []
@@ -295,7 +294,7 @@ class Indexer:
         backfill: list[tuple[str, FileInfo]] = []
         # The files the recorded failures name, where the scan found them.
         failed_on_disk = on_disk
-        if delta is not None and index is not None:
+        if from_delta:
             unchanged = delta.unchanged
             known_failures = list(delta.known)
             failed_on_disk = delta.files_at({f.path for f in failures.values()})
@@ -332,7 +331,7 @@ class Indexer:
                 if META_KEYS[0] not in entry.extra:
                     backfill.append((id_, info))
 
-        if delta is not None and index is not None:
+        if from_delta:
             removed = [i for i in removed_ids if i in stored]
         else:
             removed = [id_ for id_ in stored if id_ not in on_disk]

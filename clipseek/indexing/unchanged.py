@@ -202,7 +202,7 @@ def _database_identity(db: Path) -> list[tuple[int, int, int, int] | None] | Non
 
 
 def _stored_or_remembered(
-    db: Path, collection_name: str, failures_name: str
+    db: Path, collection_name: str, failures_name: str, identity: object
 ) -> tuple[dict[str, tuple[int, int, int, int]], list[str], Failures] | None:
     """:func:`_stored`, kept beside the database for the next run while the database's
     files are unchanged.
@@ -212,10 +212,10 @@ def _stored_or_remembered(
     It is used only while the database's files have the identity they had when it was
     read (the key names them), so the records it gives are exactly the ones the database
     holds, and only when it proves it was written by clipseek for that database (see
-    :func:`load_cache`). The caller holds the writer lock, so writing here is a writer's
-    write.
+    :func:`load_cache`). ``identity``: the database files' identity, taken just before
+    (:func:`_database_identity`). The caller holds the writer lock, so writing here is a
+    writer's write.
     """
-    identity = _database_identity(db)
     key = _records_key(identity, collection_name, failures_name)
     cache = db.with_name(RECORDS_CACHE)
     if identity is not None:
@@ -378,7 +378,8 @@ class TreeDelta:
     removed: list[str]
     #: Recorded failures whose file is gone, or which now have a record too.
     stale_failures: int
-    #: Records under each root (an empty-looking root may be an unmounted drive).
+    #: Records under each root (an empty-looking root may be an unmounted drive); left
+    #: empty when there is nothing to do.
     per_root: dict[str, int]
     #: Byte sizes of every record: only a new file of one of these sizes can be one the
     #: index holds already (renamed, moved or copied), and only those are hashed.
@@ -429,7 +430,10 @@ def tree_delta(
         return None  # the normal path says which folder is missing
     identity = _database_identity(db)
     found = _stored_or_remembered(
-        db, COLLECTION_PREFIX + spec.collection_slug, FAILURES_PREFIX + spec.collection_slug
+        db,
+        COLLECTION_PREFIX + spec.collection_slug,
+        FAILURES_PREFIX + spec.collection_slug,
+        identity,
     )
     if found is None or identity is None:
         return None
@@ -463,15 +467,9 @@ def tree_delta(
     if texts == set(known_roots):
         # Every record lies under a scanned root: no need to sort a million paths by root.
         under, failed_under = stored, failed
-        per_root = (
-            {norm[0]: len(stored)}
-            if len(norm) == 1
-            else {r: sum(1 for p in stored if _under(p, r)) for r in norm}
-        )
     else:
         under = {p: st for p, st in stored.items() if any(_under(p, r) for r in norm)}
         failed_under = {p: f for p, f in failed.items() if any(_under(p, r) for r in norm)}
-        per_root = {r: sum(1 for p in under if _under(p, r)) for r in norm}
     known: list[FileFailed] = []
     differing: list[FileInfo] = []
     seen = seen_failed = 0
@@ -502,7 +500,7 @@ def tree_delta(
         differing=differing,
         removed=[],
         stale_failures=len(failed_under) - seen_failed,
-        per_root=per_root,
+        per_root={},
         sizes=set(),
         links=links,
         stored=stored,
@@ -511,6 +509,12 @@ def tree_delta(
     )
     if seen < len(under):
         delta.removed = [p for p in under if not delta.on_disk(p)]
+    if not delta.nothing_to_do:  # what only a run that plans needs
+        delta.per_root = (
+            {norm[0]: len(under)}
+            if len(norm) == 1
+            else {r: sum(1 for p in under if _under(p, r)) for r in norm}
+        )
     if delta.differing:
         delta.sizes = {st[0] for st in stored.values()}
     return delta
