@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from clipseek.fileio import write_whole
 
 if TYPE_CHECKING:
     import numpy as np
@@ -108,7 +108,8 @@ def write_slices(source: Path, target: Path, keep: Sequence[str] = ()) -> bool:
 
     Returns False where the model is not a BPE this module slices, or where the slices do
     not give the whole file's ids for the check texts: the file written then says so, and
-    the tokenizer is read whole, as before."""
+    the tokenizer is read whole, as before. False too where the file could not be written
+    (a full disk, a read-only folder)."""
     import numpy as np
     from tokenizers import Tokenizer
 
@@ -159,8 +160,7 @@ def write_slices(source: Path, target: Path, keep: Sequence[str] = ()) -> bool:
         if sliced is None or sliced.encode(text).ids != whole.encode(text).ids:
             exact = False
             break
-    _save(target, tables if exact else _unsliced(raw))
-    return exact
+    return _save(target, tables if exact else _unsliced(raw)) and exact
 
 
 def _unsliced(raw: bytes) -> dict[str, np.ndarray]:
@@ -173,19 +173,16 @@ def _unsliced(raw: bytes) -> dict[str, np.ndarray]:
     }
 
 
-def _save(target: Path, tables: dict[str, np.ndarray]) -> None:
-    """Written under a temporary name and renamed: a reader sees all of it or none."""
+def _save(target: Path, tables: dict[str, np.ndarray]) -> bool:
+    """Written whole or not at all (a reader sees all of it or none); False if it could not
+    be written."""
+    import io
+
     import numpy as np
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".slices-", suffix=".npz", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **tables)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    np.savez(buffer, **tables)
+    return write_whole(target, buffer.getvalue())
 
 
 def read_slices(path: Path, source: Path) -> tuple[TokenSlices | None, bool]:
