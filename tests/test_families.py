@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from clipseek.models import load_model, resolve_model
-from clipseek.testing import MULTILINGUAL_SAMPLES, photo_like
+from tests.support.fastpath import assert_fast_path_agrees
 from tests.support.texts import varied_texts
 
 #: open_clip pretrained tags of the CLIP-BPE families: OpenAI, LAION, DataComp, MetaCLIP, DFN.
@@ -23,18 +23,6 @@ CLIP_BPE_FAMILIES = (
     ("ViT-B-32-quickgelu", "metaclip_400m"),
     ("ViT-B-16-quickgelu", "dfn2b"),
 )
-
-
-def _agree(torch_model, fast) -> None:
-    texts = [*MULTILINGUAL_SAMPLES[:8], "", "x " * 80]
-    a, b = torch_model.encode_texts(texts), fast.encode_texts(texts)
-    assert a.truncated == b.truncated
-    assert float((a.vectors * b.vectors).sum(1).min()) >= 0.9999
-    images = [photo_like((160 + 16 * s, 120), seed=s) for s in range(4)]
-    ia = np.stack([torch_model.encode_image(i) for i in images])
-    ib = np.stack([fast.encode_image(i) for i in images])
-    assert float((ia * ib).sum(1).min()) >= 0.9999
-    assert (np.argsort(-(a.vectors @ ia.T), 1) == np.argsort(-(b.vectors @ ib.T), 1)).all()
 
 
 # --------------------------------------------------------------------------- CLIP's BPE
@@ -78,7 +66,7 @@ def test_gelu_clip_at_another_size_exports_and_agrees(tmp_path: Path) -> None:
     export = export_model(torch_model)
     assert export.manifest["tokenizer"]["kind"] == "clip-bpe"
     assert export.preprocess.size == (40, 40)
-    _agree(torch_model, OnnxModel(spec, export))
+    assert_fast_path_agrees(torch_model, OnnxModel(spec, export))
 
 
 # --------------------------------------------------------------------------- SentencePiece
@@ -152,7 +140,7 @@ def test_siglip_family_exports_and_agrees_without_transformers_or_torch(tiny_sig
     table = np.load(export.path(TOKEN_TABLE_FILE), mmap_mode="r")
     assert table.shape == tuple(torch_model._model.text.token_embedding.weight.shape)
     fast = OnnxModel(spec, export)
-    _agree(torch_model, fast)
+    assert_fast_path_agrees(torch_model, fast)
     assert isinstance(fast._table, np.memmap)
 
 

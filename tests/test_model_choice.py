@@ -10,6 +10,7 @@ import pytest
 
 from clipseek.config import DEFAULT_MODEL, load_settings
 from clipseek.engine import Engine
+from tests.support.fastpath import assert_fast_path_agrees
 
 #: What the default became (issue 28); the test below pins the same name as config's.
 NEW_DEFAULT = "ViT-B-32-SigLIP2-256:webli"
@@ -141,7 +142,7 @@ def test_the_new_defaults_standin_loads_offline_and_its_fast_path_agrees() -> No
     assert torch_model.preprocess_cfg.resize_mode == "squash"
     fast = OnnxModel(spec, export_model(torch_model))
     texts = ["a dog on a beach", "Straße im Regen", "東京の夜景", "perro en la playa", ""]
-    _fast_path_agrees(torch_model, fast, texts)
+    assert_fast_path_agrees(torch_model, fast, texts)
     assert fast._tokenize_setup().sliced  # the 256,000 tokens were never loaded whole
 
 
@@ -167,19 +168,4 @@ def test_the_previous_defaults_standin_loads_offline_and_its_fast_path_agrees() 
     assert not [m for m in torch_model._model.modules() if isinstance(m, QuickGELU)]
     fast = OnnxModel(spec, export_model(torch_model))
     texts = ["a dog on a beach", "Straße im Regen", "東京の夜景", ""]
-    _fast_path_agrees(torch_model, fast, texts)
-
-
-def _fast_path_agrees(torch_model, fast, texts: list[str]) -> None:
-    """Texts and pictures: cosine ≥ 0.9999 between torch and ONNX, the same rankings."""
-    import numpy as np
-
-    from clipseek.testing import photo_like
-
-    a, b = torch_model.encode_texts(texts).vectors, fast.encode_texts(texts).vectors
-    assert (a * b).sum(1).min() >= 0.9999
-    images = [photo_like((160, 120), seed=s) for s in range(3)]
-    ia = np.stack([torch_model.encode_image(i) for i in images])
-    ib = np.stack([fast.encode_image(i) for i in images])
-    assert (ia * ib).sum(1).min() >= 0.9999
-    assert ((a @ ia.T).argsort(1) == (b @ ib.T).argsort(1)).all()
+    assert_fast_path_agrees(torch_model, fast, texts)

@@ -15,6 +15,7 @@ here, so no test module imports another. One module per trade:
 - ``app``: drive the Textual app with Pilot (search, the gallery, the EXIF library app).
 - ``browser``: headless Chromium for the web page.
 - ``texts``: thousands of varied strings in many scripts, for tokenizer tests.
+- ``fastpath``: the fast path (ONNX on an export) held to torch: vectors and rankings.
 """
 
 from __future__ import annotations
