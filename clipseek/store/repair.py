@@ -81,6 +81,9 @@ RUN_MARKER = "clipseek-run.marker"
 #: How many neighbours a self-search asks for: a copy of a file has the same vector,
 #: so a record need not come first, only among its exact equals.
 _SELF_K = 10
+#: Neighbours asked for in a second look at the vectors the first search missed: a wider
+#: search follows more of the graph, so what it finds was the first search's approximation.
+_WIDE_K = 100
 
 
 def tolerated_misses(searched: int) -> int:
@@ -1008,6 +1011,19 @@ def _stored_sample(
         con.close()
 
 
+def _self_misses(col: Any, ids: list[str], vectors: Any, k: int) -> list[int]:
+    """Positions in ``ids`` whose vector a search for ``k`` neighbours does not return."""
+    res = col.query(query_embeddings=vectors, n_results=k, include=["distances"])
+    missed = []
+    for at, (own, hits, dists) in enumerate(zip(ids, res["ids"], res["distances"], strict=True)):
+        if own in hits:
+            continue
+        if len(hits) == k and dists and max(dists) < 1e-6:
+            continue  # more exact copies than k: it cannot be told apart
+        missed.append(at)
+    return missed
+
+
 def _self_search_child(
     location: str, sample: int = 0, payload: bytes | None = None
 ) -> dict[str, Any]:
@@ -1040,21 +1056,17 @@ def _self_search_child(
                     f"the database lists {counts[0]}.",
                 }
             counted.add(name)
-            k = min(_SELF_K, total)
             for start in range(0, len(ids), 256):
                 chunk = ids[start : start + 256]
-                res = col.query(
-                    query_embeddings=np.asarray(vectors[start : start + 256], dtype=np.float32),
-                    n_results=k,
-                    include=["distances"],
-                )
-                for own, hits, dists in zip(chunk, res["ids"], res["distances"], strict=True):
-                    if own in hits:
-                        found += 1
-                    elif len(hits) == k and dists and max(dists) < 1e-6:
-                        found += 1  # more exact copies than k: it cannot be told apart
-                    else:
-                        lost += 1
+                queries = np.asarray(vectors[start : start + 256], dtype=np.float32)
+                missed = _self_misses(col, chunk, queries, min(_SELF_K, total))
+                if missed:  # a second, wider look: what it finds was approximation, not damage
+                    again = _self_misses(
+                        col, [chunk[i] for i in missed], queries[missed], min(_WIDE_K, total)
+                    )
+                    missed = [missed[i] for i in again]
+                found += len(chunk) - len(missed)
+                lost += len(missed)
     except (ClipseekError, Exception) as exc:
         return {"found": found, "problem": f"a search of the vector files failed ({exc})."}
     if lost > tolerated_misses(found + lost):
